@@ -1,0 +1,261 @@
+"""Checked AST -> Program: a tree of vectorised torch operations.
+
+A Program is built once per pattern expression (cached by the expression, which is a
+hashable frozen dataclass) and evaluated on a batch's `BatchFeatures`, returning a float
+tensor [batch, query_pos, key_pos]: lower-triangular and zero on padding.
+
+Inside a condition every value is a pair (data, valid) of tensors that broadcast to
+[batch, query_pos, key_pos]: `q` is [1, pos, 1], `k` is [1, 1, pos], so a rule that only
+reads `k` costs [batch, 1, pos]. `valid` is False where a feature is read outside the
+prompt (`tok[k - 1]` at k = 0, or a padding position); a comparison with such a value is
+false. No Python loop runs over positions or prompts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Union
+
+import torch
+
+from ..syntax import ast
+from ..syntax.builtins import FUNCTIONS
+from .features import BatchFeatures
+
+Tensor = torch.Tensor
+ValuePair = tuple[Tensor, Union[Tensor, None]]  # (data, valid or None when always valid)
+
+_COMPARE = {
+    "==": torch.eq, "!=": torch.ne, "<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge,
+}
+
+
+class Program:
+    """A compiled pattern expression. Call it on BatchFeatures."""
+
+    def __init__(self, expr: ast.PExpr, run: Callable[[BatchFeatures], Tensor]):
+        self.expr = expr
+        self._run = run
+
+    def __call__(self, features: BatchFeatures) -> Tensor:
+        return self._run(features)
+
+    def __repr__(self) -> str:
+        return f"Program({self.expr!r})"
+
+
+@lru_cache(maxsize=4096)
+def compile_expr(expr: ast.PExpr) -> Program:
+    """Compile a checked pattern expression (no `Ref` left) into a Program."""
+    return Program(expr, _memoised(expr, _compile_pexpr(expr)))
+
+
+def _memoised(node, run):
+    # Patterns scored together often share parts (induction = duplicate shifted); one batch
+    # evaluates each distinct node once.
+    def memo_run(features: BatchFeatures):
+        try:
+            return features.memo[node]
+        except KeyError:
+            result = features.memo[node] = run(features)
+            return result
+    return memo_run
+
+
+def _triangle(features: BatchFeatures) -> Tensor:
+    """Cells that may be marked: k <= q, both real tokens. [batch, q, k] bool."""
+    key = "__triangle__"
+    if key not in features.memo:
+        pos = features.positions
+        tril = pos.view(1, -1, 1) >= pos.view(1, 1, -1)
+        features.memo[key] = tril & features.mask.unsqueeze(2) & features.mask.unsqueeze(1)
+    return features.memo[key]
+
+
+# ---- pattern expressions ----------------------------------------------------------------------
+def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
+    if isinstance(expr, ast.Attend):
+        cond = _compile_cond(expr.cond) if expr.cond is not None else None
+
+        def attend(features):
+            allowed = _triangle(features)
+            if cond is None:
+                return allowed.float()
+            return (cond(features) & allowed).float()
+        return attend
+
+    if isinstance(expr, ast.Combine):
+        left = compile_expr(expr.left)
+        right = compile_expr(expr.right)
+        op = {
+            "union": torch.maximum,
+            "intersect": torch.minimum,
+            "add": torch.add,
+            "difference": lambda a, b: a * (b == 0),
+        }[expr.op]
+        return lambda features: op(left(features), right(features))
+
+    if isinstance(expr, ast.Scale):
+        operand = compile_expr(expr.operand)
+        factor = expr.factor
+        return lambda features: operand(features) * factor
+
+    if isinstance(expr, ast.Shift):
+        operand = compile_expr(expr.operand)
+        offset = expr.offset
+
+        def shift(features):
+            return _shift_keys(operand(features), offset) * _triangle(features)
+        return shift
+
+    if isinstance(expr, ast.Normalize):
+        operand = compile_expr(expr.operand)
+
+        def normalize(features):
+            matrix = operand(features)
+            total = matrix.sum(dim=-1, keepdim=True)
+            return torch.where(total > 0, matrix / total.clamp_min(1e-30), matrix)
+        return normalize
+
+    raise TypeError(f"cannot compile {type(expr).__name__}; references must be inlined by the checker")
+
+
+def _shift_keys(matrix: Tensor, offset: int) -> Tensor:
+    """Move every mark N keys later (N > 0) or earlier (N < 0); what leaves the matrix drops."""
+    n_keys = matrix.shape[-1]
+    if offset == 0:
+        return matrix
+    out = torch.zeros_like(matrix)
+    if abs(offset) >= n_keys:
+        return out
+    if offset > 0:
+        out[..., offset:] = matrix[..., : n_keys - offset]
+    else:
+        out[..., : n_keys + offset] = matrix[..., -offset:]
+    return out
+
+
+# ---- conditions -----------------------------------------------------------------------------
+def _compile_cond(cond: ast.Cond) -> Callable[[BatchFeatures], Tensor]:
+    if isinstance(cond, ast.And):
+        left, right = _compile_cond(cond.left), _compile_cond(cond.right)
+        return _memoised(cond, lambda f: left(f) & right(f))
+    if isinstance(cond, ast.Or):
+        left, right = _compile_cond(cond.left), _compile_cond(cond.right)
+        return _memoised(cond, lambda f: left(f) | right(f))
+    if isinstance(cond, ast.Not):
+        operand = _compile_cond(cond.operand)
+        return _memoised(cond, lambda f: ~operand(f))
+    if isinstance(cond, ast.Truth):
+        value = _compile_value(cond.value)
+        return _memoised(cond, lambda f: _definite(*value(f)))
+    if isinstance(cond, ast.Compare):
+        return _memoised(cond, _compile_compare(cond))
+    raise TypeError(f"not a condition: {cond!r}")
+
+
+def _definite(data: Tensor, valid: Tensor | None) -> Tensor:
+    return data if valid is None else data & valid
+
+
+def _both_valid(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a & b
+
+
+def _compile_compare(cond: ast.Compare):
+    left, right = _compile_value(cond.left), _compile_value(cond.right)
+    compare = _COMPARE[cond.op]
+
+    def run(features):
+        (a, a_valid), (b, b_valid) = left(features), right(features)
+        return _definite(compare(a, b), _both_valid(a_valid, b_valid))
+    return run
+
+
+# ---- values -----------------------------------------------------------------------------------
+def _const(value: int, features: BatchFeatures) -> ValuePair:
+    return torch.tensor(value, dtype=torch.long, device=features.device), None
+
+
+def _compile_value(value: ast.Value) -> Callable[[BatchFeatures], ValuePair]:
+    if isinstance(value, ast.Name):
+        name = value.name
+        if name == "q":
+            return lambda f: (f.positions.view(1, -1, 1), None)
+        if name == "k":
+            return lambda f: (f.positions.view(1, 1, -1), None)
+        truth = name == "true"
+        return lambda f: (torch.tensor(truth, device=f.device), None)
+    if isinstance(value, ast.IntLit):
+        number = value.value
+        return lambda f: _const(number, f)
+    if isinstance(value, ast.StrLit):
+        text = value.value
+        return lambda f: _const(f.intern(text), f)
+    if isinstance(value, ast.Neg):
+        operand = _compile_value(value.operand)
+        return lambda f: (lambda d, v: (-d, v))(*operand(f))
+    if isinstance(value, ast.Arith):
+        left, right = _compile_value(value.left), _compile_value(value.right)
+        sign = 1 if value.op == "+" else -1
+
+        def arith(f):
+            (a, a_valid), (b, b_valid) = left(f), right(f)
+            return a + sign * b, _both_valid(a_valid, b_valid)
+        return arith
+    if isinstance(value, ast.Index):
+        return _memoised(value, _compile_index(value))
+    if isinstance(value, ast.Call):
+        return _memoised(value, _compile_call(value))
+    raise TypeError(f"not a value: {value!r}")
+
+
+def _compile_index(value: ast.Index):
+    index = _compile_value(value.index)
+    feature = value.feature
+
+    def gather(f: BatchFeatures) -> ValuePair:
+        table = f.feature_table(feature)                      # [batch, pos]
+        idx, idx_valid = index(f)                             # broadcasts to [batch?, q?, k?]
+        idx = idx.view(*([1] * (3 - idx.dim())), *idx.shape)  # scalars and [q,k] views to 3-D
+        inside = (idx >= 0) & (idx < f.n_pos)
+        safe = idx.clamp(0, f.n_pos - 1)
+        rows = torch.arange(f.batch, device=f.device).view(-1, 1, 1)
+        data = table[rows, safe]                              # [batch, q?, k?]
+        valid = inside & f.mask[rows, safe]
+        return data, _both_valid(valid, idx_valid)
+    return gather
+
+
+def _compile_call(value: ast.Call):
+    function = FUNCTIONS[value.func]
+    if value.func == "iequals":
+        # Equal after lowering and stripping: compare the canonical strings' ids.
+        left, right = (_canonical(_compile_value(arg)) for arg in value.args)
+
+        def iequals(f):
+            (a, a_valid), (b, b_valid) = left(f), right(f)
+            return a == b, _both_valid(a_valid, b_valid)
+        return iequals
+
+    subject = _compile_value(value.args[0])
+    literals = tuple(arg.value for arg in value.args[1:])  # the checker allows only literals here
+
+    def call(f):
+        ids, valid = subject(f)
+        table = f.lut(function.name, *literals)
+        return table[ids], valid
+    return call
+
+
+def _canonical(value_fn):
+    def run(f):
+        ids, valid = value_fn(f)
+        stripped = f.lut("strip")[ids]  # may add strings to the table: look up `lower` after
+        return f.lut("lower")[stripped], valid
+    return run

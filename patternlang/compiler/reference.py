@@ -1,0 +1,146 @@
+"""A plain-Python evaluator of the AST: loops over q and k, one prompt at a time.
+
+It is slow on purpose and shares nothing with the vectorised compiler except the
+definitions of the string functions, so that tests can use it as the oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from ..syntax import ast
+from ..syntax.builtins import FUNCTIONS, starts_word
+
+Matrix = list[list[float]]
+MISSING = None  # a feature read outside the prompt
+
+
+def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[str] | None = None,
+                     special_ids: Collection[int] = ()) -> Matrix:
+    """The detection matrix of one prompt as nested lists [q][k]."""
+    prompt = _Prompt(list(tokens), list(strings) if strings is not None else None, set(special_ids))
+    return _pexpr(expr, prompt)
+
+
+class _Prompt:
+    def __init__(self, tokens: list[int], strings: list[str] | None, special_ids: set[int]):
+        self.tokens = tokens
+        self.strings = strings
+        self.n = len(tokens)
+        self.special = [t in special_ids for t in tokens]
+        self._words: list[int] | None = None
+
+    def need_strings(self) -> list[str]:
+        if self.strings is None:
+            raise ValueError("this rule needs token strings")
+        return self.strings
+
+    def starts(self) -> list[bool]:
+        strings = self.need_strings()
+        return [
+            p == 0 or self.special[p] or (p > 0 and self.special[p - 1]) or starts_word(strings[p])
+            for p in range(self.n)
+        ]
+
+    def words(self) -> list[int]:
+        if self._words is None:
+            word, words = -1, []
+            for start in self.starts():
+                word += start
+                words.append(word)
+            self._words = words
+        return self._words
+
+    def feature(self, name: str, position: int):
+        if not 0 <= position < self.n:
+            return MISSING
+        if name == "tok":
+            return self.tokens[position]
+        if name == "str":
+            return self.need_strings()[position]
+        if name == "word":
+            return self.words()[position]
+        if name == "start":
+            return self.starts()[position]
+        if name == "special":
+            return self.special[position]
+        raise ValueError(name)
+
+
+def _zeros(n: int) -> Matrix:
+    return [[0.0] * n for _ in range(n)]
+
+
+def _pexpr(expr: ast.PExpr, prompt: _Prompt) -> Matrix:
+    n = prompt.n
+    if isinstance(expr, ast.Attend):
+        return [[1.0 if k <= q and (expr.cond is None or _cond(expr.cond, prompt, q, k)) else 0.0
+                 for k in range(n)] for q in range(n)]
+    if isinstance(expr, ast.Combine):
+        a, b = _pexpr(expr.left, prompt), _pexpr(expr.right, prompt)
+        op = {
+            "union": max,
+            "intersect": min,
+            "add": lambda x, y: x + y,
+            "difference": lambda x, y: x if y == 0 else 0.0,
+        }[expr.op]
+        return [[op(a[q][k], b[q][k]) for k in range(n)] for q in range(n)]
+    if isinstance(expr, ast.Scale):
+        a = _pexpr(expr.operand, prompt)
+        return [[value * expr.factor for value in row] for row in a]
+    if isinstance(expr, ast.Shift):
+        a = _pexpr(expr.operand, prompt)
+        out = _zeros(n)
+        for q in range(n):
+            for k in range(n):
+                source = k - expr.offset
+                if k <= q and 0 <= source < n:
+                    out[q][k] = a[q][source]
+        return out
+    if isinstance(expr, ast.Normalize):
+        a = _pexpr(expr.operand, prompt)
+        return [[value / sum(row) for value in row] if sum(row) > 0 else row for row in a]
+    raise TypeError(expr)
+
+
+def _cond(cond: ast.Cond, prompt: _Prompt, q: int, k: int) -> bool:
+    if isinstance(cond, ast.And):
+        return _cond(cond.left, prompt, q, k) and _cond(cond.right, prompt, q, k)
+    if isinstance(cond, ast.Or):
+        return _cond(cond.left, prompt, q, k) or _cond(cond.right, prompt, q, k)
+    if isinstance(cond, ast.Not):
+        return not _cond(cond.operand, prompt, q, k)
+    if isinstance(cond, ast.Truth):
+        return _value(cond.value, prompt, q, k) is True
+    if isinstance(cond, ast.Compare):
+        a, b = _value(cond.left, prompt, q, k), _value(cond.right, prompt, q, k)
+        if a is MISSING or b is MISSING:
+            return False
+        return {
+            "==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b,
+        }[cond.op]
+    raise TypeError(cond)
+
+
+def _value(value: ast.Value, prompt: _Prompt, q: int, k: int):
+    if isinstance(value, ast.Name):
+        return {"q": q, "k": k, "true": True, "false": False}[value.name]
+    if isinstance(value, (ast.IntLit, ast.StrLit)):
+        return value.value
+    if isinstance(value, ast.Neg):
+        inner = _value(value.operand, prompt, q, k)
+        return MISSING if inner is MISSING else -inner
+    if isinstance(value, ast.Arith):
+        a, b = _value(value.left, prompt, q, k), _value(value.right, prompt, q, k)
+        if a is MISSING or b is MISSING:
+            return MISSING
+        return a + b if value.op == "+" else a - b
+    if isinstance(value, ast.Index):
+        position = _value(value.index, prompt, q, k)
+        return MISSING if position is MISSING else prompt.feature(value.feature, position)
+    if isinstance(value, ast.Call):
+        args = [_value(arg, prompt, q, k) for arg in value.args]
+        if any(arg is MISSING for arg in args):
+            return MISSING
+        return FUNCTIONS[value.func].apply(*args)
+    raise TypeError(value)

@@ -1,0 +1,97 @@
+"""One family of errors for everything a user can get wrong.
+
+Errors are raised short, where the problem is found, with a `Location` when the
+problem is in pattern source. `str(error)` renders the file, line and column, the
+source line with a caret under the offending column, and a hint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A place in pattern source: 1-based line and column, with the text around it."""
+
+    line: int
+    column: int
+    source: str = ""
+    filename: str | None = None
+    end_column: int | None = None
+
+    def source_line(self) -> str:
+        lines = self.source.splitlines()
+        return lines[self.line - 1] if 0 < self.line <= len(lines) else ""
+
+    def render(self) -> str:
+        where = f"{self.filename or '<rule>'}:{self.line}:{self.column}"
+        text = self.source_line()
+        if not text:
+            return where
+        width = max(1, (self.end_column or self.column + 1) - self.column)
+        caret = " " * (self.column - 1) + "^" * width
+        gutter = f"{self.line:>4} | "
+        return f"{where}\n{gutter}{text}\n{' ' * (len(gutter) - 2)}| {caret}"
+
+
+class PatternError(Exception):
+    """Base of every error patternlang raises for bad user input."""
+
+    def __init__(self, message: str, location: Location | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.hint = hint
+
+    def with_location(self, location: Location) -> "PatternError":
+        self.location = location
+        return self
+
+    def __str__(self) -> str:
+        parts = []
+        if self.location is not None:
+            parts.append(self.location.render())
+        parts.append(f"error: {self.message}")
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class PatternSyntaxError(PatternError):
+    """The text does not follow the grammar."""
+
+
+class UnknownNameError(PatternError):
+    """A pattern, feature, function, measure or probe name that does not exist."""
+
+
+class PatternTypeError(PatternError):
+    """An expression combines values of kinds that do not fit (a string compared with a position...)."""
+
+
+class CycleError(PatternError):
+    """Patterns that refer to each other in a loop."""
+
+
+class PatternFileError(PatternError):
+    """A pattern or YAML file that cannot be read or does not match the schema."""
+
+
+class ErrorGroup(PatternError):
+    """Several problems found at once (the checker reports all of them)."""
+
+    def __init__(self, errors: list[PatternError]):
+        self.errors = list(errors)
+        super().__init__(f"{len(self.errors)} problems found")
+
+    def __str__(self) -> str:
+        return "\n\n".join(str(e) for e in self.errors) + f"\n\n{len(self.errors)} problems found"
+
+
+class InputError(PatternError):
+    """Bad input to the engine: prompts, heads, measures, models, detection tensors."""
+
+
+class ModelLoadError(InputError):
+    """A model that cannot be found or loaded."""

@@ -1,0 +1,35 @@
+"""Per-pattern settings that the scoring engine uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MeasureName = Literal["mass", "tv", "argmax", "mul", "abs"]
+MEASURES: tuple[str, ...] = ("mass", "tv", "argmax", "mul", "abs")
+EXCLUSIONS: tuple[str, ...] = ("bos", "current")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A prompt set by name, with its arguments: `probe repeated_random(length=64)`."""
+
+    name: str
+    args: tuple[tuple[str, int | float | str], ...] = ()
+
+    def kwargs(self) -> dict[str, int | float | str]:
+        return dict(self.args)
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.name
+        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.args) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    measure: str | None = None
+    exclude_bos: bool = False
+    exclude_current: bool = False
+    probe: ProbeSpec | None = None
+    normalize: bool = False

@@ -1,0 +1,349 @@
+"""Text -> AST: the Lark parser, the tree-to-AST transformer and syntax errors with a caret."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from functools import lru_cache
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from ..errors import Location, PatternError, PatternSyntaxError
+from ..resources import grammar_path
+from . import ast
+
+# Deeper trees than this are refused before they reach recursive code.
+MAX_DEPTH = 150
+MAX_SOURCE_CHARS = 1_000_000
+
+KEYWORDS = ("pattern", "attend", "where", "shift", "weight", "and", "or", "not",
+            "measure", "exclude", "probe", "normalize")
+
+# Readable names for the grammar's named terminals, for "expected ..." messages.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "NUMBER": "a number",
+    "SIGNED_NUMBER": "a number",
+    "SIGNED_INT": "an integer offset such as +1",
+    "STRING": "a string",
+    "CMP_OP": "a comparison (== != < <= > >=)",
+    "$END": "the end of the text",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        start=["module", "rule_text"],
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+@lru_cache(maxsize=1)
+def _terminal_text() -> dict[str, str]:
+    """Terminal name -> what a user would type ('==' rather than __ANON_3)."""
+    names = dict(_TERMINAL_NAMES)
+    for term in _parser().terminals:
+        if term.name not in names and term.pattern.type == "str":
+            names[term.name] = repr(term.pattern.value)
+    return names
+
+
+def parse_module(text: str, filename: str | None = None) -> ast.Module:
+    """Parse the text of a `.pattern` file into a Module of Definitions."""
+    tree = _parse(text, "module", filename)
+    module = _to_ast(tree, text, filename)
+    return ast.Module(definitions=tuple(module), filename=filename)
+
+
+def parse_rule(text: str, filename: str | None = None) -> tuple[ast.PExpr, tuple[ast.Setting, ...]]:
+    """Parse an inline rule such as `attend k where k == q - 1` (settings may follow)."""
+    tree = _parse(text, "rule_text", filename)
+    return _to_ast(tree, text, filename)
+
+
+def _parse(text: str, start: str, filename: str | None) -> Tree:
+    if len(text) > MAX_SOURCE_CHARS:
+        raise PatternSyntaxError(f"the text is too long ({len(text)} characters, at most {MAX_SOURCE_CHARS})",
+                                 Location(1, 1, "", filename))
+    try:
+        tree = _parser().parse(text, start=start)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, filename) from None
+    except RecursionError:
+        raise PatternSyntaxError("the text is nested too deeply to read", Location(1, 1, text, filename)) from None
+    _check_depth(tree, text, filename)
+    return tree
+
+
+def _check_depth(tree: Tree, text: str, filename: str | None) -> None:
+    # Iterative, so that absurd nesting is reported instead of overflowing the stack later.
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = node.meta
+            line = getattr(meta, "line", 1)
+            column = getattr(meta, "column", 1)
+            raise PatternSyntaxError(
+                f"the expression is nested too deeply (more than {MAX_DEPTH} levels)",
+                Location(line, column, text, filename),
+                hint="split it into named patterns that refer to each other",
+            )
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, filename: str | None) -> PatternSyntaxError:
+    line = getattr(exc, "line", None) or 1
+    column = getattr(exc, "column", None) or 1
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        lines = text.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+    loc = Location(line, column, text, filename)
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        hint = None
+        if char == "=":
+            hint = "compare with '==' (a single '=' is only for probe arguments)"
+        elif char in "\"'":
+            hint = "this string is not closed on its line; use triple quotes for text over several lines"
+        return PatternSyntaxError(f"unexpected character {char!r}", loc, hint)
+
+    expected = _ordered({_terminal_text().get(name, name) for name in getattr(exc, "expected", ()) or ()})
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        token: Token = exc.token
+        loc = Location(line, column, text, filename, end_column=column + max(1, len(str(token))))
+        message = f"unexpected {_describe(token)}"
+    else:
+        message = "the text ends too early"
+    if expected:
+        message += "; expected " + _join(expected)
+    return PatternSyntaxError(message, loc, _hint_for(exc, expected))
+
+
+def _describe(token: Token) -> str:
+    if token.type == "NAME":
+        return f"name {str(token)!r}"
+    return repr(str(token))
+
+
+def _ordered(names: set[str]) -> list[str]:
+    # Kinds of thing first ("a comparison"), then keywords, then punctuation.
+    return sorted(names, key=lambda n: (not n[:1].isalpha(), not n.strip("'")[:1].isalpha(), n))
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _hint_for(exc: UnexpectedInput, expected: list[str]) -> str | None:
+    if not isinstance(exc, UnexpectedToken):
+        return None
+    token = exc.token
+    previous = [t for t in getattr(exc, "token_history", None) or [] if t is not None]
+    if token.type == "NAME" or (previous and previous[-1].type == "NAME"):
+        for word in [str(token)] + [str(t) for t in previous[-1:] if t.type == "NAME"]:
+            close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
+            if close and close[0] != word:
+                return f"did you mean the keyword {close[0]!r} instead of {word!r}?"
+    if str(token) in {"|", "&", "+", "-", "*"} and "'shift'" in expected:
+        return "an `attend` rule reaches to the end of the expression; put it in parentheses " \
+               "to combine it: (attend k where ...) | other_pattern"
+    if str(token) == "=":
+        return "compare with '=='"
+    if str(token) in KEYWORDS:
+        return f"{str(token)!r} is a keyword and cannot be used as a name"
+    return None
+
+
+# ---- parse tree -> AST ------------------------------------------------------------------------
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
+def unquote(raw: str) -> str:
+    """A STRING token's text without quotes. Known escapes are decoded; others are kept as
+    written, so regular expressions like "\\s" need no doubling. No eval."""
+    body = raw[3:-3] if raw.startswith('"""') else raw[1:-1]
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body, flags=re.S)
+
+
+def _dedent_doc(doc: str) -> str:
+    lines = doc.strip("\n").splitlines()
+    if not lines:
+        return ""
+    rest = [ln for ln in lines[1:] if ln.strip()]
+    indent = min((len(ln) - len(ln.lstrip()) for ln in rest), default=0)
+    return "\n".join([lines[0].strip()] + [ln[indent:] for ln in lines[1:]]).strip()
+
+
+def _to_ast(tree: Tree, text: str, filename: str | None):
+    try:
+        return _AstBuilder(text, filename).transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, PatternError):
+            raise exc.orig_exc from None
+        raise
+
+
+@v_args(meta=True)
+class _AstBuilder(Transformer):
+    def __init__(self, text: str, filename: str | None):
+        super().__init__()
+        self.text = text
+        self.filename = filename
+
+    def _loc(self, meta) -> Location | None:
+        if getattr(meta, "empty", True):
+            return None
+        end = meta.end_column if meta.end_line == meta.line else None
+        return Location(meta.line, meta.column, self.text, self.filename, end_column=end)
+
+    def _tok_loc(self, token: Token) -> Location:
+        return Location(token.line, token.column, self.text, self.filename,
+                        end_column=token.column + max(1, len(str(token))))
+
+    # module level
+    def module(self, meta, children):
+        return list(children)
+
+    def rule_text(self, meta, children):
+        expr, *settings = children
+        return expr, tuple(settings)
+
+    def definition(self, meta, children):
+        name, *rest = children
+        doc = ""
+        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+            doc = _dedent_doc(unquote(str(rest[0])))
+            rest = rest[1:]
+        expr, *settings = rest
+        source = self.text[meta.start_pos:meta.end_pos]
+        return ast.Definition(str(name), doc, expr, tuple(settings), source=source, loc=self._tok_loc(name))
+
+    # settings
+    def measure_setting(self, meta, children):
+        return ast.MeasureSetting(str(children[0]), loc=self._tok_loc(children[0]))
+
+    def exclude_setting(self, meta, children):
+        return ast.ExcludeSetting(str(children[0]), loc=self._tok_loc(children[0]))
+
+    def probe_setting(self, meta, children):
+        name, *args = children
+        return ast.ProbeSetting(str(name), tuple(args[0]) if args else (), loc=self._tok_loc(name))
+
+    def normalize_setting(self, meta, children):
+        return ast.NormalizeSetting(loc=self._loc(meta))
+
+    def probe_args(self, meta, children):
+        return list(children)
+
+    def probe_arg(self, meta, children):
+        name, value = children
+        return (str(name), value)
+
+    def number(self, meta, children):
+        raw = str(children[0])
+        return int(raw) if re.fullmatch(r"[+-]?\d+", raw) else float(raw)
+
+    def string(self, meta, children):
+        return unquote(str(children[0]))
+
+    # pattern expressions
+    def _combine(op):
+        def build(self, meta, children):
+            left, right = children
+            return ast.Combine(op, left, right, loc=self._loc(meta))
+        return build
+
+    union = _combine("union")
+    intersect = _combine("intersect")
+    add = _combine("add")
+    difference = _combine("difference")
+    del _combine
+
+    def scale(self, meta, children):
+        factor, operand = children
+        return ast.Scale(float(factor), operand, loc=self._tok_loc(factor))
+
+    def modified(self, meta, children):
+        operand, modifier = children
+        return modifier(operand)
+
+    def ref(self, meta, children):
+        return ast.Ref(str(children[0]), loc=self._tok_loc(children[0]))
+
+    def normalize(self, meta, children):
+        return ast.Normalize(children[0], loc=self._loc(meta))
+
+    def attend(self, meta, children):
+        var, *rest = children
+        cond = None
+        if rest and not callable(rest[0]):
+            cond, *rest = rest
+        node = ast.Attend(str(var), cond, loc=self._tok_loc(var))
+        for modifier in rest:
+            node = modifier(node)
+        return node
+
+    # Modifiers come back as functions of their operand, so `attend ... shift +1 weight 2`
+    # and `(...) shift +1` build the same nodes.
+    def shift(self, meta, children):
+        token = children[0]
+        loc = self._tok_loc(token)
+        return lambda operand: ast.Shift(int(str(token)), operand, loc=loc)
+
+    def weight(self, meta, children):
+        token = children[0]
+        loc = self._tok_loc(token)
+        return lambda operand: ast.Scale(float(token), operand, loc=loc)
+
+    # conditions
+    def or_(self, meta, children):
+        return ast.Or(children[0], children[1], loc=self._loc(meta))
+
+    def and_(self, meta, children):
+        return ast.And(children[0], children[1], loc=self._loc(meta))
+
+    def not_(self, meta, children):
+        return ast.Not(children[0], loc=self._loc(meta))
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.Compare(str(op), left, right, loc=self._tok_loc(op))
+
+    def truth(self, meta, children):
+        return ast.Truth(children[0], loc=self._loc(meta))
+
+    # values
+    def plus(self, meta, children):
+        return ast.Arith("+", children[0], children[1], loc=self._loc(meta))
+
+    def minus(self, meta, children):
+        return ast.Arith("-", children[0], children[1], loc=self._loc(meta))
+
+    def name(self, meta, children):
+        return ast.Name(str(children[0]), loc=self._tok_loc(children[0]))
+
+    def int_lit(self, meta, children):
+        return ast.IntLit(int(str(children[0])), loc=self._tok_loc(children[0]))
+
+    def str_lit(self, meta, children):
+        return ast.StrLit(unquote(str(children[0])), loc=self._tok_loc(children[0]))
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], loc=self._loc(meta))
+
+    def index(self, meta, children):
+        feature, value = children
+        return ast.Index(str(feature), value, loc=self._tok_loc(feature))
+
+    def call(self, meta, children):
+        func, *args = children
+        return ast.Call(str(func), tuple(args), loc=self._tok_loc(func))

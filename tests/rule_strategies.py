@@ -1,0 +1,72 @@
+"""Hypothesis strategies that write random (valid) rules, and random prompts for them."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+# A small vocabulary where texts collide in interesting ways: case, leading spaces, markers.
+VOCAB = ["<s>", " the", "the", " The", "cat", " cat", "Ġcat", ".", ",", " sat", "s", "\n", " a", "a"]
+SPECIAL_IDS = {0}
+
+positions = st.sampled_from(["q", "k", "q - 1", "k - 1", "k + 1", "q - 2", "k + 2", "0", "1", "3"])
+literals = st.sampled_from(['"the"', '" the"', '"cat"', '"."', '"a"'])
+prefixes = st.sampled_from(['" "', '"Ġ"', '"c"', '"T"', '""'])
+regexes = st.sampled_from(['"^[.,]$"', '"[A-Z]"', '"^\\s"', '"at$"'])
+ordered = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
+equality = st.sampled_from(["==", "!="])
+
+
+@st.composite
+def comparisons(draw) -> str:
+    choice = draw(st.integers(0, 10))
+    p1, p2 = draw(positions), draw(positions)
+    if choice == 0:
+        return f"{p1} {draw(ordered)} {p2}"
+    if choice == 1:
+        return f"tok[{p1}] {draw(equality)} tok[{p2}]"
+    if choice == 2:
+        return f"str[{p1}] {draw(equality)} str[{p2}]"
+    if choice == 3:
+        return f"word[{p1}] {draw(ordered)} word[{p2}] - {draw(st.integers(0, 2))}"
+    if choice == 4:
+        return f"startswith(str[{p1}], {draw(prefixes)})"
+    if choice == 5:
+        return f"iequals(str[{p1}], str[{p2}])"
+    if choice == 6:
+        return f"lower(strip(str[{p1}])) == {draw(literals)}"
+    if choice == 7:
+        return f"matches(str[{p1}], {draw(regexes)})"
+    if choice == 8:
+        return f"start[{p1}]"
+    if choice == 9:
+        return f"q - k {draw(ordered)} {draw(st.integers(0, 3))}"
+    return f"special[{p1}] or str[{p1}] == {draw(literals)}"
+
+
+def conditions(max_leaves: int = 6):
+    return st.recursive(
+        comparisons(),
+        lambda inner: st.one_of(
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}) and ({t[1]})"),
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}) or ({t[1]})"),
+            inner.map(lambda c: f"not ({c})"),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def rules(max_leaves: int = 4):
+    attend = st.one_of(conditions().map(lambda c: f"attend k where {c}"), st.just("attend k"))
+    return st.recursive(
+        attend.map(lambda a: f"({a})"),
+        lambda inner: st.one_of(
+            st.tuples(inner, st.sampled_from(["|", "&", "+", "-"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            st.tuples(inner, st.integers(-3, 3)).map(lambda t: f"({t[0]} shift {t[1]:+d})"),
+            st.tuples(st.sampled_from(["0.5", "2", "0.25"]), inner).map(lambda t: f"({t[0]} * {t[1]})"),
+            inner.map(lambda e: f"normalize({e})"),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+prompts = st.lists(st.integers(0, len(VOCAB) - 1), min_size=1, max_size=12)

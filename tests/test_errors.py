@@ -1,0 +1,108 @@
+"""Bad rules: each malformed rule beside the message, column and hint it must produce."""
+
+from __future__ import annotations
+
+import pytest
+
+from patternlang import compile_rule
+from patternlang.errors import (CycleError, ErrorGroup, PatternError, PatternSyntaxError, PatternTypeError,
+                                UnknownNameError)
+from patternlang.syntax.parser import parse_module
+from patternlang.syntax.checker import Checker
+
+# (rule, error class, text the message must contain, 1-based column of the caret)
+MALFORMED = [
+    ("attend k where tok[k] = tok[q]", PatternSyntaxError, "unexpected '='", 23),
+    ("attend k where k == q - 1 | bos_head", PatternSyntaxError, "unexpected '|'", 27),
+    ("atend k where k == 0", PatternSyntaxError, "unexpected name 'k'", 7),
+    ("attend k where (k == ", PatternSyntaxError, "ends too early", 22),
+    ('attend k where str[k] == "abc', PatternSyntaxError, "unexpected character", 26),
+    ("attend k where k == q shift 1.5", PatternSyntaxError, "unexpected '.5'", 30),
+    ("attend k where tok[k] == tok[q] and", PatternSyntaxError, "ends too early", 36),
+    ("attend k where tokk[k] == tok[q]", UnknownNameError, "unknown feature 'tokk'", 16),
+    ("attend k where tok[k] == tok[r]", UnknownNameError, "unknown name 'r'", 30),
+    ("attend k where lowr(str[k]) == str[q]", UnknownNameError, "unknown function 'lowr'", 16),
+    ("induction_haed shift +1", UnknownNameError, "unknown pattern 'induction_haed'", 1),
+    ("attend j where j == 0", PatternError, "always `k`", 8),
+    ("attend k where tok[k] < tok[q]", PatternTypeError, "token ids have no order", 23),
+    ("attend k where str[k] == k", PatternTypeError, "cannot compare a string with a position", 23),
+    ("attend k where word[k] == q", PatternTypeError, "cannot compare a word with a position", 24),
+    ("attend k where tok[k] + 1 == tok[q]", PatternTypeError, "cannot be used in arithmetic", 16),
+    ("attend k where tok[str[k]] == 1", PatternTypeError, "needs a position", 20),
+    ("attend k where tok[k]", PatternTypeError, "must be true or false", 16),
+    ('attend k where startswith(str[k], str[q])', PatternTypeError, "must be a string written in the rule", 35),
+    ('attend k where matches(str[k], "(")', PatternTypeError, "bad regular expression", 32),
+    ("attend k where lower(str[k], str[q]) == str[q]", PatternTypeError, "takes 1 argument", 16),
+    ("attend k measure mas", UnknownNameError, "unknown measure 'mas'", 18),
+    ("attend k exclude boss", UnknownNameError, "cannot exclude 'boss'", 18),
+    ("attend k measure tv measure mass", PatternError, "given twice", 29),
+    ("(attend k) shift +999999999", PatternTypeError, "too far", 18),
+]
+
+
+@pytest.mark.parametrize("rule, error, message, column", MALFORMED)
+def test_malformed_rules(rule, error, message, column):
+    with pytest.raises(error) as info:
+        compile_rule(rule)
+    raised = info.value
+    assert message in raised.message
+    assert raised.location is not None and raised.location.column == column, str(raised)
+    rendered = str(raised)
+    assert rule in rendered and "^" in rendered  # the source line with a caret under it
+
+
+def test_hints_and_did_you_mean():
+    with pytest.raises(UnknownNameError) as info:
+        compile_rule("induction_haed shift +1")
+    assert "did you mean 'induction_head'" in str(info.value)
+    with pytest.raises(PatternSyntaxError) as info:
+        compile_rule("attend k where k == q - 1 | bos_head")
+    assert "parentheses" in str(info.value)
+    with pytest.raises(PatternSyntaxError) as info:
+        compile_rule("atend k where k == 0")
+    assert "'attend'" in str(info.value)
+    with pytest.raises(PatternSyntaxError) as info:
+        compile_rule("attend k where tok[k] = tok[q]")
+    assert "'=='" in str(info.value)
+
+
+def test_every_problem_is_reported_at_once_with_file_line_and_column():
+    text = (
+        "pattern a:\n"
+        "    attend k where tok[k] < tok[q]\n"
+        "pattern b:\n"
+        "    missing_head | a\n"
+        "    measure mas\n"
+    )
+    with pytest.raises(ErrorGroup) as info:
+        Checker().check_module(parse_module(text, filename="heads.pattern"))
+    errors = info.value.errors
+    assert len(errors) == 3
+    assert {(e.location.line, e.location.column) for e in errors} == {(2, 27), (4, 5), (5, 13)}
+    assert "heads.pattern:2:27" in str(info.value)
+
+
+def test_cycles_are_errors():
+    text = "pattern a: b | c\npattern b: a shift +1\npattern c: attend k\npattern d: d\n"
+    with pytest.raises(ErrorGroup) as info:
+        Checker().check_module(parse_module(text))
+    messages = [e.message for e in info.value.errors]
+    assert all(isinstance(e, CycleError) for e in info.value.errors)
+    assert any("a -> b -> a" in m for m in messages) and any("d -> d" in m for m in messages)
+
+
+def test_duplicate_definitions():
+    with pytest.raises(PatternError, match="defined twice"):
+        Checker().check_module(parse_module("pattern a: attend k\npattern a: attend k\n"))
+
+
+def test_deep_nesting_gets_a_clear_error():
+    # Parentheses alone add no depth to the tree; they must simply work.
+    deep = "attend k where " + "(" * 400 + "k == q" + ")" * 400
+    assert compile_rule(deep).matrix([1, 2]).tolist() == [[1, 0], [0, 1]]
+    chain = " | ".join(["previous_token_head"] * 400)
+    with pytest.raises(PatternSyntaxError, match="nested too deeply"):
+        compile_rule(chain)
+    nots = "attend k where " + "not " * 400 + "k == q"
+    with pytest.raises(PatternSyntaxError, match="nested too deeply"):
+        compile_rule(nots)
