@@ -1,0 +1,93 @@
+"""The command line: help, exit codes, JSON, and the compile/check/list commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from patternlang.cli import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err
+
+
+def test_help_and_usage_errors(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "compile" in out and "detect" in out
+    code, _, err = run(capsys, "no-such-command")
+    assert code == 2 and "No such command" in err
+    code, _, err = run(capsys, "compile", "induction_head", "--tokens", "a b", "--bogus")
+    assert code == 2
+
+
+def test_compile_shows_a_grid_labelled_with_tokens(capsys):
+    code, out, _ = run(capsys, "compile", "induction_head", "--tokens", "A B C A B C", "--show")
+    assert code == 0
+    lines = out.splitlines()
+    row = next(line for line in lines if line.lstrip().startswith("4 B"))
+    assert row.split()[2:] == ["·", "·", "█", "·", "·"]  # row 4 (the second B) attends to key 2 (C)
+
+
+def test_compile_json_and_files(capsys, tmp_path):
+    png, html = tmp_path / "m.png", tmp_path / "m.html"
+    code, out, _ = run(capsys, "compile", "attend k where k == q - 1", "--tokens", "x y z", "--json",
+                       "--out", str(png), "--out", str(html))
+    assert code == 0
+    data = json.loads(out)
+    assert data["tokens"] == ["x", "y", "z"] and data["matrix"][2] == [0, 1, 0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table" in html.read_text()
+
+
+def test_compile_pattern_from_a_file(capsys, tmp_path):
+    path = tmp_path / "two.pattern"
+    path.write_text("pattern a: attend k where k == 0\npattern b: attend k where k == q\n")
+    code, out, _ = run(capsys, "compile", str(path), "--pattern", "b", "--tokens", "p q", "--json")
+    assert code == 0 and json.loads(out)["matrix"] == [[1, 0], [0, 1]]
+
+
+def test_user_errors_exit_1_with_a_caret(capsys):
+    code, _, err = run(capsys, "compile", "attend k where tok[k] = tok[q]", "--tokens", "a b")
+    assert code == 1
+    assert "^" in err and "hint: compare with '=='" in err and "Traceback" not in err
+    code, _, err = run(capsys, "compile", "induction_head")
+    assert code == 1 and "--prompt" in err
+    code, _, err = run(capsys, "compile", "nowhere.pattern", "--tokens", "a")
+    assert code == 1 and "no such file" in err
+
+
+def test_check_reports_every_problem(capsys, tmp_path):
+    bad = tmp_path / "bad.pattern"
+    bad.write_text(textwrap.dedent("""\
+        pattern a: attend k where tok[k] < tok[q]
+        pattern b: missing_head
+        """))
+    code, _, err = run(capsys, "check", str(bad))
+    assert code == 1 and "2 problems found" in err and "bad.pattern:1:" in err and "bad.pattern:2:" in err
+    code, out, _ = run(capsys, "check", str(bad), "--json")
+    report = json.loads(out)
+    assert code == 1 and not report["ok"] and {p["line"] for p in report["problems"]} == {1, 2}
+    good = tmp_path / "good.pattern"
+    good.write_text("pattern a: attend k where k == 0\n")
+    code, out, _ = run(capsys, "check", str(good))
+    assert code == 0 and "ok" in out
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    names = [row["name"] for row in json.loads(out)]
+    assert code == 0 and "induction_head" in names and "current_word_head" in names
+
+
+def test_console_script_runs():
+    result = subprocess.run([sys.executable, "-m", "patternlang.cli", "compile", "bos_head", "--tokens", "a b"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "bos_head" in result.stdout

@@ -1,0 +1,147 @@
+"""Loading patterns: shipped names, .pattern files, file.pattern:name, YAML rule files, inline rules."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from patternlang import (ErrorGroup, PatternFileError, PatternSyntaxError, UnknownNameError, check_files,
+                         compile_rule, load_pattern, load_patterns, shipped_names, shipped_patterns)
+from patternlang.resources import grammar_path, patterns_dir
+
+CLASSIC = ["previous_token_head", "duplicate_token_head", "induction_head", "current_word_head",
+           "current_token_head", "bos_head"]
+
+
+def test_shipped_library_has_the_classic_heads_with_docs_and_probes():
+    names = shipped_names()
+    for name in CLASSIC:
+        assert name in names
+    for pattern in shipped_patterns():
+        assert pattern.doc, f"{pattern.name} needs a docstring"
+        assert pattern.settings.probe is not None, f"{pattern.name} needs a default probe"
+    assert load_pattern("induction_head").settings.probe.name == "repeated_random"
+
+
+def test_grammar_and_patterns_are_found():
+    assert grammar_path().is_file()
+    assert any(patterns_dir().glob("*.pattern"))
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_pattern_file_with_references_docstrings_and_settings(tmp_path):
+    path = write(tmp_path, "heads.pattern", '''
+        # my heads
+        pattern dup:
+            """Earlier copies of the current token."""
+            attend k where tok[k] == tok[q] and k < q
+            exclude bos
+        pattern my_induction:
+            dup shift +1
+            measure tv
+            probe repeated_random(length=20, batch=4)
+        pattern mix: 0.8 * my_induction + 0.2 * bos_head
+        ''')
+    patterns = {p.name: p for p in load_patterns(path)}
+    assert list(patterns) == ["dup", "my_induction", "mix"]
+    assert patterns["dup"].doc == "Earlier copies of the current token."
+    assert patterns["dup"].settings.exclude_bos
+    induction = patterns["my_induction"]
+    assert induction.settings.measure == "tv"
+    assert induction.settings.probe.kwargs() == {"length": 20, "batch": 4}
+    tokens = torch.tensor([1, 2, 3, 1, 2, 3])
+    assert torch.equal(induction.matrix(tokens), load_pattern("induction_head").matrix(tokens))
+    assert torch.allclose(patterns["mix"].matrix(tokens)[4], torch.tensor([0.2, 0, 0.8, 0, 0, 0]))
+    assert load_pattern(f"{path}:mix").name == "mix"
+    with pytest.raises(PatternFileError, match="holds 3 patterns"):
+        load_pattern(path)
+    with pytest.raises(UnknownNameError, match="did you mean 'dup'"):
+        load_pattern(f"{path}:dupp")
+
+
+def test_yaml_rule_file(tmp_path):
+    path = write(tmp_path, "rules.yaml", '''
+        patterns:
+          - name: prev
+            rule: attend k where k == q - 1
+            description: previous token
+            measure: mass
+            exclude_current: true
+            probe: {name: repeated_random, length: 8}
+          - name: prev_induction
+            rule: prev shift +1
+        ''')
+    patterns = {p.name: p for p in load_patterns(path)}
+    assert patterns["prev"].settings.exclude_current and patterns["prev"].doc == "previous token"
+    assert patterns["prev"].settings.probe.kwargs() == {"length": 8}
+    # (q, q - 1) moved one key later is the diagonal, except row 0 which had no target
+    assert patterns["prev_induction"].matrix([1, 2, 3]).tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_yaml_schema_errors_name_file_line_and_field(tmp_path):
+    path = write(tmp_path, "bad.yaml", '''
+        patterns:
+          - name: ok
+            rule: attend k
+          - name: broken
+            rule: attend k where k == q
+            measur: tv
+        ''')
+    with pytest.raises(PatternFileError) as info:
+        load_patterns(path)
+    message = str(info.value)
+    assert "patterns.1.measur" in message and "Extra inputs are not permitted" in message
+    assert f"{path}:7:" in message  # the line of the misspelt field
+
+
+def test_yaml_rule_errors_point_into_the_file(tmp_path):
+    path = write(tmp_path, "bad_rule.yaml", '''
+        patterns:
+          - name: broken
+            rule: attend k where tok[k] = tok[q]
+        ''')
+    with pytest.raises(PatternSyntaxError) as info:
+        load_patterns(path)
+    assert info.value.location.line == 4
+    assert info.value.location.column == len("    rule: attend k where tok[k] ") + 1
+    assert "rule: attend k where tok[k] = tok[q]" in str(info.value)
+
+
+def test_yaml_that_is_not_yaml(tmp_path):
+    path = write(tmp_path, "broken.yaml", "patterns: [\n  - name: x\n")
+    with pytest.raises(PatternFileError, match="not valid YAML"):
+        load_patterns(path)
+
+
+def test_check_files_reports_problems_of_every_file(tmp_path):
+    good = write(tmp_path, "good.pattern", "pattern a: attend k where k == 0\n")
+    bad1 = write(tmp_path, "bad1.pattern", "pattern b: attend k where tok[k] < tok[q]\n")
+    bad2 = write(tmp_path, "bad2.pattern", "pattern c: nothing_here\n")
+    assert [p.name for p in check_files([good])[str(good)]] == ["a"]
+    with pytest.raises(ErrorGroup) as info:
+        check_files([good, bad1, bad2])
+    assert len(info.value.errors) == 2
+
+
+def test_missing_files_and_unknown_names():
+    with pytest.raises(PatternFileError, match="no such file"):
+        load_pattern("nowhere.pattern")
+    with pytest.raises(UnknownNameError, match="did you mean 'induction_head'"):
+        load_pattern("induction_haed")
+
+
+def test_compile_rule_and_matrix_inputs():
+    rule = compile_rule("attend k where str[k] == str[q] and k < q")
+    single = rule.matrix(str_tokens=["a", "b", "a"])
+    assert single.tolist() == [[0, 0, 0], [0, 0, 0], [1, 0, 0]]
+    batch = rule.matrix([[1, 2, 1], [3, 3, 4]], [["a", "b", "a"], ["c", "c", "d"]])
+    assert batch.shape == (2, 3, 3) and batch[1, 1, 0] == 1
+    with pytest.raises(Exception, match="token strings"):
+        rule.matrix([1, 2, 1])
