@@ -145,3 +145,36 @@ def test_compile_rule_and_matrix_inputs():
     assert batch.shape == (2, 3, 3) and batch[1, 1, 0] == 1
     with pytest.raises(Exception, match="token strings"):
         rule.matrix([1, 2, 1])
+
+
+def test_yaml_checker_errors_point_into_the_file_even_in_folded_rules(tmp_path):
+    path = write(tmp_path, "kinds.yaml", '''
+        patterns:
+          - name: one_line
+            rule: attend k where tok[k] < tok[q]
+          - name: folded
+            rule: >
+              attend k where k <= q and
+                (k == 1) and tok[q] < 3
+          - name: twice
+            rule: "attend k measure mass"
+            measure: tv
+        ''')
+    with pytest.raises(ErrorGroup) as info:
+        load_patterns(path)
+    places = sorted((e.location.line, e.location.column) for e in info.value.errors)
+    assert places == [(4, 33), (8, 31), (11, 5)]
+
+
+def test_keywords_are_reserved():
+    with pytest.raises(PatternSyntaxError, match="'where' is a keyword"):
+        load_patterns_from_text("pattern where: attend k\n")
+    with pytest.raises(PatternSyntaxError, match="parentheses"):
+        compile_rule("bos_head | attend k where k == q")
+
+
+def load_patterns_from_text(text):
+    from patternlang.syntax.checker import Checker
+    from patternlang.syntax.parser import parse_module
+
+    return Checker().check_module(parse_module(text))

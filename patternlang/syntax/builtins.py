@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Literal
 
-Kind = Literal["position", "word", "token", "int", "string", "bool"]
+Kind = Literal["position", "word", "token", "number", "string", "bool"]
 
-# Positions, words and token ids are whole numbers of different kinds; `int` is a bare literal
-# or a difference, and fits any of them.
-NUMERIC_KINDS = ("position", "word", "token", "int")
+# Positions, words and token ids are whole numbers of different kinds. A bare literal, or the
+# difference of two positions, is a plain "number" and fits any of them.
+NUMERIC_KINDS = ("position", "word", "token", "number")
 
 # feature name -> (kind of the value, description)
 FEATURES: dict[str, tuple[Kind, str]] = {

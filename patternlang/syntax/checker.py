@@ -200,7 +200,7 @@ class Checker:
         if left is None or right is None:
             return
         if left in NUMERIC_KINDS and right in NUMERIC_KINDS:
-            if left != right and "int" not in (left, right):
+            if left != right and "number" not in (left, right):
                 self._error(PatternTypeError(f"cannot compare a {left} with a {right}", cond.loc,
                                              hint="positions compare with positions (q, k), words with words"))
             elif "token" in (left, right) and cond.op in ORDERED_OPS:
@@ -215,7 +215,7 @@ class Checker:
     def _kind(self, value: ast.Value) -> Kind | None:
         """The kind of a value, or None after reporting why it has none."""
         if isinstance(value, ast.IntLit):
-            return "int"
+            return "number"
         if isinstance(value, ast.StrLit):
             return "string"
         if isinstance(value, ast.Name):
@@ -228,7 +228,7 @@ class Checker:
             return None
         if isinstance(value, ast.Neg):
             kind = self._kind(value.operand)
-            if kind is not None and kind != "int":
+            if kind is not None and kind != "number":
                 self._error(PatternTypeError(f"cannot negate a {kind}", value.loc))
                 return None
             return kind
@@ -244,7 +244,7 @@ class Checker:
                 self._kind(value.index)
                 return None
             index = self._kind(value.index)
-            if index is not None and index not in ("position", "int"):
+            if index is not None and index not in ("position", "number"):
                 self._error(PatternTypeError(f"{value.feature}[...] needs a position such as k or q - 1, "
                                              f"not a {index}", value.index.loc or value.loc))
             return FEATURES[value.feature][0]
@@ -264,9 +264,9 @@ class Checker:
                 return None
         if left == right:
             # position - position is a distance (an int); position + position stays a position.
-            return "int" if value.op == "-" and left != "int" else left
-        if "int" in (left, right):
-            return left if right == "int" else right
+            return "number" if value.op == "-" and left != "number" else left
+        if "number" in (left, right):
+            return left if right == "number" else right
         self._error(PatternTypeError(f"cannot mix a {left} and a {right} in arithmetic", value.loc))
         return None
 

@@ -114,7 +114,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str | None) -> Patt
             hint = "this string is not closed on its line; use triple quotes for text over several lines"
         return PatternSyntaxError(f"unexpected character {char!r}", loc, hint)
 
-    expected = _ordered({_terminal_text().get(name, name) for name in getattr(exc, "expected", ()) or ()})
+    expected = _ordered({_terminal_text().get(name, name) for name in _expected_terminals(exc)})
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token: Token = exc.token
         loc = Location(line, column, text, filename, end_column=column + max(1, len(str(token))))
@@ -123,7 +123,19 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str | None) -> Patt
         message = "the text ends too early"
     if expected:
         message += "; expected " + _join(expected)
-    return PatternSyntaxError(message, loc, _hint_for(exc, expected))
+    return PatternSyntaxError(message, loc, _hint_for(exc, expected, text))
+
+
+def _expected_terminals(exc: UnexpectedInput) -> set[str]:
+    # The LALR tables merge states, so `exc.expected` can list tokens that could never follow;
+    # asking the interactive parser what it accepts gives the true set.
+    parser = getattr(exc, "interactive_parser", None)
+    if parser is not None:
+        try:
+            return set(parser.accepts())
+        except Exception:  # an internal failure must not hide the user's syntax error
+            pass
+    return set(getattr(exc, "expected", ()) or ())
 
 
 def _describe(token: Token) -> str:
@@ -143,19 +155,24 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1]
 
 
-def _hint_for(exc: UnexpectedInput, expected: list[str]) -> str | None:
+def _hint_for(exc: UnexpectedInput, expected: list[str], text: str) -> str | None:
     if not isinstance(exc, UnexpectedToken):
         return None
     token = exc.token
     previous = [t for t in getattr(exc, "token_history", None) or [] if t is not None]
+    before = text[: token.start_pos] if token.start_pos is not None else text
+    if previous and str(previous[-1]) == "attend" and previous[-1].type == "NAME":
+        return "an `attend` rule cannot follow an operator; put it in parentheses: p | (attend k where ...)"
+    if str(token) == "*":
+        return "scale a pattern with a number in front, `0.5 * p`, or with `p weight 0.5`"
+    if str(token) in {"|", "&", "+", "-"} and re.search(r"\battend\b", before):
+        return "an `attend` rule reaches to the end of the expression; put it in parentheses " \
+               "to combine it: (attend k where ...) | other_pattern"
     if token.type == "NAME" or (previous and previous[-1].type == "NAME"):
         for word in [str(token)] + [str(t) for t in previous[-1:] if t.type == "NAME"]:
             close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
             if close and close[0] != word:
                 return f"did you mean the keyword {close[0]!r} instead of {word!r}?"
-    if str(token) in {"|", "&", "+", "-", "*"} and "'shift'" in expected:
-        return "an `attend` rule reaches to the end of the expression; put it in parentheses " \
-               "to combine it: (attend k where ...) | other_pattern"
     if str(token) == "=":
         return "compare with '=='"
     if str(token) in KEYWORDS:
@@ -205,6 +222,13 @@ class _AstBuilder(Transformer):
         end = meta.end_column if meta.end_line == meta.line else None
         return Location(meta.line, meta.column, self.text, self.filename, end_column=end)
 
+    def _name(self, token: Token) -> str:
+        """A name written by the user; keywords are reserved even where the grammar would allow them."""
+        if str(token) in KEYWORDS:
+            raise PatternSyntaxError(f"{str(token)!r} is a keyword and cannot be used as a name",
+                                     self._tok_loc(token), hint="choose another name")
+        return str(token)
+
     def _tok_loc(self, token: Token) -> Location:
         return Location(token.line, token.column, self.text, self.filename,
                         end_column=token.column + max(1, len(str(token))))
@@ -225,18 +249,18 @@ class _AstBuilder(Transformer):
             rest = rest[1:]
         expr, *settings = rest
         source = self.text[meta.start_pos:meta.end_pos]
-        return ast.Definition(str(name), doc, expr, tuple(settings), source=source, loc=self._tok_loc(name))
+        return ast.Definition(self._name(name), doc, expr, tuple(settings), source=source, loc=self._tok_loc(name))
 
     # settings
     def measure_setting(self, meta, children):
-        return ast.MeasureSetting(str(children[0]), loc=self._tok_loc(children[0]))
+        return ast.MeasureSetting(self._name(children[0]), loc=self._tok_loc(children[0]))
 
     def exclude_setting(self, meta, children):
-        return ast.ExcludeSetting(str(children[0]), loc=self._tok_loc(children[0]))
+        return ast.ExcludeSetting(self._name(children[0]), loc=self._tok_loc(children[0]))
 
     def probe_setting(self, meta, children):
         name, *args = children
-        return ast.ProbeSetting(str(name), tuple(args[0]) if args else (), loc=self._tok_loc(name))
+        return ast.ProbeSetting(self._name(name), tuple(args[0]) if args else (), loc=self._tok_loc(name))
 
     def normalize_setting(self, meta, children):
         return ast.NormalizeSetting(loc=self._loc(meta))
@@ -277,7 +301,7 @@ class _AstBuilder(Transformer):
         return modifier(operand)
 
     def ref(self, meta, children):
-        return ast.Ref(str(children[0]), loc=self._tok_loc(children[0]))
+        return ast.Ref(self._name(children[0]), loc=self._tok_loc(children[0]))
 
     def normalize(self, meta, children):
         return ast.Normalize(children[0], loc=self._loc(meta))
@@ -287,7 +311,7 @@ class _AstBuilder(Transformer):
         cond = None
         if rest and not callable(rest[0]):
             cond, *rest = rest
-        node = ast.Attend(str(var), cond, loc=self._tok_loc(var))
+        node = ast.Attend(self._name(var), cond, loc=self._tok_loc(var))
         for modifier in rest:
             node = modifier(node)
         return node
@@ -329,7 +353,7 @@ class _AstBuilder(Transformer):
         return ast.Arith("-", children[0], children[1], loc=self._loc(meta))
 
     def name(self, meta, children):
-        return ast.Name(str(children[0]), loc=self._tok_loc(children[0]))
+        return ast.Name(self._name(children[0]), loc=self._tok_loc(children[0]))
 
     def int_lit(self, meta, children):
         return ast.IntLit(int(str(children[0])), loc=self._tok_loc(children[0]))
@@ -342,8 +366,8 @@ class _AstBuilder(Transformer):
 
     def index(self, meta, children):
         feature, value = children
-        return ast.Index(str(feature), value, loc=self._tok_loc(feature))
+        return ast.Index(self._name(feature), value, loc=self._tok_loc(feature))
 
     def call(self, meta, children):
         func, *args = children
-        return ast.Call(str(func), tuple(args), loc=self._tok_loc(func))
+        return ast.Call(self._name(func), tuple(args), loc=self._tok_loc(func))

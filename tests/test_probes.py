@@ -1,0 +1,373 @@
+"""Prompt sets: Prompts, repeated_random, natural, prompt files, the probe registry, as_prompts."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_models import BOS_ID, make_hand_set_model
+
+from patternlang import probes
+from patternlang.errors import InputError, PatternTypeError, UnknownNameError
+from patternlang.probes import (
+    PROBES,
+    Prompts,
+    as_prompts,
+    from_file,
+    get_probe,
+    make_probe,
+    natural,
+    probe_names,
+    repeated_random,
+    validate_probe_args,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_hand_set_model()
+
+
+class FakeTokenizer:
+    """What repeated_random reads from a Hugging Face tokenizer."""
+
+    def __init__(self, size: int, bos: int = 1, special=(0, 1, 2)):
+        self.size, self.bos_token_id, self.all_special_ids = size, bos, list(special)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+# ---------------------------------------------------------------------------
+# Prompts
+
+
+def test_prompts_basics():
+    texts = Prompts(texts=["a b", "c"], name="t", description="two")
+    assert (len(texts), texts.kind, list(texts), texts[1], texts.texts) == (2, "text", ["a b", "c"], "c", ("a b", "c"))
+    tokens = Prompts(tokens=[[1, 2, 3], torch.tensor([4, 5, 6])])
+    assert tokens.kind == "tokens" and tokens.tokens == ((1, 2, 3), (4, 5, 6))
+    assert tokens.as_tensor().tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert tokens.take(1).tokens == ((1, 2, 3),)
+    with pytest.raises(InputError, match="different lengths"):
+        Prompts(tokens=[[1], [1, 2]]).as_tensor()
+    with pytest.raises(InputError, match="holds text"):
+        texts.as_tensor()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "exactly one of"),
+    ({"texts": ["a"], "tokens": [[1]]}, "exactly one of"),
+    ({"texts": []}, "is empty"),
+    ({"texts": "one prompt"}, "texts=\\(text,\\)"),
+    ({"texts": ["a", "", "b"]}, "prompt 1 is empty"),
+    ({"texts": ["a", 3]}, "prompt 1 is a int"),
+    ({"tokens": [[1], []]}, "prompt 1 is empty"),
+    ({"tokens": [[1, -2]]}, "cannot be negative"),
+    ({"tokens": [[1, 2.0]]}, "must be integers"),
+    ({"tokens": [[True]]}, "must be integers"),
+    ({"tokens": ["abc"]}, "text inside"),
+    ({"tokens": [torch.tensor([1.0])]}, "1-D integers"),
+    ({"tokens": [torch.tensor([[1]])]}, "1-D integers"),
+])
+def test_prompts_refuse_bad_contents(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Prompts(**kwargs)
+
+
+# ---------------------------------------------------------------------------
+# repeated_random
+
+
+def test_repeated_random_shape_bos_and_repeats():
+    prompts = repeated_random(length=10, repeats=3, batch=5, vocab=(100, 200), bos_id=7, seed=4)
+    rows = torch.tensor(prompts.tokens)
+    assert rows.shape == (5, 1 + 30)
+    assert torch.all(rows[:, 0] == 7)
+    body = rows[:, 1:].reshape(5, 3, 10)
+    assert torch.equal(body[:, 0], body[:, 1]) and torch.equal(body[:, 0], body[:, 2])
+    assert body.min() >= 100 and body.max() < 200
+    assert len({tuple(r) for r in body[:, 0].tolist()}) == 5  # different random tokens per prompt
+    assert prompts.name == "repeated_random(length=10, repeats=3, batch=5, seed=4)"
+    assert "[100, 200)" in prompts.description
+
+
+def test_repeated_random_is_deterministic_and_seeded():
+    first = repeated_random(length=20, batch=4, vocab=(0, 1000), bos_id=0, seed=1)
+    assert repeated_random(length=20, batch=4, vocab=(0, 1000), bos_id=0, seed=1) == first
+    assert repeated_random(length=20, batch=4, vocab=(0, 1000), bos_id=0, seed=2) != first
+    # The draw is torch.randint on a generator seeded with `seed`: reproducible across machines.
+    expected = torch.randint(0, 1000, (4, 20), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.tensor(first.tokens)[:, 1:21], expected)
+
+
+def test_repeated_random_without_bos():
+    prompts = repeated_random(length=6, repeats=2, batch=2, vocab=(10, 20), prepend_bos=False)
+    assert torch.tensor(prompts.tokens).shape == (2, 12)
+
+
+def test_repeated_random_default_range_for_a_large_vocabulary():
+    rows = torch.tensor(repeated_random(FakeTokenizer(49152), length=200, batch=8).tokens)
+    assert torch.all(rows[:, 0] == 1)
+    assert rows[:, 1:].min() >= 1000 and rows[:, 1:].max() < 20000
+    small = torch.tensor(repeated_random(FakeTokenizer(5000), length=200, batch=8).tokens)
+    assert small[:, 1:].min() >= 1000 and small[:, 1:].max() < 5000
+
+
+def test_repeated_random_default_range_for_a_small_vocabulary(tiny):
+    rows = torch.tensor(repeated_random(tiny, length=30, batch=16).tokens)
+    assert torch.all(rows[:, 0] == BOS_ID)
+    assert rows[:, 1:].min() >= 3 and rows[:, 1:].max() < 100  # above the special ids 0, 1, 2
+    assert set(rows[:, 1:].unique().tolist()) == set(range(3, 100))  # and all of the rest
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"length": 0}, InputError, "'length' of repeated_random must be at least 1"),
+    ({"repeats": -1}, InputError, "'repeats'"),
+    ({"batch": "8"}, PatternTypeError, "must be an integer, not a string"),
+    ({"length": 2.5}, PatternTypeError, "not a number"),
+    ({"seed": True}, PatternTypeError, "not a boolean"),
+    ({"vocab": (5, 5)}, InputError, "lo < hi"),
+    ({"vocab": (5,)}, InputError, "pair of token ids"),
+    ({"vocab": (0, 101)}, InputError, "past the model's vocabulary of 100"),
+    ({"length": 40, "repeats": 2}, InputError, "81 tokens long, more than the model's context of 64"),
+])
+def test_repeated_random_refuses_bad_arguments(tiny, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message) if error is InputError else message):
+        repeated_random(tiny, **kwargs)
+
+
+def test_repeated_random_needs_a_vocabulary_and_bos_without_a_model():
+    with pytest.raises(InputError, match="vocabulary range"):
+        repeated_random(length=5)
+    with pytest.raises(InputError, match="BOS token id") as info:
+        repeated_random(length=5, vocab=(10, 20))
+    assert "bos_id=" in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# natural
+
+
+def test_natural_corpus():
+    prompts = natural()
+    assert prompts.kind == "text" and len(prompts) >= 60
+    assert prompts.name == "natural"
+    assert all(text.strip() == text and text for text in prompts)
+    # Duplicate-token and induction heads need words that come back within a prompt.
+    with_repeats = [text for text in prompts
+                    if any(n > 1 for n in _counts(re.findall(r"[A-Za-z][\w'-]{3,}", text)).values())]
+    assert len(with_repeats) >= 40
+    assert any(len(word) >= 15 for text in prompts for word in re.findall(r"[\w-]+", text))  # multi-token words
+    assert sum(bool(re.search(r"\d", text)) for text in prompts) >= 5
+
+
+def _counts(words):
+    counts = {}
+    for word in words:
+        counts[word.lower()] = counts.get(word.lower(), 0) + 1
+    return counts
+
+
+def test_natural_batch():
+    first = natural(batch=3)
+    assert first.texts == natural().texts[:3]
+    assert first.name == "natural(batch=3)"
+    with pytest.raises(InputError, match="cannot take batch=1000"):
+        natural(batch=1000)
+    with pytest.raises(InputError, match="at least 1"):
+        natural(batch=0)
+
+
+# ---------------------------------------------------------------------------
+# Prompt files
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_txt_file(tmp_path):
+    path = write(tmp_path, "p.txt", "The cat sat.\n\n  \nA dog ran.  \r\nlast line")
+    prompts = from_file(path)
+    assert prompts.texts == ("The cat sat.", "A dog ran.  ", "last line")
+    assert prompts.name == "p.txt"
+
+
+def test_jsonl_file_with_texts(tmp_path):
+    path = write(tmp_path, "p.jsonl", '{"text": "one"}\n\n{"prompt": "two", "id": 3}\n"three"\n')
+    assert from_file(path).texts == ("one", "two", "three")
+
+
+def test_jsonl_file_with_tokens(tmp_path):
+    path = write(tmp_path, "p.jsonl", '{"tokens": [1, 2, 3]}\n[4, 5]\n')
+    assert from_file(path).tokens == ((1, 2, 3), (4, 5))
+
+
+def test_json_file(tmp_path):
+    path = write(tmp_path, "p.json", json.dumps(["one", {"text": "two"}]))
+    assert from_file(path).texts == ("one", "two")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("p.jsonl", '{"text": "ok"}\n{"text": "ok"}\n{"text": oops}\n', r"p\.jsonl:3:\d+\n.*\n.*\nerror: line 3 is not valid JSON"),
+    ("p.jsonl", '{"text": "ok"}\n{"tokens": [1, 2]}\n', r"p\.jsonl:2:1\n(.*\n)*error: line 2: a file holds text prompts or token-id"),
+    ("p.jsonl", '{"txt": "typo"}\n', r"line 1: an object needs exactly one of the fields"),
+    ("p.jsonl", '{"text": "a", "tokens": [1]}\n', r"exactly one of the fields"),
+    ("p.jsonl", '{"text": "  "}\n', r"line 1: the prompt is empty"),
+    ("p.jsonl", '{"tokens": []}\n', r"non-empty list of non-negative integers"),
+    ("p.jsonl", '{"tokens": [1, -1]}\n', r"non-negative integers"),
+    ("p.jsonl", '{"tokens": [1, "a"]}\n', r"non-negative integers"),
+    ("p.jsonl", '3\n', r"a string or a list of token ids, not int"),
+    ("p.json", '{"text": "x"}', r"must hold a JSON list"),
+    ("p.json", '["a", 5]', r"p\.json: item 2: a prompt is a string"),
+    ("p.json", '["a",\n  ]', r"p\.json:2:\d+.*\n.*\n.*\nerror: not valid JSON"),
+    ("p.txt", "\n  \n\n", r"holds no prompts"),
+    ("p.jsonl", "", r"holds no prompts"),
+    ("p.json", "[]", r"holds no prompts"),
+    ("p.csv", "a,b", r"unknown file type '\.csv'"),
+    ("p.txt", b"caf\xe9\n", r"not UTF-8 text \(byte 3\)"),
+])
+def test_bad_prompt_files(tmp_path, name, text, message):
+    with pytest.raises(InputError) as info:
+        from_file(write(tmp_path, name, text))
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_missing_prompt_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        from_file(tmp_path / "none.txt")
+    with pytest.raises(InputError, match="is a directory"):
+        from_file(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# The registry
+
+
+def test_probe_names_and_definitions():
+    assert probe_names() == ["file", "natural", "repeated_random"]
+    assert [arg.name for arg in PROBES["repeated_random"].args] == [
+        "length", "repeats", "batch", "seed", "vocab_lo", "vocab_hi"]
+
+
+@pytest.mark.parametrize("name, args", [
+    ("repeated_random", {}),
+    ("repeated_random", {"length": 64, "repeats": 3, "batch": 4, "seed": -1}),
+    ("natural", {"batch": 10}),
+    ("file", {"path": "prompts.txt"}),
+])
+def test_valid_probe_args(name, args):
+    validate_probe_args(name, args)
+
+
+@pytest.mark.parametrize("name, args, error, message, hint", [
+    ("repeated_randm", {}, UnknownNameError, "unknown probe 'repeated_randm'", "did you mean 'repeated_random'?"),
+    ("zzz", {}, UnknownNameError, "unknown probe 'zzz'", "probes are file, natural, repeated_random"),
+    ("repeated_random", {"lenght": 5}, UnknownNameError, "has no argument 'lenght'", "did you mean 'length'?"),
+    ("natural", {"xyz": 5}, UnknownNameError, "has no argument 'xyz'", "its arguments are batch"),
+    ("repeated_random", {"length": "64"}, PatternTypeError, "must be an integer, not a string ('64')", None),
+    ("repeated_random", {"length": 6.5}, PatternTypeError, "must be an integer, not a number (6.5)", None),
+    ("file", {"path": 3}, PatternTypeError, "'path' of probe 'file' must be a string", None),
+    ("repeated_random", {"length": 0}, InputError, "must be at least 1, got 0", None),
+])
+def test_invalid_probe_args(name, args, error, message, hint):
+    with pytest.raises(error) as info:
+        validate_probe_args(name, args)
+    assert type(info.value) is error
+    assert message in info.value.message
+    assert info.value.hint == hint or (hint is None)
+
+
+def test_make_probe_from_spec_pairs(tiny):
+    prompts = make_probe("repeated_random", (("length", 8), ("batch", 3)), model=tiny)
+    assert torch.tensor(prompts.tokens).shape == (3, 17)
+    assert prompts == repeated_random(tiny, length=8, batch=3)
+    with pytest.raises(InputError, match="'length' is given twice"):
+        make_probe("repeated_random", (("length", 8), ("length", 9)), model=tiny)
+
+
+def test_make_probe_vocab_bounds(tiny):
+    args = {"length": 20, "batch": 4}
+    rows = torch.tensor(make_probe("repeated_random", {**args, "vocab_lo": 50, "vocab_hi": 60}, tiny).tokens)
+    assert rows[:, 1:].min() >= 50 and rows[:, 1:].max() < 60
+    rows = torch.tensor(make_probe("repeated_random", {**args, "vocab_lo": 90}, tiny).tokens)
+    assert rows[:, 1:].min() >= 90 and rows[:, 1:].max() < 100  # vocab_hi defaults to the vocabulary's end
+    with pytest.raises(InputError, match="past the model's vocabulary"):
+        make_probe("repeated_random", {**args, "vocab_hi": 500}, tiny)
+
+
+def test_make_probe_natural_and_file(tmp_path):
+    assert make_probe("natural", {"batch": 2}) == natural(batch=2)
+    path = write(tmp_path, "p.txt", "one\ntwo\n")
+    assert make_probe("file", {"path": str(path)}).texts == ("one", "two")
+    with pytest.raises(InputError, match="needs a path"):
+        make_probe("file", {})
+
+
+def test_get_probe_binds_arguments(tiny):
+    build = get_probe("repeated_random", length=5, batch=2)
+    assert build.__name__ == "repeated_random"
+    assert build(tiny) == repeated_random(tiny, length=5, batch=2)
+    with pytest.raises(UnknownNameError):
+        get_probe("repeated_random", size=5)
+
+
+def test_probe_prompts_feed_the_engine_tokenizer(tiny):
+    from patternlang.engine.batching import tokenize
+
+    rows = tokenize(tiny, repeated_random(tiny, length=4, batch=2))
+    assert [row.tolist() for row in rows] == [list(r) for r in repeated_random(tiny, length=4, batch=2).tokens]
+    for row, text in zip(tokenize(tiny, natural(batch=2)), natural(batch=2)):
+        assert row[0].item() == BOS_ID
+        assert tiny.to_string(row) == text[: tiny.cfg.n_ctx - 1]  # the tiny model truncates to n_ctx
+
+
+# ---------------------------------------------------------------------------
+# as_prompts
+
+
+def test_as_prompts_accepts_every_form(tmp_path, tiny):
+    given = Prompts(texts=("a",))
+    assert as_prompts(given) is given
+    assert as_prompts("The cat").texts == ("The cat",)
+    assert as_prompts(["a", "b"]).texts == ("a", "b")
+    assert as_prompts([[1, 2], (3, 4, 5)]).tokens == ((1, 2), (3, 4, 5))
+    assert as_prompts([1, 2, 3]).tokens == ((1, 2, 3),)
+    assert as_prompts([torch.tensor([1, 2]), torch.tensor([3])]).tokens == ((1, 2), (3,))
+    assert as_prompts(torch.tensor([[1, 2], [3, 4]])).tokens == ((1, 2), (3, 4))
+    assert as_prompts(torch.tensor([1, 2, 3])).tokens == ((1, 2, 3),)
+    assert as_prompts(write(tmp_path, "p.txt", "x\ny\n")).texts == ("x", "y")
+    assert as_prompts(torch.tensor([[5, 99]]), model=tiny).tokens == ((5, 99),)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "the prompt is empty"),
+    ([], "no prompts given"),
+    (["a", "", "c"], "prompt 1 is empty"),
+    ([[1, 2], []], "prompt 1 is empty"),
+    (["a", [1]], "prompt 0 is text but prompt 1 is not"),
+    (torch.zeros(2, 2, 2, dtype=torch.long), "must be \\[batch, pos\\] or \\[pos\\]"),
+    (torch.zeros(2, 3), "integer token ids, not torch.float32"),
+    (torch.zeros(0, 3, dtype=torch.long), "no rows"),
+    ({"text": "a"}, "cannot use dict as prompts"),
+    (b"bytes", "cannot use bytes"),
+    (3.5, "cannot use float"),
+])
+def test_as_prompts_refuses(value, message):
+    with pytest.raises(InputError, match=message):
+        as_prompts(value)
+
+
+def test_as_prompts_checks_ids_against_the_model(tiny):
+    with pytest.raises(InputError, match="prompt 1: token id 100 is outside the model's vocabulary of 100"):
+        as_prompts([[1, 2], [3, 100]], model=tiny)
+    probes.check_token_ids(Prompts(texts=("any text",)), tiny)  # texts are checked when tokenized
