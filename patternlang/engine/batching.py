@@ -1,0 +1,265 @@
+"""Prompts to batches: tokenize each prompt alone, bucket by length, right-pad.
+
+Right padding keeps a causal model's attention exact on the real tokens (a real
+query never sees a padding key), so the engine needs no attention mask; padded
+query rows and key columns are masked out by the measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from patternlang.errors import InputError
+
+MAX_BATCH_ROWS = 128
+"""Upper bound on prompts per batch when the batch size is chosen automatically."""
+MEMORY_SHARE = 0.25
+"""Share of the free memory an automatically sized batch may plan to use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Right-padded prompts of similar length.
+
+    `tokens` `[batch, pos]` (long), `mask` `[batch, pos]` (True on real tokens),
+    `lengths` `[batch]`, and `indices`: each row's position in the caller's prompt list.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+    lengths: Tensor
+    indices: tuple[int, ...]
+
+
+def model_device(model: Any) -> torch.device:
+    """The device a model's inputs go to: `cfg.device`, else its first parameter's."""
+    device = getattr(getattr(model, "cfg", None), "device", None)
+    if device is not None:
+        return torch.device(device)
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True) -> list[Tensor]:
+    """Each prompt as a 1-D long tensor of token ids (CPU), checked against the model.
+
+    Strings are tokenized one at a time with `model.to_tokens` (so padding never enters;
+    `prepend_bos=None` keeps the model's default). Token ids (lists, 1-D tensors, the
+    rows of a 2-D tensor) are used exactly as given.
+
+    >>> [t.tolist() for t in tokenize(model, [[1, 2, 3], "hi"])]   # doctest: +SKIP
+    [[1, 2, 3], [1, 6664]]
+    """
+    items = _as_items(prompts)
+    if not items:
+        raise InputError("no prompts given", hint="pass at least one string or list of token ids")
+    token_lists = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            token_lists.append(_tokenize_text(model, item, prepend_bos, index))
+        else:
+            token_lists.append(_as_token_ids(item, index))
+    _check_lengths(model, token_lists)
+    return token_lists
+
+
+def _as_items(prompts: Any) -> list:
+    if isinstance(prompts, str):
+        return [prompts]
+    if isinstance(prompts, Tensor):
+        if prompts.dim() == 1:
+            return [prompts]
+        if prompts.dim() == 2:
+            return list(prompts)
+        raise InputError(f"a tensor of prompts must be [batch, pos] or [pos], got shape {tuple(prompts.shape)}")
+    if isinstance(prompts, Sequence) or hasattr(prompts, "__iter__"):
+        items = list(prompts)
+        # A flat list of ints is one prompt of token ids.
+        if items and all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+            return [items]
+        return items
+    raise InputError(f"cannot use {type(prompts).__name__} as prompts",
+                     hint="pass strings, lists of token ids, a [batch, pos] tensor, or a probe")
+
+
+def _tokenize_text(model: Any, text: str, prepend_bos: bool | None, index: int) -> Tensor:
+    if getattr(model, "tokenizer", None) is None or not hasattr(model, "to_tokens"):
+        raise InputError(f"prompt {index} is text, but the model has no tokenizer",
+                         hint="pass token ids instead")
+    kwargs = {} if prepend_bos is None else {"prepend_bos": prepend_bos}
+    tokens = model.to_tokens(text, **kwargs)
+    return tokens.reshape(-1).to("cpu", torch.long)
+
+
+def _as_token_ids(item: Any, index: int) -> Tensor:
+    if isinstance(item, Tensor):
+        if item.dim() != 1 or item.is_floating_point() or item.is_complex() or item.dtype == torch.bool:
+            raise InputError(f"prompt {index}: a tensor of token ids must be 1-D integers, "
+                             f"got {item.dtype} of shape {tuple(item.shape)}")
+        return item.detach().to("cpu", torch.long)
+    try:
+        values = list(item)
+    except TypeError:
+        raise InputError(f"prompt {index} is a {type(item).__name__}, not text or token ids") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        bad = next(v for v in values if not (isinstance(v, int) and not isinstance(v, bool)))
+        raise InputError(f"prompt {index}: token ids must be integers, found {bad!r}")
+    return torch.tensor(values, dtype=torch.long)
+
+
+def _check_lengths(model: Any, token_lists: list[Tensor]) -> None:
+    cfg = getattr(model, "cfg", None)
+    n_ctx = getattr(cfg, "n_ctx", None)
+    d_vocab = getattr(cfg, "d_vocab", None)
+    for index, tokens in enumerate(token_lists):
+        if tokens.numel() == 0:
+            raise InputError(f"prompt {index} is empty (no tokens)")
+        if n_ctx is not None and tokens.numel() > n_ctx:
+            raise InputError(f"prompt {index} has {tokens.numel()} tokens, more than the model's "
+                             f"context of {n_ctx}", hint="shorten or split the prompt")
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or (isinstance(d_vocab, int) and d_vocab > 0 and high >= d_vocab):
+            bad = low if low < 0 else high
+            raise InputError(f"prompt {index} has token id {bad}, outside the vocabulary (0..{d_vocab - 1 if d_vocab else '?'})")
+
+
+def pad_id(model: Any) -> int:
+    """The id used for right padding: the tokenizer's pad id, else 0 (never attended by real tokens)."""
+    tokenizer = getattr(model, "tokenizer", None)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int | None, *, bytes_per_prompt=None,
+                 memory_budget: float | None = None) -> list[list[int]]:
+    """Group prompt indices into batches of similar length, longest first.
+
+    With `batch_size`, every batch but the last has exactly that many prompts. Without,
+    a batch grows while `rows * bytes_per_prompt(longest)` stays under `memory_budget`
+    (at most `MAX_BATCH_ROWS` rows).
+
+    >>> plan_batches([3, 9, 4, 8], 2)
+    [[1, 3], [2, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    if batch_size is not None:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    rows_allowed = MAX_BATCH_ROWS
+    for index in order:
+        if not current:
+            longest = lengths[index]
+            per_prompt = bytes_per_prompt(longest) if bytes_per_prompt else 0
+            rows_allowed = MAX_BATCH_ROWS
+            if per_prompt and memory_budget:
+                rows_allowed = max(1, min(MAX_BATCH_ROWS, int(memory_budget // per_prompt)))
+        current.append(index)
+        if len(current) >= rows_allowed:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches
+
+
+def pad_batch(token_lists: Sequence[Tensor], indices: Sequence[int], pad: int, device: torch.device) -> Batch:
+    """Right-pad the chosen prompts into one `Batch` on `device`."""
+    chosen = [token_lists[i] for i in indices]
+    lengths = torch.tensor([t.numel() for t in chosen], dtype=torch.long)
+    width = int(lengths.max())
+    tokens = torch.full((len(chosen), width), pad, dtype=torch.long)
+    for row, ids in enumerate(chosen):
+        tokens[row, : ids.numel()] = ids
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    return Batch(tokens.to(device), mask.to(device), lengths.to(device), tuple(indices))
+
+
+def free_memory(device: torch.device) -> float:
+    """Bytes free for work on `device` (CUDA: `mem_get_info`; CPU: available RAM)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return float(free)
+    try:
+        import psutil
+
+        return float(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2.0 * 1024**3
+
+
+def bytes_per_prompt_estimate(model: Any, n_patterns: int, n_measures: int):
+    """A conservative memory estimate (bytes) for one prompt of length `L` in a batch.
+
+    Counts the model's attention scores and probabilities, our float32 work copies of
+    one layer's attention, the detection tensors and what the measures derive from them,
+    and the residual stream and MLP activations of one layer (inference keeps no graph).
+    """
+    cfg = getattr(model, "cfg", None)
+    heads = int(getattr(cfg, "n_heads", 16) or 16)
+    d_model = int(getattr(cfg, "d_model", 1024) or 1024)
+    d_mlp = int(getattr(cfg, "d_mlp", 4 * d_model) or 4 * d_model)
+    element = 4
+
+    def estimate(length: int) -> float:
+        square = length * length
+        attention = square * heads * (3 + 4)  # model: scores, probs, mask; ours: copies and scratch
+        detection = square * max(1, n_patterns) * (6 + n_measures)  # tensors and their derived forms
+        stream = length * (12 * d_model + 4 * d_mlp)
+        return float(element * (attention + detection + stream))
+
+    return estimate
+
+
+def auto_budget(device: torch.device) -> float:
+    """Bytes an automatically sized batch may plan for."""
+    return MEMORY_SHARE * free_memory(device)
+
+
+class TokenStrings:
+    """Token id -> text as the model's `to_str_tokens` shows it (the tokenizer's per-token
+    decoding without one), cached across batches.
+
+    Called with a list of ids, returns their texts (the form `BatchFeatures` accepts).
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, ids: list[int]) -> list[str]:
+        missing = sorted({int(i) for i in ids} - self.cache.keys())
+        if missing:
+            self.cache.update(zip(missing, self._decode(missing)))
+        return [self.cache[int(i)] for i in ids]
+
+    def _decode(self, ids: list[int]) -> list[str]:
+        if hasattr(self.model, "to_str_tokens"):
+            texts = self.model.to_str_tokens(torch.tensor(ids, dtype=torch.long))
+        else:
+            texts = self.model.tokenizer.batch_decode([[i] for i in ids])
+        if len(texts) != len(ids):
+            raise InputError(f"the tokenizer decoded {len(ids)} token ids into {len(texts)} strings")
+        return [str(t) for t in texts]
+
+
+def special_ids(model: Any) -> tuple[int, ...]:
+    """The tokenizer's special token ids (BOS, EOS, pad...), empty without a tokenizer."""
+    tokenizer = getattr(model, "tokenizer", None)
+    ids = getattr(tokenizer, "all_special_ids", None) or ()
+    return tuple(int(i) for i in ids)

@@ -1,0 +1,244 @@
+"""`detect`: score every head of a model against every pattern, one forward pass per batch.
+
+The recipe: tokenize -> bucket by length and right-pad -> per batch, detection tensors
+for every pattern at once -> one hooked forward pass whose `hook_pattern` hooks reduce
+each layer's attention into running sums (stopped after the last needed layer) ->
+`Scores`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from patternlang.engine.accumulate import Accumulator, PatternGroup
+from patternlang.engine.batching import (
+    TokenStrings,
+    auto_budget,
+    bytes_per_prompt_estimate,
+    model_device,
+    pad_batch,
+    pad_id,
+    plan_batches,
+    special_ids,
+    tokenize,
+)
+from patternlang.engine.detection import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
+from patternlang.engine.forward import run_attention_hooks
+from patternlang.engine.heads import heads_labels, parse_heads
+from patternlang.engine.measures import MEASURES, Exclusions
+from patternlang.engine.scores import Scores
+from patternlang.errors import InputError
+from patternlang.models import model_name
+
+DEFAULT_MEASURE = "mass"
+
+
+def detect(
+    model: Any,
+    prompts: Any,
+    patterns: Any,
+    *,
+    measures: str | Sequence[str] | None = None,
+    exclude_bos: bool | None = None,
+    exclude_current_token: bool | None = None,
+    heads: Any = None,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    prepend_bos: bool = True,
+) -> Scores:
+    """Score every head of `model` against every pattern on `prompts`.
+
+    Args:
+        model: a TransformerLens model (TransformerBridge, or any hooked model exposing
+            `blocks.{l}.attn.hook_pattern`, `cfg.n_layers`, `cfg.n_heads`).
+        prompts: strings (tokenized one by one with `model.to_tokens`, BOS per
+            `prepend_bos`), token-id lists or 1-D tensors, a `[batch, pos]` tensor (token
+            ids are used exactly as given), or a probe: a `patternlang.probes.Prompts`, a
+            prompt file `Path`, or `probes.get_probe(name, **args)`.
+        patterns: one or a list of: shipped pattern names, `Pattern` objects, rule text,
+            `.pattern`/YAML files, or `[q, k]` lower-triangular tensors (then every prompt
+            must have length q).
+        measures: any of "mass", "tv", "argmax", "mul", "abs" (docs/measures.md). None:
+            each pattern's own `measure` setting ("mass" where it names none), every
+            pattern scored with all of them.
+        exclude_bos / exclude_current_token: leave key 0 / the diagonal out of the
+            comparison. None: each pattern's own setting (False for tensors); True or
+            False: the same for every pattern.
+        heads: None (every head), "5.1,6.9", "L5H1 L6H9", [(5, 1)], or {5: [1]}.
+            Heads not chosen score NaN; layers after the last chosen one are not run.
+        batch_size: prompts per forward pass; None chooses from free memory.
+        device: where detection tensors and reductions live (default: the model's).
+        progress: show a progress bar over batches (only on a terminal).
+        prepend_bos: prepend BOS to text prompts (token-id prompts are never changed).
+
+    Returns:
+        `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`.
+
+    Example:
+        >>> scores = detect(model, ["The cat sat. The cat sat."], "induction_head")  # doctest: +SKIP
+        >>> scores.top("induction_head", k=3)                                       # doctest: +SKIP
+        [('L4H5', 0.91), ('L6H1', 0.88), ('L5H0', 0.52)]
+    """
+    detectors = resolve_patterns(patterns)
+    chosen_measures = check_measures(measures, detectors)
+    exclusions = [
+        Exclusions(
+            bos=_setting(exclude_bos, detector, "exclude_bos"),
+            current=_setting(exclude_current_token, detector, "exclude_current"),
+        )
+        for detector in detectors
+    ]
+    n_layers, n_heads = model_shape(model)
+    chosen_heads = parse_heads(heads, n_layers, n_heads)
+    token_lists = tokenize(model, _prompts_of(prompts, model), prepend_bos=prepend_bos)
+    check_matrix_sizes(detectors, [t.numel() for t in token_lists])
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+
+    values, n_batches = score_tokens(
+        model, token_lists, detectors,
+        measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
+        batch_size=batch_size, device=device, progress=progress,
+    )
+    settings = {
+        "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
+        "batch_size": batch_size if batch_size is not None else "auto",
+        "n_batches": n_batches,
+        "prepend_bos": prepend_bos,
+        "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
+    }
+    return Scores(
+        patterns=tuple(d.name for d in detectors),
+        measures=chosen_measures,
+        values=values,
+        model=model_name(model),
+        n_prompts=len(token_lists),
+        n_tokens=sum(t.numel() for t in token_lists),
+        settings=settings,
+        n_layers=n_layers,
+        n_heads=n_heads,
+    )
+
+
+def score_tokens(
+    model: Any,
+    token_lists: Sequence[Tensor],
+    detectors: Sequence[Detector],
+    *,
+    measures: tuple[str, ...],
+    exclusions: Sequence[Exclusions],
+    heads: dict[int, tuple[int, ...] | None],
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    attention_source: Callable[[int], Tensor] | None = None,
+) -> tuple[dict[str, Tensor], int]:
+    """The engine's core: checked token lists and detectors in, `{measure: [pattern, layer, head]}` out.
+
+    `attention_source(layer)`, when given, supplies the attention of a single batch
+    instead of a forward pass (`detect_head` with a cache).
+    """
+    n_layers, n_heads = model_shape(model)
+    input_device = model_device(model)
+    work_device = torch.device(device) if device is not None else input_device
+    groups = _groups(exclusions)
+    accumulator = Accumulator(
+        n_patterns=len(detectors), n_layers=n_layers, n_heads=n_heads, measures=measures,
+        groups=groups, heads=heads, device=work_device,
+    )
+    lengths = [t.numel() for t in token_lists]
+    plan = plan_batches(
+        lengths, batch_size,
+        bytes_per_prompt=bytes_per_prompt_estimate(model, len(detectors), len(measures)),
+        memory_budget=auto_budget(work_device) if batch_size is None else None,
+    )
+    strings = TokenStrings(model) if getattr(model, "tokenizer", None) is not None else None
+    specials = special_ids(model)
+    padding = pad_id(model)
+    layers = sorted(heads)
+    for indices in _progress(plan, enabled=progress, total_prompts=len(token_lists)):
+        batch = pad_batch(token_lists, indices, padding, input_device)
+        detection = detection_tensors(detectors, batch, strings=strings, special_ids=specials, device=work_device)
+        accumulator.start_batch(detection, batch.lengths)
+        if attention_source is None:
+            run_attention_hooks(model, batch.tokens, layers, accumulator.add_layer)
+        else:
+            with torch.inference_mode():
+                for layer in layers:
+                    accumulator.add_layer(layer, attention_source(layer))
+    return accumulator.result(), len(plan)
+
+
+def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Detector] = ()) -> tuple[str, ...]:
+    """The measures to compute, in order, without repeats; unknown names raise `InputError`."""
+    if measures is None:
+        # Each pattern's own measure (or the default), in pattern order.
+        measures = [getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors] or [DEFAULT_MEASURE]
+    elif isinstance(measures, str):
+        measures = [m for m in measures.replace(",", " ").split() if m]
+    chosen: list[str] = []
+    for measure in measures:
+        if measure not in MEASURES:
+            raise InputError(f"unknown measure {measure!r}", hint="choose from " + ", ".join(MEASURES))
+        if measure not in chosen:
+            chosen.append(measure)
+    if not chosen:
+        raise InputError("no measures given", hint="choose from " + ", ".join(MEASURES))
+    return tuple(chosen)
+
+
+def model_shape(model: Any) -> tuple[int, int]:
+    """`(n_layers, n_heads)` from `model.cfg`."""
+    cfg = getattr(model, "cfg", None)
+    try:
+        return int(cfg.n_layers), int(cfg.n_heads)
+    except (AttributeError, TypeError):
+        raise InputError(f"{type(model).__name__} does not look like a TransformerLens model (no cfg.n_layers/n_heads)",
+                         hint="load one with patternlang.models.load_model") from None
+
+
+def _setting(explicit: bool | None, detector: Detector, name: str) -> bool:
+    if explicit is not None:
+        return bool(explicit)
+    settings = detector.settings
+    return bool(getattr(settings, name, False)) if settings is not None else False
+
+
+def _groups(exclusions: Sequence[Exclusions]) -> list[PatternGroup]:
+    by_exclusion: dict[Exclusions, list[int]] = {}
+    for index, exclusion in enumerate(exclusions):
+        by_exclusion.setdefault(exclusion, []).append(index)
+    return [PatternGroup(tuple(indices), exclusion) for exclusion, indices in by_exclusion.items()]
+
+
+def _prompts_of(prompts: Any, model: Any) -> Any:
+    """A probe (`Prompts`, a prompt file `Path`, or a bound probe from `get_probe`) becomes its prompts."""
+    from patternlang import probes
+
+    if callable(prompts) and not isinstance(prompts, (Tensor, probes.Prompts)):
+        prompts = prompts(model)  # a probe bound with get_probe(name, **args)
+    if isinstance(prompts, (probes.Prompts, Path)):
+        return list(probes.as_prompts(prompts).items)
+    return prompts
+
+
+def _progress(plan: list[list[int]], *, enabled: bool, total_prompts: int) -> Iterable[list[int]]:
+    if not enabled or not sys.stderr.isatty() or len(plan) < 2:
+        yield from plan
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("scoring", total=total_prompts)
+        for indices in plan:
+            yield indices
+            bar.advance(task, len(indices))

@@ -1,0 +1,153 @@
+"""What each pattern expects, per batch: the detection tensors `[pattern, batch, query_pos, key_pos]`.
+
+A `Detector` is one pattern as the engine sees it: a patternlang `Pattern` (all of
+them are evaluated together, on features built once per batch), a fixed `[q, k]`
+tensor, or a function of one prompt's token ids (used for TransformerLens' own
+head detection patterns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from patternlang.engine.batching import Batch
+from patternlang.errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    """One pattern to score, under a unique `name`. Exactly one of the three sources is set."""
+
+    name: str
+    pattern: Any = None  # patternlang.library.Pattern
+    matrix: Tensor | None = None  # fixed [q, k], every prompt must have length q
+    per_prompt: Callable[[Tensor], Tensor] | None = None  # token ids [pos] -> [pos, pos]
+
+    @property
+    def settings(self):
+        """The pattern's own settings (measure, exclusions), None for tensors and functions."""
+        return getattr(self.pattern, "settings", None)
+
+
+def resolve_patterns(patterns: Any, *, allow_negative: bool = False) -> list[Detector]:
+    """Turn the user's patterns into `Detector`s with unique names.
+
+    Accepts one spec or a list: shipped names, `Pattern` objects, rule text, `.pattern`/YAML
+    files (every pattern in them), `file.pattern:name`, or lower-triangular `[q, k]` tensors.
+
+    >>> [d.name for d in resolve_patterns(["attend k where k == q - 1", torch.eye(3)])]
+    ['attend k where k == q - 1', 'tensor_1']
+    """
+    specs = list(patterns) if isinstance(patterns, (list, tuple)) else [patterns]
+    if not specs:
+        raise InputError("no patterns given", hint="pass a pattern name such as 'induction_head', rule text, or a file")
+    detectors: list[Detector] = []
+    for index, spec in enumerate(specs):
+        if isinstance(spec, Tensor):
+            detectors.append(Detector(f"tensor_{index}", matrix=check_matrix(spec, index, allow_negative)))
+        elif isinstance(spec, Detector):
+            detectors.append(spec)
+        else:
+            detectors.extend(_load(spec))
+    return _unique_names(detectors)
+
+
+def _load(spec: Any) -> list[Detector]:
+    from patternlang.library import Pattern, load_patterns
+
+    if not isinstance(spec, (str, Path, Pattern)):
+        raise InputError(f"cannot use {type(spec).__name__} as a pattern",
+                         hint="pass a pattern name, rule text, a file, a Pattern or a [q, k] tensor")
+    loaded = load_patterns(spec)
+    if isinstance(spec, str) and len(loaded) == 1 and loaded[0].name == "rule" and spec.strip() != "rule":
+        # Inline rule text: the text itself is the clearest label.
+        return [Detector(" ".join(spec.split()), pattern=loaded[0])]
+    return [Detector(p.name, pattern=p) for p in loaded]
+
+
+def _unique_names(detectors: list[Detector]) -> list[Detector]:
+    seen: dict[str, int] = {}
+    unique = []
+    for detector in detectors:
+        count = seen.get(detector.name, 0) + 1
+        seen[detector.name] = count
+        if count > 1:
+            detector = Detector(f"{detector.name}#{count}", detector.pattern, detector.matrix, detector.per_prompt)
+        unique.append(detector)
+    return unique
+
+
+def check_matrix(matrix: Tensor, index: int, allow_negative: bool = False) -> Tensor:
+    """A raw detection tensor checked: 2-D, square, finite, lower-triangular (and >= 0 unless allowed)."""
+    shape = tuple(matrix.shape)
+    if matrix.dim() != 2 or shape[0] != shape[1]:
+        raise InputError(f"pattern {index}: a detection tensor must be a square [q, k] matrix, got shape {shape}")
+    values = matrix.detach().to("cpu", torch.float32)
+    if not torch.isfinite(values).all():
+        raise InputError(f"pattern {index}: the detection tensor has NaN or infinite values")
+    if (values.triu(diagonal=1) != 0).any():
+        raise InputError(f"pattern {index}: the detection tensor of shape {shape} is not lower-triangular",
+                         hint="a query can only attend to keys at or before it (k <= q); use torch.tril")
+    if not allow_negative and (values < 0).any():
+        raise InputError(f"pattern {index}: the detection tensor has negative values",
+                         hint="detection values are attention targets and weights, >= 0")
+    return values
+
+
+def check_matrix_sizes(detectors: Sequence[Detector], lengths: Sequence[int]) -> None:
+    """Every fixed tensor must have the length of every prompt."""
+    for index, detector in enumerate(detectors):
+        if detector.matrix is None:
+            continue
+        size = detector.matrix.shape[0]
+        wrong = [i for i, n in enumerate(lengths) if n != size]
+        if wrong:
+            first = wrong[0]
+            raise InputError(
+                f"pattern {index} ({detector.name}) is a tensor of shape {tuple(detector.matrix.shape)}, "
+                f"but prompt {first} has {lengths[first]} tokens",
+                hint="a raw detection tensor fits only prompts of exactly its length; "
+                     "use a pattern rule to score prompts of any length",
+            )
+
+
+def detection_tensors(
+    detectors: Sequence[Detector],
+    batch: Batch,
+    *,
+    strings: Any = None,
+    special_ids: Sequence[int] = (),
+    device: torch.device | None = None,
+) -> Tensor:
+    """The detection tensors of one batch, `[pattern, batch, query_pos, key_pos]` float32 on `device`.
+
+    Language patterns share one `BatchFeatures` (built once per batch) and one `evaluate_all` call.
+    """
+    device = device or batch.tokens.device
+    n_batch, width = batch.tokens.shape
+    out = torch.zeros(len(detectors), n_batch, width, width, dtype=torch.float32, device=device)
+    language = [i for i, d in enumerate(detectors) if d.pattern is not None]
+    if language:
+        from patternlang.compiler import BatchFeatures, evaluate_all
+
+        features = BatchFeatures.build(batch.tokens, batch.mask, strings=strings, special_ids=special_ids)
+        evaluated = evaluate_all([detectors[i].pattern for i in language], features, device)
+        expected = (len(language), n_batch, width, width)
+        if tuple(evaluated.shape) != expected:
+            raise RuntimeError(f"evaluate_all returned shape {tuple(evaluated.shape)}, expected {expected}")
+        out[language] = evaluated.to(torch.float32)
+    for i, detector in enumerate(detectors):
+        if detector.matrix is not None:
+            out[i] = detector.matrix.to(device)  # check_matrix_sizes: every prompt has this length
+        elif detector.per_prompt is not None:
+            tokens = batch.tokens.cpu()
+            for row, length in enumerate(batch.lengths.tolist()):
+                matrix = detector.per_prompt(tokens[row, :length])
+                out[i, row, :length, :length] = torch.as_tensor(matrix, dtype=torch.float32).to(device)
+    return out

@@ -1,0 +1,98 @@
+"""Which heads to score: parse the user's choice into `{layer: heads}`, check it against the model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from patternlang.errors import InputError
+
+HeadsSpec = Any  # None | "5.1,6.9" | "L5H1 L6H9" | [(5, 1), "L6H9"] | {5: [1, 2]}
+
+_HEAD_TEXT = re.compile(r"^\s*(?:[lL](\d+)[hH](\d+)|(\d+)\s*[.:]\s*(\d+))\s*$")
+
+
+def head_label(layer: int, head: int) -> str:
+    """TransformerLens' way of naming a head: `head_label(5, 1) == "L5H1"`."""
+    return f"L{layer}H{head}"
+
+
+def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple[int, ...] | None]:
+    """`{layer: chosen heads}` with `None` meaning every head of the layer; layers in order.
+
+    Accepts None (every head), "5.1,6.9" or "L5H1 L6H9", a list of `(layer, head)` pairs
+    or head strings, one `(layer, head)` pair, or a dict `{layer: [heads]}`.
+
+    >>> parse_heads("L1H0, 0.2", n_layers=2, n_heads=4)
+    {0: (2,), 1: (0,)}
+    """
+    if spec is None:
+        return {layer: None for layer in range(n_layers)}
+    pairs = _pairs(spec)
+    if not pairs:
+        raise InputError("no heads chosen", hint="leave heads=None to score every head")
+    chosen: dict[int, set[int]] = {}
+    for layer, head in pairs:
+        if not 0 <= layer < n_layers or not 0 <= head < n_heads:
+            raise InputError(
+                f"head {head_label(layer, head)} is out of range: the model has {n_layers} layers "
+                f"(0-{n_layers - 1}) and {n_heads} heads per layer (0-{n_heads - 1})"
+            )
+        chosen.setdefault(layer, set()).add(head)
+    return {
+        layer: None if len(heads) == n_heads else tuple(sorted(heads))
+        for layer, heads in sorted(chosen.items())
+    }
+
+
+def _pairs(spec: HeadsSpec) -> list[tuple[int, int]]:
+    if isinstance(spec, str):
+        parts = [p for p in re.split(r"[,\s]+", spec.strip()) if p]
+        return [_parse_text(p) for p in parts]
+    if isinstance(spec, Mapping):
+        pairs = []
+        for layer, heads in spec.items():
+            if isinstance(heads, int):
+                heads = [heads]
+            pairs.extend((_as_int(layer, spec), _as_int(h, spec)) for h in heads)
+        return pairs
+    if isinstance(spec, tuple) and len(spec) == 2 and all(_is_int(x) for x in spec):
+        return [(int(spec[0]), int(spec[1]))]
+    try:
+        items = list(spec)
+    except TypeError:
+        raise InputError(f"cannot read heads from {spec!r}",
+                         hint='use "5.1,6.9", "L5H1", [(5, 1)] or {5: [1]}') from None
+    pairs = []
+    for item in items:
+        if isinstance(item, str):
+            pairs.append(_parse_text(item))
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(_is_int(x) for x in item):
+            pairs.append((int(item[0]), int(item[1])))
+        else:
+            raise InputError(f"cannot read a head from {item!r}", hint='use (layer, head), "5.1" or "L5H1"')
+    return pairs
+
+
+def _parse_text(text: str) -> tuple[int, int]:
+    match = _HEAD_TEXT.match(text)
+    if match is None:
+        raise InputError(f"cannot read a head from {text!r}", hint='write heads as "5.1" or "L5H1"')
+    layer, head = (match.group(1), match.group(2)) if match.group(1) is not None else (match.group(3), match.group(4))
+    return int(layer), int(head)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) or (hasattr(x, "__index__") and not isinstance(x, bool))
+
+
+def _as_int(x: Any, spec: Any) -> int:
+    if not _is_int(x):
+        raise InputError(f"cannot read heads from {spec!r}: {x!r} is not an integer")
+    return int(x)
+
+
+def heads_labels(heads: dict[int, tuple[int, ...] | None], n_heads: int) -> list[str]:
+    """The chosen heads as labels, layer by layer: `["L0H2", "L1H0"]`."""
+    return [head_label(layer, h) for layer, hs in heads.items() for h in (range(n_heads) if hs is None else hs)]

@@ -1,0 +1,67 @@
+"""Score patterns on the prompts that suit each of them: their default probes.
+
+`detect` scores many patterns on one prompt set. A survey of the shipped library needs
+several prompt sets (induction on repeated random tokens, current-word on natural text), so
+it groups patterns by probe, runs `detect` once per group and joins the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .engine import Scores, detect
+from .library import Pattern, load_patterns, shipped_patterns
+from .probes import make_probe
+from .settings import ProbeSpec
+
+FALLBACK_PROBE = ProbeSpec("natural")
+
+
+def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, **detect_args: Any) -> Scores:
+    """Score each pattern on its own default probe (or every pattern on `probe`).
+
+    `patterns`: anything `detect` takes; None means every shipped pattern.
+    Patterns without a default probe use natural text.
+
+    >>> scores = survey(load_model())          # doctest: +SKIP  (every shipped pattern)
+    >>> scores.settings["probes"]["induction_head"]  # doctest: +SKIP
+    'repeated_random'
+    """
+    chosen: list[Pattern] = shipped_patterns() if patterns is None else load_patterns(
+        patterns if isinstance(patterns, (list, tuple)) else [patterns])
+    if detect_args.get("measures") is None:
+        # One set of measures for every group: mass, plus any measure a pattern names as its own.
+        named = [p.settings.measure for p in chosen if p.settings.measure]
+        detect_args["measures"] = tuple(dict.fromkeys(["mass", *named]))
+    groups: dict[ProbeSpec, list[Pattern]] = {}
+    for pattern in chosen:
+        spec = probe or pattern.settings.probe or FALLBACK_PROBE
+        groups.setdefault(spec, []).append(pattern)
+    parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
+             for spec, members in groups.items()]
+    return join_scores(parts, order=[p.name for p in chosen])
+
+
+def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str]) -> Scores:
+    """One Scores from several runs over the same model and measures."""
+    first = parts[0][1]
+    index = {(name): (part, i) for _, part in parts for i, name in enumerate(part.patterns)}
+    names = [name for name in order if name in index]
+    names = list(dict.fromkeys(names))
+    values = {
+        measure: torch.stack([index[name][0].values[measure][index[name][1]] for name in names])
+        for measure in first.measures
+    }
+    settings = dict(first.settings)
+    settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
+    if len(parts) > 1:
+        settings["runs"] = [{"probe": str(spec), "patterns": list(part.patterns), "n_prompts": part.n_prompts,
+                             "n_tokens": part.n_tokens, **dict(part.settings)} for spec, part in parts]
+    return Scores(
+        patterns=tuple(names), measures=first.measures, values=values, model=first.model,
+        n_prompts=sum(part.n_prompts for _, part in parts), n_tokens=sum(part.n_tokens for _, part in parts),
+        settings=settings, n_layers=first.n_layers, n_heads=first.n_heads,
+    )
