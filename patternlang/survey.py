@@ -57,6 +57,8 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     }
     settings = dict(first.settings)
     settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
+    settings["pattern_measures"] = {name: m for _, part in parts
+                                    for name, m in dict(part.settings).get("pattern_measures", {}).items()}
     if len(parts) > 1:
         settings["runs"] = [{"probe": str(spec), "patterns": list(part.patterns), "n_prompts": part.n_prompts,
                              "n_tokens": part.n_tokens, **dict(part.settings)} for spec, part in parts]

@@ -113,6 +113,7 @@ def detect(
         "n_batches": n_batches,
         "prepend_bos": prepend_bos,
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
+        "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
     }
     return Scores(
         patterns=tuple(d.name for d in detectors),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,17 @@ class Scores:
             raise InputError(f"no scores for measure {measure!r}", hint="scored: " + ", ".join(self.measures))
         return measure
 
+    def measure_of(self, pattern: str | int) -> str:
+        """The measure a pattern is ranked by when none is named: its own (`measure tv` in its
+        definition) when that was scored, else the first."""
+        name = self.patterns[self._pattern_index(pattern)]
+        own = dict(self.settings).get("pattern_measures", {}).get(name)
+        return own if own in self.measures else self.measures[0]
+
     def get(self, pattern: str | int, measure: str | None = None) -> Tensor:
-        """One pattern's scores `[n_layers, n_heads]` (measure: the first one unless named)."""
-        return self.values[self._measure(measure)][self._pattern_index(pattern)]
+        """One pattern's scores `[n_layers, n_heads]` (measure: the pattern's own, see `measure_of`)."""
+        chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
+        return self.values[chosen][self._pattern_index(pattern)]
 
     def top(self, pattern: str | int, k: int = 5, measure: str | None = None) -> list[tuple[str, float]]:
         """The `k` best heads for a pattern, best first: `[("L5H1", 0.93), ...]`; NaN never ranks."""
@@ -101,7 +110,8 @@ class Scores:
         """The `to_dict` form as JSON text (null for NaN); also written to `path` when given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            with _writable(path) as target:
+                target.write_text(text + "\n", encoding="utf-8")
         return text
 
     @classmethod
@@ -149,7 +159,7 @@ class Scores:
 
     def to_csv(self, path: str | Path) -> None:
         """The records as CSV with a header row; NaN is an empty cell."""
-        with open(path, "w", newline="", encoding="utf-8") as handle:
+        with _writable(path) as target, open(target, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS)
             writer.writeheader()
             writer.writerows(self.to_records())
@@ -167,6 +177,17 @@ class Scores:
     def __repr__(self) -> str:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "
                 f"{self.n_heads} heads, measures={','.join(self.measures)}, n_prompts={self.n_prompts})")
+
+
+@contextmanager
+def _writable(path: str | Path) -> Iterator[Path]:
+    """A path whose folder exists; a failure to write is the user's InputError, not a traceback."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        yield target
+    except OSError as error:
+        raise InputError(f"cannot write {target}: {error.strerror or error}") from None
 
 
 def _nested(grid: Tensor) -> list[list[float | None]]:

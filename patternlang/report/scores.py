@@ -76,6 +76,8 @@ def _ranking_measure(scores: ScoresLike, pattern: str, measure: str | None) -> s
     """
     if measure is not None:
         return measure
+    if hasattr(scores, "measure_of"):
+        return scores.measure_of(pattern)
     default = _grid(scores, pattern, None)
     for name in scores.measures:
         if np.array_equal(default, _grid(scores, pattern, name), equal_nan=True):
