@@ -157,14 +157,16 @@ def shipped_names() -> list[str]:
 PatternSpec = Union[str, Path, Pattern]
 
 
-def compile_rule(text: str, name: str = "rule") -> Pattern:
-    """Compile an inline rule. It may refer to shipped patterns by name.
+def compile_rule(text: str, name: str | None = None) -> Pattern:
+    """Compile an inline rule. It may refer to shipped patterns by name. Unless named, the
+    pattern is called by its own text (spaces collapsed), which is how scores label it.
 
     >>> compile_rule("duplicate_token_head shift +1").matrix([5, 6, 5, 6]).tolist()[3]
     [0.0, 0.0, 1.0, 0.0]
     """
     expr, settings = parse_rule(text)
-    checked = Checker(_shipped_definitions()).check_rule(expr, settings, name=name, source=text)
+    checked = Checker(_shipped_definitions()).check_rule(expr, settings, name=name or " ".join(text.split()),
+                                                         source=text)
     return _to_pattern(checked)
 
 

@@ -51,8 +51,8 @@ def default_tokenizer() -> Any:
 def tokenize_prompt(text: str, *, model: Any = None, prepend_bos: bool = True) -> tuple[list[int], list[str]]:
     """Token ids and token strings of one prompt; BOS is prepended like TransformerLens does."""
     if model is not None:
-        ids = model.to_tokens(text, prepend_bos=prepend_bos)[0].tolist()
-        return ids, list(model.to_str_tokens(text, prepend_bos=prepend_bos))
+        ids = model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)[0].tolist()
+        return ids, [model.to_string([i]) for i in ids]
     tokenizer = default_tokenizer()
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if prepend_bos and tokenizer.bos_token_id is not None:

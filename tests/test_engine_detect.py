@@ -105,10 +105,10 @@ def test_pattern_settings_apply_unless_overridden(model):
     rule = load_pattern("attend k where k <= q\nmeasure tv\nexclude bos")
     scores = detect(model, prompts(3), [rule, "previous_token_head"], progress=False)
     assert scores.measures == ("tv", "mass")
-    assert scores.settings["exclusions"]["rule"] == {"bos": True, "current": False}
+    assert scores.settings["exclusions"][rule.name] == {"bos": True, "current": False}
     assert scores.settings["exclusions"]["previous_token_head"] == {"bos": False, "current": False}
     forced = detect(model, prompts(3), [rule], measures="mass", exclude_bos=False, progress=False)
-    assert forced.measures == ("mass",) and forced.settings["exclusions"]["rule"]["bos"] is False
+    assert forced.measures == ("mass",) and forced.settings["exclusions"][rule.name]["bos"] is False
 
 
 def test_duplicate_names_are_made_unique(model):

@@ -94,7 +94,11 @@ def _tokenize_text(model: Any, text: str, prepend_bos: bool | None, index: int) 
         raise InputError(f"prompt {index} is text, but the model has no tokenizer",
                          hint="pass token ids instead")
     kwargs = {} if prepend_bos is None else {"prepend_bos": prepend_bos}
-    tokens = model.to_tokens(text, **kwargs)
+    try:
+        # TransformerLens cuts prompts to n_ctx by default; a long prompt must be an error instead.
+        tokens = model.to_tokens(text, truncate=False, **kwargs)
+    except TypeError:  # a model whose to_tokens cannot truncate anyway
+        tokens = model.to_tokens(text, **kwargs)
     return tokens.reshape(-1).to("cpu", torch.long)
 
 

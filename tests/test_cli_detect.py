@@ -1,0 +1,95 @@
+"""`patternlang detect` end to end on a small checkpoint on disk, and its bad-input exits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_cli import run
+from tests.test_models import legacy_config, legacy_state_dict, tiny_tokenizer, write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An ARENA-style attention-only 2-layer model.pt + model.json, with a word-level tokenizer."""
+    directory = tmp_path_factory.mktemp("ckpt")
+    cfg = legacy_config(positional_embedding_type="shortformer")
+    tiny_tokenizer(cfg["d_vocab"]).save_pretrained(directory)
+    return str(write_checkpoint(directory, cfg, legacy_state_dict(cfg)))
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("w1 w2 w3 w1 w2 w3\nw5 w6 w7 w8 w5 w6 w7 w8\n\nw9 w9 w9\n")
+    return str(path)
+
+
+def test_detect_writes_json_csv_and_heatmap(capsys, tmp_path, checkpoint, prompts):
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "detect", "induction_head", "previous_token_head", "attend k where k == 0",
+                            "--model", checkpoint, "--prompts", prompts, "--measure", "mass,mul",
+                            "--json", str(out / "s.json"), "--csv", str(out / "s.csv"),
+                            "--heatmap", str(out / "h.png"), "--top", "2", "--no-progress")
+    assert code == 0, err
+    data = json.loads((out / "s.json").read_text())
+    assert data["measures"] == ["mass", "mul"]
+    assert set(data["patterns"]) == {"induction_head", "previous_token_head", "attend k where k == 0"}
+    grid = data["patterns"]["induction_head"]["mass"]
+    assert len(grid) == 2 and len(grid[0]) == 4  # [layer][head]
+    assert data["n_prompts"] == 3
+    assert (out / "s.csv").read_text().startswith("pattern,measure,layer,head,label,score")
+    assert (out / "h.png").read_bytes()[:4] == b"\x89PNG"
+    assert "induction_head" in stdout and "L" in stdout
+
+
+def test_detect_json_to_stdout_and_head_subset(capsys, checkpoint, prompts):
+    code, stdout, err = run(capsys, "detect", "bos_head", "--model", checkpoint, "--prompts", prompts,
+                            "--heads", "1.2,L0H1", "--json", "-", "--no-progress")
+    assert code == 0, err
+    grid = json.loads(stdout)["patterns"]["bos_head"]["mass"]
+    scored = {(layer, head) for layer, row in enumerate(grid) for head, v in enumerate(row) if v is not None}
+    assert scored == {(1, 2), (0, 1)}  # heads not asked for are null (NaN), not a magic number
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--heads", "7.0"], "layer"),
+    (["--measure", "bogus"], "unknown measure 'bogus'"),
+    (["--probe", "repeated_randm"], "did you mean 'repeated_random'"),
+])
+def test_detect_bad_arguments_exit_1(capsys, checkpoint, prompts, args, message):
+    extra = ["--prompts", prompts] if "--probe" not in args else []
+    code, _, err = run(capsys, "detect", "bos_head", "--model", checkpoint, *extra, *args, "--no-progress")
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_detect_bad_prompt_files_exit_1(capsys, tmp_path, checkpoint):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    long = tmp_path / "long.txt"
+    long.write_text(" ".join(["w1"] * 40) + "\n")  # the checkpoint's n_ctx is 24
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"text": "w1 w2"}\n{"text": \n')
+    for path, message in [(tmp_path / "missing.txt", "missing.txt"), (empty, "empty.txt"),
+                          (long, "context"), (bad_json, "bad.jsonl:2")]:
+        code, _, err = run(capsys, "detect", "bos_head", "--model", checkpoint, "--prompts", str(path),
+                           "--no-progress")
+        assert code == 1 and message in err and "Traceback" not in err, (path, err)
+
+
+def test_detect_unknown_model_and_pattern_exit_1(capsys, checkpoint, prompts):
+    code, _, err = run(capsys, "detect", "bos_head", "--model", "nowhere/model.pt", "--prompts", prompts)
+    assert code == 1 and "nowhere/model.pt" in err
+    code, _, err = run(capsys, "detect", "induction_haed", "--model", checkpoint, "--prompts", prompts)
+    assert code == 1 and "did you mean 'induction_head'" in err
+
+
+@pytest.mark.model
+def test_detect_on_the_embedded_model_with_a_probe(capsys, embedded_model):
+    code, stdout, err = run(capsys, "detect", "induction_head", "--probe", "repeated_random(length=20, batch=4)",
+                            "--json", "-", "--no-progress")
+    assert code == 0, err
+    data = json.loads(stdout)
+    assert data["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and data["n_prompts"] == 4
+    assert data["settings"]["probes"] == {"induction_head": "repeated_random(length=20, batch=4)"}
