@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_fakes import FakeAttentionModel, oracle_scores
+from tests.engine_fakes import FakeAttentionModel, oracle_scores
 
 from patternlang.engine import detect
 from patternlang.engine.batching import plan_batches, tokenize
@@ -190,7 +190,7 @@ def test_probes_are_accepted(model):
 
 
 def test_the_hand_set_tiny_model_every_measure_and_text_features():
-    from tiny_models import make_hand_set_model
+    from tests.tiny_models import make_hand_set_model
 
     tiny = make_hand_set_model()
     texts = ["the cat sat on the mat", "abcdefabcdef", "a tiny model, hand set"]

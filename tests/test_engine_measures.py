@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_fakes import oracle_scores, random_attention, random_detection
+from tests.engine_fakes import oracle_scores, random_attention, random_detection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformer_lens.head_detector import compute_head_attention_similarity_score

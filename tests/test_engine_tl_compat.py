@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_fakes import FakeAttentionModel
+from tests.engine_fakes import FakeAttentionModel
 from transformer_lens import head_detector
 
 from patternlang.engine import detect, detect_head

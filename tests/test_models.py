@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import make_hand_set_model
+from tests.tiny_models import make_hand_set_model
 
 from patternlang import models
 from patternlang.errors import ModelLoadError
@@ -467,9 +467,9 @@ def test_model_info_needs_a_cfg():
 # The embedded model (slow: loads SmolLM2 once per session)
 
 
-@pytest.fixture(scope="session")
-def smollm2():
-    return load_model()
+@pytest.fixture
+def smollm2(embedded_model):  # the session's one copy, from conftest.py
+    return embedded_model
 
 
 @pytest.mark.model

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import BOS_ID, make_hand_set_model
+from tests.tiny_models import BOS_ID, make_hand_set_model
 
 from patternlang import probes
 from patternlang.errors import InputError, PatternTypeError, UnknownNameError

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import (
+from tests.tiny_models import (
     BOS_HEAD,
     BOS_ID,
     CURRENT_TOKEN_HEAD,
