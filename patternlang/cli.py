@@ -179,7 +179,6 @@ def detect(
     from .models import load_model
     from .probes import from_file
     from .report import save_heatmap, top_heads_table
-    from .settings import ProbeSpec
     from .survey import survey
 
     if prompts is not None and probe is not None:
