@@ -91,3 +91,20 @@ def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "patternlang.cli", "compile", "bos_head", "--tokens", "a b"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "bos_head" in result.stdout
+
+
+@pytest.mark.model
+def test_compile_a_prompt_with_the_embedded_tokenizer(capsys, tmp_path, monkeypatch):
+    from patternlang import tokenize
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tokenize.default_tokenizer.cache_clear()
+    code, out, err = run(capsys, "compile", "current_word_head", "--prompt", "The loquaciously multitoken", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["tokens"][0] == "<|im_start|>" and "".join(data["tokens"][1:]) == "The loquaciously multitoken"
+    assert any(any(row) for row in data["matrix"])  # multi-token words mark earlier tokens of the word
+    assert any(tmp_path.rglob("tokenizer_config.json")), "the tokenizer is cached for the next run"
+    tokenize.default_tokenizer.cache_clear()
+    assert tokenize.tokenize_prompt("The cat")[1] == ["<|im_start|>", "The", " cat"]  # read back from the cache
+    tokenize.default_tokenizer.cache_clear()
