@@ -57,6 +57,8 @@ def list_patterns(
 
 def _rule_text(pattern) -> str:
     """The expression and settings of a definition, without its header and docstring."""
+    if pattern.filename and Path(pattern.filename).suffix in (".yaml", ".yml"):
+        return " ".join(pattern.source.split() + [str(pattern.settings)])
     source = pattern.source
     if '"""' in source:
         source = source.rsplit('"""', 1)[1]
@@ -176,6 +178,8 @@ def detect(
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
     from .engine import detect as run_detect
+    from .engine.detect import check_measures
+    from .library import load_patterns, shipped_patterns
     from .models import load_model
     from .probes import from_file
     from .report import save_heatmap, top_heads_table
@@ -183,22 +187,19 @@ def detect(
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
-    measures = [m for item in measure for m in item.replace(",", " ").split()] or None
-    if measures:
-        unknown = [m for m in measures if m not in MEASURES]
-        if unknown:
-            raise InputError(f"unknown measure {unknown[0]!r}", hint="choose from " + ", ".join(MEASURES))
+    # Everything the user wrote is checked before the model loads (that takes a while).
+    measures = check_measures(",".join(measure)) if measure else None
+    chosen = load_patterns(list(patterns)) if patterns else shipped_patterns()
+    probe_spec = _parse_probe(probe) if probe else None
+    prompt_set = from_file(prompts) if prompts is not None else None
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
                    batch_size=batch_size, device=device, progress=not no_progress)
-    prompt_set = from_file(prompts) if prompts is not None else None
     with err.status("loading the model...", spinner="dots") if err.is_terminal else _nothing():
         loaded = load_model(model, device=device)
-    chosen = list(patterns) if patterns else None
     if prompt_set is not None:
-        from .library import load_patterns, shipped_patterns
-        scores = run_detect(loaded, prompt_set, load_patterns(chosen) if chosen else shipped_patterns(), **options)
+        scores = run_detect(loaded, prompt_set, chosen, **options)
     else:
-        scores = survey(loaded, chosen, probe=_parse_probe(probe) if probe else None, **options)
+        scores = survey(loaded, chosen, probe=probe_spec, **options)
     if json_path is not None:
         if str(json_path) == "-":
             print(scores.to_json())
@@ -216,15 +217,14 @@ def detect(
 
 
 def _parse_probe(text: str):
-    """`repeated_random` or `repeated_random(length=64, seed=1)`, parsed by the language's grammar."""
-    from .settings import ProbeSpec
-    from .syntax.parser import parse_rule
-
-    _, settings = parse_rule(f"attend k probe {text}")
-    setting = settings[0]
+    """`repeated_random` or `repeated_random(length=64, seed=1)`, read by the language's grammar."""
     from .probes import validate_probe_args
-    validate_probe_args(setting.probe, dict(setting.args))
-    return ProbeSpec(setting.probe, setting.args)
+    from .settings import ProbeSpec
+    from .syntax.parser import parse_probe
+
+    name, args = parse_probe(text)
+    validate_probe_args(name, args)
+    return ProbeSpec(name, args)
 
 
 class _nothing:

@@ -7,6 +7,8 @@ source line with a caret under the offending column, and a hint.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -43,10 +45,6 @@ class PatternError(Exception):
         self.message = message
         self.location = location
         self.hint = hint
-
-    def with_location(self, location: Location) -> "PatternError":
-        self.location = location
-        return self
 
     def __str__(self) -> str:
         parts = []
@@ -95,3 +93,9 @@ class InputError(PatternError):
 
 class ModelLoadError(InputError):
     """A model that cannot be found or loaded."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A "did you mean 'x'?" hint for a misspelt name, or None when nothing is close."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None

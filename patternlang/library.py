@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -12,11 +13,11 @@ from typing import Any, Union
 import torch
 
 from .compiler import BatchFeatures, Program, compile_expr
-from .errors import ErrorGroup, InputError, PatternError, PatternFileError, UnknownNameError
+from .errors import ErrorGroup, InputError, PatternError, PatternFileError, UnknownNameError, did_you_mean
 from .resources import patterns_dir
 from .settings import Settings
 from .syntax import ast
-from .syntax.checker import CheckedDefinition, Checker, did_you_mean
+from .syntax.checker import CheckedDefinition, Checker
 from .syntax.parser import parse_module, parse_rule
 from .yaml_rules import check_yaml
 
@@ -86,7 +87,7 @@ def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]
         single = one_prompt
     else:
         rows, single = _token_rows(tokens)
-    if any(len(row) == 0 for row in rows):
+    if not rows or any(len(row) == 0 for row in rows):
         raise InputError("a prompt has no tokens")
     strings = None
     if str_rows is not None:
@@ -112,13 +113,26 @@ def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]
 def _token_rows(tokens) -> tuple[list[list[int]], bool]:
     """Token ids as rows of ints, and whether they were one prompt."""
     if isinstance(tokens, torch.Tensor):
-        if tokens.dim() not in (1, 2):
-            raise InputError(f"tokens must be [pos] or [batch, pos], got shape {tuple(tokens.shape)}")
+        if tokens.dim() not in (1, 2) or tokens.is_floating_point():
+            raise InputError(f"tokens must be integer ids [pos] or [batch, pos], got a {tokens.dtype} tensor "
+                             f"of shape {tuple(tokens.shape)}")
         return ([tokens.tolist()], True) if tokens.dim() == 1 else (tokens.tolist(), False)
+    if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+        raise InputError(f"tokens must be a list of token ids, not {type(tokens).__name__}",
+                         hint="for token texts, pass str_tokens=[...]")
     tokens = list(tokens)
-    if tokens and isinstance(tokens[0], (list, tuple, torch.Tensor)):
-        return [[int(t) for t in row] for row in tokens], False
-    return [[int(t) for t in tokens]], True
+    one_prompt = not (tokens and isinstance(tokens[0], (list, tuple, torch.Tensor)))
+    rows = [tokens] if one_prompt else [list(row) for row in tokens]
+    for row in rows:
+        for token in row:
+            if isinstance(token, str):
+                raise InputError(f"token ids must be integers, found the text {token!r}",
+                                 hint="for token texts, pass str_tokens=[...]")
+            try:
+                operator.index(token)
+            except TypeError:
+                raise InputError(f"token ids must be integers, found {token!r}") from None
+    return [[operator.index(t) for t in row] for row in rows], one_prompt
 
 
 def _to_pattern(checked: CheckedDefinition) -> Pattern:
@@ -199,7 +213,8 @@ def load_pattern(spec: PatternSpec) -> Pattern:
                                    hint=f"choose one with {path}:NAME")
         return patterns[0]
     file_part, sep, name = text.rpartition(":")
-    if sep and Path(file_part).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES:
+    # `heads.pattern:name`; rule text always has spaces, so a ".yaml:" inside a rule's string is no file.
+    if sep and not any(c.isspace() for c in text) and Path(file_part).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES:
         patterns = {p.name: p for p in load_patterns(Path(file_part))}
         if name not in patterns:
             raise UnknownNameError(f"{file_part} has no pattern {name!r}; it has " + ", ".join(patterns),

@@ -173,10 +173,18 @@ def _as_device(device: str | torch.device | None) -> str:
 
         return str(get_device())
     try:
-        return str(torch.device(device))
+        chosen = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ModelLoadError(f"unknown device {device!r}: {exc}",
                              hint="use 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but this torch sees no CUDA GPU",
+                             hint="use --device cpu, or install a CUDA build of torch on a GPU machine")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ModelLoadError(f"device {device!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but MPS is not available here", hint="use --device cpu")
+    return str(chosen)
 
 
 # ---------------------------------------------------------------------------

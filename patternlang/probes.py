@@ -15,7 +15,6 @@ pattern files as `probe repeated_random(length=64)`:
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, Literal
 
 import torch
 
-from patternlang.errors import InputError, Location, PatternTypeError, UnknownNameError
+from patternlang.errors import InputError, Location, PatternTypeError, UnknownNameError, did_you_mean
 from patternlang.resources import data_path
 
 PromptKind = Literal["text", "tokens"]
@@ -461,7 +460,7 @@ def validate_probe_args(name: str, args: Mapping[str, Any] | Sequence[tuple[str,
         if arg is None:
             known = [a.name for a in definition.args]
             raise UnknownNameError(f"probe {name!r} has no argument {arg_name!r}",
-                                   hint=_did_you_mean(arg_name, known)
+                                   hint=did_you_mean(arg_name, known)
                                    or f"its arguments are {', '.join(known)}")
         if isinstance(value, bool) or not isinstance(value, _PYTHON_TYPES[arg.type]):
             raise PatternTypeError(f"argument {arg_name!r} of probe {name!r} must be {_TYPE_WORDS[arg.type]}, "
@@ -506,7 +505,7 @@ def make_probe(name: str, args: Mapping[str, Any] | Sequence[tuple[str, Any]] = 
 def _definition(name: str) -> ProbeDefinition:
     if not isinstance(name, str) or name not in PROBES:
         raise UnknownNameError(f"unknown probe {name!r}",
-                               hint=_did_you_mean(str(name), PROBES) or f"probes are {', '.join(probe_names())}")
+                               hint=did_you_mean(str(name), PROBES) or f"probes are {', '.join(probe_names())}")
     return PROBES[name]
 
 
@@ -519,11 +518,6 @@ def _as_arg_dict(args: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> dict[st
     if repeated:
         raise InputError(f"probe argument {repeated[0]!r} is given twice")
     return dict(pairs)
-
-
-def _did_you_mean(word: str, candidates: Any) -> str | None:
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 def _describe(value: Any) -> str:

@@ -33,3 +33,11 @@ class Settings:
     exclude_current: bool = False
     probe: ProbeSpec | None = None
     normalize: bool = False
+
+    def __str__(self) -> str:
+        """The settings as a pattern file writes them: `measure tv exclude bos probe natural`."""
+        words = [f"measure {self.measure}"] if self.measure else []
+        words += ["exclude bos"] * self.exclude_bos + ["exclude current"] * self.exclude_current
+        words += [f"probe {self.probe}"] if self.probe else []
+        words += ["normalize"] * self.normalize
+        return " ".join(words)

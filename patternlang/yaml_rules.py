@@ -73,9 +73,9 @@ def _yaml_module(text: str, filename: str) -> ast.Module:
     for index, entry in enumerate(parsed.patterns):
         at = _YamlPlace(root, ("patterns", index), text, filename)
         try:
-            expr, settings = parse_rule(entry.rule, filename=filename)
+            expr, settings = parse_rule(entry.rule, filename=filename, place=at.rule_place(entry.rule))
         except PatternError as error:
-            problems.append(at.move_into_rule(error, entry.rule))
+            problems.append(error)
             continue
         definitions.append(ast.Definition(entry.name, entry.description.strip(), expr,
                                           settings + _yaml_settings(entry, at), source=entry.rule,
@@ -86,20 +86,8 @@ def _yaml_module(text: str, filename: str) -> ast.Module:
 
 
 def check_yaml(text: str, filename: str, library: dict[str, CheckedDefinition]) -> list[CheckedDefinition]:
-    module = _yaml_module(text, filename)
-    try:
-        return Checker(library).check_module(module)
-    except PatternError as error:
-        # The checker saw each rule on its own; put its findings back in their place in the file.
-        root = yaml.compose(text)
-        if not isinstance(root, yaml.MappingNode):
-            root = yaml.MappingNode("tag:yaml.org,2002:map", [(yaml.ScalarNode("tag:yaml.org,2002:str", "patterns"), root)])
-        places = {d.source: _YamlPlace(root, ("patterns", i), text, filename) for i, d in enumerate(module.definitions)}
-        for problem in error.errors if isinstance(error, ErrorGroup) else [error]:
-            loc = problem.location
-            if loc is not None and loc.source in places and loc.source != text:
-                places[loc.source].move_into_rule(problem, loc.source)
-        raise
+    """Read, validate and check a YAML rule file against a library of known patterns."""
+    return Checker(library).check_module(_yaml_module(text, filename))
 
 
 class _YamlPlace:
@@ -126,20 +114,23 @@ class _YamlPlace:
             end_column = column + (end - offset)
         return Location(line, column, self.text, self.filename, end_column=end_column)
 
-    def move_into_rule(self, error: PatternError, rule: str) -> PatternError:
+    def rule_place(self, rule: str):
+        """Where a (line, column) of the `rule:` value lies in the file (see parser.Place)."""
         value = _yaml_node(self.node, ("rule",)) if isinstance(self.node, yaml.MappingNode) else None
-        loc = error.location
-        if loc is None or value is None or value.start_mark is None:
-            return error
+        if value is None or value.start_mark is None:
+            return None
         offsets = _value_offsets(rule, self.text, value.start_mark.index, value.end_mark.index)
-        lines = rule.splitlines(keepends=True) or [""]
-        start = sum(len(l) for l in lines[: loc.line - 1]) + loc.column - 1
-        width = (loc.end_column - loc.column) if loc.end_column else 1
-        if not offsets:
-            return error
-        first = offsets[min(max(start, 0), len(offsets) - 1)]
-        error.location = self._location(first, first + max(width, 1))
-        return error
+        line_starts = [0]
+        for line in rule.splitlines(keepends=True):
+            line_starts.append(line_starts[-1] + len(line))
+
+        def place(line: int, column: int, end: int | None = None) -> Location:
+            if not offsets:
+                return self._location(value.start_mark.index)
+            index = line_starts[min(line, len(line_starts)) - 1] + column - 1
+            first = offsets[min(max(index, 0), len(offsets) - 1)]
+            return self._location(first, first + max((end or column + 1) - column, 1))
+        return place
 
 
 def _value_offsets(value: str, text: str, start: int, end: int) -> list[int]:

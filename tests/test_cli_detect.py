@@ -93,3 +93,41 @@ def test_detect_on_the_embedded_model_with_a_probe(capsys, embedded_model):
     data = json.loads(stdout)
     assert data["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and data["n_prompts"] == 4
     assert data["settings"]["probes"] == {"induction_head": "repeated_random(length=20, batch=4)"}
+
+
+def test_rules_are_checked_before_the_model_loads(capsys, monkeypatch):
+    import patternlang.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model must not load when a rule is wrong")
+
+    monkeypatch.setattr(patternlang.models, "load_model", no_loading)
+    code, _, err = run(capsys, "detect", "attend k where tok[k] < tok[q]")
+    assert code == 1 and "no order" in err
+    code, _, err = run(capsys, "detect", "bos_head", "--probe", "natural(batch=2, batch=3)")
+    assert code == 1 and "given twice" in err
+
+
+def test_device_and_tokenizer_problems_exit_1(capsys, tmp_path):
+    import torch
+
+    cfg = legacy_config()
+    bare = str(write_checkpoint(tmp_path, cfg, legacy_state_dict(cfg)))  # no tokenizer beside it
+    code, _, err = run(capsys, "compile", "bos_head", "--prompt", "w1 w2", "--model", bare)
+    assert code == 1 and "no tokenizer" in err and "Traceback" not in err
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, "detect", "bos_head", "--model", bare, "--device", "cuda")
+        assert code == 1 and "no CUDA GPU" in err
+
+
+def test_survey_keeps_patterns_of_the_same_name_and_every_exclusion(tmp_path):
+    from patternlang import compile_rule
+    from patternlang.survey import survey
+    from tests.tiny_models import make_hand_set_model
+
+    model = make_hand_set_model()
+    x1 = compile_rule("attend k where k == q - 1 probe repeated_random(length=3, batch=2, seed=1)", name="x")
+    x2 = compile_rule("attend k where k == 0 exclude bos probe repeated_random(length=4, batch=2)", name="x")
+    scores = survey(model, [x1, x2], progress=False)
+    assert scores.patterns == ("x", "x#2")
+    assert scores.settings["exclusions"]["x#2"]["bos"] is True and "x" in scores.settings["exclusions"]

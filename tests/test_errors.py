@@ -37,6 +37,9 @@ MALFORMED = [
     ("attend k exclude boss", UnknownNameError, "cannot exclude 'boss'", 18),
     ("attend k measure tv measure mass", PatternError, "given twice", 29),
     ("(attend k) shift +999999999", PatternTypeError, "too far", 18),
+    ("attend k where k == 99999999999999999999", PatternTypeError, "too large", 21),
+    ("1e39 * (attend k)", PatternTypeError, "a weight must be a number from 0", 1),
+    ("attend k weight -1", PatternSyntaxError, "unexpected", 17),
 ]
 
 
@@ -106,3 +109,20 @@ def test_deep_nesting_gets_a_clear_error():
     nots = "attend k where " + "not " * 400 + "k == q"
     with pytest.raises(PatternSyntaxError, match="nested too deeply"):
         compile_rule(nots)
+
+
+def test_weights_that_multiply_past_float32_are_refused():
+    with pytest.raises(PatternTypeError, match="multiply up to"):
+        compile_rule("1000000 * 1000000 * 1000 * (attend k)")
+    assert compile_rule("1000 * 2 * (attend k)").matrix([1, 2]).max() == 2000
+
+
+def test_a_long_chain_of_modifiers_is_nesting_too():
+    rule = "attend k" + " shift +1" * 2000
+    with pytest.raises(PatternSyntaxError, match="nested too deeply"):
+        compile_rule(rule)
+
+
+def test_repeated_probe_arguments_are_caught_by_the_checker():
+    with pytest.raises(PatternError, match="given twice"):
+        compile_rule("attend k probe repeated_random(length=3, length=4)")

@@ -178,3 +178,19 @@ def load_patterns_from_text(text):
     from patternlang.syntax.parser import parse_module
 
     return Checker().check_module(parse_module(text))
+
+
+def test_yaml_entries_with_the_same_rule_text_keep_their_own_lines(tmp_path):
+    path = write(tmp_path, "same.yaml", """
+        - name: x
+          rule: attend k where kk == q
+        - name: y
+          rule: attend k where kk == q
+        """)
+    with pytest.raises(ErrorGroup) as info:
+        load_patterns(path)
+    assert sorted(e.location.line for e in info.value.errors) == [3, 5]
+
+
+def test_rule_text_that_mentions_a_yaml_file_is_still_a_rule():
+    assert load_pattern('attend k where str[k] == "a.yaml:"').matrix(str_tokens=["a.yaml:", "b"])[1, 0] == 1

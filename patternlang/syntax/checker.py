@@ -6,18 +6,21 @@ The checker collects every problem it finds and raises them together, so one run
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from ..errors import (CycleError, ErrorGroup, Location, PatternError, PatternTypeError,
-                      UnknownNameError)
+                      UnknownNameError, did_you_mean)
 from ..settings import EXCLUSIONS, MEASURES, ProbeSpec, Settings
 from . import ast
 from .builtins import FEATURES, FUNCTIONS, NAMES, NUMERIC_KINDS, Kind, compiled_regex
 
 MAX_SHIFT = 100_000
+# Bounds that keep every matrix finite in float32 and every position in int64.
+MAX_INT = 10**9
+MAX_WEIGHT = 1e6
+MAX_TOTAL_WEIGHT = 1e12
 ORDERED_OPS = ("<", "<=", ">", ">=")
 
 
@@ -32,11 +35,6 @@ class CheckedDefinition:
     source: str = field(default="", compare=False)
     filename: str | None = field(default=None, compare=False)
     loc: Location | None = field(default=None, compare=False)
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 class Checker:
@@ -72,6 +70,7 @@ class Checker:
             definition = local[name]
             settings = self._settings(definition.settings)
             expr = self._inline(definition.expr, checked)
+            self._check_total_weight(expr, definition.loc)
             checked[name] = CheckedDefinition(name, definition.doc, expr, settings, definition.source,
                                               module.filename, definition.loc)
         self._raise_if_errors()
@@ -82,7 +81,10 @@ class Checker:
         self._check_expr(expr, {})
         checked_settings = self._settings(settings)
         self._raise_if_errors()
-        return CheckedDefinition(name, "", self._inline(expr, {}), checked_settings, source)
+        inlined = self._inline(expr, {})
+        self._check_total_weight(inlined, getattr(expr, "loc", None))
+        self._raise_if_errors()
+        return CheckedDefinition(name, "", inlined, checked_settings, source)
 
     # ---- pattern expressions ----------------------------------------------------------------
     def _check_expr(self, expr: ast.PExpr, local: Mapping[str, ast.Definition]) -> None:
@@ -103,9 +105,9 @@ class Checker:
             elif isinstance(node, ast.Combine):
                 stack += [node.left, node.right]
             elif isinstance(node, ast.Scale):
-                if not math.isfinite(node.factor) or node.factor < 0:
-                    self._error(PatternTypeError(f"a weight must be a finite number >= 0, not {node.factor}",
-                                                 node.loc))
+                if not math.isfinite(node.factor) or not 0 <= node.factor <= MAX_WEIGHT:
+                    self._error(PatternTypeError(f"a weight must be a number from 0 to {MAX_WEIGHT:g}, "
+                                                 f"not {node.factor:g}", node.loc))
                 stack.append(node.operand)
             elif isinstance(node, ast.Shift):
                 if abs(node.offset) > MAX_SHIFT:
@@ -114,6 +116,31 @@ class Checker:
                 stack.append(node.operand)
             elif isinstance(node, ast.Normalize):
                 stack.append(node.operand)
+
+    def _check_total_weight(self, expr: ast.PExpr, loc: Location | None) -> None:
+        """Weights multiply along nested scales and add up in sums: keep the largest value finite."""
+        largest: dict[int, float] = {}
+        stack: list[tuple[ast.PExpr, bool]] = [(expr, False)]
+        while stack:  # post-order without recursion: the tree can be deep after inlining
+            node, done = stack.pop()
+            if isinstance(node, (ast.Attend, ast.Ref)):
+                largest[id(node)] = 1.0
+            elif not done:
+                stack.append((node, True))
+                children = [node.left, node.right] if isinstance(node, ast.Combine) else [node.operand]
+                stack.extend((child, False) for child in children)
+            elif isinstance(node, ast.Combine):
+                left, right = largest[id(node.left)], largest[id(node.right)]
+                largest[id(node)] = left + right if node.op == "add" else max(left, right)
+            elif isinstance(node, ast.Scale):
+                largest[id(node)] = largest[id(node.operand)] * node.factor
+            elif isinstance(node, ast.Normalize):
+                largest[id(node)] = 1.0
+            else:
+                largest[id(node)] = largest[id(node.operand)]
+        if largest[id(expr)] > MAX_TOTAL_WEIGHT:
+            self._error(PatternTypeError(f"the weights multiply up to {largest[id(expr)]:g}, more than "
+                                         f"{MAX_TOTAL_WEIGHT:g}", loc, hint="use smaller weights"))
 
     def _cycle_free_order(self, local: Mapping[str, ast.Definition]) -> list[str]:
         """Definitions in an order where each comes after those it refers to; cycles are errors."""
@@ -215,6 +242,10 @@ class Checker:
     def _kind(self, value: ast.Value) -> Kind | None:
         """The kind of a value, or None after reporting why it has none."""
         if isinstance(value, ast.IntLit):
+            if abs(value.value) > MAX_INT:
+                self._error(PatternTypeError(f"the number {value.value} is too large (at most {MAX_INT:,})",
+                                             value.loc))
+                return None
             return "number"
         if isinstance(value, ast.StrLit):
             return "string"
@@ -342,7 +373,7 @@ class Checker:
         from .. import probes  # the probe registry knows each probe's arguments
 
         try:
-            probes.validate_probe_args(node.probe, dict(node.args))
+            probes.validate_probe_args(node.probe, node.args)  # the pairs: a repeated argument is an error
         except PatternError as exc:
             exc.location = exc.location or node.loc
             self._error(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -37,7 +38,7 @@ _TERMINAL_NAMES = {
 def _parser() -> Lark:
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
-        start=["module", "rule_text"],
+        start=["module", "rule_text", "probe_spec"],
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=False,
@@ -54,57 +55,77 @@ def _terminal_text() -> dict[str, str]:
     return names
 
 
+# Where a (line, column, end column) of the parsed text lies for the user: in the text itself,
+# or, for a rule taken out of a YAML file, in that file.
+Place = Callable[[int, int, "int | None"], Location]
+
+
+def _in_text(text: str, filename: str | None) -> Place:
+    return lambda line, column, end=None: Location(line, column, text, filename, end_column=end)
+
+
 def parse_module(text: str, filename: str | None = None) -> ast.Module:
     """Parse the text of a `.pattern` file into a Module of Definitions."""
-    tree = _parse(text, "module", filename)
-    module = _to_ast(tree, text, filename)
+    place = _in_text(text, filename)
+    module = _to_ast(_parse(text, "module", place), text, place)
     return ast.Module(definitions=tuple(module), filename=filename)
 
 
-def parse_rule(text: str, filename: str | None = None) -> tuple[ast.PExpr, tuple[ast.Setting, ...]]:
-    """Parse an inline rule such as `attend k where k == q - 1` (settings may follow)."""
-    tree = _parse(text, "rule_text", filename)
-    return _to_ast(tree, text, filename)
+def parse_rule(text: str, filename: str | None = None,
+               place: Place | None = None) -> tuple[ast.PExpr, tuple[ast.Setting, ...]]:
+    """Parse an inline rule such as `attend k where k == q - 1` (settings may follow).
+
+    `place` maps positions in `text` to where the user sees them (see `Place`)."""
+    place = place or _in_text(text, filename)
+    return _to_ast(_parse(text, "rule_text", place), text, place)
 
 
-def _parse(text: str, start: str, filename: str | None) -> Tree:
+def parse_probe(text: str) -> tuple[str, tuple[tuple[str, int | float | str], ...]]:
+    """`repeated_random` or `repeated_random(length=64)`: a probe as the `probe` setting writes it."""
+    place = _in_text(text, None)
+    setting = _to_ast(_parse(text, "probe_spec", place), text, place)
+    return setting.probe, setting.args
+
+
+def _parse(text: str, start: str, place: Place) -> Tree:
     if len(text) > MAX_SOURCE_CHARS:
         raise PatternSyntaxError(f"the text is too long ({len(text)} characters, at most {MAX_SOURCE_CHARS})",
-                                 Location(1, 1, "", filename))
+                                 place(1, 1, None))
     try:
         tree = _parser().parse(text, start=start)
     except UnexpectedInput as exc:
-        raise _syntax_error(exc, text, filename) from None
+        raise _syntax_error(exc, text, place) from None
     except RecursionError:
-        raise PatternSyntaxError("the text is nested too deeply to read", Location(1, 1, text, filename)) from None
-    _check_depth(tree, text, filename)
+        raise PatternSyntaxError("the text is nested too deeply to read", place(1, 1, None)) from None
+    _check_depth(tree, place)
     return tree
 
 
-def _check_depth(tree: Tree, text: str, filename: str | None) -> None:
+def _check_depth(tree: Tree, place: Place) -> None:
     # Iterative, so that absurd nesting is reported instead of overflowing the stack later.
+    # An attend's modifiers sit side by side in the tree but nest in the AST: count them as depth.
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
+        if node.data == "attend":
+            depth += sum(1 for child in node.children if isinstance(child, Tree))
         if depth > MAX_DEPTH:
             meta = node.meta
-            line = getattr(meta, "line", 1)
-            column = getattr(meta, "column", 1)
             raise PatternSyntaxError(
                 f"the expression is nested too deeply (more than {MAX_DEPTH} levels)",
-                Location(line, column, text, filename),
+                place(getattr(meta, "line", 1), getattr(meta, "column", 1), None),
                 hint="split it into named patterns that refer to each other",
             )
         stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
-def _syntax_error(exc: UnexpectedInput, text: str, filename: str | None) -> PatternSyntaxError:
+def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSyntaxError:
     line = getattr(exc, "line", None) or 1
     column = getattr(exc, "column", None) or 1
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         lines = text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
-    loc = Location(line, column, text, filename)
+    loc = place(line, column, None)
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         hint = None
@@ -117,7 +138,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str | None) -> Patt
     expected = _ordered({_terminal_text().get(name, name) for name in _expected_terminals(exc)})
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token: Token = exc.token
-        loc = Location(line, column, text, filename, end_column=column + max(1, len(str(token))))
+        loc = place(line, column, column + max(1, len(str(token))))
         message = f"unexpected {_describe(token)}"
     else:
         message = "the text ends too early"
@@ -200,9 +221,9 @@ def _dedent_doc(doc: str) -> str:
     return "\n".join([lines[0].strip()] + [ln[indent:] for ln in lines[1:]]).strip()
 
 
-def _to_ast(tree: Tree, text: str, filename: str | None):
+def _to_ast(tree: Tree, text: str, place: Place):
     try:
-        return _AstBuilder(text, filename).transform(tree)
+        return _AstBuilder(text, place).transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, PatternError):
             raise exc.orig_exc from None
@@ -211,16 +232,16 @@ def _to_ast(tree: Tree, text: str, filename: str | None):
 
 @v_args(meta=True)
 class _AstBuilder(Transformer):
-    def __init__(self, text: str, filename: str | None):
+    def __init__(self, text: str, place: Place):
         super().__init__()
         self.text = text
-        self.filename = filename
+        self.place = place
 
     def _loc(self, meta) -> Location | None:
         if getattr(meta, "empty", True):
             return None
         end = meta.end_column if meta.end_line == meta.line else None
-        return Location(meta.line, meta.column, self.text, self.filename, end_column=end)
+        return self.place(meta.line, meta.column, end)
 
     def _name(self, token: Token) -> str:
         """A name written by the user; keywords are reserved even where the grammar would allow them."""
@@ -230,12 +251,15 @@ class _AstBuilder(Transformer):
         return str(token)
 
     def _tok_loc(self, token: Token) -> Location:
-        return Location(token.line, token.column, self.text, self.filename,
-                        end_column=token.column + max(1, len(str(token))))
+        return self.place(token.line, token.column, token.column + max(1, len(str(token))))
 
     # module level
     def module(self, meta, children):
         return list(children)
+
+    def probe_spec(self, meta, children):
+        name, *args = children
+        return ast.ProbeSetting(self._name(name), tuple(args[0]) if args else (), loc=self._tok_loc(name))
 
     def rule_text(self, meta, children):
         expr, *settings = children
