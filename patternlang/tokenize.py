@@ -55,12 +55,25 @@ def tokenize_prompt(text: str, *, model: Any = None, prepend_bos: bool = True) -
             raise InputError("this model has no tokenizer, so it cannot read a prompt as text",
                              hint='write the tokens out with --tokens "a b c", or save a tokenizer beside the model')
         ids = model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)[0].tolist()
-        return ids, [model.to_string([i]) for i in ids]
+        return ids, token_texts(model.tokenizer, ids)
     tokenizer = default_tokenizer()
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if prepend_bos and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
-    return ids, [tokenizer.decode([i]) for i in ids]
+    return ids, token_texts(tokenizer, ids)
+
+
+def token_texts(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each token's text as the tokenizer decodes it on its own.
+
+    SentencePiece tokenizers (Llama, Mistral, Gemma) mark a word start with "▁" but drop the
+    space when a lone token is decoded; the space is put back, so that `str[k]` and word starts
+    read the same for every tokenizer (" cat", as GPT-2's decoding gives it).
+    """
+    texts = [tokenizer.decode([i]) for i in ids]
+    pieces = tokenizer.convert_ids_to_tokens(list(ids))
+    return [" " + text if isinstance(piece, str) and piece.startswith("\u2581") and not text[:1].isspace()
+            else text for text, piece in zip(texts, pieces)]
 
 
 def special_ids_of(model: Any = None) -> tuple[int, ...]:
