@@ -7,6 +7,7 @@ query rows and key columns are masked out by the measures.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError
+from patternlang.tokenize import token_texts
 
 MAX_BATCH_ROWS = 128
 """Upper bound on prompts per batch when the batch size is chosen automatically."""
@@ -112,10 +114,15 @@ def _as_token_ids(item: Any, index: int) -> Tensor:
         values = list(item)
     except TypeError:
         raise InputError(f"prompt {index} is a {type(item).__name__}, not text or token ids") from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        bad = next(v for v in values if not (isinstance(v, int) and not isinstance(v, bool)))
-        raise InputError(f"prompt {index}: token ids must be integers, found {bad!r}")
-    return torch.tensor(values, dtype=torch.long)
+    ids = []
+    for value in values:
+        try:  # ints, numpy integers, 0-d integer tensors; never floats, bools or text
+            if isinstance(value, bool):
+                raise TypeError
+            ids.append(operator.index(value))
+        except TypeError:
+            raise InputError(f"prompt {index}: token ids must be integers, found {value!r}") from None
+    return torch.tensor(ids, dtype=torch.long)
 
 
 def _check_lengths(model: Any, token_lists: list[Tensor]) -> None:
@@ -236,8 +243,8 @@ def auto_budget(device: torch.device) -> float:
 
 
 class TokenStrings:
-    """Token id -> text as the model's `to_str_tokens` shows it (the tokenizer's per-token
-    decoding without one), cached across batches.
+    """Token id -> text, each token decoded on its own (`tokenize.token_texts`; the model's
+    `to_str_tokens` for a model without a Hugging Face tokenizer), cached across batches.
 
     Called with a list of ids, returns their texts (the form `BatchFeatures` accepts).
     """
@@ -253,10 +260,11 @@ class TokenStrings:
         return [self.cache[int(i)] for i in ids]
 
     def _decode(self, ids: list[int]) -> list[str]:
-        if hasattr(self.model, "to_str_tokens"):
-            texts = self.model.to_str_tokens(torch.tensor(ids, dtype=torch.long))
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens"):
+            texts = token_texts(tokenizer, ids)  # the texts `patternlang compile --prompt` shows too
         else:
-            texts = self.model.tokenizer.batch_decode([[i] for i in ids])
+            texts = self.model.to_str_tokens(torch.tensor(ids, dtype=torch.long))
         if len(texts) != len(ids):
             raise InputError(f"the tokenizer decoded {len(ids)} token ids into {len(texts)} strings")
         return [str(t) for t in texts]

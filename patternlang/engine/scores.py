@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from torch import Tensor
 
 from patternlang.engine.heads import head_label
 from patternlang.errors import InputError
+from patternlang.files import writing
 
 RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score")
 
@@ -110,7 +110,7 @@ class Scores:
         """The `to_dict` form as JSON text (null for NaN); also written to `path` when given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
         if path is not None:
-            with _writable(path) as target:
+            with writing(path) as target:
                 target.write_text(text + "\n", encoding="utf-8")
         return text
 
@@ -159,7 +159,7 @@ class Scores:
 
     def to_csv(self, path: str | Path) -> None:
         """The records as CSV with a header row; NaN is an empty cell."""
-        with _writable(path) as target, open(target, "w", newline="", encoding="utf-8") as handle:
+        with writing(path) as target, open(target, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS)
             writer.writeheader()
             writer.writerows(self.to_records())
@@ -177,17 +177,6 @@ class Scores:
     def __repr__(self) -> str:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "
                 f"{self.n_heads} heads, measures={','.join(self.measures)}, n_prompts={self.n_prompts})")
-
-
-@contextmanager
-def _writable(path: str | Path) -> Iterator[Path]:
-    """A path whose folder exists; a failure to write is the user's InputError, not a traceback."""
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        yield target
-    except OSError as error:
-        raise InputError(f"cannot write {target}: {error.strerror or error}") from None
 
 
 def _nested(grid: Tensor) -> list[list[float | None]]:

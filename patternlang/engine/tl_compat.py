@@ -68,7 +68,8 @@ def detect_head(
 
     cfg = model.cfg
     n_layers, n_heads = model_shape(model)
-    token_lists = [model.to_tokens(p).reshape(-1).cpu() for p in prompts]  # the model's default BOS, like TL
+    # The model's default BOS, like TransformerLens; never cut to the context (an error instead).
+    token_lists = [_to_tokens(model, p) for p in prompts]
     for index, tokens in enumerate(token_lists):
         if not 1 < tokens.numel() <= cfg.n_ctx:
             raise InputError(f"prompt {index} has {tokens.numel()} tokens; it must have at least 2 "
@@ -94,6 +95,14 @@ def detect_head(
         asked[layer, slice(None) if layer_heads is None else list(layer_heads)] = True
     result = torch.where(asked, scores, torch.tensor(-1.0))
     return result.to(getattr(cfg, "dtype", torch.float32) or torch.float32)
+
+
+def _to_tokens(model: Any, prompt: str) -> Tensor:
+    try:
+        tokens = model.to_tokens(prompt, truncate=False)
+    except TypeError:  # a model whose to_tokens cannot truncate anyway
+        tokens = model.to_tokens(prompt)
+    return tokens.reshape(-1).cpu()
 
 
 def _detector(detection_pattern: Tensor | str, error_measure: str) -> Detector:

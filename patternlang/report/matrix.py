@@ -25,7 +25,7 @@ from rich.text import Text
 
 from patternlang.errors import InputError
 from patternlang.report.htmlpage import CellColors, escape, page
-from patternlang.report.output import suffix_of, writing
+from patternlang.files import suffix_of, writing
 from patternlang.report.tokens import display_tokens
 
 FULL = "█"  # weight exactly 1

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from patternlang.errors import InputError
 from patternlang.report.htmlpage import CellColors, escape, page
-from patternlang.report.output import suffix_of, writing
+from patternlang.files import suffix_of, writing
 
 HEATMAP_SUFFIXES = (".png", ".html")
 HEAD_LABEL = re.compile(r"^L(\d+)H(\d+)$")
