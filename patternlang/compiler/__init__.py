@@ -14,11 +14,21 @@ __all__ = ["BatchFeatures", "Program", "compile_expr", "evaluate_all", "referenc
 
 
 def evaluate_all(patterns: Sequence, features: BatchFeatures, device: torch.device | str | None = None,
-                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                 dtype: torch.dtype = torch.float32, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """Detection tensors of every pattern on one batch: [n_patterns, batch, query_pos, key_pos].
 
     The features (and sub-expressions that patterns share) are computed once for all patterns.
+    With `out` (a [n_patterns, batch, q, k] tensor of any strides, e.g. a pattern-last
+    buffer seen through `permute`), each pattern is written into it as soon as it is
+    evaluated, and `out` is returned: no stacked copy is made.
     """
+    if out is not None:
+        expected = (len(patterns), features.batch, features.n_pos, features.n_pos)
+        if tuple(out.shape) != expected:
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
+        for index, pattern in enumerate(patterns):
+            out[index].copy_(pattern.evaluate(features))
+        return out
     if not patterns:
         return torch.zeros(0, features.batch, features.n_pos, features.n_pos, dtype=dtype,
                            device=device or features.device)

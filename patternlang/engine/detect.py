@@ -168,6 +168,7 @@ def score_tokens(
         batch = pad_batch(token_lists, indices, padding, input_device)
         detection = detection_tensors(detectors, batch, strings=strings, special_ids=specials, device=work_device)
         accumulator.start_batch(detection, batch.lengths)
+        del detection  # the accumulator keeps what it needs; free the rest before the forward pass
         if attention_source is None:
             run_attention_hooks(model, batch.tokens, layers, accumulator.add_layer)
         else:

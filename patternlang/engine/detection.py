@@ -127,25 +127,29 @@ def detection_tensors(
 ) -> Tensor:
     """The detection tensors of one batch, `[pattern, batch, query_pos, key_pos]` float32 on `device`.
 
-    Language patterns share one `BatchFeatures` (built once per batch) and one `evaluate_all` call.
+    Language patterns share one `BatchFeatures` (built once per batch) and one `evaluate_all`
+    call, which writes each pattern straight into the result (no stacked copy).
     """
     device = device or batch.tokens.device
     n_batch, width = batch.tokens.shape
-    out = torch.zeros(len(detectors), n_batch, width, width, dtype=torch.float32, device=device)
+    out = torch.empty(len(detectors), n_batch, width, width, dtype=torch.float32, device=device)
     language = [i for i, d in enumerate(detectors) if d.pattern is not None]
     if language:
         from patternlang.compiler import BatchFeatures, evaluate_all
 
-        features = BatchFeatures.build(batch.tokens, batch.mask, strings=strings, special_ids=special_ids)
-        evaluated = evaluate_all([detectors[i].pattern for i in language], features, device)
-        expected = (len(language), n_batch, width, width)
-        if tuple(evaluated.shape) != expected:
-            raise RuntimeError(f"evaluate_all returned shape {tuple(evaluated.shape)}, expected {expected}")
-        out[language] = evaluated.to(torch.float32)
+        features = BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
+                                       strings=strings, special_ids=special_ids)
+        patterns = [detectors[i].pattern for i in language]
+        if language == list(range(language[0], language[-1] + 1)):
+            evaluate_all(patterns, features, out=out[language[0]: language[-1] + 1])
+        else:  # language patterns mixed with tensors: evaluate, then place them
+            out[language] = evaluate_all(patterns, features, device).to(torch.float32)
+        del features  # its memo holds every pattern's intermediate results
     for i, detector in enumerate(detectors):
         if detector.matrix is not None:
             out[i] = detector.matrix.to(device)  # check_matrix_sizes: every prompt has this length
         elif detector.per_prompt is not None:
+            out[i] = 0.0
             tokens = batch.tokens.cpu()
             for row, length in enumerate(batch.lengths.tolist()):
                 matrix = detector.per_prompt(tokens[row, :length])

@@ -82,55 +82,107 @@ def counted_cells(lengths: Tensor, size: int, exclusions: Exclusions) -> Tensor:
     return cells
 
 
+QUERY_BLOCK = 64
+"""Queries per block when a prompt's attention is reduced (prompts longer than 1.5 blocks):
+a block of queries reads only the keys up to its last query, which skips most of the zero
+upper triangle, and its operands are strided views of the attention and the detection
+tensor, so nothing is copied."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchTargets:
     """Everything the measures need from one batch's detection tensors (built once per batch).
 
+    The core is `by_cell` `[batch, query_pos, key_pos, column]`: the counted detection
+    values with the pattern last, so that one batched matmul per layer multiplies a head's
+    attention row by every pattern's row at once (`cell_products`). Its last column is the
+    counted cells themselves, so the same matmul also gives each row's counted attention.
     Fields not needed by the requested measures are None.
     """
 
     cells: Tensor  # bool [batch, query_pos, key_pos], the counted cells
     lengths: Tensor  # long [batch], real lengths
-    detection: Tensor  # float [pattern, batch, query_pos, key_pos], zero outside `cells`
+    by_cell: Tensor  # float32 [batch, q, k, column]: pattern columns, then the cells column
+    n_patterns: int
+    row_columns: slice  # the columns the row measures read: the positive part of each pattern
+    raw_columns: slice  # the columns mul and abs read: the values as given (the same columns
+    # unless a pattern has negative values and both kinds of measure were asked for)
     target_rows: Tensor  # float [pattern], number of target rows in the batch
-    row_max_scaled: Tensor | None  # `detection` / its row maximum (mass), as [batch, q*k, pattern]
-    row_normalised: Tensor | None  # `detection` / its row sum (tv)
-    is_target: Tensor | None  # bool, detection > 0 (argmax)
-    detection_by_prompt: Tensor | None  # `detection` as [batch, q*k, pattern] (mul)
+    row_weight: Tensor | None  # float [batch, q, pattern]: 1 / the row's maximum on target rows, else 0 (mass)
+    row_normalised: Tensor | None  # float [pattern, batch, q, k]: rows scaled to sum 1 (tv)
+    is_target: Tensor | None  # bool [batch, q, k, pattern]: a positive value on a counted cell (argmax)
+
+    @property
+    def detection(self) -> Tensor:
+        """The counted detection values as given, `[pattern, batch, q, k]` (a view of `by_cell`)."""
+        return self.by_cell[..., self.raw_columns].permute(3, 0, 1, 2)
 
 
 def prepare_targets(
     detection: Tensor, lengths: Tensor, exclusions: Exclusions, measures: tuple[str, ...]
 ) -> BatchTargets:
-    """Mask one batch's detection tensors `[pattern, batch, q, k]` and derive what the measures use."""
-    size = detection.shape[-1]
+    """Mask one batch's detection tensors `[pattern, batch, q, k]` and derive what the measures use.
+
+    `detection` is read, never changed; it may be freed once this returns.
+    """
+    n_patterns, batch, size, _ = detection.shape
     cells = counted_cells(lengths, size, exclusions)
-    counted = detection.float() * cells
+    by_pattern = detection.permute(1, 2, 3, 0)  # [batch, q, k, pattern]
+    row_measures = bool(ROW_MEASURES.intersection(measures))
+    raw_measures = bool(PROMPT_MEASURES.intersection(measures))
     # Row measures read a pattern as targets and weights, so only its positive part;
-    # TransformerLens' mul and abs take any values as they are.
-    positive = counted.clamp_min(0.0)
-    row_max = positive.amax(dim=-1, keepdim=True)  # [pattern, batch, q, 1]
+    # TransformerLens' mul and abs take any values as they are. Only tensors given to
+    # `detect_head` can be negative; then both views need their own columns.
+    negative = bool(detection.numel() and detection.min() < 0)
+    split = negative and row_measures and raw_measures
+    n_columns = n_patterns * (2 if split else 1) + 1
+    by_cell = torch.empty(batch, size, size, n_columns, dtype=torch.float32, device=detection.device)
+    torch.mul(by_pattern, cells[..., None], out=by_cell[..., :n_patterns])
+    by_cell[..., -1] = cells
+    row_columns = slice(0, n_patterns)
+    raw_columns = slice(0, n_patterns)
+    if split:
+        raw_columns = slice(n_patterns, 2 * n_patterns)
+        by_cell[..., raw_columns] = by_cell[..., row_columns]
+    if negative and row_measures:
+        by_cell[..., row_columns].clamp_(min=0.0)
+
+    positive = by_cell[..., row_columns]
+    row_max = positive.amax(dim=2)  # [batch, q, pattern]
     has_target = row_max > 0
-    target_rows = has_target.sum(dim=(1, 2, 3)).to(wide_dtype(counted.device))
-    row_max_scaled = row_normalised = is_target = detection_by_prompt = None
+    target_rows = has_target.sum(dim=(0, 1)).to(wide_dtype(detection.device))
+    row_weight = row_normalised = is_target = None
     if "mass" in measures:
-        row_max_scaled = _by_prompt(torch.where(has_target, positive / row_max.clamp_min(1e-30), 0.0))
+        row_weight = torch.where(has_target, 1.0 / row_max.clamp_min(1e-30), 0.0)
     if "tv" in measures:
-        row_sum = positive.sum(dim=-1, keepdim=True)
-        row_normalised = torch.where(has_target, positive / row_sum.clamp_min(1e-30), 0.0)
+        row_sum = positive.sum(dim=2, keepdim=True)
+        normalised = torch.where(has_target[:, :, None], positive / row_sum.clamp_min(1e-30), 0.0)
+        row_normalised = normalised.permute(3, 0, 1, 2).contiguous()
     if "argmax" in measures:
         is_target = positive > 0
-    if "mul" in measures:
-        detection_by_prompt = _by_prompt(counted)
-    return BatchTargets(cells, lengths, counted, target_rows, row_max_scaled, row_normalised, is_target,
-                        detection_by_prompt)
+    return BatchTargets(cells, lengths, by_cell, n_patterns, row_columns, raw_columns, target_rows,
+                        row_weight, row_normalised, is_target)
 
 
-def _by_prompt(detection: Tensor) -> Tensor:
-    """`[pattern, batch, q, k]` -> `[batch, q*k, pattern]`: the right operand of a per-prompt matmul
-    with attention viewed as `[batch, head_index, q*k]` (a view, no copy, in every layer)."""
-    n_patterns, batch, queries, keys = detection.shape
-    return detection.permute(1, 2, 3, 0).reshape(batch, queries * keys, n_patterns).contiguous()
+def cell_products(attention: Tensor, by_cell: Tensor, block: int | None = None) -> Tensor:
+    """`[batch, q, head_index, column]`: each head's attention row times each column's row.
+
+    `einsum("bhqk,bqkc->bqhc")` as batched matmuls over queries. Prompts longer than 1.5
+    blocks of `block` (default `QUERY_BLOCK`) queries go block by block, prompt by prompt;
+    each block reads only the keys up to its last query.
+    """
+    block = block or QUERY_BLOCK
+    batch, heads, size, _ = attention.shape
+    if size <= block + block // 2:
+        return torch.matmul(attention.transpose(1, 2), by_cell)
+    out = attention.new_empty(batch, size, heads, by_cell.shape[-1])
+    for row in range(batch):
+        for start in range(0, size, block):
+            stop = min(size, start + block)
+            # [q, head, k] @ [q, k, column]: views with a unit last stride, which bmm takes as they are.
+            torch.bmm(attention[row, :, start:stop, :stop].transpose(0, 1), by_cell[row, start:stop, :stop],
+                      out=out[row, start:stop])
+    return out
 
 
 def kept_attention(attention: Tensor, cells: Tensor) -> Tensor:
@@ -144,46 +196,49 @@ def renormalised_attention(kept: Tensor) -> Tensor:
     return kept / row_sum.clamp_min(1e-30)
 
 
-def mass_sum(normalised: Tensor, targets: BatchTargets) -> Tensor:
-    """Sum over target rows of the weighted attention mass on targets: `[pattern, head_index]`."""
-    # einsum("bhqk,nbqk->nh") as one batched matmul over prompts, then a sum over prompts.
-    batch, heads, queries, keys = normalised.shape
-    per_prompt = normalised.reshape(batch, heads, queries * keys) @ targets.row_max_scaled  # [b, head, pattern]
-    return per_prompt.sum(dim=0).T
+def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
+    """Sum over target rows of the weighted attention mass on targets: `[pattern, head_index]`.
+
+    Per row: `sum_k A[q, k] * D[q, k]` (from `cell_products`) divided by the row's counted
+    attention (the renormalisation) and by the row's maximum of `D` (the weights' scale).
+    """
+    row_attention = products[..., -1:].clamp_min(1e-30)  # [batch, q, head, 1]
+    shares = products[..., targets.row_columns] / row_attention  # [batch, q, head, pattern]
+    shares *= targets.row_weight[:, :, None, :]
+    return shares.sum(dim=(0, 1)).T
+
+
+def mul_prompt_scores(products: Tensor, targets: BatchTargets) -> Tensor:
+    """TransformerLens `mul` per prompt: `[pattern, batch, head_index]`.
+
+    `sum(A' * D) / sum(A')` where `A'` is the attention with excluded cells zeroed.
+    """
+    numerator = products[..., targets.raw_columns].sum(dim=1)  # [batch, head, pattern]
+    denominator = products[..., -1].sum(dim=1)  # [batch, head]
+    return (numerator / denominator[..., None]).permute(2, 0, 1)
 
 
 def tv_sum(normalised: Tensor, targets: BatchTargets) -> Tensor:
     """Sum over target rows of `sum_k min(a_k, p_k)`: `[pattern, head_index]`."""
     rows = []
     scratch = torch.empty_like(normalised)
-    for pattern_row in targets.row_normalised:  # [batch, q, k]; patterns are few
+    for pattern_row in targets.row_normalised:  # [batch, q, k]; an elementwise min, no matmul form
         torch.minimum(normalised, pattern_row[:, None], out=scratch)
         rows.append(scratch.sum(dim=(0, 2, 3)))
     return torch.stack(rows)
 
 
-def argmax_hits(normalised: Tensor, targets: BatchTargets) -> Tensor:
-    """Number of target rows whose most-attended counted key is a target: `[pattern, head_index]`."""
-    # Uncounted keys get -1 so they never win over a counted key (attention >= 0).
-    masked = normalised.masked_fill(~targets.cells[:, None], -1.0)
-    top_key = masked.argmax(dim=-1)  # [batch, head, q]
-    n_patterns = targets.is_target.shape[0]
-    batch, heads, queries = top_key.shape
-    is_target = targets.is_target[:, :, None].expand(n_patterns, batch, heads, queries, -1)
-    index = top_key[None, ..., None].expand(n_patterns, batch, heads, queries, 1)
-    hits = is_target.gather(-1, index).squeeze(-1)  # [pattern, batch, head, q]
-    return hits.sum(dim=(1, 3)).to(normalised.dtype)
+def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
+    """Number of target rows whose most-attended counted key is a target: `[pattern, head_index]`.
 
-
-def mul_prompt_scores(kept: Tensor, targets: BatchTargets) -> Tensor:
-    """TransformerLens `mul` per prompt: `[pattern, batch, head_index]`.
-
-    `sum(A' * D) / sum(A')` where `A'` (`kept`) is the attention with excluded cells zeroed.
+    Renormalising a row does not move its maximum, so the raw attention is enough.
     """
-    batch, heads, queries, keys = kept.shape
-    denominator = kept.sum(dim=(-1, -2))  # [batch, head]
-    numerator = kept.reshape(batch, heads, queries * keys) @ targets.detection_by_prompt  # [batch, head, pattern]
-    return (numerator / denominator[..., None]).permute(2, 0, 1)
+    # Uncounted keys get -1 so they never win over a counted key (attention >= 0).
+    top_key = attention.masked_fill(~targets.cells[:, None], -1.0).argmax(dim=-1)  # [batch, head, q]
+    batch, heads, queries = top_key.shape
+    index = top_key.transpose(1, 2)[..., None].expand(batch, queries, heads, targets.n_patterns)
+    hits = targets.is_target.gather(2, index)  # [batch, q, head, pattern]
+    return hits.sum(dim=(0, 1)).T.to(torch.float32)
 
 
 def abs_prompt_scores(kept: Tensor, targets: BatchTargets) -> Tensor:
@@ -204,19 +259,24 @@ def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, 
     """Every requested measure's partial sum for one batch and one layer: `{measure: [pattern, head_index]}`.
 
     Row measures sum over target rows, prompt measures sum per-prompt scores over the batch.
+    `mass` and `mul` share one batched matmul (`cell_products`); `tv`, `argmax` and `abs`
+    work on the attention itself.
     """
-    kept = kept_attention(attention, targets.cells)
+    attention = attention.float()
     sums: dict[str, Tensor] = {}
-    if ROW_MEASURES.intersection(measures):
-        normalised = renormalised_attention(kept)
+    if "mass" in measures or "mul" in measures:
+        products = cell_products(attention, targets.by_cell)
         if "mass" in measures:
-            sums["mass"] = mass_sum(normalised, targets)
+            sums["mass"] = mass_sum(products, targets)
+        if "mul" in measures:
+            sums["mul"] = mul_prompt_scores(products, targets).sum(dim=1)
+        del products
+    if "argmax" in measures:
+        sums["argmax"] = argmax_hits(attention, targets)
+    if "tv" in measures or "abs" in measures:
+        kept = kept_attention(attention, targets.cells)
         if "tv" in measures:
-            sums["tv"] = tv_sum(normalised, targets)
-        if "argmax" in measures:
-            sums["argmax"] = argmax_hits(normalised, targets)
-    if "mul" in measures:
-        sums["mul"] = mul_prompt_scores(kept, targets).sum(dim=1)
-    if "abs" in measures:
-        sums["abs"] = abs_prompt_scores(kept, targets).sum(dim=1)
-    return sums
+            sums["tv"] = tv_sum(renormalised_attention(kept), targets)
+        if "abs" in measures:
+            sums["abs"] = abs_prompt_scores(kept, targets).sum(dim=1)
+    return {measure: sums[measure] for measure in measures}

@@ -1,0 +1,243 @@
+"""How `detect`'s time and peak memory grow with the patterns, the prompt length and the prompts.
+
+    python bench/scaling.py [--plots bench/] [--repeats 2] [--tiny]
+
+Three curves; at each point `detect` (measure `mass`) and the plain forward pass run in turn,
+`--repeats` rounds (best time, highest peak memory):
+
+- patterns: 1, 4, 16, 64 patterns on 64 prompts of 64 tokens (automatic batch size);
+- length: prompts of 32, 128, 512 and 2048 tokens, 2048 tokens in all at each point (64
+  prompts of 32 ... one of 2048), 4 and 64 patterns, automatic batch size, beside the plain
+  forward pass over the same batches;
+- prompts: 16, 64, 256 prompts of 32 tokens, batches of 16, 4 patterns: the memory must
+  stay flat (nothing is kept per prompt) while the time grows linearly (one round).
+
+Peak memory is the peak RSS above the RSS before the call (the model already loaded),
+sampled every few milliseconds; on CUDA, the peak allocated memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    BENCH_DIR,
+    as_token_lists,
+    detect_plan,
+    load_bench_model,
+    mib,
+    model_label,
+    pattern_set,
+    peak_memory,
+    plain_forward,
+    time_call,
+    token_prompts,
+)
+
+
+def measured(fn: Callable[[], Any]) -> dict[str, Any]:
+    """One call: seconds, peak memory (MiB above the start) and what it returned."""
+    with peak_memory(interval_s=0.005) as memory:
+        seconds, value = time_call(fn)
+    return {"seconds": seconds, "peak_mib": mib(memory.delta), "value": value}
+
+
+def measure_round_robin(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, Any]]:
+    """Each contender `repeats` times, in turn: its best time, its highest peak, and its runs."""
+    out: dict[str, dict[str, Any]] = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            run = measured(fn)
+            entry = out.setdefault(name, {"runs_s": [], "peak_mib": 0.0})
+            entry["runs_s"].append(run["seconds"])
+            entry["peak_mib"] = max(entry["peak_mib"], run["peak_mib"])
+            scores = run["value"]
+            if scores is not None:
+                entry["n_batches"] = scores.settings["n_batches"]
+    for entry in out.values():
+        entry["seconds"] = min(entry["runs_s"])
+    return out
+
+
+def detect_call(model: Any, prompts: Any, patterns: Sequence[str], *, batch_size: int | None = None,
+                measure: str = "mass") -> Callable[[], Any]:
+    from patternlang.engine import detect
+
+    return lambda: detect(model, prompts, list(patterns), measures=measure, batch_size=batch_size, progress=False)
+
+
+def by_patterns(model: Any, counts: Sequence[int], n_prompts: int, n_tokens: int, repeats: int,
+                log=print) -> dict[str, Any]:
+    prompts = token_prompts(model, n_prompts, n_tokens)
+    token_lists = as_token_lists(model, prompts)
+    plan = detect_plan(model, token_lists, 1, 1)
+    contenders = {"forward": lambda: plain_forward(model, token_lists, plan)}
+    contenders.update({count: detect_call(model, prompts, pattern_set(count)) for count in counts})
+    results = measure_round_robin(contenders, repeats)
+    forward = results.pop("forward")
+    points = []
+    for count in counts:
+        point = {"patterns": count, **results[count]}
+        points.append(point)
+        log(f"scaling, patterns: {count:>4} patterns: {point['seconds']:.2f} s, peak {point['peak_mib']:.0f} MiB, "
+            f"ratio to the plain forward pass {point['seconds'] / forward['seconds']:.2f}x")
+    return {"n_prompts": n_prompts, "n_tokens": n_tokens, "forward": forward, "points": points}
+
+
+def by_length(model: Any, lengths: Sequence[int], tokens_per_point: int, counts: Sequence[int], repeats: int,
+              log=print) -> dict[str, Any]:
+    from patternlang.engine.batching import (
+        auto_budget,
+        bytes_per_prompt_estimate,
+        model_device,
+    )
+
+    points = []
+    for length in lengths:
+        n_prompts = max(1, tokens_per_point // length)
+        prompts = token_prompts(model, n_prompts, length)
+        token_lists = as_token_lists(model, prompts)
+        plan = detect_plan(model, token_lists, min(counts), 1)
+        contenders = {"forward": lambda token_lists=token_lists, plan=plan: plain_forward(model, token_lists, plan)}
+        contenders.update({count: detect_call(model, prompts, pattern_set(count)) for count in counts})
+        results = measure_round_robin(contenders, repeats)
+        point: dict[str, Any] = {"length": length, "n_prompts": n_prompts, "forward": results["forward"]}
+        budget = auto_budget(model_device(model))
+        for count in counts:
+            result = results[count]
+            # How many prompts of this length one automatic batch may hold (the plan's limit).
+            result["auto_rows"] = max(1, int(budget // bytes_per_prompt_estimate(model, count, 1)(length)))
+            point[f"detect_{count}"] = result
+            log(f"scaling, length: {length:>5} tokens x {n_prompts:>3} prompts, {count:>2} patterns: "
+                f"{result['seconds']:.2f} s (forward {point['forward']['seconds']:.2f} s, "
+                f"ratio {result['seconds'] / point['forward']['seconds']:.2f}x), peak {result['peak_mib']:.0f} MiB "
+                f"(forward {point['forward']['peak_mib']:.0f} MiB), {result['n_batches']} batches, "
+                f"automatic batch up to {min(128, result['auto_rows'])} prompts")
+        points.append(point)
+    return {"tokens_per_point": tokens_per_point, "counts": list(counts), "points": points}
+
+
+def by_prompts(model: Any, counts: Sequence[int], n_tokens: int, batch_size: int, n_patterns: int,
+               log=print) -> dict[str, Any]:
+    points = []
+    names = pattern_set(n_patterns)
+    for count in counts:
+        prompts = token_prompts(model, count, n_tokens, seed=count)
+        point = {"prompts": count, **measure_round_robin({count: detect_call(model, prompts, names,
+                                                                              batch_size=batch_size)}, 1)[count]}
+        points.append(point)
+        log(f"scaling, prompts: {count:>5} prompts x {n_tokens} tokens (batches of {batch_size}): "
+            f"{point['seconds']:.2f} s, peak {point['peak_mib']:.0f} MiB")
+    peaks = [p["peak_mib"] for p in points]
+    log(f"scaling, prompts: peak memory from {min(peaks):.0f} to {max(peaks):.0f} MiB over "
+        f"{counts[0]}..{counts[-1]} prompts (ratio max/min {max(peaks) / max(min(peaks), 1e-9):.2f})")
+    return {"n_tokens": n_tokens, "batch_size": batch_size, "patterns": n_patterns, "points": points}
+
+
+def plot(results: dict[str, Any], folder: Path) -> list[Path]:
+    """Three PNGs (time and peak memory side by side) in `folder`; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def figure(name: str, title: str, xlabel: str):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig.suptitle(title)
+        for axis, ylabel in ((left, "seconds"), (right, "peak memory above the loaded model (MiB)")):
+            axis.set_xscale("log", base=2)
+            axis.set_xlabel(xlabel)
+            axis.set_ylabel(ylabel)
+            axis.grid(True, alpha=0.3)
+        return fig, left, right
+
+    def save(fig, name: str) -> None:
+        for axis in fig.axes:
+            if axis.get_yscale() == "linear":
+                axis.set_ylim(bottom=0)  # differences read at their true size
+        fig.tight_layout()
+        path = folder / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    data = results["patterns"]
+    xs = [p["patterns"] for p in data["points"]]
+    fig, left, right = figure("patterns", f"detect vs number of patterns ({data['n_prompts']} prompts x "
+                                          f"{data['n_tokens']} tokens)", "patterns")
+    left.plot(xs, [p["seconds"] for p in data["points"]], "o-", label="detect")
+    left.axhline(data["forward"]["seconds"], color="gray", ls="--", label="plain forward pass")
+    right.plot(xs, [p["peak_mib"] for p in data["points"]], "o-", label="detect")
+    right.axhline(data["forward"]["peak_mib"], color="gray", ls="--", label="plain forward pass")
+    left.legend()
+    save(fig, "scaling_patterns.png")
+
+    data = results["length"]
+    xs = [p["length"] for p in data["points"]]
+    fig, left, right = figure("length", f"detect vs prompt length ({data['tokens_per_point']} tokens per point)",
+                              "tokens per prompt")
+    left.plot(xs, [p["forward"]["seconds"] for p in data["points"]], "s--", color="gray", label="plain forward pass")
+    right.plot(xs, [p["forward"]["peak_mib"] for p in data["points"]], "s--", color="gray", label="plain forward pass")
+    for count in data["counts"]:
+        left.plot(xs, [p[f"detect_{count}"]["seconds"] for p in data["points"]], "o-", label=f"detect, {count} patterns")
+        right.plot(xs, [p[f"detect_{count}"]["peak_mib"] for p in data["points"]], "o-",
+                   label=f"detect, {count} patterns")
+    right.set_yscale("log")
+    left.legend()
+    save(fig, "scaling_length.png")
+
+    data = results["prompts"]
+    xs = [p["prompts"] for p in data["points"]]
+    fig, left, right = figure("prompts", f"detect vs number of prompts ({data['n_tokens']} tokens, batches of "
+                                         f"{data['batch_size']}, {data['patterns']} patterns)", "prompts")
+    left.plot(xs, [p["seconds"] for p in data["points"]], "o-", label="detect")
+    right.plot(xs, [p["peak_mib"] for p in data["points"]], "o-", label="detect")
+    right.set_ylim(top=max(p["peak_mib"] for p in data["points"]) * 1.5 + 1)
+    save(fig, "scaling_prompts.png")
+    return written
+
+
+def run(model: Any, *, tiny: bool = False, plots: Path | None = BENCH_DIR, repeats: int = 2,
+        log=print) -> dict[str, Any]:
+    log(f"scaling: {model_label(model)}")
+    if tiny:
+        results = {
+            "patterns": by_patterns(model, (1, 4, 16, 64), n_prompts=2, n_tokens=16, repeats=1, log=log),
+            "length": by_length(model, (8, 16, 32, 60), tokens_per_point=32, counts=(4, 64), repeats=1, log=log),
+            "prompts": by_prompts(model, (2, 4, 8), n_tokens=16, batch_size=2, n_patterns=4, log=log),
+        }
+    else:
+        results = {
+            "patterns": by_patterns(model, (1, 4, 16, 64), n_prompts=64, n_tokens=64, repeats=repeats, log=log),
+            "length": by_length(model, (32, 128, 512, 2048), tokens_per_point=2048, counts=(4, 64),
+                                repeats=repeats, log=log),
+            "prompts": by_prompts(model, (16, 64, 256), n_tokens=32, batch_size=16, n_patterns=4, log=log),
+        }
+    results["repeats"] = 1 if tiny else repeats
+    if plots is not None:
+        results["plots"] = [str(path) for path in plot(results, plots)]
+        log("scaling: plots " + ", ".join(results["plots"]))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plots", type=Path, default=None,
+                        help="folder for the PNG plots (default: bench/, or none with --tiny)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model, tiny sizes (CI)")
+    args = parser.parse_args(argv)
+    plots = args.plots if args.plots is not None else (None if args.tiny else BENCH_DIR)
+    return run(load_bench_model(tiny=args.tiny), tiny=args.tiny, plots=plots, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()
