@@ -64,11 +64,7 @@ def _load(spec: Any) -> list[Detector]:
     if not isinstance(spec, (str, Path, Pattern)):
         raise InputError(f"cannot use {type(spec).__name__} as a pattern",
                          hint="pass a pattern name, rule text, a file, a Pattern or a [q, k] tensor")
-    loaded = load_patterns(spec)
-    if isinstance(spec, str) and len(loaded) == 1 and loaded[0].name == "rule" and spec.strip() != "rule":
-        # Inline rule text: the text itself is the clearest label.
-        return [Detector(" ".join(spec.split()), pattern=loaded[0])]
-    return [Detector(p.name, pattern=p) for p in loaded]
+    return [Detector(p.name, pattern=p) for p in load_patterns(spec)]  # inline rules are named by their text
 
 
 def _unique_names(detectors: list[Detector]) -> list[Detector]:
