@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
 
@@ -194,7 +195,7 @@ def detect(
     prompt_set = from_file(prompts) if prompts is not None else None
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
                    batch_size=batch_size, device=device, progress=not no_progress)
-    with err.status("loading the model...", spinner="dots") if err.is_terminal else _nothing():
+    with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():
         loaded = load_model(model, device=device)
     if prompt_set is not None:
         scores = run_detect(loaded, prompt_set, chosen, **options)
@@ -225,14 +226,6 @@ def _parse_probe(text: str):
     name, args = parse_probe(text)
     validate_probe_args(name, args)
     return ProbeSpec(name, args)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ---- entry point -------------------------------------------------------------------------------
