@@ -1,6 +1,6 @@
 """What `detect` costs over the model's own forward pass, on the same batches.
 
-    python bench/overhead.py [--prompts 64] [--tokens 64] [--patterns 4 64] [--repeats 2] [--measure mass] [--tiny]
+    python bench/overhead.py [--prompts 64] [--tokens 64] [--patterns 4 64] [--repeats 3] [--measure mass] [--tiny]
 
 Prompts: `--prompts` token-id prompts of exactly `--tokens` tokens (BOS + random tokens
 repeated). Contenders, run in turn (`--repeats` rounds after a warm-up), best time each:
@@ -40,7 +40,7 @@ TARGETS = {4: 1.2, 64: 1.5}  # detect / plain forward, the issue's targets
 
 
 def run(model: Any, *, n_prompts: int = 64, n_tokens: int = 64, pattern_counts: Sequence[int] = (4, 64),
-        repeats: int = 2, measure: str = "mass", targets: dict[int, float] | None = None,
+        repeats: int = 3, measure: str = "mass", targets: dict[int, float] | None = None,
         log=print) -> dict[str, Any]:
     from patternlang.engine import detect
 
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--patterns", type=int, nargs="+", default=[4, 64])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--measure", default="mass")
     parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model, a few prompts (CI)")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Run every CPU benchmark in one process (the model loads once) and write bench/RESULTS.md.
 
-    python bench/run_all.py                  # `make bench`: SmolLM2-135M, ~8 minutes on 2 cores
+    python bench/run_all.py                  # `make bench`: SmolLM2-135M, ~9 minutes on 2 cores
     python bench/run_all.py --tiny           # `make bench-tiny`: the hand-set tiny model, seconds (CI)
     python bench/run_all.py --tl-prompts 64  # time TransformerLens on every prompt (slower)
     python bench/run_all.py --render         # redraw RESULTS.md and the plots from bench/results.json
