@@ -11,11 +11,14 @@ from typing import Any
 
 from .errors import (CycleError, ErrorGroup, InputError, ModelLoadError, PatternError, PatternFileError,
                      PatternSyntaxError, PatternTypeError, UnknownNameError)
-from .library import (Pattern, check_files, compile_rule, load_pattern, load_patterns, shipped_names,
-                      shipped_patterns)
+from .library import check_files, compile_rule, load_pattern, load_patterns, shipped_names, shipped_patterns
+from .pattern import Pattern
+from .pipeline import build, check_module, compile_pattern
+from .pipeline import parse as parse_source
 from .settings import ProbeSpec, Settings
 from .syntax.parser import parse_module as parse
 from .syntax.parser import parse_rule
+from .syntax.unparse import unparse
 
 __version__ = "0.1.0"
 
@@ -45,6 +48,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError", "PatternFileError",
     "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
-    "check_files", "compile_rule", "detect", "detect_head", "load_model", "load_pattern", "load_patterns",
-    "parse", "parse_rule", "shipped_names", "shipped_patterns",
+    "build", "check_files", "check_module", "compile_pattern", "compile_rule", "detect", "detect_head", "load_model",
+    "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
+    "unparse",
 ]

@@ -18,7 +18,6 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import ErrorGroup, InputError, PatternError
-from .settings import MEASURES
 
 app = typer.Typer(
     name="patternlang",
@@ -162,7 +161,8 @@ def detect(
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
-    measure: List[str] = typer.Option([], "--measure", help=f"Measures ({', '.join(MEASURES)}); repeat or use commas."),
+    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs: `patternlang measures` lists them); "
+                                                                "repeat or use commas."),
     exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
                                                help="Leave key 0 out (default: each pattern's setting)."),
     exclude_current: Optional[bool] = typer.Option(None, "--exclude-current/--include-current",

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-MeasureName = Literal["mass", "tv", "argmax", "mul", "abs"]
-MEASURES: tuple[str, ...] = ("mass", "tv", "argmax", "mul", "abs")
 EXCLUSIONS: tuple[str, ...] = ("bos", "current")
 
 

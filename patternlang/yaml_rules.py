@@ -11,15 +11,12 @@ field, rule errors inside the `rule:` value (folded and literal blocks included)
 
 from __future__ import annotations
 
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ErrorGroup, Location, PatternError, PatternFileError
-from .settings import MEASURES
 from .syntax import ast
-from .syntax.checker import CheckedDefinition, Checker
 from .syntax.parser import parse_rule
 
 
@@ -33,7 +30,7 @@ class _RuleEntry(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z_]\w*$")
     rule: str = Field(min_length=1)
     description: str = ""
-    measure: Literal[MEASURES] | None = None  # type: ignore[valid-type]
+    measure: str | None = None  # checked by the settings pass, against the measure registry
     exclude_bos: bool = False
     exclude_current: bool = False
     probe: str | _ProbeEntry | None = None
@@ -85,9 +82,16 @@ def _yaml_module(text: str, filename: str) -> ast.Module:
     return ast.Module(tuple(definitions), filename)
 
 
-def check_yaml(text: str, filename: str, library: dict[str, CheckedDefinition]) -> list[CheckedDefinition]:
-    """Read, validate and check a YAML rule file against a library of known patterns."""
-    return Checker(library).check_module(_yaml_module(text, filename))
+def yaml_module(text: str, filename: str) -> ast.Module:
+    """Read and validate a YAML rule file: its definitions as a Module, for the pipeline to check."""
+    return _yaml_module(text, filename)
+
+
+def check_yaml(text: str, filename: str, library: dict | None = None) -> list:
+    """Read, validate, check and compile a YAML rule file against a library of known patterns."""
+    from .pipeline import build
+
+    return list(build(text, "yaml", filename, library=library))
 
 
 class _YamlPlace:

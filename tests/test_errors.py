@@ -8,7 +8,7 @@ from patternlang import compile_rule
 from patternlang.errors import (CycleError, ErrorGroup, PatternError, PatternSyntaxError, PatternTypeError,
                                 UnknownNameError)
 from patternlang.syntax.parser import parse_module
-from patternlang.syntax.checker import Checker
+from patternlang.pipeline import check_module
 
 # (rule, error class, text the message must contain, 1-based column of the caret)
 MALFORMED = [
@@ -78,7 +78,7 @@ def test_every_problem_is_reported_at_once_with_file_line_and_column():
         "    measure mas\n"
     )
     with pytest.raises(ErrorGroup) as info:
-        Checker().check_module(parse_module(text, filename="heads.pattern"))
+        check_module(parse_module(text, filename="heads.pattern"))
     errors = info.value.errors
     assert len(errors) == 3
     assert {(e.location.line, e.location.column) for e in errors} == {(2, 27), (4, 5), (5, 13)}
@@ -88,7 +88,7 @@ def test_every_problem_is_reported_at_once_with_file_line_and_column():
 def test_cycles_are_errors():
     text = "pattern a: b | c\npattern b: a shift +1\npattern c: attend k\npattern d: d\n"
     with pytest.raises(ErrorGroup) as info:
-        Checker().check_module(parse_module(text))
+        check_module(parse_module(text))
     messages = [e.message for e in info.value.errors]
     assert all(isinstance(e, CycleError) for e in info.value.errors)
     assert any("a -> b -> a" in m for m in messages) and any("d -> d" in m for m in messages)
@@ -96,7 +96,7 @@ def test_cycles_are_errors():
 
 def test_duplicate_definitions():
     with pytest.raises(PatternError, match="defined twice"):
-        Checker().check_module(parse_module("pattern a: attend k\npattern a: attend k\n"))
+        check_module(parse_module("pattern a: attend k\npattern a: attend k\n"))
 
 
 def test_deep_nesting_gets_a_clear_error():

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patternlang import PatternError, compile_rule
-from patternlang.syntax.checker import Checker
+from patternlang.pipeline import check_module
 from patternlang.syntax.parser import parse_module
 from tests.rule_strategies import rules
 
@@ -22,7 +22,7 @@ def _only_pattern_errors(text: str) -> None:
     except PatternError as error:
         str(error)  # rendering must not fail either
     try:
-        Checker().check_module(parse_module(text))
+        check_module(parse_module(text))
     except PatternError as error:
         str(error)
 

@@ -174,10 +174,10 @@ def test_keywords_are_reserved():
 
 
 def load_patterns_from_text(text):
-    from patternlang.syntax.checker import Checker
+    from patternlang.pipeline import check_module
     from patternlang.syntax.parser import parse_module
 
-    return Checker().check_module(parse_module(text))
+    return check_module(parse_module(text))
 
 
 def test_yaml_entries_with_the_same_rule_text_keep_their_own_lines(tmp_path):

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
-from .features import BatchFeatures
+from .batch import BatchFeatures
 from .program import Program, compile_expr
-from .reference import reference_matrix
+from .reference import ReferencePrompt, reference_matrix
 
-__all__ = ["BatchFeatures", "Program", "compile_expr", "evaluate_all", "reference_matrix"]
+__all__ = ["BatchFeatures", "Program", "ReferencePrompt", "compile_expr", "evaluate_all", "reference_matrix"]
 
 
 def evaluate_all(patterns: Sequence, features: BatchFeatures, device: torch.device | str | None = None,

@@ -21,7 +21,8 @@ import torch
 
 from ..syntax import ast
 from ..syntax.builtins import FUNCTIONS
-from .features import BatchFeatures
+from ..syntax.features import FEATURES
+from .batch import BatchFeatures
 
 Tensor = torch.Tensor
 ValuePair = tuple[Tensor, Union[Tensor, None]]  # (data, valid or None when always valid)
@@ -32,17 +33,32 @@ _COMPARE = {
 
 
 class Program:
-    """A compiled pattern expression. Call it on BatchFeatures."""
+    """A compiled pattern expression. Call it on BatchFeatures.
+
+    `needs`: what a batch must provide for it (see `syntax.features.NEEDS`), the union of
+    what the features it reads need; the engine prepares only that."""
 
     def __init__(self, expr: ast.PExpr, run: Callable[[BatchFeatures], Tensor]):
         self.expr = expr
         self._run = run
+        self.needs = needs_of(expr)
 
     def __call__(self, features: BatchFeatures) -> Tensor:
         return self._run(features)
 
     def __repr__(self) -> str:
         return f"Program({self.expr!r})"
+
+
+def needs_of(expr: ast.PExpr) -> frozenset[str]:
+    """What a batch must provide to evaluate `expr`."""
+    needs = {"tokens"}
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Index):
+            needs |= FEATURES[node.feature].needs
+        elif isinstance(node, ast.Call):
+            needs.add("texts")
+    return frozenset(needs)
 
 
 @lru_cache(maxsize=4096)
@@ -92,7 +108,7 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
             "union": torch.maximum,
             "intersect": torch.minimum,
             "add": torch.add,
-            "difference": lambda a, b: a * (b == 0),
+            "difference": lambda a, b: torch.where(b == 0, a, 0.0),
         }[expr.op]
         return lambda features: op(left(features), right(features))
 
@@ -106,7 +122,8 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
         offset = expr.offset
 
         def shift(features):
-            return _shift_keys(operand(features), offset) * _triangle(features)
+            # Selected, not multiplied: nothing outside the triangle can leak in.
+            return torch.where(_triangle(features), _shift_keys(operand(features), offset), 0.0)
         return shift
 
     if isinstance(expr, ast.Normalize):
@@ -115,7 +132,8 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
         def normalize(features):
             matrix = operand(features)
             total = matrix.sum(dim=-1, keepdim=True)
-            return torch.where(total > 0, matrix / total.clamp_min(1e-30), matrix)
+            # The checker keeps every positive row sum far above float32's underflow.
+            return torch.where(total > 0, matrix / torch.where(total > 0, total, 1.0), matrix)
         return normalize
 
     raise TypeError(f"cannot compile {type(expr).__name__}; references must be inlined by the checker")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from ..syntax import ast
-from ..syntax.builtins import FUNCTIONS, starts_word
+from ..syntax.builtins import FUNCTIONS
+from ..syntax.features import FEATURES
 
 Matrix = list[list[float]]
 MISSING = None  # a feature read outside the prompt
@@ -17,67 +18,58 @@ MISSING = None  # a feature read outside the prompt
 
 def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[str] | None = None,
                      special_ids: Collection[int] = ()) -> Matrix:
-    """The detection matrix of one prompt as nested lists [q][k]."""
-    prompt = _Prompt(list(tokens), list(strings) if strings is not None else None, set(special_ids))
-    return _pexpr(expr, prompt)
+    """The detection matrix of one prompt as nested lists [q][k].
+
+    `strings` are the tokens' texts, one per position."""
+    prompt = ReferencePrompt(list(tokens), list(strings) if strings is not None else None, set(special_ids))
+    memo: dict[int, Matrix] = {}  # linked patterns share sub-patterns: evaluate each once
+    return _pexpr(expr, prompt, memo)
 
 
-class _Prompt:
+class ReferencePrompt:
+    """One prompt for the reference evaluator: token ids, texts, and feature columns by name."""
+
     def __init__(self, tokens: list[int], strings: list[str] | None, special_ids: set[int]):
         self.tokens = tokens
         self.strings = strings
         self.n = len(tokens)
         self.special = [t in special_ids for t in tokens]
-        self._words: list[int] | None = None
+        self._columns: dict[str, list] = {}
 
-    def need_strings(self) -> list[str]:
+    def texts(self) -> list[str]:
         if self.strings is None:
-            raise ValueError("this rule needs token strings")
+            raise ValueError("this rule needs token texts")
         return self.strings
 
-    def starts(self) -> list[bool]:
-        strings = self.need_strings()
-        return [
-            p == 0 or self.special[p] or (p > 0 and self.special[p - 1]) or starts_word(strings[p])
-            for p in range(self.n)
-        ]
-
-    def words(self) -> list[int]:
-        if self._words is None:
-            word, words = -1, []
-            for start in self.starts():
-                word += start
-                words.append(word)
-            self._words = words
-        return self._words
+    def column(self, name: str) -> list:
+        """A feature's value at every position, from its registry entry's reference implementation."""
+        if name not in self._columns:
+            self._columns[name] = FEATURES[name].reference(self)
+        return self._columns[name]
 
     def feature(self, name: str, position: int):
         if not 0 <= position < self.n:
             return MISSING
-        if name == "tok":
-            return self.tokens[position]
-        if name == "str":
-            return self.need_strings()[position]
-        if name == "word":
-            return self.words()[position]
-        if name == "start":
-            return self.starts()[position]
-        if name == "special":
-            return self.special[position]
-        raise ValueError(name)
+        return self.column(name)[position]
 
 
 def _zeros(n: int) -> Matrix:
     return [[0.0] * n for _ in range(n)]
 
 
-def _pexpr(expr: ast.PExpr, prompt: _Prompt) -> Matrix:
+def _pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Matrix]) -> Matrix:
+    if id(expr) not in memo:
+        memo[id(expr)] = _evaluate_pexpr(expr, prompt, memo)
+    return memo[id(expr)]
+
+
+def _evaluate_pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Matrix]) -> Matrix:
     n = prompt.n
     if isinstance(expr, ast.Attend):
         return [[1.0 if k <= q and (expr.cond is None or _cond(expr.cond, prompt, q, k)) else 0.0
                  for k in range(n)] for q in range(n)]
     if isinstance(expr, ast.Combine):
-        a, b = _pexpr(expr.left, prompt), _pexpr(expr.right, prompt)
+        a, b = _pexpr(expr.left, prompt, memo), _pexpr(expr.right, prompt, memo)
         op = {
             "union": max,
             "intersect": min,
@@ -86,10 +78,10 @@ def _pexpr(expr: ast.PExpr, prompt: _Prompt) -> Matrix:
         }[expr.op]
         return [[op(a[q][k], b[q][k]) for k in range(n)] for q in range(n)]
     if isinstance(expr, ast.Scale):
-        a = _pexpr(expr.operand, prompt)
+        a = _pexpr(expr.operand, prompt, memo)
         return [[value * expr.factor for value in row] for row in a]
     if isinstance(expr, ast.Shift):
-        a = _pexpr(expr.operand, prompt)
+        a = _pexpr(expr.operand, prompt, memo)
         out = _zeros(n)
         for q in range(n):
             for k in range(n):
@@ -98,12 +90,12 @@ def _pexpr(expr: ast.PExpr, prompt: _Prompt) -> Matrix:
                     out[q][k] = a[q][source]
         return out
     if isinstance(expr, ast.Normalize):
-        a = _pexpr(expr.operand, prompt)
+        a = _pexpr(expr.operand, prompt, memo)
         return [[value / sum(row) for value in row] if sum(row) > 0 else row for row in a]
     raise TypeError(expr)
 
 
-def _cond(cond: ast.Cond, prompt: _Prompt, q: int, k: int) -> bool:
+def _cond(cond: ast.Cond, prompt: ReferencePrompt, q: int, k: int) -> bool:
     if isinstance(cond, ast.And):
         return _cond(cond.left, prompt, q, k) and _cond(cond.right, prompt, q, k)
     if isinstance(cond, ast.Or):
@@ -122,7 +114,7 @@ def _cond(cond: ast.Cond, prompt: _Prompt, q: int, k: int) -> bool:
     raise TypeError(cond)
 
 
-def _value(value: ast.Value, prompt: _Prompt, q: int, k: int):
+def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
     if isinstance(value, ast.Name):
         return {"q": q, "k": k, "true": True, "false": False}[value.name]
     if isinstance(value, (ast.IntLit, ast.StrLit)):

@@ -10,11 +10,32 @@ tensors per batch), `forward` (the hooked, early-stopped forward pass), `measure
 (the result), `tl_compat` (TransformerLens' `detect_head`, batched).
 """
 
-from patternlang.engine.detect import detect
-from patternlang.engine.heads import head_label, parse_heads
-from patternlang.engine.measures import MEASURE_DOCS, MEASURES, Exclusions, Measure
-from patternlang.engine.scores import Scores
-from patternlang.engine.tl_compat import detect_head
+from typing import Any
+
+# Imported on first use: `patternlang.engine.measures` (the measure registry, read by the
+# checker) must not pull in the model loaders that `detect` needs.
+_LAZY = {
+    "detect": "patternlang.engine.detect",
+    "detect_head": "patternlang.engine.tl_compat",
+    "Scores": "patternlang.engine.scores",
+    "head_label": "patternlang.engine.heads",
+    "parse_heads": "patternlang.engine.heads",
+    "MEASURES": "patternlang.engine.measures",
+    "MEASURE_DOCS": "patternlang.engine.measures",
+    "Measure": "patternlang.engine.measures",
+    "Exclusions": "patternlang.engine.measures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'patternlang.engine' has no attribute {name!r}")
+
 
 __all__ = ["detect", "detect_head", "Scores", "MEASURES", "MEASURE_DOCS", "Measure", "Exclusions",
            "head_label", "parse_heads"]

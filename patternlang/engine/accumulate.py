@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.measures import (
-    PROMPT_MEASURES,
+    MEASURES,
     BatchTargets,
     Exclusions,
     partial_sums,
@@ -115,7 +115,7 @@ class Accumulator:
         out = {}
         for measure, sums in self.sums.items():
             sums = sums.cpu().to(torch.float64)
-            if measure in PROMPT_MEASURES:
+            if MEASURES[measure].averaged_over == "prompts":
                 denominator = torch.tensor(float(self.n_prompts), dtype=torch.float64)
                 values = sums / denominator
             else:

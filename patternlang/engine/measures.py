@@ -1,4 +1,9 @@
-"""The measures: how well one head's attention matches one pattern.
+"""The measures: how well one head's attention matches one pattern, as a registry.
+
+Each `Measure` entry says everything about one measure: its name, range and documentation
+(for the settings pass, the CLI and docs/measures.md), what it needs prepared from the
+detection tensors (`prepares`), its partial sum for one batch and layer, and what the sums
+are divided by at the end (`averaged_over`). Adding a measure is one `register_measure` call.
 
 Every measure is a small pure function of one batch: the head's attention
 `[batch, head_index, query_pos, key_pos]` and what `prepare_targets` derived once
@@ -21,35 +26,27 @@ Definitions (docs/measures.md has worked examples):
 
 "Keys that count" are the real (non-padding) keys `k <= q`, minus key 0 with
 `exclude_bos` and minus `k == q` with `exclude_current_token`. A *target row* is a
-real query row whose pattern row has a positive value on a counted key.
+real query row whose pattern row has a positive value on a counted key. A target row on
+which a head has no counted attention at all (every bit of it on excluded keys) scores 0
+in `mass`, `tv` and `argmax`: nothing of it lands on a target.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from patternlang.settings import MEASURES, MeasureName as Measure  # one list of measure names
+from patternlang.registry import Registry
 
 __all__ = [
     "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
-    "counted_cells", "prepare_targets", "partial_sums", "wide_dtype",
+    "LayerWork", "counted_cells", "prepare_targets", "partial_sums", "register_measure", "wide_dtype",
 ]
-
-ROW_MEASURES: frozenset[str] = frozenset({"mass", "tv", "argmax"})
-"""Measures averaged over target rows (pooled over prompts)."""
-PROMPT_MEASURES: frozenset[str] = frozenset({"mul", "abs"})
-"""Measures computed per prompt on the whole matrix, then averaged over prompts."""
-
-MEASURE_DOCS: dict[str, str] = {
-    "mass": "attention mass on the pattern's targets, weighted by its values (0..1)",
-    "tv": "1 - total variation distance to the pattern row normalised to sum 1 (0..1)",
-    "argmax": "share of rows whose most-attended key is a target (0..1)",
-    "mul": "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
-    "abs": "TransformerLens 'abs': 1 - round(sum|A-D|/len, 3) per prompt, mean over prompts",
-}
 
 
 def wide_dtype(device: torch.device | str) -> torch.dtype:
@@ -128,12 +125,13 @@ def prepare_targets(
     n_patterns, batch, size, _ = detection.shape
     cells = counted_cells(lengths, size, exclusions)
     by_pattern = detection.permute(1, 2, 3, 0)  # [batch, q, k, pattern]
-    row_measures = bool(ROW_MEASURES.intersection(measures))
-    raw_measures = bool(PROMPT_MEASURES.intersection(measures))
+    row_measures = any(MEASURES[m].averaged_over == "target rows" for m in measures)
+    raw_measures = any(MEASURES[m].averaged_over == "prompts" for m in measures)
     # Row measures read a pattern as targets and weights, so only its positive part;
     # TransformerLens' mul and abs take any values as they are. Only tensors given to
     # `detect_head` can be negative; then both views need their own columns.
     negative = bool(detection.numel() and detection.min() < 0)
+    prepares = set().union(*(MEASURES[m].prepares for m in measures))
     split = negative and row_measures and raw_measures
     n_columns = n_patterns * (2 if split else 1) + 1
     by_cell = torch.empty(batch, size, size, n_columns, dtype=torch.float32, device=detection.device)
@@ -152,13 +150,14 @@ def prepare_targets(
     has_target = row_max > 0
     target_rows = has_target.sum(dim=(0, 1)).to(wide_dtype(detection.device))
     row_weight = row_normalised = is_target = None
-    if "mass" in measures:
-        row_weight = torch.where(has_target, 1.0 / row_max.clamp_min(1e-30), 0.0)
-    if "tv" in measures:
+    # Divisions only where the divisor is positive (selected, so no inf or NaN is ever formed).
+    if "row_weight" in prepares:
+        row_weight = torch.where(has_target, 1.0 / torch.where(has_target, row_max, 1.0), 0.0)
+    if "row_normalised" in prepares:
         row_sum = positive.sum(dim=2, keepdim=True)
-        normalised = torch.where(has_target[:, :, None], positive / row_sum.clamp_min(1e-30), 0.0)
+        normalised = torch.where(has_target[:, :, None], positive / torch.where(row_sum > 0, row_sum, 1.0), 0.0)
         row_normalised = normalised.permute(3, 0, 1, 2).contiguous()
-    if "argmax" in measures:
+    if "is_target" in prepares:
         is_target = positive > 0
     return BatchTargets(cells, lengths, by_cell, n_patterns, row_columns, raw_columns, target_rows,
                         row_weight, row_normalised, is_target)
@@ -193,7 +192,7 @@ def kept_attention(attention: Tensor, cells: Tensor) -> Tensor:
 def renormalised_attention(kept: Tensor) -> Tensor:
     """Kept attention with every row rescaled to sum 1 (rows with nothing kept stay zero)."""
     row_sum = kept.sum(dim=-1, keepdim=True)
-    return kept / row_sum.clamp_min(1e-30)
+    return kept / torch.where(row_sum > 0, row_sum, 1.0)
 
 
 def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
@@ -202,8 +201,9 @@ def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
     Per row: `sum_k A[q, k] * D[q, k]` (from `cell_products`) divided by the row's counted
     attention (the renormalisation) and by the row's maximum of `D` (the weights' scale).
     """
-    row_attention = products[..., -1:].clamp_min(1e-30)  # [batch, q, head, 1]
-    shares = products[..., targets.row_columns] / row_attention  # [batch, q, head, pattern]
+    row_attention = products[..., -1:]  # [batch, q, head, 1]
+    # A row without counted attention scores 0 (selected, so no 0/0 is formed).
+    shares = products[..., targets.row_columns] / torch.where(row_attention > 0, row_attention, 1.0)
     shares *= targets.row_weight[:, :, None, :]
     return shares.sum(dim=(0, 1)).T
 
@@ -233,11 +233,12 @@ def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
 
     Renormalising a row does not move its maximum, so the raw attention is enough.
     """
-    # Uncounted keys get -1 so they never win over a counted key (attention >= 0).
-    top_key = attention.masked_fill(~targets.cells[:, None], -1.0).argmax(dim=-1)  # [batch, head, q]
+    # Uncounted keys get -1 so they never win over a counted key (attention >= 0); a row
+    # whose counted attention is all zero has no most-attended key and scores no hit.
+    top_value, top_key = attention.masked_fill(~targets.cells[:, None], -1.0).max(dim=-1)  # [batch, head, q]
     batch, heads, queries = top_key.shape
     index = top_key.transpose(1, 2)[..., None].expand(batch, queries, heads, targets.n_patterns)
-    hits = targets.is_target.gather(2, index)  # [batch, q, head, pattern]
+    hits = targets.is_target.gather(2, index) & (top_value.transpose(1, 2) > 0)[..., None]  # [batch, q, head, pattern]
     return hits.sum(dim=(0, 1)).T.to(torch.float32)
 
 
@@ -255,28 +256,85 @@ def abs_prompt_scores(kept: Tensor, targets: BatchTargets) -> Tensor:
     return 1.0 - torch.round(raw.to(wide_dtype(raw.device)), decimals=3)
 
 
-def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...]) -> dict[str, Tensor]:
-    """Every requested measure's partial sum for one batch and one layer: `{measure: [pattern, head_index]}`.
+# ---- the registry ---------------------------------------------------------------------------
+class LayerWork:
+    """One layer's attention on one batch, with the intermediate results measures share,
+    each computed at most once (`mass` and `mul` share one matmul; `tv` and `abs` the kept
+    attention)."""
 
-    Row measures sum over target rows, prompt measures sum per-prompt scores over the batch.
-    `mass` and `mul` share one batched matmul (`cell_products`); `tv`, `argmax` and `abs`
-    work on the attention itself.
-    """
-    attention = attention.float()
-    sums: dict[str, Tensor] = {}
-    if "mass" in measures or "mul" in measures:
-        products = cell_products(attention, targets.by_cell)
-        if "mass" in measures:
-            sums["mass"] = mass_sum(products, targets)
-        if "mul" in measures:
-            sums["mul"] = mul_prompt_scores(products, targets).sum(dim=1)
-        del products
-    if "argmax" in measures:
-        sums["argmax"] = argmax_hits(attention, targets)
-    if "tv" in measures or "abs" in measures:
-        kept = kept_attention(attention, targets.cells)
-        if "tv" in measures:
-            sums["tv"] = tv_sum(renormalised_attention(kept), targets)
-        if "abs" in measures:
-            sums["abs"] = abs_prompt_scores(kept, targets).sum(dim=1)
-    return {measure: sums[measure] for measure in measures}
+    def __init__(self, attention: Tensor, targets: BatchTargets):
+        self.attention = attention.float()
+        self.targets = targets
+
+    @cached_property
+    def products(self) -> Tensor:
+        return cell_products(self.attention, self.targets.by_cell)
+
+    @cached_property
+    def kept(self) -> Tensor:
+        return kept_attention(self.attention, self.targets.cells)
+
+    @cached_property
+    def renormalised(self) -> Tensor:
+        return renormalised_attention(self.kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One measure. `partial_sum(work)` gives its sum over one batch, `[pattern, head_index]`;
+    the engine adds those over batches and divides by the number of target rows or of prompts
+    (`averaged_over`); a pattern with nothing to divide by scores NaN."""
+
+    name: str
+    range: str
+    doc: str
+    averaged_over: Literal["target rows", "prompts"]
+    partial_sum: Callable[[LayerWork], Tensor]
+    prepares: frozenset[str] = field(default_factory=frozenset)  # row_weight, row_normalised, is_target
+
+
+MEASURES: Registry[Measure] = Registry("measure")
+
+
+def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal["target rows", "prompts"],
+                     partial_sum: Callable[[LayerWork], Tensor], prepares: tuple[str, ...] = ()) -> Measure:
+    return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares)))
+
+
+register_measure(
+    "mass", "0..1", "attention mass on the pattern's targets, weighted by its values",
+    averaged_over="target rows", prepares=("row_weight",),
+    partial_sum=lambda work: mass_sum(work.products, work.targets),
+)
+register_measure(
+    "tv", "0..1", "1 - total variation distance to the pattern row normalised to sum 1",
+    averaged_over="target rows", prepares=("row_normalised",),
+    partial_sum=lambda work: tv_sum(work.renormalised, work.targets),
+)
+register_measure(
+    "argmax", "0..1", "share of rows whose most-attended key is a target",
+    averaged_over="target rows", prepares=("is_target",),
+    partial_sum=lambda work: argmax_hits(work.attention, work.targets),
+)
+register_measure(
+    "mul", "0..max D", "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
+    averaged_over="prompts",
+    partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).sum(dim=1),
+)
+register_measure(
+    "abs", "unbounded", "TransformerLens 'abs': 1 - round(sum|A-D|/len, 3) per prompt, mean over prompts",
+    averaged_over="prompts",
+    partial_sum=lambda work: abs_prompt_scores(work.kept, work.targets).sum(dim=1),
+)
+
+MEASURE_DOCS: dict[str, str] = {m.name: f"{m.doc} ({m.range})" for m in MEASURES.entries()}
+ROW_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() if m.averaged_over == "target rows")
+"""Measures averaged over target rows (pooled over prompts)."""
+PROMPT_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() if m.averaged_over == "prompts")
+"""Measures computed per prompt on the whole matrix, then averaged over prompts."""
+
+
+def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...]) -> dict[str, Tensor]:
+    """Every requested measure's partial sum for one batch and one layer: `{measure: [pattern, head_index]}`."""
+    work = LayerWork(attention, targets)
+    return {measure: MEASURES[measure].partial_sum(work) for measure in measures}

@@ -3,41 +3,145 @@
 Nodes are frozen dataclasses named after the grammar rules. Each keeps its source
 location in `loc`, which takes no part in equality or hashing, so the same rule
 written in two places is one node for the compiler's cache.
+
+Every node knows its children (`Node.children`, from its fields), so passes walk the
+tree generically (`walk`) and dispatch on the node type with `Visitor`, which raises on
+a node type it has no method for instead of skipping it. Linking shares sub-patterns
+(`p2: p1 | p1` holds the *same* `p1` node twice), so the AST is a DAG: hashes are
+computed once per node from the children's cached hashes, and `walk` visits each
+shared node once. Both keep checking and compiling linear in the size of a file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from ..errors import Location
 
 _LOC = field(default=None, compare=False, hash=False, repr=False)
 
 
+class Node:
+    """Base of every AST node: generic children, a hash cached at construction, cheap equality."""
+
+    __slots__ = ("_hash",)
+    _child_fields: ClassVar[tuple[str, ...]] = ()
+    _value_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        values = tuple(getattr(self, name) for name in self._value_fields)
+        object.__setattr__(self, "_hash", hash((type(self).__name__, values)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not type(self) or other._hash != self._hash:
+            return False
+        # Children compare by identity first (tuple comparison), so shared sub-DAGs are cheap.
+        return all(getattr(self, n) == getattr(other, n) for n in self._value_fields)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def children(self) -> tuple["Node", ...]:
+        """The child nodes, in source order."""
+        found: list[Node] = []
+        for name in self._child_fields:
+            value = getattr(self, name)
+            if isinstance(value, Node):
+                found.append(value)
+            elif isinstance(value, tuple):
+                found.extend(item for item in value if isinstance(item, Node))
+        return tuple(found)
+
+    def replace(self, **changes: Any) -> "Node":
+        return dataclasses.replace(self, **changes)
+
+
+def node(cls: type) -> type:
+    """Make `cls` a frozen, slotted AST node whose hash and equality ignore `loc`."""
+    cls = dataclass(frozen=True, slots=True, eq=False)(cls)
+    names = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
+    cls._value_fields = names
+    cls._child_fields = names  # children() keeps the values that are nodes
+    return cls
+
+
+def walk(root: Node) -> Iterator[Node]:
+    """Every node reachable from `root`, each once (shared sub-patterns too), parents first.
+
+    Iterative, so a deep tree cannot overflow the stack."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(reversed(current.children()))
+
+
+def post_order(root: Node) -> list[Node]:
+    """Every node reachable from `root`, each once, children before their parents."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        current, expanded = stack.pop()
+        if expanded:
+            order.append(current)
+            continue
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        stack.append((current, True))
+        stack.extend((child, False) for child in reversed(current.children()))
+    return order
+
+
+class Visitor:
+    """Dispatch on the node type: `visit(node)` calls `visit_<ClassName>(node)`.
+
+    A node type without a method is an error (`TypeError`), never silently skipped, so a
+    new node type cannot slip through a pass unnoticed."""
+
+    def visit(self, current: Node, *args: Any) -> Any:
+        method: Callable | None = getattr(self, "visit_" + type(current).__name__, None)
+        if method is None:
+            raise TypeError(f"{type(self).__name__} does not handle {type(current).__name__} nodes")
+        return method(current, *args)
+
+
 # ---- values inside a condition -----------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Name:
+@node
+class Name(Node):
     """`q`, `k`, `true` or `false`."""
 
     name: str
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class IntLit:
+@node
+class IntLit(Node):
     value: int
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class StrLit:
+@node
+class StrLit(Node):
     value: str
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Index:
+@node
+class Index(Node):
     """A token feature at a position: `tok[k]`, `str[q - 1]`, `word[k]`."""
 
     feature: str
@@ -45,8 +149,8 @@ class Index:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+@node
+class Call(Node):
     """A function of values: `lower(str[k])`, `startswith(str[k], "Ġ")`."""
 
     func: str
@@ -54,16 +158,16 @@ class Call:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Arith:
+@node
+class Arith(Node):
     op: Literal["+", "-"]
     left: "Value"
     right: "Value"
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Neg:
+@node
+class Neg(Node):
     operand: "Value"
     loc: Location | None = _LOC
 
@@ -75,38 +179,38 @@ Value = Union[Name, IntLit, StrLit, Index, Call, Arith, Neg]
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
 
 
-@dataclass(frozen=True, slots=True)
-class Compare:
+@node
+class Compare(Node):
     op: CompareOp
     left: Value
     right: Value
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Truth:
+@node
+class Truth(Node):
     """A value used as a condition on its own: `startswith(str[k], " ")`, `true`."""
 
     value: Value
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class And:
+@node
+class And(Node):
     left: "Cond"
     right: "Cond"
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Or:
+@node
+class Or(Node):
     left: "Cond"
     right: "Cond"
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Not:
+@node
+class Not(Node):
     operand: "Cond"
     loc: Location | None = _LOC
 
@@ -115,8 +219,8 @@ Cond = Union[Compare, Truth, And, Or, Not]
 
 
 # ---- pattern expressions (float [query, key] matrices) ------------------------------------
-@dataclass(frozen=True, slots=True)
-class Attend:
+@node
+class Attend(Node):
     """`attend k where COND`: ones where COND holds (and k <= q)."""
 
     var: str
@@ -124,8 +228,8 @@ class Attend:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Ref:
+@node
+class Ref(Node):
     """A reference to another named pattern."""
 
     name: str
@@ -135,8 +239,8 @@ class Ref:
 SetOp = Literal["union", "intersect", "add", "difference"]
 
 
-@dataclass(frozen=True, slots=True)
-class Combine:
+@node
+class Combine(Node):
     """`a | b` (max), `a & b` (min), `a + b` (sum), `a - b` (a where b is zero)."""
 
     op: SetOp
@@ -145,8 +249,8 @@ class Combine:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Scale:
+@node
+class Scale(Node):
     """`0.8 * a`, or `a weight 0.8`."""
 
     factor: float
@@ -154,8 +258,8 @@ class Scale:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Shift:
+@node
+class Shift(Node):
     """`a shift +N`: every marked key moves N positions later (k -> k + N)."""
 
     offset: int
@@ -163,8 +267,8 @@ class Shift:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Normalize:
+@node
+class Normalize(Node):
     """`normalize(a)`: each row scaled to sum 1 (rows without targets stay zero)."""
 
     operand: "PExpr"
@@ -175,35 +279,35 @@ PExpr = Union[Attend, Ref, Combine, Scale, Shift, Normalize]
 
 
 # ---- settings and definitions -------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class MeasureSetting:
+@node
+class MeasureSetting(Node):
     measure: str
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class ExcludeSetting:
+@node
+class ExcludeSetting(Node):
     what: str
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeSetting:
+@node
+class ProbeSetting(Node):
     probe: str
     args: tuple[tuple[str, int | float | str], ...]
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class NormalizeSetting:
+@node
+class NormalizeSetting(Node):
     loc: Location | None = _LOC
 
 
 Setting = Union[MeasureSetting, ExcludeSetting, ProbeSetting, NormalizeSetting]
 
 
-@dataclass(frozen=True, slots=True)
-class Definition:
+@node
+class Definition(Node):
     name: str
     doc: str
     expr: PExpr
@@ -212,7 +316,7 @@ class Definition:
     loc: Location | None = _LOC
 
 
-@dataclass(frozen=True, slots=True)
-class Module:
+@node
+class Module(Node):
     definitions: tuple[Definition, ...]
     filename: str | None = None

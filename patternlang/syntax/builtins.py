@@ -1,7 +1,8 @@
-"""The language's built-in names: token features and string functions.
+"""The language's built-in names: kinds, the position names and the string functions.
 
 One table serves the checker (kinds and signatures), the compiler (which applies the
 Python functions once per distinct string in a batch) and the reference evaluator.
+Token features (`tok`, `str`, `word`, ...) are a registry of their own: `features.py`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Literal
 
-Kind = Literal["position", "word", "token", "number", "string", "bool"]
+Kind = Literal["position", "word", "sentence", "token", "number", "string", "bool"]
 
-# Positions, words and token ids are whole numbers of different kinds. A bare literal, or the
-# difference of two positions, is a plain "number" and fits any of them.
-NUMERIC_KINDS = ("position", "word", "token", "number")
-
-# feature name -> (kind of the value, description)
-FEATURES: dict[str, tuple[Kind, str]] = {
-    "tok": ("token", "the token id at a position"),
-    "str": ("string", "the token's text as the tokenizer decodes it"),
-    "word": ("word", "the index of the word the token belongs to"),
-    "start": ("bool", "true where the token starts a word"),
-    "special": ("bool", "true where the token is a special token (BOS, EOS, ...)"),
-}
+# Positions, words, sentences and token ids are whole numbers of different kinds. A bare
+# literal, or the difference of two positions, is a plain "number" and fits any of them.
+NUMERIC_KINDS = ("position", "word", "sentence", "token", "number")
 
 NAMES: dict[str, Kind] = {"q": "position", "k": "position", "true": "bool", "false": "bool"}
 

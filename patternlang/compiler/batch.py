@@ -1,0 +1,169 @@
+"""A batch of prompts as the compiler sees it: its features, computed once and shared by every pattern.
+
+Each feature's `[batch, pos]` table comes from its entry in the feature registry
+(`syntax/features.py`) and is computed at most once per batch. Token texts are handled
+through a per-batch string table: each distinct text gets an integer id, so
+`str[k] == str[q]` is an integer comparison, and a string function such as `lower` runs
+once per distinct text (a lookup table), never once per position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..syntax.builtins import FUNCTIONS
+from ..syntax.features import FEATURES
+
+StringSource = Mapping[int, str] | Callable[[list[int]], list[str]]
+
+
+class BatchFeatures:
+    """Features of right-padded prompts `tokens [batch, pos]` with `mask [batch, pos]`."""
+
+    def __init__(self, tokens: torch.Tensor, mask: torch.Tensor, strings: StringSource | None,
+                 special_ids: Collection[int], texts: Sequence[Sequence[str]] | None = None):
+        self.tokens = tokens
+        self.mask = mask
+        self.batch, self.n_pos = tokens.shape
+        self.device = tokens.device
+        self._strings = strings
+        self.special_ids = frozenset(int(i) for i in special_ids)
+        self.memo: dict[Any, Any] = {}  # per-batch results shared by all patterns (by AST node)
+        self._table: list[str] = []
+        self._table_index: dict[str, int] = {}
+        self._luts: dict[tuple, torch.Tensor] = {}
+        self._texts = texts  # per position, where the tokenizer's offsets gave them
+        self._token_sid: torch.Tensor | None = None
+        self._tables: dict[str, torch.Tensor] = {}
+        self._flags: dict[Callable[[str], bool], torch.Tensor] = {}
+        self.positions = torch.arange(self.n_pos, device=self.device)
+
+    @classmethod
+    def build(cls, tokens: torch.Tensor | Sequence[Sequence[int]], mask: torch.Tensor | None = None, *,
+              strings: StringSource | None = None, special_ids: Collection[int] = (),
+              texts: Sequence[Sequence[str]] | None = None,
+              device: torch.device | str | None = None) -> "BatchFeatures":
+        """Features for `tokens [batch, pos]` (right-padded), `mask` True on real tokens.
+
+        Token texts are needed only by patterns that read them (`str`, `word`, `start`, ...):
+        `texts` gives each real position's text (one row per prompt, as long as its real
+        tokens), else `strings` maps token ids to their text (a dict, or a function of a
+        list of ids).
+
+        >>> f = BatchFeatures.build(torch.tensor([[1, 5, 5]]), strings={1: "<s>", 5: " a"})
+        >>> f.word.tolist()
+        [[0, 1, 2]]
+        """
+        tokens = torch.as_tensor(tokens, dtype=torch.long)
+        if tokens.dim() == 1:
+            tokens = tokens.unsqueeze(0)
+        if tokens.dim() != 2:
+            raise InputError(f"tokens must be [batch, pos], got shape {tuple(tokens.shape)}")
+        if device is not None:
+            tokens = tokens.to(device)
+        if mask is None:
+            mask = torch.ones_like(tokens, dtype=torch.bool)
+        else:
+            mask = torch.as_tensor(mask, dtype=torch.bool, device=tokens.device)
+            if mask.shape != tokens.shape:
+                raise InputError(f"mask shape {tuple(mask.shape)} differs from tokens shape {tuple(tokens.shape)}")
+        if texts is not None:
+            lengths = mask.sum(dim=1).tolist()
+            if len(texts) != tokens.shape[0] or any(len(row) != n for row, n in zip(texts, lengths)):
+                raise InputError(f"texts give {[len(row) for row in texts]} texts for prompts of "
+                                 f"{lengths} tokens")
+        return cls(tokens, mask, strings, special_ids, texts)
+
+    # ---- strings -------------------------------------------------------------------------
+    def intern(self, text: str) -> int:
+        index = self._table_index.get(text)
+        if index is None:
+            index = self._table_index[text] = len(self._table)
+            self._table.append(text)
+        return index
+
+    def _decode(self, ids: list[int]) -> list[str]:
+        if self._strings is None:
+            raise InputError("this pattern reads token text (str, word, start, ...), but no token strings "
+                             "were given", hint="pass str_tokens=..., or use a model with a tokenizer")
+        if callable(self._strings):
+            return list(self._strings(ids))
+        try:
+            return [self._strings[i] for i in ids]
+        except KeyError as exc:
+            raise InputError(f"no token text given for token id {exc.args[0]}") from None
+
+    def text_ids(self) -> torch.Tensor:
+        """Each token's id in the batch's string table, [batch, pos] (padding: an arbitrary id)."""
+        if self._token_sid is None:
+            if self._texts is not None:
+                ids = [[self.intern(text) for text in row] for row in self._texts]
+                table = torch.zeros(self.batch, self.n_pos, dtype=torch.long)
+                for row, row_ids in enumerate(ids):
+                    table[row, : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+                self._token_sid = table.to(self.device)
+            else:
+                unique = torch.unique(self.tokens[self.mask])
+                texts = self._decode(unique.tolist())
+                sid_of_unique = torch.tensor([self.intern(t) for t in texts] or [0], dtype=torch.long,
+                                             device=self.device)
+                where = torch.searchsorted(unique, self.tokens).clamp(max=max(len(unique) - 1, 0))
+                self._token_sid = sid_of_unique[where]
+        return self._token_sid
+
+    token_sid = property(text_ids)
+
+    def text_flags(self, predicate: Callable[[str], bool]) -> torch.Tensor:
+        """`predicate` of each token's text, [batch, pos] bool; run once per distinct text."""
+        flags = self._flags.get(predicate)
+        if flags is None:
+            ids = self.text_ids()
+            lut = torch.tensor([bool(predicate(text)) for text in self._table] or [False], dtype=torch.bool,
+                               device=self.device)
+            flags = self._flags[predicate] = lut[ids]
+        return flags
+
+    def lut(self, function: str, *literal: str) -> torch.Tensor:
+        """A lookup table over the string table: `function` applied to every distinct string."""
+        key = (function, literal)
+        table = self._luts.get(key)
+        if table is None or len(table) < len(self._table):
+            apply = FUNCTIONS[function].apply
+            snapshot = list(self._table)
+            results = [apply(text, *literal) for text in snapshot]
+            if FUNCTIONS[function].result == "string":
+                values = [self.intern(r) for r in results]
+                dtype = torch.long
+            else:
+                values, dtype = results, torch.bool
+            table = torch.tensor(values, dtype=dtype, device=self.device)
+            self._luts[key] = table
+        return table
+
+    # ---- per-position features ------------------------------------------------------------------
+    @property
+    def special(self) -> torch.Tensor:
+        """True on the tokens whose id is a special token's (BOS, EOS, ...), [batch, pos]."""
+        if "__special__" not in self._tables:
+            ids = torch.tensor(sorted(self.special_ids), dtype=torch.long, device=self.device)
+            self._tables["__special__"] = torch.isin(self.tokens, ids) & self.mask
+        return self._tables["__special__"]
+
+    def table(self, name: str) -> torch.Tensor:
+        """The [batch, pos] table behind `name[...]`, from the feature registry, computed once."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = FEATURES[name].table(self)
+        return table
+
+    feature_table = table
+
+    def __getattr__(self, name: str):
+        # `features.word`, `features.start`...: a registered feature's table by attribute.
+        if name.startswith("_") or name not in FEATURES:
+            raise AttributeError(name)
+        return self.table(name)

@@ -1,0 +1,129 @@
+"""`Pattern`: a checked, compiled pattern, and its detection matrix on given tokens."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .compiler import BatchFeatures, Program
+from .errors import InputError, Location
+from .settings import Settings
+from .syntax import ast
+
+_SPECIAL_TEXT = re.compile(r"^(<\|.*\|>|<s>|</s>|<bos>|<eos>|<pad>|<unk>|\[CLS\]|\[SEP\]|\[PAD\])$")
+
+
+@dataclass(frozen=True, eq=False)
+class Pattern:
+    """A named pattern, checked and compiled: what `load_pattern` returns.
+
+    `expr` is the linked expression (references to other patterns filled in, shared);
+    `program` is compiled from it when the pattern is loaded (`pipeline.compile_pattern`).
+
+    >>> from patternlang import compile_rule
+    >>> p = compile_rule("attend k where k == q - 1")
+    >>> p.matrix([7, 8, 9]).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+
+    name: str
+    doc: str
+    source: str
+    settings: Settings
+    expr: ast.PExpr = field(repr=False)
+    program: Program = field(repr=False)
+    filename: str | None = None
+    loc: Location | None = field(default=None, repr=False)
+    rule: str = ""  # the expression and settings as written, re-printed on one line (`unparse`)
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """What a batch must provide to evaluate this pattern (token ids, texts, ...)."""
+        return self.program.needs
+
+    def evaluate(self, features: BatchFeatures) -> torch.Tensor:
+        """Detection tensor on a batch: [batch, query_pos, key_pos], float32."""
+        return self.program(features)
+
+    def matrix(self, tokens: Any = None, str_tokens: Sequence[str] | Sequence[Sequence[str]] | None = None, *,
+               special_ids: Collection[int] | None = None) -> torch.Tensor:
+        """The detection matrix for one prompt [q, k] or a batch [batch, q, k].
+
+        `tokens`: token ids (a list, a 1-D or 2-D tensor, or a list of lists); `str_tokens`: the
+        tokens' text, needed by rules that read `str`, `word` or `start`. With only `str_tokens`,
+        equal strings get equal ids.
+        """
+        features, single = _features_for(tokens, str_tokens, special_ids)
+        result = self.evaluate(features)
+        return result[0] if single else result
+
+    @property
+    def description(self) -> str:
+        """The docstring's first paragraph, on one line."""
+        first = self.doc.strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in first.splitlines())
+
+    def __repr__(self) -> str:
+        where = f" from {self.filename}" if self.filename else ""
+        return f"<Pattern {self.name}{where}: {self.rule}>"
+
+
+def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]:
+    if tokens is None and str_tokens is None:
+        raise InputError("give token ids, token strings, or both")
+    str_rows = None
+    if str_tokens is not None:
+        one_prompt = len(str_tokens) == 0 or isinstance(str_tokens[0], str)
+        str_rows = [list(str_tokens)] if one_prompt else [list(row) for row in str_tokens]
+    if tokens is None:
+        vocab: dict[str, int] = {}
+        rows = [[vocab.setdefault(s, len(vocab)) for s in row] for row in str_rows]
+        single = one_prompt
+    else:
+        rows, single = _token_rows(tokens)
+    if not rows or any(len(row) == 0 for row in rows):
+        raise InputError("a prompt has no tokens")
+    if str_rows is not None:
+        if len(str_rows) != len(rows) or any(len(s) != len(r) for s, r in zip(str_rows, rows)):
+            raise InputError(f"str_tokens do not match tokens: {[len(s) for s in str_rows]} strings for "
+                             f"{[len(r) for r in rows]} tokens")
+        if special_ids is None:
+            special_ids = {t for row, texts in zip(rows, str_rows) for t, s in zip(row, texts)
+                           if _SPECIAL_TEXT.match(s)}
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = True
+    return BatchFeatures.build(ids, mask, texts=str_rows, special_ids=special_ids or ()), single
+
+
+def _token_rows(tokens) -> tuple[list[list[int]], bool]:
+    """Token ids as rows of ints, and whether they were one prompt."""
+    if isinstance(tokens, torch.Tensor):
+        if tokens.dim() not in (1, 2) or tokens.is_floating_point():
+            raise InputError(f"tokens must be integer ids [pos] or [batch, pos], got a {tokens.dtype} tensor "
+                             f"of shape {tuple(tokens.shape)}")
+        return ([tokens.tolist()], True) if tokens.dim() == 1 else (tokens.tolist(), False)
+    if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+        raise InputError(f"tokens must be a list of token ids, not {type(tokens).__name__}",
+                         hint="for token texts, pass str_tokens=[...]")
+    tokens = list(tokens)
+    one_prompt = not (tokens and isinstance(tokens[0], (list, tuple, torch.Tensor)))
+    rows = [tokens] if one_prompt else [list(row) for row in tokens]
+    for row in rows:
+        for token in row:
+            if isinstance(token, str):
+                raise InputError(f"token ids must be integers, found the text {token!r}",
+                                 hint="for token texts, pass str_tokens=[...]")
+            try:
+                operator.index(token)
+            except TypeError:
+                raise InputError(f"token ids must be integers, found {token!r}") from None
+    return [[operator.index(t) for t in row] for row in rows], one_prompt

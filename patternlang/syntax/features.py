@@ -1,0 +1,157 @@
+"""The token features a rule can read (`tok[k]`, `str[q - 1]`, `word[k]`, ...): one registry.
+
+Each entry says everything about one feature: its name and kind (for the checker), what a
+batch must provide for it (`needs`, for the engine), a vectorised implementation over a
+batch (for the compiler), a plain-Python implementation over one prompt (for the reference
+evaluator, the compiler's oracle) and its documentation (for `patternlang features` and the
+docs' table). Adding a feature is one `register_feature(...)` call here and its tests.
+
+The implementations receive the batch (`compiler.batch.BatchFeatures`) or the prompt
+(`compiler.reference.ReferencePrompt`) and use only their methods, so this module imports no
+torch: the checker reads the registry without loading it.
+
+The batch API: `tokens`, `mask` and `positions` tensors, `table(name)` (another feature's
+`[batch, pos]` table), `text_ids()` (each token's id in the batch's string table) and
+`text_flags(predicate)` (a predicate of the token text, run once per distinct text).
+The prompt API: `tokens`, `special` (lists), `texts()` (raises without texts) and
+`column(name)` (another feature's values, one per position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..registry import Registry
+from .builtins import Kind, starts_word
+
+# What a batch can provide. Token ids, masks and positions are always there; the rest is
+# asked for by the features a pattern reads (later: "logits", "annotations").
+NEEDS = ("tokens", "texts", "special_ids")
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One token feature: `name[position]` in a rule."""
+
+    name: str
+    kind: Kind
+    doc: str
+    needs: frozenset[str]
+    table: Callable[[Any], Any]  # BatchFeatures -> [batch, pos] tensor
+    reference: Callable[[Any], list]  # ReferencePrompt -> one value per position
+
+
+FEATURES: Registry[Feature] = Registry("feature")
+
+
+def register_feature(name: str, kind: Kind, doc: str, *, needs: tuple[str, ...] = ("tokens",),
+                     table: Callable[[Any], Any], reference: Callable[[Any], list]) -> Feature:
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"feature {name!r} needs {sorted(unknown)}, which no batch provides")
+    return FEATURES.register(Feature(name, kind, doc, frozenset(needs), table, reference))
+
+
+# ---- the features ------------------------------------------------------------------------------
+register_feature(
+    "tok", "token", "the token id at a position",
+    table=lambda batch: batch.tokens,
+    reference=lambda prompt: list(prompt.tokens),
+)
+
+register_feature(
+    "str", "string", "the token's text (the text it covers in the prompt where the tokenizer "
+    "gives offsets, else the tokenizer's decoding of the token alone)",
+    needs=("tokens", "texts"),
+    table=lambda batch: batch.text_ids(),
+    reference=lambda prompt: list(prompt.texts()),
+)
+
+register_feature(
+    "special", "bool", "true where the token is a special token (BOS, EOS, ...)",
+    needs=("tokens", "special_ids"),
+    table=lambda batch: batch.special,
+    reference=lambda prompt: list(prompt.special),
+)
+
+
+def _start_table(batch):
+    special = batch.table("special")
+    after_special = special.roll(1, dims=1)
+    after_special[:, 0] = False
+    first = (batch.positions == 0).unsqueeze(0)
+    return (batch.text_flags(starts_word) | special | after_special | first) & batch.mask
+
+
+def _start_reference(prompt) -> list[bool]:
+    texts, special = prompt.texts(), prompt.special
+    return [p == 0 or special[p] or (p > 0 and special[p - 1]) or starts_word(texts[p])
+            for p in range(len(texts))]
+
+
+register_feature(
+    "start", "bool", "true where the token starts a word: the first token, special tokens and the "
+    "token after one, and tokens whose text begins with whitespace or a marker such as Ġ or ▁",
+    needs=("tokens", "texts", "special_ids"),
+    table=_start_table,
+    reference=_start_reference,
+)
+
+
+def _running_index(flags: list[bool]) -> list[int]:
+    index, out = -1, []
+    for flag in flags:
+        index += bool(flag)
+        out.append(index)
+    return out
+
+
+register_feature(
+    "word", "word", "the index of the word the token belongs to (0 for the first word; a word "
+    "starts where `start` is true)",
+    needs=("tokens", "texts", "special_ids"),
+    table=lambda batch: batch.table("start").long().cumsum(dim=1) - 1,
+    reference=lambda prompt: _running_index(prompt.column("start")),
+)
+
+SENTENCE_END = (".", "!", "?")
+
+
+def ends_sentence(text: str) -> bool:
+    """A token ends a sentence when its text, without trailing whitespace, ends in . ! or ?"""
+    return text.rstrip().endswith(SENTENCE_END)
+
+
+def _sentence_table(batch):
+    word = batch.table("word")
+    ends = batch.text_flags(ends_sentence) & batch.mask
+    # Per word: how many of its tokens end a sentence; a word start whose previous word
+    # holds one begins a new sentence.
+    ends_per_word = word.new_zeros(word.shape).scatter_add_(1, word.clamp(min=0), ends.long())
+    previous_word_ends = ends_per_word.gather(1, (word - 1).clamp(min=0)) > 0
+    begins = batch.table("start") & (word > 0) & previous_word_ends
+    begins = begins | (batch.positions == 0).unsqueeze(0)
+    return begins.long().cumsum(dim=1) - 1
+
+
+def _sentence_reference(prompt) -> list[int]:
+    # Literally the definition: the first token, then the first word start after a token
+    # ending in . ! or ?
+    starts, texts = prompt.column("start"), prompt.texts()
+    sentence, pending, out = 0, False, []
+    for position, text in enumerate(texts):
+        if position > 0 and starts[position] and pending:
+            sentence, pending = sentence + 1, False
+        out.append(sentence)
+        pending = pending or ends_sentence(text)
+    return out
+
+
+register_feature(
+    "sentence", "sentence", "the index of the sentence the token belongs to: a sentence starts at "
+    "the first token and at the first word start after a token ending in `.`, `!` or `?`",
+    needs=("tokens", "texts", "special_ids"),
+    table=_sentence_table,
+    reference=_sentence_reference,
+)
