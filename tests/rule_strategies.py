@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 # A small vocabulary where texts collide in interesting ways: case, leading spaces, markers.
-VOCAB = ["<s>", " the", "the", " The", "cat", " cat", "Ġcat", ".", ",", " sat", "s", "\n", " a", "a"]
+VOCAB = ["<s>", " the", "the", " The", "cat", " cat", "Ġcat", ".", ",", " sat", "s", "\n", " a", "a", "!",
+         " ?", ". "]
 SPECIAL_IDS = {0}
 
 positions = st.sampled_from(["q", "k", "q - 1", "k - 1", "k + 1", "q - 2", "k + 2", "0", "1", "3"])
@@ -18,7 +19,7 @@ equality = st.sampled_from(["==", "!="])
 
 @st.composite
 def comparisons(draw) -> str:
-    choice = draw(st.integers(0, 10))
+    choice = draw(st.integers(0, 11))
     p1, p2 = draw(positions), draw(positions)
     if choice == 0:
         return f"{p1} {draw(ordered)} {p2}"
@@ -40,6 +41,8 @@ def comparisons(draw) -> str:
         return f"start[{p1}]"
     if choice == 9:
         return f"q - k {draw(ordered)} {draw(st.integers(0, 3))}"
+    if choice == 10:
+        return f"sentence[{p1}] {draw(ordered)} sentence[{p2}] - {draw(st.integers(0, 1))}"
     return f"special[{p1}] or str[{p1}] == {draw(literals)}"
 
 

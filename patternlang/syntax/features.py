@@ -155,3 +155,12 @@ register_feature(
     table=_sentence_table,
     reference=_sentence_reference,
 )
+
+
+def features_markdown() -> str:
+    """The docs' table of features (docs/language.md), generated from the registry."""
+    rows = ["| feature | kind | needs | value |", "|---|---|---|---|"]
+    for feature in FEATURES.entries():
+        needs = ", ".join(n for n in NEEDS if n in feature.needs)
+        rows.append(f"| `{feature.name}[i]` | {feature.kind} | {needs} | {feature.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,236 @@
+"""The language pipeline: public stages, shared linking, depth after linking, unparse, registries."""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import patternlang as pl
+from patternlang.compiler import reference_matrix
+from patternlang.errors import PatternError, UnknownNameError
+from patternlang.pipeline import build, check_module, parse
+from patternlang.syntax import ast
+from patternlang.syntax.features import FEATURES, ends_sentence, register_feature
+from patternlang.syntax.parser import parse_module, parse_rule
+from patternlang.syntax.unparse import UnparseError, rule_text, unparse
+from tests.rule_strategies import SPECIAL_IDS, VOCAB, prompts, rules
+
+
+@contextmanager
+def time_limit(seconds: int):
+    def fail(*_):
+        raise TimeoutError(f"took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def reuse_file(depth: int) -> str:
+    lines = ["pattern p1: attend k where tok[k] == tok[q] shift +1"]
+    lines += [f"pattern p{i}: p{i - 1} | p{i - 1}" for i in range(2, depth + 1)]
+    return "\n".join(lines)
+
+
+# ---- the stages are public ---------------------------------------------------------------------
+def test_each_stage_can_be_run_alone():
+    module = parse("pattern prev: attend k where k == q - 1\npattern two: prev shift +1", "pattern")
+    assert [d.name for d in module.definitions] == ["prev", "two"]
+    patterns = check_module(module)
+    assert [p.name for p in patterns] == ["prev", "two"]
+    assert patterns[1].matrix([1, 2, 3]).tolist() == [[0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]  # no k = -1 to move
+    # the linked expression holds no reference; the rule is kept as written
+    assert not any(isinstance(node, ast.Ref) for node in ast.walk(patterns[1].expr))
+    assert patterns[1].rule == "prev shift +1"
+
+
+def test_yaml_pattern_files_and_inline_rules_share_one_entry(tmp_path):
+    text = "patterns:\n  - name: prev\n    rule: attend k where k == q - 1\n"
+    from_yaml = build(text, "yaml", "rules.yaml")[0]
+    from_file = build("pattern prev: attend k where k == q - 1", "pattern", "rules.pattern")[0]
+    inline = build("attend k where k == q - 1", "rule")[0]
+    assert from_yaml.expr == from_file.expr == inline.expr
+    assert inline.name == "attend k where k == q - 1"
+
+
+def test_build_is_cached_by_source_text_and_compiles_at_load():
+    text = "pattern cached_one: attend k where k == q - 2"
+    first = build(text, "pattern", "a.pattern")
+    assert build(text, "pattern", "a.pattern") is first
+    assert first[0].program is not None and first[0].needs == frozenset({"tokens"})
+    assert pl.load_pattern("fuzzy_duplicate_head").needs == frozenset({"tokens", "texts"})
+
+
+# ---- linking shares sub-patterns ---------------------------------------------------------------
+def test_forty_deep_reuse_checks_and_compiles_in_linear_time():
+    with time_limit(20):  # copied instead of shared, this would never finish (2**40 nodes)
+        start = time.perf_counter()
+        patterns = build(reuse_file(40), "pattern", library={})
+        elapsed = time.perf_counter() - start
+    deepest = patterns[-1]
+    assert len(list(ast.walk(deepest.expr))) < 60  # 40 combines + the attend rule's few nodes
+    assert deepest.matrix([1, 2, 1, 2]).tolist()[2] == [0.0, 1.0, 0.0, 0.0]
+    print(f"forty-deep reuse file: checked and compiled in {elapsed:.3f} s")
+
+
+def test_a_chain_of_ten_thousand_references_gives_a_result():
+    text = "pattern p1: attend k where k == q - 1\n" + "\n".join(
+        f"pattern p{i}: p{i - 1}" for i in range(2, 10_001))
+    with time_limit(60):
+        patterns = build(text, "pattern", library={})
+    assert patterns[-1].matrix([5, 6]).tolist() == [[0.0, 0.0], [1.0, 0.0]]
+
+
+def test_a_deep_chain_of_shifts_is_a_clear_error_not_a_recursion_error():
+    text = "pattern p1: attend k where k == q - 1\n" + "\n".join(
+        f"pattern p{i}: p{i - 1} shift +1" for i in range(2, 10_001))
+    with time_limit(60), pytest.raises(PatternError) as raised:
+        build(text, "pattern", library={})
+    message = str(raised.value)
+    assert "nested too deeply once its references are filled in" in message
+    assert message.count("error:") == 1  # patterns built on the failing one are not reported again
+
+
+def test_an_inline_rule_named_like_a_shipped_pattern_refers_to_it():
+    rule = pl.compile_rule("current_word_head")
+    assert rule.expr == pl.load_pattern("current_word_head").expr
+
+
+def test_weights_that_would_overflow_or_underflow_are_refused():
+    with pytest.raises(PatternError, match="multiply up to"):
+        pl.compile_rule("0 * (1000000 * 1000000 * 1000000 * (attend k))")
+    with pytest.raises(PatternError, match="multiply down to"):
+        pl.compile_rule("normalize(0.000001 * 0.000001 * 0.000001 * 0.000001 * 0.000001 * (attend k))")
+
+
+# ---- the AST -------------------------------------------------------------------------------------
+def test_passes_raise_on_a_node_type_they_do_not_know():
+    class Mystery(ast.Node):
+        __slots__ = ()
+
+    from patternlang.syntax.kinds import check_kinds
+    from patternlang.syntax.problems import Problems
+
+    with pytest.raises(TypeError, match="does not handle Mystery"):
+        check_kinds(Mystery(), Problems())
+    with pytest.raises(TypeError, match="does not handle Mystery"):
+        unparse(Mystery())
+
+
+def test_children_and_walk_are_generic():
+    expr, _ = parse_rule("(attend k where tok[k] == tok[q]) | previous_token_head")
+    kinds = [type(node).__name__ for node in ast.walk(expr)]
+    assert kinds == ["Combine", "Attend", "Compare", "Index", "Name", "Index", "Name", "Ref"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule=rules())
+def test_unparse_reads_back_as_the_same_rule(rule):
+    expr, settings_ = parse_rule(rule + " measure tv exclude bos")
+    text = rule_text(expr, settings_)
+    assert parse_rule(text) == (expr, settings_)
+    assert rule_text(*parse_rule(text)) == text  # a fixed point: names of inline rules are stable
+
+
+def test_inline_rules_have_round_trippable_names():
+    pattern = pl.compile_rule("(attend   k where tok[k]==tok[q])  shift  +1  measure tv")
+    assert pattern.name == "attend k where tok[k] == tok[q] shift +1 measure tv"
+    assert pl.compile_rule(pattern.name).expr == pattern.expr
+
+
+def test_unparse_refuses_what_the_grammar_cannot_write():
+    with pytest.raises(UnparseError):
+        unparse(ast.Arith("-", ast.Name("q"), ast.Arith("-", ast.Name("k"), ast.IntLit(1))))
+
+
+def test_shipped_files_unparse_to_equal_definitions():
+    for pattern in pl.shipped_patterns():
+        if pattern.filename and pattern.filename.endswith(".pattern"):
+            module = parse_module(open(pattern.filename, encoding="utf-8").read())
+            for definition in module.definitions:
+                assert parse_module(unparse(definition)).definitions[0] == definition
+
+
+# ---- the feature registry ----------------------------------------------------------------------
+def test_sentence_feature_on_an_example():
+    texts = ["<s>", "Hi", ".", " Yo", " there", "!", " Ok", "?", "\n"]
+    pattern = pl.compile_rule("attend k where sentence[k] == sentence[q]")
+    sentence = pattern.matrix(list(range(len(texts))), texts)
+    # sentences: [<s> Hi .] [ Yo there !] [ Ok ?] [\n]: "\n" is a word start after "?"
+    assert sentence[4].tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 0]
+    assert sentence[7].tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 0]
+    assert sentence[8].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert ends_sentence(" ?\n") and not ends_sentence('."')
+
+
+@settings(max_examples=200, deadline=None)
+@given(prompt=prompts)
+def test_sentence_feature_equals_its_reference(prompt):
+    texts = [VOCAB[t] for t in prompt]
+    pattern = pl.compile_rule("attend k where sentence[k] == sentence[q] - 1 or sentence[k] == sentence[q]")
+    expected = reference_matrix(pattern.expr, prompt, texts, SPECIAL_IDS)
+    assert pattern.matrix(prompt, texts, special_ids=SPECIAL_IDS).tolist() == expected
+
+
+def test_the_shipped_sentence_pattern_uses_the_new_feature():
+    pattern = pl.load_pattern("sentence_first_token_head")
+    assert "sentence[k]" in pattern.rule
+    texts = ["<s>", "A", " b", ".", " C", " d"]
+    assert pattern.matrix(list(range(6)), texts, special_ids={0}).argmax(dim=-1).tolist()[1:] == [1, 1, 1, 4, 4]
+
+
+def test_a_feature_added_through_the_registry_alone_works_everywhere():
+    name = "parity"
+    register_feature(name, "number", "the position's parity (a test feature)",
+                     table=lambda batch: (batch.positions % 2).unsqueeze(0).expand(batch.batch, -1),
+                     reference=lambda prompt: [p % 2 for p in range(prompt.n)])
+    try:
+        pattern = build("attend k where parity[k] == parity[q]", "rule", library={})[0]
+        assert pattern.matrix([1, 2, 3, 4])[3].tolist() == [0.0, 1.0, 0.0, 1.0]
+        assert reference_matrix(pattern.expr, [1, 2, 3, 4])[3] == [0.0, 1.0, 0.0, 1.0]
+        with pytest.raises(PatternError, match="cannot compare a number with a string"):
+            build('attend k where parity[k] == "x"', "rule", library={})
+    finally:
+        del FEATURES._entries[name]
+    with pytest.raises(UnknownNameError, match="unknown feature 'parity'"):
+        build("attend k where parity[k] == 1", "rule", library={})
+
+
+def test_feature_docs_table_lists_every_registered_feature():
+    text = open("docs/language.md", encoding="utf-8").read()
+    for feature in FEATURES.entries():
+        assert f"| `{feature.name}[i]` | {feature.kind} |" in text, feature.name
+
+
+# ---- the measure registry ------------------------------------------------------------------------
+def test_measure_registry_drives_the_settings_pass():
+    from patternlang.engine.measures import MEASURES
+
+    assert MEASURES.names() == ("mass", "tv", "argmax", "mul", "abs")
+    with pytest.raises(UnknownNameError, match="did you mean 'mass'"):
+        pl.compile_rule("attend k measure mas")
+
+
+def test_padding_and_normalize_never_make_non_finite_values():
+    batch = [[1, 2, 3, 1, 2, 3], [4, 5]]
+    patterns = [pl.compile_rule("normalize(attend k where k > q)"), pl.load_pattern("local_window_head"),
+                pl.compile_rule("0 * (attend k) + normalize(attend k where tok[k] == tok[q])")]
+    tokens = torch.tensor([[1, 2, 3, 1, 2, 3], [4, 5, 0, 0, 0, 0]])
+    mask = tokens != 0
+    from patternlang.compiler import BatchFeatures
+
+    for pattern in patterns:
+        result = pattern.evaluate(BatchFeatures.build(tokens, mask))
+        assert torch.isfinite(result).all()
+        assert not result[1, 2:].any() and not result[1, :, 2:].any()
+    assert batch  # the prompts above
