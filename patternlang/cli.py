@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
@@ -231,6 +232,7 @@ def _parse_probe(text: str):
 # ---- entry point -------------------------------------------------------------------------------
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; user errors print a clear message and exit 1, never a traceback."""
+    warnings.showwarning = _print_warning
     try:
         # click itself turns usage errors into exit code 2 and --help into 0.
         app(args=argv, prog_name="patternlang")
@@ -240,6 +242,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Warnings about the user's data (undefined scores, ...) read like errors, without a source line.
+    err.print("patternlang: warning: ", style="bold yellow", end="")
+    err.print(str(message), markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_error(error: PatternError) -> None:

@@ -9,6 +9,7 @@ each layer's attention into running sums (stopped after the last needed layer) -
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,10 @@ def detect(
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
     }
+    undefined = undefined_scores(values, [d.name for d in detectors], chosen_heads)
+    if undefined:
+        settings["undefined"] = undefined
+        warnings.warn(ScoreWarning(describe_undefined(undefined, len(token_lists))), stacklevel=2)
     return Scores(
         patterns=tuple(d.name for d in detectors),
         measures=chosen_measures,
@@ -176,6 +181,41 @@ def score_tokens(
                 for layer in layers:
                     accumulator.add_layer(layer, attention_source(layer))
     return accumulator.result(), len(plan)
+
+
+class ScoreWarning(UserWarning):
+    """Some scores are undefined (NaN); the message says which and why."""
+
+
+def undefined_scores(values: dict[str, Tensor], patterns: Sequence[str],
+                     heads: dict[int, tuple[int, ...] | None]) -> dict[str, dict[str, str]]:
+    """`{pattern: {measure: why}}` for every score left NaN on a head that was asked for."""
+    n_layers, n_heads = next(iter(values.values())).shape[1:]
+    asked = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for layer, chosen in heads.items():
+        asked[layer, slice(None) if chosen is None else list(chosen)] = True
+    undefined: dict[str, dict[str, str]] = {}
+    for measure, scores in values.items():
+        averaged_over = MEASURES[measure].averaged_over
+        for index, name in enumerate(patterns):
+            if not torch.isnan(scores[index][asked]).any():
+                continue
+            if averaged_over == "target rows":
+                why = ("no target rows: on these prompts the pattern marks no counted key in any row "
+                       "(try other prompts, or this pattern's own probe)")
+            else:
+                why = ("a prompt where a head has no counted attention (a one-token prompt with "
+                       "exclude bos, say) makes this per-prompt mean NaN, as in TransformerLens")
+            undefined.setdefault(name, {})[measure] = why
+    return undefined
+
+
+def describe_undefined(undefined: dict[str, dict[str, str]], n_prompts: int) -> str:
+    lines = [f"some scores are undefined (NaN) on these {n_prompts} prompts:"]
+    for pattern, reasons in undefined.items():
+        for measure, why in reasons.items():
+            lines.append(f"  {pattern} ({measure}): {why}")
+    return "\n".join(lines)
 
 
 def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Detector] = ()) -> tuple[str, ...]:
