@@ -8,9 +8,9 @@ from tests.engine_fakes import FakeAttentionModel, oracle_scores
 
 from patternlang.engine import detect
 from patternlang.engine.batching import plan_batches, tokenize
-from patternlang.engine.heads import parse_heads
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.errors import InputError, PatternError
+from patternlang.heads import parse_heads
 from patternlang.library import load_pattern
 
 PATTERNS = [

@@ -11,10 +11,10 @@ tensors per batch), `forward` (the hooked, early-stopped forward pass), `measure
 """
 
 from patternlang.engine.detect import detect
-from patternlang.engine.heads import head_label, parse_heads
 from patternlang.engine.measures import MEASURE_DOCS, MEASURES, Exclusions, Measure
 from patternlang.engine.scores import Scores
 from patternlang.engine.tl_compat import detect_head
+from patternlang.heads import head_label, parse_heads
 
 __all__ = ["detect", "detect_head", "Scores", "MEASURES", "MEASURE_DOCS", "Measure", "Exclusions",
            "head_label", "parse_heads"]

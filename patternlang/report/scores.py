@@ -9,7 +9,6 @@ Works on the engine's `Scores` through its public surface only: `patterns`, `mea
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from rich.text import Text
 from patternlang.errors import InputError
 from patternlang.report.htmlpage import CellColors, escape, page
 from patternlang.files import suffix_of, writing
+from patternlang.heads import parse_head
 
 HEATMAP_SUFFIXES = (".png", ".html")
-HEAD_LABEL = re.compile(r"^L(\d+)H(\d+)$")
 MISSING = "–"
 
 
@@ -83,18 +82,6 @@ def _ranking_measure(scores: ScoresLike, pattern: str, measure: str | None) -> s
         if np.array_equal(default, _grid(scores, pattern, name), equal_nan=True):
             return name
     return None
-
-
-def parse_head(label: str) -> tuple[int, int]:
-    """("L5H1") -> (5, 1).
-
-    >>> parse_head("L12H3")
-    (12, 3)
-    """
-    match = HEAD_LABEL.match(label)
-    if match is None:
-        raise InputError(f"{label!r} is not a head label", hint='heads are written like "L5H1"')
-    return int(match.group(1)), int(match.group(2))
 
 
 def _format(value: float) -> str:
