@@ -123,7 +123,7 @@ def test_device_and_tokenizer_problems_exit_1(capsys, tmp_path):
 def test_survey_keeps_patterns_of_the_same_name_and_every_exclusion(tmp_path):
     from patternlang import compile_rule
     from patternlang.survey import survey
-    from tests.tiny_models import make_hand_set_model
+    from patternlang.testing import make_hand_set_model
 
     model = make_hand_set_model()
     x1 = compile_rule("attend k where k == q - 1 probe repeated_random(length=3, batch=2, seed=1)", name="x")
