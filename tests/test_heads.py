@@ -36,10 +36,11 @@ def test_label_and_parse_round_trip(layer, head):
 
 def test_engine_and_report_share_the_parser():
     import patternlang.engine as engine
-    import patternlang.report.scores as report_scores
+    import patternlang.report.data as report_data
+    import patternlang.report.text as report_text
 
     assert engine.parse_heads is parse_heads and engine.head_label is head_label
-    assert report_scores.parse_head is parse_head
+    assert report_data.parse_head is parse_head and report_text.parse_head is parse_head
 
 
 def test_heads_labels_lists_every_chosen_head():
