@@ -77,6 +77,8 @@ def check(
     """Check rule files and report every problem at once."""
     from .library import check_files
 
+    for file in files:
+        _not_a_directory(str(file))
     try:
         found = check_files(files)
     except PatternError as error:
@@ -117,13 +119,23 @@ def compile_(
     max_tokens: int = typer.Option(40, "--max-tokens", help="Show at most this many tokens in the grid.", min=1),
 ) -> None:
     """Compile a pattern on one prompt and show its detection matrix."""
-    from .library import load_pattern
-    from .report import matrix_to_json, render_matrix_text, save_matrix
+    from .files import OutputFiles
+    from .report import MATRIX_SUFFIXES, matrix_to_json, render_matrix_text, save_matrix
 
     if (prompt is None) == (tokens is None):
         raise InputError("give exactly one of --prompt TEXT or --tokens \"a b c\"")
-    spec = f"{source}:{pattern}" if pattern else source
-    compiled = load_pattern(Path(spec) if Path(spec).suffix in (".pattern", ".yaml", ".yml") and not pattern else spec)
+    # Everything the user wrote is checked before a tokenizer or model loads.
+    outputs = OutputFiles()
+    for path in output:
+        outputs.plan(path, MATRIX_SUFFIXES, "a detection matrix")
+    if pattern is not None:
+        source_file = _pattern_spec(source)
+        if not isinstance(source_file, Path):
+            raise InputError(f"--pattern chooses a pattern from a file, and {source!r} is not a .pattern or YAML file",
+                             hint="leave out --pattern, or name a file")
+        compiled = _named_pattern(source_file, pattern)
+    else:
+        compiled = _load_pattern(source)
     if tokens is not None:
         str_tokens = tokens.split()
         if not str_tokens:
@@ -140,13 +152,86 @@ def compile_(
             raise InputError("--prompt is empty")
         ids, str_tokens = tokenize_prompt(prompt, model=loaded, prepend_bos=not no_bos)
         matrix = compiled.matrix(ids, str_tokens, special_ids=special_ids_of(loaded))
-    for path in output:
-        save_matrix(matrix, str_tokens, path, title=compiled.name, name=compiled.name)
+    with outputs.staged() as temporary:
+        for path in output:
+            save_matrix(matrix, str_tokens, temporary(path), title=compiled.name, name=compiled.name)
+    for path in outputs.paths:
         err.print(f"wrote {path}")
     if as_json:
         print(json.dumps(matrix_to_json(matrix, str_tokens, name=compiled.name), ensure_ascii=False))
     if show or not (output or as_json):
         out.print(render_matrix_text(matrix, str_tokens, max_tokens=max_tokens, title=compiled.name))
+
+
+def _pattern_spec(text: str) -> str | Path | tuple[Path, str]:
+    """One pattern argument as the library reads it: a shipped name or rule text as it is, a file
+    as a `Path`, `file.pattern:NAME` as `(Path, NAME)`.
+
+    The library reads a string with spaces as rule text, so files are handed over as `Path`s:
+    that way `"my heads/x.pattern:induction"` is a file and a name, not a broken rule.
+    """
+    from .library import PATTERN_SUFFIXES, YAML_SUFFIXES, shipped_names
+
+    suffixes = PATTERN_SUFFIXES + YAML_SUFFIXES
+    if text in shipped_names():
+        return text
+    _not_a_directory(text)
+    if Path(text).suffix in suffixes:
+        return Path(text)
+    file_part, sep, name = text.rpartition(":")
+    # A rule may hold ".pattern:" inside a string; it is a file only when it exists or has no spaces.
+    if sep and Path(file_part).suffix in suffixes and (_is_file(file_part) or not any(c.isspace() for c in text)):
+        _not_a_directory(file_part)
+        return Path(file_part), name
+    return text
+
+
+def _load_pattern(text: str):
+    """One pattern from a CLI argument (see `_pattern_spec`)."""
+    from .library import load_pattern
+
+    spec = _pattern_spec(text)
+    return _named_pattern(*spec) if isinstance(spec, tuple) else load_pattern(spec)
+
+
+def _load_patterns(texts: List[str]) -> list:
+    """Every pattern the CLI arguments name; a file gives all of its patterns."""
+    from .library import load_patterns
+
+    found = []
+    for text in texts:
+        spec = _pattern_spec(text)
+        found += [_named_pattern(*spec)] if isinstance(spec, tuple) else load_patterns(spec)
+    return found
+
+
+def _named_pattern(path: Path, name: str):
+    """The pattern `name` in the file at `path`."""
+    from .errors import UnknownNameError, did_you_mean
+    from .library import load_patterns
+
+    patterns = {p.name: p for p in load_patterns(path)}
+    if name not in patterns:
+        raise UnknownNameError(f"{path} has no pattern {name!r}; it has " + ", ".join(patterns),
+                               hint=did_you_mean(name, patterns))
+    return patterns[name]
+
+
+def _not_a_directory(text: str) -> None:
+    try:
+        is_directory = Path(text).is_dir()
+    except (OSError, ValueError):  # a name too long for the file system is no directory either
+        return
+    if is_directory:
+        raise InputError(f"{text!r} is a directory, not a pattern file",
+                         hint=f"name the .pattern or YAML files in it, e.g. {str(Path(text) / '*.pattern')!r}")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 # ---- detect ----------------------------------------------------------------------------------
@@ -180,17 +265,26 @@ def detect(
     """Score every head of a model against patterns and list the best heads."""
     from .engine import detect as run_detect
     from .engine.detect import check_measures
-    from .library import load_patterns, shipped_patterns
+    from .files import OutputFiles
+    from .library import shipped_patterns
     from .models import load_model
     from .probes import from_file
-    from .report import save_heatmap, top_heads_table
+    from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
     from .survey import survey
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
     # Everything the user wrote is checked before the model loads (that takes a while).
+    json_to_stdout = json_path is not None and str(json_path) == "-"
+    outputs = OutputFiles()
+    if json_path is not None and not json_to_stdout:
+        outputs.plan(json_path, (".json",), "the scores as JSON")
+    if csv_path is not None:
+        outputs.plan(csv_path, (".csv",), "the scores as CSV")
+    for path in heatmap:
+        outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
     measures = check_measures(",".join(measure)) if measure else None
-    chosen = load_patterns(list(patterns)) if patterns else shipped_patterns()
+    chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
     prompt_set = from_file(prompts) if prompts is not None else None
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
@@ -201,19 +295,19 @@ def detect(
         scores = run_detect(loaded, prompt_set, chosen, **options)
     else:
         scores = survey(loaded, chosen, probe=probe_spec, **options)
-    if json_path is not None:
-        if str(json_path) == "-":
-            print(scores.to_json())
-        else:
-            scores.to_json(json_path)
-            err.print(f"wrote {json_path}")
-    if csv_path is not None:
-        scores.to_csv(csv_path)
-        err.print(f"wrote {csv_path}")
-    for path in heatmap:
-        save_heatmap(scores, path)
+    # All files or none: each is written beside its target, and renamed into place at the end.
+    with outputs.staged() as temporary:
+        if json_path is not None and not json_to_stdout:
+            scores.to_json(temporary(json_path))
+        if csv_path is not None:
+            scores.to_csv(temporary(csv_path))
+        for path in heatmap:
+            save_heatmap(scores, temporary(path))
+    for path in outputs.paths:
         err.print(f"wrote {path}")
-    if str(json_path) != "-":
+    if json_to_stdout:
+        print(scores.to_json())
+    else:
         out.print(top_heads_table(scores, k=top))
 
 
