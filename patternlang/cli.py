@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .errors import ErrorGroup, InputError, PatternError
+from .errors import ErrorGroup, InputError, PatternError, PatternFileError
 from .settings import MEASURES
 
 app = typer.Typer(
@@ -136,6 +136,8 @@ def compile_(
         compiled = _named_pattern(source_file, pattern)
     else:
         compiled = _load_pattern(source)
+    if prompt is not None and not prompt:
+        raise InputError("--prompt is empty")
     if tokens is not None:
         str_tokens = tokens.split()
         if not str_tokens:
@@ -148,8 +150,6 @@ def compile_(
         if model is not None:
             from .models import load_model
             loaded = load_model(model)
-        if not prompt:
-            raise InputError("--prompt is empty")
         ids, str_tokens = tokenize_prompt(prompt, model=loaded, prepend_bos=not no_bos)
         matrix = compiled.matrix(ids, str_tokens, special_ids=special_ids_of(loaded))
     with outputs.staged() as temporary:
@@ -177,11 +177,15 @@ def _pattern_spec(text: str) -> str | Path | tuple[Path, str]:
         return text
     _not_a_directory(text)
     if Path(text).suffix in suffixes:
+        if not _is_file(text):  # checked here too: the library's own check fails on names too long for the OS
+            raise PatternFileError(f"no such file: {text}")
         return Path(text)
     file_part, sep, name = text.rpartition(":")
     # A rule may hold ".pattern:" inside a string; it is a file only when it exists or has no spaces.
     if sep and Path(file_part).suffix in suffixes and (_is_file(file_part) or not any(c.isspace() for c in text)):
         _not_a_directory(file_part)
+        if not _is_file(file_part):
+            raise PatternFileError(f"no such file: {file_part}")
         return Path(file_part), name
     return text
 
