@@ -103,7 +103,8 @@ def fit_scale(grids: Iterable[Any]) -> ColorScale:
     >>> fit_scale([[0.0, 3.0]])
     ColorScale(vmin=0.0, vmax=3.0, kind='sequential')
     """
-    arrays = [np.asarray(grid, dtype=np.float64).ravel() for grid in grids]
+    arrays = [np.asarray(grid.detach().cpu() if hasattr(grid, "detach") else grid, dtype=np.float64).ravel()
+              for grid in grids]
     values = np.concatenate(arrays) if arrays else np.array([])
     values = values[np.isfinite(values)]
     if values.size == 0:
