@@ -29,7 +29,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "bench"
-if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ on the path, not the repo (tests/tiny_models.py)
+if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ on the path, not the repo: this checkout wins
     sys.path.insert(0, str(REPO))
 
 HEADLINE_PATTERNS = ("previous_token_head", "duplicate_token_head", "induction_head", "bos_head")
@@ -39,14 +39,14 @@ HEADLINE_PATTERNS = ("previous_token_head", "duplicate_token_head", "induction_h
 # ---- the model ------------------------------------------------------------------------------
 def load_bench_model(tiny: bool = False, *, device: str | None = None, dtype: str | None = None) -> Any:
     """The embedded SmolLM2-135M-Instruct (`load_model()`), or with `tiny` the hand-set
-    2-layer model of `tests/tiny_models.py` (instant; what CI runs the benchmarks on)."""
+    2-layer model of `patternlang.testing` (instant; what CI runs the benchmarks on)."""
     if not tiny:
         from patternlang.models import load_model
 
         return load_model(device=device or "cpu", dtype=dtype)
     from transformer_lens import ActivationCache
 
-    from tests.tiny_models import make_hand_set_model
+    from patternlang.testing import make_hand_set_model
 
     model = make_hand_set_model(n_layers=2, n_ctx=64)
     plain_run_with_cache = model.run_with_cache

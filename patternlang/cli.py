@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .errors import ErrorGroup, InputError, PatternError
+from .errors import ErrorGroup, InputError, PatternError, PatternFileError
 
 app = typer.Typer(
     name="patternlang",
@@ -42,7 +42,7 @@ def list_patterns(
 
     patterns = shipped_patterns()
     if as_json:
-        rows = [{"name": p.name, "rule": _rule_text(p), "doc": p.doc, "probe": str(p.settings.probe or ""),
+        rows = [{"name": p.name, "rule": p.rule, "doc": p.doc, "probe": str(p.settings.probe or ""),
                  "measure": p.settings.measure, "file": Path(p.filename).name if p.filename else None}
                 for p in patterns]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -52,20 +52,60 @@ def list_patterns(
     table.add_column("rule and settings", ratio=3)
     table.add_column("what it detects", ratio=2)
     for p in patterns:
-        table.add_row(p.name, Text(_rule_text(p)), Text(p.description))
+        table.add_row(p.name, Text(p.rule), Text(p.description))
     out.print(table)
 
 
-def _rule_text(pattern) -> str:
-    """The expression and settings of a definition, without its header and docstring."""
-    if pattern.filename and Path(pattern.filename).suffix in (".yaml", ".yml"):
-        return " ".join(pattern.source.split() + [str(pattern.settings)])
-    source = pattern.source
-    if '"""' in source:
-        source = source.rsplit('"""', 1)[1]
-    elif ":" in source and source.lstrip().startswith("pattern"):
-        source = source.split(":", 1)[1]
-    return " ".join(line.strip() for line in source.strip().splitlines() if line.strip())
+# ---- features and measures -------------------------------------------------------------------
+@app.command("features")
+def list_features(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the Markdown table of docs/language.md."),
+) -> None:
+    """Show the token features a rule can read (tok, str, word, sentence, ...) and the string functions."""
+    from .syntax.builtins import FUNCTIONS
+    from .syntax.features import FEATURES, features_markdown
+
+    if markdown:
+        print(features_markdown())
+        return
+    if as_json:
+        print(json.dumps({"features": [{"name": f.name, "kind": f.kind, "needs": sorted(f.needs), "doc": f.doc}
+                                       for f in FEATURES.entries()],
+                          "functions": [{"name": f.name, "args": list(f.args), "result": f.result,
+                                         "doc": f.description} for f in FUNCTIONS.values()]}, indent=2))
+        return
+    table = Table(title="Token features: write NAME[position], e.g. tok[k], str[q - 1]")
+    for column in ("feature", "kind", "needs", "value"):
+        table.add_column(column, style="bold cyan" if column == "feature" else None)
+    for feature in FEATURES.entries():
+        table.add_row(f"{feature.name}[i]", feature.kind, ", ".join(sorted(feature.needs)), Text(feature.doc))
+    out.print(table)
+    functions = Table(title="String functions")
+    for column in ("function", "result", "value"):
+        functions.add_column(column, style="bold cyan" if column == "function" else None)
+    for function in FUNCTIONS.values():
+        functions.add_row(f"{function.name}({', '.join(function.args)})", function.result, Text(function.description))
+    out.print(functions)
+
+
+@app.command("measures")
+def list_measures(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show the measures a head can be scored with (docs/measures.md explains each)."""
+    from .engine.measures import MEASURES
+
+    if as_json:
+        print(json.dumps([{"name": m.name, "range": m.range, "averaged_over": m.averaged_over, "doc": m.doc}
+                          for m in MEASURES.entries()], indent=2))
+        return
+    table = Table(title="Measures: --measure NAME, or `measure NAME` in a pattern")
+    for column in ("measure", "range", "mean over", "what it says"):
+        table.add_column(column, style="bold cyan" if column == "measure" else None)
+    for measure in MEASURES.entries():
+        table.add_row(measure.name, measure.range, measure.averaged_over, Text(measure.doc))
+    out.print(table)
 
 
 # ---- check -----------------------------------------------------------------------------------
@@ -77,6 +117,8 @@ def check(
     """Check rule files and report every problem at once."""
     from .library import check_files
 
+    for file in files:
+        _not_a_directory(str(file))
     try:
         found = check_files(files)
     except PatternError as error:
@@ -117,13 +159,25 @@ def compile_(
     max_tokens: int = typer.Option(40, "--max-tokens", help="Show at most this many tokens in the grid.", min=1),
 ) -> None:
     """Compile a pattern on one prompt and show its detection matrix."""
-    from .library import load_pattern
-    from .report import matrix_to_json, render_matrix_text, save_matrix
+    from .files import OutputFiles
+    from .report import MATRIX_SUFFIXES, matrix_to_json, render_matrix_text, save_matrix
 
     if (prompt is None) == (tokens is None):
         raise InputError("give exactly one of --prompt TEXT or --tokens \"a b c\"")
-    spec = f"{source}:{pattern}" if pattern else source
-    compiled = load_pattern(Path(spec) if Path(spec).suffix in (".pattern", ".yaml", ".yml") and not pattern else spec)
+    # Everything the user wrote is checked before a tokenizer or model loads.
+    outputs = OutputFiles()
+    for path in output:
+        outputs.plan(path, MATRIX_SUFFIXES, "a detection matrix")
+    if pattern is not None:
+        source_file = _pattern_spec(source)
+        if not isinstance(source_file, Path):
+            raise InputError(f"--pattern chooses a pattern from a file, and {source!r} is not a .pattern or YAML file",
+                             hint="leave out --pattern, or name a file")
+        compiled = _named_pattern(source_file, pattern)
+    else:
+        compiled = _load_pattern(source)
+    if prompt is not None and not prompt:
+        raise InputError("--prompt is empty")
     if tokens is not None:
         str_tokens = tokens.split()
         if not str_tokens:
@@ -136,17 +190,92 @@ def compile_(
         if model is not None:
             from .models import load_model
             loaded = load_model(model)
-        if not prompt:
-            raise InputError("--prompt is empty")
         ids, str_tokens = tokenize_prompt(prompt, model=loaded, prepend_bos=not no_bos)
         matrix = compiled.matrix(ids, str_tokens, special_ids=special_ids_of(loaded))
-    for path in output:
-        save_matrix(matrix, str_tokens, path, title=compiled.name, name=compiled.name)
+    with outputs.staged() as temporary:
+        for path in output:
+            save_matrix(matrix, str_tokens, temporary(path), title=compiled.name, name=compiled.name)
+    for path in outputs.paths:
         err.print(f"wrote {path}")
     if as_json:
         print(json.dumps(matrix_to_json(matrix, str_tokens, name=compiled.name), ensure_ascii=False))
     if show or not (output or as_json):
         out.print(render_matrix_text(matrix, str_tokens, max_tokens=max_tokens, title=compiled.name))
+
+
+def _pattern_spec(text: str) -> str | Path | tuple[Path, str]:
+    """One pattern argument as the library reads it: a shipped name or rule text as it is, a file
+    as a `Path`, `file.pattern:NAME` as `(Path, NAME)`.
+
+    The library reads a string with spaces as rule text, so files are handed over as `Path`s:
+    that way `"my heads/x.pattern:induction"` is a file and a name, not a broken rule.
+    """
+    from .library import PATTERN_SUFFIXES, YAML_SUFFIXES, shipped_names
+
+    suffixes = PATTERN_SUFFIXES + YAML_SUFFIXES
+    if text in shipped_names():
+        return text
+    _not_a_directory(text)
+    if Path(text).suffix in suffixes:
+        if not _is_file(text):  # checked here too: the library's own check fails on names too long for the OS
+            raise PatternFileError(f"no such file: {text}")
+        return Path(text)
+    file_part, sep, name = text.rpartition(":")
+    # A rule may hold ".pattern:" inside a string; it is a file only when it exists or has no spaces.
+    if sep and Path(file_part).suffix in suffixes and (_is_file(file_part) or not any(c.isspace() for c in text)):
+        _not_a_directory(file_part)
+        if not _is_file(file_part):
+            raise PatternFileError(f"no such file: {file_part}")
+        return Path(file_part), name
+    return text
+
+
+def _load_pattern(text: str):
+    """One pattern from a CLI argument (see `_pattern_spec`)."""
+    from .library import load_pattern
+
+    spec = _pattern_spec(text)
+    return _named_pattern(*spec) if isinstance(spec, tuple) else load_pattern(spec)
+
+
+def _load_patterns(texts: List[str]) -> list:
+    """Every pattern the CLI arguments name; a file gives all of its patterns."""
+    from .library import load_patterns
+
+    found = []
+    for text in texts:
+        spec = _pattern_spec(text)
+        found += [_named_pattern(*spec)] if isinstance(spec, tuple) else load_patterns(spec)
+    return found
+
+
+def _named_pattern(path: Path, name: str):
+    """The pattern `name` in the file at `path`."""
+    from .errors import UnknownNameError, did_you_mean
+    from .library import load_patterns
+
+    patterns = {p.name: p for p in load_patterns(path)}
+    if name not in patterns:
+        raise UnknownNameError(f"{path} has no pattern {name!r}; it has " + ", ".join(patterns),
+                               hint=did_you_mean(name, patterns))
+    return patterns[name]
+
+
+def _not_a_directory(text: str) -> None:
+    try:
+        is_directory = Path(text).is_dir()
+    except (OSError, ValueError):  # a name too long for the file system is no directory either
+        return
+    if is_directory:
+        raise InputError(f"{text!r} is a directory, not a pattern file",
+                         hint=f"name the .pattern or YAML files in it, e.g. {str(Path(text) / '*.pattern')!r}")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 # ---- detect ----------------------------------------------------------------------------------
@@ -181,17 +310,26 @@ def detect(
     """Score every head of a model against patterns and list the best heads."""
     from .engine import detect as run_detect
     from .engine.detect import check_measures
-    from .library import load_patterns, shipped_patterns
+    from .files import OutputFiles
+    from .library import shipped_patterns
     from .models import load_model
     from .probes import from_file
-    from .report import save_heatmap, top_heads_table
+    from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
     from .survey import survey
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
     # Everything the user wrote is checked before the model loads (that takes a while).
+    json_to_stdout = json_path is not None and str(json_path) == "-"
+    outputs = OutputFiles()
+    if json_path is not None and not json_to_stdout:
+        outputs.plan(json_path, (".json",), "the scores as JSON")
+    if csv_path is not None:
+        outputs.plan(csv_path, (".csv",), "the scores as CSV")
+    for path in heatmap:
+        outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
     measures = check_measures(",".join(measure)) if measure else None
-    chosen = load_patterns(list(patterns)) if patterns else shipped_patterns()
+    chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
     prompt_set = from_file(prompts) if prompts is not None else None
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
@@ -202,19 +340,19 @@ def detect(
         scores = run_detect(loaded, prompt_set, chosen, **options)
     else:
         scores = survey(loaded, chosen, probe=probe_spec, **options)
-    if json_path is not None:
-        if str(json_path) == "-":
-            print(scores.to_json())
-        else:
-            scores.to_json(json_path)
-            err.print(f"wrote {json_path}")
-    if csv_path is not None:
-        scores.to_csv(csv_path)
-        err.print(f"wrote {csv_path}")
-    for path in heatmap:
-        save_heatmap(scores, path)
+    # All files or none: each is written beside its target, and renamed into place at the end.
+    with outputs.staged() as temporary:
+        if json_path is not None and not json_to_stdout:
+            scores.to_json(temporary(json_path))
+        if csv_path is not None:
+            scores.to_csv(temporary(csv_path))
+        for path in heatmap:
+            save_heatmap(scores, temporary(path))
+    for path in outputs.paths:
         err.print(f"wrote {path}")
-    if str(json_path) != "-":
+    if json_to_stdout:
+        print(scores.to_json())
+    else:
         out.print(top_heads_table(scores, k=top))
 
 

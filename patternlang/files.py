@@ -1,16 +1,24 @@
-"""Output files: one place that checks suffixes, creates folders and turns OS errors into InputError."""
+"""Output files: one place that checks suffixes and writable paths, creates folders, turns OS
+errors into InputError, and writes several outputs all or nothing (`OutputFiles`)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import copy
+import os
+import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from patternlang.errors import InputError
+from patternlang.errors import InputError, PatternError
 
 
 def suffix_of(path: str | Path, allowed: tuple[str, ...], what: str) -> str:
-    """The lower-case suffix of `path` (".png"...), or an InputError naming the allowed ones."""
+    """The lower-case suffix of `path` (".png"...), or an InputError naming the allowed ones.
+
+    >>> suffix_of("heads.PNG", (".png", ".html"), "a heatmap")
+    '.png'
+    """
     suffix = Path(path).suffix.lower()
     if suffix not in allowed:
         shown = suffix or "no suffix"
@@ -33,3 +41,143 @@ def writing(path: str | Path) -> Iterator[Path]:
             f"cannot write {str(path)!r}: {error.strerror or error}",
             hint="check that the folder exists and is writable",
         ) from None
+
+
+def check_writable(path: str | Path) -> Path:
+    """Check, without writing anything, that a file can be written at `path`.
+
+    `path` must not be a directory; an existing file must be writable; otherwise the nearest
+    existing directory above it must be writable (the missing ones will be created).
+    """
+    path = Path(path)
+    try:
+        _check_writable(path)
+    except OSError as error:  # a name too long, a loop of links...
+        raise InputError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+    return path
+
+
+def _check_writable(path: Path) -> None:
+    shown = str(path)
+    if path.is_dir():
+        raise InputError(f"cannot write {shown!r}: it is a directory",
+                         hint="give a file name, e.g. " + repr(str(path / "out.json")))
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise InputError(f"cannot write {shown!r}: the file is read-only", hint="choose another file name")
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {shown!r}: {str(folder)!r} is a file, not a directory",
+                         hint="choose a path whose directories are directories")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {shown!r}: the directory {str(folder)!r} is not writable",
+                         hint="choose a directory you can write to")
+
+
+class OutputFiles:
+    """Several output files, written all or nothing.
+
+    `plan` checks each path before any work is done (suffix, folder, permissions); `staged`
+    hands writers a temporary file beside each target, and renames every temporary into place
+    only when all of them were written. If any writer fails, the temporaries and the directories
+    made for them are removed, and no target is touched.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> outputs = OutputFiles()
+    >>> target = outputs.plan(folder / "new" / "s.json", (".json",), "scores")
+    >>> with outputs.staged() as temporary:
+    ...     _ = temporary(target).write_text("{}")
+    >>> [str(p.relative_to(folder)) for p in sorted(folder.rglob("*"))]
+    ['new', 'new/s.json']
+    """
+
+    def __init__(self) -> None:
+        self._planned: dict[Path, str] = {}  # resolved target -> how the user wrote it
+
+    @property
+    def paths(self) -> list[Path]:
+        """The planned targets, in the order they were planned."""
+        return [Path(shown) for shown in self._planned.values()]
+
+    def plan(self, path: str | Path, allowed: tuple[str, ...] | None = None, what: str = "output") -> Path:
+        """Check `path` now (its suffix among `allowed`, writable, not planned twice) and return it."""
+        if allowed is not None:
+            suffix_of(path, allowed, what)
+        target = check_writable(path)
+        key = target.resolve()
+        if key in self._planned:
+            raise InputError(f"two outputs would both write {str(path)!r}", hint="give each output its own file")
+        self._planned[key] = str(path)
+        return target
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[Callable[[str | Path], Path]]:
+        """Yield `temporary(target) -> Path`, a path to write `target`'s content to; commit on success."""
+        temporaries: dict[Path, Path] = {}  # temporary -> target
+        made: list[Path] = []  # directories created here, deepest last
+
+        def temporary(target: str | Path) -> Path:
+            target = Path(target)
+            _make_folders(target.parent, made)
+            # Same folder (a rename within one file system is atomic) and same suffix (writers
+            # choose the format by it); hidden, so a half-written file is never mistaken for output.
+            temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.partial{target.suffix}"
+            temporaries[temp] = target
+            return temp
+
+        try:
+            yield temporary
+            for temp, target in temporaries.items():
+                if not temp.exists():
+                    raise InputError(f"nothing was written for {str(target)!r}")
+        except BaseException as error:
+            _remove(temporaries, made)
+            if isinstance(error, PatternError):
+                raise _naming_targets(error, temporaries) from None
+            raise
+        for temp, target in temporaries.items():
+            try:
+                os.replace(temp, target)
+            except OSError as error:
+                _remove(temporaries, [])
+                raise InputError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
+
+
+def _make_folders(folder: Path, made: list[Path]) -> None:
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise InputError(f"cannot create the directory {str(new)!r}: {error.strerror or error}") from None
+        made.append(new)
+
+
+def _remove(temporaries: dict[Path, Path], folders: list[Path]) -> None:
+    for temp in temporaries:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty: never removes what someone else put there
+
+
+def _naming_targets(error: PatternError, temporaries: dict[Path, Path]) -> PatternError:
+    """`error` with each temporary file's name replaced by its target's, the file the user named."""
+    message = error.message
+    for temp, target in temporaries.items():
+        message = message.replace(str(temp), str(target))
+    if message == error.message:
+        return error
+    renamed = copy.copy(error)
+    renamed.message, renamed.args = message, (message,)
+    return renamed

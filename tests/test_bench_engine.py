@@ -12,7 +12,7 @@ from patternlang.engine import measures
 from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.measures import MEASURES, Exclusions, cell_products
 from patternlang.library import load_pattern
-from tests.engine_fakes import oracle_scores, random_attention, random_detection
+from patternlang.testing import oracle_scores, random_attention, random_detection
 
 
 def engine_scores(attention, detection, lengths, excl, chosen=MEASURES):

@@ -108,3 +108,91 @@ def test_compile_a_prompt_with_the_embedded_tokenizer(capsys, tmp_path, monkeypa
     tokenize.default_tokenizer.cache_clear()
     assert tokenize.tokenize_prompt("The cat")[1] == ["<|im_start|>", "The", " cat"]  # read back from the cache
     tokenize.default_tokenizer.cache_clear()
+
+
+# ---- compile: outputs checked first and written all or nothing; files in folders with spaces ------
+@pytest.fixture
+def no_tokenizer(monkeypatch):
+    import patternlang.tokenize
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("nothing may be tokenized when an output path is wrong")
+
+    monkeypatch.setattr(patternlang.tokenize, "tokenize_prompt", no_loading)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("m.gif", "unknown file type (.gif)"), ("m", "unknown file type (no suffix)"), ("m.csv", "use one of .png"),
+])
+def test_compile_checks_out_suffixes_before_tokenizing(capsys, tmp_path, no_tokenizer, name, message):
+    code, _, err = run(capsys, "compile", "bos_head", "--prompt", "a b", "--out", str(tmp_path / "ok.png"),
+                       "--out", str(tmp_path / name))
+    assert code == 1 and message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_compile_refuses_a_directory_as_out(capsys, tmp_path, no_tokenizer):
+    code, _, err = run(capsys, "compile", "bos_head", "--prompt", "a b", "--out", str(tmp_path))
+    assert code == 1 and "unknown file type" in err  # a directory has no suffix ...
+    (tmp_path / "m.json").mkdir()
+    code, _, err = run(capsys, "compile", "bos_head", "--prompt", "a b", "--out", str(tmp_path / "m.json"))
+    assert code == 1 and "it is a directory" in err  # ... or is found out as one
+
+
+def test_compile_writes_every_out_or_none(capsys, tmp_path, monkeypatch):
+    import patternlang.report
+
+    def broken(*args, **kwargs):
+        raise patternlang.InputError("the disk is full")
+
+    code, _, err = run(capsys, "compile", "bos_head", "--tokens", "a b", "--out", str(tmp_path / "m.json"),
+                       "--out", str(tmp_path / "m.html"))
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["m.html", "m.json"], err
+    for path in tmp_path.iterdir():
+        path.unlink()
+    real = patternlang.report.save_matrix
+    monkeypatch.setattr(patternlang.report, "save_matrix",
+                        lambda matrix, tokens, path, **kw: broken() if str(path).endswith(".html")
+                        else real(matrix, tokens, path, **kw))
+    code, _, err = run(capsys, "compile", "bos_head", "--tokens", "a b", "--out", str(tmp_path / "m.json"),
+                       "--out", str(tmp_path / "m.html"))
+    assert code == 1 and "the disk is full" in err
+    assert not any(tmp_path.iterdir())  # m.json was written first, and is gone with the rest
+
+
+def test_compile_a_pattern_file_in_a_directory_with_spaces(capsys, tmp_path):
+    folder = tmp_path / "my patterns"
+    folder.mkdir()
+    path = folder / "two.pattern"
+    path.write_text("pattern a: attend k where k == 0\npattern b: attend k where k == q\n")
+    for args in ([str(path), "--pattern", "b"], [str(path), "-p", "b"], [f"{path}:b"]):
+        code, out, err = run(capsys, "compile", *args, "--tokens", "p q", "--json")
+        assert code == 0 and json.loads(out)["matrix"] == [[1, 0], [0, 1]], (args, err)
+    code, _, err = run(capsys, "compile", str(path), "-p", "bb", "--tokens", "p q")
+    assert code == 1 and "has no pattern 'bb'" in err and "did you mean 'b'" in err
+    code, _, err = run(capsys, "compile", str(path), "--tokens", "p q")
+    assert code == 1 and "holds 2 patterns" in err
+    code, _, err = run(capsys, "compile", "bos_head", "-p", "b", "--tokens", "p q")
+    assert code == 1 and "not a .pattern or YAML file" in err
+
+
+def test_a_rule_that_mentions_a_pattern_file_stays_a_rule(capsys):
+    code, out, err = run(capsys, "compile", 'attend k where str[k] == "x.pattern:b"', "--tokens", "x.pattern:b y",
+                         "--json")
+    assert code == 0 and json.loads(out)["matrix"][1] == [1, 0], err
+
+
+def test_directories_as_patterns_say_so(capsys, tmp_path):
+    folder = tmp_path / "my patterns"
+    folder.mkdir()
+    code, _, err = run(capsys, "compile", str(folder), "--tokens", "a")
+    assert code == 1 and "is a directory, not a pattern file" in err
+    code, _, err = run(capsys, "check", str(folder))
+    assert code == 1 and "is a directory, not a pattern file" in err and "Traceback" not in err
+
+
+def test_very_long_arguments_are_clear_errors(capsys, tmp_path):
+    code, _, err = run(capsys, "compile", "x" * 5000 + ".pattern", "--tokens", "a")
+    assert code == 1 and "Traceback" not in err
+    code, _, err = run(capsys, "compile", "bos_head", "--tokens", "a", "--out", str(tmp_path / ("x" * 5000 + ".png")))
+    assert code == 1 and "cannot write" in err and "Traceback" not in err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -123,7 +125,7 @@ def test_device_and_tokenizer_problems_exit_1(capsys, tmp_path):
 def test_survey_keeps_patterns_of_the_same_name_and_every_exclusion(tmp_path):
     from patternlang import compile_rule
     from patternlang.survey import survey
-    from tests.tiny_models import make_hand_set_model
+    from patternlang.testing import make_hand_set_model
 
     model = make_hand_set_model()
     x1 = compile_rule("attend k where k == q - 1 probe repeated_random(length=3, batch=2, seed=1)", name="x")
@@ -131,3 +133,177 @@ def test_survey_keeps_patterns_of_the_same_name_and_every_exclusion(tmp_path):
     scores = survey(model, [x1, x2], progress=False)
     assert scores.patterns == ("x", "x#2")
     assert scores.settings["exclusions"]["x#2"]["bos"] is True and "x" in scores.settings["exclusions"]
+
+
+# ---- score values: the CLI and the Python API agree ----------------------------------------------
+def assert_same_scores(data: dict, scores) -> None:
+    """Every number of the CLI's JSON equals `scores.get(...)` within 1e-6 (null where NaN)."""
+    assert tuple(data["patterns"]) == scores.patterns and tuple(data["measures"]) == scores.measures
+    for pattern in scores.patterns:
+        for measure in scores.measures:
+            expected = scores.get(pattern, measure).tolist()
+            shown = data["patterns"][pattern][measure]
+            for layer, (row, expected_row) in enumerate(zip(shown, expected, strict=True)):
+                for head, (value, want) in enumerate(zip(row, expected_row, strict=True)):
+                    where = (pattern, measure, layer, head)
+                    if math.isnan(want):
+                        assert value is None, where
+                    else:
+                        assert value is not None and abs(value - want) <= 1e-6, (where, value, want)
+
+
+def test_detect_json_values_equal_the_python_api(capsys, tmp_path, checkpoint, prompts):
+    import patternlang
+
+    patterns = ["induction_head", "previous_token_head", "attend k where k == 0"]
+    code, _, err = run(capsys, "detect", *patterns, "--model", checkpoint, "--prompts", prompts,
+                       "--measure", "mass,tv,mul", "--json", str(tmp_path / "s.json"), "--no-progress")
+    assert code == 0, err
+    data = json.loads((tmp_path / "s.json").read_text())
+    scores = patternlang.detect(patternlang.load_model(checkpoint), Path(prompts), patterns,
+                                measures=("mass", "tv", "mul"), progress=False)
+    assert_same_scores(data, scores)
+    assert data["n_prompts"] == scores.n_prompts == 3 and data["n_tokens"] == scores.n_tokens
+    # The scores are not trivially equal: the heads differ from each other.
+    assert len({v for row in data["patterns"]["previous_token_head"]["mass"] for v in row}) > 1
+
+
+def test_detect_options_give_the_python_api_values(capsys, checkpoint, prompts):
+    import patternlang
+
+    code, stdout, err = run(capsys, "detect", "duplicate_token_head", "bos_head", "--model", checkpoint,
+                            "--prompts", prompts, "--heads", "L0H1,1.3,L1H0", "--exclude-bos",
+                            "--include-current", "--measure", "argmax", "--json", "-", "--no-progress")
+    assert code == 0, err
+    scores = patternlang.detect(patternlang.load_model(checkpoint), Path(prompts), ["duplicate_token_head", "bos_head"],
+                                measures="argmax", heads="L0H1,1.3,L1H0", exclude_bos=True,
+                                exclude_current_token=False, progress=False)
+    assert_same_scores(json.loads(stdout), scores)
+
+
+def test_detect_with_a_probe_gives_the_survey_values(capsys, checkpoint):
+    import patternlang
+    from patternlang.survey import survey
+
+    code, stdout, err = run(capsys, "detect", "previous_token_head", "induction_head", "--model", checkpoint,
+                            "--probe", "repeated_random(length=6, batch=3, seed=4)", "--json", "-", "--no-progress")
+    assert code == 0, err
+    probe = patternlang.ProbeSpec("repeated_random", (("length", 6), ("batch", 3), ("seed", 4)))
+    scores = survey(patternlang.load_model(checkpoint), patternlang.load_patterns(["previous_token_head",
+                                                                                   "induction_head"]),
+                    probe=probe, progress=False)
+    assert_same_scores(json.loads(stdout), scores)
+
+
+# ---- outputs: checked before the model loads, written all or nothing ---------------------------
+@pytest.fixture
+def no_model(monkeypatch):
+    import patternlang.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model must not load when an output path is wrong")
+
+    monkeypatch.setattr(patternlang.models, "load_model", no_loading)
+
+
+@pytest.mark.parametrize("option, name, message", [
+    ("--json", "scores.txt", "unknown file type (.txt)"),
+    ("--json", "scores", "unknown file type (no suffix)"),
+    ("--csv", "scores.json", "unknown file type (.json)"),
+    ("--heatmap", "heads.gif", "unknown file type (.gif)"),
+    ("--heatmap", "heads.json", "use one of .png, .html"),
+])
+def test_output_suffixes_are_checked_before_the_model_loads(capsys, tmp_path, no_model, option, name, message):
+    code, _, err = run(capsys, "detect", "bos_head", "--model", "nowhere/model.pt", option, str(tmp_path / name))
+    assert code == 1 and message in err and "Traceback" not in err, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_output_paths_are_checked_before_the_model_loads(capsys, tmp_path, no_model):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    (tmp_path / "scores.json").mkdir()
+    cases = [
+        (["--json", str(tmp_path / "scores.json")], "it is a directory"),
+        (["--csv", str(blocker / "deeper" / "s.csv")], "is a file, not a directory"),
+        (["--heatmap", str(tmp_path / "h.png"), "--heatmap", str(tmp_path / "." / "h.png")], "two outputs"),
+    ]
+    for args, message in cases:
+        code, _, err = run(capsys, "detect", "bos_head", "--model", "m.pt", *args)
+        assert code == 1 and message in err and "Traceback" not in err, (args, err)
+
+
+def test_a_read_only_directory_is_refused_before_the_model_loads(capsys, tmp_path, no_model, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: pretend the permission bits hold
+            real_access = os.access
+            monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == locked
+                                else real_access(path, mode, **kw))
+        code, _, err = run(capsys, "detect", "bos_head", "--model", "m.pt", "--json", str(locked / "new" / "s.json"))
+        assert code == 1 and "is not writable" in err and str(locked) in err, err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_failing_output_leaves_no_output_at_all(capsys, tmp_path, checkpoint, prompts, monkeypatch):
+    import patternlang.report
+    from patternlang.errors import InputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s.json").write_text("the old scores\n")
+
+    def broken_heatmap(scores, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")  # the disk fills up half way
+        raise InputError(f"cannot write {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(patternlang.report, "save_heatmap", broken_heatmap)
+    code, stdout, err = run(capsys, "detect", "bos_head", "--model", checkpoint, "--prompts", prompts,
+                            "--json", str(out / "s.json"), "--csv", str(out / "new" / "s.csv"),
+                            "--heatmap", str(out / "h.png"), "--no-progress")
+    assert code == 1 and "No space left on device" in err and "Traceback" not in err
+    assert str(out / "h.png") in err and ".partial" not in err  # the message names the user's file
+    assert sorted(p.name for p in out.iterdir()) == ["s.json"]  # no temporaries, no new directory
+    assert (out / "s.json").read_text() == "the old scores\n"  # the old file is untouched
+    assert "wrote" not in err
+
+
+def test_all_outputs_are_written_together(capsys, tmp_path, checkpoint, prompts):
+    out = tmp_path / "new dir" / "deeper"
+    code, _, err = run(capsys, "detect", "bos_head", "--model", checkpoint, "--prompts", prompts,
+                       "--json", str(out / "s.json"), "--csv", str(out / "s.csv"), "--heatmap", str(out / "h.html"),
+                       "--heatmap", str(out / "h.png"), "--no-progress")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["h.html", "h.png", "s.csv", "s.json"]
+    assert err.count("wrote") == 4
+
+
+# ---- patterns from paths with spaces, and directories ---------------------------------------------
+def test_pattern_files_in_a_directory_with_spaces(capsys, tmp_path, checkpoint, prompts):
+    folder = tmp_path / "my heads"
+    folder.mkdir()
+    (folder / "two.pattern").write_text("pattern a: attend k where k == 0\npattern b: attend k where k == q - 1\n")
+    code, stdout, err = run(capsys, "detect", f"{folder / 'two.pattern'}:b", "--model", checkpoint,
+                            "--prompts", prompts, "--json", "-", "--no-progress")
+    assert code == 0, err
+    assert list(json.loads(stdout)["patterns"]) == ["b"]
+    code, stdout, err = run(capsys, "detect", str(folder / "two.pattern"), "--model", checkpoint,
+                            "--prompts", prompts, "--json", "-", "--no-progress")
+    assert code == 0 and list(json.loads(stdout)["patterns"]) == ["a", "b"], err
+    code, _, err = run(capsys, "detect", f"{folder / 'two.pattern'}:c", "--model", checkpoint, "--prompts", prompts)
+    assert code == 1 and "has no pattern 'c'" in err
+
+
+def test_a_directory_as_a_pattern_says_it_is_a_directory(capsys, tmp_path, no_model):
+    folder = tmp_path / "my heads"
+    folder.mkdir()
+    for spec in (str(folder), str(tmp_path), f"{folder}.pattern"):
+        if spec.endswith(".pattern"):
+            Path(spec).mkdir()
+        code, _, err = run(capsys, "detect", spec, "--model", "m.pt")
+        assert code == 1 and "is a directory, not a pattern file" in err and "Traceback" not in err, (spec, err)

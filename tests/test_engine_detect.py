@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.engine_fakes import FakeAttentionModel, oracle_scores
 
 from patternlang.engine import detect
 from patternlang.engine.batching import plan_batches, tokenize
-from patternlang.engine.heads import parse_heads
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.errors import InputError, PatternError
+from patternlang.heads import parse_heads
 from patternlang.library import load_pattern
+from patternlang.testing import FakeAttentionModel, oracle_scores
 
 PATTERNS = [
     "previous_token_head",
@@ -190,7 +190,7 @@ def test_probes_are_accepted(model):
 
 
 def test_the_hand_set_tiny_model_every_measure_and_text_features():
-    from tests.tiny_models import make_hand_set_model
+    from patternlang.testing import make_hand_set_model
 
     tiny = make_hand_set_model()
     texts = ["the cat sat on the mat", "abcdefabcdef", "a tiny model, hand set"]

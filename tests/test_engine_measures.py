@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.engine_fakes import oracle_scores, random_attention, random_detection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformer_lens.head_detector import compute_head_attention_similarity_score
 
 from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.measures import MEASURES, Exclusions, counted_cells
+from patternlang.testing import oracle_scores, random_attention, random_detection
 
 EXCLUSIONS = [Exclusions(False, False), Exclusions(True, False), Exclusions(False, True), Exclusions(True, True)]
 

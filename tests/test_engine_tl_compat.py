@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.engine_fakes import FakeAttentionModel
 from transformer_lens import head_detector
 
 from patternlang.engine import detect, detect_head
 from patternlang.errors import InputError
+from patternlang.testing import FakeAttentionModel
 
 PROMPTS = ["abcabcabc", "hello hello world", "xyzzy xyzzy"]
 

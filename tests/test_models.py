@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.tiny_models import make_hand_set_model
+from patternlang.testing import make_hand_set_model
 
 from patternlang import models
 from patternlang.errors import ModelLoadError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.tiny_models import BOS_ID, make_hand_set_model
+from patternlang.testing import BOS_ID, make_hand_set_model
 
 from patternlang import probes
 from patternlang.errors import InputError, PatternTypeError, UnknownNameError

@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 
 from patternlang import detect
 from patternlang.probes import repeated_random
-from tests.tiny_models import LAYER_HEAD_KINDS, make_hand_set_model
+from patternlang.testing import LAYER_HEAD_KINDS, make_hand_set_model
 
 KINDS = ["previous_token_head", "duplicate_token_head", "bos_head", "induction_head", "current_token_head"]
 

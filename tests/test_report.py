@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -13,8 +14,10 @@ from matplotlib.image import imread
 from rich.console import Console
 
 from patternlang.errors import InputError
+from patternlang.heads import parse_head
 from patternlang.report import (
     display_token,
+    fit_scale,
     matrix_to_json,
     matrix_to_text,
     render_matrix_text,
@@ -25,6 +28,7 @@ from patternlang.report import (
     summarize_matrix,
     top_heads_table,
 )
+from patternlang.report.colors import MISSING_COLOR
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -44,36 +48,33 @@ def induction_matrix(tokens: list[str]) -> torch.Tensor:
     return m
 
 
-class FakeScores:
-    """Stand-in for patternlang.engine.Scores with its documented surface."""
+@pytest.fixture(scope="module")
+def tiny_scores():
+    """Real `Scores` from `detect` on the hand-set tiny model: each pattern has one exact head
+    (L0H0 previous token, L1H0 induction, L0H2 BOS, L1H1 current token); `current_tv` is
+    ranked by its own measure, tv."""
+    from patternlang import compile_rule, detect
+    from patternlang.testing import make_hand_set_model
 
-    def __init__(self, data: dict[str, dict[str, torch.Tensor]], default: dict[str, str]):
-        self._data, self._default = data, default
-        self.patterns = tuple(data)
-        self.measures = tuple(next(iter(data.values())))
-        self.n_layers, self.n_heads = next(iter(next(iter(data.values())).values())).shape
-        self.model, self.n_prompts, self.n_tokens = "fake-model", 8, 400
-
-    def get(self, pattern, measure=None):
-        return self._data[pattern][measure or self._default[pattern]].clone()
-
-    def top(self, pattern, k, measure=None):
-        grid = self.get(pattern, measure).flatten()
-        ranked = torch.argsort(torch.nan_to_num(grid, nan=-math.inf), descending=True).tolist()
-        ranked = [i for i in ranked if not math.isnan(grid[i])]
-        return [(f"L{i // self.n_heads}H{i % self.n_heads}", float(grid[i])) for i in ranked[:k]]
+    patterns = ["previous_token_head", "induction_head", "bos_head",
+                compile_rule("attend k where k == q measure tv", name="current_tv")]
+    return detect(make_hand_set_model(), ["abcdabcd", "the cat sat on the mat the cat sat"], patterns,
+                  progress=False)
 
 
-def fake_scores(n_patterns=3, n_layers=4, n_heads=3, seed=0) -> FakeScores:
-    gen = torch.Generator().manual_seed(seed)
-    data, default = {}, {}
-    for i in range(n_patterns):
-        match = torch.rand(n_layers, n_heads, generator=gen)
-        mass = torch.rand(n_layers, n_heads, generator=gen)
-        match[0, 0] = mass[0, 0] = float("nan")  # a head not scored
-        data[f"pattern_{i}"] = {"match": match, "mass": mass}
-        default[f"pattern_{i}"] = "match" if i % 2 == 0 else "mass"
-    return FakeScores(data, default)
+@pytest.fixture(scope="module")
+def wide_scores():
+    """Real `Scores` of 8 patterns on a 30-layer x 9-head fake (the embedded model's shape),
+    with layer 5 and L0H0 not scored (NaN)."""
+    from patternlang import detect
+    from patternlang.testing import FakeAttentionModel
+
+    heads = ",".join(f"L{layer}H{head}" for layer in range(30) for head in range(9)
+                     if layer != 5 and (layer, head) != (0, 0))
+    patterns = ["previous_token_head", "induction_head", "bos_head", "duplicate_token_head",
+                "current_token_head", "attend k where k == q - 2", "attend k where k == 1", "attend k where k <= q"]
+    return detect(FakeAttentionModel(n_layers=30, n_heads=9), ["abcabcabc", "hello hello"], patterns,
+                  heads=heads, progress=False)
 
 
 def grid_rows(text: str) -> dict[int, str]:
@@ -309,67 +310,145 @@ def table_text(table, width=140) -> str:
     return console.file.getvalue()
 
 
-def test_top_heads_table_lists_top_heads_with_every_measure():
-    scores = fake_scores()
+def table_rows(text: str) -> list[tuple[str, list[str]]]:
+    """(pattern, cells) for each body row of a printed top-heads table."""
+    rows, pattern = [], None
+    for line in text.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        if cells[0] and not cells[0].startswith("by ") and cells[0] != "pattern":
+            pattern = cells[0]
+        if pattern is not None:
+            rows.append((pattern, cells))
+    return rows
+
+
+def test_top_heads_table_lists_top_heads_with_every_measure(tiny_scores):
+    scores = tiny_scores
     text = table_text(top_heads_table(scores, k=2))
     for pattern in scores.patterns:
         assert pattern in text
         for rank, (label, value) in enumerate(scores.top(pattern, 2), start=1):
-            layer, head = int(label[1:label.index("H")]), int(label[label.index("H") + 1:])
-            row = next(line for line in text.splitlines() if f" {label} " in line and f" {rank} " in line)
-            for measure in scores.measures:
-                assert f"{float(scores.get(pattern, measure)[layer, head]):.3f}" in row
-    # Each pattern's default measure is named.
-    assert "by match" in text and "by mass" in text
-    assert "fake-model · 8 prompts · 400 tokens · 4×3 heads" in text
+            layer, head = parse_head(label)
+            row = next(cells for name, cells in table_rows(text) if name == pattern and cells[1:3] == [str(rank), label])
+            for measure, shown in zip(scores.measures, row[3:]):
+                assert shown == f"{float(scores.get(pattern, measure)[layer, head]):.3f}"
+    # Each pattern's own measure is named, and the hand-set heads come first.
+    assert "by mass" in text and "by tv" in text
+    assert "hand-set-tiny · 2 prompts · " in text and " · 2×3 heads" in text
+    assert [scores.top(p, 1)[0][0] for p in scores.patterns] == ["L0H0", "L1H0", "L0H2", "L1H1"]
+    first_rows = [line for line in text.splitlines() if " 1 " in line]
+    assert any("L1H0" in line and "1.000" in line for line in first_rows)
 
 
-def test_top_heads_table_ranks_by_first_requested_measure():
-    scores = fake_scores()
-    text = table_text(top_heads_table(scores, k=1, measures=["mass"]))
-    assert "match" not in text.split("\n", 3)[3]  # only the mass column (title aside)
-    for pattern in scores.patterns:
-        label, value = scores.top(pattern, 1, measure="mass")[0]
+def test_top_heads_table_ranks_by_first_requested_measure(tiny_scores):
+    text = table_text(top_heads_table(tiny_scores, k=1, measures=["tv"]))
+    assert "mass" not in text.split("\n", 3)[3]  # only the tv column (title aside)
+    for pattern in tiny_scores.patterns:
+        label, value = tiny_scores.top(pattern, 1, measure="tv")[0]
         assert re.search(rf"{label}\s+│\s+{value:.3f}", text)
 
 
-def test_top_heads_table_rejects_unknown_measure():
+def test_top_heads_table_shows_unscored_heads_as_a_dash(tiny_scores):
+    from patternlang import detect
+    from patternlang.testing import make_hand_set_model
+
+    scores = detect(make_hand_set_model(), ["abcabc"], ["bos_head"], heads="L0H2", progress=False)
+    text = table_text(top_heads_table(scores, k=3))
+    assert "L0H2" in text and "L0H1" not in text  # NaN never ranks
+    assert scores.top("bos_head", 3) == [("L0H2", pytest.approx(1.0, abs=1e-6))]
+
+
+def test_top_heads_table_rejects_unknown_measure_and_k(tiny_scores):
     with pytest.raises(InputError, match="no scores for measure 'nope'"):
-        top_heads_table(fake_scores(), measures=["nope"])
+        top_heads_table(tiny_scores, measures=["nope"])
+    with pytest.raises(InputError, match="k must be at least 1"):
+        top_heads_table(tiny_scores, k=0)
 
 
-def test_heatmap_png_with_nans(tmp_path):
-    scores = fake_scores(n_patterns=8, n_layers=30, n_heads=9)
-    for pattern in scores.patterns:
-        scores._data[pattern]["match"][5] = float("nan")  # a whole layer not scored
+def test_heatmap_png_with_nans(tmp_path, wide_scores):
+    assert torch.isnan(wide_scores.get("bos_head")[5]).all()
     # 8 panels of 30 layers x 9 heads (the embedded model's shape) need room to stay legible.
-    assert_png(save_heatmap(scores, tmp_path / "match.png", measure="match"), min_size=(1000, 800))
+    assert_png(save_heatmap(wide_scores, tmp_path / "mass.png", measure="mass"), min_size=(1000, 800))
 
 
-def test_heatmap_png_with_all_nan_panel_and_unbounded_scores(tmp_path):
-    scores = fake_scores(n_patterns=2)  # ranked by each pattern's default measure
-    scores._data["pattern_0"]["match"][:] = float("nan")
-    scores._data["pattern_1"]["mass"] = scores._data["pattern_1"]["mass"] * 4 - 2  # signed, beyond [0, 1]
+def test_heatmap_png_with_all_nan_panel_and_signed_scores(tmp_path):
+    from patternlang import detect
+    from patternlang.testing import make_hand_set_model
+
+    # `abs` is unbounded below: a pattern with many targets per row scores far under 0.
+    scores = detect(make_hand_set_model(), ["abcdabcd"], ["bos_head", "attend k where k <= q"],
+                    measures=("abs",), heads="L0H1,L1H0", progress=False)
+    assert float(torch.nan_to_num(scores.get("attend k where k <= q"), nan=0.0).min()) < 0
+    assert fit_scale([scores.get(p) for p in scores.patterns]).kind == "diverging"
     assert_png(save_heatmap(scores, tmp_path / "heads.png"))
+    nothing = detect(make_hand_set_model(), ["abc"], ["bos_head"], heads="L0H0", progress=False)
+    nothing = dataclasses.replace(nothing, values={"mass": torch.full_like(nothing.values["mass"], math.nan)})
+    assert_png(save_heatmap(nothing, tmp_path / "empty.png"))
+    assert "no scored heads" in save_heatmap(nothing, tmp_path / "empty.html").read_text(encoding="utf-8")
 
 
 def test_heatmap_html_marks_missing_and_best_heads(tmp_path):
-    scores = fake_scores(n_patterns=2, n_layers=4, n_heads=3)
-    scores._data = {"a<b>&": scores._data["pattern_0"], "plain": scores._data["pattern_1"]}
-    scores._default = {"a<b>&": "match", "plain": "mass"}
-    scores.patterns = ("a<b>&", "plain")
-    html = save_heatmap(scores, tmp_path / "heads.html", measure="match").read_text(encoding="utf-8")
+    from patternlang import compile_rule, detect
+    from patternlang.testing import make_hand_set_model
+
+    odd = compile_rule("attend k where k == 0", name="a<b>&")
+    scores = detect(make_hand_set_model(), ["abcabc", "hello there"], [odd, "previous_token_head"],
+                    heads="L0H1,L0H2,L1H0,L1H1,L1H2,L0H0", progress=False)
+    partial = detect(make_hand_set_model(), ["abcabc"], [odd, "previous_token_head"],
+                     heads="L0H1,L0H2,L1H0,L1H1,L1H2", progress=False)  # L0H0 not scored
+    html = save_heatmap(partial, tmp_path / "heads.html", measure="mass").read_text(encoding="utf-8")
     assert "a&lt;b&gt;&amp;" in html and "a<b>" not in html
     assert html.count('<table class="grid">') == 2
     assert html.count(": not scored") == 2  # L0H0 of each pattern
     assert html.count('class="best"') == 2
-    best = scores.top("plain", 1, measure="match")[0][0]
-    assert re.search(rf'class="best"[^>]*title="{best} plain', html)
+    assert re.search(r'class="best"[^>]*title="L0H2 a&lt;b&gt;&amp;', html)  # the BOS head
+    best = partial.top("previous_token_head", 1, measure="mass")[0][0]
+    assert re.search(rf'class="best"[^>]*title="{best} previous_token_head', html)
     assert "<script" not in html and "https://" not in html
+    assert "L0H0" in save_heatmap(scores, tmp_path / "all.html").read_text(encoding="utf-8")
 
 
-def test_heatmap_rejects_bad_suffix_and_measure(tmp_path):
+def test_png_and_html_share_one_colour_scale(tmp_path, tiny_scores):
+    """The colour of a cell in the HTML page is the colour matplotlib draws for it in the PNG."""
+    from matplotlib.colors import Normalize, to_hex
+
+    grid = tiny_scores.get("induction_head").double().numpy()
+    scale = fit_scale([tiny_scores.get(p) for p in tiny_scores.patterns])
+    html = save_heatmap(tiny_scores, tmp_path / "h.html").read_text(encoding="utf-8")
+    norm = Normalize(scale.vmin, scale.vmax, clip=True)
+    for layer in range(grid.shape[0]):
+        for head in range(grid.shape[1]):
+            drawn = to_hex(scale.colormap()(norm(grid[layer, head])))
+            assert f"background:{drawn}" in html
+            assert scale.hex(float(grid[layer, head])) == drawn
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([[0.0, 0.5], [1.0, math.nan]], (0.0, 1.0, "sequential")),
+    ([[0.0, 3.0]], (0.0, 3.0, "sequential")),
+    ([[-0.5, 0.25]], (-0.5, 0.5, "diverging")),
+    ([[-3.0, 2.0]], (-3.0, 3.0, "diverging")),
+    ([[math.nan, math.inf]], (0.0, 1.0, "sequential")),
+    ([], (0.0, 1.0, "sequential")),
+])
+def test_fit_scale_picks_range_and_map(values, expected):
+    scale = fit_scale(values)
+    assert (scale.vmin, scale.vmax, scale.kind) == expected
+
+
+def test_colour_scale_greys_out_missing_and_keeps_text_readable():
+    scale = fit_scale([[0.0, 1.0]])
+    assert scale.css(math.nan).startswith(f"background:{MISSING_COLOR}")
+    assert scale.text_color(1.0) == "#fff" and scale.text_color(0.0) == "#000"  # dark blue vs pale blue
+    assert scale.hex(5.0) == scale.hex(1.0) and scale.hex(-1.0) == scale.hex(0.0)  # clipped to the range
+    assert scale.mark != fit_scale([[-1.0, 1.0]]).mark
+
+
+def test_heatmap_rejects_bad_suffix_and_measure(tmp_path, tiny_scores):
     with pytest.raises(InputError, match="unknown file type"):
-        save_heatmap(fake_scores(), tmp_path / "heads.json")
+        save_heatmap(tiny_scores, tmp_path / "heads.json")
     with pytest.raises(InputError, match="no scores for measure"):
-        save_heatmap(fake_scores(), tmp_path / "heads.png", measure="nope")
+        save_heatmap(tiny_scores, tmp_path / "heads.png", measure="nope")
+    assert not any(tmp_path.iterdir())

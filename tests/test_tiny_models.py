@@ -1,4 +1,4 @@
-"""The hand-set tiny model (tests/tiny_models.py): each head is exactly the kind it claims.
+"""The hand-set tiny model (patternlang.testing): each head is exactly the kind it claims.
 
 Oracle: the expected pattern of each kind written as plain Python loops over positions.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.tiny_models import (
+
+from patternlang.probes import repeated_random
+from patternlang.testing import (
     BOS_HEAD,
     BOS_ID,
     CURRENT_TOKEN_HEAD,
@@ -18,8 +20,6 @@ from tests.tiny_models import (
     UNIFORM_HEAD,
     make_hand_set_model,
 )
-
-from patternlang.probes import repeated_random
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,10 @@ from patternlang.engine.batching import (
 )
 from patternlang.engine.detection import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
 from patternlang.engine.forward import run_attention_hooks
-from patternlang.engine.heads import heads_labels, parse_heads
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.engine.scores import Scores
 from patternlang.errors import InputError
+from patternlang.heads import heads_labels, parse_heads
 from patternlang.models import model_name
 
 DEFAULT_MEASURE = "mass"

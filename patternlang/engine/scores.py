@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.engine.heads import head_label
 from patternlang.errors import InputError
 from patternlang.files import writing
+from patternlang.heads import head_label
 
 RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score")
 

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from patternlang.engine.detect import model_shape, score_tokens
 from patternlang.engine.detection import Detector, check_matrix, check_matrix_sizes, resolve_patterns
-from patternlang.engine.heads import parse_heads
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
+from patternlang.heads import parse_heads
 
 ErrorMeasure = Literal["abs", "mul"]
 TL_HEAD_NAMES = ("previous_token_head", "duplicate_token_head", "induction_head")

@@ -1,4 +1,7 @@
-"""Which heads to score: parse the user's choice into `{layer: heads}`, check it against the model."""
+"""Head labels, parsed and written in one place: `L5H1` (TransformerLens' way) or `5.1`.
+
+Below the engine and the report (both import it); imports nothing of patternlang but its errors.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,23 @@ _HEAD_TEXT = re.compile(r"^\s*(?:[lL](\d+)[hH](\d+)|(\d+)\s*[.:]\s*(\d+))\s*$")
 def head_label(layer: int, head: int) -> str:
     """TransformerLens' way of naming a head: `head_label(5, 1) == "L5H1"`."""
     return f"L{layer}H{head}"
+
+
+def parse_head(label: str) -> tuple[int, int]:
+    """One head label as `(layer, head)`: "L5H1", "l5h1", "5.1" or "5:1".
+
+    >>> parse_head("L12H3")
+    (12, 3)
+    >>> parse_head("5.1")
+    (5, 1)
+    """
+    if not isinstance(label, str):
+        raise InputError(f"cannot read a head from {label!r}", hint='write heads as "5.1" or "L5H1"')
+    match = _HEAD_TEXT.match(label)
+    if match is None:
+        raise InputError(f"cannot read a head from {label!r}", hint='write heads as "5.1" or "L5H1"')
+    layer, head = (match.group(1), match.group(2)) if match.group(1) is not None else (match.group(3), match.group(4))
+    return int(layer), int(head)
 
 
 def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple[int, ...] | None]:
@@ -49,7 +69,7 @@ def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple
 def _pairs(spec: HeadsSpec) -> list[tuple[int, int]]:
     if isinstance(spec, str):
         parts = [p for p in re.split(r"[,\s]+", spec.strip()) if p]
-        return [_parse_text(p) for p in parts]
+        return [parse_head(p) for p in parts]
     if isinstance(spec, Mapping):
         pairs = []
         for layer, heads in spec.items():
@@ -67,20 +87,12 @@ def _pairs(spec: HeadsSpec) -> list[tuple[int, int]]:
     pairs = []
     for item in items:
         if isinstance(item, str):
-            pairs.append(_parse_text(item))
+            pairs.append(parse_head(item))
         elif isinstance(item, (tuple, list)) and len(item) == 2 and all(_is_int(x) for x in item):
             pairs.append((int(item[0]), int(item[1])))
         else:
             raise InputError(f"cannot read a head from {item!r}", hint='use (layer, head), "5.1" or "L5H1"')
     return pairs
-
-
-def _parse_text(text: str) -> tuple[int, int]:
-    match = _HEAD_TEXT.match(text)
-    if match is None:
-        raise InputError(f"cannot read a head from {text!r}", hint='write heads as "5.1" or "L5H1"')
-    layer, head = (match.group(1), match.group(2)) if match.group(1) is not None else (match.group(3), match.group(4))
-    return int(layer), int(head)
 
 
 def _is_int(x: Any) -> bool:

@@ -1,0 +1,181 @@
+"""Self-contained HTML pages: inline CSS, no script, no CDN (reports are read on offline machines).
+
+A detection matrix over its tokens as a table, and layer x head heatmaps of scores. Cell colours
+come from `report.colors`, the scale the PNG figures use, so a head looks the same in both.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from patternlang.files import writing
+from patternlang.report.colors import BLANK_COLOR, fit_scale
+from patternlang.report.data import (
+    MISSING,
+    caption,
+    checked_matrix,
+    heatmap_heading,
+    heatmap_panels,
+    summarize_matrix,
+)
+from patternlang.report.tokens import display_tokens
+
+if TYPE_CHECKING:
+    from patternlang.engine.scores import Scores
+
+TOKEN_WIDTH = 20  # characters of a token in a row or column header
+
+_CSS = f"""
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }}
+h1 {{ font-size: 1.3em; margin-bottom: 0.2em; }}
+h2 {{ font-size: 1.05em; margin: 1.2em 0 0.3em; }}
+p.meta {{ color: #555; margin-top: 0; }}
+.panels {{ display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }}
+.panel {{ flex: none; }}
+table.grid {{ border-collapse: collapse; font-size: 11px; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }}
+table.grid td {{ width: 2.6em; height: 1.5em; text-align: center; border: 1px solid #fff; padding: 0; }}
+table.grid td.tri {{ background: {BLANK_COLOR}; }}
+table.matrix td {{ width: 2em; }}
+table.grid td.best {{ outline: 2px solid; outline-offset: -2px; font-weight: bold; }}
+table.grid th {{ font-weight: normal; color: #444; padding: 0 0.3em; white-space: pre; }}
+table.grid th.row {{ text-align: right; }}
+table.grid th.col {{ vertical-align: bottom; height: auto; }}
+table.grid th.col span {{ writing-mode: vertical-rl; transform: rotate(180deg); display: inline-block; }}
+table.grid th.axis {{ color: #888; font-style: italic; }}
+.legend {{ color: #555; font-size: 0.9em; margin-top: 0.5em; }}
+"""
+
+
+def escape(text: str) -> str:
+    """HTML-escape text for element content and attribute values.
+
+    >>> escape('<|endoftext|> & "q"')
+    '&lt;|endoftext|&gt; &amp; &quot;q&quot;'
+    """
+    return html.escape(text, quote=True)
+
+
+def page(title: str, body: str) -> str:
+    """A complete HTML document around `body` (already HTML) with the report style sheet."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _write(path: str | Path, title: str, body: str) -> Path:
+    with writing(path) as out:
+        out.write_text(page(title, body), encoding="utf-8")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- matrix
+
+
+def save_matrix_html(
+    matrix: Any,
+    tokens: Sequence[str],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    max_tokens: int = 256,
+) -> Path:
+    """Write the detection matrix as a self-contained HTML table (inline CSS, no script, no CDN).
+
+    Token headers are HTML-escaped ("<|endoftext|>" shows as text); hovering a cell shows
+    its query token, key token and weight. At most `max_tokens` rows and columns are drawn.
+
+    >>> save_matrix_html(torch.eye(3), ["<s>", " a", " b"], "/tmp/current.html")  # doctest: +SKIP
+    """
+    m = checked_matrix(matrix, tokens)
+    summary = summarize_matrix(m, tokens)
+    n = summary.n_tokens
+    shown = min(n, max_tokens)
+    full_names = display_tokens(list(tokens[:shown]))
+    short_names = display_tokens(list(tokens[:shown]), TOKEN_WIDTH)
+    scale = fit_scale([m])
+
+    heading = title or "detection matrix"
+    rows = ['<tr><th class="axis">query ↓ key →</th>']
+    rows += [
+        f'<th class="col" title="{escape(full_names[k])}"><span>{k} {escape(short_names[k])}</span></th>'
+        for k in range(shown)
+    ]
+    rows.append("</tr>")
+    values = m[:shown, :shown].tolist()
+    for q in range(shown):
+        cells = [f'<tr><th class="row" title="{escape(full_names[q])}">{escape(short_names[q])} {q}</th>']
+        for k in range(shown):
+            if k > q:
+                cells.append('<td class="tri"></td>')
+                continue
+            value = values[q][k]
+            text = "" if value == 0 else f"{value:.2g}"
+            tip = f"query {q} {full_names[q]} → key {k} {full_names[k]}: {value:g}"
+            cells.append(f'<td style="{scale.css(value)}" title="{escape(tip)}">{text}</td>')
+        cells.append("</tr>")
+        rows.append("".join(cells))
+
+    notes = [escape(summary.describe())]
+    if shown < n:
+        notes.append(f"showing the first {shown} of {n} tokens")
+    if summary.above_diagonal:
+        notes.append(f"{summary.above_diagonal} nonzero cells above the diagonal are not shown")
+    body = (
+        f"<h1>{escape(heading)}</h1>\n<p class=\"meta\">{' · '.join(notes)}</p>\n"
+        f'<table class="grid matrix">\n' + "\n".join(rows) + "\n</table>\n"
+        '<p class="legend">Rows are query positions, columns key positions; a cell holds the weight '
+        "the pattern gives to that key (blank: 0). Spaces show as ␣, newlines as \\n.</p>"
+    )
+    return _write(path, heading, body)
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+
+def save_heatmap_html(scores: Scores, path: str | Path, *, measure: str | None = None) -> Path:
+    """Write layer x head heatmaps of `scores` as a self-contained HTML page, a table per pattern.
+
+    Heads not scored are grey ("–"); the best head of each pattern is outlined; hovering a cell
+    shows its head, pattern and score. All tables share one colour scale (`report.colors`).
+
+    >>> save_heatmap_html(scores, "heads.html")  # doctest: +SKIP
+    """
+    panels = heatmap_panels(scores, measure)
+    scale = fit_scale([p.grid for p in panels])
+    sections = []
+    for panel in panels:
+        n_layers, n_heads = panel.grid.shape
+        best = panel.best[:2] if panel.best is not None else None
+        header = "".join(f"<th>{h}</th>" for h in range(n_heads))
+        rows = [f'<tr><th class="axis">layer \\ head</th>{header}</tr>']
+        for layer in range(n_layers):
+            cells = [f'<tr><th class="row">{layer}</th>']
+            for head in range(n_heads):
+                value = float(panel.grid[layer, head])
+                scored = not math.isnan(value)
+                text = f"{value:.2f}" if scored else MISSING
+                tip = f"L{layer}H{head} {panel.pattern}: {f'{value:.4f}' if scored else 'not scored'}"
+                style = scale.css(value)
+                mark = ""
+                if best == (layer, head):
+                    mark, style = ' class="best"', f"{style};outline-color:{scale.mark}"
+                cells.append(f'<td{mark} style="{style}" title="{escape(tip)}">{text}</td>')
+            rows.append("".join(cells) + "</tr>")
+        title = escape(panel.title(measure is not None)).replace("\n", "<br>")
+        sections.append(
+            f'<div class="panel"><h2>{title}</h2>\n<table class="grid">\n' + "\n".join(rows) + "\n</table></div>"
+        )
+    heading = heatmap_heading(measure)
+    body = (
+        f"<h1>{escape(heading)}</h1>\n<p class=\"meta\">{escape(caption(scores))}</p>\n"
+        f'<div class="panels">\n' + "\n".join(sections) + "\n</div>\n"
+        f'<p class="legend">Colour scale {scale.vmin:g} to {scale.vmax:g}, shared by all panels; '
+        f"grey {MISSING}: head not scored; outlined: the best head of the pattern.</p>"
+    )
+    return _write(path, heading, body)

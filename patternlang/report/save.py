@@ -1,0 +1,58 @@
+"""Saving a report to a file whose suffix says the format: the one place that maps suffixes to
+the format modules (`png`, `html`, `jsonfile`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from patternlang.files import suffix_of
+from patternlang.report.html import save_heatmap_html, save_matrix_html
+from patternlang.report.jsonfile import save_matrix_json
+from patternlang.report.png import save_heatmap_png, save_matrix_png
+
+if TYPE_CHECKING:
+    from patternlang.engine.scores import Scores
+
+MATRIX_SUFFIXES = (".png", ".html", ".json")
+HEATMAP_SUFFIXES = (".png", ".html")
+
+
+def save_matrix(
+    matrix: Any,
+    tokens: Sequence[str],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write the detection matrix to `path` as PNG, HTML or JSON, chosen by the file's suffix.
+
+    `name` is the pattern's name (stored in JSON, and the default title).
+
+    >>> save_matrix(torch.eye(2), ["a", "b"], "/tmp/m.json", name="current_token_head")  # doctest: +SKIP
+    """
+    suffix = suffix_of(path, MATRIX_SUFFIXES, "a detection matrix")
+    title = title or name
+    if suffix == ".png":
+        return save_matrix_png(matrix, tokens, path, title=title)
+    if suffix == ".html":
+        return save_matrix_html(matrix, tokens, path, title=title)
+    return save_matrix_json(matrix, tokens, path, name=name)
+
+
+def save_heatmap(scores: Scores, path: str | Path, *, measure: str | None = None) -> Path:
+    """Write layer x head heatmaps of `scores`, one panel per pattern, as PNG or HTML (by suffix).
+
+    Rows are layers (layer 0 on top), columns heads; heads not scored (NaN) are grey; the best
+    head of each panel is outlined and named in its title. All panels share one colour scale
+    (`report.colors`: [0, 1] when every score lies there). `measure` picks the measure
+    (default: each pattern's own). The HTML file is self-contained (no script, no CDN).
+
+    >>> save_heatmap(scores, "heads.png")  # doctest: +SKIP
+    """
+    suffix = suffix_of(path, HEATMAP_SUFFIXES, "a heatmap")
+    if suffix == ".png":
+        return save_heatmap_png(scores, path, measure=measure)
+    return save_heatmap_html(scores, path, measure=measure)

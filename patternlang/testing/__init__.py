@@ -1,0 +1,44 @@
+"""Fakes and tiny models for tests, benchmarks and users' own checks; no real weights needed.
+
+- `make_hand_set_model()`: a 2-layer x 3-head TransformerLens-style model whose heads are set by
+  hand (previous-token, duplicate-token, BOS, induction by composition, current-token, uniform),
+  so a detector can be checked to rank exactly the right heads first.
+- `FakeAttentionModel`: attention as a seeded function of tokens and positions, cheap at any size.
+- `oracle_scores`: the engine's measures computed prompt by prompt, head by head in plain Python,
+  on `random_attention` / `random_detection` tensors.
+
+Nothing else in `patternlang` imports this package (it pulls in TransformerLens' hook machinery
+and exists for tests, `bench/` and users).
+
+>>> from patternlang.testing import INDUCTION_HEAD, make_hand_set_model
+>>> make_hand_set_model().head_kinds[INDUCTION_HEAD]
+'induction_head'
+"""
+
+from patternlang.testing.fake_attention import ByteTokenizer, FakeAttentionModel
+from patternlang.testing.hand_set import (
+    BOS_HEAD,
+    BOS_ID,
+    CHARACTERS,
+    CURRENT_TOKEN_HEAD,
+    DUPLICATE_TOKEN_HEAD,
+    INDUCTION_HEAD,
+    LAYER_HEAD_KINDS,
+    PAD_ID,
+    PREVIOUS_TOKEN_HEAD,
+    SPECIAL_TOKENS,
+    UNIFORM_HEAD,
+    UNK_ID,
+    CharTokenizer,
+    HandSetConfig,
+    HandSetModel,
+    make_hand_set_model,
+)
+from patternlang.testing.oracle import oracle_rows, oracle_scores, random_attention, random_detection
+
+__all__ = [
+    "BOS_HEAD", "BOS_ID", "CHARACTERS", "CURRENT_TOKEN_HEAD", "DUPLICATE_TOKEN_HEAD", "INDUCTION_HEAD",
+    "LAYER_HEAD_KINDS", "PAD_ID", "PREVIOUS_TOKEN_HEAD", "SPECIAL_TOKENS", "UNIFORM_HEAD", "UNK_ID",
+    "ByteTokenizer", "CharTokenizer", "FakeAttentionModel", "HandSetConfig", "HandSetModel",
+    "make_hand_set_model", "oracle_rows", "oracle_scores", "random_attention", "random_detection",
+]

@@ -1,0 +1,82 @@
+"""An oracle for the engine's measures: scores computed one prompt, one head and one pattern at a
+time in plain Python, and the random attention and detection tensors to compare it on."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformer_lens.head_detector import compute_head_attention_similarity_score
+
+from patternlang.engine.measures import MEASURES, Exclusions
+
+
+def random_attention(batch: int, heads: int, lengths: list[int], generator: torch.Generator) -> torch.Tensor:
+    """Causal softmax rows on the real block; garbage in padded query rows (they must never count)."""
+    width = max(lengths)
+    scores = torch.randn(batch, heads, width, width, generator=generator) * 2
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    attention = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+    for b, length in enumerate(lengths):
+        real = scores[b, :, :length, :length].masked_fill(~causal[:length, :length], float("-inf")).softmax(-1)
+        attention[b, :, :length, :length] = real
+        attention[b, :, :length, length:] = 0.0
+        attention[b, :, length:, :] = torch.rand(heads, width - length, width, generator=generator)
+    return attention
+
+
+def random_detection(n_patterns: int, lengths: list[int], generator: torch.Generator, density: float = 0.3) -> torch.Tensor:
+    """Sparse non-negative lower-triangular patterns, zero on padding: [pattern, batch, q, k]."""
+    width = max(lengths)
+    values = torch.rand(n_patterns, len(lengths), width, width, generator=generator)
+    keep = torch.rand(n_patterns, len(lengths), width, width, generator=generator) < density
+    detection = (values * keep).tril()
+    for b, length in enumerate(lengths):
+        detection[:, b, length:, :] = 0
+        detection[:, b, :, length:] = 0
+    return detection
+
+
+def oracle_rows(attention: list[list[float]], detection: list[list[float]], excl: Exclusions):
+    """Per target row: (mass, tv, argmax hit). `attention`/`detection` are one prompt's L x L."""
+    rows = []
+    size = len(attention)
+    for q in range(size):
+        keys = [k for k in range(q + 1) if not (excl.bos and k == 0) and not (excl.current and k == q)]
+        if not keys:
+            continue
+        d = [detection[q][k] for k in keys]
+        if max(d) <= 0:
+            continue
+        a = [attention[q][k] for k in keys]
+        total = sum(a)
+        a = [x / total for x in a]
+        mass = sum(x * y / max(d) for x, y in zip(a, d))
+        tv = sum(min(x, y / sum(d)) for x, y in zip(a, d))
+        best = max(range(len(keys)), key=lambda i: (a[i], -i))  # first maximum
+        rows.append((mass, tv, 1.0 if d[best] > 0 else 0.0))
+    return rows
+
+
+def oracle_scores(attention, detection, lengths, excl):
+    """{measure: [pattern, head]} computed prompt by prompt, head by head."""
+    n_patterns, _, _, _ = detection.shape
+    heads = attention.shape[1]
+    out = {m: torch.full((n_patterns, heads), math.nan, dtype=torch.float64) for m in MEASURES}
+    for p in range(n_patterns):
+        for h in range(heads):
+            rows, mul, abs_ = [], [], []
+            for b, length in enumerate(lengths):
+                a = attention[b, h, :length, :length]
+                d = detection[p, b, :length, :length]
+                rows += oracle_rows(a.tolist(), d.tolist(), excl)
+                for measure, bucket in (("mul", mul), ("abs", abs_)):
+                    bucket.append(compute_head_attention_similarity_score(
+                        a.clone(), d.clone(), exclude_bos=excl.bos, exclude_current_token=excl.current,
+                        error_measure=measure))
+            if rows:
+                for i, m in enumerate(("mass", "tv", "argmax")):
+                    out[m][p, h] = sum(r[i] for r in rows) / len(rows)
+            out["mul"][p, h] = sum(mul) / len(mul)
+            out["abs"][p, h] = sum(abs_) / len(abs_)
+    return out
