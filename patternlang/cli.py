@@ -64,7 +64,7 @@ def list_features(
 ) -> None:
     """Show the token features a rule can read (tok, str, word, sentence, ...) and the string functions."""
     from .syntax.builtins import FUNCTIONS
-    from .syntax.features import FEATURES, features_markdown
+    from .syntax.features import FEATURES, NEEDS, features_markdown
 
     if markdown:
         print(features_markdown())
@@ -75,17 +75,19 @@ def list_features(
                           "functions": [{"name": f.name, "args": list(f.args), "result": f.result,
                                          "doc": f.description} for f in FUNCTIONS.values()]}, indent=2))
         return
-    table = Table(title="Token features: write NAME[position], e.g. tok[k], str[q - 1]")
+    table = Table(title=Text("Token features: write NAME[position], e.g. tok[k], str[q - 1]"))
     for column in ("feature", "kind", "needs", "value"):
         table.add_column(column, style="bold cyan" if column == "feature" else None)
     for feature in FEATURES.entries():
-        table.add_row(f"{feature.name}[i]", feature.kind, ", ".join(sorted(feature.needs)), Text(feature.doc))
+        needs = ", ".join(n for n in NEEDS if n in feature.needs)
+        table.add_row(Text(f"{feature.name}[i]"), feature.kind, needs, Text(feature.doc))
     out.print(table)
     functions = Table(title="String functions")
     for column in ("function", "result", "value"):
         functions.add_column(column, style="bold cyan" if column == "function" else None)
     for function in FUNCTIONS.values():
-        functions.add_row(f"{function.name}({', '.join(function.args)})", function.result, Text(function.description))
+        functions.add_row(Text(f"{function.name}({', '.join(function.args)})"), function.result,
+                          Text(function.description))
     out.print(functions)
 
 

@@ -55,25 +55,52 @@ def tokenize_prompt(text: str, *, model: Any = None, prepend_bos: bool = True) -
             raise InputError("this model has no tokenizer, so it cannot read a prompt as text",
                              hint='write the tokens out with --tokens "a b c", or save a tokenizer beside the model')
         ids = model.to_tokens(text, prepend_bos=prepend_bos, truncate=False)[0].tolist()
-        return ids, token_texts(model.tokenizer, ids)
+        return ids, token_texts(model.tokenizer, ids, text=text)
     tokenizer = default_tokenizer()
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if prepend_bos and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
-    return ids, token_texts(tokenizer, ids)
+    return ids, token_texts(tokenizer, ids, text=text)
 
 
-def token_texts(tokenizer: Any, ids: list[int]) -> list[str]:
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def token_texts(tokenizer: Any, ids: list[int], text: str | None = None) -> list[str]:
     """Each token's text as the tokenizer decodes it on its own.
 
     SentencePiece tokenizers (Llama, Mistral, Gemma) mark a word start with "▁" but drop the
     space when a lone token is decoded; the space is put back, so that `str[k]` and word starts
     read the same for every tokenizer (" cat", as GPT-2's decoding gives it).
+
+    A character split over several tokens (byte-level BPE or byte fallback: Japanese, emoji,
+    Greek) decodes to "�" token by token. Given the prompt's `text`, such tokens read the text
+    their offsets cover instead, so each of the tokens of "日" reads "日" (and of " 🎉", " 🎉").
     """
     texts = [tokenizer.decode([i]) for i in ids]
     pieces = tokenizer.convert_ids_to_tokens(list(ids))
-    return [" " + text if isinstance(piece, str) and piece.startswith("\u2581") and not text[:1].isspace()
-            else text for text, piece in zip(texts, pieces)]
+    texts = [" " + text if isinstance(piece, str) and piece.startswith("\u2581") and not text[:1].isspace()
+             else text for text, piece in zip(texts, pieces)]
+    if text is not None and any(REPLACEMENT_CHARACTER in t for t in texts):
+        texts = _texts_from_offsets(tokenizer, ids, texts, text)
+    return texts
+
+
+def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: str) -> list[str]:
+    try:
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
+        return texts
+    encoded, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
+    start = len(ids) - len(encoded)  # a prepended BOS comes first
+    if start < 0 or list(ids[start:]) != encoded:
+        return texts
+    fixed = list(texts)
+    for position, (begin, end) in enumerate(offsets, start=start):
+        covered = text[begin:end]
+        if REPLACEMENT_CHARACTER in fixed[position] and covered and REPLACEMENT_CHARACTER not in covered:
+            fixed[position] = covered
+    return fixed
 
 
 def special_ids_of(model: Any = None) -> tuple[int, ...]:

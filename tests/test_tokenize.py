@@ -27,3 +27,30 @@ def test_sentencepiece_word_starts_keep_their_space():
     # so "cats" is one word: "s" attends to " cat" as current_word_head says
     matrix = compile_rule("current_word_head").matrix(ids, texts, special_ids={0})
     assert matrix.nonzero().tolist() == [[3, 2]]
+
+
+def byte_level_tokenizer() -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE that knows no multi-byte character: each is split into bytes."""
+    from tokenizers import pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["the cat sat", "a cat"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>")
+
+
+def test_characters_split_over_byte_tokens_read_their_text_not_replacement_characters():
+    tokenizer = byte_level_tokenizer()
+    text = "日本 🎉 Ελλά"
+    ids = [0] + tokenizer(text, add_special_tokens=False)["input_ids"]
+    alone = token_texts(tokenizer, ids)
+    assert sum("\ufffd" in t for t in alone) > 5  # decoded token by token, the bytes are lost
+    texts = token_texts(tokenizer, ids, text=text)
+    assert not any("\ufffd" in t for t in texts)
+    assert texts[0] == "<s>" and texts[1] == texts[2] == texts[3] == "日"  # three bytes, one character
+    # so str compares characters: the copies of "日" match each other, never "本"
+    same = compile_rule("attend k where str[k] == str[q] and k < q").matrix(ids, texts, special_ids={0})
+    assert same[3, 1:4].tolist() == [1.0, 1.0, 0.0] and not same[4, 1:4].any()
