@@ -26,6 +26,7 @@ demo: setup
 	$(VENV)/bin/patternlang detect --heatmap out/heatmap.png --json out/scores.json
 
 test: setup
+	$(PY) -m ruff check patternlang tests bench
 	$(PY) -m pytest
 
 test-fast: setup

@@ -55,8 +55,9 @@ def throughput(model: Any, n_prompts: int, n_tokens: int, patterns: Sequence[str
 
     cuda = str(model.cfg.device).startswith("cuda")
     prompts = token_prompts(model, n_prompts, n_tokens)
-    run = lambda: detect(model, prompts, list(patterns), measures="mass", batch_size=batch_size,
-                         progress=False)
+    def run():
+        return detect(model, prompts, list(patterns), measures="mass", batch_size=batch_size, progress=False)
+
     detect(model, prompts[: min(8, n_prompts)], list(patterns), measures="mass", progress=False)  # warm-up
     with peak_memory(str(model.cfg.device)) as memory:
         timings = alternate({"detect": run}, repeats, warmup=False, sync=cuda)

@@ -127,7 +127,7 @@ def check(
         if as_json:
             errors = error.errors if isinstance(error, ErrorGroup) else [error]
             print(json.dumps({"ok": False, "problems": [_problem(e) for e in errors]}, indent=2))
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         raise
     if as_json:
         print(json.dumps({"ok": True, "files": {f: [p.name for p in ps] for f, ps in found.items()}}, indent=2))

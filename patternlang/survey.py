@@ -27,7 +27,7 @@ def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, 
     `patterns`: anything `detect` takes; None means every shipped pattern.
     Patterns without a default probe use natural text.
 
-    >>> scores = survey(load_model())          # doctest: +SKIP  (every shipped pattern)
+    >>> scores = survey(load_model())  # every shipped pattern  # doctest: +SKIP
     >>> scores.settings["probes"]["induction_head"]  # doctest: +SKIP
     'repeated_random'
     """

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import patternlang as pl
 from patternlang.compiler import reference_matrix

@@ -329,7 +329,7 @@ def test_top_heads_table_lists_top_heads_with_every_measure(tiny_scores):
     text = table_text(top_heads_table(scores, k=2))
     for pattern in scores.patterns:
         assert pattern in text
-        for rank, (label, value) in enumerate(scores.top(pattern, 2), start=1):
+        for rank, (label, _value) in enumerate(scores.top(pattern, 2), start=1):
             layer, head = parse_head(label)
             row = next(cells for name, cells in table_rows(text) if name == pattern and cells[1:3] == [str(rank), label])
             for measure, shown in zip(scores.measures, row[3:]):

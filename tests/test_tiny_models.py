@@ -81,7 +81,7 @@ def test_every_head_matches_its_oracle(model, text):
     for (layer, head), kind in model.head_kinds.items():
         expected = expected_pattern(kind, tokens[0].tolist())
         torch.testing.assert_close(patterns[layer][0, head], expected, atol=1e-6, rtol=0,
-                                   msg=lambda m: f"L{layer}H{head} ({kind}): {m}")
+                                   msg=lambda m, layer=layer, head=head, kind=kind: f"L{layer}H{head} ({kind}): {m}")
 
 
 def test_induction_head_on_repeated_random_tokens(model):
