@@ -18,7 +18,8 @@ import torch
 from patternlang.errors import ModelLoadError
 from patternlang.models.embedded import (DEFAULT_MODEL_NAME, EMBEDDED_QUANTISATION, embedded_model_path,
                                          is_embedded_name)
-from patternlang.models.names import is_near_embedded_name, official_hub_name, suggest_model_name, with_suggestion
+from patternlang.models.names import (is_near_embedded_name, known_hub_names, official_hub_name, suggest_model_name,
+                                      with_suggestion)
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
 
 # Hub families stored in the pre-HF TransformerLens format; TransformerLens has a
@@ -147,17 +148,20 @@ def _claim_hub_name(request: ModelRequest) -> ClaimedTarget | None:
     lists. An unknown `owner/name` cannot be judged a typo offline (about one real repository
     in seven is two letters away from a sibling), so it goes to the hub, whose failure
     message carries the did-you-mean; only a near-miss of the embedded model's own name
-    is left unclaimed.
+    is left unclaimed. Without TransformerLens' registry nothing can be judged, and every
+    name goes to the hub.
     """
     if request.path is not None or request.text is None:
         return None
     official = official_hub_name(request.text)
     if official is not None:
         return official
+    if is_near_embedded_name(request.text):
+        return None
     owner, slash, repository = request.text.partition("/")
-    if slash and owner and repository and "/" not in repository and not is_near_embedded_name(request.text):
+    if slash and owner and repository and "/" not in repository:
         return request.text
-    return None
+    return None if known_hub_names() else request.text
 
 
 def _load_from_hub(target: ClaimedTarget, *, device: str, dtype: torch.dtype) -> Any:

@@ -62,14 +62,14 @@ def official_hub_name(text: str) -> str | None:
 def suggest_model_name(text: str) -> str | None:
     """A "did you mean 'x'?" hint for a misspelt model name, or None when nothing is close.
 
-    The embedded model's names are tried first, so "smolm2" suggests "smollm2" and not a
-    hub model that happens to be as close.
+    Compared case-insensitively with the embedded model's names, every known name and
+    alias, and the repository part of `owner/name` names (so "SmolLM2-360M-Instruct"
+    suggests "HuggingFaceTB/SmolLM2-360M-Instruct"). Where two names read the same, the
+    embedded model's wins, then TransformerLens' official names and aliases.
     """
-    for candidates in (EMBEDDED_NAMES, _display_names()):
-        close = _closest(text, candidates)
-        if close is not None:
-            return f"did you mean {close!r}?"
-    return None
+    index = _suggestion_index()
+    close = difflib.get_close_matches(text.strip().lower(), list(index), n=1, cutoff=0.75)
+    return f"did you mean {index[close[0]]!r}?" if close else None
 
 
 def with_suggestion(suggestion: str | None, advice: str) -> str:
@@ -94,14 +94,26 @@ def _closest(text: str, candidates: tuple[str, ...], cutoff: float = 0.75) -> st
 
 
 @lru_cache(maxsize=1)
-def _display_names() -> tuple[str, ...]:
-    """Known names as people write them: official names and aliases with their own capitals."""
-    names = set(known_hub_names().values())
+def _suggestion_index() -> dict[str, str]:
+    """Lower-cased spelling -> the name to suggest, first writer wins (the priority order)."""
+    index = {name.lower(): name for name in EMBEDDED_NAMES}
     folder = _package_folder(_TL_PACKAGE)
     aliases = _read_json(folder / _TL_ALIASES_FILE) if folder is not None else None
-    for alias_list in (aliases.get("aliases") or {}).values() if isinstance(aliases, dict) else ():
-        names.update(str(alias) for alias in alias_list or ())
-    return tuple(sorted(names))
+    for official, alias_list in (aliases.get("aliases") or {}).items() if isinstance(aliases, dict) else ():
+        index.setdefault(str(official).lower(), str(official))
+        for alias in alias_list or ():
+            index.setdefault(str(alias).lower(), str(alias))
+    # A repository name alone ("Llama-3.2-1B") suggests the original publisher's copy: owners
+    # of TransformerLens' official models first, then the others alphabetically.
+    official_owners = {name.split("/")[0].lower() for name in index.values() if "/" in name}
+    names = sorted(set(known_hub_names().values()), key=str.lower)
+    for name in names:
+        index.setdefault(name.lower(), name)
+    for name in sorted(names, key=lambda n: (n.split("/")[0].lower() not in official_owners, n.lower())):
+        owner, slash, repository = name.partition("/")
+        if slash and repository:
+            index.setdefault(repository.lower(), name)
+    return index
 
 
 def _package_folder(package: str) -> Path | None:
