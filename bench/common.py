@@ -224,25 +224,27 @@ def mib(n_bytes: float) -> float:
 # ---- the forward pass the engine is compared with ----------------------------------------------
 def plain_forward(model: Any, token_lists: Sequence[torch.Tensor], plan: list[list[int]]) -> None:
     """The model's own forward pass over the same right-padded batches, no hooks (the floor)."""
-    from patternlang.engine.batching import model_device, pad_batch, pad_id
+    from patternlang.engine.batching import pad_batch
+    from patternlang.models.facts import model_facts
 
-    device = model_device(model)
+    facts = model_facts(model)
     with torch.inference_mode():
         for indices in plan:
-            batch = pad_batch(token_lists, indices, pad_id(model), device)
+            batch = pad_batch(token_lists, indices, facts.pad_id, facts.device)
             model(batch.tokens, return_type=None)
 
 
 def stopped_forward(model: Any, token_lists: Sequence[torch.Tensor], plan: list[list[int]]) -> None:
     """The forward pass `detect` itself runs (hooked, stopped after the last layer's attention)
     with nothing done in the hooks: what is left of `detect` is the scoring."""
-    from patternlang.engine.batching import model_device, pad_batch, pad_id
+    from patternlang.engine.batching import pad_batch
     from patternlang.engine.forward import run_attention_hooks
+    from patternlang.models.facts import model_facts
 
-    device = model_device(model)
-    layers = list(range(model.cfg.n_layers))
+    facts = model_facts(model)
+    layers = list(range(facts.n_layers))
     for indices in plan:
-        batch = pad_batch(token_lists, indices, pad_id(model), device)
+        batch = pad_batch(token_lists, indices, facts.pad_id, facts.device)
         run_attention_hooks(model, batch.tokens, layers, lambda layer, pattern: None)
 
 
@@ -250,17 +252,13 @@ def detect_plan(model: Any, token_lists: Sequence[torch.Tensor], n_patterns: int
                 batch_size: int | None = None) -> list[list[int]]:
     """The batches `detect` makes of these prompts (the same functions, the same free memory),
     so that the forward pass it is compared with runs exactly the same batches."""
-    from patternlang.engine.batching import (
-        auto_budget,
-        bytes_per_prompt_estimate,
-        model_device,
-        plan_batches,
-    )
+    from patternlang.engine.batching import auto_budget, bytes_per_prompt_estimate, plan_batches
+    from patternlang.models.facts import model_facts
 
     return plan_batches(
         [t.numel() for t in token_lists], batch_size,
         bytes_per_prompt=bytes_per_prompt_estimate(model, n_patterns, n_measures),
-        memory_budget=auto_budget(model_device(model)) if batch_size is None else None,
+        memory_budget=auto_budget(model_facts(model).device) if batch_size is None else None,
     )
 
 

@@ -91,11 +91,8 @@ def by_patterns(model: Any, counts: Sequence[int], n_prompts: int, n_tokens: int
 
 def by_length(model: Any, lengths: Sequence[int], tokens_per_point: int, counts: Sequence[int], repeats: int,
               log=print) -> dict[str, Any]:
-    from patternlang.engine.batching import (
-        auto_budget,
-        bytes_per_prompt_estimate,
-        model_device,
-    )
+    from patternlang.engine.batching import auto_budget, bytes_per_prompt_estimate
+    from patternlang.models.facts import model_facts
 
     points = []
     for length in lengths:
@@ -107,7 +104,7 @@ def by_length(model: Any, lengths: Sequence[int], tokens_per_point: int, counts:
         contenders.update({count: detect_call(model, prompts, pattern_set(count)) for count in counts})
         results = measure_round_robin(contenders, repeats)
         point: dict[str, Any] = {"length": length, "n_prompts": n_prompts, "forward": results["forward"]}
-        budget = auto_budget(model_device(model))
+        budget = auto_budget(model_facts(model).device)
         for count in counts:
             result = results[count]
             # How many prompts of this length one automatic batch may hold (the plan's limit).

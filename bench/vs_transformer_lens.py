@@ -56,11 +56,12 @@ def transformer_lens_runner(model: Any, texts: Sequence[str], names: Sequence[st
     """`run(name) -> [n_layers, n_heads]`: TransformerLens' `detect_head` on every text, as a user calls it."""
     from transformer_lens import head_detector
 
-    from patternlang.engine.batching import TokenStrings, special_ids
+    from patternlang.engine.batching import TokenStrings
     from patternlang.engine.tl_compat import TL_HEAD_NAMES
     from patternlang.library import load_pattern
+    from patternlang.models.facts import model_facts
 
-    specials = special_ids(model)
+    specials = model_facts(model).special_ids
     token_texts = TokenStrings(model)  # each token's text, as patternlang reads it (`compile --prompt` shows it)
     matrices: dict[str, list[torch.Tensor]] = {}
     for name in names:

@@ -186,14 +186,16 @@ def compile_(
             raise InputError("--tokens is empty")
         matrix = compiled.matrix(str_tokens=str_tokens)
     else:
-        from .tokenize import special_ids_of, tokenize_prompt
+        from .models.facts import model_facts
+        from .tokenize import default_special_ids, tokenize_prompt
 
         loaded = None
         if model is not None:
             from .models import load_model
             loaded = load_model(model)
         ids, str_tokens = tokenize_prompt(prompt, model=loaded, prepend_bos=not no_bos)
-        matrix = compiled.matrix(ids, str_tokens, special_ids=special_ids_of(loaded))
+        specials = model_facts(loaded).special_ids if loaded is not None else default_special_ids()
+        matrix = compiled.matrix(ids, str_tokens, special_ids=specials)
     with outputs.staged() as temporary:
         for path in output:
             save_matrix(matrix, str_tokens, temporary(path), title=compiled.name, name=compiled.name)

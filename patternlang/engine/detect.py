@@ -22,11 +22,8 @@ from patternlang.engine.batching import (
     TokenStrings,
     auto_budget,
     bytes_per_prompt_estimate,
-    model_device,
     pad_batch,
-    pad_id,
     plan_batches,
-    special_ids,
     tokenize,
 )
 from patternlang.engine.detection import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
@@ -35,7 +32,7 @@ from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.engine.scores import Scores
 from patternlang.errors import InputError
 from patternlang.heads import heads_labels, parse_heads
-from patternlang.models import model_name
+from patternlang.models.facts import model_facts
 
 DEFAULT_MEASURE = "mass"
 
@@ -96,7 +93,8 @@ def detect(
         )
         for detector in detectors
     ]
-    n_layers, n_heads = model_shape(model)
+    facts = model_facts(model)
+    n_layers, n_heads = facts.shape
     chosen_heads = parse_heads(heads, n_layers, n_heads)
     token_lists = tokenize(model, _prompts_of(prompts, model), prepend_bos=prepend_bos)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
@@ -124,7 +122,7 @@ def detect(
         patterns=tuple(d.name for d in detectors),
         measures=chosen_measures,
         values=values,
-        model=model_name(model),
+        model=facts.name,
         n_prompts=len(token_lists),
         n_tokens=sum(t.numel() for t in token_lists),
         settings=settings,
@@ -151,8 +149,9 @@ def score_tokens(
     `attention_source(layer)`, when given, supplies the attention of a single batch
     instead of a forward pass (`detect_head` with a cache).
     """
-    n_layers, n_heads = model_shape(model)
-    input_device = model_device(model)
+    facts = model_facts(model)
+    n_layers, n_heads = facts.shape
+    input_device = facts.device
     work_device = torch.device(device) if device is not None else input_device
     groups = _groups(exclusions)
     accumulator = Accumulator(
@@ -165,9 +164,9 @@ def score_tokens(
         bytes_per_prompt=bytes_per_prompt_estimate(model, len(detectors), len(measures)),
         memory_budget=auto_budget(work_device) if batch_size is None else None,
     )
-    strings = TokenStrings(model) if getattr(model, "tokenizer", None) is not None else None
-    specials = special_ids(model)
-    padding = pad_id(model)
+    strings = TokenStrings(model) if facts.tokenizer is not None else None
+    specials = facts.special_ids
+    padding = facts.pad_id
     layers = sorted(heads)
     for indices in _progress(plan, enabled=progress, total_prompts=len(token_lists)):
         batch = pad_batch(token_lists, indices, padding, input_device)
@@ -234,16 +233,6 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
     if not chosen:
         raise InputError("no measures given", hint="choose from " + ", ".join(MEASURES))
     return tuple(chosen)
-
-
-def model_shape(model: Any) -> tuple[int, int]:
-    """`(n_layers, n_heads)` from `model.cfg`."""
-    cfg = getattr(model, "cfg", None)
-    try:
-        return int(cfg.n_layers), int(cfg.n_heads)
-    except (AttributeError, TypeError):
-        raise InputError(f"{type(model).__name__} does not look like a TransformerLens model (no cfg.n_layers/n_heads)",
-                         hint="load one with patternlang.models.load_model") from None
 
 
 def _setting(explicit: bool | None, detector: Detector, name: str) -> bool:

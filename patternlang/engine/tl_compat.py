@@ -14,11 +14,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from patternlang.engine.detect import model_shape, score_tokens
+from patternlang.engine.detect import score_tokens
 from patternlang.engine.detection import Detector, check_matrix, check_matrix_sizes, resolve_patterns
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
 from patternlang.heads import parse_heads
+from patternlang.models.facts import model_facts
 
 ErrorMeasure = Literal["abs", "mul"]
 TL_HEAD_NAMES = ("previous_token_head", "duplicate_token_head", "induction_head")
@@ -66,14 +67,15 @@ def detect_head(
         raise InputError("a cache holds the activations of one prompt, so `cache` needs a single prompt",
                          hint="pass one prompt with its cache, or omit the cache")
 
+    facts = model_facts(model)  # first: a clear InputError for an object that is not a model
     cfg = model.cfg
-    n_layers, n_heads = model_shape(model)
+    n_layers, n_heads = facts.shape
     # The model's default BOS, like TransformerLens; never cut to the context (an error instead).
     token_lists = [_to_tokens(model, p) for p in prompts]
     for index, tokens in enumerate(token_lists):
-        if not 1 < tokens.numel() <= cfg.n_ctx:
+        if tokens.numel() < 2 or (facts.n_ctx is not None and tokens.numel() > facts.n_ctx):
             raise InputError(f"prompt {index} has {tokens.numel()} tokens; it must have at least 2 "
-                             f"and fit the context of {cfg.n_ctx}")
+                             f"and fit the context of {facts.n_ctx}")
     detector = _detector(detection_pattern, error_measure)
     check_matrix_sizes([detector], [t.numel() for t in token_lists])
     chosen = parse_heads(heads, n_layers, n_heads)

@@ -1,0 +1,93 @@
+"""`load_model`: resolve the name, check device and dtype, load once per process.
+
+The same resolved model, device and dtype give the same object until `clear_model_cache()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from patternlang.errors import ModelLoadError
+from patternlang.models.facts import record_quantisation
+from patternlang.models.registry import model_loader
+from patternlang.models.resolve import resolve_model_spec
+
+_MODEL_CACHE: dict[tuple[str, str, str, str], Any] = {}
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+}
+
+
+def load_model(name: str | Path | None = None, *, device: str | torch.device | None = None,
+               dtype: torch.dtype | str | None = None) -> Any:
+    """Load a model for scoring, or return the one already loaded with these arguments.
+
+    `device` defaults to TransformerLens' choice (CUDA when available, else CPU); `dtype`
+    to float32. Raises `ModelLoadError` with the cause when the model cannot be loaded.
+
+    >>> model = load_model()                       # embedded SmolLM2-135M-Instruct  # doctest: +SKIP
+    >>> model = load_model("checkpoints/my-gpt")   # a save_pretrained directory    # doctest: +SKIP
+    >>> model = load_model("attn_only_2L.pth")     # + attn_only_2L.json beside it  # doctest: +SKIP
+    >>> model = load_model("gpt2", device="cuda")  # from the Hugging Face hub      # doctest: +SKIP
+    """
+    spec = resolve_model_spec(name)
+    torch_dtype = as_dtype(dtype)
+    device_name = as_device(device)
+    key = (spec.source, str(spec.target), device_name, str(torch_dtype))
+    model = _MODEL_CACHE.get(key)
+    if model is None:
+        loader = model_loader(spec.source)
+        model = loader.load(spec.target, device=device_name, dtype=torch_dtype)
+        model.eval()
+        if loader.quantisation is not None:
+            dtype_name = str(torch_dtype).removeprefix("torch.")
+            record_quantisation(model, f"{loader.quantisation}, de-quantised to {dtype_name}")
+        _MODEL_CACHE[key] = model
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (the next `load_model` loads afresh)."""
+    _MODEL_CACHE.clear()
+
+
+def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
+    """A dtype argument as a `torch.dtype`: None is float32; names such as "bf16" are accepted."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        key = dtype.strip().lower().removeprefix("torch.")
+        if key in _DTYPES:
+            return _DTYPES[key]
+    raise ModelLoadError(f"unknown dtype {dtype!r}",
+                         hint="use float32, float16 or bfloat16 (or a torch.dtype)")
+
+
+def as_device(device: str | torch.device | None) -> str:
+    """A device argument checked against this machine: None is TransformerLens' choice."""
+    if device is None:
+        from transformer_lens.utilities import get_device
+
+        return str(get_device())
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"unknown device {device!r}: {exc}",
+                             hint="use 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but this torch sees no CUDA GPU",
+                             hint="use --device cpu, or install a CUDA build of torch on a GPU machine")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ModelLoadError(f"device {device!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but MPS is not available here", hint="use --device cpu")
+    return str(chosen)
