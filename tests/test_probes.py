@@ -64,7 +64,7 @@ def test_prompts_basics():
     ({"texts": []}, "is empty"),
     ({"texts": "one prompt"}, "texts=\\(text,\\)"),
     ({"texts": ["a", "", "b"]}, "prompt 1 is empty"),
-    ({"texts": ["a", 3]}, "prompt 1 is a int"),
+    ({"texts": ["a", 3]}, r"prompt 1 is an integer \(3\), not text"),
     ({"tokens": [[1], []]}, "prompt 1 is empty"),
     ({"tokens": [[1, -2]]}, "cannot be negative"),
     ({"tokens": [[1, 2.0]]}, "must be integers"),
@@ -234,7 +234,7 @@ def test_json_file(tmp_path):
     ("p.jsonl", "", r"holds no prompts"),
     ("p.json", "[]", r"holds no prompts"),
     ("p.csv", "a,b", r"unknown file type '\.csv'"),
-    ("p.txt", b"caf\xe9\n", r"not UTF-8 text \(byte 3\)"),
+    ("p.txt", b"caf\xe9\n", r"not UTF-8 text \(byte 3, line 1\)"),
 ])
 def test_bad_prompt_files(tmp_path, name, text, message):
     with pytest.raises(InputError) as info:
@@ -265,7 +265,9 @@ def test_probe_names_and_definitions():
     ("natural", {"batch": 10}),
     ("file", {"path": "prompts.txt"}),
 ])
-def test_valid_probe_args(name, args):
+def test_valid_probe_args(name, args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # file paths are relative to the working directory
+    write(tmp_path, "prompts.txt", "one\n")
     validate_probe_args(name, args)
 
 
@@ -371,6 +373,6 @@ def test_as_prompts_refuses(value, message):
 
 
 def test_as_prompts_checks_ids_against_the_model(tiny):
-    with pytest.raises(InputError, match="prompt 1: token id 100 is outside the model's vocabulary of 100"):
+    with pytest.raises(InputError, match="prompt 1, position 1: token id 100 is outside the model's vocabulary of 100 tokens"):
         as_prompts([[1, 2], [3, 100]], model=tiny)
     probes.check_token_ids(Prompts(texts=("any text",)), tiny)  # texts are checked when tokenized
