@@ -17,6 +17,7 @@ already imported them, so the pattern checker can use it without loading torch.
 Traceback (most recent call last):
 ...
 patternlang.errors.InputError: error: prompt 0, position 2: token id 70 is outside the model's vocabulary of 50 tokens (ids 0..49)
+hint: token ids must come from the model's own tokenizer
 """
 
 from __future__ import annotations

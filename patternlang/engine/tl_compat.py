@@ -19,6 +19,7 @@ from patternlang.engine.detection import Detector, check_matrix, check_matrix_si
 from patternlang.engine.heads import parse_heads
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
+from patternlang.prompts import check_token_ids, model_limits
 
 ErrorMeasure = Literal["abs", "mul"]
 TL_HEAD_NAMES = ("previous_token_head", "duplicate_token_head", "induction_head")
@@ -74,6 +75,7 @@ def detect_head(
         if not 1 < tokens.numel() <= cfg.n_ctx:
             raise InputError(f"prompt {index} has {tokens.numel()} tokens; it must have at least 2 "
                              f"and fit the context of {cfg.n_ctx}")
+    check_token_ids(token_lists, d_vocab=model_limits(model)[0])  # a tokenizer can outgrow the model
     detector = _detector(detection_pattern, error_measure)
     check_matrix_sizes([detector], [t.numel() for t in token_lists])
     chosen = parse_heads(heads, n_layers, n_heads)

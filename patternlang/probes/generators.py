@@ -138,12 +138,13 @@ def random_vocab_range(vocab: Any, vocab_size: int | None, special_ids: Sequence
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in vocab)):
             raise InputError(f"vocab must be a pair of token ids (lo, hi), got {vocab!r}")
         lo, hi = vocab
+        shown = f"vocab=({show_int(lo)}, {show_int(hi)})"
         if not 0 <= lo < hi:
-            raise InputError(f"vocab=({lo}, {hi}) is empty or negative; it needs 0 <= lo < hi")
+            raise InputError(f"{shown} is empty or negative; it needs 0 <= lo < hi")
         if hi > MAX_TOKEN_ID:
-            raise InputError(f"vocab=({lo}, {hi}) goes past the largest token id, {MAX_TOKEN_ID}")
+            raise InputError(f"{shown} goes past the largest token id, {MAX_TOKEN_ID}")
         if vocab_size is not None and hi > vocab_size:
-            raise InputError(f"vocab=({lo}, {hi}) goes past the model's vocabulary of {vocab_size} tokens")
+            raise InputError(f"{shown} goes past the model's vocabulary of {vocab_size} tokens")
         return lo, hi
     if vocab_size is None:
         raise InputError("repeated_random needs a vocabulary range to draw from",
