@@ -315,6 +315,37 @@ def coerce_prompts(prompts: Any) -> Prompts:
     return Prompts(tokens=tuple(items), name="tokens")
 
 
+def token_id_rows(tokens: Any) -> tuple[list[TokenIds], bool]:
+    """Token ids of one prompt or of several, as checked rows, and whether they were one prompt.
+
+    One prompt: a flat list of integers or a 1-D tensor or array. Several: a list of such
+    lists, or a `[batch, pos]` tensor or array. For `Pattern.matrix(tokens=...)`, where text
+    is not a prompt but a mistake for `str_tokens=`.
+
+    >>> token_id_rows([4, 5]), token_id_rows([[4], [5, 6]])
+    (([(4, 5)], True), ([(4,), (5, 6)], False))
+    """
+    if isinstance(tokens, (str, bytes, bytearray)):
+        raise InputError(f"tokens must be token ids, not {describe_value(tokens)}",
+                         hint="for token texts, pass str_tokens=[...]")
+    if _is_tensor(tokens) or _is_ndarray(tokens):
+        single = (tokens.dim() if _is_tensor(tokens) else tokens.ndim) == 1
+        items = split_prompts(tokens)
+    else:
+        if isinstance(tokens, Mapping) or not hasattr(tokens, "__iter__"):
+            raise InputError(f"tokens must be a list of token ids, not {describe_value(tokens)}")
+        listed = list(islice(tokens, MAX_PROMPTS + 1))
+        single = bool(listed) and all(_is_integer_scalar(value) for value in listed)
+        items = split_prompts(listed)
+    rows = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            raise InputError(f"prompt {index}: token ids must be integers, found the text {_short(item)}",
+                             hint="for token texts, pass str_tokens=[...]")
+        rows.append(as_token_ids(item, index))
+    return rows, single
+
+
 def check_token_ids(token_lists: Sequence[Any], *, d_vocab: int | None = None, n_ctx: int | None = None,
                     vocabulary: str = "the model's", indices: Sequence[int] | None = None) -> None:
     """Check prompts of token ids (tuples or 1-D tensors) against a vocabulary size and a context length.

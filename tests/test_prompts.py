@@ -26,6 +26,7 @@ from patternlang.prompts import (
     describe_value,
     model_limits,
     split_prompts,
+    token_id_rows,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -235,3 +236,15 @@ def test_the_prompt_layer_and_probe_checks_do_not_need_torch():
     result = subprocess.run([sys.executable, "-c", script, str(REPO / "patternlang")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "torch-free" in result.stdout, result.stderr
+
+
+def test_token_id_rows_for_one_prompt_or_several():
+    assert token_id_rows([1, 2]) == ([(1, 2)], True)
+    assert token_id_rows(torch.tensor([1, 2])) == ([(1, 2)], True)
+    assert token_id_rows(np.array([[1, 2], [3, 4]])) == ([(1, 2), (3, 4)], False)
+    assert token_id_rows([[1], (2, 3)]) == ([(1,), (2, 3)], False)
+    for bad, message in [("a b", "not a string"), (["a", "b"], "found the text 'a'"), ([1, 2**70], "64 bits"),
+                         ([[1], []], "prompt 1 is empty"), (None, "not a NoneType"), ([], "no prompts given")]:
+        with pytest.raises(InputError) as caught:
+            token_id_rows(bad)
+        assert message in caught.value.message, (bad, caught.value.message)
