@@ -519,7 +519,7 @@ def test_unusable_prompt_file_paths(path, message):
     ("file", {"path": "missing.txt"}, InputError, "prompt file 'missing.txt' does not exist"),
     ("file", {"path": ""}, InputError, "the prompt file path is empty"),
     ("file", {"path": "/dev/zero"}, InputError, "is a character device"),
-    ("file", {"path": "prompts.csv"}, InputError, "unknown file type '.csv'"),
+    ("file", {"path": "."}, InputError, "is a directory"),
     ("file", {"path": ["a.txt"]}, PatternTypeError, "'path' of probe 'file' must be a string, not a list"),
 ])
 def test_probe_arguments_are_checked_completely_at_check_time(tmp_path, monkeypatch, name, args, error, message):
@@ -530,9 +530,10 @@ def test_probe_arguments_are_checked_completely_at_check_time(tmp_path, monkeypa
     assert message in caught.value.message, caught.value.message
 
 
-def test_a_folder_as_probe_file_path(tmp_path):
-    with pytest.raises(InputError, match="is a directory"):
-        validate_probe_args("file", {"path": str(tmp_path)})
+def test_a_probe_file_of_unknown_type(tmp_path):
+    path = write(tmp_path, "prompts.csv", "a,b\n")
+    with pytest.raises(InputError, match="unknown file type '.csv'"):
+        validate_probe_args("file", {"path": str(path)})
 
 
 def test_absurd_sizes_are_refused_before_allocating():

@@ -47,7 +47,6 @@ def check_prompt_file(path: str | Path) -> Path:
     hint: give the path of a .txt, .jsonl or .json file
     """
     path = _as_path(path)
-    _check_suffix(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -56,6 +55,7 @@ def check_prompt_file(path: str | Path) -> Path:
     except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
         raise InputError(f"cannot read prompt file {_shown(path)}: {_reason(exc)}") from None
     _check_stat(info, path)
+    _check_suffix(path)
     return path
 
 
