@@ -73,6 +73,21 @@ class Prompts:
         if not items:
             raise InputError(f"the prompt set {self.name!r} is empty", hint="give at least one prompt")
 
+    @classmethod
+    def _already_checked(cls, *, texts: tuple[str, ...] | None = None, tokens: tuple[TokenIds, ...] | None = None,
+                         name: str, description: str = "") -> Prompts:
+        """A set built from prompts `check_text` / `as_token_ids` passed, without checking them again.
+
+        For readers and generators in this package that check every prompt as they make
+        it: a million-prompt file is then not checked twice.
+        """
+        prompts = object.__new__(cls)
+        for field, value in (("texts", texts), ("tokens", tokens), ("name", name), ("description", description)):
+            object.__setattr__(prompts, field, value)
+        if (texts is None) == (tokens is None) or not (texts or tokens):
+            raise InputError(f"the prompt set {name!r} is empty", hint="give at least one prompt")
+        return prompts
+
     @property
     def kind(self) -> PromptKind:
         return "text" if self.texts is not None else "tokens"
@@ -148,6 +163,9 @@ def as_token_ids(item: Any, index: int) -> TokenIds:
     patternlang.errors.InputError: error: prompt 4, position 1: token id 1180591620717411303424 does not fit in 64 bits
     hint: token ids are indices into the model's vocabulary
     """
+    if type(item) in (tuple, list):  # the common case first: no tensor or array checks
+        values = tuple(item) if len(item) <= MAX_PROMPT_TOKENS else item[: MAX_PROMPT_TOKENS + 1]
+        return _checked_ints(values, index)
     if _is_tensor(item) or _is_ndarray(item):
         return tuple(as_token_tensor(item, index).tolist())
     if isinstance(item, (str, bytes, bytearray)):
@@ -155,7 +173,10 @@ def as_token_ids(item: Any, index: int) -> TokenIds:
                          hint="give all prompts as text, or all as lists of token ids")
     if isinstance(item, Mapping) or not hasattr(item, "__iter__"):
         raise InputError(f"prompt {index} is {describe_value(item)}, not a list of token ids")
-    values = tuple(islice(item, MAX_PROMPT_TOKENS + 1))
+    return _checked_ints(tuple(islice(item, MAX_PROMPT_TOKENS + 1)), index)
+
+
+def _checked_ints(values: tuple, index: int) -> TokenIds:
     _check_count(len(values), index)
     if not all(type(value) is int for value in values):  # the fast path is plain ints
         values = tuple(_integer(value, index, position) for position, value in enumerate(values))

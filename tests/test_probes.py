@@ -224,9 +224,11 @@ def test_json_file(tmp_path):
     ("p.jsonl", '{"txt": "typo"}\n', r"line 1: an object needs exactly one of the fields"),
     ("p.jsonl", '{"text": "a", "tokens": [1]}\n', r"exactly one of the fields"),
     ("p.jsonl", '{"text": "  "}\n', r"line 1: the prompt is empty"),
-    ("p.jsonl", '{"tokens": []}\n', r"non-empty list of non-negative integers"),
-    ("p.jsonl", '{"tokens": [1, -1]}\n', r"non-negative integers"),
-    ("p.jsonl", '{"tokens": [1, "a"]}\n', r"non-negative integers"),
+    ("p.jsonl", '{"tokens": []}\n', r"line 1 is empty"),
+    ("p.jsonl", '{"tokens": [1, -1]}\n', r"line 1: position 1: token ids cannot be negative, found -1"),
+    ("p.jsonl", '{"tokens": [1, "a"]}\n', r"line 1: position 1: token ids must be integers, found 'a'"),
+    ("p.jsonl", '{"tokens": [1, true]}\n', r"line 1: position 1: token ids must be integers, found True"),
+    ("p.jsonl", '{"tokens": [1, 2.0]}\n', r"line 1: position 1: token ids must be integers, found 2.0"),
     ("p.jsonl", '3\n', r"a string or a list of token ids, not int"),
     ("p.json", '{"text": "x"}', r"must hold a JSON list"),
     ("p.json", '["a", 5]', r"p\.json: item 2: a prompt is a string"),
@@ -461,6 +463,12 @@ def test_the_byte_and_prompt_caps(tmp_path, monkeypatch):
                                                             r"1180591620717411303424 does not fit in 64 bits"),
     ("p.json", b'[[1, 2], [3, 18446744073709551616]]', r"item 2: position 1: token id 18446744073709551616 does not fit"),
     ("p.txt", ("x" * 1_000_001).encode(), r"line 1 has 1,000,001 characters"),
+    ("p.json", b'["a"] ["b"]', r"p\.json:1:7\n(.*\n)*error: not valid JSON: Extra data"),
+    ("p.json", b'["a" "b"]', r"p\.json:1:6\n(.*\n)*error: not valid JSON: Expecting ',' delimiter"),
+    ("p.json", b'\n\n["a",\n oops]', r"p\.json:4:2\n   4 \|  oops\]\n"),
+    ("p.json", b'"one prompt"', r"must hold a JSON list of prompts, not a str"),
+    ("p.json", b'', r"p\.json:1:1\n(.*\n)*error: not valid JSON: Expecting value"),
+    ("p.json", b'["a", 5, ' + b'"x", ' * 1_000_000 + b'oops]', r"p\.json: item 2: a prompt is a string"),  # stops at item 2
 ])
 def test_unreadable_prompt_files(tmp_path, name, data, message):
     with pytest.raises(InputError) as caught:
@@ -572,3 +580,14 @@ def test_the_checker_reports_probe_arguments_before_anything_runs(tmp_path, monk
     with pytest.raises(PatternError) as caught:
         load_pattern(f"attend k where k == 0\n{setting}")
     assert message in str(caught.value)
+
+
+def test_a_long_line_is_shown_clipped_around_the_error(tmp_path):
+    line = '["' + "a" * 5000 + '", oops, "' + "b" * 5000 + '"]'
+    with pytest.raises(InputError) as caught:
+        from_file(write(tmp_path, "p.json", line))
+    shown = str(caught.value)
+    assert "p.json:1:5006" in shown and "error: not valid JSON: Expecting value" in shown
+    source_line, caret = shown.splitlines()[1:3]
+    assert len(source_line) < 140 and source_line.count("a") < 100
+    assert source_line[caret.index("^"):].startswith("oops")  # the caret still points at the mistake

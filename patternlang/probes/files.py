@@ -16,6 +16,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,8 @@ def from_file(path: str | Path) -> Prompts:
     elif file_type == "json":
         entries = _json_entries(source, path)
     else:
-        entries = ((number, line.rstrip("\r")) for number, line in _non_blank_lines(source))
-    return _prompts_from_entries(entries, path, source)
+        entries = ((number, line.rstrip("\r"), line) for number, line in _non_blank_lines(source))
+    return _prompts_from_entries(entries, path)
 
 
 # ---------------------------------------------------------------------------
@@ -164,29 +165,66 @@ def _non_blank_lines(source: str) -> Iterator[tuple[int, str]]:
         position = end + 1
 
 
-def _jsonl_entries(source: str, path: Path) -> Iterator[tuple[int, Any]]:
+def _jsonl_entries(source: str, path: Path) -> Iterator[tuple[int, Any, str | None]]:
     for number, line in _non_blank_lines(source):
         try:
-            yield number, json.loads(line)
+            yield number, json.loads(line), line
         except json.JSONDecodeError as exc:
             raise InputError(f"line {number} is not valid JSON: {exc.msg}",
-                             Location(number, exc.colno, source, str(path))) from None
+                             _line_location(path, number, line, exc.colno)) from None
         except (RecursionError, ValueError) as exc:  # nesting too deep; integers of thousands of digits
             raise InputError(f"line {number} cannot be read as JSON: {_json_limit(exc)}",
-                             Location(number, 1, source, str(path))) from None
+                             _line_location(path, number, line)) from None
 
 
-def _json_entries(source: str, path: Path) -> Iterator[tuple[int, Any]]:
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_entries(source: str, path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """The items of a JSON list one at a time, so that a bad item or one too many stops the reading there.
+
+    A JSON list has no per-item line numbers; items are numbered from 1 instead.
+    """
+    position = _JSON_SPACE.match(source, 0).end()
+    if not source.startswith("[", position):
+        data = _decode(source, position, path)[0]
+        raise InputError(f"{_shown(path)} must hold a JSON list of prompts, not a {type(data).__name__}")
+    position = _JSON_SPACE.match(source, position + 1).end()
+    number = 0
+    if not source.startswith("]", position):
+        while True:
+            value, position = _decode(source, position, path)
+            number += 1
+            yield number, value, None
+            position = _JSON_SPACE.match(source, position).end()
+            if source.startswith(",", position):
+                position = _JSON_SPACE.match(source, position + 1).end()
+            elif source.startswith("]", position):
+                break
+            else:
+                _raise_json_error(source, position, path, "Expecting ',' delimiter")
+    position = _JSON_SPACE.match(source, position + 1).end()
+    if position != len(source):
+        _raise_json_error(source, position, path, "Extra data")
+
+
+def _decode(source: str, position: int, path: Path) -> tuple[Any, int]:
     try:
-        data = json.loads(source)
+        return _DECODER.raw_decode(source, position)
     except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", Location(exc.lineno, exc.colno, source, str(path))) from None
+        _raise_json_error(source, exc.pos, path, exc.msg)
     except (RecursionError, ValueError) as exc:
         raise InputError(f"{_shown(path)} cannot be read as JSON: {_json_limit(exc)}") from None
-    if not isinstance(data, list):
-        raise InputError(f"{_shown(path)} must hold a JSON list of prompts, not a {type(data).__name__}")
-    # A JSON list has no per-item line numbers; items are numbered from 1 instead.
-    return enumerate(data, start=1)
+    raise AssertionError("unreachable")  # _raise_json_error always raises
+
+
+def _raise_json_error(source: str, position: int, path: Path, message: str) -> None:
+    start = source.rfind("\n", 0, position) + 1
+    end = source.find("\n", position)
+    line = source[start:len(source) if end < 0 else end]
+    number = source.count("\n", 0, start) + 1
+    raise InputError(f"not valid JSON: {message}", _line_location(path, number, line, position - start + 1))
 
 
 def _json_limit(exc: BaseException) -> str:
@@ -195,13 +233,45 @@ def _json_limit(exc: BaseException) -> str:
     return str(exc).split(";")[0]
 
 
-def _prompts_from_entries(entries: Iterator[tuple[int, Any]], path: Path, source: str) -> Prompts:
+@dataclass(frozen=True, slots=True)
+class _LineLocation(Location):
+    """A place in a prompt file, carrying its own (clipped) line instead of the whole file's text."""
+
+    line_text: str = ""
+    shown_column: int = 1  # the column within line_text, which may be clipped
+
+    def source_line(self) -> str:
+        return self.line_text
+
+    def render(self) -> str:
+        # Location's own rendering of the clipped line, under a header with the real column.
+        shown = Location(self.line, self.shown_column, "\n" * (self.line - 1) + self.line_text, self.filename)
+        body = shown.render().split("\n", 1)[1:]
+        return "\n".join([f"{self.filename or '<file>'}:{self.line}:{self.column}", *body])
+
+
+def _line_location(path: Path, number: int, line: str, column: int = 1) -> Location:
+    """Where line `number` of a prompt file is wrong; a long line is shown clipped around the column."""
+    line, shown_column = line.rstrip("\r"), column
+    if len(line) > _SHOWN_LINE:
+        left = max(0, min(column - 1 - _SHOWN_LINE // 3, len(line) - _SHOWN_LINE))
+        clipped = line[left:left + _SHOWN_LINE]
+        prefix = "..." if left else ""
+        suffix = "..." if left + _SHOWN_LINE < len(line) else ""
+        shown_column, line = column - left + len(prefix), prefix + clipped + suffix
+    return _LineLocation(number, column, "", str(path), line_text=line, shown_column=shown_column)
+
+
+_SHOWN_LINE = 120
+
+
+def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: Path) -> Prompts:
     texts: list[str] = []
     tokens: list[tuple[int, ...]] = []
     line_of = "item" if PROMPT_FILE_TYPES[path.suffix.lower()] == "json" else "line"
-    for number, value in entries:
+    for number, value, line in entries:
         # Lines have a Location (rendered with the file name and the line); list items do not.
-        where = Location(number, 1, source, str(path)) if line_of == "line" else None
+        where = _line_location(path, number, line) if line is not None else None
         prefix = "" if where is not None else f"{path}: "
         if len(texts) + len(tokens) >= MAX_PROMPTS:
             raise InputError(f"{prefix}{line_of} {number}: the file holds more than {MAX_PROMPTS:,} prompts",
@@ -218,9 +288,6 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any]], path: Path, source
                 raise InputError(f"{prefix}{line_of} {number}: the prompt is empty", where)
             texts.append(_checked(check_text, value, prefix, line_of, number, where))
         elif isinstance(value, list):
-            if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-                raise InputError(f"{prefix}{line_of} {number}: token ids must be a non-empty list of "
-                                 "non-negative integers", where)
             tokens.append(_checked(as_token_ids, value, prefix, line_of, number, where))
         else:
             raise InputError(f"{prefix}{line_of} {number}: a prompt is a string or a list of token ids, "
@@ -231,9 +298,9 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any]], path: Path, source
     if not texts and not tokens:
         raise InputError(f"prompt file {_shown(path)} holds no prompts")
     description = f"prompts read from {path}"
-    if texts:
-        return Prompts(texts=tuple(texts), name=path.name, description=description)
-    return Prompts(tokens=tuple(tokens), name=path.name, description=description)
+    if texts:  # every prompt passed check_text or as_token_ids above
+        return Prompts._already_checked(texts=tuple(texts), name=path.name, description=description)
+    return Prompts._already_checked(tokens=tuple(tokens), name=path.name, description=description)
 
 
 def _checked(check: Any, value: Any, prefix: str, line_of: str, number: int, where: Location | None) -> Any:
