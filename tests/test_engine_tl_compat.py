@@ -129,3 +129,14 @@ def test_tensor_pattern_and_cache_on_the_embedded_model(smollm):
     assert_same_scores(ours, theirs, "abs", 1)
     fresh = detect_head(smollm, prompt, pattern, error_measure="abs", exclude_bos=True)
     assert_same_scores(fresh, theirs, "abs", 1)
+
+
+def test_ids_from_a_tokenizer_larger_than_the_model_are_refused_before_the_forward_pass():
+    from patternlang.engine.batching import tokenize
+
+    small = FakeAttentionModel(n_layers=1, n_heads=2, n_ctx=32, d_vocab=100)  # 'e' is token 3 + 101 = 104
+    for run in (lambda: tokenize(small, ["!#", "e"]), lambda: detect_head(small, "ee", "previous_token_head"),
+                lambda: detect(small, ["!#", "e"], "previous_token_head", progress=False)):
+        with pytest.raises(InputError, match="position 1: token id 104 is outside the model's vocabulary of 100"):
+            run()
+    assert small.forward_calls == 0

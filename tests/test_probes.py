@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_prompts_basics():
     ({"texts": []}, "is empty"),
     ({"texts": "one prompt"}, "texts=\\(text,\\)"),
     ({"texts": ["a", "", "b"]}, "prompt 1 is empty"),
-    ({"texts": ["a", 3]}, "prompt 1 is a int"),
+    ({"texts": ["a", 3]}, r"prompt 1 is an integer \(3\), not text"),
     ({"tokens": [[1], []]}, "prompt 1 is empty"),
     ({"tokens": [[1, -2]]}, "cannot be negative"),
     ({"tokens": [[1, 2.0]]}, "must be integers"),
@@ -223,9 +224,11 @@ def test_json_file(tmp_path):
     ("p.jsonl", '{"txt": "typo"}\n', r"line 1: an object needs exactly one of the fields"),
     ("p.jsonl", '{"text": "a", "tokens": [1]}\n', r"exactly one of the fields"),
     ("p.jsonl", '{"text": "  "}\n', r"line 1: the prompt is empty"),
-    ("p.jsonl", '{"tokens": []}\n', r"non-empty list of non-negative integers"),
-    ("p.jsonl", '{"tokens": [1, -1]}\n', r"non-negative integers"),
-    ("p.jsonl", '{"tokens": [1, "a"]}\n', r"non-negative integers"),
+    ("p.jsonl", '{"tokens": []}\n', r"line 1 is empty"),
+    ("p.jsonl", '{"tokens": [1, -1]}\n', r"line 1: position 1: token ids cannot be negative, found -1"),
+    ("p.jsonl", '{"tokens": [1, "a"]}\n', r"line 1: position 1: token ids must be integers, found 'a'"),
+    ("p.jsonl", '{"tokens": [1, true]}\n', r"line 1: position 1: token ids must be integers, found True"),
+    ("p.jsonl", '{"tokens": [1, 2.0]}\n', r"line 1: position 1: token ids must be integers, found 2.0"),
     ("p.jsonl", '3\n', r"a string or a list of token ids, not int"),
     ("p.json", '{"text": "x"}', r"must hold a JSON list"),
     ("p.json", '["a", 5]', r"p\.json: item 2: a prompt is a string"),
@@ -234,7 +237,7 @@ def test_json_file(tmp_path):
     ("p.jsonl", "", r"holds no prompts"),
     ("p.json", "[]", r"holds no prompts"),
     ("p.csv", "a,b", r"unknown file type '\.csv'"),
-    ("p.txt", b"caf\xe9\n", r"not UTF-8 text \(byte 3\)"),
+    ("p.txt", b"caf\xe9\n", r"not UTF-8 text \(byte 3, line 1\)"),
 ])
 def test_bad_prompt_files(tmp_path, name, text, message):
     with pytest.raises(InputError) as info:
@@ -265,7 +268,9 @@ def test_probe_names_and_definitions():
     ("natural", {"batch": 10}),
     ("file", {"path": "prompts.txt"}),
 ])
-def test_valid_probe_args(name, args):
+def test_valid_probe_args(name, args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # file paths are relative to the working directory
+    write(tmp_path, "prompts.txt", "one\n")
     validate_probe_args(name, args)
 
 
@@ -371,6 +376,218 @@ def test_as_prompts_refuses(value, message):
 
 
 def test_as_prompts_checks_ids_against_the_model(tiny):
-    with pytest.raises(InputError, match="prompt 1: token id 100 is outside the model's vocabulary of 100"):
+    with pytest.raises(InputError, match="prompt 1, position 1: token id 100 is outside the model's vocabulary of 100 tokens"):
         as_prompts([[1, 2], [3, 100]], model=tiny)
     probes.check_token_ids(Prompts(texts=("any text",)), tiny)  # texts are checked when tokenized
+
+
+# ---------------------------------------------------------------------------
+# Prompt files are read with a bound: clear errors in seconds, bounded memory
+
+def finishes_within(seconds: float, function, *args):
+    """Run `function(*args)` in a thread; fail (instead of hanging the suite) if it takes longer."""
+    import threading
+
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{function.__name__} did not finish within {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".json"])
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, suffix):
+    fifo = tmp_path / f"pipe{suffix}"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        finishes_within(10, from_file, fifo)
+
+
+def test_devices_and_directories_are_refused(tmp_path):
+    with pytest.raises(InputError, match="'/dev/zero' is a character device, not a regular file"):
+        finishes_within(10, from_file, "/dev/zero")
+    with pytest.raises(InputError, match="is a directory"):
+        from_file(tmp_path)
+    folder = tmp_path / "looks.json"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        from_file(folder)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".json"])
+def test_a_huge_file_is_refused_before_reading(tmp_path, suffix):
+    huge = tmp_path / f"huge{suffix}"
+    with open(huge, "wb") as handle:
+        handle.truncate(11 * 2**30)  # sparse: 11 GiB that take no room
+    with pytest.raises(InputError) as caught:
+        finishes_within(10, from_file, huge)
+    assert "has 11 GiB, more than the 256 MiB patternlang reads" in caught.value.message
+    assert "split it into files of at most 256 MiB" in caught.value.hint
+
+
+def test_the_byte_and_prompt_caps(tmp_path, monkeypatch):
+    from patternlang.probes import files
+
+    monkeypatch.setattr(files, "MAX_PROMPT_FILE_BYTES", 10)
+    with pytest.raises(InputError, match="has 11 bytes, more than the 10 bytes"):
+        from_file(write(tmp_path, "p.txt", "0123456789\n"))
+    monkeypatch.setattr(files, "MAX_PROMPT_FILE_BYTES", 2**20)
+    monkeypatch.setattr(files, "MAX_PROMPTS", 3)
+    for name, text in [("p.txt", "a\nb\n\nc\nd\n"), ("p.jsonl", '"a"\n"b"\n"c"\n"d"\n'), ("p.json", '["a","b","c","d"]')]:
+        with pytest.raises(InputError) as caught:
+            from_file(write(tmp_path, name, text))
+        assert "the file holds more than 3 prompts" in str(caught.value), name
+        assert "split" in caught.value.hint
+    assert from_file(write(tmp_path, "p.txt", "a\nb\nc\n")).texts == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("p.txt", b"ok\n\x00\x01\x02binary", r"is a binary file, not text \(a NUL byte at byte 3, line 2\)"),
+    ("p.json", b"\x89PNG\r\n\x1a\n\x00\x00", r"is a binary file"),
+    ("p.jsonl", b'"ok"\n"caf\xe9"\n', r"is not UTF-8 text \(byte 9, line 2\)"),
+    ("p.jsonl", b"\xff\xfe\"\x00a\x00\"\x00", r"is a binary file"),  # UTF-16
+    ("p.jsonl", b'"a"\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n", r"line 2 cannot be read as JSON: it is nested too deeply"),
+    ("p.json", b"[" * 100_000 + b"]" * 100_000, r"cannot be read as JSON: it is nested too deeply"),
+    ("p.json", b"[[1, " + b"9" * 5000 + b"]]", r"cannot be read as JSON: Exceeds the limit"),
+    ("p.jsonl", b'{"tokens": [1, 1180591620717411303424]}\n', r"p\.jsonl:1:1\n(.*\n)*error: line 1: position 1: token id "
+                                                            r"1180591620717411303424 does not fit in 64 bits"),
+    ("p.json", b'[[1, 2], [3, 18446744073709551616]]', r"item 2: position 1: token id 18446744073709551616 does not fit"),
+    ("p.txt", ("x" * 1_000_001).encode(), r"line 1 has 1,000,001 characters"),
+    ("p.json", b'["a"] ["b"]', r"p\.json:1:7\n(.*\n)*error: not valid JSON: Extra data"),
+    ("p.json", b'["a" "b"]', r"p\.json:1:6\n(.*\n)*error: not valid JSON: Expecting ',' delimiter"),
+    ("p.json", b'\n\n["a",\n oops]', r"p\.json:4:2\n   4 \|  oops\]\n"),
+    ("p.json", b'"one prompt"', r"must hold a JSON list of prompts, not a str"),
+    ("p.json", b'', r"p\.json:1:1\n(.*\n)*error: not valid JSON: Expecting value"),
+    ("p.json", b'["a", 5, ' + b'"x", ' * 1_000_000 + b'oops]', r"p\.json: item 2: a prompt is a string"),  # stops at item 2
+])
+def test_unreadable_prompt_files(tmp_path, name, data, message):
+    with pytest.raises(InputError) as caught:
+        finishes_within(10, from_file, write(tmp_path, name, data))
+    assert re.search(message, str(caught.value)), str(caught.value)
+
+
+def test_blank_lines_are_skipped_fast_and_lines_keep_their_numbers(tmp_path):
+    text = "\n" * 3 + "  \t\n" + "first\r\n" + "\n" * 2 + "  second  \n"
+    assert from_file(write(tmp_path, "p.txt", text)).texts == ("first", "  second  ")
+    with pytest.raises(InputError, match=r"p\.jsonl:6:\d+"):
+        from_file(write(tmp_path, "p.jsonl", '\n\n"a"\n  \n\n{"text": oops}\n'))
+    many = "\n" * (30 * 2**20) + "last\n"  # 30 MiB of blank lines: no Python loop over them
+    assert finishes_within(10, from_file, write(tmp_path, "blank.txt", many)).texts == ("last",)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_prompt(tmp_path):
+    assert from_file(write(tmp_path, "p.txt", "\ufefffirst\nsecond\n")).texts == ("first", "second")
+
+
+@pytest.mark.parametrize("path, message", [
+    ("", "the prompt file path is empty"),
+    ("bad\x00name.txt", "cannot read prompt file"),
+    ("x" * 5000 + ".txt", "cannot read prompt file"),
+    (3, "must be a string or a Path, not int"),
+])
+def test_unusable_prompt_file_paths(path, message):
+    with pytest.raises(InputError, match=message):
+        from_file(path)
+
+
+# ---------------------------------------------------------------------------
+# Probe arguments: complete checks at check time, without building anything
+
+@pytest.mark.parametrize("name, args, error, message", [
+    ("repeated_random", {"vocab_lo": 10, "vocab_hi": 5}, InputError, "vocab_lo=10 is not below vocab_hi=5"),
+    ("repeated_random", {"vocab_lo": 7, "vocab_hi": 7}, InputError, "vocab_lo=7 is not below vocab_hi=7"),
+    ("repeated_random", {"vocab_lo": -1}, InputError, "'vocab_lo' of probe 'repeated_random' must be at least 0"),
+    ("repeated_random", {"vocab_hi": 0}, InputError, "'vocab_hi' of probe 'repeated_random' must be at least 1"),
+    ("repeated_random", {"vocab_hi": 2**64}, InputError, "must be at most 9223372036854775807"),
+    ("repeated_random", {"length": 10**12}, InputError, "'length' of probe 'repeated_random' must be at most 1048576, "
+                                                        "got 1000000000000"),
+    ("repeated_random", {"length": -5}, InputError, "must be at least 1, got -5"),
+    ("repeated_random", {"repeats": 0}, InputError, "'repeats' of probe 'repeated_random' must be at least 1"),
+    ("repeated_random", {"batch": 0}, InputError, "'batch' of probe 'repeated_random' must be at least 1"),
+    ("repeated_random", {"batch": 10**7}, InputError, "must be at most 1000000"),
+    ("repeated_random", {"length": 600_000, "repeats": 2}, InputError, "1,200,001 tokens long (length x repeats)"),
+    ("repeated_random", {"length": 1000, "batch": 100_000}, InputError, "200,100,000 in all, more than the 16,777,216"),
+    ("repeated_random", {"seed": 2**64}, InputError, "'seed' of probe 'repeated_random' must be at most"),
+    ("repeated_random", {"seed": 10**5000}, InputError, "got <an integer of 16610 bits>"),
+    ("repeated_random", {"seed": 1.5}, PatternTypeError, "must be an integer, not a number (1.5)"),
+    ("repeated_random", {"batch": True}, PatternTypeError, "must be an integer, not a boolean (True)"),
+    ("natural", {"batch": 1000}, InputError, "natural has 61 prompts; cannot take batch=1000"),
+    ("natural", {"batch": "all"}, PatternTypeError, "must be an integer, not a string ('all')"),
+    ("file", {}, InputError, "probe 'file' needs a path, as in file(path=\"prompts.txt\")"),
+    ("file", {"path": "missing.txt"}, InputError, "prompt file 'missing.txt' does not exist"),
+    ("file", {"path": ""}, InputError, "the prompt file path is empty"),
+    ("file", {"path": "/dev/zero"}, InputError, "is a character device"),
+    ("file", {"path": "."}, InputError, "is a directory"),
+    ("file", {"path": ["a.txt"]}, PatternTypeError, "'path' of probe 'file' must be a string, not a list"),
+])
+def test_probe_arguments_are_checked_completely_at_check_time(tmp_path, monkeypatch, name, args, error, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error) as caught:
+        validate_probe_args(name, args)
+    assert type(caught.value) is error
+    assert message in caught.value.message, caught.value.message
+
+
+def test_a_probe_file_of_unknown_type(tmp_path):
+    path = write(tmp_path, "prompts.csv", "a,b\n")
+    with pytest.raises(InputError, match="unknown file type '.csv'"):
+        validate_probe_args("file", {"path": str(path)})
+
+
+def test_absurd_sizes_are_refused_before_allocating():
+    with pytest.raises(InputError, match="must be at most 1048576"):
+        finishes_within(5, lambda: repeated_random(length=10**12, vocab=(0, 10), bos_id=0))
+    with pytest.raises(InputError, match="more than the 16,777,216 a probe may hold"):
+        finishes_within(5, lambda: repeated_random(length=100_000, batch=1000, vocab=(0, 10), bos_id=0))
+    with pytest.raises(InputError, match="goes past the largest token id"):
+        repeated_random(length=2, vocab=(0, 2**64), bos_id=0)
+    with pytest.raises(InputError, match="'bos_id' of repeated_random must be at least 0"):
+        repeated_random(length=2, vocab=(0, 10), bos_id=-1)
+
+
+@pytest.mark.parametrize("args, message", [
+    ("not pairs", "must be a dict or (name, value) pairs"),
+    ([("length",)], "must be (name, value) pairs"),
+    ([("length", 8), ("length", 9)], "'length' is given twice"),
+])
+def test_malformed_argument_lists(args, message):
+    with pytest.raises(InputError) as caught:
+        validate_probe_args("repeated_random", args)
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("probe repeated_random(vocab_lo=10, vocab_hi=5)", "vocab_lo=10 is not below vocab_hi=5"),
+    ("probe file()", "needs a path"),
+    ('probe file(path="missing.txt")', "does not exist"),
+    ("probe repeated_random(length=1000000000000)", "must be at most 1048576"),
+])
+def test_the_checker_reports_probe_arguments_before_anything_runs(tmp_path, monkeypatch, setting, message):
+    from patternlang.errors import PatternError
+    from patternlang.library import load_pattern
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PatternError) as caught:
+        load_pattern(f"attend k where k == 0\n{setting}")
+    assert message in str(caught.value)
+
+
+def test_a_long_line_is_shown_clipped_around_the_error(tmp_path):
+    line = '["' + "a" * 5000 + '", oops, "' + "b" * 5000 + '"]'
+    with pytest.raises(InputError) as caught:
+        from_file(write(tmp_path, "p.json", line))
+    shown = str(caught.value)
+    assert "p.json:1:5006" in shown and "error: not valid JSON: Expecting value" in shown
+    source_line, caret = shown.splitlines()[1:3]
+    assert len(source_line) < 140 and source_line.count("a") < 100
+    assert source_line[caret.index("^"):].startswith("oops")  # the caret still points at the mistake

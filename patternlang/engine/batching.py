@@ -7,7 +7,6 @@ query rows and key columns are masked out by the measures.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError
+from patternlang.prompts import as_token_tensor, check_text, check_token_ids, model_limits, split_prompts
 from patternlang.tokenize import token_texts
 
 MAX_BATCH_ROWS = 128
@@ -42,42 +42,25 @@ def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True) -> li
     """Each prompt as a 1-D long tensor of token ids (CPU), checked against the model.
 
     Strings are tokenized one at a time with `model.to_tokens` (so padding never enters;
-    `prepend_bos=None` keeps the model's default). Token ids (lists, 1-D tensors, the
-    rows of a 2-D tensor) are used exactly as given.
+    `prepend_bos=None` keeps the model's default). Token ids (lists, 1-D tensors or
+    arrays, the rows of a 2-D one) are used exactly as given. Coercion and every check
+    (empty prompts, ids that are not integers, outside the vocabulary, prompts longer than
+    the context) are `patternlang.prompts`'; token ids given as such are checked before
+    any text is tokenized.
 
     >>> [t.tolist() for t in tokenize(model, [[1, 2, 3], "hi"])]   # doctest: +SKIP
     [[1, 2, 3], [1, 6664]]
     """
-    items = _as_items(prompts)
-    if not items:
-        raise InputError("no prompts given", hint="pass at least one string or list of token ids")
-    token_lists = []
-    for index, item in enumerate(items):
-        if isinstance(item, str):
-            token_lists.append(_tokenize_text(model, item, prepend_bos, index))
-        else:
-            token_lists.append(_as_token_ids(item, index))
-    _check_lengths(model, token_lists)
+    items = split_prompts(prompts)
+    d_vocab, n_ctx = model_limits(model)
+    given = {index: as_token_tensor(item, index) for index, item in enumerate(items) if not isinstance(item, str)}
+    check_token_ids(list(given.values()), d_vocab=d_vocab, n_ctx=n_ctx, indices=list(given))
+    token_lists = [given[index] if index in given else
+                   _tokenize_text(model, check_text(item, index), prepend_bos, index)
+                   for index, item in enumerate(items)]
+    # The tokenizer's ids are checked too: a tokenizer with added tokens can outgrow the model's vocabulary.
+    check_token_ids(token_lists, d_vocab=d_vocab, n_ctx=n_ctx)
     return token_lists
-
-
-def _as_items(prompts: Any) -> list:
-    if isinstance(prompts, str):
-        return [prompts]
-    if isinstance(prompts, Tensor):
-        if prompts.dim() == 1:
-            return [prompts]
-        if prompts.dim() == 2:
-            return list(prompts)
-        raise InputError(f"a tensor of prompts must be [batch, pos] or [pos], got shape {tuple(prompts.shape)}")
-    if isinstance(prompts, Sequence) or hasattr(prompts, "__iter__"):
-        items = list(prompts)
-        # A flat list of ints is one prompt of token ids.
-        if items and all(isinstance(x, int) and not isinstance(x, bool) for x in items):
-            return [items]
-        return items
-    raise InputError(f"cannot use {type(prompts).__name__} as prompts",
-                     hint="pass strings, lists of token ids, a [batch, pos] tensor, or a probe")
 
 
 def _tokenize_text(model: Any, text: str, prepend_bos: bool | None, index: int) -> Tensor:
@@ -93,41 +76,6 @@ def _tokenize_text(model: Any, text: str, prepend_bos: bool | None, index: int) 
     return tokens.reshape(-1).to("cpu", torch.long)
 
 
-def _as_token_ids(item: Any, index: int) -> Tensor:
-    if isinstance(item, Tensor):
-        if item.dim() != 1 or item.is_floating_point() or item.is_complex() or item.dtype == torch.bool:
-            raise InputError(f"prompt {index}: a tensor of token ids must be 1-D integers, "
-                             f"got {item.dtype} of shape {tuple(item.shape)}")
-        return item.detach().to("cpu", torch.long)
-    try:
-        values = list(item)
-    except TypeError:
-        raise InputError(f"prompt {index} is a {type(item).__name__}, not text or token ids") from None
-    ids = []
-    for value in values:
-        try:  # ints, numpy integers, 0-d integer tensors; never floats, bools or text
-            if isinstance(value, bool):
-                raise TypeError
-            ids.append(operator.index(value))
-        except TypeError:
-            raise InputError(f"prompt {index}: token ids must be integers, found {value!r}") from None
-    return torch.tensor(ids, dtype=torch.long)
-
-
-def _check_lengths(model: Any, token_lists: list[Tensor]) -> None:
-    cfg = getattr(model, "cfg", None)
-    n_ctx = getattr(cfg, "n_ctx", None)
-    d_vocab = getattr(cfg, "d_vocab", None)
-    for index, tokens in enumerate(token_lists):
-        if tokens.numel() == 0:
-            raise InputError(f"prompt {index} is empty (no tokens)")
-        if n_ctx is not None and tokens.numel() > n_ctx:
-            raise InputError(f"prompt {index} has {tokens.numel()} tokens, more than the model's "
-                             f"context of {n_ctx}", hint="shorten or split the prompt")
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or (isinstance(d_vocab, int) and d_vocab > 0 and high >= d_vocab):
-            bad = low if low < 0 else high
-            raise InputError(f"prompt {index} has token id {bad}, outside the vocabulary (0..{d_vocab - 1 if d_vocab else '?'})")
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int | None, *, bytes_per_prompt=None,

@@ -20,6 +20,7 @@ from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
 from patternlang.heads import parse_heads
 from patternlang.models.facts import model_facts
+from patternlang.prompts import check_token_ids
 
 ErrorMeasure = Literal["abs", "mul"]
 TL_HEAD_NAMES = ("previous_token_head", "duplicate_token_head", "induction_head")
@@ -76,6 +77,7 @@ def detect_head(
         if tokens.numel() < 2 or (facts.n_ctx is not None and tokens.numel() > facts.n_ctx):
             raise InputError(f"prompt {index} has {tokens.numel()} tokens; it must have at least 2 "
                              f"and fit the context of {facts.n_ctx}")
+    check_token_ids(token_lists, d_vocab=facts.d_vocab)  # a tokenizer can outgrow the model
     detector = _detector(detection_pattern, error_measure)
     check_matrix_sizes([detector], [t.numel() for t in token_lists])
     chosen = parse_heads(heads, n_layers, n_heads)
