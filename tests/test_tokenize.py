@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
 from tokenizers import Tokenizer, decoders, models, normalizers
 from transformers import PreTrainedTokenizerFast
 
@@ -54,3 +56,20 @@ def test_characters_split_over_byte_tokens_read_their_text_not_replacement_chara
     # so str compares characters: the copies of "日" match each other, never "本"
     same = compile_rule("attend k where str[k] == str[q] and k < q").matrix(ids, texts, special_ids={0})
     assert same[3, 1:4].tolist() == [1.0, 1.0, 0.0] and not same[4, 1:4].any()
+
+
+@pytest.mark.model
+def test_the_engine_reads_split_characters_by_their_text(embedded_model):
+    from patternlang import detect
+    from patternlang.engine.batching import tokenize
+    from patternlang.engine.detect import split_character_texts
+    from patternlang.engine.detection import resolve_patterns
+
+    text, rule = "日本 日本 🎉 🎉", "attend k where str[k] == str[q] and k < q"
+    ids = tokenize(embedded_model, [text])
+    texts = split_character_texts(embedded_model, [text], ids, resolve_patterns([rule]))[0]
+    assert not any("\ufffd" in t for t in texts) and "日" in texts and " 🎉" in texts
+    matrix = compile_rule(rule).matrix(ids[0].tolist(), texts, special_ids=set(embedded_model.tokenizer.all_special_ids))
+    from_text = detect(embedded_model, [text], [rule], measures="mass", progress=False)
+    from_matrix = detect(embedded_model, [ids[0]], [matrix], measures="mass", progress=False)
+    torch.testing.assert_close(from_text.values["mass"], from_matrix.values["mass"], equal_nan=True)

@@ -96,7 +96,9 @@ def detect(
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
     chosen_heads = parse_heads(heads, n_layers, n_heads)
-    token_lists = tokenize(model, _prompts_of(prompts, model), prepend_bos=prepend_bos)
+    items = _prompts_of(prompts, model)
+    token_lists = tokenize(model, items, prepend_bos=prepend_bos)
+    texts = split_character_texts(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
@@ -104,7 +106,7 @@ def detect(
     values, n_batches = score_tokens(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
-        batch_size=batch_size, device=device, progress=progress,
+        batch_size=batch_size, device=device, progress=progress, texts=texts,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -143,11 +145,14 @@ def score_tokens(
     device: torch.device | str | None = None,
     progress: bool = False,
     attention_source: Callable[[int], Tensor] | None = None,
+    texts: dict[int, list[str]] | None = None,
 ) -> tuple[dict[str, Tensor], int]:
     """The engine's core: checked token lists and detectors in, `{measure: [pattern, layer, head]}` out.
 
     `attention_source(layer)`, when given, supplies the attention of a single batch
-    instead of a forward pass (`detect_head` with a cache).
+    instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
+    prompt i's token texts, position by position (`split_character_texts`); other prompts'
+    tokens read their decoded text.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -170,7 +175,9 @@ def score_tokens(
     layers = sorted(heads)
     for indices in _progress(plan, enabled=progress, total_prompts=len(token_lists)):
         batch = pad_batch(token_lists, indices, padding, input_device)
-        detection = detection_tensors(detectors, batch, strings=strings, special_ids=specials, device=work_device)
+        rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
+        detection = detection_tensors(detectors, batch, strings=strings, texts=rows, special_ids=specials,
+                                      device=work_device)
         accumulator.start_batch(detection, batch.lengths)
         del detection  # the accumulator keeps what it needs; free the rest before the forward pass
         if attention_source is None:
@@ -180,6 +187,38 @@ def score_tokens(
                 for layer in layers:
                     accumulator.add_layer(layer, attention_source(layer))
     return accumulator.result(), len(plan)
+
+
+def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],
+                          detectors: Sequence[Detector]) -> dict[int, list[str]]:
+    """Per-position token texts of the text prompts where a character is split over tokens.
+
+    Decoded token by token, such tokens read U+FFFD; `tokenize.token_texts` reads them from the
+    prompt's text through the tokenizer's offsets instead. Only prompts that need it (and only
+    when a pattern reads token texts) get their own texts; every other token keeps the decoded
+    text, shared by id."""
+    tokenizer = model_facts(model).tokenizer
+    needs_texts = any("texts" in getattr(d.pattern, "needs", ()) for d in detectors)
+    if tokenizer is None or not needs_texts or not hasattr(tokenizer, "convert_ids_to_tokens"):
+        return {}
+    from patternlang.prompts import split_prompts
+    from patternlang.tokenize import REPLACEMENT_CHARACTER, token_texts
+
+    texts: dict[int, list[str]] = {}
+    for index, item in enumerate(split_prompts(items)):
+        if isinstance(item, str):
+            ids = token_lists[index].tolist()
+            decoded = token_texts(tokenizer, ids)
+            if any(REPLACEMENT_CHARACTER in text for text in decoded):
+                texts[index] = token_texts(tokenizer, ids, text=item)
+    return texts
+
+
+def _batch_texts(indices: Sequence[int], token_lists: Sequence[Tensor], texts: dict[int, list[str]],
+                 strings: Any) -> list[list[str]] | None:
+    if strings is None or not any(index in texts for index in indices):
+        return None
+    return [texts[index] if index in texts else strings(token_lists[index].tolist()) for index in indices]
 
 
 class ScoreWarning(UserWarning):

@@ -118,6 +118,7 @@ def detection_tensors(
     batch: Batch,
     *,
     strings: Any = None,
+    texts: Sequence[Sequence[str]] | None = None,
     special_ids: Sequence[int] = (),
     device: torch.device | None = None,
 ) -> Tensor:
@@ -134,7 +135,7 @@ def detection_tensors(
         from patternlang.compiler import BatchFeatures, evaluate_all
 
         features = BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
-                                       strings=strings, special_ids=special_ids)
+                                       strings=strings, texts=texts, special_ids=special_ids)
         patterns = [detectors[i].pattern for i in language]
         if language == list(range(language[0], language[-1] + 1)):
             evaluate_all(patterns, features, out=out[language[0]: language[-1] + 1])
