@@ -11,10 +11,6 @@ from typing import Any
 
 from .errors import (CycleError, ErrorGroup, InputError, ModelLoadError, PatternError, PatternFileError,
                      PatternSyntaxError, PatternTypeError, UnknownNameError)
-from .library import check_files, compile_rule, load_pattern, load_patterns, shipped_names, shipped_patterns
-from .pattern import Pattern
-from .pipeline import build, check_module, compile_pattern
-from .pipeline import parse as parse_source
 from .settings import ProbeSpec, Settings
 from .syntax.parser import parse_module as parse
 from .syntax.parser import parse_rule
@@ -22,9 +18,20 @@ from .syntax.unparse import unparse
 
 __version__ = "0.1.0"
 
-# The engine and the model loaders pull in transformers; import them on first use so that
-# working with patterns alone stays quick.
+# Everything that needs torch (the compiler, the engine) or transformers (the model loaders) is
+# imported on first use, so that `import patternlang` and parsing stay quick.
 _LAZY = {
+    "check_files": ("patternlang.library", "check_files"),
+    "compile_rule": ("patternlang.library", "compile_rule"),
+    "load_pattern": ("patternlang.library", "load_pattern"),
+    "load_patterns": ("patternlang.library", "load_patterns"),
+    "shipped_names": ("patternlang.library", "shipped_names"),
+    "shipped_patterns": ("patternlang.library", "shipped_patterns"),
+    "Pattern": ("patternlang.pattern", "Pattern"),
+    "build": ("patternlang.pipeline", "build"),
+    "check_module": ("patternlang.pipeline", "check_module"),
+    "compile_pattern": ("patternlang.pipeline", "compile_pattern"),
+    "parse_source": ("patternlang.pipeline", "parse"),
     "detect": ("patternlang.engine", "detect"),
     "Scores": ("patternlang.engine", "Scores"),
     "detect_head": ("patternlang.engine", "detect_head"),
@@ -52,3 +59,7 @@ __all__ = [
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | {"__version__"})
