@@ -144,3 +144,35 @@ def test_mul_and_abs_equal_transformerlens_per_prompt(excl, measure):
                 attention[0, h].clone(), detection[0, 0].clone(), exclude_bos=excl.bos,
                 exclude_current_token=excl.current, error_measure=measure)
             assert float(ours[h]) == pytest.approx(expected, abs=1e-6, nan_ok=True)
+
+
+def test_a_target_row_without_counted_attention_scores_zero_not_nan():
+    # One prompt of 3 tokens; head 0 puts all of rows 1 and 2 on BOS, head 1 spreads it evenly.
+    attention = torch.zeros(1, 2, 3, 3)
+    attention[0, 0, :, 0] = 1.0
+    for q in range(3):
+        attention[0, 1, q, : q + 1] = 1.0 / (q + 1)
+    detection = torch.zeros(1, 1, 3, 3)
+    detection[0, 0, 2, 1] = 1.0  # row 2 targets key 1
+    detection[0, 0, 1, 1] = 1.0  # row 1 targets itself
+    scores = engine_scores(attention, detection, [3], Exclusions(bos=True), measures=("mass", "tv", "argmax"))
+    for measure in ("mass", "tv", "argmax"):
+        assert scores[measure][0, 0].item() == 0.0, measure  # nothing counted lands on a target
+        assert torch.isfinite(scores[measure]).all(), measure
+    assert scores["mass"][0, 1].item() == pytest.approx(0.75)  # row 1: 1.0, row 2: 0.5 of the counted keys
+    assert scores["argmax"][0, 1].item() == pytest.approx(1.0)  # ties go to the earliest counted key, a target
+
+
+def test_detect_says_which_scores_are_undefined_and_why():
+    from patternlang import detect
+    from patternlang.engine.detect import ScoreWarning
+    from patternlang.testing import make_hand_set_model
+
+    model = make_hand_set_model()
+    with pytest.warns(ScoreWarning, match=r"attend k where k > q \(mass\): no target rows"):
+        scores = detect(model, [[1, 2, 3]], ["attend k where k > q", "previous_token_head"],
+                        measures=("mass", "mul"), progress=False)
+    assert torch.isnan(scores.get("attend k where k > q", "mass")).all()
+    assert set(scores.settings["undefined"]) == {"attend k where k > q"}
+    with pytest.warns(ScoreWarning, match=r"\(mul\): a prompt where a head has no counted attention"):
+        detect(model, [[1]], ["bos_head"], measures="mul", exclude_bos=True, progress=False)
