@@ -78,6 +78,10 @@ def test_forty_deep_reuse_checks_and_compiles_in_linear_time():
         elapsed = time.perf_counter() - start
     deepest = patterns[-1]
     assert len(list(ast.walk(deepest.expr))) < 60  # 40 combines + the attend rule's few nodes
+    with time_limit(20):  # a second, separately built copy: equal, compared and cached in linear time
+        again = build(reuse_file(40), "pattern", library={})[-1]
+        assert again.expr is not deepest.expr and again.expr == deepest.expr
+        assert again.program is deepest.program
     assert deepest.matrix([1, 2, 1, 2]).tolist()[2] == [0.0, 1.0, 0.0, 0.0]
     print(f"forty-deep reuse file: checked and compiled in {elapsed:.3f} s")
 

@@ -43,8 +43,7 @@ class Node:
             return True
         if type(other) is not type(self) or other._hash != self._hash:
             return False
-        # Children compare by identity first (tuple comparison), so shared sub-DAGs are cheap.
-        return all(getattr(self, n) == getattr(other, n) for n in self._value_fields)
+        return _dag_equal(self, other)
 
     def __ne__(self, other: object) -> bool:
         return not self == other
@@ -62,6 +61,36 @@ class Node:
 
     def replace(self, **changes: Any) -> "Node":
         return dataclasses.replace(self, **changes)
+
+
+def _dag_equal(first: Node, second: Node) -> bool:
+    """Structural equality of two DAGs, each pair of nodes compared once (iteratively).
+
+    Compared as trees, two separately built copies of `p40: p39 | p39` would take 2**40 steps."""
+    compared: set[tuple[int, int]] = set()
+    stack = [(first, second)]
+    while stack:
+        a, b = stack.pop()
+        if a is b or (id(a), id(b)) in compared:
+            continue
+        if type(a) is not type(b) or a._hash != b._hash:
+            return False
+        compared.add((id(a), id(b)))
+        for name in a._value_fields:
+            left, right = getattr(a, name), getattr(b, name)
+            if isinstance(left, Node) or isinstance(right, Node):
+                if not (isinstance(left, Node) and isinstance(right, Node)):
+                    return False
+                stack.append((left, right))
+            elif isinstance(left, tuple) and isinstance(right, tuple) and len(left) == len(right):
+                for x, y in zip(left, right):
+                    if isinstance(x, Node) and isinstance(y, Node):
+                        stack.append((x, y))
+                    elif isinstance(x, Node) or isinstance(y, Node) or x != y:
+                        return False
+            elif left != right:
+                return False
+    return True
 
 
 def node(cls: type) -> type:
