@@ -40,6 +40,15 @@ MALFORMED = [
     ("attend k where k == 99999999999999999999", PatternTypeError, "too large", 21),
     ("1e39 * (attend k)", PatternTypeError, "a weight must be a number from 0", 1),
     ("attend k weight -1", PatternSyntaxError, "unexpected", 17),
+    # A keyword glued to a word or a number is one token, never silently split.
+    ("attend k where k == q orq == k", PatternSyntaxError, "unexpected name 'orq'", 23),
+    ("attend k measuretv", PatternSyntaxError, "unexpected name 'measuretv'", 10),
+    ("attend k where k == q andnot k == 1", PatternSyntaxError, "unexpected name 'andnot'", 23),
+    ("attend k where k == 1or k == q", PatternSyntaxError, "unexpected name 'or'", 22),
+    ("attend k shift +1weight 2", PatternSyntaxError, "unexpected name 'weight'", 18),
+    ("attendk where k == 0", PatternSyntaxError, "unexpected 'where'", 9),
+    ("attend k where notk == q", UnknownNameError, "unknown name 'notk'", 16),
+    ("attend k excludebos", PatternSyntaxError, "unexpected name 'excludebos'", 10),
 ]
 
 
@@ -67,6 +76,28 @@ def test_hints_and_did_you_mean():
     with pytest.raises(PatternSyntaxError) as info:
         compile_rule("attend k where tok[k] = tok[q]")
     assert "'=='" in str(info.value)
+
+
+@pytest.mark.parametrize("rule, hint", [
+    ("attend k where k == q orq == k", "write `or q`"),
+    ("attend k measuretv", "write `measure tv`"),
+    ("attendk where k == 0", "write `attend k`"),
+    ("attend k where k == 1or k == q", "put a space before the keyword 'or'"),
+])
+def test_glued_keywords_say_how_to_separate_them(rule, hint):
+    with pytest.raises(PatternSyntaxError) as info:
+        compile_rule(rule)
+    assert hint in (info.value.hint or "")
+
+
+def test_names_that_begin_with_a_keyword_are_still_names():
+    assert compile_rule("attend k where k == q or k == 0").matrix([1, 2]).tolist() == [[1, 0], [1, 1]]
+    text = "pattern order: attend k where k == 0\npattern notable: order | (attend k where k == q)\n"
+    names = [d.name for d in Checker().check_module(parse_module(text))]
+    assert names == ["order", "notable"]
+    with pytest.raises(PatternSyntaxError) as info:  # no "write `not able`" for a real name
+        Checker().check_module(parse_module("pattern p: notable where\n"))
+    assert "not able" not in str(info.value)
 
 
 def test_every_problem_is_reported_at_once_with_file_line_and_column():

@@ -49,6 +49,7 @@ def _parser() -> Lark:
 def _terminal_text() -> dict[str, str]:
     """Terminal name -> what a user would type ('==' rather than __ANON_3)."""
     names = dict(_TERMINAL_NAMES)
+    names.update({f"_{keyword.upper()}": repr(keyword) for keyword in KEYWORDS})
     for term in _parser().terminals:
         if term.name not in names and term.pattern.type == "str":
             names[term.name] = repr(term.pattern.value)
@@ -189,6 +190,9 @@ def _hint_for(exc: UnexpectedInput, expected: list[str], text: str) -> str | Non
     if str(token) in {"|", "&", "+", "-"} and re.search(r"\battend\b", before):
         return "an `attend` rule reaches to the end of the expression; put it in parentheses " \
                "to combine it: (attend k where ...) | other_pattern"
+    glued = _glued_keyword(token, previous, text, expected)
+    if glued:
+        return glued
     if token.type == "NAME" or (previous and previous[-1].type == "NAME"):
         for word in [str(token)] + [str(t) for t in previous[-1:] if t.type == "NAME"]:
             close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
@@ -196,8 +200,29 @@ def _hint_for(exc: UnexpectedInput, expected: list[str], text: str) -> str | Non
                 return f"did you mean the keyword {close[0]!r} instead of {word!r}?"
     if str(token) == "=":
         return "compare with '=='"
-    if str(token) in KEYWORDS:
+    if str(token) in KEYWORDS and token.type == "NAME":
         return f"{str(token)!r} is a keyword and cannot be used as a name"
+    return None
+
+
+def _glued_keyword(token: Token, previous: list[Token], text: str, expected: list[str]) -> str | None:
+    """A hint for a keyword written against a word or a number: `orq`, `measuretv`, `1or`."""
+    # The unexpected word, where the keyword it starts with could stand; or the word before it
+    # when what follows the keyword is a one-letter name (`attendk where`), so that a real name
+    # such as `notable_head` is not taken apart.
+    candidates = []
+    if token.type == "NAME":
+        candidates += [(str(token), lambda keyword, rest: repr(keyword) in expected)]
+    if previous and previous[-1].type == "NAME":
+        candidates += [(str(previous[-1]), lambda keyword, rest: len(rest) == 1)]
+    for word, plausible in candidates:
+        for keyword in sorted(KEYWORDS, key=len, reverse=True):
+            rest = word[len(keyword):]
+            if word.startswith(keyword) and re.fullmatch(r"[A-Za-z_]\w*", rest) and plausible(keyword, rest):
+                return f"a keyword stands alone: write `{keyword} {rest}` if you meant the keyword {keyword!r}"
+    start = token.start_pos
+    if str(token) in KEYWORDS and start and text[start - 1].isalnum():
+        return f"put a space before the keyword {str(token)!r}"
     return None
 
 
