@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from patternlang import compile_rule
@@ -32,6 +34,11 @@ MALFORMED = [
     ("attend k where tok[k]", PatternTypeError, "must be true or false", 16),
     ('attend k where startswith(str[k], str[q])', PatternTypeError, "must be a string written in the rule", 35),
     ('attend k where matches(str[k], "(")', PatternTypeError, "bad regular expression", 32),
+    ('attend k where matches(str[k], "a(?=b)")', PatternTypeError, "lookahead `(?=...)` is not supported", 32),
+    ('attend k where matches(str[k], "(?<!a)b")', PatternTypeError, "lookbehind `(?<!...)` is not supported", 32),
+    ('attend k where matches(str[k], "(a)\\1")', PatternTypeError, "backreference `\\1` is not supported", 32),
+    ('attend k where matches(str[k], "a++")', PatternTypeError, "possessive quantifier", 32),
+    ('attend k where matches(str[k], "a{5000}")', PatternTypeError, "at most 1000 times", 32),
     ("attend k where lower(str[k], str[q]) == str[q]", PatternTypeError, "takes 1 argument", 16),
     ("attend k measure mas", UnknownNameError, "unknown measure 'mas'", 18),
     ("attend k exclude boss", UnknownNameError, "cannot exclude 'boss'", 18),
@@ -114,6 +121,26 @@ def test_every_problem_is_reported_at_once_with_file_line_and_column():
     assert len(errors) == 3
     assert {(e.location.line, e.location.column) for e in errors} == {(2, 27), (4, 5), (5, 13)}
     assert "heads.pattern:2:27" in str(info.value)
+
+
+def test_regular_expressions_run_in_linear_time():
+    # Python's backtracking `re` takes hours on these; RE2 answers at once.
+    rule = 'attend k where matches(str[k], "(a+)+$") or matches(str[k], "^(=+)+$") or matches(str[k], "(x|x)*y")'
+    tokens = ["=" * 81 + "!", "-" * 64, "a" * 80 + "b", "#" * 81, "x" * 5000, "=" * 64]
+    started = time.perf_counter()
+    matrix = compile_rule(rule).matrix(str_tokens=tokens)
+    assert time.perf_counter() - started < 2
+    assert matrix[:, 5].tolist() == [0, 0, 0, 0, 0, 1]  # only the all-`=` token matches
+
+
+def test_regex_errors_name_the_engine_and_stay_quiet():
+    with pytest.raises(PatternTypeError) as info:
+        compile_rule('attend k where matches(str[k], "(?P<x>a)(?P=x)")')
+    assert "named backreference" in info.value.message and "RE2" in info.value.message
+    with pytest.raises(PatternTypeError, match="not valid text"):  # an undecodable argv byte
+        compile_rule('attend k where matches(str[k], "\udcff")')
+    # A token text that is not valid UTF-8 must not break the search either.
+    assert compile_rule('attend k where matches(str[k], "b")').matrix(str_tokens=["\udcffb"]).tolist() == [[1]]
 
 
 def test_cycles_are_errors():
