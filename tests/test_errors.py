@@ -7,8 +7,8 @@ import time
 import pytest
 
 from patternlang import compile_rule
-from patternlang.errors import (CycleError, ErrorGroup, PatternError, PatternSyntaxError, PatternTypeError,
-                                UnknownNameError)
+from patternlang.errors import (CycleError, ErrorGroup, Location, PatternError, PatternSyntaxError,
+                                PatternTypeError, UnknownNameError)
 from patternlang.syntax.parser import parse_module
 from patternlang.syntax.checker import Checker
 
@@ -141,6 +141,33 @@ def test_regex_errors_name_the_engine_and_stay_quiet():
         compile_rule('attend k where matches(str[k], "\udcff")')
     # A token text that is not valid UTF-8 must not break the search either.
     assert compile_rule('attend k where matches(str[k], "b")').matrix(str_tokens=["\udcffb"]).tolist() == [[1]]
+
+
+def test_very_long_source_lines_are_clipped_around_the_caret():
+    rule = "attend k where " + " or ".join(["k == q"] * 2_000) + " orr"  # 16,000 characters
+    with pytest.raises(PatternSyntaxError) as info:
+        compile_rule(rule)
+    shown, caret = str(info.value).splitlines()[1:3]
+    assert len(shown) < 200 and shown.startswith("   1 | …") and shown.endswith("orr")
+    assert caret.index("^") == shown.index("orr") and caret.count("^") == 3
+    # A long name in the middle of a line: a window on both sides, and a clipped message.
+    rule = "(attend k) | " + "y" * 100_000 + " | (attend k)"
+    with pytest.raises(UnknownNameError) as info:
+        compile_rule(rule)
+    rendered = str(info.value)
+    assert len(rendered) < 1_500 and "characters left out" in rendered
+    shown, caret = rendered.splitlines()[1:3]
+    assert shown.endswith("…") and 0 < caret.count("^") < 130
+
+
+def test_the_shown_line_is_the_line_the_parser_counted():
+    # A form feed or U+2028 is not a line break for the parser, so it must not be one here.
+    text = "pattern a: attend k\x0c where k == 0  # a\u2028b\npattern b: attend k where tok[k] < tok[q]\n"
+    with pytest.raises(PatternTypeError) as info:
+        Checker().check_module(parse_module(text))
+    shown, caret = str(info.value).splitlines()[1:3]
+    assert "tok[k] < tok[q]" in shown and shown[caret.index("^")] == "<"
+    assert Location(1, 3, "a\tb c").render().splitlines()[1].endswith("a b c")  # a tab keeps the caret
 
 
 def test_cycles_are_errors():
