@@ -11,6 +11,7 @@ field, rule errors inside the `rule:` value (folded and literal blocks included)
 
 from __future__ import annotations
 
+import difflib
 from typing import Literal
 
 import yaml
@@ -45,27 +46,147 @@ class _RuleFile(BaseModel):
     patterns: list[_RuleEntry] = Field(min_length=1)
 
 
-def _yaml_module(text: str, filename: str) -> ast.Module:
+# Bounds that keep a hostile file from hanging or exhausting memory. A rule file needs four levels
+# (patterns -> list -> entry -> probe); aliases (`*name`) are counted as often as they are used,
+# so an alias bomb ("billion laughs") is refused before anything is built from it.
+MAX_YAML_CHARS = 250_000
+MAX_YAML_DEPTH = 32
+MAX_YAML_VALUES = 200_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _YamlProblem(yaml.YAMLError):
+    """A problem found while reading the YAML, with the mark it is at and a hint."""
+
+    def __init__(self, message: str, mark, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.mark, self.hint = message, mark, hint
+
+
+class _RuleFileLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that counts nesting while composing and refuses duplicate keys while
+    constructing mappings (plain PyYAML keeps the last of two equal keys, silently)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self._depth = 0
+        self.root: yaml.Node | None = None
+
+    def compose_node(self, parent, index):
+        # PyYAML composes recursively: refuse deep nesting before Python's stack runs out.
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlProblem(f"the YAML is nested too deeply (more than {MAX_YAML_DEPTH} levels)",
+                                   self.peek_event().start_mark,
+                                   hint="a rule file is a list of flat entries under `patterns:`")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if earlier is not key_node:
+                    raise _YamlProblem(*_duplicate_key(key, earlier, key_node, node is self.root))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _duplicate_key(key, earlier, again, at_top: bool) -> tuple:
+    line = earlier.start_mark.line + 1
+    if at_top and key == "patterns":
+        return (f"a second `patterns:` key (the first is on line {line})", again.start_mark,
+                "put every entry in one `patterns:` list: YAML would keep only the last one")
+    where = "at the top level" if at_top else "in this entry"
+    return (f"the key {key!r} is given twice {where} (first on line {line})", again.start_mark,
+            "keep one of them: YAML would silently keep only the last")
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Refuse documents whose aliases expand to too much, or refer to themselves."""
+    values, chars = 0, 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        values += 1
+        if isinstance(node, yaml.ScalarNode):
+            chars += len(node.value)
+        if values > MAX_YAML_VALUES or chars > MAX_YAML_CHARS:
+            raise _YamlProblem(f"the YAML expands to more than {MAX_YAML_VALUES} values or {MAX_YAML_CHARS} "
+                               "characters", node.start_mark,
+                               hint="aliases (`*name`) repeat what their anchor holds: use fewer of them")
+        if depth > MAX_YAML_DEPTH:
+            raise _YamlProblem(f"the YAML is nested too deeply (more than {MAX_YAML_DEPTH} levels)",
+                               node.start_mark, hint="an alias (`*name`) inside its own anchor never ends")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((part, depth + 1) for pair in node.value for part in pair)
+
+
+def _read_yaml(text: str, filename: str) -> tuple[object, yaml.Node | None]:
+    """The data of a YAML rule file and its node tree (for lines and columns), both from one pass."""
+
+    def at(mark) -> Location:
+        return Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
+
+    if len(text) > MAX_YAML_CHARS:
+        raise PatternFileError(f"the file is too long ({len(text)} characters, at most {MAX_YAML_CHARS})",
+                               Location(1, 1, text, filename), hint="split it into several rule files")
+    loader = None
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        loader = _RuleFileLoader(text)  # its reader already refuses control characters
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_expanded_size(root)
+        loader.root = root
+        return loader.construct_document(root), root
+    except _YamlProblem as problem:
+        raise PatternFileError(problem.message, at(problem.mark), problem.hint) from None
+    except yaml.MarkedYAMLError as exc:
+        raise PatternFileError(f"not valid YAML: {exc.problem}", at(exc.problem_mark or exc.context_mark)) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise PatternFileError(f"not valid YAML: the character {what} is not allowed ({exc.reason})",
+                               Location(line, column, text, filename)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
-        raise PatternFileError(f"not valid YAML: {getattr(exc, 'problem', exc)}", loc) from None
+        raise PatternFileError(f"not valid YAML: {exc}", Location(1, 1, text, filename)) from None
+    except RecursionError:  # a safety net: the depth count above should make this unreachable
+        raise PatternFileError("the YAML is nested too deeply", Location(1, 1, text, filename)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _yaml_module(text: str, filename: str) -> ast.Module:
+    data, root = _read_yaml(text, filename)
+    if data is None:
+        raise PatternFileError("the file holds no rules: a YAML rule file is a `patterns:` list of entries "
+                               "with `name` and `rule`", Location(1, 1, text, filename))
     if isinstance(data, list):  # a bare list of rules is accepted too
         data, root = {"patterns": data}, yaml.MappingNode("tag:yaml.org,2002:map", [
             (yaml.ScalarNode("tag:yaml.org,2002:str", "patterns"), root)])
+    if not isinstance(data, dict):
+        mark = root.start_mark if root is not None else None
+        raise PatternFileError(f"a YAML rule file is a mapping with a `patterns:` list (or a bare list of "
+                               f"entries), not a {type(data).__name__}",
+                               Location(mark.line + 1, mark.column + 1, text, filename) if mark else None)
     try:
         parsed = _RuleFile.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for problem in exc.errors():
-            field_path = ".".join(str(part) for part in problem["loc"])
-            node = _yaml_node(root, problem["loc"])
-            mark = node.start_mark if node is not None and node.start_mark else None
-            loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
-            errors.append(PatternFileError(f"{field_path}: {problem['msg']}", loc))
+        errors = _schema_errors(exc, root, text, filename)
         raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)) from None
 
     definitions = []
@@ -131,6 +252,54 @@ class _YamlPlace:
             first = offsets[min(max(index, 0), len(offsets) - 1)]
             return self._location(first, first + max((end or column + 1) - column, 1))
         return place
+
+
+def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list[PatternError]:
+    """pydantic's problems as errors at their field, with a did-you-mean for a misspelt field name."""
+    problems = exc.errors()
+    # A misspelt field is both an unknown field and a missing one: report it once, as the former.
+    suggested = {}
+    for problem in problems:
+        if problem["type"] == "extra_forbidden":
+            *parent, field = problem["loc"]
+            close = _closest_field(str(field), _model_at(parent))
+            if close:
+                suggested[(*parent, close)] = field
+    errors = []
+    for problem in problems:
+        path = problem["loc"]
+        if problem["type"] == "missing" and path in suggested:
+            continue
+        hint = None
+        node = _yaml_node(root, path)
+        if problem["type"] == "extra_forbidden":
+            *parent, field = path
+            fields = list(_model_at(parent).model_fields)
+            close = _closest_field(str(field), _model_at(parent))
+            hint = f"did you mean {close!r}?" if close else "the fields are " + ", ".join(fields)
+            node = _yaml_key_node(root, path) or node
+        mark = node.start_mark if node is not None and node.start_mark else None
+        loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
+        field_path = ".".join(str(part) for part in path)
+        errors.append(PatternFileError(f"{field_path}: {problem['msg']}", loc, hint))
+    return errors
+
+
+def _model_at(parent_path) -> type[BaseModel]:
+    return _RuleFile if not parent_path else _RuleEntry
+
+
+def _closest_field(word: str, model: type[BaseModel]) -> str | None:
+    close = difflib.get_close_matches(word, list(model.model_fields), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _yaml_key_node(root, path) -> yaml.Node | None:
+    """The key node of the last part of `path` (where an unknown field is written)."""
+    parent = _yaml_node(root, path[:-1]) if path[:-1] else root
+    if isinstance(parent, yaml.MappingNode):
+        return next((key for key, _ in parent.value if key.value == path[-1]), None)
+    return None
 
 
 def _value_offsets(value: str, text: str, start: int, end: int) -> list[int]:
