@@ -56,6 +56,7 @@ MALFORMED = [
     ("attendk where k == 0", PatternSyntaxError, "unexpected 'where'", 9),
     ("attend k where notk == q", UnknownNameError, "unknown name 'notk'", 16),
     ("attend k excludebos", PatternSyntaxError, "unexpected name 'excludebos'", 10),
+    ('attend k where str[k] == """abc', PatternSyntaxError, "triple-quoted string is not closed", 26),
 ]
 
 
@@ -168,6 +169,16 @@ def test_the_shown_line_is_the_line_the_parser_counted():
     shown, caret = str(info.value).splitlines()[1:3]
     assert "tok[k] < tok[q]" in shown and shown[caret.index("^")] == "<"
     assert Location(1, 3, "a\tb c").render().splitlines()[1].endswith("a b c")  # a tab keeps the caret
+
+
+def test_a_byte_order_mark_is_read_as_a_space():
+    module = parse_module("\ufeffpattern a: attend k where k == 0\n")
+    assert module.definitions[0].name == "a"
+    with pytest.raises(PatternTypeError) as info:
+        Checker().check_module(parse_module("\ufeffpattern a: attend k where tok[k] < tok[q]\n"))
+    assert info.value.location.column == 35  # the mark counts as a column, as in the user's editor
+    shown, caret = str(info.value).splitlines()[1:3]
+    assert shown[caret.index("^")] == "<"
 
 
 def test_cycles_are_errors():

@@ -89,6 +89,8 @@ def parse_probe(text: str) -> tuple[str, tuple[tuple[str, int | float | str], ..
 
 
 def _parse(text: str, start: str, place: Place) -> Tree:
+    if text.startswith("\ufeff"):  # a byte-order mark some editors write: a space keeps the columns
+        text = " " + text[1:]
     if len(text) > MAX_SOURCE_CHARS:
         raise PatternSyntaxError(f"the text is too long ({len(text)} characters, at most {MAX_SOURCE_CHARS})",
                                  place(1, 1, None))
@@ -126,6 +128,12 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         lines = text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
+    opening = _unclosed_triple_quote(text)
+    if opening is not None and _error_offset(exc, text) >= opening:
+        at_line = text.count("\n", 0, opening) + 1
+        at_column = opening - (text.rfind("\n", 0, opening) + 1) + 1
+        return PatternSyntaxError('this triple-quoted string is not closed', place(at_line, at_column, at_column + 3),
+                                  hint='end it with """')
     loc = place(line, column, None)
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
@@ -146,6 +154,23 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
     if expected:
         message += "; expected " + _join(expected)
     return PatternSyntaxError(message, loc, _hint_for(exc, expected, text))
+
+
+def _unclosed_triple_quote(text: str) -> int | None:
+    """Where a triple-quoted string opens that is never closed (Lark reads its quotes as `""` and `"`)."""
+    opening, start = None, 0
+    while (found := text.find('"""', start)) >= 0:
+        opening = found if opening is None else None
+        start = found + 3
+    return opening
+
+
+def _error_offset(exc: UnexpectedInput, text: str) -> int:
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END" and exc.token.start_pos is not None:
+        return exc.token.start_pos
+    if isinstance(exc, UnexpectedCharacters):
+        return exc.pos_in_stream
+    return len(text)
 
 
 def _expected_terminals(exc: UnexpectedInput) -> set[str]:
