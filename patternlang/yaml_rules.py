@@ -15,13 +15,13 @@ import difflib
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ErrorGroup, Location, PatternError, PatternFileError
 from .settings import MEASURES
 from .syntax import ast
 from .syntax.checker import CheckedDefinition, Checker
-from .syntax.parser import parse_rule
+from .syntax.parser import KEYWORDS, parse_rule
 
 
 class _ProbeEntry(BaseModel):
@@ -39,6 +39,15 @@ class _RuleEntry(BaseModel):
     exclude_current: bool = False
     probe: str | _ProbeEntry | None = None
     normalize: bool = False
+
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_keyword(cls, name: str) -> str:
+        # As in `.pattern` files: a pattern named `where` could never be referred to.
+        if name in KEYWORDS:
+            raise ValueError(f"{name!r} is a keyword and cannot name a pattern")
+        return name
 
 
 class _RuleFile(BaseModel):
@@ -112,25 +121,44 @@ def _duplicate_key(key, earlier, again, at_top: bool) -> tuple:
 
 
 def _check_expanded_size(root: yaml.Node) -> None:
-    """Refuse documents whose aliases expand to too much, or refer to themselves."""
-    values, chars = 0, 0
-    stack = [(root, 1)]
+    """Refuse documents whose aliases expand to too much, or refer to themselves. Each distinct
+    node is visited once (sizes are added up bottom-up), so an alias bomb costs no more to check
+    than it takes to write."""
+    sizes: dict[int, tuple[int, int, int]] = {}  # id(node) -> values, characters, depth, expanded
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
-        node, depth = stack.pop()
-        values += 1
-        if isinstance(node, yaml.ScalarNode):
-            chars += len(node.value)
-        if values > MAX_YAML_VALUES or chars > MAX_YAML_CHARS:
-            raise _YamlProblem(f"the YAML expands to more than {MAX_YAML_VALUES} values or {MAX_YAML_CHARS} "
-                               "characters", node.start_mark,
-                               hint="aliases (`*name`) repeat what their anchor holds: use fewer of them")
-        if depth > MAX_YAML_DEPTH:
-            raise _YamlProblem(f"the YAML is nested too deeply (more than {MAX_YAML_DEPTH} levels)",
-                               node.start_mark, hint="an alias (`*name`) inside its own anchor never ends")
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend((part, depth + 1) for pair in node.value for part in pair)
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            on_path.discard(key)
+            values = 1 + sum(sizes[id(child)][0] for child in children)
+            chars = (len(node.value) if isinstance(node, yaml.ScalarNode) else 0) + sum(
+                sizes[id(child)][1] for child in children)
+            depth = 1 + max((sizes[id(child)][2] for child in children), default=0)
+            if values > MAX_YAML_VALUES or chars > MAX_YAML_CHARS:
+                raise _YamlProblem(f"the YAML expands to more than {MAX_YAML_VALUES} values or {MAX_YAML_CHARS} "
+                                   "characters", node.start_mark,
+                                   hint="aliases (`*name`) repeat what their anchor holds: use fewer of them")
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlProblem(f"the YAML is nested too deeply (more than {MAX_YAML_DEPTH} levels)",
+                                   node.start_mark, hint="aliases (`*name`) nest their anchor where they stand")
+            sizes[key] = (values, chars, depth)
+        elif key in on_path:  # a node inside itself, through an alias
+            raise _YamlProblem("an alias (`*name`) refers to its own anchor, which never ends", node.start_mark)
+        elif key not in sizes:
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _read_yaml(text: str, filename: str) -> tuple[object, yaml.Node | None]:
