@@ -58,7 +58,7 @@ class _RuleFile(BaseModel):
 # Bounds that keep a hostile file from hanging or exhausting memory. A rule file needs four levels
 # (patterns -> list -> entry -> probe); aliases (`*name`) are counted as often as they are used,
 # so an alias bomb ("billion laughs") is refused before anything is built from it.
-MAX_YAML_CHARS = 250_000
+MAX_YAML_CHARS = 500_000
 MAX_YAML_DEPTH = 32
 MAX_YAML_VALUES = 200_000
 

@@ -26,7 +26,7 @@ import torch
 
 from patternlang import PatternError, check_files, load_pattern, load_patterns, shipped_patterns
 from patternlang.cli import main
-from patternlang.syntax.parser import KEYWORDS
+from patternlang.syntax.parser import KEYWORDS, parse_probe
 
 TIME_LIMIT_S = 5.0
 CORPUS = Path(__file__).parent / "corpus"
@@ -120,6 +120,11 @@ def _cli(argv: list[str]) -> str:
 
 def rule_load_pattern(rule: str) -> str:
     return _api(lambda: _evaluate([load_pattern(rule)]))
+
+
+def rule_parse_probe(text: str) -> str:
+    """What `--probe` takes is read by the same grammar (start symbol `probe_spec`)."""
+    return _api(lambda: parse_probe(text))
 
 
 def rule_cli_compile(rule: str) -> str:
@@ -533,7 +538,8 @@ def expectation(data: bytes) -> tuple[str | None, str | None]:
 
 FAMILIES = [
     Family("rules", generate_rule,
-           (EntryPoint("load_pattern", rule_load_pattern), EntryPoint("cli compile", rule_cli_compile, every=50)),
+           (EntryPoint("load_pattern", rule_load_pattern), EntryPoint("parse_probe", rule_parse_probe, every=5),
+            EntryPoint("cli compile", rule_cli_compile, every=50)),
            count=5_500, prepare=lambda text, workdir: _strip_header(text) if isinstance(text, str) else text,
            corpus_glob="rules/*.rule"),
     Family("pattern_files", generate_pattern_file,

@@ -16,7 +16,8 @@ from . import ast
 
 # Deeper trees than this are refused before they reach recursive code.
 MAX_DEPTH = 150
-MAX_SOURCE_CHARS = 250_000  # Lark reads about 50,000 characters a second on a slow machine
+# Room for a file of 10,000 short definitions; Lark reads some 100,000 characters a second.
+MAX_SOURCE_CHARS = 500_000
 
 KEYWORDS = ("pattern", "attend", "where", "shift", "weight", "and", "or", "not",
             "measure", "exclude", "probe", "normalize")
