@@ -79,7 +79,8 @@ def _evaluate(patterns) -> None:
             raise AssertionError(f"pattern {pattern.name!r} gives a non-finite detection matrix")
 
 
-def _api(call: Callable[[], object]) -> str:
+def api_outcome(call: Callable[[], object]) -> str:
+    """"result" if `call()` returns, "error" for a clear `PatternError`; anything else propagates."""
     try:
         call()
     except PatternError as error:
@@ -111,7 +112,8 @@ def clear_cli_outcome(code: int, out: str, err: str) -> bool:
     return code == 0 or bool((err + out).strip())  # usage: the help may go to stdout
 
 
-def _cli(argv: list[str]) -> str:
+def cli_outcome(argv: list[str]) -> str:
+    """"result" for exit 0, "error" for a clear exit 1 or 2; anything else fails."""
     code, out, err = run_cli(argv)
     if not clear_cli_outcome(code, out, err):
         raise AssertionError(f"exit code {code}, stderr: {err[-2000:]!r}")
@@ -119,36 +121,36 @@ def _cli(argv: list[str]) -> str:
 
 
 def rule_load_pattern(rule: str) -> str:
-    return _api(lambda: _evaluate([load_pattern(rule)]))
+    return api_outcome(lambda: _evaluate([load_pattern(rule)]))
 
 
 def rule_parse_probe(text: str) -> str:
     """What `--probe` takes is read by the same grammar (start symbol `probe_spec`)."""
-    return _api(lambda: parse_probe(text))
+    return api_outcome(lambda: parse_probe(text))
 
 
 def rule_cli_compile(rule: str) -> str:
-    return _cli(["compile", rule, "--tokens", "a b a ="])
+    return cli_outcome(["compile", rule, "--tokens", "a b a ="])
 
 
 def file_load_patterns(path: Path) -> str:
-    return _api(lambda: _evaluate(load_patterns(path)))
+    return api_outcome(lambda: _evaluate(load_patterns(path)))
 
 
 def file_check_files(path: Path) -> str:
-    return _api(lambda: check_files([path]))
+    return api_outcome(lambda: check_files([path]))
 
 
 def file_cli_check(path: Path) -> str:
-    return _cli(["check", str(path)])
+    return cli_outcome(["check", str(path)])
 
 
 def file_cli_compile(path: Path) -> str:
-    return _cli(["compile", str(path), "--tokens", "x y x", "--json"])
+    return cli_outcome(["compile", str(path), "--tokens", "x y x", "--json"])
 
 
 def cli_main(argv: list[str]) -> str:
-    return _cli(argv)
+    return cli_outcome(argv)
 
 
 @dataclass(frozen=True)
@@ -536,6 +538,9 @@ def expectation(data: bytes) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
+# A new family is one line here, e.g. for prompt files:
+#   Family("prompt_files", generate_prompt_file, (EntryPoint("from_file", lambda path: api_outcome(
+#          lambda: from_file(path))),), count=1_000, prepare=_write_file(".txt"), corpus_glob="prompt_files/*")
 FAMILIES = [
     Family("rules", generate_rule,
            (EntryPoint("load_pattern", rule_load_pattern), EntryPoint("parse_probe", rule_parse_probe, every=5),
