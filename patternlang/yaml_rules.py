@@ -293,13 +293,16 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
             close = _closest_field(str(field), _model_at(parent))
             if close:
                 suggested[(*parent, close)] = field
-    errors = []
+    errors, seen = [], set()
     for problem in problems:
-        path = problem["loc"]
-        if problem["type"] == "missing" and path in suggested:
+        path, message = _without_union_branch(problem["loc"], problem["msg"])
+        if (problem["type"] == "missing" and path in suggested) or path is None or (path, message) in seen:
             continue
+        seen.add((path, message))
         hint = None
-        node = _yaml_node(root, path)
+        # A missing field is pointed at the entry that lacks it.
+        node = next((found for cut in range(len(path), -1, -1)
+                     if (found := _yaml_node(root, path[:cut])) is not None), None)
         if problem["type"] == "extra_forbidden":
             *parent, field = path
             fields = list(_model_at(parent).model_fields)
@@ -309,8 +312,22 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
         mark = node.start_mark if node is not None and node.start_mark else None
         loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
         field_path = ".".join(str(part) for part in path)
-        errors.append(PatternFileError(f"{field_path}: {problem['msg']}", loc, hint))
+        errors.append(PatternFileError(f"{field_path}: {message}", loc, hint))
     return errors
+
+
+def _without_union_branch(path: tuple, message: str) -> tuple[tuple | None, str]:
+    """`probe` is a name or a mapping: pydantic reports a problem once per branch, named after
+    internal classes (`probe.str`, `probe._ProbeEntry`). Say it once, in the user's words."""
+    if "probe" not in path[:-1] or path[path.index("probe") + 1] not in ("str", "_ProbeEntry"):
+        return path, message
+    at = path.index("probe")
+    branch, rest = path[at + 1], path[at + 2:]
+    if rest:  # a problem inside the mapping (a missing `name`, a key that is not text)
+        return path[:at + 1] + rest, message
+    if branch == "str":
+        return None, message  # reported once, by the other branch
+    return path[:at + 1], "a probe is a name (`probe: natural`) or a mapping with `name` and its arguments"
 
 
 def _model_at(parent_path) -> type[BaseModel]:
@@ -326,7 +343,7 @@ def _yaml_key_node(root, path) -> yaml.Node | None:
     """The key node of the last part of `path` (where an unknown field is written)."""
     parent = _yaml_node(root, path[:-1]) if path[:-1] else root
     if isinstance(parent, yaml.MappingNode):
-        return next((key for key, _ in parent.value if key.value == path[-1]), None)
+        return next((key for key, _ in parent.value if key.value in (path[-1], str(path[-1]))), None)
     return None
 
 
@@ -363,8 +380,8 @@ def _yaml_settings(entry: _RuleEntry, at: _YamlPlace) -> tuple[ast.Setting, ...]
 def _yaml_node(root, path) -> yaml.Node | None:
     node = root
     for part in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((value for key, value in node.value if key.value == part), None)
+        if isinstance(node, yaml.MappingNode):  # a key written as a number still finds its node
+            node = next((value for key, value in node.value if key.value in (part, str(part))), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:

@@ -272,3 +272,20 @@ def test_yaml_aliases_within_bounds_still_work(tmp_path):
     path = tmp_path / "alias.yaml"
     path.write_text("patterns:\n  - {name: a, rule: &r attend k where k == 0}\n  - {name: b, rule: *r}\n")
     assert [p.name for p in load_patterns(path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("text, message, line, column", [
+    ("patterns:\n  - name: a\n    rule: attend k\n    probe: [natural]\n",
+     "patterns.0.probe: a probe is a name (`probe: natural`) or a mapping", 4, 12),
+    ("patterns:\n  - name: a\n    rule: attend k\n    probe: {length: 3}\n", "patterns.0.probe.name: Field required", 4, 12),
+    ("patterns:\n  - name: a\n  - rule: attend k\n", "patterns.1.name: Field required", 3, 5),
+    ("patterns:\n  - name: a\n    rule: attend k\n    1: x\n", "patterns.0.1: Keys should be strings", 4, 8),
+])
+def test_yaml_schema_errors_in_the_users_words_at_their_place(tmp_path, text, message, line, column):
+    path = tmp_path / "schema.yaml"
+    path.write_text(text)
+    with pytest.raises(PatternFileError) as info:
+        load_patterns(path)
+    error = info.value.errors[-1] if isinstance(info.value, ErrorGroup) else info.value
+    assert message in error.message and "_ProbeEntry" not in str(info.value)
+    assert (error.location.line, error.location.column) == (line, column)
