@@ -284,7 +284,7 @@ def test_yaml_aliases_within_bounds_still_work(tmp_path):
 def test_yaml_schema_errors_in_the_users_words_at_their_place(tmp_path, text, message, line, column):
     path = tmp_path / "schema.yaml"
     path.write_text(text)
-    with pytest.raises(PatternFileError) as info:
+    with pytest.raises((PatternFileError, ErrorGroup)) as info:
         load_patterns(path)
     error = info.value.errors[-1] if isinstance(info.value, ErrorGroup) else info.value
     assert message in error.message and "_ProbeEntry" not in str(info.value)
