@@ -169,6 +169,9 @@ def test_the_shown_line_is_the_line_the_parser_counted():
     shown, caret = str(info.value).splitlines()[1:3]
     assert "tok[k] < tok[q]" in shown and shown[caret.index("^")] == "<"
     assert Location(1, 3, "a\tb c").render().splitlines()[1].endswith("a b c")  # a tab keeps the caret
+    with pytest.raises(PatternSyntaxError) as info:  # the end of the text, after such a line
+        parse_module("pattern a: attend k  # x\u2028y\x0c\npattern b: attend k where\n\n")
+    assert (info.value.location.line, info.value.location.column) == (2, 26)
 
 
 def test_a_byte_order_mark_is_read_as_a_space():

@@ -127,8 +127,9 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
     line = getattr(exc, "line", None) or 1
     column = getattr(exc, "column", None) or 1
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        # Lines as Lark counts them (only "\n" ends one): after the last non-empty line.
+        lines = text.rstrip("\r\n").split("\n")
+        line, column = len(lines), len(lines[-1].rstrip("\r")) + 1
     opening = _unclosed_triple_quote(text)
     if opening is not None and _error_offset(exc, text) >= opening:
         at_line = text.count("\n", 0, opening) + 1
