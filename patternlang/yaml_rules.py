@@ -1,6 +1,7 @@
 """YAML rule files: the same rules as `.pattern` files, one entry per pattern, validated
 with pydantic. Every error points at its line and column in the YAML file: schema errors at the
-field, rule errors inside the `rule:` value (folded and literal blocks included).
+field, rule errors inside the `rule:` value (folded and literal blocks included). Duplicate keys,
+deep nesting and alias bombs are errors too (see `_RuleFileLoader`).
 
     patterns:
       - name: prev
@@ -40,7 +41,6 @@ class _RuleEntry(BaseModel):
     probe: str | _ProbeEntry | None = None
     normalize: bool = False
 
-
     @field_validator("name")
     @classmethod
     def _not_a_keyword(cls, name: str) -> str:
@@ -63,6 +63,23 @@ MAX_YAML_DEPTH = 32
 MAX_YAML_VALUES = 200_000
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _location(text: str, filename: str | None, offset: int, end: int | None = None) -> Location:
+    """The place of a character offset, with lines as the parser and `Location` count them (PyYAML's
+    own marks also break lines at U+0085, U+2028 and U+2029)."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    end_column = None
+    if end is not None and text.count("\n", 0, end) + 1 == line:
+        end_column = column + (end - offset)
+    return Location(line, column, text, filename, end_column=end_column)
+
+
+def _location_at(mark, text: str = "", filename: str | None = None) -> Location:
+    if mark is None:
+        return Location(1, 1, text, filename)
+    return _location(text or mark.buffer or "", filename, mark.index)
 
 
 class _YamlProblem(yaml.YAMLError):
@@ -111,7 +128,7 @@ class _RuleFileLoader(yaml.SafeLoader):
 
 
 def _duplicate_key(key, earlier, again, at_top: bool) -> tuple:
-    line = earlier.start_mark.line + 1
+    line = _location_at(earlier.start_mark).line
     if at_top and key == "patterns":
         return (f"a second `patterns:` key (the first is on line {line})", again.start_mark,
                 "put every entry in one `patterns:` list: YAML would keep only the last one")
@@ -124,7 +141,7 @@ def _check_expanded_size(root: yaml.Node) -> None:
     """Refuse documents whose aliases expand to too much, or refer to themselves. Each distinct
     node is visited once (sizes are added up bottom-up), so an alias bomb costs no more to check
     than it takes to write."""
-    sizes: dict[int, tuple[int, int, int]] = {}  # id(node) -> values, characters, depth, expanded
+    sizes: dict[int, tuple[int, int, int]] = {}  # id(node) -> values, characters, depth (aliases expanded)
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -165,7 +182,7 @@ def _read_yaml(text: str, filename: str) -> tuple[object, yaml.Node | None]:
     """The data of a YAML rule file and its node tree (for lines and columns), both from one pass."""
 
     def at(mark) -> Location:
-        return Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
+        return _location_at(mark, text, filename)
 
     if len(text) > MAX_YAML_CHARS:
         raise PatternFileError(f"the file is too long ({len(text)} characters, at most {MAX_YAML_CHARS})",
@@ -184,11 +201,9 @@ def _read_yaml(text: str, filename: str) -> tuple[object, yaml.Node | None]:
     except yaml.MarkedYAMLError as exc:
         raise PatternFileError(f"not valid YAML: {exc.problem}", at(exc.problem_mark or exc.context_mark)) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
         raise PatternFileError(f"not valid YAML: the character {what} is not allowed ({exc.reason})",
-                               Location(line, column, text, filename)) from None
+                               _location(text, filename, exc.position)) from None
     except yaml.YAMLError as exc:
         raise PatternFileError(f"not valid YAML: {exc}", Location(1, 1, text, filename)) from None
     except RecursionError:  # a safety net: the depth count above should make this unreachable
@@ -210,7 +225,7 @@ def _yaml_module(text: str, filename: str) -> ast.Module:
         mark = root.start_mark if root is not None else None
         raise PatternFileError(f"a YAML rule file is a mapping with a `patterns:` list (or a bare list of "
                                f"entries), not a {type(data).__name__}",
-                               Location(mark.line + 1, mark.column + 1, text, filename) if mark else None)
+                               _location_at(mark, text, filename) if mark else None)
     try:
         parsed = _RuleFile.model_validate(data)
     except ValidationError as exc:
@@ -256,12 +271,7 @@ class _YamlPlace:
         return None
 
     def _location(self, offset: int, end: int | None = None) -> Location:
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        end_column = None
-        if end is not None and self.text.count("\n", 0, end) + 1 == line:
-            end_column = column + (end - offset)
-        return Location(line, column, self.text, self.filename, end_column=end_column)
+        return _location(self.text, self.filename, offset, end)
 
     def rule_place(self, rule: str):
         """Where a (line, column) of the `rule:` value lies in the file (see parser.Place)."""
@@ -310,7 +320,7 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
             hint = f"did you mean {close!r}?" if close else "the fields are " + ", ".join(fields)
             node = _yaml_key_node(root, path) or node
         mark = node.start_mark if node is not None and node.start_mark else None
-        loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
+        loc = _location_at(mark, text, filename)
         field_path = ".".join(str(part) for part in path)
         errors.append(PatternFileError(f"{field_path}: {message}", loc, hint))
     return errors

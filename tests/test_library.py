@@ -289,3 +289,13 @@ def test_yaml_schema_errors_in_the_users_words_at_their_place(tmp_path, text, me
     error = info.value.errors[-1] if isinstance(info.value, ErrorGroup) else info.value
     assert message in error.message and "_ProbeEntry" not in str(info.value)
     assert (error.location.line, error.location.column) == (line, column)
+
+
+def test_yaml_errors_count_lines_as_the_file_shows_them(tmp_path):
+    # PyYAML also breaks lines at U+2028; the error must still show the line it names.
+    path = tmp_path / "sep.yaml"
+    path.write_text("# a\u2028b\npatterns:\n  - name: a\n    rule: attend k\n")
+    with pytest.raises(PatternFileError) as info:
+        load_patterns(path)
+    shown, caret = str(info.value).splitlines()[1:3]
+    assert info.value.location.line == 2 and shown.endswith("patterns:") and shown[caret.index("^")] == ":"
