@@ -12,6 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
+# A source line longer than this is shown as a window around the caret, clipped with "…".
+MAX_SHOWN_CHARS = 120
+# A message line longer than this is clipped in the middle (a 100,000-character name in it, say).
+MAX_MESSAGE_LINE_CHARS = 500
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """A place in pattern source: 1-based line and column, with the text around it."""
@@ -23,18 +29,59 @@ class Location:
     end_column: int | None = None
 
     def source_line(self) -> str:
-        lines = self.source.splitlines()
-        return lines[self.line - 1] if 0 < self.line <= len(lines) else ""
+        # Lines as the parser counts them: only "\n" ends one (str.splitlines would also split at
+        # form feeds and U+2028 and show the wrong line).
+        lines = self.source.split("\n")
+        return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
 
     def render(self) -> str:
+        """`file:line:column`, the source line (a window of it when long) and a caret under the place.
+
+        >>> print(Location(1, 8, "attend q where k == 0", end_column=9).render())
+        <rule>:1:8
+           1 | attend q where k == 0
+             |        ^
+        """
         where = f"{self.filename or '<rule>'}:{self.line}:{self.column}"
         text = self.source_line()
         if not text:
             return where
+        start = min(max(self.column - 1, 0), len(text))
         width = max(1, (self.end_column or self.column + 1) - self.column)
-        caret = " " * (self.column - 1) + "^" * width
+        shown, start = _window(text, start)
+        width = max(1, min(width, len(shown) - start))
+        caret = " " * start + "^" * width
         gutter = f"{self.line:>4} | "
-        return f"{where}\n{gutter}{text}\n{' ' * (len(gutter) - 2)}| {caret}"
+        return f"{where}\n{gutter}{shown}\n{' ' * (len(gutter) - 2)}| {caret}"
+
+
+def _window(text: str, start: int) -> tuple[str, int]:
+    """The part of a source line to show, and where `start` lies in it. Characters that would move
+    the caret or garble a terminal (tabs, control characters) are shown as one space or "�"."""
+    left, right = 0, len(text)
+    if len(text) > MAX_SHOWN_CHARS:
+        left = max(0, min(start - MAX_SHOWN_CHARS // 3, len(text) - MAX_SHOWN_CHARS))
+        right = left + MAX_SHOWN_CHARS
+    shown = "".join(_printable(char) for char in text[left:right])
+    start -= left
+    if left > 0:
+        shown, start = "…" + shown, start + 1
+    if right < len(text):
+        shown += "…"
+    return shown, start
+
+
+def _printable(char: str) -> str:
+    if char.isprintable():
+        return char
+    return " " if char.isspace() else "\ufffd"
+
+
+def _clip_line(line: str) -> str:
+    if len(line) <= MAX_MESSAGE_LINE_CHARS:
+        return line
+    half = MAX_MESSAGE_LINE_CHARS // 2
+    return f"{line[:half]}…({len(line) - 2 * half} characters left out)…{line[-half:]}"
 
 
 class PatternError(Exception):
@@ -53,7 +100,7 @@ class PatternError(Exception):
         parts.append(f"error: {self.message}")
         if self.hint:
             parts.append(f"hint: {self.hint}")
-        return "\n".join(parts)
+        return "\n".join(_clip_line(line) for part in parts for line in part.split("\n"))
 
 
 class PatternSyntaxError(PatternError):

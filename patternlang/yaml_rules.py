@@ -1,6 +1,7 @@
 """YAML rule files: the same rules as `.pattern` files, one entry per pattern, validated
 with pydantic. Every error points at its line and column in the YAML file: schema errors at the
-field, rule errors inside the `rule:` value (folded and literal blocks included).
+field, rule errors inside the `rule:` value (folded and literal blocks included). Duplicate keys,
+deep nesting and alias bombs are errors too (see `_RuleFileLoader`).
 
     patterns:
       - name: prev
@@ -11,13 +12,14 @@ field, rule errors inside the `rule:` value (folded and literal blocks included)
 
 from __future__ import annotations
 
+import difflib
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ErrorGroup, Location, PatternError, PatternFileError
 from .syntax import ast
-from .syntax.parser import parse_rule
+from .syntax.parser import KEYWORDS, parse_rule
 
 
 class _ProbeEntry(BaseModel):
@@ -36,33 +38,195 @@ class _RuleEntry(BaseModel):
     probe: str | _ProbeEntry | None = None
     normalize: bool = False
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_keyword(cls, name: str) -> str:
+        # As in `.pattern` files: a pattern named `where` could never be referred to.
+        if name in KEYWORDS:
+            raise ValueError(f"{name!r} is a keyword and cannot name a pattern")
+        return name
+
 
 class _RuleFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     patterns: list[_RuleEntry] = Field(min_length=1)
 
 
-def _yaml_module(text: str, filename: str) -> ast.Module:
+# Bounds that keep a hostile file from hanging or exhausting memory. A rule file needs four levels
+# (patterns -> list -> entry -> probe); aliases (`*name`) are counted as often as they are used,
+# so an alias bomb ("billion laughs") is refused before anything is built from it.
+MAX_YAML_CHARS = 500_000
+MAX_YAML_DEPTH = 32
+MAX_YAML_VALUES = 200_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _location(text: str, filename: str | None, offset: int, end: int | None = None) -> Location:
+    """The place of a character offset, with lines as the parser and `Location` count them (PyYAML's
+    own marks also break lines at U+0085, U+2028 and U+2029)."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    end_column = None
+    if end is not None and text.count("\n", 0, end) + 1 == line:
+        end_column = column + (end - offset)
+    return Location(line, column, text, filename, end_column=end_column)
+
+
+def _location_at(mark, text: str = "", filename: str | None = None) -> Location:
+    if mark is None:
+        return Location(1, 1, text, filename)
+    return _location(text or mark.buffer or "", filename, mark.index)
+
+
+class _YamlProblem(yaml.YAMLError):
+    """A problem found while reading the YAML, with the mark it is at and a hint."""
+
+    def __init__(self, message: str, mark, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.mark, self.hint = message, mark, hint
+
+
+class _RuleFileLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that counts nesting while composing and refuses duplicate keys while
+    constructing mappings (plain PyYAML keeps the last of two equal keys, silently)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self._depth = 0
+        self.root: yaml.Node | None = None
+
+    def compose_node(self, parent, index):
+        # PyYAML composes recursively: refuse deep nesting before Python's stack runs out.
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlProblem(f"the YAML is nested too deeply (more than {MAX_YAML_DEPTH} levels)",
+                                   self.peek_event().start_mark,
+                                   hint="a rule file is a list of flat entries under `patterns:`")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base class says so
+                    continue
+                if earlier is not key_node:
+                    raise _YamlProblem(*_duplicate_key(key, earlier, key_node, node is self.root))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _duplicate_key(key, earlier, again, at_top: bool) -> tuple:
+    line = _location_at(earlier.start_mark).line
+    if at_top and key == "patterns":
+        return (f"a second `patterns:` key (the first is on line {line})", again.start_mark,
+                "put every entry in one `patterns:` list: YAML would keep only the last one")
+    where = "at the top level" if at_top else "in this entry"
+    return (f"the key {key!r} is given twice {where} (first on line {line})", again.start_mark,
+            "keep one of them: YAML would silently keep only the last")
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """Refuse documents whose aliases expand to too much, or refer to themselves. Each distinct
+    node is visited once (sizes are added up bottom-up), so an alias bomb costs no more to check
+    than it takes to write."""
+    sizes: dict[int, tuple[int, int, int]] = {}  # id(node) -> values, characters, depth (aliases expanded)
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            on_path.discard(key)
+            values = 1 + sum(sizes[id(child)][0] for child in children)
+            chars = (len(node.value) if isinstance(node, yaml.ScalarNode) else 0) + sum(
+                sizes[id(child)][1] for child in children)
+            depth = 1 + max((sizes[id(child)][2] for child in children), default=0)
+            if values > MAX_YAML_VALUES or chars > MAX_YAML_CHARS:
+                raise _YamlProblem(f"the YAML expands to more than {MAX_YAML_VALUES} values or {MAX_YAML_CHARS} "
+                                   "characters", node.start_mark,
+                                   hint="aliases (`*name`) repeat what their anchor holds: use fewer of them")
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlProblem(f"the YAML is nested too deeply (more than {MAX_YAML_DEPTH} levels)",
+                                   node.start_mark, hint="aliases (`*name`) nest their anchor where they stand")
+            sizes[key] = (values, chars, depth)
+        elif key in on_path:  # a node inside itself, through an alias
+            raise _YamlProblem("an alias (`*name`) refers to its own anchor, which never ends", node.start_mark)
+        elif key not in sizes:
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _read_yaml(text: str, filename: str) -> tuple[object, yaml.Node | None]:
+    """The data of a YAML rule file and its node tree (for lines and columns), both from one pass."""
+
+    def at(mark) -> Location:
+        return _location_at(mark, text, filename)
+
+    if len(text) > MAX_YAML_CHARS:
+        raise PatternFileError(f"the file is too long ({len(text)} characters, at most {MAX_YAML_CHARS})",
+                               Location(1, 1, text, filename), hint="split it into several rule files")
+    loader = None
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        loader = _RuleFileLoader(text)  # its reader already refuses control characters
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        _check_expanded_size(root)
+        loader.root = root
+        return loader.construct_document(root), root
+    except _YamlProblem as problem:
+        raise PatternFileError(problem.message, at(problem.mark), problem.hint) from None
+    except yaml.MarkedYAMLError as exc:
+        raise PatternFileError(f"not valid YAML: {exc.problem}", at(exc.problem_mark or exc.context_mark)) from None
+    except yaml.reader.ReaderError as exc:
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise PatternFileError(f"not valid YAML: the character {what} is not allowed ({exc.reason})",
+                               _location(text, filename, exc.position)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
-        raise PatternFileError(f"not valid YAML: {getattr(exc, 'problem', exc)}", loc) from None
+        raise PatternFileError(f"not valid YAML: {exc}", Location(1, 1, text, filename)) from None
+    except RecursionError:  # a safety net: the depth count above should make this unreachable
+        raise PatternFileError("the YAML is nested too deeply", Location(1, 1, text, filename)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _yaml_module(text: str, filename: str) -> ast.Module:
+    data, root = _read_yaml(text, filename)
+    if data is None:
+        raise PatternFileError("the file holds no rules: a YAML rule file is a `patterns:` list of entries "
+                               "with `name` and `rule`", Location(1, 1, text, filename))
     if isinstance(data, list):  # a bare list of rules is accepted too
         data, root = {"patterns": data}, yaml.MappingNode("tag:yaml.org,2002:map", [
             (yaml.ScalarNode("tag:yaml.org,2002:str", "patterns"), root)])
+    if not isinstance(data, dict):
+        mark = root.start_mark if root is not None else None
+        raise PatternFileError(f"a YAML rule file is a mapping with a `patterns:` list (or a bare list of "
+                               f"entries), not a {type(data).__name__}",
+                               _location_at(mark, text, filename) if mark else None)
     try:
         parsed = _RuleFile.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for problem in exc.errors():
-            field_path = ".".join(str(part) for part in problem["loc"])
-            node = _yaml_node(root, problem["loc"])
-            mark = node.start_mark if node is not None and node.start_mark else None
-            loc = Location(mark.line + 1, mark.column + 1, text, filename) if mark else Location(1, 1, text, filename)
-            errors.append(PatternFileError(f"{field_path}: {problem['msg']}", loc))
+        errors = _schema_errors(exc, root, text, filename)
         raise (errors[0] if len(errors) == 1 else ErrorGroup(errors)) from None
 
     definitions = []
@@ -111,12 +275,7 @@ class _YamlPlace:
         return None
 
     def _location(self, offset: int, end: int | None = None) -> Location:
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        end_column = None
-        if end is not None and self.text.count("\n", 0, end) + 1 == line:
-            end_column = column + (end - offset)
-        return Location(line, column, self.text, self.filename, end_column=end_column)
+        return _location(self.text, self.filename, offset, end)
 
     def rule_place(self, rule: str):
         """Where a (line, column) of the `rule:` value lies in the file (see parser.Place)."""
@@ -135,6 +294,71 @@ class _YamlPlace:
             first = offsets[min(max(index, 0), len(offsets) - 1)]
             return self._location(first, first + max((end or column + 1) - column, 1))
         return place
+
+
+def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list[PatternError]:
+    """pydantic's problems as errors at their field, with a did-you-mean for a misspelt field name."""
+    problems = exc.errors()
+    # A misspelt field is both an unknown field and a missing one: report it once, as the former.
+    suggested = {}
+    for problem in problems:
+        if problem["type"] == "extra_forbidden":
+            *parent, field = problem["loc"]
+            close = _closest_field(str(field), _model_at(parent))
+            if close:
+                suggested[(*parent, close)] = field
+    errors, seen = [], set()
+    for problem in problems:
+        path, message = _without_union_branch(problem["loc"], problem["msg"])
+        if (problem["type"] == "missing" and path in suggested) or path is None or (path, message) in seen:
+            continue
+        seen.add((path, message))
+        hint = None
+        # A missing field is pointed at the entry that lacks it.
+        node = next((found for cut in range(len(path), -1, -1)
+                     if (found := _yaml_node(root, path[:cut])) is not None), None)
+        if problem["type"] == "extra_forbidden":
+            *parent, field = path
+            fields = list(_model_at(parent).model_fields)
+            close = _closest_field(str(field), _model_at(parent))
+            hint = f"did you mean {close!r}?" if close else "the fields are " + ", ".join(fields)
+            node = _yaml_key_node(root, path) or node
+        mark = node.start_mark if node is not None and node.start_mark else None
+        loc = _location_at(mark, text, filename)
+        field_path = ".".join(str(part) for part in path)
+        errors.append(PatternFileError(f"{field_path}: {message}", loc, hint))
+    return errors
+
+
+def _without_union_branch(path: tuple, message: str) -> tuple[tuple | None, str]:
+    """`probe` is a name or a mapping: pydantic reports a problem once per branch, named after
+    internal classes (`probe.str`, `probe._ProbeEntry`). Say it once, in the user's words."""
+    if "probe" not in path[:-1] or path[path.index("probe") + 1] not in ("str", "_ProbeEntry"):
+        return path, message
+    at = path.index("probe")
+    branch, rest = path[at + 1], path[at + 2:]
+    if rest:  # a problem inside the mapping (a missing `name`, a key that is not text)
+        return path[:at + 1] + rest, message
+    if branch == "str":
+        return None, message  # reported once, by the other branch
+    return path[:at + 1], "a probe is a name (`probe: natural`) or a mapping with `name` and its arguments"
+
+
+def _model_at(parent_path) -> type[BaseModel]:
+    return _RuleFile if not parent_path else _RuleEntry
+
+
+def _closest_field(word: str, model: type[BaseModel]) -> str | None:
+    close = difflib.get_close_matches(word, list(model.model_fields), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _yaml_key_node(root, path) -> yaml.Node | None:
+    """The key node of the last part of `path` (where an unknown field is written)."""
+    parent = _yaml_node(root, path[:-1]) if path[:-1] else root
+    if isinstance(parent, yaml.MappingNode):
+        return next((key for key, _ in parent.value if key.value in (path[-1], str(path[-1]))), None)
+    return None
 
 
 def _value_offsets(value: str, text: str, start: int, end: int) -> list[int]:
@@ -170,8 +394,8 @@ def _yaml_settings(entry: _RuleEntry, at: _YamlPlace) -> tuple[ast.Setting, ...]
 def _yaml_node(root, path) -> yaml.Node | None:
     node = root
     for part in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((value for key, value in node.value if key.value == part), None)
+        if isinstance(node, yaml.MappingNode):  # a key written as a number still finds its node
+            node = next((value for key, value in node.value if key.value in (part, str(part))), None)
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import time
 
 import pytest
 import torch
@@ -194,3 +196,106 @@ def test_yaml_entries_with_the_same_rule_text_keep_their_own_lines(tmp_path):
 
 def test_rule_text_that_mentions_a_yaml_file_is_still_a_rule():
     assert load_pattern('attend k where str[k] == "a.yaml:"').matrix(str_tokens=["a.yaml:", "b"])[1, 0] == 1
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("patterns:\n  - name: a\n    rule: attend k\n    rule: attend k where k == 0\n", 4,
+     "the key 'rule' is given twice in this entry (first on line 3)"),
+    ("patterns:\n  - name: a\n    rule: attend k\npatterns:\n  - name: b\n    rule: attend k\n", 4,
+     "a second `patterns:` key (the first is on line 1)"),
+    ("version: 1\npatterns:\n  - {name: a, rule: attend k}\nversion: 2\n", 4,
+     "the key 'version' is given twice at the top level"),
+    ("patterns:\n  - name: a\n    rule: attend k\n    probe: {name: natural, name: repeated_random}\n", 4,
+     "the key 'name' is given twice"),
+])
+def test_yaml_duplicate_keys_are_errors_with_their_line(tmp_path, text, line, message):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(PatternFileError) as info:
+        load_patterns(path)
+    assert message in info.value.message and info.value.location.line == line
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 10_000 + "]" * 10_000,                                   # deep flow nesting
+    "{a: " * 3_000 + "}" * 3_000,
+    "".join("  " * i + "a:\n" for i in range(300)),                 # deep block nesting
+    "- " * 5_000 + "x\n",
+    "patterns: &a [*a]\n",                                          # an alias inside itself
+    # a billion laughs: nine levels of ten aliases each
+    "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(9)),
+    "b: &b {x: 1, y: 2}\n" + "".join(                               # the same through merge keys
+        f"{chr(99 + i)}: &{chr(99 + i)} {{<<: [" + ", ".join([f"*{chr(98 + i)}"] * 10) + "]}\n" for i in range(8)),
+    "r: &r \"" + "attend k where k == q or " * 400 + "k == 0\"\npatterns:\n" + "  - {name: a, rule: *r}\n" * 500,
+])
+def test_hostile_yaml_is_a_quick_pattern_error(tmp_path, text):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(PatternFileError) as info:
+        load_patterns(path)
+    assert time.perf_counter() - started < 3
+    assert any(words in info.value.message for words in ("nested too deeply", "expands to more than", "own anchor"))
+
+
+@pytest.mark.parametrize("text, hint, line", [
+    ("patterns:\n  - name: a\n    rul: attend k\n", "did you mean 'rule'?", 3),
+    ("patterns:\n  - name: a\n    rule: attend k\n    desciption: x\n", "did you mean 'description'?", 4),
+    ("pattern:\n  - name: a\n    rule: attend k\n", "did you mean 'patterns'?", 1),
+    ("patterns:\n  - name: a\n    rule: attend k\n    colour: red\n", "the fields are name, rule, description", 4),
+])
+def test_yaml_misspelt_fields_get_a_did_you_mean_once(tmp_path, text, hint, line):
+    path = tmp_path / "typo.yaml"
+    path.write_text(text)
+    with pytest.raises(PatternFileError) as info:  # one error: not also "rule: Field required"
+        load_patterns(path)
+    assert hint in info.value.hint and info.value.location.line == line
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "holds no rules"),
+    ("just text\n", "not a str"),
+    ("patterns:\n  - name: a\x00\n", "U+0000 is not allowed"),
+    ("patterns: !!python/object/apply:os.system [ls]\n", "could not determine a constructor"),
+    ("a: 1\n---\nb: 2\n", "another document"),
+    ("? [a]\n: 1\n", "unhashable key"),
+])
+def test_yaml_that_is_not_a_rule_file(tmp_path, text, message):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(PatternFileError, match=re.escape(message)):
+        load_patterns(path)
+
+
+def test_yaml_aliases_within_bounds_still_work(tmp_path):
+    path = tmp_path / "alias.yaml"
+    path.write_text("patterns:\n  - {name: a, rule: &r attend k where k == 0}\n  - {name: b, rule: *r}\n")
+    assert [p.name for p in load_patterns(path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("text, message, line, column", [
+    ("patterns:\n  - name: a\n    rule: attend k\n    probe: [natural]\n",
+     "patterns.0.probe: a probe is a name (`probe: natural`) or a mapping", 4, 12),
+    ("patterns:\n  - name: a\n    rule: attend k\n    probe: {length: 3}\n", "patterns.0.probe.name: Field required", 4, 12),
+    ("patterns:\n  - name: a\n  - rule: attend k\n", "patterns.1.name: Field required", 3, 5),
+    ("patterns:\n  - name: a\n    rule: attend k\n    1: x\n", "patterns.0.1: Keys should be strings", 4, 8),
+])
+def test_yaml_schema_errors_in_the_users_words_at_their_place(tmp_path, text, message, line, column):
+    path = tmp_path / "schema.yaml"
+    path.write_text(text)
+    with pytest.raises((PatternFileError, ErrorGroup)) as info:
+        load_patterns(path)
+    error = info.value.errors[-1] if isinstance(info.value, ErrorGroup) else info.value
+    assert message in error.message and "_ProbeEntry" not in str(info.value)
+    assert (error.location.line, error.location.column) == (line, column)
+
+
+def test_yaml_errors_count_lines_as_the_file_shows_them(tmp_path):
+    # PyYAML also breaks lines at U+2028; the error must still show the line it names.
+    path = tmp_path / "sep.yaml"
+    path.write_text("# a\u2028b\npatterns:\n  - name: a\n    rule: attend k\n")
+    with pytest.raises(PatternFileError) as info:
+        load_patterns(path)
+    shown, caret = str(info.value).splitlines()[1:3]
+    assert info.value.location.line == 2 and shown.endswith("patterns:") and shown[caret.index("^")] == ":"

@@ -16,7 +16,8 @@ from . import ast
 
 # Deeper trees than this are refused before they reach recursive code.
 MAX_DEPTH = 150
-MAX_SOURCE_CHARS = 1_000_000
+# Room for a file of 10,000 short definitions; Lark reads some 100,000 characters a second.
+MAX_SOURCE_CHARS = 500_000
 
 KEYWORDS = ("pattern", "attend", "where", "shift", "weight", "and", "or", "not",
             "measure", "exclude", "probe", "normalize")
@@ -49,6 +50,7 @@ def _parser() -> Lark:
 def _terminal_text() -> dict[str, str]:
     """Terminal name -> what a user would type ('==' rather than __ANON_3)."""
     names = dict(_TERMINAL_NAMES)
+    names.update({f"_{keyword.upper()}": repr(keyword) for keyword in KEYWORDS})
     for term in _parser().terminals:
         if term.name not in names and term.pattern.type == "str":
             names[term.name] = repr(term.pattern.value)
@@ -88,6 +90,8 @@ def parse_probe(text: str) -> tuple[str, tuple[tuple[str, int | float | str], ..
 
 
 def _parse(text: str, start: str, place: Place) -> Tree:
+    if text.startswith("\ufeff"):  # a byte-order mark some editors write: a space keeps the columns
+        text = " " + text[1:]
     if len(text) > MAX_SOURCE_CHARS:
         raise PatternSyntaxError(f"the text is too long ({len(text)} characters, at most {MAX_SOURCE_CHARS})",
                                  place(1, 1, None))
@@ -123,8 +127,15 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
     line = getattr(exc, "line", None) or 1
     column = getattr(exc, "column", None) or 1
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        # Lines as Lark counts them (only "\n" ends one): after the last non-empty line.
+        lines = text.rstrip("\r\n").split("\n")
+        line, column = len(lines), len(lines[-1].rstrip("\r")) + 1
+    opening = _unclosed_triple_quote(text)
+    if opening is not None and _error_offset(exc, text) >= opening:
+        at_line = text.count("\n", 0, opening) + 1
+        at_column = opening - (text.rfind("\n", 0, opening) + 1) + 1
+        return PatternSyntaxError('this triple-quoted string is not closed', place(at_line, at_column, at_column + 3),
+                                  hint='end it with """')
     loc = place(line, column, None)
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
@@ -145,6 +156,23 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
     if expected:
         message += "; expected " + _join(expected)
     return PatternSyntaxError(message, loc, _hint_for(exc, expected, text))
+
+
+def _unclosed_triple_quote(text: str) -> int | None:
+    """Where a triple-quoted string opens that is never closed (Lark reads its quotes as `""` and `"`)."""
+    opening, start = None, 0
+    while (found := text.find('"""', start)) >= 0:
+        opening = found if opening is None else None
+        start = found + 3
+    return opening
+
+
+def _error_offset(exc: UnexpectedInput, text: str) -> int:
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END" and exc.token.start_pos is not None:
+        return exc.token.start_pos
+    if isinstance(exc, UnexpectedCharacters):
+        return exc.pos_in_stream
+    return len(text)
 
 
 def _expected_terminals(exc: UnexpectedInput) -> set[str]:
@@ -189,6 +217,9 @@ def _hint_for(exc: UnexpectedInput, expected: list[str], text: str) -> str | Non
     if str(token) in {"|", "&", "+", "-"} and re.search(r"\battend\b", before):
         return "an `attend` rule reaches to the end of the expression; put it in parentheses " \
                "to combine it: (attend k where ...) | other_pattern"
+    glued = _glued_keyword(token, previous, text, expected)
+    if glued:
+        return glued
     if token.type == "NAME" or (previous and previous[-1].type == "NAME"):
         for word in [str(token)] + [str(t) for t in previous[-1:] if t.type == "NAME"]:
             close = difflib.get_close_matches(word, KEYWORDS, n=1, cutoff=0.75)
@@ -196,8 +227,29 @@ def _hint_for(exc: UnexpectedInput, expected: list[str], text: str) -> str | Non
                 return f"did you mean the keyword {close[0]!r} instead of {word!r}?"
     if str(token) == "=":
         return "compare with '=='"
-    if str(token) in KEYWORDS:
+    if str(token) in KEYWORDS and token.type == "NAME":
         return f"{str(token)!r} is a keyword and cannot be used as a name"
+    return None
+
+
+def _glued_keyword(token: Token, previous: list[Token], text: str, expected: list[str]) -> str | None:
+    """A hint for a keyword written against a word or a number: `orq`, `measuretv`, `1or`."""
+    # The unexpected word, where the keyword it starts with could stand; or the word before it
+    # when what follows the keyword is a one-letter name (`attendk where`), so that a real name
+    # such as `notable_head` is not taken apart.
+    candidates = []
+    if token.type == "NAME":
+        candidates += [(str(token), lambda keyword, rest: repr(keyword) in expected)]
+    if previous and previous[-1].type == "NAME":
+        candidates += [(str(previous[-1]), lambda keyword, rest: len(rest) == 1)]
+    for word, plausible in candidates:
+        for keyword in sorted(KEYWORDS, key=len, reverse=True):
+            rest = word[len(keyword):]
+            if word.startswith(keyword) and re.fullmatch(r"[A-Za-z_]\w*", rest) and plausible(keyword, rest):
+                return f"a keyword stands alone: write `{keyword} {rest}` if you meant the keyword {keyword!r}"
+    start = token.start_pos
+    if str(token) in KEYWORDS and start and text[start - 1].isalnum():
+        return f"put a space before the keyword {str(token)!r}"
     return None
 
 
