@@ -89,16 +89,16 @@ def load_pattern(spec: PatternSpec) -> Pattern:
     # `heads.pattern:name`. Rule text has spaces, so a ".yaml:" inside a rule's string is no file,
     # unless a file of that name exists (paths may have spaces too).
     if (sep and Path(file_part).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES
-            and (not any(c.isspace() for c in text) or Path(file_part).is_file())):
+            and (not any(c.isspace() for c in text) or _is_file(Path(file_part)))):
         patterns = {p.name: p for p in load_patterns(Path(file_part))}
         if name not in patterns:
             raise UnknownNameError(f"{file_part} has no pattern {name!r}; it has " + ", ".join(patterns),
                                    hint=did_you_mean(name, patterns))
         return patterns[name]
     shipped = shipped_library()
-    if text in shipped:
-        return shipped[text]
-    if text.strip() and Path(text).is_dir():
+    if text.strip() in shipped:
+        return shipped[text.strip()]
+    if text.strip() and _is_dir(Path(text)):
         raise PatternFileError(f"{text} is a directory, not a pattern",
                                hint="give a .pattern or YAML file, a shipped name or a rule")
     if re.fullmatch(r"[A-Za-z_]\w*", text.strip()):
@@ -112,11 +112,11 @@ def load_pattern(spec: PatternSpec) -> Pattern:
 def _as_file(spec: PatternSpec) -> Path | None:
     if isinstance(spec, Path) or (isinstance(spec, str) and spec.endswith(PATTERN_SUFFIXES + YAML_SUFFIXES)):
         path = Path(spec)
-        if path.is_dir():
+        if _is_dir(path):
             raise PatternFileError(f"{path} is a directory, not a pattern file",
                                    hint="give the .pattern or YAML files inside it, e.g. " + f"{path}/*.pattern")
-        if not path.is_file():
-            raise PatternFileError(f"no such file: {path}")
+        if not _is_file(path):
+            raise PatternFileError(f"no such file: {_clip(str(path))}")
         if _form_of(path) is None:
             raise PatternFileError(f"{path} is not a pattern file",
                                    hint="pattern files end in .pattern, .yaml or .yml")
@@ -142,6 +142,24 @@ def check_files(paths: Sequence[str | Path]) -> dict[str, list[Pattern]]:
     return found
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long for the OS, a NUL byte: no directory
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _form_of(path: Path) -> Form | None:
     if path.suffix in PATTERN_SUFFIXES:
         return "pattern"
@@ -154,7 +172,7 @@ def _read(path: Path) -> str:
     """A pattern file's text; special files (FIFOs, devices) and huge files are refused."""
     try:
         if not path.is_file():
-            raise PatternFileError(f"{path} is not a regular file")
+            raise PatternFileError(f"{_clip(str(path))} is not a regular file")
         size = path.stat().st_size
         if size > MAX_PATTERN_FILE_BYTES:
             raise PatternFileError(f"{path} is {size:,} bytes, more than a pattern file may be "

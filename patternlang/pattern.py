@@ -15,6 +15,8 @@ from .prompts import token_id_rows
 from .settings import Settings
 from .syntax import ast
 
+# A [q, k] matrix for people to look at: 2**26 float32 cells are 256 MiB (8192 tokens).
+MAX_MATRIX_CELLS = 2**26
 _SPECIAL_TEXT = re.compile(r"^(<\|.*\|>|<s>|</s>|<bos>|<eos>|<pad>|<unk>|\[CLS\]|\[SEP\]|\[PAD\])$")
 
 
@@ -97,6 +99,10 @@ def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]
             special_ids = {t for row, texts in zip(rows, str_rows) for t, s in zip(row, texts)
                            if _SPECIAL_TEXT.match(s)}
     width = max(len(r) for r in rows)
+    if len(rows) * width * width > MAX_MATRIX_CELLS:
+        raise InputError(f"{len(rows)} prompt(s) of up to {width} tokens make a matrix of {len(rows) * width * width:,} "
+                         f"cells, more than {MAX_MATRIX_CELLS:,}", hint="show a shorter prompt; score long prompts "
+                         "with detect, which never builds more than a batch at a time")
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     mask = torch.zeros(len(rows), width, dtype=torch.bool)
     for i, row in enumerate(rows):
