@@ -538,9 +538,56 @@ def expectation(data: bytes) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
-# A new family is one line here, e.g. for prompt files:
-#   Family("prompt_files", generate_prompt_file, (EntryPoint("from_file", lambda path: api_outcome(
-#          lambda: from_file(path))),), count=1_000, prepare=_write_file(".txt"), corpus_glob="prompt_files/*")
+# ---- prompt files ----------------------------------------------------------------------------------
+PROMPT_SUFFIXES = (".txt", ".jsonl", ".json")
+_JSON_PIECES = ['{"text": "the cat"}', '{"prompt": "a b"}', '{"tokens": [1, 2, 3]}', '"bare text"', "[4, 5, 6]",
+                '{"tokens": [-1]}', '{"tokens": [1.5]}', '{"tokens": [18446744073709551616]}', '{"text": 3}',
+                '{"tokens": []}', '{"text": ""}', "null", "true", "{}", "[[1]]", '{"tokens": "abc"}',
+                '{"text": "x", "tokens": [1]}', "1e999", '"\\ud800"', '{"tokens": [999999]}', '[' * 40]
+
+
+def generate_prompt_file(rng: random.Random) -> tuple[str, bytes]:
+    """A prompt file's suffix and bytes: sound files, broken JSON, mixed kinds, bytes that are no UTF-8."""
+    suffix = rng.choice(PROMPT_SUFFIXES)
+    choice = rng.random()
+    if suffix == ".txt":
+        lines = [rng.choice(["The cat sat.", "", "  ", "日本 語", "= " * 50, _soup(rng, 1, 6), "\t", "a\x00b"])
+                 for _ in range(rng.randint(0, 8))]
+        text = "\n".join(lines)
+    else:
+        items = [rng.choice(_JSON_PIECES) if rng.random() < 0.5 else json.dumps(
+            rng.choice([{"text": _soup(rng, 1, 4)}, {"tokens": [rng.randint(-3, 70_000) for _ in range(3)]}]))
+            for _ in range(rng.randint(0, 6))]
+        text = "\n".join(items) if suffix == ".jsonl" else "[" + ", ".join(items) + "]"
+    if choice < 0.3:
+        text = _mutate(rng, text, rounds=rng.randint(1, 3))
+    data = text.encode("utf-8", "surrogatepass")
+    if choice > 0.9:  # bytes that are no text: a BOM, a lone continuation byte, a NUL
+        position = rng.randint(0, len(data))
+        data = data[:position] + rng.choice([b"\xef\xbb\xbf", b"\x80", b"\x00", b"\xff\xfe"]) + data[position:]
+    return suffix, data
+
+
+def prepare_prompt_file(value: tuple[str, bytes] | bytes, workdir: Path) -> Path:
+    suffix, data = value if isinstance(value, tuple) else (".txt", value)
+    path = workdir / f"prompts{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+def prompt_file_outcome(path: Path) -> str:
+    """Read the file, then check its token ids against a vocabulary of 50,000 and a context of 64."""
+    from patternlang.probes import from_file
+    from patternlang.prompts import check_token_ids
+
+    def read() -> None:
+        prompts = from_file(path)
+        if prompts.tokens is not None:
+            check_token_ids(prompts.tokens, d_vocab=50_000, n_ctx=64)
+    return api_outcome(read)
+
+
+# A new family is one generator and one line here.
 FAMILIES = [
     Family("rules", generate_rule,
            (EntryPoint("load_pattern", rule_load_pattern), EntryPoint("parse_probe", rule_parse_probe, every=5),
@@ -556,4 +603,6 @@ FAMILIES = [
             EntryPoint("cli check", file_cli_check, every=40), EntryPoint("cli compile", file_cli_compile, every=80)),
            count=1_800, prepare=_write_file(".yaml"), corpus_glob="yaml_files/*.y*ml"),
     Family("cli_arguments", generate_cli, (EntryPoint("main", cli_main),), count=700, prepare=prepare_cli),
+    Family("prompt_files", generate_prompt_file, (EntryPoint("from_file", prompt_file_outcome),), count=1_000,
+           prepare=prepare_prompt_file, corpus_glob="prompt_files/*"),
 ]
