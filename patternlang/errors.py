@@ -92,11 +92,16 @@ class PatternError(Exception):
         self.message = message
         self.location = location
         self.hint = hint
+        self.pattern: str | None = None  # the pattern being checked, set once by the pipeline
 
     def __str__(self) -> str:
         parts = []
         if self.location is not None:
-            parts.append(self.location.render())
+            rendered = self.location.render()
+            if self.pattern:
+                first, _, rest = rendered.partition("\n")
+                rendered = f"{first} (in pattern {self.pattern!r})" + (f"\n{rest}" if rest else "")
+            parts.append(rendered)
         parts.append(f"error: {self.message}")
         if self.hint:
             parts.append(f"hint: {self.hint}")

@@ -66,8 +66,10 @@ def check_module(module: ast.Module, library: Mapping[str, Pattern] | None = Non
     linked = {d.name: by_link_name.get(t.name) for d, t in zip(module.definitions, to_link.definitions)}
     settings: list[Settings] = []
     for definition in module.definitions:
+        problems.pattern = None if inline else definition.name  # an inline rule is its own name
         check_kinds(definition.expr, problems)
         settings.append(check_settings(definition.settings, problems))
+    problems.pattern = None
     problems.raise_if_any()
     return [compile_pattern(definition, linked[definition.name], checked, module.filename)
             for definition, checked in zip(module.definitions, settings)]

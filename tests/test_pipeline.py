@@ -237,3 +237,15 @@ def test_padding_and_normalize_never_make_non_finite_values():
         assert torch.isfinite(result).all()
         assert not result[1, 2:].any() and not result[1, :, 2:].any()
     assert batch  # the prompts above
+
+
+def test_errors_name_the_pattern_and_its_file():
+    text = "pattern fine: attend k\npattern foo: attend k where tok[k] < tok[q]\npattern bar: nowhere_head\n"
+    with pytest.raises(PatternError) as raised:
+        check_module(parse(text, "pattern", "heads.pattern"))
+    shown = str(raised.value)
+    assert "heads.pattern:2:36 (in pattern 'foo')" in shown
+    assert "heads.pattern:3:14 (in pattern 'bar')" in shown and "unknown pattern 'nowhere_head'" in shown
+    with pytest.raises(PatternError) as raised:
+        pl.compile_rule("attend k where tok[k] < tok[q]")
+    assert "in pattern" not in str(raised.value)  # an inline rule is named by itself

@@ -55,6 +55,7 @@ def link(module: ast.Module, library: Mapping[str, LinkTarget], problems: Proble
     references = {name: _references(d.expr) for name, d in local.items()}
     failed: set[str] = set()
     for name, refs in references.items():
+        problems.pattern = _shown(name)
         for ref in refs:
             if ref.name not in local and ref.name not in library:
                 problems.add(UnknownNameError(f"unknown pattern {ref.name!r}", ref.loc,
@@ -68,11 +69,18 @@ def link(module: ast.Module, library: Mapping[str, LinkTarget], problems: Proble
         targets = {ref.name: (LinkTarget(linked[ref.name], normalized.get(ref.name, False)) if ref.name in local
                               else library[ref.name]) for ref in references[name]}
         expr = fill_references(local[name].expr, targets)
+        problems.pattern = _shown(name)
         if _check_linked(expr, local[name].loc, problems):
             linked[name] = expr
         else:
             failed.add(name)
+    problems.pattern = None
     return linked
+
+
+def _shown(name: str) -> str | None:
+    """The name errors give for a definition (an inline rule's stand-in name is not shown)."""
+    return None if name.startswith("<rule ") else name
 
 
 def link_rule(expr: ast.PExpr, library: Mapping[str, LinkTarget], problems: Problems) -> ast.PExpr | None:

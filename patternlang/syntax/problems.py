@@ -10,8 +10,11 @@ class Problems:
 
     def __init__(self) -> None:
         self.errors: list[PatternError] = []
+        self.pattern: str | None = None  # the definition being checked: its errors name it
 
     def add(self, error: PatternError) -> None:
+        if error.pattern is None:
+            error.pattern = self.pattern
         self.errors.append(error)
 
     def __bool__(self) -> bool:
