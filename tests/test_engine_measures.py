@@ -176,3 +176,21 @@ def test_detect_says_which_scores_are_undefined_and_why():
     assert set(scores.settings["undefined"]) == {"attend k where k > q"}
     with pytest.warns(ScoreWarning, match=r"\(mul\): a prompt where a head has no counted attention"):
         detect(model, [[1]], ["bos_head"], measures="mul", exclude_bos=True, progress=False)
+
+
+def test_non_finite_values_in_padding_never_reach_the_scores():
+    g = torch.Generator().manual_seed(3)
+    lengths = [6, 3]  # with both exclusions, 3 tokens still leave a counted cell (mul is defined)
+    attention = random_attention(len(lengths), 3, lengths, g)
+    detection = random_detection(2, lengths, g)
+    clean = engine_scores(attention, detection, lengths, Exclusions())
+    detection[:, 1, 3:, :] = torch.nan  # padded rows and columns of the short prompt
+    detection[:, 1, :, 3:] = torch.inf
+    attention[1, :, 3:, :] = torch.nan  # what a model computes for padded queries is not read either
+    for excl in EXCLUSIONS:
+        scores = engine_scores(attention, detection, lengths, excl)
+        for measure, values in scores.items():
+            assert torch.isfinite(values).all(), (excl, measure)
+    dirty = engine_scores(attention, detection, lengths, Exclusions())
+    for measure in MEASURES:
+        torch.testing.assert_close(dirty[measure], clean[measure], msg=measure)

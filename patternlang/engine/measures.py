@@ -135,7 +135,9 @@ def prepare_targets(
     split = negative and row_measures and raw_measures
     n_columns = n_patterns * (2 if split else 1) + 1
     by_cell = torch.empty(batch, size, size, n_columns, dtype=torch.float32, device=detection.device)
-    torch.mul(by_pattern, cells[..., None], out=by_cell[..., :n_patterns])
+    # Selected, not multiplied: a non-finite value outside the counted cells cannot leak in.
+    zero = torch.zeros((), dtype=torch.float32, device=detection.device)
+    torch.where(cells[..., None], by_pattern, zero, out=by_cell[..., :n_patterns])
     by_cell[..., -1] = cells
     row_columns = slice(0, n_patterns)
     raw_columns = slice(0, n_patterns)
@@ -186,7 +188,7 @@ def cell_products(attention: Tensor, by_cell: Tensor, block: int | None = None) 
 
 def kept_attention(attention: Tensor, cells: Tensor) -> Tensor:
     """Attention `[batch, head_index, q, k]` (as float32) zeroed outside the counted cells."""
-    return attention.float() * cells[:, None]
+    return torch.where(cells[:, None], attention.float(), 0.0)
 
 
 def renormalised_attention(kept: Tensor) -> Tensor:
@@ -204,8 +206,9 @@ def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
     row_attention = products[..., -1:]  # [batch, q, head, 1]
     # A row without counted attention scores 0 (selected, so no 0/0 is formed).
     shares = products[..., targets.row_columns] / torch.where(row_attention > 0, row_attention, 1.0)
-    shares *= targets.row_weight[:, :, None, :]
-    return shares.sum(dim=(0, 1)).T
+    weight = targets.row_weight[:, :, None, :]
+    # Only target rows are read (selected): whatever a model computes for padded queries stays out.
+    return torch.where(weight > 0, shares * weight, 0.0).sum(dim=(0, 1)).T
 
 
 def mul_prompt_scores(products: Tensor, targets: BatchTargets) -> Tensor:
@@ -213,6 +216,9 @@ def mul_prompt_scores(products: Tensor, targets: BatchTargets) -> Tensor:
 
     `sum(A' * D) / sum(A')` where `A'` is the attention with excluded cells zeroed.
     """
+    size = products.shape[1]
+    real = (torch.arange(size, device=products.device)[None, :] < targets.lengths[:, None])[:, :, None, None]
+    products = torch.where(real, products, 0.0)  # padded query rows are not read
     numerator = products[..., targets.raw_columns].sum(dim=1)  # [batch, head, pattern]
     denominator = products[..., -1].sum(dim=1)  # [batch, head]
     return (numerator / denominator[..., None]).permute(2, 0, 1)
