@@ -83,12 +83,6 @@ def _shown(name: str) -> str | None:
     return None if name.startswith("<rule ") else name
 
 
-def link_rule(expr: ast.PExpr, library: Mapping[str, LinkTarget], problems: Problems) -> ast.PExpr | None:
-    """The linked expression of an inline rule (it may refer to library patterns), or None."""
-    module = ast.Module((ast.Definition("rule", "", expr, (), loc=getattr(expr, "loc", None)),))
-    return link(module, library, problems).get("rule")
-
-
 def _references(expr: ast.PExpr) -> list[ast.Ref]:
     return [node for node in ast.walk(expr) if isinstance(node, ast.Ref)]
 
