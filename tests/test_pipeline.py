@@ -249,3 +249,22 @@ def test_errors_name_the_pattern_and_its_file():
     with pytest.raises(PatternError) as raised:
         pl.compile_rule("attend k where tok[k] < tok[q]")
     assert "in pattern" not in str(raised.value)  # an inline rule is named by itself
+
+
+def test_a_feature_can_need_character_offsets():
+    from patternlang.compiler import BatchFeatures
+
+    register_feature("chars", "number", "how many characters the token covers (a test feature)", needs=("offsets",),
+                     table=lambda batch: batch.offsets()[..., 1] - batch.offsets()[..., 0],
+                     reference=lambda prompt: [end - start for start, end in prompt.spans()])
+    try:
+        pattern = build("attend k where chars[k] == chars[q]", "rule", library={})[0]
+        assert "offsets" in pattern.needs
+        features = BatchFeatures.build(torch.tensor([[1, 2, 3, 0]]), torch.tensor([[True, True, True, False]]),
+                                       offsets=[[(0, 2), (2, 3), (3, 5)]])
+        assert pattern.evaluate(features)[0, 2].tolist() == [1.0, 0.0, 1.0, 0.0]
+        assert reference_matrix(pattern.expr, [1, 2, 3], offsets=[(0, 2), (2, 3), (3, 5)])[2] == [1.0, 0.0, 1.0]
+        with pytest.raises(PatternError, match="reads character offsets"):
+            pattern.matrix([1, 2, 3])
+    finally:
+        del FEATURES._entries["chars"]

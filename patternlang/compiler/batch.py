@@ -25,7 +25,8 @@ class BatchFeatures:
     """Features of right-padded prompts `tokens [batch, pos]` with `mask [batch, pos]`."""
 
     def __init__(self, tokens: torch.Tensor, mask: torch.Tensor, strings: StringSource | None,
-                 special_ids: Collection[int], texts: Sequence[Sequence[str]] | None = None):
+                 special_ids: Collection[int], texts: Sequence[Sequence[str]] | None = None,
+                 offsets: torch.Tensor | None = None):
         self.tokens = tokens
         self.mask = mask
         self.batch, self.n_pos = tokens.shape
@@ -37,6 +38,7 @@ class BatchFeatures:
         self._table_index: dict[str, int] = {}
         self._luts: dict[tuple, torch.Tensor] = {}
         self._texts = texts  # per position, where the tokenizer's offsets gave them
+        self._offsets = offsets  # [batch, pos, 2] character spans, where given
         self._token_sid: torch.Tensor | None = None
         self._tables: dict[str, torch.Tensor] = {}
         self._flags: dict[Callable[[str], bool], torch.Tensor] = {}
@@ -46,13 +48,15 @@ class BatchFeatures:
     def build(cls, tokens: torch.Tensor | Sequence[Sequence[int]], mask: torch.Tensor | None = None, *,
               strings: StringSource | None = None, special_ids: Collection[int] = (),
               texts: Sequence[Sequence[str]] | None = None,
+              offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
               device: torch.device | str | None = None) -> "BatchFeatures":
         """Features for `tokens [batch, pos]` (right-padded), `mask` True on real tokens.
 
         Token texts are needed only by patterns that read them (`str`, `word`, `start`, ...):
         `texts` gives each real position's text (one row per prompt, as long as its real
         tokens), else `strings` maps token ids to their text (a dict, or a function of a
-        list of ids).
+        list of ids). `offsets` give each real position's character span `(start, end)` in
+        its prompt's text, for features that need them (`needs` "offsets").
 
         >>> f = BatchFeatures.build(torch.tensor([[1, 5, 5]]), strings={1: "<s>", 5: " a"})
         >>> f.word.tolist()
@@ -76,7 +80,17 @@ class BatchFeatures:
             if len(texts) != tokens.shape[0] or any(len(row) != n for row, n in zip(texts, lengths)):
                 raise InputError(f"texts give {[len(row) for row in texts]} texts for prompts of "
                                  f"{lengths} tokens")
-        return cls(tokens, mask, strings, special_ids, texts)
+        spans = None
+        if offsets is not None:
+            lengths = mask.sum(dim=1).tolist()
+            if len(offsets) != tokens.shape[0] or any(len(row) != n for row, n in zip(offsets, lengths)):
+                raise InputError(f"offsets give {[len(row) for row in offsets]} spans for prompts of {lengths} tokens")
+            spans = torch.zeros(tokens.shape[0], tokens.shape[1], 2, dtype=torch.long)
+            for row, row_spans in enumerate(offsets):
+                if row_spans:
+                    spans[row, : len(row_spans)] = torch.tensor([tuple(span) for span in row_spans], dtype=torch.long)
+            spans = spans.to(tokens.device)
+        return cls(tokens, mask, strings, special_ids, texts, spans)
 
     # ---- strings -------------------------------------------------------------------------
     def intern(self, text: str) -> int:
@@ -96,6 +110,13 @@ class BatchFeatures:
             return [self._strings[i] for i in ids]
         except KeyError as exc:
             raise InputError(f"no token text given for token id {exc.args[0]}") from None
+
+    def offsets(self) -> torch.Tensor:
+        """Each token's character span in its prompt, `[batch, pos, 2]` (start, end)."""
+        if self._offsets is None:
+            raise InputError("this pattern reads character offsets, but none were given",
+                             hint="pass offsets=[[(start, end), ...], ...] for each prompt's tokens")
+        return self._offsets
 
     def text_ids(self) -> torch.Tensor:
         """Each token's id in the batch's string table, [batch, pos] (padding: an arbitrary id)."""

@@ -17,11 +17,12 @@ MISSING = None  # a feature read outside the prompt
 
 
 def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[str] | None = None,
-                     special_ids: Collection[int] = ()) -> Matrix:
+                     special_ids: Collection[int] = (), offsets: Sequence[tuple[int, int]] | None = None) -> Matrix:
     """The detection matrix of one prompt as nested lists [q][k].
 
-    `strings` are the tokens' texts, one per position."""
-    prompt = ReferencePrompt(list(tokens), list(strings) if strings is not None else None, set(special_ids))
+    `strings` are the tokens' texts and `offsets` their character spans, one per position."""
+    prompt = ReferencePrompt(list(tokens), list(strings) if strings is not None else None, set(special_ids),
+                             list(offsets) if offsets is not None else None)
     memo: dict[int, Matrix] = {}  # linked patterns share sub-patterns: evaluate each once
     return _pexpr(expr, prompt, memo)
 
@@ -29,9 +30,11 @@ def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[s
 class ReferencePrompt:
     """One prompt for the reference evaluator: token ids, texts, and feature columns by name."""
 
-    def __init__(self, tokens: list[int], strings: list[str] | None, special_ids: set[int]):
+    def __init__(self, tokens: list[int], strings: list[str] | None, special_ids: set[int],
+                 offsets: list[tuple[int, int]] | None = None):
         self.tokens = tokens
         self.strings = strings
+        self.offsets = offsets
         self.n = len(tokens)
         self.special = [t in special_ids for t in tokens]
         self._columns: dict[str, list] = {}
@@ -40,6 +43,11 @@ class ReferencePrompt:
         if self.strings is None:
             raise ValueError("this rule needs token texts")
         return self.strings
+
+    def spans(self) -> list[tuple[int, int]]:
+        if self.offsets is None:
+            raise ValueError("this rule needs character offsets")
+        return self.offsets
 
     def column(self, name: str) -> list:
         """A feature's value at every position, from its registry entry's reference implementation."""

@@ -11,9 +11,10 @@ The implementations receive the batch (`compiler.batch.BatchFeatures`) or the pr
 torch: the checker reads the registry without loading it.
 
 The batch API: `tokens`, `mask` and `positions` tensors, `table(name)` (another feature's
-`[batch, pos]` table), `text_ids()` (each token's id in the batch's string table) and
-`text_flags(predicate)` (a predicate of the token text, run once per distinct text).
-The prompt API: `tokens`, `special` (lists), `texts()` (raises without texts) and
+`[batch, pos]` table), `text_ids()` (each token's id in the batch's string table),
+`text_flags(predicate)` (a predicate of the token text, run once per distinct text) and
+`offsets()` (each token's character span, `[batch, pos, 2]`).
+The prompt API: `tokens`, `special` (lists), `texts()` and `spans()` (raise without them) and
 `column(name)` (another feature's values, one per position).
 """
 
@@ -27,8 +28,9 @@ from ..registry import Registry
 from .builtins import Kind, starts_word
 
 # What a batch can provide. Token ids, masks and positions are always there; the rest is
-# asked for by the features a pattern reads (later: "logits", "annotations").
-NEEDS = ("tokens", "texts", "special_ids")
+# asked for by the features a pattern reads: token texts, the tokenizer's special ids, each
+# token's character span in its prompt (later also: "logits", "annotations").
+NEEDS = ("tokens", "texts", "special_ids", "offsets")
 
 @dataclass(frozen=True, slots=True)
 class Feature:
