@@ -69,8 +69,10 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     }
     settings = dict(first.settings)
     settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
-    for key in ("pattern_measures", "exclusions"):  # per-pattern records, one from each run
+    for key in ("pattern_measures", "exclusions", "undefined"):  # per-pattern records, one from each run
         settings[key] = {name: value for _, part in parts for name, value in dict(part.settings).get(key, {}).items()}
+    if not settings["undefined"]:
+        del settings["undefined"]
     if len(parts) > 1:
         settings["runs"] = [{"probe": str(spec), "patterns": list(part.patterns), "n_prompts": part.n_prompts,
                              "n_tokens": part.n_tokens, **dict(part.settings)} for spec, part in parts]
