@@ -318,6 +318,7 @@ def detect(
     from .library import shipped_patterns
     from .models import load_model
     from .probes import from_file
+    from .heads import check_heads
     from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
     from .survey import survey
     from .tokenize import check_token_ids_before_loading
@@ -334,6 +335,7 @@ def detect(
     for path in heatmap:
         outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
     measures = check_measures(",".join(measure)) if measure else None
+    check_heads(heads)
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
     prompt_set = from_file(prompts) if prompts is not None else None

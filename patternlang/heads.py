@@ -66,6 +66,15 @@ def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple
     }
 
 
+def check_heads(spec: HeadsSpec) -> None:
+    """Check how heads are written, before any model is loaded (their range needs the model).
+
+    >>> check_heads("L5H1, 6.9")
+    """
+    if spec is not None and not _pairs(spec):
+        raise InputError("no heads chosen", hint="leave heads=None to score every head")
+
+
 def _pairs(spec: HeadsSpec) -> list[tuple[int, int]]:
     if isinstance(spec, str):
         parts = [p for p in re.split(r"[,\s]+", spec.strip()) if p]

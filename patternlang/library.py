@@ -116,6 +116,10 @@ def _as_file(spec: PatternSpec) -> Path | None:
             raise PatternFileError(f"{path} is a directory, not a pattern file",
                                    hint="give the .pattern or YAML files inside it, e.g. " + f"{path}/*.pattern")
         if not _is_file(path):
+            kind = _special_kind(path)
+            if kind is not None:
+                raise PatternFileError(f"{_clip(str(path))} is {kind}, not a pattern file",
+                                       hint="give a .pattern or YAML file")
             raise PatternFileError(f"no such file: {_clip(str(path))}")
         if _form_of(path) is None:
             raise PatternFileError(f"{path} is not a pattern file",
@@ -154,6 +158,21 @@ def _is_file(path: Path) -> bool:
         return path.is_file()
     except (OSError, ValueError):
         return False
+
+
+def _special_kind(path: Path) -> str | None:
+    """What a path that exists but is no regular file is (a FIFO, a device, ...), or None."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None
 
 
 def _clip(text: str, limit: int = 200) -> str:

@@ -53,14 +53,16 @@ class Pattern:
         return self.program(features)
 
     def matrix(self, tokens: Any = None, str_tokens: Sequence[str] | Sequence[Sequence[str]] | None = None, *,
-               special_ids: Collection[int] | None = None) -> torch.Tensor:
+               special_ids: Collection[int] | None = None,
+               offsets: Sequence[tuple[int, int]] | Sequence[Sequence[tuple[int, int]]] | None = None) -> torch.Tensor:
         """The detection matrix for one prompt [q, k] or a batch [batch, q, k].
 
         `tokens`: token ids (a list, a 1-D or 2-D tensor, or a list of lists); `str_tokens`: the
         tokens' text, needed by rules that read `str`, `word` or `start`. With only `str_tokens`,
-        equal strings get equal ids.
+        equal strings get equal ids. `offsets`: each token's character span `(start, end)`, for
+        features that need them.
         """
-        features, single = _features_for(tokens, str_tokens, special_ids)
+        features, single = _features_for(tokens, str_tokens, special_ids, offsets)
         result = self.evaluate(features)
         return result[0] if single else result
 
@@ -75,7 +77,7 @@ class Pattern:
         return f"<Pattern {self.name}{where}: {self.rule}>"
 
 
-def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]:
+def _features_for(tokens, str_tokens, special_ids, offsets=None) -> tuple[BatchFeatures, bool]:
     if tokens is None and str_tokens is None:
         raise InputError("give token ids, token strings, or both")
     str_rows = None
@@ -108,4 +110,7 @@ def _features_for(tokens, str_tokens, special_ids) -> tuple[BatchFeatures, bool]
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = True
-    return BatchFeatures.build(ids, mask, texts=str_rows, special_ids=special_ids or ()), single
+    offset_rows = None
+    if offsets is not None:
+        offset_rows = [list(offsets)] if single else [list(row) for row in offsets]
+    return BatchFeatures.build(ids, mask, texts=str_rows, offsets=offset_rows, special_ids=special_ids or ()), single

@@ -52,11 +52,16 @@ def check_module(module: ast.Module, library: Mapping[str, Pattern] | None = Non
                  inline: bool = False) -> list[Pattern]:
     """Link, check and compile the definitions of one module against a library of known patterns.
 
-    Names defined in the module come first, then the library's; an `inline` rule's own name is
-    no name to refer to (the rule `induction_head` is the shipped pattern). Every problem of
-    every pass is raised at once (an `ErrorGroup` when there are several)."""
+    Names defined in the module come first, then the library's (by default the shipped
+    patterns; pass `{}` for none); an `inline` rule's own name is no name to refer to (the rule
+    `induction_head` is the shipped pattern). Every problem of every pass is raised at once (an
+    `ErrorGroup` when there are several)."""
+    if library is None:
+        from .library import shipped_library
+
+        library = shipped_library()
     problems = Problems()
-    targets = {name: LinkTarget(p.expr, p.settings.normalize) for name, p in (library or {}).items()}
+    targets = {name: LinkTarget(p.expr, p.settings.normalize) for name, p in library.items()}
     to_link = module
     if inline:  # names no rule can write, so nothing refers to the rule itself
         to_link = ast.Module(tuple(d.replace(name=f"<rule {i}>") for i, d in enumerate(module.definitions)),

@@ -79,17 +79,30 @@ def token_texts(tokenizer: Any, ids: list[int], text: str | None = None) -> list
     return texts
 
 
-def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: str) -> list[str]:
+def token_offsets(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, int]] | None:
+    """Each token's character span `(start, end)` in `text`, from the tokenizer's offsets.
+
+    Tokens before the text's own (a prepended BOS) get `(0, 0)`. None when the tokenizer gives
+    no offsets (a slow tokenizer) or its encoding of `text` is not the end of `ids`."""
     try:
         encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer has no offsets
-        return texts
-    encoded, offsets = list(encoding["input_ids"]), encoding["offset_mapping"]
+        return None
+    encoded, spans = list(encoding["input_ids"]), encoding["offset_mapping"]
     start = len(ids) - len(encoded)  # a prepended BOS comes first
     if start < 0 or list(ids[start:]) != encoded:
+        return None
+    return [(0, 0)] * start + [(int(begin), int(end)) for begin, end in spans]
+
+
+def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: str) -> list[str]:
+    spans = token_offsets(tokenizer, ids, text)
+    if spans is None:
         return texts
     fixed = list(texts)
-    for position, (begin, end) in enumerate(offsets, start=start):
+    for position, (begin, end) in enumerate(spans):
+        if begin == end:
+            continue
         covered = text[begin:end]
         if REPLACEMENT_CHARACTER in fixed[position] and covered and REPLACEMENT_CHARACTER not in covered:
             fixed[position] = covered

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ErrorGroup, Location, PatternError, PatternFileError
 from .syntax import ast
-from .syntax.parser import KEYWORDS, parse_rule
+from .syntax.parser import KEYWORDS, parse_probe, parse_rule
 
 
 class _ProbeEntry(BaseModel):
@@ -235,11 +235,11 @@ def _yaml_module(text: str, filename: str) -> ast.Module:
         at = _YamlPlace(root, ("patterns", index), text, filename)
         try:
             expr, settings = parse_rule(entry.rule, filename=filename, place=at.rule_place(entry.rule))
+            settings += _yaml_settings(entry, at)
         except PatternError as error:
             problems.append(error)
             continue
-        definitions.append(ast.Definition(entry.name, entry.description.strip(), expr,
-                                          settings + _yaml_settings(entry, at), source=entry.rule,
+        definitions.append(ast.Definition(entry.name, entry.description.strip(), expr, settings, source=entry.rule,
                                           loc=at.field("name")))
     if problems:
         raise problems[0] if len(problems) == 1 else ErrorGroup(problems)
@@ -382,10 +382,19 @@ def _yaml_settings(entry: _RuleEntry, at: _YamlPlace) -> tuple[ast.Setting, ...]
     if entry.exclude_current:
         settings.append(ast.ExcludeSetting("current", loc=at.field("exclude_current")))
     if isinstance(entry.probe, str):
-        settings.append(ast.ProbeSetting(entry.probe, (), loc=at.field("probe")))
+        # `probe: repeated_random(length=8)` reads as in a .pattern file or --probe
+        try:
+            name, args = parse_probe(entry.probe)
+        except PatternError as error:
+            raise PatternFileError(f"probe: {error.message}", at.field("probe"), hint=error.hint) from None
+        settings.append(ast.ProbeSetting(name, args, loc=at.field("probe")))
     elif entry.probe is not None:
-        settings.append(ast.ProbeSetting(entry.probe.name, tuple(sorted((entry.probe.model_extra or {}).items())),
-                                         loc=at.field("probe")))
+        args = tuple(sorted((entry.probe.model_extra or {}).items()))
+        for key, value in args:  # probe arguments are numbers or strings, as in a rule
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise PatternFileError(f"probe argument {key!r} must be a number or a string, not "
+                                       f"{type(value).__name__} {value!r}"[:300], at.field("probe"))
+        settings.append(ast.ProbeSetting(entry.probe.name, args, loc=at.field("probe")))
     if entry.normalize:
         settings.append(ast.NormalizeSetting(loc=at.field("normalize")))
     return tuple(settings)

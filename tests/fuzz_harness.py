@@ -479,6 +479,10 @@ CLI_FILES = {
     "{bad.yaml}": "patterns:\n  - name: y\n    rul: attend k\n",
     "{spaced name.pattern}": "pattern s: attend k where k == q\n",
     "{empty.yaml}": "",
+    "{prompts.txt}": "The cat sat. The cat sat.\nA second prompt\n",
+    "{ids.jsonl}": '{"tokens": [1, 2, 3]}\n{"tokens": [4, 5]}\n',
+    "{bad ids.jsonl}": '{"tokens": [1, 18446744073709551616]}\n',
+    "{mixed.jsonl}": '{"text": "a"}\n{"tokens": [1]}\n',
 }
 
 
@@ -521,7 +525,7 @@ def prepare_cli(argv: list[str], workdir: Path) -> list[str]:
         (files / "dir.pattern").mkdir()
 
     def fill(arg: str) -> str:
-        return re.sub(r"\{([^{}]+\.(?:pattern|yaml))\}", lambda m: str(files / m.group(1)), arg)
+        return re.sub(r"\{([^{}]+\.(?:pattern|yaml|txt|jsonl|json|pt))\}", lambda m: str(files / m.group(1)), arg)
     return [fill(arg) for arg in argv]
 
 
@@ -587,6 +591,44 @@ def prompt_file_outcome(path: Path) -> str:
     return api_outcome(read)
 
 
+# ---- detect's command lines ----------------------------------------------------------------------------
+def generate_detect(rng: random.Random) -> list[str]:
+    """`patternlang detect` with every kind of option, right and wrong; `--model` always names a
+    checkpoint file, so no tokenizer is read. Valid command lines reach the model loader, which the
+    harness stops: everything the user wrote must be checked before that."""
+    patterns = rng.sample(["bos_head", "induction_head", "bos_haed", "{good.pattern}", "{bad.pattern}",
+                           "{good.pattern}:b", "{dir.pattern}", "{missing.pattern}", "{spaced name.pattern}:s",
+                           "attend k where k == q - 1", "attend k where", generate_rule(rng)], rng.randint(0, 3))
+    argv = ["detect", *patterns, "--model", rng.choice(["{model.pt}", "{model.pt}", "gtp2", "/no/such/dir/"])]
+    options = [
+        ["--measure", rng.choice(["mass", "tv,mul", "mas", "", ",,", "mass tv", "abs,argmax,mul,tv,mass"])],
+        ["--heads", rng.choice(["L1H2", "5.1,6.9", "abc", "", "99.1", "L1H2 x", "-1.2", "1.2.3", "L" * 50])],
+        ["--prompts", rng.choice(["{prompts.txt}", "{ids.jsonl}", "{bad ids.jsonl}", "{mixed.jsonl}",
+                                  "{missing.txt}", "{dir.pattern}", "/dev/zero", "{good.pattern}"])],
+        ["--probe", rng.choice(["natural", "repeated_random(length=8)", "repeated_random(vocab_lo=10, vocab_hi=5)",
+                                "file()", "bogus", "repeated_random(length=", "natural(batch=0)"])],
+        ["--json", rng.choice(["s.json", "s.txt", "-", "sub/s.json", "{dir.pattern}"])],
+        ["--csv", rng.choice(["s.csv", "s.json", "s"])],
+        ["--heatmap", rng.choice(["h.png", "h.html", "h.gif", "{dir.pattern}/h.png"])],
+        ["--batch-size", rng.choice(["0", "-3", "4", "x", "99999999999999999999"])],
+        ["--device", rng.choice(["cpu", "cuda", "tpu", "", "cuda:99"])],
+        ["--top", rng.choice(["0", "3", "-1", "x"])],
+        [rng.choice(["--exclude-bos", "--include-bos", "--exclude-current", "--include-current", "--no-progress",
+                     "--bogus"])],
+    ]
+    for option in rng.sample(options, rng.randint(0, 5)):
+        argv += option
+    return argv
+
+
+def detect_outcome(argv: list[str]) -> str:
+    """A valid command line reaches the model loader (stopped there): that counts as a result."""
+    try:
+        return cli_outcome(argv)
+    except ReachedModel:
+        return "result"
+
+
 # A new family is one generator and one line here.
 FAMILIES = [
     Family("rules", generate_rule,
@@ -603,6 +645,8 @@ FAMILIES = [
             EntryPoint("cli check", file_cli_check, every=40), EntryPoint("cli compile", file_cli_compile, every=80)),
            count=1_800, prepare=_write_file(".yaml"), corpus_glob="yaml_files/*.y*ml"),
     Family("cli_arguments", generate_cli, (EntryPoint("main", cli_main),), count=700, prepare=prepare_cli),
+    Family("detect_arguments", generate_detect, (EntryPoint("detect", detect_outcome),), count=400,
+           prepare=prepare_cli),
     Family("prompt_files", generate_prompt_file, (EntryPoint("from_file", prompt_file_outcome),), count=1_000,
            prepare=prepare_prompt_file, corpus_glob="prompt_files/*"),
 ]

@@ -356,3 +356,10 @@ def test_token_ids_outside_the_embedded_vocabulary_exit_1_before_the_model_loads
     code, _, err = run(capsys, "detect", "bos_head", "--prompts", str(path), "--no-progress")
     assert code == 1 and "Traceback" not in err, err
     assert "prompt 1, position 1: token id 49152 is outside the embedded model's vocabulary of 49152 tokens" in err
+
+
+def test_heads_are_read_before_the_model_loads(capsys, no_model):
+    for heads, message in [("abc", "cannot read a head from 'abc'"), ("", "no heads chosen"),
+                           ("L1H2 x", "cannot read a head from 'x'")]:
+        code, _, err = run(capsys, "detect", "bos_head", "--model", "m.pt", "--heads", heads)
+        assert code == 1 and message in err and "Traceback" not in err, (heads, err)

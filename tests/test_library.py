@@ -299,3 +299,33 @@ def test_yaml_errors_count_lines_as_the_file_shows_them(tmp_path):
         load_patterns(path)
     shown, caret = str(info.value).splitlines()[1:3]
     assert info.value.location.line == 2 and shown.endswith("patterns:") and shown[caret.index("^")] == ":"
+
+
+def test_yaml_probe_arguments_are_numbers_or_strings_and_the_rule_form_works(tmp_path):
+    from patternlang import PatternError, load_patterns
+
+    bad = tmp_path / "bad.yaml"
+    for value in ("[1]", "{a: 1}", "true"):
+        bad.write_text(f"patterns:\n  - name: a\n    rule: attend k\n    probe: {{name: repeated_random, seed: {value}}}\n")
+        with pytest.raises(PatternError, match="probe argument 'seed' must be a number or a string") as raised:
+            load_patterns(bad)
+        assert raised.value.location.line == 4
+    good = tmp_path / "good.yaml"
+    good.write_text("patterns:\n  - name: a\n    rule: attend k\n    probe: repeated_random(length=8, seed=2)\n")
+    assert str(load_patterns(good)[0].settings.probe) == "repeated_random(length=8, seed=2)"
+    good.write_text("patterns:\n  - name: a\n    rule: attend k\n    probe: repeated_random(vocab_lo=10, vocab_hi=5)\n")
+    with pytest.raises(PatternError, match="vocab_lo=10 is not below vocab_hi=5"):
+        load_patterns(good)
+
+
+def test_special_files_are_named_as_such(tmp_path):
+    import os
+
+    from patternlang import PatternFileError, check_files
+
+    fifo = tmp_path / "pipe.pattern"
+    os.mkfifo(fifo)
+    with pytest.raises(PatternFileError, match="is a named pipe"):
+        check_files([fifo])
+    with pytest.raises(PatternFileError, match="is a character device"):
+        check_files(["/dev/null"])

@@ -128,6 +128,10 @@ def test_passes_raise_on_a_node_type_they_do_not_know():
         check_kinds(Mystery(), Problems())
     with pytest.raises(TypeError, match="does not handle Mystery"):
         unparse(Mystery())
+    from patternlang.syntax.link import fill_references
+
+    with pytest.raises(TypeError, match="does not handle Mystery"):
+        fill_references(Mystery(), {})
 
 
 def test_children_and_walk_are_generic():
@@ -173,7 +177,7 @@ def test_sentence_feature_on_an_example():
     assert sentence[4].tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 0]
     assert sentence[7].tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 0]
     assert sentence[8].tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 1]
-    assert ends_sentence(" ?\n") and not ends_sentence('."')
+    assert ends_sentence(" ?\n") and ends_sentence("。") and not ends_sentence('."')
 
 
 @settings(max_examples=200, deadline=None)
@@ -222,6 +226,31 @@ def test_measure_registry_drives_the_settings_pass():
     assert MEASURES.names() == ("mass", "tv", "argmax", "mul", "abs")
     with pytest.raises(UnknownNameError, match="did you mean 'mass'"):
         pl.compile_rule("attend k measure mas")
+
+
+def test_measures_docs_table_agrees_with_the_registry():
+    from patternlang.engine.measures import MEASURES
+
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in open("docs/measures.md", encoding="utf-8") if line.startswith("| `")}
+    assert {name.strip("`"): value for name, value in rows.items()} == {m.name: m.range for m in MEASURES.entries()}
+
+
+def test_ast_nodes_pickle_and_copy_with_their_hash():
+    import copy
+    import pickle
+
+    expr, _ = parse_rule("(attend k where tok[k] == tok[q]) shift +1 | bos_head")
+    for clone in (pickle.loads(pickle.dumps(expr)), copy.copy(expr), copy.deepcopy(expr)):
+        assert clone == expr and hash(clone) == hash(expr)
+
+
+def test_reprs_of_linked_patterns_stay_short():
+    deepest = build(reuse_file(40), "pattern", library={})[-1]
+    assert len(repr(deepest.expr)) < 200 and "nodes once shared sub-patterns are written out" in repr(deepest.expr)
+    with pytest.raises(UnparseError, match="print the pattern's `.rule`"):
+        unparse(deepest.expr)
+    assert repr(deepest) == "<Pattern p40: p39 | p39>"
 
 
 def test_padding_and_normalize_never_make_non_finite_values():

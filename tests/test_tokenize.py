@@ -63,7 +63,7 @@ def test_the_engine_reads_split_characters_by_their_text(embedded_model):
     from patternlang import detect
     from patternlang.engine.batching import tokenize
     from patternlang.engine.detect import split_character_texts
-    from patternlang.engine.detection import resolve_patterns
+    from patternlang.engine.pattern_tensors import resolve_patterns
 
     text, rule = "日本 日本 🎉 🎉", "attend k where str[k] == str[q] and k < q"
     ids = tokenize(embedded_model, [text])
@@ -73,3 +73,30 @@ def test_the_engine_reads_split_characters_by_their_text(embedded_model):
     from_text = detect(embedded_model, [text], [rule], measures="mass", progress=False)
     from_matrix = detect(embedded_model, [ids[0]], [matrix], measures="mass", progress=False)
     torch.testing.assert_close(from_text.values["mass"], from_matrix.values["mass"], equal_nan=True)
+
+
+@pytest.mark.model
+def test_the_engine_gives_character_offsets_to_features_that_need_them(embedded_model):
+    from patternlang import PatternError, detect
+    from patternlang.engine.batching import tokenize
+    from patternlang.pipeline import build
+    from patternlang.syntax.features import FEATURES, register_feature
+    from patternlang.tokenize import token_offsets
+
+    register_feature("chars", "number", "characters the token covers (a test feature)", needs=("offsets",),
+                     table=lambda batch: batch.offsets()[..., 1] - batch.offsets()[..., 0],
+                     reference=lambda prompt: [end - start for start, end in prompt.spans()])
+    try:
+        pattern = build("attend k where chars[k] == chars[q] and k < q", "rule", library={})[0]
+        text = "The cat sat on the mat. 日本"
+        ids = tokenize(embedded_model, [text])[0]
+        spans = token_offsets(embedded_model.tokenizer, ids.tolist(), text)
+        assert spans[0] == (0, 0) and text[spans[1][0]:spans[1][1]] == "The"
+        from_text = detect(embedded_model, [text], [pattern], measures="mass", progress=False)
+        from_matrix = detect(embedded_model, [ids], [pattern.matrix(ids.tolist(), offsets=spans)], measures="mass",
+                             progress=False)
+        torch.testing.assert_close(from_text.values["mass"], from_matrix.values["mass"], equal_nan=True)
+        with pytest.raises(PatternError, match="reads character offsets, but prompt 0 is token ids"):
+            detect(embedded_model, [ids], [pattern], progress=False)
+    finally:
+        del FEATURES._entries["chars"]

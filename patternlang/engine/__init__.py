@@ -4,10 +4,11 @@
     scores = detect(model, prompts, ["previous_token_head", "induction_head"], measures=("mass", "tv"))
     scores.top("induction_head")
 
-Modules, one per stage: `batching` (tokenize, bucket, pad), `detection` (detection
-tensors per batch), `forward` (the hooked, early-stopped forward pass), `measures`
-(pure functions), `accumulate` (running sums), `detect` (the recipe), `scores`
-(the result), `tl_compat` (TransformerLens' `detect_head`, batched).
+Modules, one per stage: `batching` (tokenize, bucket, pad), `pattern_tensors` (the
+patterns as the engine sees them, `Detector`, and their detection tensors per batch),
+`forward` (the hooked, early-stopped forward pass), `measures` (the measure registry),
+`accumulate` (running sums), `detect` (the recipe), `scores` (the result), `tl_compat`
+(TransformerLens' `detect_head`, batched).
 """
 
 from typing import Any

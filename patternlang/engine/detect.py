@@ -26,7 +26,7 @@ from patternlang.engine.batching import (
     plan_batches,
     tokenize,
 )
-from patternlang.engine.detection import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
+from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.engine.scores import Scores
@@ -99,6 +99,7 @@ def detect(
     items = _prompts_of(prompts, model)
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     texts = split_character_texts(model, items, token_lists, detectors)
+    offsets = prompt_offsets(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
@@ -106,7 +107,7 @@ def detect(
     values, n_batches = score_tokens(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
-        batch_size=batch_size, device=device, progress=progress, texts=texts,
+        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -146,13 +147,15 @@ def score_tokens(
     progress: bool = False,
     attention_source: Callable[[int], Tensor] | None = None,
     texts: dict[int, list[str]] | None = None,
+    offsets: dict[int, list[tuple[int, int]]] | None = None,
 ) -> tuple[dict[str, Tensor], int]:
     """The engine's core: checked token lists and detectors in, `{measure: [pattern, layer, head]}` out.
 
     `attention_source(layer)`, when given, supplies the attention of a single batch
     instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
-    tokens read their decoded text.
+    tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
+    that need them (`prompt_offsets`).
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -176,8 +179,9 @@ def score_tokens(
     for indices in _progress(plan, enabled=progress, total_prompts=len(token_lists)):
         batch = pad_batch(token_lists, indices, padding, input_device)
         rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
-        detection = detection_tensors(detectors, batch, strings=strings, texts=rows, special_ids=specials,
-                                      device=work_device)
+        spans = [offsets[index] for index in indices] if offsets else None
+        detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
+                                      special_ids=specials, device=work_device)
         accumulator.start_batch(detection, batch.lengths)
         del detection  # the accumulator keeps what it needs; free the rest before the forward pass
         if attention_source is None:
@@ -212,6 +216,32 @@ def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],
             if any(REPLACEMENT_CHARACTER in text for text in decoded):
                 texts[index] = token_texts(tokenizer, ids, text=item)
     return texts
+
+
+def prompt_offsets(model: Any, items: Any, token_lists: Sequence[Tensor],
+                   detectors: Sequence[Detector]) -> dict[int, list[tuple[int, int]]]:
+    """Every prompt's character spans, when a pattern reads a feature that needs them; else {}.
+
+    Spans come from the tokenizer's offsets into each text prompt; token-id prompts have none,
+    which is an error for such a pattern (before any forward pass)."""
+    needing = [d.name for d in detectors if "offsets" in getattr(d.pattern, "needs", ())]
+    if not needing:
+        return {}
+    from patternlang.prompts import split_prompts
+    from patternlang.tokenize import token_offsets
+
+    tokenizer = model_facts(model).tokenizer
+    offsets: dict[int, list[tuple[int, int]]] = {}
+    for index, item in enumerate(split_prompts(items)):
+        spans = None
+        if isinstance(item, str) and tokenizer is not None:
+            spans = token_offsets(tokenizer, token_lists[index].tolist(), item)
+        if spans is None:
+            why = "is token ids" if not isinstance(item, str) else "has no offsets from the tokenizer"
+            raise InputError(f"pattern {needing[0]!r} reads character offsets, but prompt {index} {why}",
+                             hint="give text prompts to a model with a fast (Hugging Face) tokenizer")
+        offsets[index] = spans
+    return offsets
 
 
 def _batch_texts(indices: Sequence[int], token_lists: Sequence[Tensor], texts: dict[int, list[str]],

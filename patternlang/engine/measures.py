@@ -308,22 +308,22 @@ def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal[
 
 
 register_measure(
-    "mass", "0..1", "attention mass on the pattern's targets, weighted by its values",
+    "mass", "0 .. 1", "attention mass on the pattern's targets, weighted by its values",
     averaged_over="target rows", prepares=("row_weight",),
     partial_sum=lambda work: mass_sum(work.products, work.targets),
 )
 register_measure(
-    "tv", "0..1", "1 - total variation distance to the pattern row normalised to sum 1",
+    "tv", "0 .. 1", "1 - total variation distance to the pattern row normalised to sum 1",
     averaged_over="target rows", prepares=("row_normalised",),
     partial_sum=lambda work: tv_sum(work.renormalised, work.targets),
 )
 register_measure(
-    "argmax", "0..1", "share of rows whose most-attended key is a target",
+    "argmax", "0 .. 1", "share of rows whose most-attended key is a target",
     averaged_over="target rows", prepares=("is_target",),
     partial_sum=lambda work: argmax_hits(work.attention, work.targets),
 )
 register_measure(
-    "mul", "0..max D", "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
+    "mul", "0 .. max D", "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
     averaged_over="prompts",
     partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).sum(dim=1),
 )

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.detect import score_tokens
-from patternlang.engine.detection import Detector, check_matrix, check_matrix_sizes, resolve_patterns
+from patternlang.engine.pattern_tensors import Detector, check_matrix, check_matrix_sizes, resolve_patterns
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
 from patternlang.heads import parse_heads

@@ -48,6 +48,13 @@ class Node:
     def __ne__(self, other: object) -> bool:
         return not self == other
 
+    def __repr__(self) -> str:
+        size = expanded_size(self)
+        if size > MAX_REPR_NODES:  # a linked DAG written out as a tree can be astronomically long
+            return f"{type(self).__name__}(<{size:,} nodes once shared sub-patterns are written out>)"
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._value_fields)
+        return f"{type(self).__name__}({shown})"
+
     def children(self) -> tuple["Node", ...]:
         """The child nodes, in source order."""
         found: list[Node] = []
@@ -95,7 +102,14 @@ def _dag_equal(first: Node, second: Node) -> bool:
 
 def node(cls: type) -> type:
     """Make `cls` a frozen, slotted AST node whose hash and equality ignore `loc`."""
-    cls = dataclass(frozen=True, slots=True, eq=False)(cls)
+    cls = dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
+    restore = cls.__setstate__  # dataclass's own: it restores the fields, not the cached hash
+
+    def __setstate__(self, state):  # pickle, copy and deepcopy: the hash is recomputed, per process
+        restore(self, state)
+        Node.__post_init__(self)
+
+    cls.__setstate__ = __setstate__
     names = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
     cls._value_fields = names
     cls._child_fields = names  # children() keeps the values that are nodes
@@ -115,6 +129,17 @@ def walk(root: Node) -> Iterator[Node]:
         seen.add(id(current))
         yield current
         stack.extend(reversed(current.children()))
+
+
+MAX_REPR_NODES = 2_000
+
+
+def expanded_size(root: Node) -> int:
+    """How many nodes `root` has as a tree, shared sub-patterns counted each time (linear time)."""
+    size: dict[int, int] = {}
+    for current in post_order(root):
+        size[id(current)] = 1 + sum(size[id(child)] for child in current.children())
+    return size[id(root)]
 
 
 def post_order(root: Node) -> list[Node]:

@@ -63,8 +63,8 @@ register_feature(
 )
 
 register_feature(
-    "str", "string", "the token's text (the text it covers in the prompt where the tokenizer "
-    "gives offsets, else the tokenizer's decoding of the token alone)",
+    "str", "string", "the token's text as the tokenizer decodes it alone; a token that decodes to "
+    "U+FFFD (a piece of a character split over tokens) reads the text its offsets cover in the prompt",
     needs=("tokens", "texts"),
     table=lambda batch: batch.text_ids(),
     reference=lambda prompt: list(prompt.texts()),
@@ -117,11 +117,12 @@ register_feature(
     reference=lambda prompt: _running_index(prompt.column("start")),
 )
 
-SENTENCE_END = (".", "!", "?")
+SENTENCE_END = (".", "!", "?", "。", "！", "？")
 
 
 def ends_sentence(text: str) -> bool:
-    """A token ends a sentence when its text, without trailing whitespace, ends in . ! or ?"""
+    """A token ends a sentence when its text, without trailing whitespace, ends in . ! or ?
+    (or their full-width forms 。！？)."""
     return text.rstrip().endswith(SENTENCE_END)
 
 
@@ -152,7 +153,7 @@ def _sentence_reference(prompt) -> list[int]:
 
 register_feature(
     "sentence", "sentence", "the index of the sentence the token belongs to: a sentence starts at "
-    "the first token and at the first word start after a token ending in `.`, `!` or `?`",
+    "the first token and at the first word start after a token ending in `.`, `!` or `?` (or `。！？`)",
     needs=("tokens", "texts", "special_ids"),
     table=_sentence_table,
     reference=_sentence_reference,

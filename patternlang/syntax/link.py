@@ -78,6 +78,10 @@ def link(module: ast.Module, library: Mapping[str, LinkTarget], problems: Proble
     return linked
 
 
+_CONDITION_OR_VALUE = (ast.Compare, ast.Truth, ast.And, ast.Or, ast.Not,
+                       ast.Name, ast.IntLit, ast.StrLit, ast.Index, ast.Call, ast.Arith, ast.Neg)
+
+
 def _shown(name: str) -> str | None:
     """The name errors give for a definition (an inline rule's stand-in name is not shown)."""
     return None if name.startswith("<rule ") else name
@@ -101,8 +105,10 @@ def fill_references(expr: ast.PExpr, targets: Mapping[str, LinkTarget]) -> ast.P
             changes = {name: rebuilt[id(value)] for name in node._child_fields
                        if isinstance(value := getattr(node, name), ast.Node) and rebuilt.get(id(value)) is not value}
             rebuilt[id(node)] = node.replace(**changes) if changes else node
+        elif isinstance(node, (ast.Attend, *_CONDITION_OR_VALUE)):
+            rebuilt[id(node)] = node  # no references inside
         else:
-            rebuilt[id(node)] = node  # Attend, conditions, values: no references inside
+            raise TypeError(f"the link pass does not handle {type(node).__name__} nodes")
     return rebuilt[id(expr)]
 
 
@@ -166,8 +172,10 @@ def _check_linked(expr: ast.PExpr, loc: Location | None, problems: Problems) -> 
             largest[id(node)] = 1.0
             # a row of up to MAX_ROW_KEYS keys: its smallest share
             smallest[id(node)] = min(1.0, smallest[inner] / max(largest[inner], 1e-300) / MAX_ROW_KEYS)
-        else:  # Attend: ones; conditions and values carry no weight
+        elif isinstance(node, (ast.Attend, *_CONDITION_OR_VALUE)):  # ones; conditions carry no weight
             largest[id(node)], smallest[id(node)] = 1.0, 1.0
+        else:
+            raise TypeError(f"the link pass does not handle {type(node).__name__} nodes")
     ok = True
     if depth[id(expr)] > MAX_LINKED_DEPTH:
         problems.add(PatternError(

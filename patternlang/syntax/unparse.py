@@ -26,8 +26,18 @@ class UnparseError(ValueError):
     """An AST the grammar cannot write (only hand-built ASTs can be like that)."""
 
 
+MAX_UNPARSE_NODES = 100_000
+
+
 def unparse(node: ast.Node) -> str:
-    """Rule text for any pattern expression, condition, value, setting, definition or module."""
+    """Rule text for any pattern expression, condition, value, setting, definition or module.
+
+    A linked expression (`Pattern.expr`) is written out with the patterns it refers to filled
+    in; `Pattern.rule` is the rule as written."""
+    size = ast.expanded_size(node)
+    if size > MAX_UNPARSE_NODES:
+        raise UnparseError(f"this expression has {size:,} nodes once its shared sub-patterns are written out, "
+                           f"too many to print (at most {MAX_UNPARSE_NODES:,}); print the pattern's `.rule`")
     return _Writer().visit(node)
 
 
