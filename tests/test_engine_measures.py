@@ -194,3 +194,12 @@ def test_non_finite_values_in_padding_never_reach_the_scores():
     dirty = engine_scores(attention, detection, lengths, Exclusions())
     for measure in MEASURES:
         torch.testing.assert_close(dirty[measure], clean[measure], msg=measure)
+
+
+def test_undefined_scores_tell_missing_targets_from_non_finite_attention():
+    from patternlang.engine.detect import undefined_scores
+
+    values = {"mass": torch.full((2, 1, 2), torch.nan), "mul": torch.zeros(2, 1, 2)}
+    reasons = undefined_scores(values, ["empty", "broken"], {0: None}, target_rows=torch.tensor([0.0, 5.0]))
+    assert reasons["empty"]["mass"].startswith("no target rows")
+    assert "non-finite" in reasons["broken"]["mass"] and "mul" not in reasons["broken"]

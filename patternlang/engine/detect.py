@@ -99,6 +99,7 @@ def detect(
     items = _prompts_of(prompts, model)
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     texts = split_character_texts(model, items, token_lists, detectors)
+    stats: dict[str, Any] = {}
     offsets = prompt_offsets(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
@@ -107,7 +108,7 @@ def detect(
     values, n_batches = score_tokens(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
-        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
+        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets, stats=stats,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -117,7 +118,7 @@ def detect(
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
     }
-    undefined = undefined_scores(values, [d.name for d in detectors], chosen_heads)
+    undefined = undefined_scores(values, [d.name for d in detectors], chosen_heads, stats.get("target_rows"))
     if undefined:
         settings["undefined"] = undefined
         warnings.warn(ScoreWarning(describe_undefined(undefined, len(token_lists))), stacklevel=2)
@@ -148,6 +149,7 @@ def score_tokens(
     attention_source: Callable[[int], Tensor] | None = None,
     texts: dict[int, list[str]] | None = None,
     offsets: dict[int, list[tuple[int, int]]] | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Tensor], int]:
     """The engine's core: checked token lists and detectors in, `{measure: [pattern, layer, head]}` out.
 
@@ -155,7 +157,8 @@ def score_tokens(
     instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
-    that need them (`prompt_offsets`).
+    that need them (`prompt_offsets`). `stats`, when given, receives each pattern's number of
+    target rows (`"target_rows"`).
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -190,6 +193,8 @@ def score_tokens(
             with torch.inference_mode():
                 for layer in layers:
                     accumulator.add_layer(layer, attention_source(layer))
+    if stats is not None:
+        stats["target_rows"] = accumulator.target_rows.cpu()
     return accumulator.result(), len(plan)
 
 
@@ -255,9 +260,10 @@ class ScoreWarning(UserWarning):
     """Some scores are undefined (NaN); the message says which and why."""
 
 
-def undefined_scores(values: dict[str, Tensor], patterns: Sequence[str],
-                     heads: dict[int, tuple[int, ...] | None]) -> dict[str, dict[str, str]]:
-    """`{pattern: {measure: why}}` for every score left NaN on a head that was asked for."""
+def undefined_scores(values: dict[str, Tensor], patterns: Sequence[str], heads: dict[int, tuple[int, ...] | None],
+                     target_rows: Tensor | None = None) -> dict[str, dict[str, str]]:
+    """`{pattern: {measure: why}}` for every score left NaN on a head that was asked for
+    (`target_rows[i]`: pattern i's number of target rows, where known)."""
     n_layers, n_heads = next(iter(values.values())).shape[1:]
     asked = torch.zeros(n_layers, n_heads, dtype=torch.bool)
     for layer, chosen in heads.items():
@@ -268,9 +274,11 @@ def undefined_scores(values: dict[str, Tensor], patterns: Sequence[str],
         for index, name in enumerate(patterns):
             if not torch.isnan(scores[index][asked]).any():
                 continue
-            if averaged_over == "target rows":
+            if averaged_over == "target rows" and (target_rows is None or target_rows[index] == 0):
                 why = ("no target rows: on these prompts the pattern marks no counted key in any row "
                        "(try other prompts, or this pattern's own probe)")
+            elif averaged_over == "target rows":
+                why = "the model's attention holds non-finite values (NaN or inf) on counted cells"
             else:
                 why = ("a prompt where a head has no counted attention (a one-token prompt with "
                        "exclude bos, say) makes this per-prompt mean NaN, as in TransformerLens")
