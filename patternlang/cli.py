@@ -110,6 +110,30 @@ def list_measures(
     out.print(table)
 
 
+# ---- cache --------------------------------------------------------------------------------------
+@app.command("cache")
+def cache(
+    action: str = typer.Argument("info", metavar="[info|clear]", help="Show the cached models, or delete them."),
+) -> None:
+    """The de-quantised weights of GGUF models, cached so that they load in seconds (safe to delete)."""
+    from .models import weights_cache
+
+    if action == "info":
+        entries = weights_cache.cached_entries()
+        out.print(f"cache folder: {weights_cache.cache_root()} (move it with ${weights_cache.CACHE_ENV})",
+                  markup=False, highlight=False)
+        for entry, size in entries:
+            out.print(f"  {entry.name}  {size / 2**20:,.0f} MiB", markup=False, highlight=False)
+        if not entries:
+            out.print("  (empty: the next load of a GGUF model fills it)")
+    elif action == "clear":
+        removed = weights_cache.clear_weights_cache()
+        out.print(f"deleted {len(removed)} cached model(s) from {weights_cache.cache_root()}", markup=False,
+                  highlight=False)
+    else:
+        raise InputError(f"unknown cache action {action!r}", hint="use `patternlang cache info` or `cache clear`")
+
+
 # ---- check -----------------------------------------------------------------------------------
 @app.command()
 def check(

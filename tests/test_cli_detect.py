@@ -93,7 +93,9 @@ def test_detect_on_the_embedded_model_with_a_probe(capsys, embedded_model):
                             "--json", "-", "--no-progress")
     assert code == 0, err
     data = json.loads(stdout)
-    assert data["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and data["n_prompts"] == 4
+    # named honestly: the embedded weights are a Q4_1 quantisation, not the full-precision hub model
+    assert data["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32)"
+    assert data["n_prompts"] == 4
     assert data["settings"]["probes"] == {"induction_head": "repeated_random(length=20, batch=4)"}
 
 

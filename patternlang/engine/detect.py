@@ -126,7 +126,7 @@ def detect(
         patterns=tuple(d.name for d in detectors),
         measures=chosen_measures,
         values=values,
-        model=facts.name,
+        model=facts.described,
         n_prompts=len(token_lists),
         n_tokens=sum(t.numel() for t in token_lists),
         settings=settings,

@@ -50,6 +50,12 @@ class ModelFacts:
     quantisation: str | None = None
 
     @property
+    def described(self) -> str:
+        """The name with where its weights came from, for scores, files and pictures:
+        `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32)`."""
+        return f"{self.name} ({self.quantisation})" if self.quantisation else self.name
+
+    @property
     def shape(self) -> tuple[int, int]:
         """`(n_layers, n_heads)`, the shape of a score table."""
         return self.n_layers, self.n_heads

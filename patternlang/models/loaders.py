@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,38 @@ def _claim_gguf(request: ModelRequest) -> ClaimedTarget | None:
 
 
 def load_gguf(target: ClaimedTarget, *, device: str, dtype: torch.dtype, model_name: str | None = None) -> Any:
-    """A GGUF checkpoint, de-quantized by transformers, wrapped by TransformerLens."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A GGUF checkpoint, de-quantized by transformers, wrapped by TransformerLens.
+
+    The de-quantized weights are cached on disk (`weights_cache`): the first load takes tens
+    of seconds and says so, later ones read the cache in a few."""
+    from patternlang.models import weights_cache
 
     path = Path(target)
+    entry = loaded = None
+    if weights_cache.enabled():
+        try:
+            entry = weights_cache.entry_for(path, str(dtype).removeprefix("torch."))
+        except OSError:
+            entry = None  # an unreadable file fails below with the loader's own message
+        if entry is not None:
+            with quiet_hf_loading():
+                loaded = weights_cache.load_cached(entry, dtype)
+    if loaded is None:
+        started = time.perf_counter()
+        weights_cache.say(f"de-quantising {path.name} (the first load takes a while; later ones read a cache)")
+        loaded = _read_gguf(path, dtype)
+        seconds = time.perf_counter() - started
+        if entry is not None and weights_cache.save(entry, *loaded):
+            weights_cache.say(f"de-quantised in {seconds:.0f} s; cached in {entry}")
+        else:
+            weights_cache.say(f"de-quantised in {seconds:.0f} s")
+    hf_model, tokenizer = loaded
+    return _boot_transformers(model_name or str(path), hf_model, tokenizer, device=device, dtype=dtype)
+
+
+def _read_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         with quiet_hf_loading():
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -73,7 +102,7 @@ def load_gguf(target: ClaimedTarget, *, device: str, dtype: torch.dtype, model_n
                 path.parent, gguf_file=path.name, attn_implementation="eager", dtype=dtype)
     except Exception as exc:  # transformers raises many kinds; the cause goes into the message
         raise ModelLoadError(f"could not read the GGUF model {str(path)!r}: {cause(exc)}") from exc
-    return _boot_transformers(model_name or str(path), hf_model, tokenizer, device=device, dtype=dtype)
+    return hf_model, tokenizer
 
 
 GGUF_LOADER = ModelLoader(
