@@ -7,10 +7,20 @@ import contextlib
 import copy
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from patternlang.errors import InputError, PatternError
+
+
+def special_file_kind(mode: int) -> str | None:
+    """What a path's `st_mode` says it is when it is neither a regular file nor a directory:
+    "a named pipe (FIFO)", "a character device", ...; None for files and directories."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
 
 
 def suffix_of(path: str | Path, allowed: tuple[str, ...], what: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Union
 
 from .errors import ErrorGroup, PatternError, PatternFileError, UnknownNameError, did_you_mean
+from .files import special_file_kind
 from .pattern import Pattern
 from .pipeline import Form, build
 from .resources import patterns_dir
@@ -162,17 +163,10 @@ def _is_file(path: Path) -> bool:
 
 def _special_kind(path: Path) -> str | None:
     """What a path that exists but is no regular file is (a FIFO, a device, ...), or None."""
-    import stat
-
     try:
-        mode = path.stat().st_mode
+        return special_file_kind(path.stat().st_mode)
     except (OSError, ValueError):
         return None
-    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return None
 
 
 def _clip(text: str, limit: int = 200) -> str:

@@ -23,6 +23,14 @@ from patternlang.engine.measures import (
 )
 
 
+def asked_heads(heads: dict[int, tuple[int, ...] | None], n_layers: int, n_heads: int) -> Tensor:
+    """Bool `[n_layers, n_heads]`: the heads chosen (`heads[layer]` None = every head of the layer)."""
+    asked = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for layer, chosen in heads.items():
+        asked[layer, slice(None) if chosen is None else list(chosen)] = True
+    return asked
+
+
 @dataclass(frozen=True, slots=True)
 class PatternGroup:
     """Patterns scored with the same exclusions (most runs have one group)."""
@@ -55,6 +63,7 @@ class Accumulator:
     ):
         self.n_patterns, self.n_layers, self.n_heads = n_patterns, n_layers, n_heads
         self.measures = measures
+        self.heads = heads
         self.groups = groups
         self.device = torch.device(device)
         dtype = wide_dtype(self.device)
@@ -106,12 +115,7 @@ class Accumulator:
         Row measures divide by the target rows of each pattern (no target rows: NaN);
         prompt measures divide by the number of prompts.
         """
-        asked = torch.zeros(self.n_layers, self.n_heads, dtype=torch.bool)
-        for layer, heads in self.head_index.items():
-            if heads is None:
-                asked[layer] = True
-            else:
-                asked[layer, heads.cpu()] = True
+        asked = asked_heads(self.heads, self.n_layers, self.n_heads)
         out = {}
         for measure, sums in self.sums.items():
             sums = sums.cpu().to(torch.float64)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.engine.accumulate import Accumulator, PatternGroup
+from patternlang.engine.accumulate import Accumulator, PatternGroup, asked_heads
 from patternlang.engine.batching import (
     TokenStrings,
     auto_budget,
@@ -265,9 +265,7 @@ def undefined_scores(values: dict[str, Tensor], patterns: Sequence[str], heads: 
     """`{pattern: {measure: why}}` for every score left NaN on a head that was asked for
     (`target_rows[i]`: pattern i's number of target rows, where known)."""
     n_layers, n_heads = next(iter(values.values())).shape[1:]
-    asked = torch.zeros(n_layers, n_heads, dtype=torch.bool)
-    for layer, chosen in heads.items():
-        asked[layer, slice(None) if chosen is None else list(chosen)] = True
+    asked = asked_heads(heads, n_layers, n_heads)
     undefined: dict[str, dict[str, str]] = {}
     for measure, scores in values.items():
         averaged_over = MEASURES[measure].averaged_over

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from patternlang.engine.accumulate import asked_heads
 from patternlang.engine.detect import score_tokens
 from patternlang.engine.pattern_tensors import Detector, check_matrix, check_matrix_sizes, resolve_patterns
 from patternlang.engine.measures import Exclusions
@@ -94,9 +95,7 @@ def detect_head(
         attention_source=attention_source,
     )
     scores = values[error_measure][0]  # [n_layers, n_heads], NaN where not asked for
-    asked = torch.zeros(n_layers, n_heads, dtype=torch.bool)
-    for layer, layer_heads in chosen.items():
-        asked[layer, slice(None) if layer_heads is None else list(layer_heads)] = True
+    asked = asked_heads(chosen, n_layers, n_heads)
     result = torch.where(asked, scores, torch.tensor(-1.0))
     return result.to(getattr(cfg, "dtype", torch.float32) or torch.float32)
 

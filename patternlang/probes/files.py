@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from patternlang.errors import InputError, Location
+from patternlang.files import special_file_kind
 from patternlang.prompts import MAX_PROMPTS, Prompts, as_token_ids, check_text
 
 MAX_PROMPT_FILE_BYTES = 256 * 2**20
@@ -108,9 +109,7 @@ def _check_stat(info: os.stat_result, path: Path) -> None:
     if stat.S_ISDIR(mode):
         raise InputError(f"prompt file {_shown(path)} is a directory", hint="give the path of a file inside it")
     if not stat.S_ISREG(mode):
-        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-                else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a file")
+        kind = special_file_kind(mode)
         raise InputError(f"prompt file {_shown(path)} is {kind}, not a regular file",
                          hint="give the path of a .txt, .jsonl or .json file")
     if info.st_size > MAX_PROMPT_FILE_BYTES:

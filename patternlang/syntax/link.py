@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import get_args
 
 from ..errors import CycleError, Location, PatternError, PatternTypeError, UnknownNameError, did_you_mean
 from . import ast
@@ -78,8 +79,7 @@ def link(module: ast.Module, library: Mapping[str, LinkTarget], problems: Proble
     return linked
 
 
-_CONDITION_OR_VALUE = (ast.Compare, ast.Truth, ast.And, ast.Or, ast.Not,
-                       ast.Name, ast.IntLit, ast.StrLit, ast.Index, ast.Call, ast.Arith, ast.Neg)
+_CONDITION_OR_VALUE = get_args(ast.Cond) + get_args(ast.Value)  # nodes that hold no pattern reference
 
 
 def _shown(name: str) -> str | None:
