@@ -378,21 +378,7 @@ def generate_pattern_file(rng: random.Random) -> bytes:
         text = "".join(f'pattern {name}:\n    """Doc of {name}."""\n    {rule}\n'
                        for name, rule in _sound_definitions(rng))
     elif choice < 0.6:  # a shipped or corpus file, edited line by line and character by character
-        lines = rng.choice(seeds(".pattern")).split("\n")
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(lines))
-            action = rng.randrange(5)
-            if action == 0:
-                del lines[at]
-            elif action == 1:
-                lines.insert(at, lines[rng.randrange(len(lines))])
-            elif action == 2:
-                lines[at] = _mild(rng, lines[at])
-            else:
-                lines[at] = _mutate(rng, lines[at], 1)
-            if not lines:
-                lines = [""]
-        text = "\n".join(lines)
+        text = _edit_lines(rng, rng.choice(seeds(".pattern")))
     else:  # definitions whose names collide, refer to each other, and hold mutated rules
         names = [rng.choice(["a", "b", "c", "induction_head", "where", "p1", "orq"]) for _ in range(rng.randint(1, 6))]
         parts = []
@@ -414,6 +400,29 @@ FIELD_NAMES = ["name", "rule", "description", "measure", "exclude_bos", "exclude
                "rul", "desciption", "patterns", "nmae", "length"]
 
 
+def _edit_lines(rng: random.Random, text: str, pieces: list[str] | None = None) -> str:
+    """A file edited line by line: lines dropped or copied (in YAML, often a duplicate key), a
+    piece of syntax inserted (when `pieces` are given), mild edits and mutations."""
+    lines = text.split("\n")
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(lines))
+        action = rng.randrange(6 if pieces else 5)
+        if action == 0:
+            del lines[at]
+        elif action == 1:
+            lines.insert(at, lines[rng.randrange(len(lines))])
+        elif pieces and action == 2:
+            column = rng.randint(0, len(lines[at]))
+            lines[at] = lines[at][:column] + rng.choice(pieces) + lines[at][column:]
+        elif action == (3 if pieces else 2):
+            lines[at] = _mild(rng, lines[at])
+        else:
+            lines[at] = _mutate(rng, lines[at], 1)
+        if not lines:
+            lines = [""]
+    return "\n".join(lines)
+
+
 def _yaml_scalar(rng: random.Random) -> str:
     value = rng.choice([generate_rule(rng), rng.choice(NAMES), "true", "3", "-1", "", "[a, b]", "{name: natural}"])
     style = rng.randrange(3)
@@ -430,24 +439,7 @@ def generate_yaml_file(rng: random.Random) -> bytes:
         text = "patterns:\n" + "".join(f"  - name: {name}\n    rule: {json.dumps(rule, ensure_ascii=False)}\n"
                                         for name, rule in _sound_definitions(rng))
     elif choice < 0.6:
-        lines = rng.choice(seeds(".yaml")).split("\n")
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(lines))
-            action = rng.randrange(6)
-            if action == 0:
-                del lines[at]
-            elif action == 1:  # a copied line: often a duplicate key
-                lines.insert(at, lines[rng.randrange(len(lines))])
-            elif action == 2:
-                column = rng.randint(0, len(lines[at]))
-                lines[at] = lines[at][:column] + rng.choice(YAML_PIECES) + lines[at][column:]
-            elif action == 3:
-                lines[at] = _mild(rng, lines[at])
-            else:
-                lines[at] = _mutate(rng, lines[at], 1)
-            if not lines:
-                lines = [""]
-        text = "\n".join(lines)
+        text = _edit_lines(rng, rng.choice(seeds(".yaml")), pieces=YAML_PIECES)
     else:
         entries = []
         for number in range(rng.randint(0, 4)):
