@@ -213,12 +213,12 @@ def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],
     from patternlang.prompts import split_prompts
     from patternlang.tokenize import REPLACEMENT_CHARACTER, token_texts
 
+    decoded = TokenStrings(model)  # each distinct id decoded once, not each position
     texts: dict[int, list[str]] = {}
     for index, item in enumerate(split_prompts(items)):
         if isinstance(item, str):
             ids = token_lists[index].tolist()
-            decoded = token_texts(tokenizer, ids)
-            if any(REPLACEMENT_CHARACTER in text for text in decoded):
+            if any(REPLACEMENT_CHARACTER in text for text in decoded(ids)):
                 texts[index] = token_texts(tokenizer, ids, text=item)
     return texts
 
