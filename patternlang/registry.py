@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from .errors import UnknownNameError, did_you_mean
-
 Entry = TypeVar("Entry")
 
 
@@ -23,14 +21,6 @@ class Registry(Generic[Entry]):
             raise ValueError(f"{self.what} {name!r} is registered twice")
         self._entries[name] = entry
         return entry
-
-    def get(self, name: str) -> Entry:
-        """The entry called `name`; an unknown name is an `UnknownNameError` with a did-you-mean."""
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(f"unknown {self.what} {name!r}; {self.what}s are " + ", ".join(self._entries),
-                                   hint=did_you_mean(name, self._entries)) from None
 
     def __getitem__(self, name: str) -> Entry:
         return self._entries[name]

@@ -136,8 +136,6 @@ class BatchFeatures:
                 self._token_sid = sid_of_unique[where]
         return self._token_sid
 
-    token_sid = property(text_ids)
-
     def text_flags(self, predicate: Callable[[str], bool]) -> torch.Tensor:
         """`predicate` of each token's text, [batch, pos] bool; run once per distinct text."""
         flags = self._flags.get(predicate)
@@ -180,8 +178,6 @@ class BatchFeatures:
         if table is None:
             table = self._tables[name] = FEATURES[name].table(self)
         return table
-
-    feature_table = table
 
     def __getattr__(self, name: str):
         # `features.word`, `features.start`...: a registered feature's table by attribute.

@@ -238,7 +238,7 @@ def _compile_index(value: ast.Index):
     feature = value.feature
 
     def gather(f: BatchFeatures) -> ValuePair:
-        table = f.feature_table(feature)                      # [batch, pos]
+        table = f.table(feature)                      # [batch, pos]
         idx, idx_valid = index(f)                             # broadcasts to [batch?, q?, k?]
         idx = idx.view(*([1] * (3 - idx.dim())), *idx.shape)  # scalars and [q,k] views to 3-D
         inside = (idx >= 0) & (idx < f.n_pos)
