@@ -333,7 +333,8 @@ def detect(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts per forward pass (default: auto).",
                                              min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress",
+                                     help="Hide the progress bar (shown on a terminal when a run takes over ~2 s)."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
     from .engine import detect as run_detect

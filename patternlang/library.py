@@ -13,6 +13,7 @@ from .files import special_file_kind
 from .pattern import Pattern
 from .pipeline import Form, build
 from .resources import patterns_dir
+from .syntax.problems import in_line_order
 
 PATTERN_SUFFIXES = (".pattern",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -130,14 +131,15 @@ def _as_file(spec: PatternSpec) -> Path | None:
 
 
 def check_files(paths: Sequence[str | Path]) -> dict[str, list[Pattern]]:
-    """Check files and return their patterns; every problem of every file is raised at once."""
+    """Check files and return their patterns; every problem of every file is raised at once,
+    file by file in the order given, and by line and column within each file."""
     found: dict[str, list[Pattern]] = {}
     errors: list[PatternError] = []
     for path in paths:
         try:
             found[str(path)] = load_patterns(Path(path))
         except ErrorGroup as group:
-            errors.extend(group.errors)
+            errors.extend(in_line_order(group.errors))
         except PatternError as error:
             errors.append(error)
     if len(errors) == 1:

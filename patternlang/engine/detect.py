@@ -8,9 +8,8 @@ each layer's attention into running sums (stopped after the last needed layer) -
 
 from __future__ import annotations
 
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from patternlang.engine.batching import (
 )
 from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
 from patternlang.engine.forward import run_attention_hooks
+from patternlang.engine.progress import progress_reporter
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.engine.scores import Scores
-from patternlang.errors import InputError
+from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
 
@@ -73,7 +73,10 @@ def detect(
             Heads not chosen score NaN; layers after the last chosen one are not run.
         batch_size: prompts per forward pass; None chooses from free memory.
         device: where detection tensors and reductions live (default: the model's).
-        progress: show a progress bar over batches (only on a terminal).
+        progress: True (default): show progress, batch by batch and layer by layer, where someone
+            watches: a bar on stderr when it is a terminal, a notebook bar in Jupyter; only
+            for runs that last over ~2 s, and removed when done. Never in pipes, logs or CI.
+            False: never.
         prepend_bos: prepend BOS to text prompts (token-id prompts are never changed).
 
     Returns:
@@ -179,20 +182,23 @@ def score_tokens(
     specials = facts.special_ids
     padding = facts.pad_id
     layers = sorted(heads)
-    for indices in _progress(plan, enabled=progress, total_prompts=len(token_lists)):
-        batch = pad_batch(token_lists, indices, padding, input_device)
-        rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
-        spans = [offsets[index] for index in indices] if offsets else None
-        detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
-                                      special_ids=specials, device=work_device)
-        accumulator.start_batch(detection, batch.lengths)
-        del detection  # the accumulator keeps what it needs; free the rest before the forward pass
-        if attention_source is None:
-            run_attention_hooks(model, batch.tokens, layers, accumulator.add_layer)
-        else:
-            with torch.inference_mode():
-                for layer in layers:
-                    accumulator.add_layer(layer, attention_source(layer))
+    description = f"scoring {len(token_lists)} prompts"
+    with progress_reporter(progress, len(plan) * len(layers), description) as reporter:
+        for number, indices in enumerate(plan, start=1):
+            on_attention = reporter.counting(accumulator.add_layer, f"batch {number}/{len(plan)}")
+            batch = pad_batch(token_lists, indices, padding, input_device)
+            rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
+            spans = [offsets[index] for index in indices] if offsets else None
+            detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
+                                          special_ids=specials, device=work_device)
+            accumulator.start_batch(detection, batch.lengths)
+            del detection  # the accumulator keeps what it needs; free the rest before the forward pass
+            if attention_source is None:
+                run_attention_hooks(model, batch.tokens, layers, on_attention)
+            else:
+                with torch.inference_mode():
+                    for layer in layers:
+                        on_attention(layer, attention_source(layer))
     if stats is not None:
         stats["target_rows"] = accumulator.target_rows.cpu()
     return accumulator.result(), len(plan)
@@ -302,7 +308,8 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
     chosen: list[str] = []
     for measure in measures:
         if measure not in MEASURES:
-            raise InputError(f"unknown measure {measure!r}", hint="choose from " + ", ".join(MEASURES))
+            raise InputError(f"unknown measure {measure!r}; measures are " + ", ".join(MEASURES),
+                             hint=did_you_mean(str(measure), MEASURES) or "`patternlang measures` explains them")
         if measure not in chosen:
             chosen.append(measure)
     if not chosen:
@@ -334,17 +341,3 @@ def _prompts_of(prompts: Any, model: Any) -> Any:
         return list(probes.as_prompts(prompts).items)
     return prompts
 
-
-def _progress(plan: list[list[int]], *, enabled: bool, total_prompts: int) -> Iterable[list[int]]:
-    if not enabled or not sys.stderr.isatty() or len(plan) < 2:
-        yield from plan
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("scoring", total=total_prompts)
-        for indices in plan:
-            yield indices
-            bar.advance(task, len(indices))

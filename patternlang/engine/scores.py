@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.errors import InputError
+from patternlang.errors import InputError, did_you_mean
 from patternlang.files import writing
 from patternlang.heads import head_label
 
@@ -56,14 +56,16 @@ class Scores:
                 raise InputError(f"pattern index {pattern} is out of range: {len(self.patterns)} patterns scored")
             return pattern % len(self.patterns)
         if pattern not in self.patterns:
-            raise InputError(f"no scores for pattern {pattern!r}", hint="scored: " + ", ".join(self.patterns))
+            raise InputError(f"no scores for pattern {pattern!r}; scored: " + ", ".join(self.patterns),
+                             hint=did_you_mean(str(pattern), self.patterns))
         return self.patterns.index(pattern)
 
     def _measure(self, measure: str | None) -> str:
         if measure is None:
             return self.measures[0]
         if measure not in self.measures:
-            raise InputError(f"no scores for measure {measure!r}", hint="scored: " + ", ".join(self.measures))
+            raise InputError(f"no scores for measure {measure!r}; scored: " + ", ".join(self.measures),
+                             hint=did_you_mean(str(measure), self.measures))
         return measure
 
     def measure_of(self, pattern: str | int) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from patternlang.errors import InputError
+from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import parse_head
 
 if TYPE_CHECKING:  # the engine's package pulls in the model loaders; only the type is needed
@@ -118,8 +118,8 @@ def checked_measures(scores: Scores, measures: Sequence[str] | str | None) -> tu
     unknown = [m for m in measures if m not in scores.measures]
     if unknown:
         raise InputError(
-            f"no scores for measure {unknown[0]!r}",
-            hint=f"these scores have: {', '.join(scores.measures)}",
+            f"no scores for measure {unknown[0]!r}; these scores have: {', '.join(scores.measures)}",
+            hint=did_you_mean(str(unknown[0]), scores.measures),
         )
     if not measures:
         raise InputError("no measure named", hint=f"these scores have: {', '.join(scores.measures)}")
