@@ -35,19 +35,27 @@ err = Console(stderr=True)
 # ---- list ------------------------------------------------------------------------------------
 @app.command("list")
 def list_patterns(
+    source: Optional[Path] = typer.Argument(None, metavar="[FILE|DIR]",
+                                            help="Your own .pattern/YAML file, or a directory of them "
+                                                 "(default: the shipped patterns)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Show the shipped patterns with their rules, default probes and docstrings."""
-    from .library import shipped_patterns
+    """Show patterns with their rules, default probes and docstrings: the shipped ones, or a file's."""
+    from .library import check_files, pattern_files, shipped_patterns
 
-    patterns = shipped_patterns()
+    if source is None:
+        patterns = shipped_patterns()
+        title = "Shipped patterns (patternlang compile NAME --prompt TEXT shows one)"
+    else:
+        patterns = [p for found in check_files(pattern_files(source)).values() for p in found]
+        title = f"Patterns in {source} (patternlang compile FILE:NAME --prompt TEXT shows one)"
     if as_json:
         rows = [{"name": p.name, "rule": p.rule, "doc": p.doc, "probe": str(p.settings.probe or ""),
                  "measure": p.settings.measure, "file": Path(p.filename).name if p.filename else None}
                 for p in patterns]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    table = Table(title="Shipped patterns (patternlang compile NAME --prompt TEXT shows one)", show_lines=True)
+    table = Table(title=Text(title), show_lines=True)
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("rule and settings", ratio=3)
     table.add_column("what it detects", ratio=2)
@@ -330,6 +338,9 @@ def detect(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON ('-' for stdout)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write all scores as CSV."),
     heatmap: List[Path] = typer.Option([], "--heatmap", help="Write layer x head heatmaps: FILE.png or FILE.html."),
+    heatmap_measure: Optional[str] = typer.Option(None, "--heatmap-measure",
+                                                  help="The measure the heatmaps show, one of those scored "
+                                                       "(default: each pattern's own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts per forward pass (default: auto).",
                                              min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
@@ -364,6 +375,8 @@ def detect(
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
     prompt_set = from_file(prompts) if prompts is not None else None
+    if heatmap_measure is not None:
+        _check_heatmap_measure(heatmap_measure, measures, chosen, heatmap, survey=prompt_set is None)
     if prompt_set is not None:
         check_token_ids_before_loading(prompt_set, model)
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
@@ -381,13 +394,28 @@ def detect(
         if csv_path is not None:
             scores.to_csv(temporary(csv_path))
         for path in heatmap:
-            save_heatmap(scores, temporary(path))
+            save_heatmap(scores, temporary(path), measure=heatmap_measure)
     for path in outputs.paths:
         err.print(f"wrote {path}")
     if json_to_stdout:
         print(scores.to_json())
     else:
         out.print(top_heads_table(scores, k=top))
+
+
+def _check_heatmap_measure(name: str, measures: tuple[str, ...] | None, patterns: list, heatmap: List[Path], *,
+                           survey: bool) -> None:
+    """`--heatmap-measure` names a measure the run scores: one of `--measure`, or else of the
+    patterns' own measures (and mass, which a survey always scores)."""
+    from .engine.detect import check_measures
+
+    if not heatmap:
+        raise InputError("--heatmap-measure chooses what --heatmap draws, and no --heatmap FILE is given")
+    check_measures(name)  # a measure at all (with a did-you-mean)
+    scored = measures or tuple(dict.fromkeys((("mass",) if survey else ()) + check_measures(None, patterns)))
+    if name not in scored:
+        raise InputError(f"--heatmap-measure {name} is not among the measures scored ({', '.join(scored)})",
+                         hint=f"score it too: --measure {','.join((*scored, name))}")
 
 
 def _parse_probe(text: str):

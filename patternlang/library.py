@@ -130,6 +130,21 @@ def _as_file(spec: PatternSpec) -> Path | None:
     return None
 
 
+def pattern_files(path: str | Path) -> list[Path]:
+    """A file as it is, or the pattern files in a directory (`.pattern`, `.yaml`, `.yml`; sorted by
+    name; not its sub-directories). A directory without any is an error."""
+    path = Path(path)
+    if not _is_dir(path):
+        return [path]
+    try:
+        files = sorted(child for child in path.iterdir() if _form_of(child) is not None and _is_file(child))
+    except OSError as exc:
+        raise PatternFileError(f"cannot read the directory {path}: {exc.strerror or exc}") from None
+    if not files:
+        raise PatternFileError(f"{path} holds no pattern files", hint="pattern files end in .pattern, .yaml or .yml")
+    return files
+
+
 def check_files(paths: Sequence[str | Path]) -> dict[str, list[Pattern]]:
     """Check files and return their patterns; every problem of every file is raised at once,
     file by file in the order given, and by line and column within each file."""
