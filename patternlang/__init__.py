@@ -32,11 +32,13 @@ _LAZY = {
     "check_module": ("patternlang.pipeline", "check_module"),
     "compile_pattern": ("patternlang.pipeline", "compile_pattern"),
     "parse_source": ("patternlang.pipeline", "parse"),
-    "detect": ("patternlang.engine", "detect"),
+    "detect": ("patternlang.engine.detect", "detect"),
     "Scores": ("patternlang.engine", "Scores"),
     "detect_head": ("patternlang.engine", "detect_head"),
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
+    "compare": ("patternlang.comparison", "compare"),
+    "Comparison": ("patternlang.comparison", "Comparison"),
 }
 
 
@@ -53,9 +55,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError", "PatternFileError",
-    "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
-    "build", "check_files", "check_module", "compile_pattern", "compile_rule", "detect", "detect_head", "load_model",
+    "Comparison", "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError",
+    "PatternFileError", "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
+    "build", "check_files", "check_module", "compare", "compile_pattern", "compile_rule", "detect", "detect_head",
+    "load_model",
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",
 ]

@@ -429,6 +429,56 @@ def _parse_probe(text: str):
     return ProbeSpec(name, args)
 
 
+# ---- compare ---------------------------------------------------------------------------------
+@app.command()
+def compare(
+    file_a: Path = typer.Argument(..., metavar="A.json", help="Scores written by `detect --json` (the before)."),
+    file_b: Path = typer.Argument(..., metavar="B.json", help="Scores to compare with A (the after)."),
+    measure: Optional[str] = typer.Option(None, "--measure",
+                                          help="Compare by this measure (default: each pattern's own)."),
+    top: int = typer.Option(5, "--top", "-k", help="Heads to list per pattern.", min=1),
+    heatmap: List[Path] = typer.Option([], "--heatmap", help="Write B − A heatmaps: FILE.png or FILE.html."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON ('-' for stdout)."),
+) -> None:
+    """Two runs side by side (two models, checkpoints or prompt sets): the heads that changed most.
+
+    Scores of the same shape are compared head by head (B − A); scores of two shapes (two
+    different models) share no head, so each one's best heads are listed side by side."""
+    from .comparison import compare as run_compare
+    from .engine import Scores
+    from .files import OutputFiles
+    from .report import HEATMAP_SUFFIXES
+    from .report.comparison import (comparison_json, comparison_table, difference_panels, save_comparison_json,
+                                 save_difference_heatmap)
+
+    json_to_stdout = json_path is not None and str(json_path) == "-"
+    outputs = OutputFiles()
+    if json_path is not None and not json_to_stdout:
+        outputs.plan(json_path, (".json",), "the comparison as JSON")
+    for path in heatmap:
+        outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
+    files = (str(file_a), str(file_b))
+    comparison = run_compare(Scores.from_json(file_a), Scores.from_json(file_b), measure=measure)
+    if heatmap:
+        difference_panels(comparison)  # two shapes have no difference heatmap: say so before writing anything
+    for label, file, only in zip(comparison.labels, files, (comparison.only_in_a, comparison.only_in_b)):
+        left_out = "; ".join(f"{kind} {', '.join(names)}" for kind, names in only.items() if names)
+        if left_out:
+            err.print(f"note: left out, as only {label} ({file}) has them: {left_out}", markup=False,
+                      highlight=False, soft_wrap=True)
+    with outputs.staged() as temporary:
+        if json_path is not None and not json_to_stdout:
+            save_comparison_json(comparison, temporary(json_path), k=top, files=files)
+        for path in heatmap:
+            save_difference_heatmap(comparison, temporary(path), files=files)
+    for path in outputs.paths:
+        err.print(f"wrote {path}")
+    if json_to_stdout:
+        print(comparison_json(comparison, k=top, files=files))
+    else:
+        out.print(comparison_table(comparison, k=top, files=files))
+
+
 # ---- entry point -------------------------------------------------------------------------------
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; user errors print a clear message and exit 1, never a traceback."""

@@ -155,6 +155,8 @@ class Panel:
     grid: np.ndarray  # [n_layers, n_heads], NaN: not scored
     measure: str
     best: tuple[int, int, float] | None  # (layer, head, value); None when no head was scored
+    best_name: str = "best"  # what the marked head is ("most changed" in a difference)
+    signed: bool = False  # values are differences, written with their sign
 
     def title(self, measure_named: bool) -> str:
         """The pattern, its measure unless one was named for all panels, and its best head."""
@@ -162,7 +164,11 @@ class Panel:
         if self.best is None:
             return title + "\nno scored heads"
         layer, head, value = self.best
-        return title + f"\nbest L{layer}H{head}: {value:.2f}"
+        return title + f"\n{self.best_name} L{layer}H{head}: {self.format(value)}"
+
+    def format(self, value: float) -> str:
+        """A cell's value in two decimals (with its sign, for differences)."""
+        return f"{value:+.2f}" if self.signed else f"{value:.2f}"
 
 
 def heatmap_panels(scores: Scores, measure: str | None) -> list[Panel]:
