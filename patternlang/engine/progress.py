@@ -134,10 +134,13 @@ class _TerminalBar:
                    TimeRemainingColumn(), TextColumn("{task.fields[status]}", style="bright_black"))
         self.progress = Progress(*columns, console=Console(stderr=True), transient=True)
         self.task = self.progress.add_task(description, total=total, status="")
-        self.progress.start()
+        self.started = False
 
     def update(self, done: int, status: str) -> None:
         self.progress.update(self.task, completed=done, status=status)
+        if not self.started:  # started after the first count, so that it never shows an empty bar
+            self.progress.start()
+            self.started = True
 
     def close(self) -> None:
         self.progress.stop()
