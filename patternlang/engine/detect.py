@@ -29,7 +29,7 @@ from patternlang.engine.batching import (
 from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.measures import MEASURES, Exclusions
-from patternlang.engine.scores import Scores
+from patternlang.engine.scores import Scores, ScoreSource
 from patternlang.errors import InputError
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
@@ -132,6 +132,7 @@ def detect(
         settings=settings,
         n_layers=n_layers,
         n_heads=n_heads,
+        sources=(ScoreSource(model, tuple(_split(items)), {d.name: d for d in detectors}),),
     )
 
 
@@ -348,3 +349,9 @@ def _progress(plan: list[list[int]], *, enabled: bool, total_prompts: int) -> It
         for indices in plan:
             yield indices
             bar.advance(task, len(indices))
+
+
+def _split(items: Any) -> list:
+    from patternlang.prompts import split_prompts
+
+    return split_prompts(items)
