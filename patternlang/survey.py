@@ -80,4 +80,5 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
         patterns=tuple(names), measures=first.measures, values=values, model=first.model,
         n_prompts=sum(part.n_prompts for _, part in parts), n_tokens=sum(part.n_tokens for _, part in parts),
         settings=settings, n_layers=first.n_layers, n_heads=first.n_heads,
+        sources=tuple(source for _, part in parts for source in part.sources),
     )

@@ -29,7 +29,7 @@ from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, det
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.progress import progress_reporter
 from patternlang.engine.measures import MEASURES, Exclusions
-from patternlang.engine.scores import Scores
+from patternlang.engine.scores import Scores, ScoreSource
 from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
@@ -135,6 +135,7 @@ def detect(
         settings=settings,
         n_layers=n_layers,
         n_heads=n_heads,
+        sources=(ScoreSource(model, tuple(_split(items)), {d.name: d for d in detectors}),),
     )
 
 
@@ -341,3 +342,8 @@ def _prompts_of(prompts: Any, model: Any) -> Any:
         return list(probes.as_prompts(prompts).items)
     return prompts
 
+
+def _split(items: Any) -> list:
+    from patternlang.prompts import split_prompts
+
+    return split_prompts(items)

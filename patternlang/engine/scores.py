@@ -21,6 +21,17 @@ RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class ScoreSource:
+    """What some of the scores were computed from: the model, the prompts as given to `detect`
+    (texts or token ids, one entry per prompt) and the patterns by name. Kept in memory only
+    (never written to JSON), so that a head's evidence can be drawn again (`Scores.show`)."""
+
+    model: Any
+    prompts: tuple[Any, ...]
+    patterns: Mapping[str, Any]  # name -> engine Detector
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Scores:
     """Scores `[pattern, layer, head_index]` per measure (float32, CPU; NaN for heads not scored).
 
@@ -40,6 +51,7 @@ class Scores:
     settings: Mapping[str, Any] = field(default_factory=dict)
     n_layers: int = 0
     n_heads: int = 0
+    sources: tuple[ScoreSource, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         expected = (len(self.patterns), self.n_layers, self.n_heads)
@@ -86,6 +98,15 @@ class Scores:
         finite = torch.nonzero(~torch.isnan(grid)).flatten()
         order = finite[torch.argsort(grid[finite], descending=True, stable=True)][: max(0, k)]
         return [(head_label(int(i) // self.n_heads, int(i) % self.n_heads), float(grid[i])) for i in order]
+
+    def source_of(self, pattern: str | int) -> ScoreSource:
+        """The model, prompts and pattern a pattern's scores came from (in memory only)."""
+        name = self.patterns[self._pattern_index(pattern)]
+        for source in self.sources:
+            if name in source.patterns:
+                return source
+        raise InputError(f"the scores of {name!r} were read from a file and hold no model or prompts",
+                         hint="run detect(...) in this session to draw a head's evidence")
 
     # ---- export ---------------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
