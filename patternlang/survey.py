@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .engine import Scores, detect
+from .engine.progress import one_run
 from .library import Pattern, load_patterns, shipped_patterns
 from .probes import make_probe
 from .settings import ProbeSpec
@@ -41,8 +42,9 @@ def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, 
     for pattern in chosen:
         spec = probe or pattern.settings.probe or FALLBACK_PROBE
         groups.setdefault(spec, []).append(pattern)
-    parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
-             for spec, members in groups.items()]
+    with one_run():  # one run for the progress bar's delay
+        parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
+                 for spec, members in groups.items()]
     return join_scores(parts, order=[p.name for p in chosen])
 
 

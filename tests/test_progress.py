@@ -135,3 +135,34 @@ def test_the_real_bars_draw_and_close(capsys):
         bar.close()
     err = capsys.readouterr().err
     assert "scoring 2 prompts" in err  # the notebook bar without ipywidgets: tqdm's text on stderr
+
+
+def test_the_runs_of_a_survey_share_the_delay(monkeypatch):
+    import time
+
+    monkeypatch.setattr(progress, "DELAY", 0.05)
+    terminal(monkeypatch, True)
+    made: list[FakeBar] = []
+    monkeypatch.setattr(progress, "_make_bar", lambda *args: made.append(FakeBar(*args)) or made[-1])
+    with progress.one_run():
+        first = progress.progress_reporter(True, 2, "scoring 3 prompts")
+        first.advance()
+        time.sleep(0.06)
+        with progress.one_run():  # nested: the outer start counts
+            second = progress.progress_reporter(True, 2, "scoring 5 prompts")
+            second.advance()  # its own first step, but the run has lasted long enough
+    assert [bar.description for bar in made] == ["scoring 5 prompts"]
+    alone = progress.progress_reporter(True, 2, "scoring 1 prompts")
+    alone.advance()
+    assert len(made) == 1  # outside a survey, a new run waits its own delay
+
+
+def test_a_survey_runs_under_one_clock(monkeypatch):
+    import patternlang.survey as survey_module
+
+    seen = []
+    monkeypatch.setattr(survey_module, "detect", lambda *args, **kwargs: seen.append(progress._RUN_STARTED.get()))
+    monkeypatch.setattr(survey_module, "join_scores", lambda parts, order: None)
+    monkeypatch.setattr(survey_module, "make_probe", lambda *args, **kwargs: None)
+    survey_module.survey(None, ["induction_head", "previous_token_head"])
+    assert len(seen) == 2 and seen[0] is not None and seen[0] == seen[1]

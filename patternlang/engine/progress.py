@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
 from torch import Tensor
@@ -111,9 +113,30 @@ class ProgressReporter:
         self.close()
 
 
+_RUN_STARTED: ContextVar[float | None] = ContextVar("patternlang_run_started", default=None)
+
+
+@contextmanager
+def one_run() -> Iterator[None]:
+    """The runs inside count as one for the delay: a survey's later `detect` runs show their bars
+    at once when the survey as a whole has lasted `DELAY` seconds."""
+    if _RUN_STARTED.get() is not None:  # inside another one: that one's start counts
+        yield
+        return
+    token = _RUN_STARTED.set(time.monotonic())
+    try:
+        yield
+    finally:
+        _RUN_STARTED.reset(token)
+
+
 def progress_reporter(enabled: bool, total: int, description: str) -> ProgressReporter:
     """A reporter for a run of `total` layer steps, shown where the run is watched (`display_for`)."""
-    return ProgressReporter(total, description, display=display_for(enabled), delay=DELAY)
+    reporter = ProgressReporter(total, description, display=display_for(enabled), delay=DELAY)
+    started = _RUN_STARTED.get()
+    if started is not None:
+        reporter.started = min(reporter.started, started)
+    return reporter
 
 
 def _make_bar(display: Display, total: int, description: str) -> Bar:
