@@ -81,8 +81,8 @@ class Comparison:
                              hint=did_you_mean(str(pattern), self.patterns))
 
     def changed_most(self, pattern: str, k: int = 5, measure: str | None = None) -> list[Change]:
-        """The `k` heads whose score changed most (by |B - A|), largest first; heads with a NaN
-        score on either side never rank.
+        """The `k` heads whose score changed most (by |B - A|), largest first; heads that did not
+        change, or have a NaN score on either side, never rank.
 
         >>> comparison.changed_most("induction_head", k=1)  # doctest: +SKIP
         [Change(label='L5H1', a=0.12, b=0.91, delta=0.79)]
@@ -95,7 +95,7 @@ class Comparison:
         delta = self.difference[chosen][index].flatten()
         a_grid = self.a.get(pattern, chosen).flatten()
         b_grid = self.b.get(pattern, chosen).flatten()
-        finite = torch.nonzero(~torch.isnan(delta)).flatten()
+        finite = torch.nonzero(~torch.isnan(delta) & (delta != 0)).flatten()
         order = finite[torch.argsort(delta[finite].abs(), descending=True, stable=True)][: max(0, k)]
         n_heads = self.a.n_heads
         return [Change(head_label(int(i) // n_heads, int(i) % n_heads), float(a_grid[i]), float(b_grid[i]),

@@ -57,7 +57,7 @@ def test_the_difference_is_b_minus_a_over_what_both_hold(pair):
 def test_changed_most_ranks_by_the_size_of_the_change_and_skips_nan(pair):
     comparison = compare(*pair)
     changed = comparison.changed_most("induction_head", k=10)
-    assert [c.label for c in changed] == ["L1H0", "L0H1", "L0H2", "L0H0"]  # L1H1, L1H2: NaN on one side
+    assert [c.label for c in changed] == ["L1H0", "L0H1", "L0H2"]  # L0H0 is unchanged; L1H1, L1H2: NaN on a side
     label, a, b, delta = changed[0]
     assert isinstance(changed[0], Change) and label == "L1H0"
     assert (a, b) == pytest.approx((0.2, 0.6)) and delta == pytest.approx(0.4)
@@ -207,3 +207,15 @@ def test_public_functions_stay_functions_when_their_modules_are_imported_first()
             "assert callable(patternlang.compare) and callable(patternlang.detect)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_identical_runs_have_no_head_that_changed(capsys, tmp_path):
+    same = scores(["p", "q"], ["mass"], {("q", "mass"): [[math.nan] * 3] * 2})
+    assert compare(same, same).changed_most("p") == []
+    same.to_json(tmp_path / "s.json")
+    code, out, err = run(capsys, "compare", str(tmp_path / "s.json"), str(tmp_path / "s.json"))
+    assert code == 0 and "no head changed" in out and "no head scored in both" in out, err
+    code, _, err = run(capsys, "compare", str(tmp_path / "s.json"), str(tmp_path / "s.json"), "--heatmap",
+                       str(tmp_path / "same.html"))
+    page = (tmp_path / "same.html").read_text()
+    assert code == 0 and "p (mass)<br>no head changed" in page and "q (mass)<br>no scored heads" in page, err

@@ -65,7 +65,7 @@ def comparison_table(comparison: Comparison, k: int = 5, files: tuple[str, str] 
         first = [Text(pattern, style="bold"), Text(f"by {comparison.measure_of(pattern)}", style="bright_black")]
         rows = _changed_rows(comparison, pattern, k) if comparison.same_shape else _side_rows(comparison, pattern, k)
         if not rows:
-            table.add_row(first[0], "", Text("no scored heads", style="bright_black"))
+            table.add_row(first[0], "", Text(_why_no_rows(comparison, pattern), style="bright_black"))
         for rank, cells in enumerate(rows, start=1):
             label = first[rank - 1] if rank <= 2 else Text("")
             if rank == 1 and len(rows) == 1:
@@ -73,6 +73,14 @@ def comparison_table(comparison: Comparison, k: int = 5, files: tuple[str, str] 
             table.add_row(label, str(rank), *cells)
         table.add_section()
     return table
+
+
+def _why_no_rows(comparison: Comparison, pattern: str) -> str:
+    if not comparison.same_shape:
+        return "no scored heads"
+    index = comparison.patterns.index(pattern)
+    delta = comparison.difference[comparison.measure_of(pattern)][index]
+    return "no head changed" if not torch.isnan(delta).all() else "no head scored in both"
 
 
 def _changed_rows(comparison: Comparison, pattern: str, k: int) -> list[list[Text | str]]:

@@ -162,7 +162,8 @@ class Panel:
         """The pattern, its measure unless one was named for all panels, and its best head."""
         title = self.pattern if measure_named else f"{self.pattern} ({self.measure})"
         if self.best is None:
-            return title + "\nno scored heads"
+            unchanged = self.signed and bool(np.isfinite(self.grid).any())  # a difference that is 0 everywhere
+            return title + ("\nno head changed" if unchanged else "\nno scored heads")
         layer, head, value = self.best
         return title + f"\n{self.best_name} L{layer}H{head}: {self.format(value)}"
 
