@@ -319,7 +319,7 @@ def detect(
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
-    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs: `patternlang measures` lists them); "
+    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs, lift: `patternlang measures` lists them); "
                                                                 "repeat or use commas."),
     exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
                                                help="Leave key 0 out (default: each pattern's setting)."),
@@ -327,6 +327,8 @@ def detect(
                                                    help="Leave the diagonal out (default: each pattern's setting)."),
     heads: Optional[str] = typer.Option(None, "--heads", help='Only these heads: "5.1,6.9" or "L5H1,L6H9".'),
     top: int = typer.Option(5, "--top", "-k", help="Heads to list per pattern.", min=1),
+    ci: bool = typer.Option(False, "--ci", help="Show each score's 95% interval over prompts (JSON and CSV always "
+                                                 "have them)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON ('-' for stdout)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write all scores as CSV."),
     heatmap: List[Path] = typer.Option([], "--heatmap", help="Write layer x head heatmaps: FILE.png or FILE.html."),
@@ -386,7 +388,7 @@ def detect(
     if json_to_stdout:
         print(scores.to_json())
     else:
-        out.print(top_heads_table(scores, k=top))
+        out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
 
 
 def _parse_probe(text: str):
