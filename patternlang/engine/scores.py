@@ -333,6 +333,37 @@ class Scores:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "
                 f"{self.n_heads} heads, measures={','.join(self.measures)}, n_prompts={self.n_prompts})")
 
+    def show(self, pattern: str | int, head: Any, prompt: Any = 0, *, out: str | Path | None = None):
+        """Why `head` scored against `pattern`: its attention beside the pattern's matrix on one prompt,
+        with that prompt's scores in every measure scored (`patternlang.explain`), judged with the
+        exclusions the pattern was scored with.
+
+        `prompt`: an index into the prompts these scores came from, or a text or token ids.
+        Returns the `Explanation` (printed: terminal grids; in Jupyter: the interactive HTML);
+        `out="why.png"` / `.html` / `.json` also writes it to that file.
+
+        >>> scores.show("induction_head", "L5H1", 0, out="why.html")  # doctest: +SKIP
+        """
+        from patternlang.explain import explain
+
+        name = self.patterns[self._pattern_index(pattern)]
+        source = self.source_of(name)
+        index = None
+        if isinstance(prompt, int) and not isinstance(prompt, bool):
+            if not -len(source.prompts) <= prompt < len(source.prompts):
+                raise InputError(f"prompt {prompt} is out of range: {name!r} was scored on "
+                                 f"{len(source.prompts)} prompts", hint="pass an index, a text or token ids")
+            index = prompt % len(source.prompts)
+            prompt = source.prompts[index]
+        settings = dict(self.settings)
+        exclusions = settings.get("exclusions", {}).get(name, {})
+        why = explain(source.model, source.patterns[name], head, prompt, measures=self.measures,
+                      exclude_bos=exclusions.get("bos"), exclude_current_token=exclusions.get("current"),
+                      prepend_bos=settings.get("prepend_bos", True), prompt_index=index)
+        if out is not None:
+            why.save(out)
+        return why
+
 
 def _nested(grid: Tensor) -> list[list[float | None]]:
     return [[None if math.isnan(v) else v for v in row] for row in grid.tolist()]
