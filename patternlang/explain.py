@@ -236,12 +236,12 @@ def explain(
 
     run_attention_hooks(model, batch.tokens.to(facts.device), [layer], keep)
     layer_attention = captured[layer]  # [1, head_index, q, k]
-    values, _ = score_tokens(
+    tallies, _ = score_tokens(
         model, token_lists, detectors, measures=chosen_measures, exclusions=[exclusions],
         heads={layer: (head_index,)}, attention_source=lambda _layer: layer_attention,
         texts=texts, offsets=offsets,
     )
-    scores = {m: float(values[m][0, layer, head_index]) for m in chosen_measures}
+    scores = {m: float(tallies.values[m][0, layer, head_index]) for m in chosen_measures}
     return Explanation(
         pattern=detector.name,
         rule=_rule_of(detector),
