@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from patternlang.engine import Scores, detect
-from patternlang.engine.accumulate import Z_95, Accumulator, PatternGroup
+from scipy.stats import t as student_t
+
+from patternlang.engine.accumulate import Accumulator, PatternGroup, t_quantile_975
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.errors import InputError
 from patternlang.testing import FakeAttentionModel, oracle_scores, random_attention, random_detection
@@ -93,8 +95,16 @@ def direct_interval(numerators: np.ndarray, denominators: np.ndarray,
     ratio = x.sum() / d.sum()
     residuals = x - ratio * d
     se = math.sqrt((residuals ** 2).sum() / (n - 1) / n) / d.mean()
+    t = student_t.ppf(0.975, n - 1)
     floor, ceiling = MEASURES[measure].bounds
-    return ratio, min(max(ratio - Z_95 * se, floor), ceiling), min(max(ratio + Z_95 * se, floor), ceiling)
+    return ratio, min(max(ratio - t * se, floor), ceiling), min(max(ratio + t * se, floor), ceiling)
+
+
+def test_the_t_quantile_agrees_with_scipy():
+    degrees = torch.tensor([1, 2, 7, 29, 30, 31, 45, 200, 10_000], dtype=torch.float64)
+    expected = torch.tensor(student_t.ppf(0.975, degrees.numpy()))
+    torch.testing.assert_close(t_quantile_975(degrees), expected, rtol=0, atol=1e-5)
+    assert torch.isnan(t_quantile_975(torch.tensor([0.0]))).all()
 
 
 @pytest.mark.parametrize("excl", EXCLUSIONS[:2], ids=["plain", "bos"])

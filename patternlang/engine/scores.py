@@ -144,7 +144,7 @@ class Scores:
     def interval(self, pattern: str | int, measure: str | None = None) -> tuple[Tensor, Tensor]:
         """The 95% interval over prompts of one pattern's scores: `(low, high)`, each `[n_layers, n_heads]`.
 
-        Normal approximation to the ratio of sums over prompts (delta method); NaN with fewer
+        The ratio of sums over prompts, its standard error by the delta method, Student's t; NaN with fewer
         than 2 prompts with target rows, or for scores read from a file written without them."""
         chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
         index = self._pattern_index(pattern)
