@@ -35,6 +35,7 @@ _LAZY = {
     "detect": ("patternlang.engine.detect", "detect"),
     "Scores": ("patternlang.engine", "Scores"),
     "detect_head": ("patternlang.engine", "detect_head"),
+    "explain": ("patternlang.explain", "explain"),
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),
@@ -58,7 +59,7 @@ __all__ = [
     "Comparison", "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError",
     "PatternFileError", "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
     "build", "check_files", "check_module", "compare", "compile_pattern", "compile_rule", "detect", "detect_head",
-    "load_model",
+    "explain", "load_model",
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",
 ]

@@ -327,7 +327,7 @@ def detect(
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
-    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs: `patternlang measures` lists them); "
+    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs, lift: `patternlang measures` lists them); "
                                                                 "repeat or use commas."),
     exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
                                                help="Leave key 0 out (default: each pattern's setting)."),
@@ -335,6 +335,8 @@ def detect(
                                                    help="Leave the diagonal out (default: each pattern's setting)."),
     heads: Optional[str] = typer.Option(None, "--heads", help='Only these heads: "5.1,6.9" or "L5H1,L6H9".'),
     top: int = typer.Option(5, "--top", "-k", help="Heads to list per pattern.", min=1),
+    ci: bool = typer.Option(False, "--ci", help="Show each score's 95% interval over prompts (JSON and CSV always "
+                                                 "have them)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON ('-' for stdout)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write all scores as CSV."),
     heatmap: List[Path] = typer.Option([], "--heatmap", help="Write layer x head heatmaps: FILE.png or FILE.html."),
@@ -400,7 +402,7 @@ def detect(
     if json_to_stdout:
         print(scores.to_json())
     else:
-        out.print(top_heads_table(scores, k=top))
+        out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
 
 
 def _check_heatmap_measure(name: str, measures: tuple[str, ...] | None, patterns: list, heatmap: List[Path], *,
@@ -427,6 +429,91 @@ def _parse_probe(text: str):
     name, args = parse_probe(text)
     validate_probe_args(name, args)
     return ProbeSpec(name, args)
+
+
+# ---- show -------------------------------------------------------------------------------------
+@app.command()
+def show(
+    source: str = typer.Argument(..., metavar="PATTERN",
+                                 help="A shipped pattern name, file.pattern:NAME, a file with one pattern, or rule text."),
+    head: str = typer.Argument(..., metavar="HEAD", help='The head: "L5H1" or "5.1".'),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to tokenize (BOS is prepended)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help='Token ids, separated by spaces: "1 504 2".'),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="TransformerLens name, HF checkpoint folder or model.pt "
+                                             "(default: the embedded SmolLM2-135M-Instruct)."),
+    output: List[Path] = typer.Option([], "--out", "-o",
+                                      help="Write FILE.png, FILE.html (interactive: hover a cell) or FILE.json."),
+    measure: List[str] = typer.Option([], "--measure", help="Measures to score the prompt with "
+                                                            "(default: the pattern's own); repeat or use commas."),
+    exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
+                                               help="Leave key 0 out (default: the pattern's setting)."),
+    exclude_current: Optional[bool] = typer.Option(None, "--exclude-current/--include-current",
+                                                   help="Leave the diagonal out (default: the pattern's setting)."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend BOS to --prompt."),
+    as_json: bool = typer.Option(False, "--json", help="Print the attention, matrix and scores as JSON."),
+    max_tokens: int = typer.Option(40, "--max-tokens", help="Show at most this many tokens in the terminal grids.",
+                                   min=1),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
+) -> None:
+    """Why a head scored: its attention beside the pattern's matrix on one prompt, with the prompt's scores."""
+    from .engine.detect import check_measures
+    from .files import OutputFiles
+    from .heads import parse_head
+    from .report import EXPLANATION_SUFFIXES, render_explanation_text, save_explanation
+
+    if (prompt is None) == (tokens is None):
+        raise InputError('give exactly one of --prompt TEXT or --tokens "1 504 2"')
+    # Everything the user wrote is checked before the model loads (that takes a while).
+    outputs = OutputFiles()
+    for path in output:
+        outputs.plan(path, EXPLANATION_SUFFIXES, "a head's explanation")
+    measures = check_measures(",".join(measure)) if measure else None
+    parse_head(head)
+    pattern = _load_pattern(source)
+    item = _show_prompt(prompt, tokens, model)
+    with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():
+        from .models import load_model
+
+        loaded = load_model(model, device=device)
+    from .explain import explain
+
+    why = explain(loaded, pattern, head, item, measures=measures, exclude_bos=exclude_bos,
+                  exclude_current_token=exclude_current, prepend_bos=not no_bos)
+    with outputs.staged() as temporary:
+        for path in output:
+            save_explanation(why, temporary(path))
+    for path in outputs.paths:
+        err.print(f"wrote {path}")
+    if as_json:
+        print(json.dumps(why.to_dict(), ensure_ascii=False))
+    else:
+        out.print(render_explanation_text(why, max_tokens=max_tokens))
+
+
+def _show_prompt(prompt: Optional[str], tokens: Optional[str], model: Optional[str]):
+    """`--prompt` as its text, or `--tokens` as token ids, checked before the model loads."""
+    from .explain import MAX_TOKENS
+    from .prompts import Prompts
+    from .tokenize import check_token_ids_before_loading
+
+    if prompt is not None:
+        if not prompt:
+            raise InputError("--prompt is empty")
+        return prompt
+    parts = tokens.replace(",", " ").split()
+    if not parts:
+        raise InputError("--tokens is empty")
+    bad = next((part for part in parts if not part.isdigit()), None)
+    if bad is not None:
+        raise InputError(f"--tokens takes token ids (integers), and {bad!r} is not one",
+                         hint='write --tokens "1 504 2", or give the text with --prompt')
+    ids = tuple(int(part) for part in parts)
+    if len(ids) > MAX_TOKENS:
+        raise InputError(f"--tokens has {len(ids)} tokens; a head's attention is drawn for at most {MAX_TOKENS}",
+                         hint="shorten the prompt")
+    check_token_ids_before_loading(Prompts(tokens=(ids,), name="--tokens"), model)
+    return list(ids)
 
 
 # ---- compare ---------------------------------------------------------------------------------

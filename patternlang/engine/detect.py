@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.engine.accumulate import Accumulator, PatternGroup, asked_heads
+from patternlang.engine.accumulate import Accumulator, PatternGroup, Tallies, asked_heads
 from patternlang.engine.batching import (
     TokenStrings,
     auto_budget,
@@ -29,7 +29,7 @@ from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, det
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.progress import progress_reporter
 from patternlang.engine.measures import MEASURES, Exclusions
-from patternlang.engine.scores import Scores, ScoreSource
+from patternlang.engine.scores import Evidence, Scores, ScoreSource
 from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
@@ -50,6 +50,7 @@ def detect(
     device: torch.device | str | None = None,
     progress: bool = True,
     prepend_bos: bool = True,
+    per_prompt: bool = False,
 ) -> Scores:
     """Score every head of `model` against every pattern on `prompts`.
 
@@ -63,7 +64,7 @@ def detect(
         patterns: one or a list of: shipped pattern names, `Pattern` objects, rule text,
             `.pattern`/YAML files, or `[q, k]` lower-triangular tensors (then every prompt
             must have length q).
-        measures: any of "mass", "tv", "argmax", "mul", "abs" (docs/measures.md). None:
+        measures: any of "mass", "tv", "argmax", "mul", "abs", "lift" (docs/measures.md). None:
             each pattern's own `measure` setting ("mass" where it names none), every
             pattern scored with all of them.
         exclude_bos / exclude_current_token: leave key 0 / the diagonal out of the
@@ -78,9 +79,13 @@ def detect(
             for runs that last over ~2 s, and removed when done. Never in pipes, logs or CI.
             False: never.
         prepend_bos: prepend BOS to text prompts (token-id prompts are never changed).
+        per_prompt: also keep every prompt's own scores (`Scores.prompt_scores`,
+            `best_prompts`); memory grows with the number of prompts.
 
     Returns:
-        `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`.
+        `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`, their 95%
+        intervals over prompts (`ci_low`, `ci_high`), and each pattern's sample sizes and
+        chance baseline (`evidence`).
 
     Example:
         >>> scores = detect(model, ["The cat sat. The cat sat."], "induction_head")  # doctest: +SKIP
@@ -102,16 +107,16 @@ def detect(
     items = _prompts_of(prompts, model)
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     texts = split_character_texts(model, items, token_lists, detectors)
-    stats: dict[str, Any] = {}
     offsets = prompt_offsets(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
-    values, n_batches = score_tokens(
+    tallies, n_batches = score_tokens(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
-        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets, stats=stats,
+        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
+        per_prompt=per_prompt,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -121,14 +126,27 @@ def detect(
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
     }
-    undefined = undefined_scores(values, [d.name for d in detectors], chosen_heads, stats.get("target_rows"))
+    names = [d.name for d in detectors]
+    undefined = undefined_scores(tallies.values, names, chosen_heads, tallies.n_rows)
     if undefined:
         settings["undefined"] = undefined
         warnings.warn(ScoreWarning(describe_undefined(undefined, len(token_lists))), stacklevel=2)
+    evidence = {
+        name: Evidence(int(tallies.n_rows[i]), int(tallies.n_prompts[i]), tallies.n_prompts_total,
+                       {m: float(tallies.baseline[m][i]) for m in chosen_measures})
+        for i, name in enumerate(names)
+    }
+    kept = {}
+    if tallies.per_prompt is not None:
+        kept = {name: {m: tallies.per_prompt[m][:, i] for m in chosen_measures} for i, name in enumerate(names)}
     return Scores(
-        patterns=tuple(d.name for d in detectors),
+        patterns=tuple(names),
         measures=chosen_measures,
-        values=values,
+        values=tallies.values,
+        ci_low=tallies.ci_low,
+        ci_high=tallies.ci_high,
+        evidence=evidence,
+        per_prompt=kept,
         model=facts.described,
         n_prompts=len(token_lists),
         n_tokens=sum(t.numel() for t in token_lists),
@@ -153,16 +171,16 @@ def score_tokens(
     attention_source: Callable[[int], Tensor] | None = None,
     texts: dict[int, list[str]] | None = None,
     offsets: dict[int, list[tuple[int, int]]] | None = None,
-    stats: dict[str, Any] | None = None,
-) -> tuple[dict[str, Tensor], int]:
-    """The engine's core: checked token lists and detectors in, `{measure: [pattern, layer, head]}` out.
+    per_prompt: bool = False,
+) -> tuple[Tallies, int]:
+    """The engine's core: checked token lists and detectors in, `Tallies` (scores
+    `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
 
     `attention_source(layer)`, when given, supplies the attention of a single batch
     instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
-    that need them (`prompt_offsets`). `stats`, when given, receives each pattern's number of
-    target rows (`"target_rows"`).
+    that need them (`prompt_offsets`). `per_prompt`: also keep each prompt's scores.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -172,6 +190,7 @@ def score_tokens(
     accumulator = Accumulator(
         n_patterns=len(detectors), n_layers=n_layers, n_heads=n_heads, measures=measures,
         groups=groups, heads=heads, device=work_device,
+        per_prompt=len(token_lists) if per_prompt else None,
     )
     lengths = [t.numel() for t in token_lists]
     plan = plan_batches(
@@ -192,7 +211,7 @@ def score_tokens(
             spans = [offsets[index] for index in indices] if offsets else None
             detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
                                           special_ids=specials, device=work_device)
-            accumulator.start_batch(detection, batch.lengths)
+            accumulator.start_batch(detection, batch.lengths, indices)
             del detection  # the accumulator keeps what it needs; free the rest before the forward pass
             if attention_source is None:
                 run_attention_hooks(model, batch.tokens, layers, on_attention)
@@ -200,8 +219,6 @@ def score_tokens(
                 with torch.inference_mode():
                     for layer in layers:
                         on_attention(layer, attention_source(layer))
-    if stats is not None:
-        stats["target_rows"] = accumulator.target_rows.cpu()
     return accumulator.result(), len(plan)
 
 
