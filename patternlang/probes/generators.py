@@ -196,6 +196,37 @@ def natural(batch: int | None = None) -> Prompts:
     return Prompts(texts=prompts.texts, name=name, description=description)
 
 
+PROSE_FILE = "prose.txt"
+
+
+def parsed_prose(batch: int | None = None) -> Prompts:
+    """English prose paragraphs written for the syntactic patterns (`patterns/syntax.pattern`),
+    one prompt each: determiners, subjects, direct objects, possessives, prepositional objects
+    and named entities in every paragraph, a few questions and relative clauses (objects before
+    their verbs). `batch` keeps the first `batch`.
+
+    >>> len(parsed_prose(batch=3))
+    3
+    """
+    prompts = from_file(data_path(PROSE_FILE))
+    description = f"{len(prompts)} English prose paragraphs shipped with patternlang for the syntactic patterns"
+    if batch is not None:
+        check_prose_batch(batch)
+        prompts = prompts.take(batch)
+        description = f"the first {batch} of {description}"
+    name = "parsed_prose" if batch is None else f"parsed_prose(batch={batch})"
+    return Prompts(texts=prompts.texts, name=name, description=description)
+
+
+def check_prose_batch(batch: Any) -> None:
+    """`batch` must be a whole number from 1 to the size of the prose corpus."""
+    check_int_range("parsed_prose", "batch", batch, 1)
+    count = len(from_file(data_path(PROSE_FILE)))
+    if batch > count:
+        raise InputError(f"parsed_prose has {count} prompts; cannot take batch={batch}",
+                         hint=f"use batch={count} or fewer")
+
+
 def check_natural_batch(batch: Any) -> None:
     """`batch` must be a whole number from 1 to the size of the corpus."""
     check_int_range("natural", "batch", batch, 1)
