@@ -175,6 +175,7 @@ def explain(
     >>> print(why)                     # attention and pattern, side by side   # doctest: +SKIP
     >>> why.save("why.html")           # hover a cell for its tokens and values  # doctest: +SKIP
     """
+    from patternlang.annotate.spacy_parser import prompt_syntax
     from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
     from patternlang.engine.detect import (
         check_measures,
@@ -215,13 +216,15 @@ def explain(
     check_matrix_sizes(detectors, [n])
     texts = split_character_texts(model, items, token_lists, detectors)
     offsets = prompt_offsets(model, items, token_lists, detectors)
+    syntax = prompt_syntax(model, items, token_lists, detectors)
 
     # The detection matrix, the counted cells and the target rows, by the engine's own code.
     strings = TokenStrings(model) if facts.tokenizer is not None else None
     batch = pad_batch(token_lists, [0], facts.pad_id, torch.device("cpu"))
     labels = _token_texts(model, ids.tolist(), items[0])
     detection = detection_tensors(detectors, batch, strings=strings, texts=[texts[0]] if texts else None,
-                                  offsets=[offsets[0]] if offsets else None, special_ids=facts.special_ids,
+                                  offsets=[offsets[0]] if offsets else None,
+                                  syntax=[syntax[0]] if syntax else None, special_ids=facts.special_ids,
                                   device=torch.device("cpu"))
     targets = prepare_targets(detection, batch.lengths, exclusions, ("mass",))
     matrix = detection[0, 0].clone()
@@ -239,7 +242,7 @@ def explain(
     tallies, _ = score_tokens(
         model, token_lists, detectors, measures=chosen_measures, exclusions=[exclusions],
         heads={layer: (head_index,)}, attention_source=lambda _layer: layer_attention,
-        texts=texts, offsets=offsets,
+        texts=texts, offsets=offsets, syntax=syntax,
     )
     scores = {m: float(tallies.values[m][0, layer, head_index]) for m in chosen_measures}
     return Explanation(

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Union
 
+from .annotate.extras import check_extras
 from .errors import ErrorGroup, PatternError, PatternFileError, UnknownNameError, did_you_mean
 from .files import special_file_kind
 from .pattern import Pattern
@@ -55,13 +56,24 @@ def compile_rule(text: str, name: str | None = None) -> Pattern:
     >>> compile_rule("duplicate_token_head shift +1").matrix([5, 6, 5, 6]).tolist()[3]
     [0.0, 0.0, 1.0, 0.0]
     """
-    return build(text, "rule", name=name)[0]
+    pattern = build(text, "rule", name=name)[0]
+    check_extras([pattern])
+    return pattern
 
 
 def load_patterns(spec: PatternSpec | Sequence[PatternSpec]) -> list[Pattern]:
-    """Every pattern a spec names: a file gives all of its patterns; a list gives each item's."""
+    """Every pattern a spec names: a file gives all of its patterns; a list gives each item's.
+
+    A pattern that needs an extra that is not installed (parser features: the syntax extra)
+    is an error here, before any model is loaded."""
+    patterns = _load_patterns(spec)
+    check_extras(patterns)
+    return patterns
+
+
+def _load_patterns(spec: PatternSpec | Sequence[PatternSpec]) -> list[Pattern]:
     if isinstance(spec, (list, tuple)):
-        return [p for item in spec for p in load_patterns(item)]
+        return [p for item in spec for p in _load_patterns(item)]
     if isinstance(spec, Pattern):
         return [spec]
     path = _as_file(spec)
@@ -76,6 +88,12 @@ def load_pattern(spec: PatternSpec) -> Pattern:
     >>> load_pattern("induction_head").settings.probe.name
     'repeated_random'
     """
+    pattern = _load_pattern(spec)
+    check_extras([pattern])
+    return pattern
+
+
+def _load_pattern(spec: PatternSpec) -> Pattern:
     if isinstance(spec, Pattern):
         return spec
     text = str(spec)
@@ -108,7 +126,7 @@ def load_pattern(spec: PatternSpec) -> Pattern:
                                or "run `patternlang list` to see the shipped patterns")
     if Path(text).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES:
         raise PatternFileError(f"no such file: {text}")
-    return compile_rule(text)
+    return build(text, "rule")[0]
 
 
 def _as_file(spec: PatternSpec) -> Path | None:

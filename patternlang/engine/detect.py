@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from patternlang.annotate.spacy_parser import prompt_syntax
 from patternlang.engine.accumulate import Accumulator, PatternGroup, Tallies, asked_heads
 from patternlang.engine.batching import (
     TokenStrings,
@@ -108,6 +109,7 @@ def detect(
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     texts = split_character_texts(model, items, token_lists, detectors)
     offsets = prompt_offsets(model, items, token_lists, detectors)
+    syntax = prompt_syntax(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
@@ -116,7 +118,7 @@ def detect(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
         batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
-        per_prompt=per_prompt,
+        per_prompt=per_prompt, syntax=syntax,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -172,6 +174,7 @@ def score_tokens(
     texts: dict[int, list[str]] | None = None,
     offsets: dict[int, list[tuple[int, int]]] | None = None,
     per_prompt: bool = False,
+    syntax: dict[int, Any] | None = None,
 ) -> tuple[Tallies, int]:
     """The engine's core: checked token lists and detectors in, `Tallies` (scores
     `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
@@ -180,7 +183,8 @@ def score_tokens(
     instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
-    that need them (`prompt_offsets`). `per_prompt`: also keep each prompt's scores.
+    that need them (`prompt_offsets`); `syntax[i]` its parser annotations (`prompt_syntax`).
+    `per_prompt`: also keep each prompt's scores.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -209,8 +213,9 @@ def score_tokens(
             batch = pad_batch(token_lists, indices, padding, input_device)
             rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
             spans = [offsets[index] for index in indices] if offsets else None
+            parsed = [syntax[index] for index in indices] if syntax else None
             detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
-                                          special_ids=specials, device=work_device)
+                                          syntax=parsed, special_ids=specials, device=work_device)
             accumulator.start_batch(detection, batch.lengths, indices)
             del detection  # the accumulator keeps what it needs; free the rest before the forward pass
             if attention_source is None:
