@@ -104,13 +104,19 @@ def text_prompts(model: Any, n_prompts: int, n_tokens: int) -> list[str]:
 
 
 # ---- patterns -------------------------------------------------------------------------------
+def engine_only(pattern) -> bool:
+    """Whether a pattern reads only what the engine itself provides (tokens, texts, offsets):
+    the benchmarks time the engine on token-id prompts, not a parser or a model pre-pass."""
+    return not (set(pattern.needs) - {"tokens", "texts", "special_ids", "offsets"})
+
+
 def pattern_set(n_patterns: int) -> list[str]:
     """`n` patterns to score: the 4 headline patterns first, then the other shipped ones, then
     generated rules (`attend k where k == q - N`, `attend k where tok[k] == tok[q] shift +N`)."""
     from patternlang.library import shipped_patterns
 
     names = list(HEADLINE_PATTERNS)
-    names += [p.name for p in shipped_patterns() if p.name not in names]
+    names += [p.name for p in shipped_patterns() if p.name not in names and engine_only(p)]
     offset = 2
     while len(names) < n_patterns:
         names.append(f"attend k where k == q - {offset}")

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
+from common import (  # noqa: I001
+    engine_only,
     BENCH_DIR,
     alternate,
     machine,
@@ -46,7 +47,7 @@ BFLOAT16_TOLERANCE = 2e-2
 def shipped_names() -> list[str]:
     from patternlang.library import shipped_patterns
 
-    return [p.name for p in shipped_patterns()]
+    return [p.name for p in shipped_patterns() if engine_only(p)]
 
 
 def throughput(model: Any, n_prompts: int, n_tokens: int, patterns: Sequence[str], *, batch_size: int | None,
