@@ -178,6 +178,12 @@ class Scores:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "
                 f"{self.n_heads} heads, measures={','.join(self.measures)}, n_prompts={self.n_prompts})")
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: provenance, best heads and sample sizes per pattern, heatmaps."""
+        from patternlang.reprs import safe_html, scores_html
+
+        return safe_html(scores_html, self)
+
 
 def _nested(grid: Tensor) -> list[list[float | None]]:
     return [[None if math.isnan(v) else v for v in row] for row in grid.tolist()]
