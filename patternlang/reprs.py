@@ -193,9 +193,10 @@ def matrix_grid(matrix: Any, str_tokens: Sequence[str]) -> str:
                 cells.append(f'<td style="padding:0;background:{BLANK_COLOR}"></td>')
                 continue
             value = float(values[q][k])
+            colors = f"background:{scale.hex(value)}" if value == 0 else scale.css(value)
             shown = "" if value == 0 else f"{value:.2g}"
             tip = f"q {q} {names[q]} → k {k} {names[k]}: {value:g}"
-            cells.append(f'<td style="padding:0;{scale.css(value)}" title="{escape(tip)}">{shown}</td>')
+            cells.append(f'<td style="padding:0;{colors}" title="{escape(tip)}">{shown}</td>')
         rows.append(f'<tr style="height:16px">{"".join(cells)}</tr>')
     return _grid_table(rows, n, 18)
 
