@@ -37,8 +37,11 @@ _LAZY = {
     "detect": ("patternlang.engine.detect", "detect"),
     "Scores": ("patternlang.engine.scores", "Scores"),
     "detect_head": ("patternlang.engine.tl_compat", "detect_head"),
+    "explain": ("patternlang.explain", "explain"),
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
+    "compare": ("patternlang.comparison", "compare"),
+    "Comparison": ("patternlang.comparison", "Comparison"),
 }
 
 
@@ -55,9 +58,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError", "PatternFileError",
-    "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
-    "build", "check_files", "check_module", "compile_pattern", "compile_rule", "detect", "detect_head", "load_model",
+    "Comparison", "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError",
+    "PatternFileError", "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
+    "build", "check_files", "check_module", "compare", "compile_pattern", "compile_rule", "detect", "detect_head",
+    "explain", "load_model",
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",
 ]

@@ -35,19 +35,27 @@ err = Console(stderr=True)
 # ---- list ------------------------------------------------------------------------------------
 @app.command("list")
 def list_patterns(
+    source: Optional[Path] = typer.Argument(None, metavar="[FILE|DIR]",
+                                            help="Your own .pattern/YAML file, or a directory of them "
+                                                 "(default: the shipped patterns)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Show the shipped patterns with their rules, default probes and docstrings."""
-    from .library import shipped_patterns
+    """Show patterns with their rules, default probes and docstrings: the shipped ones, or a file's."""
+    from .library import check_files, pattern_files, shipped_patterns
 
-    patterns = shipped_patterns()
+    if source is None:
+        patterns = shipped_patterns()
+        title = "Shipped patterns (patternlang compile NAME --prompt TEXT shows one)"
+    else:
+        patterns = [p for found in check_files(pattern_files(source)).values() for p in found]
+        title = f"Patterns in {source} (patternlang compile FILE:NAME --prompt TEXT shows one)"
     if as_json:
         rows = [{"name": p.name, "rule": p.rule, "doc": p.doc, "probe": str(p.settings.probe or ""),
                  "measure": p.settings.measure, "file": Path(p.filename).name if p.filename else None}
                 for p in patterns]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    table = Table(title="Shipped patterns (patternlang compile NAME --prompt TEXT shows one)", show_lines=True)
+    table = Table(title=Text(title), show_lines=True)
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("rule and settings", ratio=3)
     table.add_column("what it detects", ratio=2)
@@ -319,7 +327,7 @@ def detect(
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
-    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs: `patternlang measures` lists them); "
+    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs, lift: `patternlang measures` lists them); "
                                                                 "repeat or use commas."),
     exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
                                                help="Leave key 0 out (default: each pattern's setting)."),
@@ -327,13 +335,19 @@ def detect(
                                                    help="Leave the diagonal out (default: each pattern's setting)."),
     heads: Optional[str] = typer.Option(None, "--heads", help='Only these heads: "5.1,6.9" or "L5H1,L6H9".'),
     top: int = typer.Option(5, "--top", "-k", help="Heads to list per pattern.", min=1),
+    ci: bool = typer.Option(False, "--ci", help="Show each score's 95% interval over prompts (JSON and CSV always "
+                                                 "have them)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON ('-' for stdout)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Write all scores as CSV."),
     heatmap: List[Path] = typer.Option([], "--heatmap", help="Write layer x head heatmaps: FILE.png or FILE.html."),
+    heatmap_measure: Optional[str] = typer.Option(None, "--heatmap-measure",
+                                                  help="The measure the heatmaps show, one of those scored "
+                                                       "(default: each pattern's own)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Prompts per forward pass (default: auto).",
                                              min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    no_progress: bool = typer.Option(False, "--no-progress",
+                                     help="Hide the progress bar (shown on a terminal when a run takes over ~2 s)."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
     from .engine import detect as run_detect
@@ -363,6 +377,8 @@ def detect(
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
     prompt_set = from_file(prompts) if prompts is not None else None
+    if heatmap_measure is not None:
+        _check_heatmap_measure(heatmap_measure, measures, chosen, heatmap, survey=prompt_set is None)
     if prompt_set is not None:
         check_token_ids_before_loading(prompt_set, model)
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
@@ -380,13 +396,28 @@ def detect(
         if csv_path is not None:
             scores.to_csv(temporary(csv_path))
         for path in heatmap:
-            save_heatmap(scores, temporary(path))
+            save_heatmap(scores, temporary(path), measure=heatmap_measure)
     for path in outputs.paths:
         err.print(f"wrote {path}")
     if json_to_stdout:
         print(scores.to_json())
     else:
-        out.print(top_heads_table(scores, k=top))
+        out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
+
+
+def _check_heatmap_measure(name: str, measures: tuple[str, ...] | None, patterns: list, heatmap: List[Path], *,
+                           survey: bool) -> None:
+    """`--heatmap-measure` names a measure the run scores: one of `--measure`, or else of the
+    patterns' own measures (and mass, which a survey always scores)."""
+    from .engine.detect import check_measures
+
+    if not heatmap:
+        raise InputError("--heatmap-measure chooses what --heatmap draws, and no --heatmap FILE is given")
+    check_measures(name)  # a measure at all (with a did-you-mean)
+    scored = measures or tuple(dict.fromkeys((("mass",) if survey else ()) + check_measures(None, patterns)))
+    if name not in scored:
+        raise InputError(f"--heatmap-measure {name} is not among the measures scored ({', '.join(scored)})",
+                         hint=f"score it too: --measure {','.join((*scored, name))}")
 
 
 def _parse_probe(text: str):
@@ -398,6 +429,141 @@ def _parse_probe(text: str):
     name, args = parse_probe(text)
     validate_probe_args(name, args)
     return ProbeSpec(name, args)
+
+
+# ---- show -------------------------------------------------------------------------------------
+@app.command()
+def show(
+    source: str = typer.Argument(..., metavar="PATTERN",
+                                 help="A shipped pattern name, file.pattern:NAME, a file with one pattern, or rule text."),
+    head: str = typer.Argument(..., metavar="HEAD", help='The head: "L5H1" or "5.1".'),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to tokenize (BOS is prepended)."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", help='Token ids, separated by spaces: "1 504 2".'),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="TransformerLens name, HF checkpoint folder or model.pt "
+                                             "(default: the embedded SmolLM2-135M-Instruct)."),
+    output: List[Path] = typer.Option([], "--out", "-o",
+                                      help="Write FILE.png, FILE.html (interactive: hover a cell) or FILE.json."),
+    measure: List[str] = typer.Option([], "--measure", help="Measures to score the prompt with "
+                                                            "(default: the pattern's own); repeat or use commas."),
+    exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
+                                               help="Leave key 0 out (default: the pattern's setting)."),
+    exclude_current: Optional[bool] = typer.Option(None, "--exclude-current/--include-current",
+                                                   help="Leave the diagonal out (default: the pattern's setting)."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend BOS to --prompt."),
+    as_json: bool = typer.Option(False, "--json", help="Print the attention, matrix and scores as JSON."),
+    max_tokens: int = typer.Option(40, "--max-tokens", help="Show at most this many tokens in the terminal grids.",
+                                   min=1),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
+) -> None:
+    """Why a head scored: its attention beside the pattern's matrix on one prompt, with the prompt's scores."""
+    from .engine.detect import check_measures
+    from .files import OutputFiles
+    from .heads import parse_head
+    from .report import EXPLANATION_SUFFIXES, render_explanation_text, save_explanation
+
+    if (prompt is None) == (tokens is None):
+        raise InputError('give exactly one of --prompt TEXT or --tokens "1 504 2"')
+    # Everything the user wrote is checked before the model loads (that takes a while).
+    outputs = OutputFiles()
+    for path in output:
+        outputs.plan(path, EXPLANATION_SUFFIXES, "a head's explanation")
+    measures = check_measures(",".join(measure)) if measure else None
+    parse_head(head)
+    pattern = _load_pattern(source)
+    item = _show_prompt(prompt, tokens, model)
+    with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():
+        from .models import load_model
+
+        loaded = load_model(model, device=device)
+    from .explain import explain
+
+    why = explain(loaded, pattern, head, item, measures=measures, exclude_bos=exclude_bos,
+                  exclude_current_token=exclude_current, prepend_bos=not no_bos)
+    with outputs.staged() as temporary:
+        for path in output:
+            save_explanation(why, temporary(path))
+    for path in outputs.paths:
+        err.print(f"wrote {path}")
+    if as_json:
+        print(json.dumps(why.to_dict(), ensure_ascii=False))
+    else:
+        out.print(render_explanation_text(why, max_tokens=max_tokens))
+
+
+def _show_prompt(prompt: Optional[str], tokens: Optional[str], model: Optional[str]):
+    """`--prompt` as its text, or `--tokens` as token ids, checked before the model loads."""
+    from .explain import MAX_TOKENS
+    from .prompts import Prompts
+    from .tokenize import check_token_ids_before_loading
+
+    if prompt is not None:
+        if not prompt:
+            raise InputError("--prompt is empty")
+        return prompt
+    parts = tokens.replace(",", " ").split()
+    if not parts:
+        raise InputError("--tokens is empty")
+    bad = next((part for part in parts if not part.isdigit()), None)
+    if bad is not None:
+        raise InputError(f"--tokens takes token ids (integers), and {bad!r} is not one",
+                         hint='write --tokens "1 504 2", or give the text with --prompt')
+    ids = tuple(int(part) for part in parts)
+    if len(ids) > MAX_TOKENS:
+        raise InputError(f"--tokens has {len(ids)} tokens; a head's attention is drawn for at most {MAX_TOKENS}",
+                         hint="shorten the prompt")
+    check_token_ids_before_loading(Prompts(tokens=(ids,), name="--tokens"), model)
+    return list(ids)
+
+
+# ---- compare ---------------------------------------------------------------------------------
+@app.command()
+def compare(
+    file_a: Path = typer.Argument(..., metavar="A.json", help="Scores written by `detect --json` (the before)."),
+    file_b: Path = typer.Argument(..., metavar="B.json", help="Scores to compare with A (the after)."),
+    measure: Optional[str] = typer.Option(None, "--measure",
+                                          help="Compare by this measure (default: each pattern's own)."),
+    top: int = typer.Option(5, "--top", "-k", help="Heads to list per pattern.", min=1),
+    heatmap: List[Path] = typer.Option([], "--heatmap", help="Write B − A heatmaps: FILE.png or FILE.html."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the comparison as JSON ('-' for stdout)."),
+) -> None:
+    """Two runs side by side (two models, checkpoints or prompt sets): the heads that changed most.
+
+    Scores of the same shape are compared head by head (B − A); scores of two shapes (two
+    different models) share no head, so each one's best heads are listed side by side."""
+    from .comparison import compare as run_compare
+    from .engine import Scores
+    from .files import OutputFiles
+    from .report import HEATMAP_SUFFIXES
+    from .report.comparison import (comparison_json, comparison_table, difference_panels, save_comparison_json,
+                                 save_difference_heatmap)
+
+    json_to_stdout = json_path is not None and str(json_path) == "-"
+    outputs = OutputFiles()
+    if json_path is not None and not json_to_stdout:
+        outputs.plan(json_path, (".json",), "the comparison as JSON")
+    for path in heatmap:
+        outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
+    files = (str(file_a), str(file_b))
+    comparison = run_compare(Scores.from_json(file_a), Scores.from_json(file_b), measure=measure)
+    if heatmap:
+        difference_panels(comparison)  # two shapes have no difference heatmap: say so before writing anything
+    for label, file, only in zip(comparison.labels, files, (comparison.only_in_a, comparison.only_in_b)):
+        left_out = "; ".join(f"{kind} {', '.join(names)}" for kind, names in only.items() if names)
+        if left_out:
+            err.print(f"note: left out, as only {label} ({file}) has them: {left_out}", markup=False,
+                      highlight=False, soft_wrap=True)
+    with outputs.staged() as temporary:
+        if json_path is not None and not json_to_stdout:
+            save_comparison_json(comparison, temporary(json_path), k=top, files=files)
+        for path in heatmap:
+            save_difference_heatmap(comparison, temporary(path), files=files)
+    for path in outputs.paths:
+        err.print(f"wrote {path}")
+    if json_to_stdout:
+        print(comparison_json(comparison, k=top, files=files))
+    else:
+        out.print(comparison_table(comparison, k=top, files=files))
 
 
 # ---- entry point -------------------------------------------------------------------------------

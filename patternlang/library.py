@@ -8,11 +8,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Union
 
+from .annotate.extras import check_extras
 from .errors import ErrorGroup, PatternError, PatternFileError, UnknownNameError, did_you_mean
 from .files import special_file_kind
 from .pattern import Pattern
 from .pipeline import Form, build
 from .resources import patterns_dir
+from .syntax.problems import in_line_order
 
 PATTERN_SUFFIXES = (".pattern",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -54,13 +56,24 @@ def compile_rule(text: str, name: str | None = None) -> Pattern:
     >>> compile_rule("duplicate_token_head shift +1").matrix([5, 6, 5, 6]).tolist()[3]
     [0.0, 0.0, 1.0, 0.0]
     """
-    return build(text, "rule", name=name)[0]
+    pattern = build(text, "rule", name=name)[0]
+    check_extras([pattern])
+    return pattern
 
 
 def load_patterns(spec: PatternSpec | Sequence[PatternSpec]) -> list[Pattern]:
-    """Every pattern a spec names: a file gives all of its patterns; a list gives each item's."""
+    """Every pattern a spec names: a file gives all of its patterns; a list gives each item's.
+
+    A pattern that needs an extra that is not installed (parser features: the syntax extra)
+    is an error here, before any model is loaded."""
+    patterns = _load_patterns(spec)
+    check_extras(patterns)
+    return patterns
+
+
+def _load_patterns(spec: PatternSpec | Sequence[PatternSpec]) -> list[Pattern]:
     if isinstance(spec, (list, tuple)):
-        return [p for item in spec for p in load_patterns(item)]
+        return [p for item in spec for p in _load_patterns(item)]
     if isinstance(spec, Pattern):
         return [spec]
     path = _as_file(spec)
@@ -75,6 +88,12 @@ def load_pattern(spec: PatternSpec) -> Pattern:
     >>> load_pattern("induction_head").settings.probe.name
     'repeated_random'
     """
+    pattern = _load_pattern(spec)
+    check_extras([pattern])
+    return pattern
+
+
+def _load_pattern(spec: PatternSpec) -> Pattern:
     if isinstance(spec, Pattern):
         return spec
     text = str(spec)
@@ -107,7 +126,7 @@ def load_pattern(spec: PatternSpec) -> Pattern:
                                or "run `patternlang list` to see the shipped patterns")
     if Path(text).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES:
         raise PatternFileError(f"no such file: {text}")
-    return compile_rule(text)
+    return build(text, "rule")[0]
 
 
 def _as_file(spec: PatternSpec) -> Path | None:
@@ -129,15 +148,31 @@ def _as_file(spec: PatternSpec) -> Path | None:
     return None
 
 
+def pattern_files(path: str | Path) -> list[Path]:
+    """A file as it is, or the pattern files in a directory (`.pattern`, `.yaml`, `.yml`; sorted by
+    name; not its sub-directories). A directory without any is an error."""
+    path = Path(path)
+    if not _is_dir(path):
+        return [path]
+    try:
+        files = sorted(child for child in path.iterdir() if _form_of(child) is not None and _is_file(child))
+    except OSError as exc:
+        raise PatternFileError(f"cannot read the directory {path}: {exc.strerror or exc}") from None
+    if not files:
+        raise PatternFileError(f"{path} holds no pattern files", hint="pattern files end in .pattern, .yaml or .yml")
+    return files
+
+
 def check_files(paths: Sequence[str | Path]) -> dict[str, list[Pattern]]:
-    """Check files and return their patterns; every problem of every file is raised at once."""
+    """Check files and return their patterns; every problem of every file is raised at once,
+    file by file in the order given, and by line and column within each file."""
     found: dict[str, list[Pattern]] = {}
     errors: list[PatternError] = []
     for path in paths:
         try:
             found[str(path)] = load_patterns(Path(path))
         except ErrorGroup as group:
-            errors.extend(group.errors)
+            errors.extend(in_line_order(group.errors))
         except PatternError as error:
             errors.append(error)
     if len(errors) == 1:

@@ -54,15 +54,17 @@ class Pattern:
 
     def matrix(self, tokens: Any = None, str_tokens: Sequence[str] | Sequence[Sequence[str]] | None = None, *,
                special_ids: Collection[int] | None = None,
-               offsets: Sequence[tuple[int, int]] | Sequence[Sequence[tuple[int, int]]] | None = None) -> torch.Tensor:
+               offsets: Sequence[tuple[int, int]] | Sequence[Sequence[tuple[int, int]]] | None = None,
+               syntax: Any = None) -> torch.Tensor:
         """The detection matrix for one prompt [q, k] or a batch [batch, q, k].
 
         `tokens`: token ids (a list, a 1-D or 2-D tensor, or a list of lists); `str_tokens`: the
         tokens' text, needed by rules that read `str`, `word` or `start`. With only `str_tokens`,
         equal strings get equal ids. `offsets`: each token's character span `(start, end)`, for
-        features that need them.
+        features that need them; `syntax`: the prompt's parser annotations (`annotate.Annotations`,
+        or a list of them for a batch), for the parser's features (`pos`, `dephead`, ...).
         """
-        features, single = _features_for(tokens, str_tokens, special_ids, offsets)
+        features, single = _features_for(tokens, str_tokens, special_ids, offsets, syntax)
         result = self.evaluate(features)
         return result[0] if single else result
 
@@ -84,7 +86,7 @@ class Pattern:
         return safe_html(pattern_html, self)
 
 
-def _features_for(tokens, str_tokens, special_ids, offsets=None) -> tuple[BatchFeatures, bool]:
+def _features_for(tokens, str_tokens, special_ids, offsets=None, syntax=None) -> tuple[BatchFeatures, bool]:
     if tokens is None and str_tokens is None:
         raise InputError("give token ids, token strings, or both")
     str_rows = None
@@ -120,4 +122,8 @@ def _features_for(tokens, str_tokens, special_ids, offsets=None) -> tuple[BatchF
     offset_rows = None
     if offsets is not None:
         offset_rows = [list(offsets)] if single else [list(row) for row in offsets]
-    return BatchFeatures.build(ids, mask, texts=str_rows, offsets=offset_rows, special_ids=special_ids or ()), single
+    syntax_rows = None
+    if syntax is not None:
+        syntax_rows = [syntax] if single else list(syntax)
+    return BatchFeatures.build(ids, mask, texts=str_rows, offsets=offset_rows, syntax=syntax_rows,
+                               special_ids=special_ids or ()), single

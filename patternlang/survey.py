@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .engine import Scores, detect
+from .engine.progress import one_run
 from .library import Pattern, load_patterns, shipped_patterns
 from .probes import make_probe
 from .settings import ProbeSpec
@@ -41,8 +42,9 @@ def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, 
     for pattern in chosen:
         spec = probe or pattern.settings.probe or FALLBACK_PROBE
         groups.setdefault(spec, []).append(pattern)
-    parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
-             for spec, members in groups.items()]
+    with one_run():  # one run for the progress bar's delay
+        parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
+                 for spec, members in groups.items()]
     return join_scores(parts, order=[p.name for p in chosen])
 
 
@@ -63,10 +65,13 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     index = {(name): (part, i) for _, part in parts for i, name in enumerate(part.patterns)}
     names = [name for name in order if name in index]
     names = list(dict.fromkeys(names))
-    values = {
-        measure: torch.stack([index[name][0].values[measure][index[name][1]] for name in names])
-        for measure in first.measures
-    }
+    def stacked(field: str) -> dict[str, torch.Tensor]:
+        if not all(getattr(index[name][0], field) for name in names):
+            return {}
+        return {measure: torch.stack([getattr(index[name][0], field)[measure][index[name][1]] for name in names])
+                for measure in first.measures}
+
+    values = stacked("values")
     settings = dict(first.settings)
     settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
     for key in ("pattern_measures", "exclusions", "undefined"):  # per-pattern records, one from each run
@@ -80,4 +85,8 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
         patterns=tuple(names), measures=first.measures, values=values, model=first.model,
         n_prompts=sum(part.n_prompts for _, part in parts), n_tokens=sum(part.n_tokens for _, part in parts),
         settings=settings, n_layers=first.n_layers, n_heads=first.n_heads,
+        sources=tuple(source for _, part in parts for source in part.sources),
+        ci_low=stacked("ci_low"), ci_high=stacked("ci_high"),
+        evidence={name: index[name][0].evidence[name] for name in names if name in index[name][0].evidence},
+        per_prompt={name: index[name][0].per_prompt[name] for name in names if name in index[name][0].per_prompt},
     )

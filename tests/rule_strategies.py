@@ -73,3 +73,78 @@ def rules(max_leaves: int = 4):
 
 
 prompts = st.lists(st.integers(0, len(VOCAB) - 1), min_size=1, max_size=12)
+
+
+# ---- the parser's features (syntax extra), on random annotations ------------------------------
+POS_LABELS = ["", "NOUN", "VERB", "DET", "ADP", "PROPN"]
+DEP_LABELS = ["", "nsubj", "dobj", "det", "poss", "ROOT"]
+ENT_LABELS = ["", "PERSON", "GPE"]
+syntax_literals = st.sampled_from(['"NOUN"', '"VERB"', '"det"', '"dobj"', '"PERSON"', '""', '"noun"'])
+
+
+@st.composite
+def syntax_comparisons(draw) -> str:
+    choice = draw(st.integers(0, 8))
+    p1, p2 = draw(positions), draw(positions)
+    field = draw(st.sampled_from(["pos", "tag", "dep", "ent", "lemma"]))
+    if choice == 0:
+        return f"{field}[{p1}] {draw(equality)} {draw(syntax_literals)}"
+    if choice == 1:
+        return f"{field}[{p1}] {draw(equality)} {field}[{p2}]"
+    if choice == 2:
+        return f"dephead[{p1}] {draw(ordered)} {p2}"
+    if choice == 3:
+        return f"dephead[dephead[{p1}]] == {p2}"
+    if choice == 4:
+        return f"ancestor({p1}, {p2})"
+    if choice == 5:
+        return f"entstart[{p1}] == entstart[{p2}] and ent[{p1}] != \"\""
+    if choice == 6:
+        return f"lower({field}[{p1}]) == {draw(syntax_literals)}"
+    if choice == 7:
+        return f"tok[dephead[{p1}]] == tok[{p2}]"
+    return draw(comparisons())
+
+
+def syntax_rules(max_leaves: int = 3):
+    conds = st.recursive(
+        syntax_comparisons(),
+        lambda inner: st.one_of(
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}) and ({t[1]})"),
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}) or ({t[1]})"),
+            inner.map(lambda c: f"not ({c})"),
+        ),
+        max_leaves=4,
+    )
+    attend = conds.map(lambda c: f"(attend k where {c})")
+    return st.recursive(
+        attend,
+        lambda inner: st.one_of(
+            st.tuples(inner, st.sampled_from(["|", "&", "+", "-"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            st.tuples(inner, st.integers(-2, 2)).map(lambda t: f"({t[0]} shift {t[1]:+d})"),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+@st.composite
+def annotations_for(draw, n: int):
+    """Random parser annotations of a prompt of n tokens (heads anywhere, cycles included)."""
+    from patternlang.annotate import Annotations
+
+    def strings(labels):
+        return tuple(draw(st.lists(st.sampled_from(labels), min_size=n, max_size=n)))
+
+    def positions_(allow):
+        return tuple(draw(st.lists(st.integers(-1, n - 1), min_size=n, max_size=n))) if allow else (-1,) * n
+
+    pos = strings(POS_LABELS)
+    return Annotations(pos=pos, tag=strings(["", "NN", "VBD", "DT"]), dep=strings(DEP_LABELS),
+                       ent=strings(ENT_LABELS), lemma=tuple(p.lower() for p in pos),
+                       dephead=positions_(True), entstart=positions_(True))
+
+
+@st.composite
+def annotated_prompts(draw):
+    prompt = draw(prompts)
+    return prompt, draw(annotations_for(len(prompt)))

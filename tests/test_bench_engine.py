@@ -20,7 +20,7 @@ def engine_scores(attention, detection, lengths, excl, chosen=MEASURES):
                       groups=[PatternGroup(tuple(range(detection.shape[0])), excl)], heads={0: None})
     acc.start_batch(detection, torch.tensor(lengths))
     acc.add_layer(0, attention)
-    return {m: v[:, 0] for m, v in acc.result().items()}
+    return {m: v[:, 0] for m, v in acc.result().values.items()}
 
 
 @pytest.mark.parametrize("block", [1, 3, 4, 100])

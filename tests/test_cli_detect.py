@@ -38,7 +38,7 @@ def test_detect_writes_json_csv_and_heatmap(capsys, tmp_path, checkpoint, prompt
     data = json.loads((out / "s.json").read_text())
     assert data["measures"] == ["mass", "mul"]
     assert set(data["patterns"]) == {"induction_head", "previous_token_head", "attend k where k == 0"}
-    grid = data["patterns"]["induction_head"]["mass"]
+    grid = data["patterns"]["induction_head"]["scores"]["mass"]
     assert len(grid) == 2 and len(grid[0]) == 4  # [layer][head]
     assert data["n_prompts"] == 3
     assert (out / "s.csv").read_text().startswith("pattern,measure,layer,head,label,score")
@@ -50,7 +50,7 @@ def test_detect_json_to_stdout_and_head_subset(capsys, checkpoint, prompts):
     code, stdout, err = run(capsys, "detect", "bos_head", "--model", checkpoint, "--prompts", prompts,
                             "--heads", "1.2,L0H1", "--json", "-", "--no-progress")
     assert code == 0, err
-    grid = json.loads(stdout)["patterns"]["bos_head"]["mass"]
+    grid = json.loads(stdout)["patterns"]["bos_head"]["scores"]["mass"]
     scored = {(layer, head) for layer, row in enumerate(grid) for head, v in enumerate(row) if v is not None}
     assert scored == {(1, 2), (0, 1)}  # heads not asked for are null (NaN), not a magic number
 
@@ -144,7 +144,7 @@ def assert_same_scores(data: dict, scores) -> None:
     for pattern in scores.patterns:
         for measure in scores.measures:
             expected = scores.get(pattern, measure).tolist()
-            shown = data["patterns"][pattern][measure]
+            shown = data["patterns"][pattern]["scores"][measure]
             for layer, (row, expected_row) in enumerate(zip(shown, expected, strict=True)):
                 for head, (value, want) in enumerate(zip(row, expected_row, strict=True)):
                     where = (pattern, measure, layer, head)
@@ -167,7 +167,7 @@ def test_detect_json_values_equal_the_python_api(capsys, tmp_path, checkpoint, p
     assert_same_scores(data, scores)
     assert data["n_prompts"] == scores.n_prompts == 3 and data["n_tokens"] == scores.n_tokens
     # The scores are not trivially equal: the heads differ from each other.
-    assert len({v for row in data["patterns"]["previous_token_head"]["mass"] for v in row}) > 1
+    assert len({v for row in data["patterns"]["previous_token_head"]["scores"]["mass"] for v in row}) > 1
 
 
 def test_detect_options_give_the_python_api_values(capsys, checkpoint, prompts):

@@ -21,7 +21,7 @@ def engine_scores(attention, detection, lengths, excl, measures=MEASURES, heads=
                       groups=[PatternGroup(tuple(range(detection.shape[0])), excl)], heads={0: heads})
     acc.start_batch(detection, torch.tensor(lengths))
     acc.add_layer(0, attention)
-    return {m: v[:, 0] for m, v in acc.result().items()}
+    return {m: v[:, 0] for m, v in acc.result().values.items()}
 
 
 @pytest.mark.parametrize("excl", EXCLUSIONS, ids=lambda e: f"bos={e.bos},cur={e.current}")

@@ -46,8 +46,8 @@ def test_lookup_errors_name_what_exists(scores):
 def test_to_dict_and_json_shape(scores, tmp_path):
     data = scores.to_dict()
     assert data["model"] == "tiny" and data["measures"] == ["mass", "tv"]
-    assert data["patterns"]["induction_head"]["mass"][0][2] is None  # NaN -> null
-    assert data["patterns"]["bos_head"]["tv"][1][1] == pytest.approx(0.5)
+    assert data["patterns"]["induction_head"]["scores"]["mass"][0][2] is None  # NaN -> null
+    assert data["patterns"]["bos_head"]["scores"]["tv"][1][1] == pytest.approx(0.5)
     assert data["n_prompts"] == 4 and data["n_tokens"] == 40 and data["n_layers"] == 2 and data["n_heads"] == 3
     assert data["settings"]["batch_size"] == "auto"
     path = tmp_path / "scores.json"
@@ -64,7 +64,8 @@ def test_records_csv_and_dataframe(scores, tmp_path):
     assert len(records) == 2 * 2 * 2 * 3
     first = records[0]
     assert first == {"pattern": "induction_head", "measure": "mass", "layer": 0, "head": 0, "label": "L0H0",
-                     "score": pytest.approx(0.1)}
+                     "score": pytest.approx(0.1), "ci_low": None, "ci_high": None, "baseline": None,
+                     "n_rows": None, "n_prompts": None}  # Scores built by hand carry no evidence
     assert records[2]["score"] is None
     path = tmp_path / "scores.csv"
     scores.to_csv(path)

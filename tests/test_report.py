@@ -311,17 +311,23 @@ def table_text(table, width=140) -> str:
 
 
 def table_rows(text: str) -> list[tuple[str, list[str]]]:
-    """(pattern, cells) for each body row of a printed top-heads table."""
+    """(pattern, cells) for each body row of a printed top-heads table: cells[0] the pattern
+    column, cells[1] the head, then ×chance and the measures."""
     rows, pattern = [], None
     for line in text.splitlines():
-        if not line.startswith("│"):
+        if "│" not in line:
             continue
-        cells = [cell.strip() for cell in line.strip("│").split("│")]
-        if cells[0] and not cells[0].startswith("by ") and cells[0] != "pattern":
+        cells = [cell.strip() for cell in line.split("│")]
+        if cells[0] == "pattern":
+            continue
+        if cells[0] and pattern is None or cells[0] in PATTERN_NAMES:
             pattern = cells[0]
-        if pattern is not None:
+        if pattern is not None and cells[1]:
             rows.append((pattern, cells))
     return rows
+
+
+PATTERN_NAMES = {"previous_token_head", "induction_head", "bos_head", "current_tv"}
 
 
 def test_top_heads_table_lists_top_heads_with_every_measure(tiny_scores):
@@ -329,17 +335,20 @@ def test_top_heads_table_lists_top_heads_with_every_measure(tiny_scores):
     text = table_text(top_heads_table(scores, k=2))
     for pattern in scores.patterns:
         assert pattern in text
-        for rank, (label, _value) in enumerate(scores.top(pattern, 2), start=1):
+        for label, value in scores.top(pattern, 2):
             layer, head = parse_head(label)
-            row = next(cells for name, cells in table_rows(text) if name == pattern and cells[1:3] == [str(rank), label])
+            row = next(cells for name, cells in table_rows(text) if name == pattern and cells[1] == label)
+            chance = scores.baseline(pattern)
+            assert row[2] == f"{value / chance:.1f}×"
             for measure, shown in zip(scores.measures, row[3:]):
                 assert shown == f"{float(scores.get(pattern, measure)[layer, head]):.3f}"
+        evidence = scores.evidence[pattern]
+        assert f"{evidence.n_rows} rows, {evidence.n_prompts}/2 prompts" in text
     # Each pattern's own measure is named, and the hand-set heads come first.
     assert "by mass" in text and "by tv" in text
     assert "hand-set-tiny · 2 prompts · " in text and " · 2×3 heads" in text
     assert [scores.top(p, 1)[0][0] for p in scores.patterns] == ["L0H0", "L1H0", "L0H2", "L1H1"]
-    first_rows = [line for line in text.splitlines() if " 1 " in line]
-    assert any("L1H0" in line and "1.000" in line for line in first_rows)
+    assert any("L1H0" in line and "1.000" in line for line in text.splitlines())
 
 
 def test_top_heads_table_ranks_by_first_requested_measure(tiny_scores):
@@ -347,7 +356,27 @@ def test_top_heads_table_ranks_by_first_requested_measure(tiny_scores):
     assert "mass" not in text.split("\n", 3)[3]  # only the tv column (title aside)
     for pattern in tiny_scores.patterns:
         label, value = tiny_scores.top(pattern, 1, measure="tv")[0]
-        assert re.search(rf"{label}\s+│\s+{value:.3f}", text)
+        assert re.search(rf"{label}\s+│\s+\S+×\s+│\s+{value:.3f}", text)
+
+
+def test_top_heads_tables_fit_80_columns_without_cutting_a_number(tiny_scores):
+    from patternlang import detect
+    from patternlang.testing import make_hand_set_model
+
+    scores = detect(make_hand_set_model(), ["abcdabcd", "the cat sat on the mat"],
+                    ["sentence_first_token_head", "attend k where k == q - 1 or k == 0 or tok[k] == tok[q]"],
+                    measures=("mass", "tv", "argmax", "mul", "abs", "lift"), exclude_bos=True, progress=False)
+    text = table_text(top_heads_table(scores, k=2, ci=True, width=80), width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "(1/" in text  # the measures went on to further tables
+    for pattern in scores.patterns:
+        for label, _ in scores.top(pattern, 2):
+            layer, head = parse_head(label)
+            for measure in scores.measures:
+                assert f"{float(scores.get(pattern, measure)[layer, head]):.3f}" in text
+                low, high = (float(bound[layer, head]) for bound in scores.interval(pattern, measure))
+                assert f"{low:.3f}–{high:.3f}" in text
+    assert "excl. bos" in text
 
 
 def test_top_heads_table_shows_unscored_heads_as_a_dash(tiny_scores):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..syntax.builtins import FUNCTIONS
+from ..syntax.builtins import FUNCTIONS, MAX_ANCESTOR_DEPTH
 from ..syntax.features import FEATURES
 
 StringSource = Mapping[int, str] | Callable[[list[int]], list[str]]
@@ -26,7 +26,7 @@ class BatchFeatures:
 
     def __init__(self, tokens: torch.Tensor, mask: torch.Tensor, strings: StringSource | None,
                  special_ids: Collection[int], texts: Sequence[Sequence[str]] | None = None,
-                 offsets: torch.Tensor | None = None):
+                 offsets: torch.Tensor | None = None, syntax: Sequence[Any] | None = None):
         self.tokens = tokens
         self.mask = mask
         self.batch, self.n_pos = tokens.shape
@@ -39,6 +39,7 @@ class BatchFeatures:
         self._luts: dict[tuple, torch.Tensor] = {}
         self._texts = texts  # per position, where the tokenizer's offsets gave them
         self._offsets = offsets  # [batch, pos, 2] character spans, where given
+        self._syntax = syntax  # per prompt: the parser's annotations aligned to its tokens (annotate.Annotations)
         self._token_sid: torch.Tensor | None = None
         self._tables: dict[str, torch.Tensor] = {}
         self._flags: dict[Callable[[str], bool], torch.Tensor] = {}
@@ -49,6 +50,7 @@ class BatchFeatures:
               strings: StringSource | None = None, special_ids: Collection[int] = (),
               texts: Sequence[Sequence[str]] | None = None,
               offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
+              syntax: Sequence[Any] | None = None,
               device: torch.device | str | None = None) -> "BatchFeatures":
         """Features for `tokens [batch, pos]` (right-padded), `mask` True on real tokens.
 
@@ -56,7 +58,9 @@ class BatchFeatures:
         `texts` gives each real position's text (one row per prompt, as long as its real
         tokens), else `strings` maps token ids to their text (a dict, or a function of a
         list of ids). `offsets` give each real position's character span `(start, end)` in
-        its prompt's text, for features that need them (`needs` "offsets").
+        its prompt's text, for features that need them (`needs` "offsets"). `syntax` gives each
+        prompt's parser annotations (`annotate.Annotations`, one value per real token), for the
+        parser's features (`needs` "syntax": `pos`, `dep`, `dephead`, ...).
 
         >>> f = BatchFeatures.build(torch.tensor([[1, 5, 5]]), strings={1: "<s>", 5: " a"})
         >>> f.word.tolist()
@@ -90,7 +94,12 @@ class BatchFeatures:
                 if row_spans:
                     spans[row, : len(row_spans)] = torch.tensor([tuple(span) for span in row_spans], dtype=torch.long)
             spans = spans.to(tokens.device)
-        return cls(tokens, mask, strings, special_ids, texts, spans)
+        if syntax is not None:
+            lengths = mask.sum(dim=1).tolist()
+            if len(syntax) != tokens.shape[0] or any(len(row) != n for row, n in zip(syntax, lengths)):
+                raise InputError(f"syntax gives annotations of {[len(row) for row in syntax]} tokens for prompts "
+                                 f"of {lengths} tokens")
+        return cls(tokens, mask, strings, special_ids, texts, spans, syntax)
 
     # ---- strings -------------------------------------------------------------------------
     def intern(self, text: str) -> int:
@@ -117,6 +126,45 @@ class BatchFeatures:
             raise InputError("this pattern reads character offsets, but none were given",
                              hint="pass offsets=[[(start, end), ...], ...] for each prompt's tokens")
         return self._offsets
+
+    def annotation(self, field: str) -> torch.Tensor:
+        """A parser annotation of every token, `[batch, pos]` long: string fields (`pos`, `dep`,
+        ...) as ids in the batch's string table, position fields (`dephead`, `entstart`) as
+        positions; padding reads "" or -1."""
+        key = "__annotation__" + field
+        table = self._tables.get(key)
+        if table is None:
+            if self._syntax is None:
+                raise InputError(f"this pattern reads the parser's {field!r}, but no annotations were given",
+                                 hint="give text prompts to detect (it parses them), or syntax=[Annotations, ...]")
+            table = torch.full((self.batch, self.n_pos), -1, dtype=torch.long)
+            for row, annotations in enumerate(self._syntax):
+                values = list(annotations.column(field))
+                if values and isinstance(values[0], str):
+                    values = [self.intern(value) for value in values]
+                    table[row] = self.intern("")
+                if values:
+                    table[row, : len(values)] = torch.tensor(values, dtype=torch.long)
+            table = self._tables[key] = table.to(self.device)
+        return table
+
+    def ancestors(self) -> torch.Tensor:
+        """`[batch, pos, pos]` bool: `[b, x, y]` is True where y is reached from x by following
+        `dephead` 1 to MAX_ANCESTOR_DEPTH times (`ancestor(y, x)`)."""
+        table = self._tables.get("__ancestors__")
+        if table is None:
+            heads = self.table("dephead")                               # [batch, pos], -1: none
+            table = torch.zeros(self.batch, self.n_pos, self.n_pos, dtype=torch.bool, device=self.device)
+            rows = torch.arange(self.batch, device=self.device).view(-1, 1)
+            current = self.positions.view(1, -1).expand(self.batch, -1)
+            alive = self.mask.clone()
+            for _ in range(MAX_ANCESTOR_DEPTH):
+                current = heads.gather(1, current.clamp(min=0))
+                alive = alive & (current >= 0) & (current < self.n_pos)
+                current = torch.where(alive, current, 0)
+                table[rows, self.positions.view(1, -1), current] |= alive
+            table = self._tables["__ancestors__"] = table
+        return table
 
     def text_ids(self) -> torch.Tensor:
         """Each token's id in the batch's string table, [batch, pos] (padding: an arbitrary id)."""

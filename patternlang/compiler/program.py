@@ -57,7 +57,7 @@ def needs_of(expr: ast.PExpr) -> frozenset[str]:
         if isinstance(node, ast.Index):
             needs |= FEATURES[node.feature].needs
         elif isinstance(node, ast.Call):
-            needs.add("texts")
+            needs |= set(FUNCTIONS[node.func].needs)
     return frozenset(needs)
 
 
@@ -252,6 +252,8 @@ def _compile_index(value: ast.Index):
 
 def _compile_call(value: ast.Call):
     function = FUNCTIONS[value.func]
+    if value.func == "ancestor":
+        return _compile_ancestor(value)
     if value.func == "iequals":
         # Equal after lowering and stripping: compare the canonical strings' ids.
         left, right = (_canonical(_compile_value(arg)) for arg in value.args)
@@ -269,6 +271,24 @@ def _compile_call(value: ast.Call):
         table = f.lut(function.name, *literals)
         return table[ids], valid
     return call
+
+
+def _compile_ancestor(value: ast.Call):
+    # ancestor(a, b): a is reached from b along dephead; a lookup in the batch's [batch, b, a] table.
+    first, second = (_compile_value(arg) for arg in value.args)
+
+    def ancestor(f: BatchFeatures) -> ValuePair:
+        (a, a_valid), (b, b_valid) = first(f), second(f)
+        a = a.view(*([1] * (3 - a.dim())), *a.shape)
+        b = b.view(*([1] * (3 - b.dim())), *b.shape)
+        rows = torch.arange(f.batch, device=f.device).view(-1, 1, 1)
+        rows, a, b = torch.broadcast_tensors(rows, a, b)
+        inside = (a >= 0) & (a < f.n_pos) & (b >= 0) & (b < f.n_pos)
+        safe_a, safe_b = a.clamp(0, f.n_pos - 1), b.clamp(0, f.n_pos - 1)
+        data = f.ancestors()[rows, safe_b, safe_a]
+        valid = inside & f.mask[rows, safe_a] & f.mask[rows, safe_b]
+        return data, _both_valid(valid, _both_valid(a_valid, b_valid))
+    return ancestor
 
 
 def _canonical(value_fn):

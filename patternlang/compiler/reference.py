@@ -7,6 +7,7 @@ definitions of the string functions, so that tests can use it as the oracle.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from ..syntax import ast
 from ..syntax.builtins import FUNCTIONS
@@ -17,12 +18,14 @@ MISSING = None  # a feature read outside the prompt
 
 
 def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[str] | None = None,
-                     special_ids: Collection[int] = (), offsets: Sequence[tuple[int, int]] | None = None) -> Matrix:
+                     special_ids: Collection[int] = (), offsets: Sequence[tuple[int, int]] | None = None,
+                     syntax: Any = None) -> Matrix:
     """The detection matrix of one prompt as nested lists [q][k].
 
-    `strings` are the tokens' texts and `offsets` their character spans, one per position."""
+    `strings` are the tokens' texts and `offsets` their character spans, one per position;
+    `syntax` the parser's annotations aligned to the tokens (`annotate.Annotations`)."""
     prompt = ReferencePrompt(list(tokens), list(strings) if strings is not None else None, set(special_ids),
-                             list(offsets) if offsets is not None else None)
+                             list(offsets) if offsets is not None else None, syntax)
     memo: dict[int, Matrix] = {}  # linked patterns share sub-patterns: evaluate each once
     return _pexpr(expr, prompt, memo)
 
@@ -31,8 +34,9 @@ class ReferencePrompt:
     """One prompt for the reference evaluator: token ids, texts, and feature columns by name."""
 
     def __init__(self, tokens: list[int], strings: list[str] | None, special_ids: set[int],
-                 offsets: list[tuple[int, int]] | None = None):
+                 offsets: list[tuple[int, int]] | None = None, syntax: Any = None):
         self.tokens = tokens
+        self.syntax = syntax
         self.strings = strings
         self.offsets = offsets
         self.n = len(tokens)
@@ -48,6 +52,11 @@ class ReferencePrompt:
         if self.offsets is None:
             raise ValueError("this rule needs character offsets")
         return self.offsets
+
+    def annotation(self, field: str) -> list:
+        if self.syntax is None:
+            raise ValueError("this rule needs the parser's annotations")
+        return list(self.syntax.column(field))
 
     def column(self, name: str) -> list:
         """A feature's value at every position, from its registry entry's reference implementation."""
@@ -142,5 +151,10 @@ def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
         args = [_value(arg, prompt, q, k) for arg in value.args]
         if any(arg is MISSING for arg in args):
             return MISSING
-        return FUNCTIONS[value.func].apply(*args)
+        function = FUNCTIONS[value.func]
+        if function.column is not None:  # a positional function (ancestor): positions inside the prompt
+            if not all(0 <= arg < prompt.n for arg in args):
+                return MISSING
+            return function.apply(prompt.column(function.column), *args)
+        return function.apply(*args)
     raise TypeError(value)

@@ -4,11 +4,20 @@ The hook of each layer hands its attention `[batch, head_index, query_pos, key_p
 to `Accumulator.add_layer`, which reduces it at once against every pattern of the
 batch and adds the result to the running sums: nothing of the batch is kept after
 the hook returns, and nothing is copied to the host until `Accumulator.result`.
+
+Every score is a ratio of sums over prompts, `R = sum_p x_p / sum_p d_p`: `x_p` is prompt
+p's partial sum, `d_p` its number of target rows (row measures), 1 (prompt measures) or its
+chance sum (`lift`). Besides `sum x` and `sum d`, the accumulator keeps `sum x^2`, `sum x d`
+and `sum d^2`, which give the ratio's standard error over prompts (the delta method, as for
+a ratio estimator in cluster sampling) with memory flat in the number of prompts, and a 95%
+interval with Student's t over the prompts; and the chance head's sums, which give each
+pattern's baseline.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -39,15 +48,60 @@ class PatternGroup:
     exclusions: Exclusions
 
 
+Z_95 = 1.959963984540054
+"""The standard normal's 97.5% quantile."""
+
+_T_975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
+          2.200985, 2.178813, 2.160369, 2.144787, 2.13145, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
+          2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.04523, 2.042272)
+"""Student's t 97.5% quantiles for 1 .. 30 degrees of freedom (scipy.stats.t.ppf, 6 decimals)."""
+
+
+def t_quantile_975(degrees: Tensor) -> Tensor:
+    """Student's t 97.5% quantile per entry of `degrees` (float; NaN below 1): a table up to 30,
+    beyond it the Cornish-Fisher expansion around the normal (off by less than 1e-5)."""
+    z = Z_95
+    v = degrees.to(torch.float64).clamp_min(1.0)
+    expansion = (z + (z ** 3 + z) / (4 * v) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * v ** 2)
+                 + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * v ** 3))
+    table = torch.tensor(_T_975, dtype=torch.float64)
+    index = (v.round().long().clamp(1, len(_T_975)) - 1)
+    quantile = torch.where(v <= len(_T_975), table[index], expansion)
+    return torch.where(degrees >= 1, quantile, torch.nan)
+
+
+@dataclass(frozen=True, slots=True)
+class Tallies:
+    """What the engine measured, on the CPU: scores with their evidence.
+
+    `values`, `ci_low`, `ci_high`: `{measure: [pattern, layer, head_index]}` float32, NaN where
+    not computed (heads not asked for, nothing to divide by, fewer than 2 prompts for an
+    interval). `baseline`: `{measure: [pattern]}`, the score of a head attending uniformly over
+    each row's counted keys. `n_rows`, `n_prompts`: `[pattern]`, the target rows and the
+    prompts with at least one target row. `per_prompt` (when asked for): `{measure:
+    [prompt, pattern, layer, head_index]}` in the order the prompts were given.
+    """
+
+    values: dict[str, Tensor]
+    ci_low: dict[str, Tensor]
+    ci_high: dict[str, Tensor]
+    baseline: dict[str, Tensor]
+    n_rows: Tensor
+    n_prompts: Tensor
+    n_prompts_total: int
+    per_prompt: dict[str, Tensor] | None = field(default=None)
+
+
 class Accumulator:
-    """Running sums `[layer, pattern, head_index]` for every measure, plus their denominators.
+    """Running sums `[layer, pattern, head_index]` for every measure, with their denominators,
+    squares and the chance head's sums.
 
     Example:
         acc = Accumulator(n_patterns=1, n_layers=2, n_heads=4, measures=("mass",),
                           groups=[PatternGroup((0,), Exclusions())], heads={0: None, 1: None})
         acc.start_batch(detection, lengths)   # detection [1, batch, q, k]
         acc.add_layer(0, attention0); acc.add_layer(1, attention1)
-        acc.result()["mass"]                 # [1, 2, 4]
+        acc.result().values["mass"]          # [1, 2, 4]
     """
 
     def __init__(
@@ -60,15 +114,30 @@ class Accumulator:
         groups: list[PatternGroup],
         heads: dict[int, tuple[int, ...] | None],
         device: torch.device | str = "cpu",
+        per_prompt: int | None = None,
     ):
         self.n_patterns, self.n_layers, self.n_heads = n_patterns, n_layers, n_heads
         self.measures = measures
         self.heads = heads
         self.groups = groups
         self.device = torch.device(device)
-        dtype = wide_dtype(self.device)
-        self.sums = {m: torch.zeros(n_layers, n_patterns, n_heads, dtype=dtype, device=self.device) for m in measures}
-        self.target_rows = torch.zeros(n_patterns, dtype=dtype, device=self.device)
+        dtype = self.dtype = wide_dtype(self.device)
+
+        def grid() -> Tensor:
+            return torch.zeros(n_layers, n_patterns, n_heads, dtype=dtype, device=self.device)
+
+        def column() -> Tensor:
+            return torch.zeros(n_patterns, dtype=dtype, device=self.device)
+
+        self.sums = {m: grid() for m in measures}  # sum_p x
+        self.squares = {m: grid() for m in measures}  # sum_p x^2
+        self.cross = {m: grid() for m in measures}  # sum_p x d
+        self.chance = {m: column() for m in measures}  # the chance head's sum_p x
+        # Denominators by kind: "target rows", "prompts", or "chance of <measure>".
+        self.denominators = {_denominator_kind(m): column() for m in measures}
+        self.denominator_squares = {kind: column() for kind in self.denominators}
+        self.target_rows = column()
+        self.prompts_with_targets = column()
         self.n_prompts = 0
         # Per layer: the head indices asked for (None = all heads, no selection needed).
         self.head_index = {
@@ -77,17 +146,47 @@ class Accumulator:
         }
         self.group_index = [torch.tensor(g.indices, dtype=torch.long, device=self.device) for g in groups]
         self._batch: list[BatchTargets] = []
+        self._batch_denominators: list[dict[str, Tensor]] = []  # per group: kind -> [batch, group pattern]
+        # Per-prompt scores, when asked for: {measure: [n_prompts, layer, pattern, head]} (float32, host).
+        self.per_prompt = None
+        if per_prompt is not None:
+            self.per_prompt = {m: torch.full((per_prompt, n_layers, n_patterns, n_heads), math.nan)
+                               for m in measures}
+        self._batch_indices: Tensor | None = None
 
-    def start_batch(self, detection: Tensor, lengths: Tensor) -> None:
-        """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`."""
+    def start_batch(self, detection: Tensor, lengths: Tensor, indices: list[int] | None = None) -> None:
+        """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`;
+        `indices`: the batch's prompts' positions in the input (needed for per-prompt scores)."""
         lengths = lengths.to(self.device)
-        self._batch = []
+        self._batch, self._batch_denominators = [], []
         for group, index in zip(self.groups, self.group_index):
             part = detection if len(group.indices) == self.n_patterns else detection[index]
-            targets = prepare_targets(part, lengths, group.exclusions, self.measures)
-            self.target_rows.index_add_(0, index, targets.target_rows.to(self.target_rows.dtype))
+            targets = prepare_targets(part, lengths, group.exclusions, _prepared_measures(self.measures))
+            rows = targets.target_rows.to(self.dtype)  # [batch, group pattern]
+            self.target_rows.index_add_(0, index, rows.sum(dim=0))
+            self.prompts_with_targets.index_add_(0, index, (rows > 0).sum(dim=0).to(self.dtype))
+            chance = {m: MEASURES[m].chance_sum(targets).to(self.dtype) for m in _chance_measures(self.measures)}
+            denominators = {}
+            for kind in self.denominators:
+                if kind == "target rows":
+                    denominator = rows
+                elif kind == "prompts":
+                    denominator = torch.ones_like(rows)
+                else:
+                    denominator = chance[kind.removeprefix("chance of ")]
+                denominators[kind] = denominator
+                self.denominators[kind].index_add_(0, index, denominator.sum(dim=0))
+                self.denominator_squares[kind].index_add_(0, index, denominator.square().sum(dim=0))
+            for measure in self.measures:
+                # The chance head of a relative measure: its own sums over the base's chance sums.
+                self.chance[measure].index_add_(0, index, chance[_base(measure)].sum(dim=0))
             self._batch.append(targets)
+            self._batch_denominators.append(denominators)
         self.n_prompts += int(lengths.shape[0])
+        if self.per_prompt is not None:
+            if indices is None:
+                raise ValueError("per-prompt scores need the batch's prompt indices")
+            self._batch_indices = torch.as_tensor(indices, dtype=torch.long)
 
     def add_layer(self, layer: int, attention: Tensor) -> None:
         """Reduce one layer's attention `[batch, head_index, q, k]` into the running sums."""
@@ -97,35 +196,87 @@ class Accumulator:
             attention = attention.to(self.device)
         if heads is not None:
             attention = attention.index_select(1, heads)
-        for targets, index in zip(self._batch, self.group_index):
+        for targets, denominators, index in zip(self._batch, self._batch_denominators, self.group_index):
             for measure, partial in partial_sums(attention, targets, self.measures).items():
-                rows = self.sums[measure][layer]  # [pattern, head]
-                partial = partial.to(rows.dtype)
-                if heads is None:
-                    rows.index_add_(0, index, partial)
-                else:
-                    # Scatter into [pattern, head] at (group patterns) x (chosen heads).
-                    block = torch.zeros(partial.shape[0], self.n_heads, dtype=rows.dtype, device=rows.device)
-                    block.index_copy_(1, heads, partial)
-                    rows.index_add_(0, index, block)
+                partial = partial.to(self.dtype)  # [batch, group pattern, chosen head]
+                denominator = denominators[_denominator_kind(measure)][:, :, None]
+                self._scatter(self.sums[measure][layer], index, heads, partial.sum(dim=0))
+                self._scatter(self.squares[measure][layer], index, heads, partial.square().sum(dim=0))
+                self._scatter(self.cross[measure][layer], index, heads, (partial * denominator).sum(dim=0))
+                if self.per_prompt is not None:
+                    self._keep_per_prompt(measure, layer, index, heads, partial, denominator)
 
-    def result(self) -> dict[str, Tensor]:
-        """Scores `{measure: [pattern, layer, head_index]}`, float32 on the CPU, NaN where not computed.
+    def _scatter(self, rows: Tensor, index: Tensor, heads: Tensor | None, values: Tensor) -> None:
+        """Add `values` `[group pattern, chosen head]` into `rows` `[pattern, head]`."""
+        if heads is None:
+            rows.index_add_(0, index, values)
+        else:
+            block = torch.zeros(values.shape[0], self.n_heads, dtype=rows.dtype, device=rows.device)
+            block.index_copy_(1, heads, values)
+            rows.index_add_(0, index, block)
 
-        Row measures divide by the target rows of each pattern (no target rows: NaN);
-        prompt measures divide by the number of prompts.
-        """
+    def _keep_per_prompt(self, measure: str, layer: int, index: Tensor, heads: Tensor | None,
+                         partial: Tensor, denominator: Tensor) -> None:
+        scores = torch.where(denominator > 0, partial / denominator.clamp_min(1e-300), torch.nan).float().cpu()
+        block = self.per_prompt[measure][:, layer]  # [n_prompts, pattern, head] view
+        prompts = self._batch_indices
+        head_index = torch.arange(self.n_heads) if heads is None else heads.cpu()
+        block[prompts[:, None, None], index.cpu()[None, :, None], head_index[None, None, :]] = scores
+
+    def result(self) -> Tallies:
+        """Scores, intervals, baselines and sample sizes, float32 on the CPU (see `Tallies`)."""
         asked = asked_heads(self.heads, self.n_layers, self.n_heads)
-        out = {}
-        for measure, sums in self.sums.items():
-            sums = sums.cpu().to(torch.float64)
-            if MEASURES[measure].averaged_over == "prompts":
-                denominator = torch.tensor(float(self.n_prompts), dtype=torch.float64)
-                values = sums / denominator
+        n_with_targets = self.prompts_with_targets.cpu().to(torch.float64)
+        values, low, high, baseline = {}, {}, {}, {}
+        for measure in self.measures:
+            kind = _denominator_kind(measure)
+            total = self.denominators[kind].cpu().to(torch.float64)  # [pattern]
+            if kind == "prompts":
+                total = torch.full_like(total, float(self.n_prompts))
+                n = total.clone()
             else:
-                rows = self.target_rows.cpu().to(torch.float64)[None, :, None]
-                values = torch.where(rows > 0, sums / rows.clamp_min(1), torch.nan)
-            values = values.permute(1, 0, 2)  # [pattern, layer, head]
-            values = torch.where(asked[None], values, torch.nan)
-            out[measure] = values.to(torch.float32).contiguous()
-        return out
+                n = n_with_targets
+            sums = self.sums[measure].cpu().to(torch.float64).permute(1, 0, 2)  # [pattern, layer, head]
+            squares = self.squares[measure].cpu().to(torch.float64).permute(1, 0, 2)
+            cross = self.cross[measure].cpu().to(torch.float64).permute(1, 0, 2)
+            denominator_squares = self.denominator_squares[kind].cpu().to(torch.float64)
+            t = total[:, None, None]
+            ratio = torch.where(t > 0, sums / t.clamp_min(1e-300), torch.nan)
+            # Residuals e_p = x_p - R d_p: sum e^2 = sum x^2 - 2 R sum x d + R^2 sum d^2 (never below 0).
+            residual = (squares - 2 * ratio * cross + ratio.square() * denominator_squares[:, None, None]).clamp_min(0)
+            m = n[:, None, None]
+            variance = residual * m / ((m - 1).clamp_min(1) * t.square().clamp_min(1e-300))
+            # Student's t with n - 1 degrees of freedom: few prompts give honestly wide intervals.
+            half_width = torch.where(m >= 2, t_quantile_975(m - 1) * variance.sqrt(), torch.nan)
+            floor, ceiling = MEASURES[measure].bounds  # e.g. mass lies in 0 .. 1, and so does its interval
+            lower = (ratio - half_width).clamp(min=floor, max=ceiling)
+            upper = (ratio + half_width).clamp(min=floor, max=ceiling)
+            for target, grid in ((values, ratio), (low, lower), (high, upper)):
+                target[measure] = torch.where(asked[None], grid, torch.nan).to(torch.float32).contiguous()
+            chance = self.chance[measure].cpu().to(torch.float64)
+            baseline[measure] = torch.where(total > 0, chance / total.clamp_min(1e-300), torch.nan).to(torch.float32)
+        per_prompt = None
+        if self.per_prompt is not None:
+            per_prompt = {m: torch.where(asked[None, None], grid.permute(0, 2, 1, 3), torch.nan).contiguous()
+                          for m, grid in self.per_prompt.items()}  # [prompt, pattern, layer, head]
+        return Tallies(values, low, high, baseline, self.target_rows.cpu().round().long(),
+                       self.prompts_with_targets.cpu().round().long(), self.n_prompts, per_prompt)
+
+
+def _base(measure: str) -> str:
+    """The measure whose chance head a measure is judged against: its `relative_to`, or itself."""
+    return MEASURES[measure].relative_to or measure
+
+
+def _denominator_kind(measure: str) -> str:
+    entry = MEASURES[measure]
+    return f"chance of {entry.relative_to}" if entry.relative_to else entry.averaged_over
+
+
+def _chance_measures(measures: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_base(m) for m in measures))
+
+
+def _prepared_measures(measures: tuple[str, ...]) -> tuple[str, ...]:
+    """The measures plus those they are relative to (whose chance sums they need prepared)."""
+    return tuple(dict.fromkeys([*measures, *_chance_measures(measures)]))

@@ -8,16 +8,16 @@ each layer's attention into running sums (stopped after the last needed layer) -
 
 from __future__ import annotations
 
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from patternlang.engine.accumulate import Accumulator, PatternGroup, asked_heads
+from patternlang.annotate.spacy_parser import prompt_syntax
+from patternlang.engine.accumulate import Accumulator, PatternGroup, Tallies, asked_heads
 from patternlang.engine.batching import (
     TokenStrings,
     auto_budget,
@@ -28,9 +28,10 @@ from patternlang.engine.batching import (
 )
 from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
 from patternlang.engine.forward import run_attention_hooks
+from patternlang.engine.progress import progress_reporter
 from patternlang.engine.measures import MEASURES, Exclusions
-from patternlang.engine.scores import Scores
-from patternlang.errors import InputError
+from patternlang.engine.scores import Evidence, Scores, ScoreSource
+from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
 
@@ -50,6 +51,7 @@ def detect(
     device: torch.device | str | None = None,
     progress: bool = True,
     prepend_bos: bool = True,
+    per_prompt: bool = False,
 ) -> Scores:
     """Score every head of `model` against every pattern on `prompts`.
 
@@ -63,7 +65,7 @@ def detect(
         patterns: one or a list of: shipped pattern names, `Pattern` objects, rule text,
             `.pattern`/YAML files, or `[q, k]` lower-triangular tensors (then every prompt
             must have length q).
-        measures: any of "mass", "tv", "argmax", "mul", "abs" (docs/measures.md). None:
+        measures: any of "mass", "tv", "argmax", "mul", "abs", "lift" (docs/measures.md). None:
             each pattern's own `measure` setting ("mass" where it names none), every
             pattern scored with all of them.
         exclude_bos / exclude_current_token: leave key 0 / the diagonal out of the
@@ -73,11 +75,18 @@ def detect(
             Heads not chosen score NaN; layers after the last chosen one are not run.
         batch_size: prompts per forward pass; None chooses from free memory.
         device: where detection tensors and reductions live (default: the model's).
-        progress: show a progress bar over batches (only on a terminal).
+        progress: True (default): show progress, batch by batch and layer by layer, where someone
+            watches: a bar on stderr when it is a terminal, a notebook bar in Jupyter; only
+            for runs that last over ~2 s, and removed when done. Never in pipes, logs or CI.
+            False: never.
         prepend_bos: prepend BOS to text prompts (token-id prompts are never changed).
+        per_prompt: also keep every prompt's own scores (`Scores.prompt_scores`,
+            `best_prompts`); memory grows with the number of prompts.
 
     Returns:
-        `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`.
+        `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`, their 95%
+        intervals over prompts (`ci_low`, `ci_high`), and each pattern's sample sizes and
+        chance baseline (`evidence`).
 
     Example:
         >>> scores = detect(model, ["The cat sat. The cat sat."], "induction_head")  # doctest: +SKIP
@@ -99,16 +108,17 @@ def detect(
     items = _prompts_of(prompts, model)
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     texts = split_character_texts(model, items, token_lists, detectors)
-    stats: dict[str, Any] = {}
     offsets = prompt_offsets(model, items, token_lists, detectors)
+    syntax = prompt_syntax(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
 
-    values, n_batches = score_tokens(
+    tallies, n_batches = score_tokens(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
-        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets, stats=stats,
+        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
+        per_prompt=per_prompt, syntax=syntax,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -118,20 +128,34 @@ def detect(
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
     }
-    undefined = undefined_scores(values, [d.name for d in detectors], chosen_heads, stats.get("target_rows"))
+    names = [d.name for d in detectors]
+    undefined = undefined_scores(tallies.values, names, chosen_heads, tallies.n_rows)
     if undefined:
         settings["undefined"] = undefined
         warnings.warn(ScoreWarning(describe_undefined(undefined, len(token_lists))), stacklevel=2)
+    evidence = {
+        name: Evidence(int(tallies.n_rows[i]), int(tallies.n_prompts[i]), tallies.n_prompts_total,
+                       {m: float(tallies.baseline[m][i]) for m in chosen_measures})
+        for i, name in enumerate(names)
+    }
+    kept = {}
+    if tallies.per_prompt is not None:
+        kept = {name: {m: tallies.per_prompt[m][:, i] for m in chosen_measures} for i, name in enumerate(names)}
     return Scores(
-        patterns=tuple(d.name for d in detectors),
+        patterns=tuple(names),
         measures=chosen_measures,
-        values=values,
+        values=tallies.values,
+        ci_low=tallies.ci_low,
+        ci_high=tallies.ci_high,
+        evidence=evidence,
+        per_prompt=kept,
         model=facts.described,
         n_prompts=len(token_lists),
         n_tokens=sum(t.numel() for t in token_lists),
         settings=settings,
         n_layers=n_layers,
         n_heads=n_heads,
+        sources=(ScoreSource(model, tuple(_split(items)), {d.name: d for d in detectors}),),
     )
 
 
@@ -149,16 +173,18 @@ def score_tokens(
     attention_source: Callable[[int], Tensor] | None = None,
     texts: dict[int, list[str]] | None = None,
     offsets: dict[int, list[tuple[int, int]]] | None = None,
-    stats: dict[str, Any] | None = None,
-) -> tuple[dict[str, Tensor], int]:
-    """The engine's core: checked token lists and detectors in, `{measure: [pattern, layer, head]}` out.
+    per_prompt: bool = False,
+    syntax: dict[int, Any] | None = None,
+) -> tuple[Tallies, int]:
+    """The engine's core: checked token lists and detectors in, `Tallies` (scores
+    `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
 
     `attention_source(layer)`, when given, supplies the attention of a single batch
     instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
-    that need them (`prompt_offsets`). `stats`, when given, receives each pattern's number of
-    target rows (`"target_rows"`).
+    that need them (`prompt_offsets`); `syntax[i]` its parser annotations (`prompt_syntax`).
+    `per_prompt`: also keep each prompt's scores.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -168,6 +194,7 @@ def score_tokens(
     accumulator = Accumulator(
         n_patterns=len(detectors), n_layers=n_layers, n_heads=n_heads, measures=measures,
         groups=groups, heads=heads, device=work_device,
+        per_prompt=len(token_lists) if per_prompt else None,
     )
     lengths = [t.numel() for t in token_lists]
     plan = plan_batches(
@@ -179,22 +206,24 @@ def score_tokens(
     specials = facts.special_ids
     padding = facts.pad_id
     layers = sorted(heads)
-    for indices in _progress(plan, enabled=progress, total_prompts=len(token_lists)):
-        batch = pad_batch(token_lists, indices, padding, input_device)
-        rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
-        spans = [offsets[index] for index in indices] if offsets else None
-        detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
-                                      special_ids=specials, device=work_device)
-        accumulator.start_batch(detection, batch.lengths)
-        del detection  # the accumulator keeps what it needs; free the rest before the forward pass
-        if attention_source is None:
-            run_attention_hooks(model, batch.tokens, layers, accumulator.add_layer)
-        else:
-            with torch.inference_mode():
-                for layer in layers:
-                    accumulator.add_layer(layer, attention_source(layer))
-    if stats is not None:
-        stats["target_rows"] = accumulator.target_rows.cpu()
+    description = f"scoring {len(token_lists)} prompts"
+    with progress_reporter(progress, len(plan) * len(layers), description) as reporter:
+        for number, indices in enumerate(plan, start=1):
+            on_attention = reporter.counting(accumulator.add_layer, f"batch {number}/{len(plan)}")
+            batch = pad_batch(token_lists, indices, padding, input_device)
+            rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
+            spans = [offsets[index] for index in indices] if offsets else None
+            parsed = [syntax[index] for index in indices] if syntax else None
+            detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
+                                          syntax=parsed, special_ids=specials, device=work_device)
+            accumulator.start_batch(detection, batch.lengths, indices)
+            del detection  # the accumulator keeps what it needs; free the rest before the forward pass
+            if attention_source is None:
+                run_attention_hooks(model, batch.tokens, layers, on_attention)
+            else:
+                with torch.inference_mode():
+                    for layer in layers:
+                        on_attention(layer, attention_source(layer))
     return accumulator.result(), len(plan)
 
 
@@ -302,7 +331,8 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
     chosen: list[str] = []
     for measure in measures:
         if measure not in MEASURES:
-            raise InputError(f"unknown measure {measure!r}", hint="choose from " + ", ".join(MEASURES))
+            raise InputError(f"unknown measure {measure!r}; measures are " + ", ".join(MEASURES),
+                             hint=did_you_mean(str(measure), MEASURES) or "`patternlang measures` explains them")
         if measure not in chosen:
             chosen.append(measure)
     if not chosen:
@@ -335,16 +365,7 @@ def _prompts_of(prompts: Any, model: Any) -> Any:
     return prompts
 
 
-def _progress(plan: list[list[int]], *, enabled: bool, total_prompts: int) -> Iterable[list[int]]:
-    if not enabled or not sys.stderr.isatty() or len(plan) < 2:
-        yield from plan
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _split(items: Any) -> list:
+    from patternlang.prompts import split_prompts
 
-    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("scoring", total=total_prompts)
-        for indices in plan:
-            yield indices
-            bar.advance(task, len(indices))
+    return split_prompts(items)

@@ -8,8 +8,8 @@ are divided by at the end (`averaged_over`). Adding a measure is one `register_m
 Every measure is a small pure function of one batch: the head's attention
 `[batch, head_index, query_pos, key_pos]` and what `prepare_targets` derived once
 from the batch's detection tensors `[pattern, batch, query_pos, key_pos]`. Each
-returns a *partial sum* `[pattern, head_index]`; the engine adds the partial sums of
-every batch and divides by the matching count at the end (target rows for the
+returns its *partial sums* per prompt, `[batch, pattern, head_index]`; the engine adds the partial sums of
+every prompt and divides by the matching count at the end (target rows for the
 row measures, prompts for TransformerLens' `mul` and `abs`). That is why scores do
 not depend on how prompts are batched.
 
@@ -23,6 +23,8 @@ Definitions (docs/measures.md has worked examples):
 - `argmax`: share of target rows whose most-attended counted key is a target.
 - `mul`, `abs`: TransformerLens' `compute_head_attention_similarity_score`, whole
   matrix per prompt, mean over prompts.
+- `lift`: `mass` over the mass of a chance head that attends uniformly over each row's
+  counted keys (every measure's chance baseline is that head's score).
 
 "Keys that count" are the real (non-padding) keys `k <= q`, minus key 0 with
 `exclude_bos` and minus `k == q` with `exclude_current_token`. A *target row* is a
@@ -33,6 +35,7 @@ in `mass`, `tv` and `argmax`: nothing of it lands on a target.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -104,7 +107,7 @@ class BatchTargets:
     row_columns: slice  # the columns the row measures read: the positive part of each pattern
     raw_columns: slice  # the columns mul and abs read: the values as given (the same columns
     # unless a pattern has negative values and both kinds of measure were asked for)
-    target_rows: Tensor  # float [pattern], number of target rows in the batch
+    target_rows: Tensor  # float [batch, pattern], each prompt's number of target rows
     row_weight: Tensor | None  # float [batch, q, pattern]: 1 / the row's maximum on target rows, else 0 (mass)
     row_normalised: Tensor | None  # float [pattern, batch, q, k]: rows scaled to sum 1 (tv)
     is_target: Tensor | None  # bool [batch, q, k, pattern]: a positive value on a counted cell (argmax)
@@ -150,7 +153,7 @@ def prepare_targets(
     positive = by_cell[..., row_columns]
     row_max = positive.amax(dim=2)  # [batch, q, pattern]
     has_target = row_max > 0
-    target_rows = has_target.sum(dim=(0, 1)).to(wide_dtype(detection.device))
+    target_rows = has_target.sum(dim=1).to(wide_dtype(detection.device))  # [batch, pattern]
     row_weight = row_normalised = is_target = None
     # Divisions only where the divisor is positive (selected, so no inf or NaN is ever formed).
     if "row_weight" in prepares:
@@ -198,7 +201,8 @@ def renormalised_attention(kept: Tensor) -> Tensor:
 
 
 def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
-    """Sum over target rows of the weighted attention mass on targets: `[pattern, head_index]`.
+    """Per prompt, the sum over target rows of the weighted attention mass on targets:
+    `[batch, pattern, head_index]`.
 
     Per row: `sum_k A[q, k] * D[q, k]` (from `cell_products`) divided by the row's counted
     attention (the renormalisation) and by the row's maximum of `D` (the weights' scale).
@@ -208,7 +212,7 @@ def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
     shares = products[..., targets.row_columns] / torch.where(row_attention > 0, row_attention, 1.0)
     weight = targets.row_weight[:, :, None, :]
     # Only target rows are read (selected): whatever a model computes for padded queries stays out.
-    return torch.where(weight > 0, shares * weight, 0.0).sum(dim=(0, 1)).T
+    return torch.where(weight > 0, shares * weight, 0.0).sum(dim=1).transpose(1, 2)
 
 
 def mul_prompt_scores(products: Tensor, targets: BatchTargets) -> Tensor:
@@ -225,17 +229,18 @@ def mul_prompt_scores(products: Tensor, targets: BatchTargets) -> Tensor:
 
 
 def tv_sum(normalised: Tensor, targets: BatchTargets) -> Tensor:
-    """Sum over target rows of `sum_k min(a_k, p_k)`: `[pattern, head_index]`."""
+    """Per prompt, the sum over target rows of `sum_k min(a_k, p_k)`: `[batch, pattern, head_index]`."""
     rows = []
     scratch = torch.empty_like(normalised)
     for pattern_row in targets.row_normalised:  # [batch, q, k]; an elementwise min, no matmul form
         torch.minimum(normalised, pattern_row[:, None], out=scratch)
-        rows.append(scratch.sum(dim=(0, 2, 3)))
-    return torch.stack(rows)
+        rows.append(scratch.sum(dim=(2, 3)))
+    return torch.stack(rows, dim=1)
 
 
 def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
-    """Number of target rows whose most-attended counted key is a target: `[pattern, head_index]`.
+    """Per prompt, the number of target rows whose most-attended counted key is a target:
+    `[batch, pattern, head_index]`.
 
     Renormalising a row does not move its maximum, so the raw attention is enough.
     """
@@ -245,7 +250,7 @@ def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
     batch, heads, queries = top_key.shape
     index = top_key.transpose(1, 2)[..., None].expand(batch, queries, heads, targets.n_patterns)
     hits = targets.is_target.gather(2, index) & (top_value.transpose(1, 2) > 0)[..., None]  # [batch, q, head, pattern]
-    return hits.sum(dim=(0, 1)).T.to(torch.float32)
+    return hits.sum(dim=1).transpose(1, 2).to(torch.float32)
 
 
 def abs_prompt_scores(kept: Tensor, targets: BatchTargets) -> Tensor:
@@ -285,11 +290,32 @@ class LayerWork:
         return renormalised_attention(self.kept)
 
 
+def uniform_attention(cells: Tensor) -> Tensor:
+    """`[batch, 1, q, k]`: a head that spreads each row evenly over its counted keys (the chance head)."""
+    counted = cells.float()
+    return (counted / counted.sum(dim=-1, keepdim=True).clamp_min(1.0))[:, None]
+
+
+def random_key_hits(targets: BatchTargets) -> Tensor:
+    """Per prompt, the expected `argmax` hits of a head that picks one counted key at random:
+    the sum over target rows of (target keys / counted keys), `[batch, pattern, 1]`."""
+    counted = targets.cells.sum(dim=2).float()  # [batch, q]
+    on_targets = targets.is_target.sum(dim=2).float()  # [batch, q, pattern]
+    share = on_targets / counted.clamp_min(1.0)[..., None]
+    return share.sum(dim=1)[..., None]
+
+
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """One measure. `partial_sum(work)` gives its sum over one batch, `[pattern, head_index]`;
-    the engine adds those over batches and divides by the number of target rows or of prompts
-    (`averaged_over`); a pattern with nothing to divide by scores NaN."""
+    """One measure. `partial_sum(work)` gives its sum for each prompt of one batch,
+    `[batch, pattern, head_index]`; the engine adds those over prompts and divides by the
+    number of target rows or of prompts (`averaged_over`); a pattern with nothing to divide
+    by scores NaN.
+
+    Its chance baseline is the score of a head that attends uniformly over each row's counted
+    keys: by default `partial_sum` on that head; `chance`, when given, computes it instead
+    (`argmax`, where a uniform row has no single most-attended key). A measure `relative_to`
+    another is that one's sums over its chance sums (`lift`: mass over chance mass)."""
 
     name: str
     range: str
@@ -297,40 +323,60 @@ class Measure:
     averaged_over: Literal["target rows", "prompts"]
     partial_sum: Callable[[LayerWork], Tensor]
     prepares: frozenset[str] = field(default_factory=frozenset)  # row_weight, row_normalised, is_target
+    chance: Callable[[BatchTargets], Tensor] | None = None  # [batch, pattern, 1]
+    relative_to: str | None = None
+    bounds: tuple[float, float] = (-math.inf, math.inf)  # where a score can lie: intervals are clipped to it
+
+    def chance_sum(self, targets: BatchTargets) -> Tensor:
+        """Per prompt, the chance head's partial sum: `[batch, pattern]`."""
+        if self.chance is not None:
+            return self.chance(targets)[..., 0]
+        return self.partial_sum(LayerWork(uniform_attention(targets.cells), targets))[..., 0]
 
 
 MEASURES: Registry[Measure] = Registry("measure")
 
 
 def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal["target rows", "prompts"],
-                     partial_sum: Callable[[LayerWork], Tensor], prepares: tuple[str, ...] = ()) -> Measure:
-    return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares)))
+                     partial_sum: Callable[[LayerWork], Tensor], prepares: tuple[str, ...] = (),
+                     chance: Callable[[BatchTargets], Tensor] | None = None,
+                     relative_to: str | None = None,
+                     bounds: tuple[float, float] = (-math.inf, math.inf)) -> Measure:
+    if relative_to is not None and relative_to not in MEASURES:
+        raise ValueError(f"measure {name!r} is relative to {relative_to!r}, which is not registered")
+    return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares),
+                                     chance, relative_to, bounds))
 
 
 register_measure(
     "mass", "0 .. 1", "attention mass on the pattern's targets, weighted by its values",
-    averaged_over="target rows", prepares=("row_weight",),
+    averaged_over="target rows", prepares=("row_weight",), bounds=(0.0, 1.0),
     partial_sum=lambda work: mass_sum(work.products, work.targets),
 )
 register_measure(
     "tv", "0 .. 1", "1 - total variation distance to the pattern row normalised to sum 1",
-    averaged_over="target rows", prepares=("row_normalised",),
+    averaged_over="target rows", prepares=("row_normalised",), bounds=(0.0, 1.0),
     partial_sum=lambda work: tv_sum(work.renormalised, work.targets),
 )
 register_measure(
     "argmax", "0 .. 1", "share of rows whose most-attended key is a target",
-    averaged_over="target rows", prepares=("is_target",),
-    partial_sum=lambda work: argmax_hits(work.attention, work.targets),
+    averaged_over="target rows", prepares=("is_target",), bounds=(0.0, 1.0),
+    partial_sum=lambda work: argmax_hits(work.attention, work.targets), chance=random_key_hits,
 )
 register_measure(
     "mul", "0 .. max D", "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
     averaged_over="prompts",
-    partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).sum(dim=1),
+    partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).transpose(0, 1),
 )
 register_measure(
     "abs", "unbounded", "TransformerLens 'abs': 1 - round(sum|A-D|/len, 3) per prompt, mean over prompts",
     averaged_over="prompts",
-    partial_sum=lambda work: abs_prompt_scores(work.kept, work.targets).sum(dim=1),
+    partial_sum=lambda work: abs_prompt_scores(work.kept, work.targets).transpose(0, 1),
+)
+register_measure(
+    "lift", "0 .. 1/chance", "mass over the chance mass of a head attending uniformly (1 = chance, 6 = 6x chance)",
+    averaged_over="target rows", prepares=("row_weight",), relative_to="mass", bounds=(0.0, math.inf),
+    partial_sum=lambda work: mass_sum(work.products, work.targets),
 )
 
 MEASURE_DOCS: dict[str, str] = {m.name: f"{m.doc} ({m.range})" for m in MEASURES.entries()}
@@ -341,6 +387,7 @@ PROMPT_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() i
 
 
 def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...]) -> dict[str, Tensor]:
-    """Every requested measure's partial sum for one batch and one layer: `{measure: [pattern, head_index]}`."""
+    """Every requested measure's per-prompt partial sums for one batch and one layer:
+    `{measure: [batch, pattern, head_index]}`."""
     work = LayerWork(attention, targets)
     return {measure: MEASURES[measure].partial_sum(work) for measure in measures}

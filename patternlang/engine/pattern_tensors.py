@@ -120,6 +120,7 @@ def detection_tensors(
     strings: Any = None,
     texts: Sequence[Sequence[str]] | None = None,
     offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
+    syntax: Sequence[Any] | None = None,
     special_ids: Sequence[int] = (),
     device: torch.device | None = None,
 ) -> Tensor:
@@ -136,7 +137,8 @@ def detection_tensors(
         from patternlang.compiler import BatchFeatures, evaluate_all
 
         features = BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
-                                       strings=strings, texts=texts, offsets=offsets, special_ids=special_ids)
+                                       strings=strings, texts=texts, offsets=offsets, syntax=syntax,
+                                       special_ids=special_ids)
         patterns = [detectors[i].pattern for i in language]
         if language == list(range(language[0], language[-1] + 1)):
             evaluate_all(patterns, features, out=out[language[0]: language[-1] + 1])

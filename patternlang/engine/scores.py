@@ -13,21 +13,61 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.errors import InputError
+from patternlang.errors import InputError, did_you_mean
 from patternlang.files import writing
 from patternlang.heads import head_label
 
-RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score")
+RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score", "ci_low", "ci_high", "baseline",
+                 "n_rows", "n_prompts")
+FORMAT = "patternlang.scores/2"
+"""The JSON format's name and version (version 1 had no "format" key and no evidence)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one pattern's scores rest on.
+
+    `n_rows`: target rows (query rows where the pattern marks a counted key), which the row
+    measures average over; `n_prompts`: prompts with at least one target row, which the
+    intervals treat as the independent samples; `n_prompts_run`: prompts the pattern was run
+    on (what `mul` and `abs` average over); `baseline`: per measure, the score of a chance
+    head that attends uniformly over each row's counted keys (`argmax`: picks one at random).
+    """
+
+    n_rows: int
+    n_prompts: int
+    n_prompts_run: int
+    baseline: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_rows": self.n_rows, "n_prompts": self.n_prompts, "n_prompts_run": self.n_prompts_run,
+                "baseline": {m: _finite(v) for m, v in self.baseline.items()}}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ScoreSource:
+    """What some of the scores were computed from: the model, the prompts as given to `detect`
+    (texts or token ids, one entry per prompt) and the patterns by name. Kept in memory only
+    (never written to JSON), so that a head's evidence can be drawn again (`Scores.show`)."""
+
+    model: Any
+    prompts: tuple[Any, ...]
+    patterns: Mapping[str, Any]  # name -> engine Detector
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Scores:
-    """Scores `[pattern, layer, head_index]` per measure (float32, CPU; NaN for heads not scored).
+    """Scores `[pattern, layer, head_index]` per measure (float32, CPU; NaN for heads not scored),
+    with their evidence: 95% intervals over prompts (`ci_low`, `ci_high`, same shapes), each
+    pattern's sample sizes and chance baseline (`evidence`), and, when `detect` was asked for
+    them, every prompt's own scores (`per_prompt`).
 
     Example:
         scores = detect(model, prompts, ["previous_token_head", "induction_head"])
-        scores.get("induction_head")           # [n_layers, n_heads], first measure
+        scores.get("induction_head")           # [n_layers, n_heads], the pattern's measure
         scores.top("induction_head", k=3)      # [("L5H1", 0.93), ...]
+        scores.interval("induction_head")      # (low, high), each [n_layers, n_heads]
+        scores.evidence["induction_head"]      # Evidence(n_rows=1280, n_prompts=16, ..., baseline=...)
         scores.to_json("scores.json")
     """
 
@@ -40,14 +80,22 @@ class Scores:
     settings: Mapping[str, Any] = field(default_factory=dict)
     n_layers: int = 0
     n_heads: int = 0
+    sources: tuple[ScoreSource, ...] = field(default=(), repr=False)
+    ci_low: Mapping[str, Tensor] = field(default_factory=dict, repr=False)
+    ci_high: Mapping[str, Tensor] = field(default_factory=dict, repr=False)
+    evidence: Mapping[str, Evidence] = field(default_factory=dict, repr=False)
+    per_prompt: Mapping[str, Mapping[str, Tensor]] = field(default_factory=dict, repr=False)  # pattern -> measure -> [prompt, layer, head]
 
     def __post_init__(self) -> None:
         expected = (len(self.patterns), self.n_layers, self.n_heads)
         for measure in self.measures:
-            if measure not in self.values:
-                raise ValueError(f"Scores has no values for measure {measure!r}")
-            if tuple(self.values[measure].shape) != expected:
-                raise ValueError(f"values[{measure!r}] has shape {tuple(self.values[measure].shape)}, expected {expected}")
+            for kind, grids in (("values", self.values), ("ci_low", self.ci_low), ("ci_high", self.ci_high)):
+                if kind != "values" and not grids:
+                    continue
+                if measure not in grids:
+                    raise ValueError(f"Scores has no {kind} for measure {measure!r}")
+                if tuple(grids[measure].shape) != expected:
+                    raise ValueError(f"{kind}[{measure!r}] has shape {tuple(grids[measure].shape)}, expected {expected}")
 
     # ---- lookup ---------------------------------------------------------------------------
     def _pattern_index(self, pattern: str | int) -> int:
@@ -56,14 +104,16 @@ class Scores:
                 raise InputError(f"pattern index {pattern} is out of range: {len(self.patterns)} patterns scored")
             return pattern % len(self.patterns)
         if pattern not in self.patterns:
-            raise InputError(f"no scores for pattern {pattern!r}", hint="scored: " + ", ".join(self.patterns))
+            raise InputError(f"no scores for pattern {pattern!r}; scored: " + ", ".join(self.patterns),
+                             hint=did_you_mean(str(pattern), self.patterns))
         return self.patterns.index(pattern)
 
     def _measure(self, measure: str | None) -> str:
         if measure is None:
             return self.measures[0]
         if measure not in self.measures:
-            raise InputError(f"no scores for measure {measure!r}", hint="scored: " + ", ".join(self.measures))
+            raise InputError(f"no scores for measure {measure!r}; scored: " + ", ".join(self.measures),
+                             hint=did_you_mean(str(measure), self.measures))
         return measure
 
     def measure_of(self, pattern: str | int) -> str:
@@ -85,6 +135,71 @@ class Scores:
         order = finite[torch.argsort(grid[finite], descending=True, stable=True)][: max(0, k)]
         return [(head_label(int(i) // self.n_heads, int(i) % self.n_heads), float(grid[i])) for i in order]
 
+    # ---- evidence -------------------------------------------------------------------------
+    def baseline(self, pattern: str | int, measure: str | None = None) -> float:
+        """What a head attending uniformly over each row's counted keys scores (NaN if unknown)."""
+        name = self.patterns[self._pattern_index(pattern)]
+        chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
+        evidence = self.evidence.get(name)
+        return float(evidence.baseline.get(chosen, math.nan)) if evidence else math.nan
+
+    def interval(self, pattern: str | int, measure: str | None = None) -> tuple[Tensor, Tensor]:
+        """The 95% interval over prompts of one pattern's scores: `(low, high)`, each `[n_layers, n_heads]`.
+
+        The ratio of sums over prompts, its standard error by the delta method, Student's t; NaN with fewer
+        than 2 prompts with target rows, or for scores read from a file written without them."""
+        chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
+        index = self._pattern_index(pattern)
+        if not self.ci_low:
+            nan = torch.full((self.n_layers, self.n_heads), math.nan)
+            return nan, nan.clone()
+        return self.ci_low[chosen][index], self.ci_high[chosen][index]
+
+    def prompt_scores(self, pattern: str | int, head: Any, measure: str | None = None) -> Tensor:
+        """One head's score on each prompt, `[n_prompts]` (NaN on a prompt without target rows).
+
+        Needs `detect(..., per_prompt=True)`."""
+        name = self.patterns[self._pattern_index(pattern)]
+        chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
+        if name not in self.per_prompt:
+            raise InputError(f"no per-prompt scores for {name!r}",
+                             hint="run detect(..., per_prompt=True) to keep every prompt's scores")
+        layer, head_index = self.head_of(head)
+        return self.per_prompt[name][chosen][:, layer, head_index]
+
+    def best_prompts(self, pattern: str | int, head: Any, k: int = 5, measure: str | None = None,
+                     *, worst: bool = False) -> list[tuple[int, float]]:
+        """The `k` prompts where a head matches the pattern most (`worst=True`: least):
+        `[(prompt index, score), ...]`; prompts without target rows never rank."""
+        scores = self.prompt_scores(pattern, head, measure)
+        finite = torch.nonzero(~torch.isnan(scores)).flatten()
+        order = finite[torch.argsort(scores[finite], descending=not worst, stable=True)][: max(0, k)]
+        return [(int(i), float(scores[i])) for i in order]
+
+    def worst_prompts(self, pattern: str | int, head: Any, k: int = 5,
+                      measure: str | None = None) -> list[tuple[int, float]]:
+        """The `k` prompts where a head matches the pattern least (see `best_prompts`)."""
+        return self.best_prompts(pattern, head, k, measure, worst=True)
+
+    def head_of(self, head: Any) -> tuple[int, int]:
+        """One head as `(layer, head_index)`, checked against the model's shape: "L5H1", "5.1" or (5, 1)."""
+        from patternlang.heads import parse_heads
+
+        chosen = parse_heads(head, self.n_layers, self.n_heads)
+        pairs = [(layer, h) for layer, hs in chosen.items() for h in (range(self.n_heads) if hs is None else hs)]
+        if len(pairs) != 1:
+            raise InputError(f"name one head, not {len(pairs)}: {head!r}", hint='e.g. "L5H1"')
+        return pairs[0]
+
+    def source_of(self, pattern: str | int) -> ScoreSource:
+        """The model, prompts and pattern a pattern's scores came from (in memory only)."""
+        name = self.patterns[self._pattern_index(pattern)]
+        for source in self.sources:
+            if name in source.patterns:
+                return source
+        raise InputError(f"the scores of {name!r} were read from a file and hold no model or prompts",
+                         hint="run detect(...) in this session to draw a head's evidence")
+
     # ---- export ---------------------------------------------------------------------------
     def provenance(self) -> dict[str, Any]:
         return {
@@ -96,15 +211,26 @@ class Scores:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """`{"model", "measures", "patterns": {name: {measure: [[per head] per layer]}}, ...provenance}`; NaN -> None."""
-        return {
-            "model": self.model,
-            "measures": list(self.measures),
-            "patterns": {
-                name: {m: _nested(self.values[m][i]) for m in self.measures} for i, name in enumerate(self.patterns)
-            },
-            **self.provenance(),
-        }
+        """The JSON form (NaN -> None):
+
+        `{"format", "model", "measures", "patterns": {name: {"scores": {measure: [[per head] per
+        layer]}, "ci95": {measure: {"low": grid, "high": grid}}, "n_rows", "n_prompts",
+        "n_prompts_run", "baseline": {measure: float}, "per_prompt": {measure: [grid per
+        prompt]} (when kept)}}, "n_prompts", "n_tokens", "n_layers", "n_heads", "settings"}`.
+        """
+        patterns = {}
+        for i, name in enumerate(self.patterns):
+            entry: dict[str, Any] = {"scores": {m: _nested(self.values[m][i]) for m in self.measures}}
+            if self.ci_low:
+                entry["ci95"] = {m: {"low": _nested(self.ci_low[m][i]), "high": _nested(self.ci_high[m][i])}
+                                 for m in self.measures}
+            if name in self.evidence:
+                entry.update(self.evidence[name].to_dict())
+            if name in self.per_prompt:
+                entry["per_prompt"] = {m: [_nested(grid) for grid in self.per_prompt[name][m]] for m in self.measures}
+            patterns[name] = entry
+        return {"format": FORMAT, "model": self.model, "measures": list(self.measures), "patterns": patterns,
+                **self.provenance()}
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
         """The `to_dict` form as JSON text (null for NaN); also written to `path` when given."""
@@ -116,22 +242,40 @@ class Scores:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Scores":
-        """Read back what `to_dict` wrote."""
+        """Read back what `to_dict` wrote (this format, or version 1's bare `{measure: grid}` entries)."""
         try:
+            version = data.get("format", "patternlang.scores/1")
+            if version not in ("patternlang.scores/1", FORMAT):
+                raise ValueError(f"unknown format {version!r} (this patternlang reads {FORMAT})")
             patterns = tuple(data["patterns"])
             measures = tuple(data["measures"])
             n_layers, n_heads = int(data["n_layers"]), int(data["n_heads"])
-            values = {
-                m: torch.tensor(
-                    [[[math.nan if v is None else v for v in row] for row in data["patterns"][p][m]] for p in patterns],
-                    dtype=torch.float32,
-                ).reshape(len(patterns), n_layers, n_heads)
-                for m in measures
+            entries = {p: data["patterns"][p] for p in patterns}
+            scores = {p: entry["scores"] if version == FORMAT else entry for p, entry in entries.items()}
+
+            def grids(read) -> dict[str, Tensor]:
+                return {m: torch.stack([_grid(read(p, m), n_layers, n_heads) for p in patterns])
+                        if patterns else torch.zeros(0, n_layers, n_heads) for m in measures}
+
+            values = grids(lambda p, m: scores[p][m])
+            low = high = {}
+            if patterns and all("ci95" in entry for entry in entries.values()):
+                low = grids(lambda p, m: entries[p]["ci95"][m]["low"])
+                high = grids(lambda p, m: entries[p]["ci95"][m]["high"])
+            evidence = {
+                p: Evidence(int(entry["n_rows"]), int(entry["n_prompts"]), int(entry["n_prompts_run"]),
+                            {m: _float(v) for m, v in dict(entry["baseline"]).items()})
+                for p, entry in entries.items() if version == FORMAT and "n_rows" in entry
+            }
+            per_prompt = {
+                p: {m: torch.stack([_grid(g, n_layers, n_heads) for g in entry["per_prompt"][m]]) for m in measures}
+                for p, entry in entries.items() if version == FORMAT and entry.get("per_prompt")
             }
             return cls(patterns, measures, values, model=str(data.get("model", "model")),
                        n_prompts=int(data.get("n_prompts", 0)), n_tokens=int(data.get("n_tokens", 0)),
-                       settings=dict(data.get("settings", {})), n_layers=n_layers, n_heads=n_heads)
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+                       settings=dict(data.get("settings", {})), n_layers=n_layers, n_heads=n_heads,
+                       ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             raise InputError(f"not a patternlang scores file: {error}") from None
 
     @classmethod
@@ -143,17 +287,29 @@ class Scores:
         return cls.from_dict(data)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One dict per (pattern, measure, layer, head): pattern, measure, layer, head, label, score (None for NaN)."""
+        """One dict per (pattern, measure, layer, head): pattern, measure, layer, head, label, score,
+        its 95% interval (ci_low, ci_high), the pattern's chance baseline, n_rows and n_prompts
+        (None where NaN or unknown)."""
         records = []
         for m in self.measures:
             table = self.values[m].tolist()
+            lows = self.ci_low[m].tolist() if self.ci_low else None
+            highs = self.ci_high[m].tolist() if self.ci_high else None
             for p, name in enumerate(self.patterns):
+                evidence = self.evidence.get(name)
+                shared = {
+                    "baseline": _finite(evidence.baseline.get(m, math.nan)) if evidence else None,
+                    "n_rows": evidence.n_rows if evidence else None,
+                    "n_prompts": evidence.n_prompts if evidence else None,
+                }
                 for layer in range(self.n_layers):
                     for head in range(self.n_heads):
-                        value = table[p][layer][head]
                         records.append({
                             "pattern": name, "measure": m, "layer": layer, "head": head,
-                            "label": head_label(layer, head), "score": None if math.isnan(value) else value,
+                            "label": head_label(layer, head), "score": _finite(table[p][layer][head]),
+                            "ci_low": _finite(lows[p][layer][head]) if lows else None,
+                            "ci_high": _finite(highs[p][layer][head]) if highs else None,
+                            **shared,
                         })
         return records
 
@@ -171,12 +327,44 @@ class Scores:
         except ImportError:
             raise ImportError("Scores.to_dataframe needs pandas: pip install pandas") from None
         frame = pd.DataFrame.from_records(self.to_records(), columns=list(RECORD_FIELDS))
-        frame["score"] = frame["score"].astype(float)
+        for column in ("score", "ci_low", "ci_high", "baseline"):
+            frame[column] = frame[column].astype(float)
         return frame
 
     def __repr__(self) -> str:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "
                 f"{self.n_heads} heads, measures={','.join(self.measures)}, n_prompts={self.n_prompts})")
+
+    def show(self, pattern: str | int, head: Any, prompt: Any = 0, *, out: str | Path | None = None):
+        """Why `head` scored against `pattern`: its attention beside the pattern's matrix on one prompt,
+        with that prompt's scores in every measure scored (`patternlang.explain`), judged with the
+        exclusions the pattern was scored with.
+
+        `prompt`: an index into the prompts these scores came from, or a text or token ids.
+        Returns the `Explanation` (printed: terminal grids; in Jupyter: the interactive HTML);
+        `out="why.png"` / `.html` / `.json` also writes it to that file.
+
+        >>> scores.show("induction_head", "L5H1", 0, out="why.html")  # doctest: +SKIP
+        """
+        from patternlang.explain import explain
+
+        name = self.patterns[self._pattern_index(pattern)]
+        source = self.source_of(name)
+        index = None
+        if isinstance(prompt, int) and not isinstance(prompt, bool):
+            if not -len(source.prompts) <= prompt < len(source.prompts):
+                raise InputError(f"prompt {prompt} is out of range: {name!r} was scored on "
+                                 f"{len(source.prompts)} prompts", hint="pass an index, a text or token ids")
+            index = prompt % len(source.prompts)
+            prompt = source.prompts[index]
+        settings = dict(self.settings)
+        exclusions = settings.get("exclusions", {}).get(name, {})
+        why = explain(source.model, source.patterns[name], head, prompt, measures=self.measures,
+                      exclude_bos=exclusions.get("bos"), exclude_current_token=exclusions.get("current"),
+                      prepend_bos=settings.get("prepend_bos", True), prompt_index=index)
+        if out is not None:
+            why.save(out)
+        return why
 
     def _repr_html_(self) -> str:
         """Jupyter's view: provenance, best heads and sample sizes per pattern, heatmaps."""
@@ -187,6 +375,20 @@ class Scores:
 
 def _nested(grid: Tensor) -> list[list[float | None]]:
     return [[None if math.isnan(v) else v for v in row] for row in grid.tolist()]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _grid(rows: Any, n_layers: int, n_heads: int) -> Tensor:
+    """A `[n_layers, n_heads]` grid from nested lists with None for NaN."""
+    return torch.tensor([[math.nan if v is None else v for v in row] for row in rows],
+                        dtype=torch.float32).reshape(n_layers, n_heads)
 
 
 def _jsonable(value: Any) -> Any:

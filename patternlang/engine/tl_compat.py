@@ -86,7 +86,7 @@ def detect_head(
     attention_source = None
     if cache is not None:
         attention_source = _cache_source(cache, token_lists[0].numel())
-    values, _ = score_tokens(
+    tallies, _ = score_tokens(
         model, token_lists, [detector],
         measures=(error_measure,),
         exclusions=[Exclusions(bos=exclude_bos, current=exclude_current_token)],
@@ -94,7 +94,7 @@ def detect_head(
         batch_size=batch_size,
         attention_source=attention_source,
     )
-    scores = values[error_measure][0]  # [n_layers, n_heads], NaN where not asked for
+    scores = tallies.values[error_measure][0]  # [n_layers, n_heads], NaN where not asked for
     asked = asked_heads(chosen, n_layers, n_heads)
     result = torch.where(asked, scores, torch.tensor(-1.0))
     return result.to(getattr(cfg, "dtype", torch.float32) or torch.float32)

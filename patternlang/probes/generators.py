@@ -9,6 +9,7 @@ Importing this module does not import torch; `repeated_random` imports it when i
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -194,6 +195,78 @@ def natural(batch: int | None = None) -> Prompts:
         description = f"the first {batch} of {description}"
     name = "natural" if batch is None else f"natural(batch={batch})"
     return Prompts(texts=prompts.texts, name=name, description=description)
+
+
+PROSE_FILE = "prose.txt"
+PROSE_GENERATED = 100  # paragraphs from templates after the hand-written ones
+
+_PEOPLE = ("Maria Lopez", "Barack Obama", "Angela Merkel", "Hans Zimmermann", "Aiko Tanaka", "Oliver Twist",
+           "Fatima Al-Sayed", "Jean-Luc Picard", "Priya Raman", "Elena Petrova", "Kwame Mensah", "Sofia Rossi")
+_PLACES = ("New York City", "San Francisco", "Buenos Aires", "Rio de Janeiro", "the United Kingdom", "South Korea",
+           "Los Angeles", "Cape Town", "Hong Kong", "New Zealand", "Kuala Lumpur", "Saint Petersburg")
+_NOUNS = ("book", "letter", "car", "house", "painting", "report", "garden", "bicycle", "camera", "violin",
+          "contract", "recipe", "telescope", "umbrella", "lantern", "manuscript")
+_ADJECTIVES = ("old", "new", "red", "strange", "expensive", "broken", "beautiful", "small", "famous", "heavy")
+_VERBS = (("bought", "buy"), ("sold", "sell"), ("repaired", "repair"), ("painted", "paint"), ("found", "find"),
+          ("borrowed", "borrow"), ("described", "describe"), ("photographed", "photograph"), ("opened", "open"),
+          ("studied", "study"))
+_POSSESSIVES = ("his", "her", "their", "our", "my", "its")
+_TEMPLATES = (
+    "{person}'s {adj} {noun} {verb} the {noun2} in {place}.",
+    "Which {noun} did {person} {verb_base}?",
+    "The {noun} that {person} {verb} was {adj}.",
+    "{poss} {noun} {verb} the {adj} {noun2} near the {noun3}.",
+    "What did the {noun} {verb_base} in {place}?",
+    "{person} {verb} {poss_lower} {noun} for the {noun2} of {person2}.",
+)
+
+
+def _generated_prose(count: int) -> list[str]:
+    """`count` paragraphs of four sentences from templates, the same every time."""
+    rng = random.Random(20190611)  # Clark et al.'s arXiv date
+    paragraphs = []
+    for _ in range(count):
+        sentences = []
+        for template in rng.sample(_TEMPLATES, 4):
+            past, base = rng.choice(_VERBS)
+            poss = rng.choice(_POSSESSIVES)
+            nouns = rng.sample(_NOUNS, 3)
+            people = rng.sample(_PEOPLE, 2)
+            sentence = template.format(person=people[0], person2=people[1], place=rng.choice(_PLACES),
+                                       adj=rng.choice(_ADJECTIVES), noun=nouns[0], noun2=nouns[1], noun3=nouns[2],
+                                       verb=past, verb_base=base, poss=poss.capitalize(), poss_lower=poss)
+            sentences.append(sentence[0].upper() + sentence[1:])
+        paragraphs.append(" ".join(sentences))
+    return paragraphs
+
+
+def parsed_prose(batch: int | None = None) -> Prompts:
+    """English prose for the syntactic patterns (`patterns/syntax.pattern`), one paragraph a
+    prompt: 40 written by hand (`data/prose.txt`), then 100 of four sentences each from
+    templates with multi-word names and places, possessives, questions and relative clauses
+    (objects before their verbs). `batch` keeps the first `batch`.
+
+    >>> len(parsed_prose(batch=3)), len(parsed_prose())
+    (3, 140)
+    """
+    prompts = from_file(data_path(PROSE_FILE))
+    prompts = Prompts(texts=tuple(prompts.texts) + tuple(_generated_prose(PROSE_GENERATED)))
+    description = f"{len(prompts)} English prose paragraphs shipped with patternlang for the syntactic patterns"
+    if batch is not None:
+        check_prose_batch(batch)
+        prompts = prompts.take(batch)
+        description = f"the first {batch} of {description}"
+    name = "parsed_prose" if batch is None else f"parsed_prose(batch={batch})"
+    return Prompts(texts=prompts.texts, name=name, description=description)
+
+
+def check_prose_batch(batch: Any) -> None:
+    """`batch` must be a whole number from 1 to the size of the prose corpus."""
+    check_int_range("parsed_prose", "batch", batch, 1)
+    count = len(from_file(data_path(PROSE_FILE))) + PROSE_GENERATED
+    if batch > count:
+        raise InputError(f"parsed_prose has {count} prompts; cannot take batch={batch}",
+                         hint=f"use batch={count} or fewer")
 
 
 def check_natural_batch(batch: Any) -> None:

@@ -94,6 +94,15 @@ def _build_natural(args: Mapping[str, Any], model: Any) -> Prompts:
     return generators.natural(batch=args.get("batch"))
 
 
+def _check_parsed_prose(args: Mapping[str, Any]) -> None:
+    if "batch" in args:
+        generators.check_prose_batch(args["batch"])
+
+
+def _build_parsed_prose(args: Mapping[str, Any], model: Any) -> Prompts:
+    return generators.parsed_prose(batch=args.get("batch"))
+
+
 def _check_file(args: Mapping[str, Any]) -> None:
     check_prompt_file(args["path"])
 
@@ -133,6 +142,13 @@ PROBES: dict[str, ProbeDefinition] = {
         (ProbeArg("batch", "int", None, "keep only the first `batch` prompts", minimum=1),),
         _build_natural,
         _check_natural,
+    ),
+    "parsed_prose": ProbeDefinition(
+        "parsed_prose",
+        "English prose paragraphs for the syntactic patterns (parsed with spaCy when a pattern reads the parse)",
+        (ProbeArg("batch", "int", None, "keep only the first `batch` prompts", minimum=1),),
+        _build_parsed_prose,
+        _check_parsed_prose,
     ),
     "file": ProbeDefinition(
         "file",

@@ -10,20 +10,32 @@ from patternlang.report.data import MatrixSummary, summarize_matrix
 from patternlang.report.html import save_heatmap_html, save_matrix_html
 from patternlang.report.jsonfile import matrix_to_json, save_matrix_json
 from patternlang.report.png import save_heatmap_png, save_matrix_png
-from patternlang.report.save import HEATMAP_SUFFIXES, MATRIX_SUFFIXES, save_heatmap, save_matrix
+from patternlang.report.explain_text import explanation_to_text, render_explanation_text
+from patternlang.report.save import (
+    EXPLANATION_SUFFIXES,
+    HEATMAP_SUFFIXES,
+    MATRIX_SUFFIXES,
+    save_explanation,
+    save_heatmap,
+    save_matrix,
+)
 from patternlang.report.text import matrix_to_text, render_matrix_text, top_heads_table
 from patternlang.report.tokens import display_token
 
 __all__ = [
+    "EXPLANATION_SUFFIXES",
     "HEATMAP_SUFFIXES",
     "MATRIX_SUFFIXES",
     "ColorScale",
     "MatrixSummary",
     "display_token",
+    "explanation_to_text",
     "fit_scale",
     "matrix_to_json",
     "matrix_to_text",
+    "render_explanation_text",
     "render_matrix_text",
+    "save_explanation",
     "save_heatmap",
     "save_heatmap_html",
     "save_heatmap_png",

@@ -6,6 +6,8 @@ in a detection matrix and in a heatmap of scores.
 - Values below 0 (signed scores such as `mul`): a diverging map symmetric around 0, blue for
   positive values as above, red for negative ones.
 - Values above 1 and none below 0: the sequential map over [0, max].
+- Differences (`diverging_scale`, for `compare`): always the diverging map, centred on 0, so
+  that no change is white, a gain blue and a loss red, whatever the signs present.
 
 matplotlib is imported when a colour is first needed, not at module load, so that importing
 `patternlang.report` stays quick.
@@ -103,10 +105,7 @@ def fit_scale(grids: Iterable[Any]) -> ColorScale:
     >>> fit_scale([[0.0, 3.0]])
     ColorScale(vmin=0.0, vmax=3.0, kind='sequential')
     """
-    arrays = [np.asarray(grid.detach().cpu() if hasattr(grid, "detach") else grid, dtype=np.float64).ravel()
-              for grid in grids]
-    values = np.concatenate(arrays) if arrays else np.array([])
-    values = values[np.isfinite(values)]
+    values = _finite(grids)
     if values.size == 0:
         return ColorScale(0.0, 1.0)
     low, high = float(values.min()), float(values.max())
@@ -114,3 +113,25 @@ def fit_scale(grids: Iterable[Any]) -> ColorScale:
         bound = max(abs(low), abs(high))
         return ColorScale(-bound, bound, "diverging")
     return ColorScale(0.0, max(1.0, high))
+
+
+def diverging_scale(grids: Iterable[Any]) -> ColorScale:
+    """The diverging scale symmetric around 0 for differences (NaN and inf ignored): 0 is white,
+    positive blue, negative red; [-1, 1] when every value is 0 or none is finite.
+
+    >>> diverging_scale([[0.1, -0.25]])
+    ColorScale(vmin=-0.25, vmax=0.25, kind='diverging')
+    >>> diverging_scale([[0.0]])
+    ColorScale(vmin=-1.0, vmax=1.0, kind='diverging')
+    """
+    values = _finite(grids)
+    bound = float(np.abs(values).max()) if values.size else 0.0
+    bound = bound if bound > 0 else 1.0
+    return ColorScale(-bound, bound, "diverging")
+
+
+def _finite(grids: Iterable[Any]) -> np.ndarray:
+    arrays = [np.asarray(grid.detach().cpu() if hasattr(grid, "detach") else grid, dtype=np.float64).ravel()
+              for grid in grids]
+    values = np.concatenate(arrays) if arrays else np.array([])
+    return values[np.isfinite(values)]

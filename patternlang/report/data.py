@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from patternlang.errors import InputError
+from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import parse_head
 
 if TYPE_CHECKING:  # the engine's package pulls in the model loaders; only the type is needed
@@ -118,8 +118,8 @@ def checked_measures(scores: Scores, measures: Sequence[str] | str | None) -> tu
     unknown = [m for m in measures if m not in scores.measures]
     if unknown:
         raise InputError(
-            f"no scores for measure {unknown[0]!r}",
-            hint=f"these scores have: {', '.join(scores.measures)}",
+            f"no scores for measure {unknown[0]!r}; these scores have: {', '.join(scores.measures)}",
+            hint=did_you_mean(str(unknown[0]), scores.measures),
         )
     if not measures:
         raise InputError("no measure named", hint=f"these scores have: {', '.join(scores.measures)}")
@@ -155,14 +155,21 @@ class Panel:
     grid: np.ndarray  # [n_layers, n_heads], NaN: not scored
     measure: str
     best: tuple[int, int, float] | None  # (layer, head, value); None when no head was scored
+    best_name: str = "best"  # what the marked head is ("most changed" in a difference)
+    signed: bool = False  # values are differences, written with their sign
 
     def title(self, measure_named: bool) -> str:
         """The pattern, its measure unless one was named for all panels, and its best head."""
         title = self.pattern if measure_named else f"{self.pattern} ({self.measure})"
         if self.best is None:
-            return title + "\nno scored heads"
+            unchanged = self.signed and bool(np.isfinite(self.grid).any())  # a difference that is 0 everywhere
+            return title + ("\nno head changed" if unchanged else "\nno scored heads")
         layer, head, value = self.best
-        return title + f"\nbest L{layer}H{head}: {value:.2f}"
+        return title + f"\n{self.best_name} L{layer}H{head}: {self.format(value)}"
+
+    def format(self, value: float) -> str:
+        """A cell's value in two decimals (with its sign, for differences)."""
+        return f"{value:+.2f}" if self.signed else f"{value:.2f}"
 
 
 def heatmap_panels(scores: Scores, measure: str | None) -> list[Panel]:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patternlang.files import writing
-from patternlang.report.colors import BLANK_COLOR, fit_scale
+from patternlang.report.colors import BLANK_COLOR, ColorScale, fit_scale
 from patternlang.report.data import (
     MISSING,
+    Panel,
     caption,
     checked_matrix,
     heatmap_heading,
@@ -147,7 +148,15 @@ def save_heatmap_html(scores: Scores, path: str | Path, *, measure: str | None =
     >>> save_heatmap_html(scores, "heads.html")  # doctest: +SKIP
     """
     panels = heatmap_panels(scores, measure)
-    scale = fit_scale([p.grid for p in panels])
+    return draw_heatmap_html(panels, fit_scale([p.grid for p in panels]), path, heading=heatmap_heading(measure),
+                             subtitle=caption(scores), measure_named=measure is not None,
+                             marked="the best head of the pattern")
+
+
+def draw_heatmap_html(panels: Sequence[Panel], scale: ColorScale, path: str | Path, *, heading: str, subtitle: str,
+                      measure_named: bool, marked: str) -> Path:
+    """Layer x head panels on one colour scale as a self-contained HTML page (scores, or
+    `compare`'s differences); `marked` says what the outlined head of a panel is."""
     sections = []
     for panel in panels:
         n_layers, n_heads = panel.grid.shape
@@ -159,7 +168,7 @@ def save_heatmap_html(scores: Scores, path: str | Path, *, measure: str | None =
             for head in range(n_heads):
                 value = float(panel.grid[layer, head])
                 scored = not math.isnan(value)
-                text = f"{value:.2f}" if scored else MISSING
+                text = panel.format(value) if scored else MISSING
                 tip = f"L{layer}H{head} {panel.pattern}: {f'{value:.4f}' if scored else 'not scored'}"
                 style = scale.css(value)
                 mark = ""
@@ -167,15 +176,15 @@ def save_heatmap_html(scores: Scores, path: str | Path, *, measure: str | None =
                     mark, style = ' class="best"', f"{style};outline-color:{scale.mark}"
                 cells.append(f'<td{mark} style="{style}" title="{escape(tip)}">{text}</td>')
             rows.append("".join(cells) + "</tr>")
-        title = escape(panel.title(measure is not None)).replace("\n", "<br>")
+        title = escape(panel.title(measure_named)).replace("\n", "<br>")
         sections.append(
             f'<div class="panel"><h2>{title}</h2>\n<table class="grid">\n' + "\n".join(rows) + "\n</table></div>"
         )
-    heading = heatmap_heading(measure)
+    meta = escape(subtitle).replace("\n", "<br>")
     body = (
-        f"<h1>{escape(heading)}</h1>\n<p class=\"meta\">{escape(caption(scores))}</p>\n"
+        f"<h1>{escape(heading)}</h1>\n<p class=\"meta\">{meta}</p>\n"
         f'<div class="panels">\n' + "\n".join(sections) + "\n</div>\n"
         f'<p class="legend">Colour scale {scale.vmin:g} to {scale.vmax:g}, shared by all panels; '
-        f"grey {MISSING}: head not scored; outlined: the best head of the pattern.</p>"
+        f"grey {MISSING}: head not scored; outlined: {escape(marked)}.</p>"
     )
     return _write(path, heading, body)

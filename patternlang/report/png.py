@@ -16,7 +16,7 @@ import numpy as np
 
 from patternlang.errors import InputError
 from patternlang.files import writing
-from patternlang.report.colors import BLANK_COLOR, fit_scale
+from patternlang.report.colors import BLANK_COLOR, ColorScale, fit_scale
 from patternlang.report.data import Panel, caption, checked_matrix, heatmap_heading, heatmap_panels
 from patternlang.report.tokens import display_tokens
 
@@ -118,11 +118,19 @@ def save_heatmap_png(scores: Scores, path: str | Path, *, measure: str | None = 
 
     >>> save_heatmap_png(scores, "heads.png")  # doctest: +SKIP
     """
+    panels: list[Panel] = heatmap_panels(scores, measure)
+    label = measure or (panels[0].measure if len({p.measure for p in panels}) == 1 else "score")
+    return draw_heatmap_png(panels, fit_scale([p.grid for p in panels]), path, heading=heatmap_heading(measure),
+                            subtitle=caption(scores), measure_named=measure is not None, label=label)
+
+
+def draw_heatmap_png(panels: Sequence[Panel], scale: ColorScale, path: str | Path, *, heading: str, subtitle: str,
+                     measure_named: bool, label: str) -> Path:
+    """Layer x head panels on one colour scale as a PNG (scores, or `compare`'s differences);
+    `label` names the colour bar."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    panels: list[Panel] = heatmap_panels(scores, measure)
-    scale = fit_scale([p.grid for p in panels])
     n_layers, n_heads = panels[0].grid.shape
     rows, columns = _layout(len(panels), n_layers, n_heads)
     # Square cells, ~0.22 in, shrunk for big models so a panel stays under ~6 x 8 in.
@@ -144,7 +152,7 @@ def save_heatmap_png(scores: Scores, path: str | Path, *, measure: str | None = 
             np.ma.masked_invalid(panel.grid), cmap=cmap, vmin=scale.vmin, vmax=scale.vmax,
             interpolation="nearest", aspect="equal",
         )
-        ax.set_title(panel.title(measure is not None), fontsize=8, parse_math=False)
+        ax.set_title(panel.title(measure_named), fontsize=8, parse_math=False)
         ax.set_xticks(range(0, n_heads, head_step))
         ax.set_yticks(range(0, n_layers, layer_step))
         ax.tick_params(labelsize=6, length=2)
@@ -156,8 +164,6 @@ def save_heatmap_png(scores: Scores, path: str | Path, *, measure: str | None = 
             ax.add_patch(
                 Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=scale.mark, linewidth=1.6)
             )
-    label = measure or (panels[0].measure if len({p.measure for p in panels}) == 1 else "score")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8 if rows == 1 else 0.5, aspect=30, label=label)
-    heading, text = heatmap_heading(measure), caption(scores)
-    fig.suptitle(f"{heading}\n{text}" if text else heading, fontsize=9)
+    fig.suptitle(f"{heading}\n{subtitle}" if subtitle else heading, fontsize=9)
     return _save(fig, path, dpi=110)

@@ -14,6 +14,7 @@ from patternlang.report.png import save_heatmap_png, save_matrix_png
 
 if TYPE_CHECKING:
     from patternlang.engine.scores import Scores
+    from patternlang.explain import Explanation
 
 MATRIX_SUFFIXES = (".png", ".html", ".json")
 HEATMAP_SUFFIXES = (".png", ".html")
@@ -56,3 +57,30 @@ def save_heatmap(scores: Scores, path: str | Path, *, measure: str | None = None
     if suffix == ".png":
         return save_heatmap_png(scores, path, measure=measure)
     return save_heatmap_html(scores, path, measure=measure)
+
+
+EXPLANATION_SUFFIXES = (".png", ".html", ".json")
+
+
+def save_explanation(explanation: Explanation, path: str | Path) -> Path:
+    """Write why a head scored (`patternlang.explain`) as PNG, HTML (interactive, self-contained) or
+    JSON (every value drawn), chosen by the file's suffix.
+
+    >>> save_explanation(explain(model, "induction_head", "L5H1", text), "why.html")  # doctest: +SKIP
+    """
+    suffix = suffix_of(path, EXPLANATION_SUFFIXES, "a head's explanation")
+    if suffix == ".png":
+        from patternlang.report.explain_png import save_explanation_png
+
+        return save_explanation_png(explanation, path)
+    if suffix == ".html":
+        from patternlang.report.explain_html import save_explanation_html
+
+        return save_explanation_html(explanation, path)
+    import json
+
+    from patternlang.files import writing
+
+    with writing(path) as target:
+        target.write_text(json.dumps(explanation.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
+    return Path(path)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.table import Table
@@ -182,13 +183,22 @@ def matrix_to_text(
 # --------------------------------------------------------------------------- top heads
 
 
-def top_heads_table(scores: Scores, k: int = 5, measures: Sequence[str] | None = None) -> Table:
-    """A rich table of the `k` best heads of every pattern, one section per pattern.
+TABLE_WIDTH = 80
+"""Columns a table is laid out for when no width is given (a plain terminal)."""
+
+
+def top_heads_table(scores: Scores, k: int = 5, measures: Sequence[str] | None = None, *,
+                    ci: bool = False, width: int | None = None) -> Group:
+    """The `k` best heads of every pattern, one section per pattern, as rich tables.
 
     Heads are ranked by `measures[0]`, or by each pattern's own measure (`Scores.measure_of`)
     when `measures` is None; every listed measure (default: all the scores have) gets a column,
-    so a head's other scores sit beside the one it was ranked by (shown bold). The caption gives
-    the model, the number of prompts and tokens, and the model's shape.
+    so a head's other scores sit beside the one it was ranked by (shown bold). Each pattern's
+    cell says what its scores rest on (target rows, prompts), its chance baseline and which
+    keys were excluded; `×chance` is the ranked score over that baseline; `ci=True` adds each
+    score's 95% interval. Numbers are never cut: measures that do not fit in `width` columns
+    (default: 80) go on to a further table. The caption gives the model, prompts, tokens and
+    shape.
 
     >>> from rich.console import Console
     >>> Console().print(top_heads_table(scores, k=3))  # doctest: +SKIP
@@ -197,36 +207,113 @@ def top_heads_table(scores: Scores, k: int = 5, measures: Sequence[str] | None =
         raise InputError(f"k must be at least 1, got {k}")
     shown = checked_measures(scores, measures)
     primary = shown[0] if measures else None
+    width = max(40, width or TABLE_WIDTH)
+    sections = [_Section.of(scores, pattern, k, primary, shown, ci) for pattern in scores.patterns]
+
+    # Columns: pattern, head, ×chance (first table), then one per measure (two with intervals),
+    # in chunks that fit; each column takes its widest cell, a space either side and a rule.
+    fixed = _width_of([s.label_width for s in sections], 14, 26) + 2 + len("head") + 3
+    chunks: list[list[str]] = [[]]
+    used = fixed + len("×chance") + 3
+    for name in shown:
+        need = max(len(name), len("-0.000")) + 3 + ((len("-0.000–-0.000") + 3) if ci else 0)
+        if chunks[-1] and used + need > width:
+            chunks.append([])
+            used = fixed
+        chunks[-1].append(name)
+        used += need
 
     title = f"top {k} heads per pattern" + (f", by {primary}" if primary else "")
-    text = caption(scores)
-    # min_width keeps the caption on one line under a narrow table.
-    table = Table(title=title, caption=text, caption_justify="left", min_width=len(text))
-    table.add_column("pattern", style="cyan", no_wrap=True)
-    table.add_column("#", justify="right", style="bright_black")
-    table.add_column("head", no_wrap=True)
-    for name in shown:
-        table.add_column(name, justify="right")
+    tables = []
+    for number, chunk in enumerate(chunks):
+        part = title if len(chunks) == 1 else f"{title} ({number + 1}/{len(chunks)}: {', '.join(chunk)})"
+        last = number == len(chunks) - 1
+        table = Table(title=part, caption=caption(scores) if last else None, caption_justify="left",
+                      box=box.MINIMAL, expand=False)
+        table.add_column("pattern", style="cyan", overflow="fold", max_width=26)
+        table.add_column("head", no_wrap=True)
+        if number == 0:
+            table.add_column("×chance", justify="right", no_wrap=True)
+        for name in chunk:
+            table.add_column(name, justify="right", no_wrap=True)
+            if ci:
+                table.add_column("95% CI", justify="right", no_wrap=True, style="bright_black")
+        for section in sections:
+            section.add_rows(table, chunk, ci=ci, with_lift=number == 0)
+            table.add_section()
+        tables.append(table)
+    return Group(*tables)
 
-    for pattern in scores.patterns:
+
+def _width_of(widths: Sequence[int], low: int, high: int) -> int:
+    return min(high, max([low, *widths]))
+
+
+class _Section:
+    """One pattern's rows: its top heads, with what the scores rest on in the first column."""
+
+    def __init__(self, pattern: str, label: list[Text], rows: list[tuple[str, str, dict[str, Text]]],
+                 grids: dict[str, Any]):
+        self.pattern, self.label, self.rows, self.grids = pattern, label, rows, grids
+
+    @property
+    def label_width(self) -> int:
+        return max(cell_len(line.plain) for line in self.label)
+
+    @classmethod
+    def of(cls, scores: Scores, pattern: str, k: int, primary: str | None, shown: Sequence[str],
+           ci: bool) -> "_Section":
         ranked_by = ranking_measure(scores, pattern, primary)
-        top = scores.top(pattern, k, measure=primary)
+        label = [Text(pattern, style="bold"), Text(f"by {ranked_by}", style="bright_black")]
+        evidence = scores.evidence.get(pattern)
+        baseline = scores.baseline(pattern, ranked_by)
+        if evidence is not None:
+            label.append(Text(f"{evidence.n_rows} rows, {evidence.n_prompts}/{evidence.n_prompts_run} prompts",
+                              style="bright_black"))
+        if not math.isnan(baseline):
+            label.append(Text(f"chance {format_score(baseline)}", style="bright_black"))
+        excluded = _exclusions(scores, pattern)
+        if excluded:
+            label.append(Text(f"excl. {excluded}", style="bright_black"))
         grids = {name: score_grid(scores, pattern, name) for name in shown}
-        by = Text(f"by {ranked_by}", style="bright_black")
-        if not top:
-            table.add_row(Text(pattern), "", Text("no scored heads", style="bright_black"))
-        for rank, (label, _) in enumerate(top, start=1):
-            layer, head = parse_head(label)
-            if rank == 1:
-                first = Text(pattern, style="bold")
-                if len(top) == 1:
-                    first.append("\n").append_text(by)
-            else:
-                first = by if rank == 2 else Text("")
-            cells: list[Text | str] = [first, str(rank), label]
+        intervals = {name: scores.interval(pattern, name) for name in shown} if ci else {}
+        rows = []
+        for label_text, value in scores.top(pattern, k, measure=primary):
+            layer, head = parse_head(label_text)
+            cells: dict[str, Text] = {}
             for name in shown:
-                style = "bold" if name == ranked_by else ""
-                cells.append(Text(format_score(float(grids[name][layer, head])), style=style))
-            table.add_row(*cells)
-        table.add_section()
-    return table
+                cells[name] = Text(format_score(float(grids[name][layer, head])),
+                                   style="bold" if name == ranked_by else "")
+                if ci:
+                    low, high = (float(bound[layer, head]) for bound in intervals[name])
+                    cells[name + " ci"] = Text(_interval(low, high))
+            lift = value / baseline if baseline and not math.isnan(baseline) and baseline > 0 else math.nan
+            rows.append((label_text, "–" if math.isnan(lift) else f"{lift:.1f}×", cells))
+        return cls(pattern, label, rows, grids)
+
+    def add_rows(self, table: Table, chunk: Sequence[str], *, ci: bool, with_lift: bool) -> None:
+        if not self.rows:
+            table.add_row(Text("\n").join(self.label), Text("no scored heads", style="bright_black"))
+            return
+        for index, (label, lift, cells) in enumerate(self.rows):
+            values: list[Text | str] = []
+            for name in chunk:
+                values.append(cells[name])
+                if ci:
+                    values.append(cells[name + " ci"])
+            first = self.label[index] if index < len(self.label) else Text("")
+            if index == len(self.rows) - 1 and len(self.label) > len(self.rows):
+                first = Text("\n").join(self.label[index:])  # the rest of the label under the last head
+            table.add_row(first, label, *([lift] if with_lift else []), *values)
+
+
+def _interval(low: float, high: float) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "–"
+    return f"{low:.3f}–{high:.3f}"
+
+
+def _exclusions(scores: Scores, pattern: str) -> str:
+    """"bos, current" for the keys left out of a pattern's comparison ("" when none)."""
+    chosen = dict(scores.settings).get("exclusions", {}).get(pattern, {})
+    return ", ".join(name for name in ("bos", "current") if chosen.get(name))

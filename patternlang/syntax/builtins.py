@@ -133,13 +133,39 @@ def regex_search(text: str, pattern: str) -> bool:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# How many dependency arcs `ancestor(a, b)` follows up from b at most.
+MAX_ANCESTOR_DEPTH = 8
+
+
+def ancestor_chain(heads: list[int], position: int, depth: int = MAX_ANCESTOR_DEPTH) -> list[int]:
+    """The positions reached from `position` by following `heads` (dephead) 1 to `depth` times.
+
+    >>> ancestor_chain([-1, 2, -1, 1], 3)
+    [1, 2]
+    """
+    chain, current = [], position
+    for _ in range(depth):
+        current = heads[current]
+        if not 0 <= current < len(heads):
+            break
+        chain.append(current)
+    return chain
+
+
+def is_ancestor(heads: list[int], a: int, b: int) -> bool:
+    """`ancestor(a, b)`: a is reached from b by following dephead 1 to MAX_ANCESTOR_DEPTH times."""
+    return a in ancestor_chain(heads, b)
+
+
 @dataclass(frozen=True, slots=True)
 class Function:
     name: str
     args: tuple[str, ...]          # kinds; "literal" = a string literal written in the rule
     result: Kind
-    apply: Callable                # Python implementation on plain strings
+    apply: Callable                # Python implementation on plain strings (on `column` first, if set)
     description: str
+    needs: tuple[str, ...] = ("tokens", "texts")  # what a batch must provide (features.NEEDS)
+    column: str | None = None      # a feature whose whole column `apply` reads first (positional functions)
 
 
 FUNCTIONS: dict[str, Function] = {
@@ -160,5 +186,9 @@ FUNCTIONS: dict[str, Function] = {
                  "the texts are equal ignoring case, spaces and word-start markers"),
         Function("word_start", ("string",), "bool", starts_word,
                  "the text begins with whitespace or a word-start marker"),
+        Function("ancestor", ("position", "position"), "bool", is_ancestor,
+                 f"ancestor(a, b): a is a syntactic ancestor of b, reached by following dephead up from b "
+                 f"1 to {MAX_ANCESTOR_DEPTH} times (the syntax extra)",
+                 needs=("tokens", "syntax"), column="dephead"),
     )
 }

@@ -13,9 +13,12 @@ torch: the checker reads the registry without loading it.
 The batch API: `tokens`, `mask` and `positions` tensors, `table(name)` (another feature's
 `[batch, pos]` table), `text_ids()` (each token's id in the batch's string table),
 `text_flags(predicate)` (a predicate of the token text, run once per distinct text) and
-`offsets()` (each token's character span, `[batch, pos, 2]`).
-The prompt API: `tokens`, `special` (lists), `texts()` and `spans()` (raise without them) and
-`column(name)` (another feature's values, one per position).
+`offsets()` (each token's character span, `[batch, pos, 2]`) and `annotation(field)` (a
+parser annotation per token, `[batch, pos]`: string ids or positions).
+The prompt API: `tokens`, `special` (lists), `texts()`, `spans()` and `annotation(field)`
+(raise without them) and `column(name)` (another feature's values, one per position).
+
+The parser's features (`pos`, `dep`, `dephead`, ...) are registered in `parsed.py`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from .builtins import Kind, starts_word
 
 # What a batch can provide. Token ids, masks and positions are always there; the rest is
 # asked for by the features a pattern reads: token texts, the tokenizer's special ids, each
-# token's character span in its prompt (later also: "logits", "annotations").
-NEEDS = ("tokens", "texts", "special_ids", "offsets")
+# token's character span in its prompt, and a parser's annotations of the prompt aligned to its
+# tokens ("syntax": the optional extra, `annotate/`) (later also: "logits").
+NEEDS = ("tokens", "texts", "special_ids", "offsets", "syntax")
 
 @dataclass(frozen=True, slots=True)
 class Feature:
@@ -158,6 +162,9 @@ register_feature(
     table=_sentence_table,
     reference=_sentence_reference,
 )
+
+
+from . import parsed  # noqa: E402,F401  (registers the parser's features: pos, dep, dephead, ...)
 
 
 def features_markdown() -> str:

@@ -192,7 +192,7 @@ class _KindChecker(ast.Visitor):
                         ok = False
                 continue
             kind = self.kind(arg)
-            if kind is not None and kind != expected:
+            if kind is not None and kind != expected and not (expected == "position" and kind == "number"):
                 self.error(PatternTypeError(f"argument {position} of {value.func}() must be a {expected}, "
                                             f"not a {kind}", arg.loc or value.loc))
                 ok = False

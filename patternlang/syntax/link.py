@@ -47,36 +47,58 @@ def link(module: ast.Module, library: Mapping[str, LinkTarget], problems: Proble
     """
     normalized = normalized or {}
     local: dict[str, ast.Definition] = {}
+    duplicates: list[ast.Definition] = []
     for definition in module.definitions:
         if definition.name in local:
             problems.add(PatternError(f"pattern {definition.name!r} is defined twice in this file",
                                       definition.loc, hint="rename one of them"))
+            duplicates.append(definition)
         else:
             local[definition.name] = definition
     references = {name: _references(d.expr) for name, d in local.items()}
     failed: set[str] = set()
     for name, refs in references.items():
-        problems.pattern = _shown(name)
-        for ref in refs:
-            if ref.name not in local and ref.name not in library:
-                problems.add(UnknownNameError(f"unknown pattern {ref.name!r}", ref.loc,
-                                              did_you_mean(ref.name, list(local) + list(library))))
-                failed.add(name)
+        if _unknown_references(name, refs, local, library, problems):
+            failed.add(name)
+    # A second definition of a name is checked too, so its own problems are not hidden.
+    checked_duplicates = [d for d in duplicates
+                          if not _unknown_references(d.name, _references(d.expr), local, library, problems)]
     linked: dict[str, ast.PExpr] = {}
+
+    def targets_of(refs: list[ast.Ref]) -> dict[str, LinkTarget]:
+        return {ref.name: (LinkTarget(linked[ref.name], normalized.get(ref.name, False)) if ref.name in local
+                           else library[ref.name]) for ref in refs}
+
     for name in _dependency_order(local, references, problems, failed):
         if name in failed or any(ref.name in failed for ref in references[name] if ref.name in local):
             failed.add(name)  # its reference's problem is reported already
             continue
-        targets = {ref.name: (LinkTarget(linked[ref.name], normalized.get(ref.name, False)) if ref.name in local
-                              else library[ref.name]) for ref in references[name]}
-        expr = fill_references(local[name].expr, targets)
+        expr = fill_references(local[name].expr, targets_of(references[name]))
         problems.pattern = _shown(name)
         if _check_linked(expr, local[name].loc, problems):
             linked[name] = expr
         else:
             failed.add(name)
+    for duplicate in checked_duplicates:
+        refs = _references(duplicate.expr)
+        if all(ref.name in linked or ref.name not in local for ref in refs):
+            problems.pattern = _shown(duplicate.name)
+            _check_linked(fill_references(duplicate.expr, targets_of(refs)), duplicate.loc, problems)
     problems.pattern = None
     return linked
+
+
+def _unknown_references(name: str, refs: list[ast.Ref], local: Mapping[str, ast.Definition],
+                        library: Mapping[str, LinkTarget], problems: Problems) -> bool:
+    """Report the references of definition `name` that name no pattern; True when there are some."""
+    problems.pattern = _shown(name)
+    unknown = False
+    for ref in refs:
+        if ref.name not in local and ref.name not in library:
+            problems.add(UnknownNameError(f"unknown pattern {ref.name!r}", ref.loc,
+                                          did_you_mean(ref.name, list(local) + list(library))))
+            unknown = True
+    return unknown
 
 
 _CONDITION_OR_VALUE = get_args(ast.Cond) + get_args(ast.Value)  # nodes that hold no pattern reference

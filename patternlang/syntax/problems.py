@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..errors import ErrorGroup, PatternError
 
 
@@ -21,8 +23,27 @@ class Problems:
         return bool(self.errors)
 
     def raise_if_any(self) -> None:
-        """One problem is raised as itself; several as an `ErrorGroup`."""
+        """One problem is raised as itself; several as an `ErrorGroup`, in line order."""
         if len(self.errors) == 1:
             raise self.errors[0]
         if self.errors:
-            raise ErrorGroup(self.errors)
+            raise ErrorGroup(in_line_order(self.errors))
+
+
+def in_line_order(errors: Iterable[PatternError]) -> list[PatternError]:
+    """Problems sorted by line and column, as a reader meets them (the passes find them pass by
+    pass); those without a place keep their order, after the others. Files keep the order in
+    which they first appear, so a check of several files reports them in the order given."""
+    errors = list(errors)
+    files: dict[str | None, int] = {}
+    for error in errors:
+        if error.location is not None:
+            files.setdefault(error.location.filename, len(files))
+
+    def key(error: PatternError) -> tuple:
+        loc = error.location
+        if loc is None:
+            return (1, 0, 0, 0)
+        return (0, files[loc.filename], loc.line, loc.column)
+
+    return sorted(errors, key=key)

@@ -38,7 +38,7 @@ def random_detection(n_patterns: int, lengths: list[int], generator: torch.Gener
 
 
 def oracle_rows(attention: list[list[float]], detection: list[list[float]], excl: Exclusions):
-    """Per target row: (mass, tv, argmax hit). `attention`/`detection` are one prompt's L x L."""
+    """Per target row: (mass, tv, argmax hit, chance mass). `attention`/`detection` are one prompt's L x L."""
     rows = []
     size = len(attention)
     for q in range(size):
@@ -54,8 +54,51 @@ def oracle_rows(attention: list[list[float]], detection: list[list[float]], excl
         mass = sum(x * y / max(d) for x, y in zip(a, d))
         tv = sum(min(x, y / sum(d)) for x, y in zip(a, d))
         best = max(range(len(keys)), key=lambda i: (a[i], -i))  # first maximum
-        rows.append((mass, tv, 1.0 if d[best] > 0 else 0.0))
+        chance_mass = sum(y / max(d) for y in d) / len(keys)
+        rows.append((mass, tv, 1.0 if d[best] > 0 else 0.0, chance_mass))
     return rows
+
+
+def uniform_attention_matrix(length: int, excl: Exclusions) -> torch.Tensor:
+    """The chance head by its definition: each row spread evenly over its counted keys."""
+    out = torch.zeros(length, length, dtype=torch.float64)
+    for q in range(length):
+        keys = [k for k in range(q + 1) if not (excl.bos and k == 0) and not (excl.current and k == q)]
+        for k in keys:
+            out[q, k] = 1.0 / len(keys)
+    return out
+
+
+def oracle_baselines(detection, lengths, excl) -> dict[str, torch.Tensor]:
+    """{measure: [pattern]}: the scores of the uniform head (argmax: a key picked at random),
+    computed row by row from the definitions."""
+    n_patterns = detection.shape[0]
+    out = {m: torch.full((n_patterns,), math.nan, dtype=torch.float64) for m in MEASURES}
+    for p in range(n_patterns):
+        rows, mul, abs_ = [], [], []
+        for b, length in enumerate(lengths):
+            d = detection[p, b, :length, :length].double()
+            for q in range(length):
+                keys = [k for k in range(q + 1) if not (excl.bos and k == 0) and not (excl.current and k == q)]
+                values = [float(d[q, k]) for k in keys]
+                if not keys or max(values) <= 0:
+                    continue
+                n = len(keys)
+                rows.append((sum(v / max(values) for v in values) / n,
+                             sum(min(1.0 / n, v / sum(values)) for v in values),
+                             sum(1 for v in values if v > 0) / n))
+            uniform = uniform_attention_matrix(length, excl).float()
+            for measure, bucket in (("mul", mul), ("abs", abs_)):
+                bucket.append(compute_head_attention_similarity_score(
+                    uniform.clone(), d.float().clone(), exclude_bos=excl.bos, exclude_current_token=excl.current,
+                    error_measure=measure))
+        if rows:
+            for i, m in enumerate(("mass", "tv", "argmax")):
+                out[m][p] = sum(r[i] for r in rows) / len(rows)
+            out["lift"][p] = 1.0
+        out["mul"][p] = sum(mul) / len(mul)
+        out["abs"][p] = sum(abs_) / len(abs_)
+    return out
 
 
 def oracle_scores(attention, detection, lengths, excl):
@@ -77,6 +120,7 @@ def oracle_scores(attention, detection, lengths, excl):
             if rows:
                 for i, m in enumerate(("mass", "tv", "argmax")):
                     out[m][p, h] = sum(r[i] for r in rows) / len(rows)
+                out["lift"][p, h] = sum(r[0] for r in rows) / sum(r[3] for r in rows)
             out["mul"][p, h] = sum(mul) / len(mul)
             out["abs"][p, h] = sum(abs_) / len(abs_)
     return out
