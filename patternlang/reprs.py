@@ -265,20 +265,41 @@ def prompts_html(prompts: Prompts) -> str:
 
 
 def sample_sizes(scores: Scores, pattern: str) -> dict[str, str]:
-    """What one pattern's scores were averaged over, as column title -> text.
+    """What one pattern's scores rest on, as column title -> text: the one place the Scores HTML
+    reads sample sizes from.
 
-    The one place the Scores HTML reads sample sizes from. Scores hold totals today (prompts and
-    tokens, the same for every pattern); per-pattern counts (target rows, prompts with a target),
-    baselines and confidence intervals are added here as more columns when `Scores` keeps them.
+    From the pattern's `Scores.evidence`: target rows (what the row measures average over),
+    prompts with a target row of the prompts run, and the chance baseline of its measure. Scores
+    without evidence (read from a version-1 file, or built by hand) show the run's totals.
     """
-    return {"prompts": f"{scores.n_prompts:,}", "tokens": f"{scores.n_tokens:,}"}
+    evidence = scores.evidence.get(pattern)
+    if evidence is None:
+        return {"prompts": f"{scores.n_prompts:,}", "tokens": f"{scores.n_tokens:,}"}
+    baseline = scores.baseline(pattern)
+    return {
+        "target rows": f"{evidence.n_rows:,}",
+        "prompts with a target": f"{evidence.n_prompts:,} of {evidence.n_prompts_run:,}",
+        "chance": "–" if math.isnan(baseline) else f"{baseline:.3f}",
+    }
 
 
 def _top_cell(scores: Scores, pattern: str) -> str:
+    """The best heads with their scores, and their 95% intervals where the scores have them."""
     top = scores.top(pattern, TOP_K)
     if not top:
         return f'<span style="{_MUTED}">no head scored</span>'
-    return ", ".join(f"<b>{escape(label)}</b> {value:.3f}" for label, value in top)
+    from patternlang.heads import parse_head
+
+    low, high = scores.interval(pattern)  # NaN where the scores hold no intervals
+    parts = []
+    for label, value in top:
+        layer, head = parse_head(label)
+        text = f"<b>{escape(label)}</b> {value:.3f}"
+        a, b = float(low[layer, head]), float(high[layer, head])
+        if not (math.isnan(a) or math.isnan(b)):
+            text += f' <span style="{_MUTED}">[{a:.3f}, {b:.3f}]</span>'
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def _patterns_table(scores: Scores) -> str:
@@ -286,8 +307,8 @@ def _patterns_table(scores: Scores) -> str:
     undefined = dict(scores.settings).get("undefined") or {}
     sizes = {p: sample_sizes(scores, p) for p in patterns[:MAX_TABLE_PATTERNS]}
     columns = list(dict.fromkeys(c for row in sizes.values() for c in row))
-    header = "".join(f'<th style="{_TH}">{escape(c)}</th>'
-                     for c in ["pattern", "measure", f"top {TOP_K} heads", *columns])
+    top_title = f"top {TOP_K} heads" + (" [95% interval]" if scores.ci_low else "")
+    header = "".join(f'<th style="{_TH}">{escape(c)}</th>' for c in ["pattern", "measure", top_title, *columns])
     rows = [f"<tr>{header}</tr>"]
     for pattern in patterns[:MAX_TABLE_PATTERNS]:
         measure = scores.measure_of(pattern)

@@ -219,9 +219,9 @@ def test_scores_html_shows_provenance_top_heads_sample_sizes_and_heatmaps():
 
 
 def test_scores_html_sample_sizes_come_from_one_function(monkeypatch):
-    monkeypatch.setattr(reprs, "sample_sizes", lambda scores, pattern: {"target rows": f"{len(pattern)} rows"})
+    monkeypatch.setattr(reprs, "sample_sizes", lambda scores, pattern: {"rows seen": f"{len(pattern)} rows"})
     text = text_of(small_scores()._repr_html_())
-    assert "target rows" in text and "9 rows" in text
+    assert "rows seen" in text and "9 rows" in text
 
 
 def test_scores_html_is_bounded_for_many_patterns():
@@ -246,3 +246,21 @@ def test_scores_heatmaps_stay_bounded_for_any_model_size(n_layers, n_heads):
     parsed(markup)
     assert markup.count('title="L') <= max(n_layers * n_heads, reprs.MAX_HEATMAP_CELLS)
     assert len(markup) < 400_000
+
+
+def test_scores_html_of_a_run_shows_evidence_and_intervals():
+    from patternlang.testing import make_hand_set_model
+
+    model = make_hand_set_model()
+    scores = pl.detect(model, ["abcabc", "abab xy", "the cat the cat"], ["induction_head", "previous_token_head"],
+                       progress=False)
+    evidence = scores.evidence["induction_head"]
+    text = text_of(scores._repr_html_())
+    for part in ("target rows", "prompts with a target", "chance", "[95% interval]",
+                 f"{evidence.n_rows:,}", f"{evidence.n_prompts:,} of {evidence.n_prompts_run:,}",
+                 f"{scores.baseline('induction_head'):.3f}"):
+        assert part in text, part
+    low, high = scores.interval("induction_head")
+    label, value = scores.top("induction_head", 1)[0]
+    layer, head = scores.head_of(label)
+    assert f"{label} {value:.3f} [{float(low[layer, head]):.3f}, {float(high[layer, head]):.3f}]" in text
