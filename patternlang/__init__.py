@@ -32,9 +32,11 @@ _LAZY = {
     "check_module": ("patternlang.pipeline", "check_module"),
     "compile_pattern": ("patternlang.pipeline", "compile_pattern"),
     "parse_source": ("patternlang.pipeline", "parse"),
+    # The defining modules, not `patternlang.engine`: once its submodule `detect` is imported,
+    # `patternlang.engine.detect` is that module, not the function.
     "detect": ("patternlang.engine.detect", "detect"),
-    "Scores": ("patternlang.engine", "Scores"),
-    "detect_head": ("patternlang.engine", "detect_head"),
+    "Scores": ("patternlang.engine.scores", "Scores"),
+    "detect_head": ("patternlang.engine.tl_compat", "detect_head"),
     "explain": ("patternlang.explain", "explain"),
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
@@ -66,4 +68,5 @@ __all__ = [
 
 
 def __dir__() -> list[str]:
-    return sorted(set(__all__) | {"__version__"})
+    """The public API (what tab completion offers): `__all__`, the `probes` package and the version."""
+    return sorted(set(__all__) | {"probes", "__version__"})

@@ -75,8 +75,15 @@ class Pattern:
         return " ".join(line.strip() for line in first.splitlines())
 
     def __repr__(self) -> str:
-        where = f" from {self.filename}" if self.filename else ""
-        return f"<Pattern {self.name}{where}: {self.rule}>"
+        from .reprs import pattern_repr
+
+        return pattern_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: name, docstring, rule, settings and the matrix on a sample prompt."""
+        from .reprs import pattern_html, safe_html
+
+        return safe_html(pattern_html, self)
 
 
 def _features_for(tokens, str_tokens, special_ids, offsets=None, syntax=None) -> tuple[BatchFeatures, bool]:

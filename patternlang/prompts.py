@@ -126,6 +126,17 @@ class Prompts:
 
         return torch.tensor(self.tokens, dtype=torch.long)
 
+    def __repr__(self) -> str:
+        from patternlang.reprs import prompts_repr
+
+        return prompts_repr(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: count, lengths (min, median, max) and two prompts, cut short."""
+        from patternlang.reprs import prompts_html, safe_html
+
+        return safe_html(prompts_html, self)
+
 
 # ---------------------------------------------------------------------------
 # One prompt

@@ -250,7 +250,8 @@ def test_reprs_of_linked_patterns_stay_short():
     assert len(repr(deepest.expr)) < 200 and "nodes once shared sub-patterns are written out" in repr(deepest.expr)
     with pytest.raises(UnparseError, match="print the pattern's `.rule`"):
         unparse(deepest.expr)
-    assert repr(deepest) == "<Pattern p40: p39 | p39>"
+    assert repr(deepest) == "Pattern('p40', rule='p39 | p39')"
+    assert len(deepest._repr_html_()) < 40_000 and "HTML view failed" not in deepest._repr_html_()
 
 
 def test_padding_and_normalize_never_make_non_finite_values():

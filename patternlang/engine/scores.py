@@ -366,6 +366,12 @@ class Scores:
             why.save(out)
         return why
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: provenance, best heads and sample sizes per pattern, heatmaps."""
+        from patternlang.reprs import safe_html, scores_html
+
+        return safe_html(scores_html, self)
+
 
 def _nested(grid: Tensor) -> list[list[float | None]]:
     return [[None if math.isnan(v) else v for v in row] for row in grid.tolist()]
