@@ -235,3 +235,15 @@ def test_pattern_objects_and_files(model, tmp_path):
     assert scores.patterns == ("first_token", "self_token", "previous_token_head")
     with pytest.raises(InputError, match="cannot use dict as a pattern"):
         detect(model, prompts(3), [{"rule": "x"}], progress=False)
+
+
+def test_engine_detect_is_the_function_after_its_submodule_is_imported():
+    import subprocess
+    import sys
+
+    code = ("import patternlang.engine.tl_compat, patternlang.engine.detect\n"
+            "from patternlang.engine import detect\n"
+            "from patternlang.engine.detect import score_tokens\n"
+            "print(callable(detect) and detect.__name__ == 'detect' and callable(score_tokens))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
