@@ -3,6 +3,7 @@ alignment of a parser's words to model tokens, the missing-extra error, and the 
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -167,3 +168,25 @@ def test_checking_and_listing_never_import_spacy():
             "assert 'direct_object_head' in patternlang.shipped_names()\n"
             "assert 'spacy' not in sys.modules, 'spacy imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.model
+def test_the_engine_parses_text_prompts_and_refuses_token_ids():
+    _spacy_or_skip()
+    import patternlang as pl
+    from patternlang.errors import InputError
+    from patternlang.library import shipped_library
+
+    model = pl.load_model()
+    text = "The old man's dog chased a red ball into the garden."
+    ids, texts, spans, annotations = _parsed(text)
+    pattern = shipped_library()["determiner_head"]
+    # The matrix the engine scored equals the pattern's own matrix over the same parse.
+    explanation = pl.explain(model, pattern, "L1H2", text)
+    assert list(explanation.token_ids) == ids
+    torch.testing.assert_close(explanation.matrix, pattern.matrix(ids, texts, syntax=annotations))
+    assert explanation.matrix.sum() >= 3
+    scores = pl.detect(model, [text, text], pattern, progress=False)
+    assert scores.evidence["determiner_head"].n_rows == 2 * int((explanation.matrix.sum(dim=1) > 0).sum())
+    with pytest.raises(InputError, match="token ids"):
+        pl.detect(model, [ids], pattern, progress=False)
