@@ -110,7 +110,10 @@ def pattern_set(n_patterns: int) -> list[str]:
     from patternlang.library import shipped_patterns
 
     names = list(HEADLINE_PATTERNS)
-    names += [p.name for p in shipped_patterns() if p.name not in names]
+    # Patterns that need more than the tokens (labelled spans, the model's predictions, a parse)
+    # are benchmarked on their own (model_aware.py).
+    plain = {"tokens", "texts", "special_ids", "offsets"}
+    names += [p.name for p in shipped_patterns() if p.name not in names and p.needs <= plain]
     offset = 2
     while len(names) < n_patterns:
         names.append(f"attend k where k == q - {offset}")
