@@ -142,3 +142,17 @@ def test_needs_say_what_the_engine_must_prepare():
     assert "predictions" in rule.needs
     assert prediction_requests([rule.expr]) == {None: 2, 3: 7}
     assert "predictions" not in compile_rule("attend k where tok[k] == tok[q]").needs
+
+
+def test_jsonl_prompt_files_give_labelled_spans(tmp_path):
+    from patternlang import InputError
+    from patternlang.probes import from_file
+
+    path = tmp_path / "ioi.jsonl"
+    path.write_text('{"text": "When Mary and John left", "spans": {"IO": [[5, 9]], "S1": [[14, 18]]}}\n'
+                    '{"text": "No labels here"}\n', encoding="utf-8")
+    prompts = from_file(path)
+    assert prompts.spans == ((("IO", 5, 9), ("S1", 14, 18)), None)
+    path.write_text('{"text": "short", "spans": {"IO": [[3, 9]]}}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="not a non-empty range inside"):
+        from_file(path)

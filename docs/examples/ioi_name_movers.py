@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = patternlang.load_model()
-    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    n_heads = model.cfg.n_heads
     cases = ioi_cases(args.prompts, args.seed)
     texts = [c.text for c in cases]
     first = lambda name: model.tokenizer(" " + name, add_special_tokens=False)["input_ids"][0]  # noqa: E731
