@@ -116,6 +116,8 @@ def pattern_set(n_patterns: int) -> list[str]:
     from patternlang.library import shipped_patterns
 
     names = list(HEADLINE_PATTERNS)
+    # Patterns that need more than the tokens (labelled spans, the model's predictions, a parse)
+    # are benchmarked on their own (model_aware.py).
     names += [p.name for p in shipped_patterns() if p.name not in names and engine_only(p)]
     offset = 2
     while len(names) < n_patterns:

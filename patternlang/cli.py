@@ -350,7 +350,7 @@ def detect(
                                      help="Hide the progress bar (shown on a terminal when a run takes over ~2 s)."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
-    from .engine import detect as run_detect
+    from .engine.detect import detect as run_detect  # the function: the submodule may shadow the lazy name
     from .engine.detect import check_measures
     from .files import OutputFiles
     from .library import shipped_patterns

@@ -58,6 +58,7 @@ class Prompts:
     tokens: tuple[TokenIds, ...] | None = None
     name: str = "prompts"
     description: str = ""
+    spans: tuple[Any, ...] | None = None  # per text prompt: its labelled spans (`spans.Labels`) or None
 
     def __post_init__(self) -> None:
         if (self.texts is None) == (self.tokens is None):
@@ -72,17 +73,20 @@ class Prompts:
             object.__setattr__(self, "tokens", items)
         if not items:
             raise InputError(f"the prompt set {self.name!r} is empty", hint="give at least one prompt")
+        if self.spans is not None:
+            object.__setattr__(self, "spans", _checked_spans(self.spans, self.texts))
 
     @classmethod
     def _already_checked(cls, *, texts: tuple[str, ...] | None = None, tokens: tuple[TokenIds, ...] | None = None,
-                         name: str, description: str = "") -> Prompts:
+                         name: str, description: str = "", spans: tuple[Any, ...] | None = None) -> Prompts:
         """A set built from prompts `check_text` / `as_token_ids` passed, without checking them again.
 
         For readers and generators in this package that check every prompt as they make
         it: a million-prompt file is then not checked twice.
         """
         prompts = object.__new__(cls)
-        for field, value in (("texts", texts), ("tokens", tokens), ("name", name), ("description", description)):
+        for field, value in (("texts", texts), ("tokens", tokens), ("name", name), ("description", description),
+                             ("spans", spans)):
             object.__setattr__(prompts, field, value)
         if (texts is None) == (tokens is None) or not (texts or tokens):
             raise InputError(f"the prompt set {name!r} is empty", hint="give at least one prompt")
@@ -111,7 +115,8 @@ class Prompts:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"cannot take {n!r} prompts; take at least 1")
         if self.texts is not None:
-            return Prompts(texts=self.texts[:n], name=self.name, description=self.description)
+            spans = self.spans[:n] if self.spans is not None else None
+            return Prompts(texts=self.texts[:n], name=self.name, description=self.description, spans=spans)
         return Prompts(tokens=self.tokens[:n], name=self.name, description=self.description)
 
     def as_tensor(self) -> Any:
@@ -140,6 +145,19 @@ class Prompts:
 
 # ---------------------------------------------------------------------------
 # One prompt
+
+
+def _checked_spans(spans: Any, texts: tuple[str, ...] | None) -> tuple[Any, ...]:
+    """Each text prompt's labelled spans checked against its text (`spans.check_spans`)."""
+    from patternlang.spans import check_spans
+
+    if texts is None:
+        raise InputError("labelled spans need text prompts (they are character ranges of the text)")
+    spans = tuple(spans)
+    if len(spans) != len(texts):
+        raise InputError(f"spans are given for {len(spans)} prompts, but the set holds {len(texts)}")
+    return tuple(None if row is None else check_spans(row, text, index)
+                 for index, (row, text) in enumerate(zip(spans, texts)))
 
 
 def check_text(text: Any, index: int) -> str:

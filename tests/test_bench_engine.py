@@ -10,7 +10,7 @@ import torch
 from patternlang.compiler import BatchFeatures, evaluate_all
 from patternlang.engine import measures
 from patternlang.engine.accumulate import Accumulator, PatternGroup
-from patternlang.engine.measures import MEASURES, Exclusions, cell_products
+from patternlang.engine.measures import ATTENTION_MEASURES as MEASURES, Exclusions, cell_products
 from patternlang.library import load_pattern
 from patternlang.testing import oracle_scores, random_attention, random_detection
 

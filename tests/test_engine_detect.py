@@ -8,7 +8,7 @@ import torch
 
 from patternlang.engine import detect
 from patternlang.engine.batching import plan_batches, tokenize
-from patternlang.engine.measures import MEASURES, Exclusions
+from patternlang.engine.measures import ATTENTION_MEASURES as MEASURES, Exclusions
 from patternlang.errors import InputError, PatternError
 from patternlang.heads import parse_heads
 from patternlang.library import load_pattern

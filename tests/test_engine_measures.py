@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from transformer_lens.head_detector import compute_head_attention_similarity_score
 
 from patternlang.engine.accumulate import Accumulator, PatternGroup
-from patternlang.engine.measures import MEASURES, Exclusions, counted_cells
+from patternlang.engine.measures import ATTENTION_MEASURES as MEASURES, Exclusions, counted_cells
 from patternlang.testing import oracle_scores, random_attention, random_detection
 
 EXCLUSIONS = [Exclusions(False, False), Exclusions(True, False), Exclusions(False, True), Exclusions(True, True)]

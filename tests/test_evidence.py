@@ -13,7 +13,7 @@ import torch
 
 from patternlang.engine import Scores, detect
 from patternlang.engine.accumulate import Accumulator, PatternGroup, t_quantile_975
-from patternlang.engine.measures import MEASURES, Exclusions
+from patternlang.engine.measures import ATTENTION_MEASURES as MEASURES, Exclusions
 from patternlang.errors import InputError
 from patternlang.testing import FakeAttentionModel, oracle_scores, random_attention, random_detection
 from patternlang.testing.oracle import oracle_baselines, oracle_rows

@@ -257,7 +257,7 @@ def test_missing_prompt_files(tmp_path):
 
 
 def test_probe_names_and_definitions():
-    assert probe_names() == ["file", "natural", "parsed_prose", "repeated_random"]
+    assert probe_names() == ["file", "ioi", "natural", "needle", "parsed_prose", "repeated_random"]
     assert [arg.name for arg in PROBES["repeated_random"].args] == [
         "length", "repeats", "batch", "seed", "vocab_lo", "vocab_hi"]
 
@@ -276,7 +276,7 @@ def test_valid_probe_args(name, args, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name, args, error, message, hint", [
     ("repeated_randm", {}, UnknownNameError, "unknown probe 'repeated_randm'", "did you mean 'repeated_random'?"),
-    ("zzz", {}, UnknownNameError, "unknown probe 'zzz'", "probes are file, natural, parsed_prose, repeated_random"),
+    ("zzz", {}, UnknownNameError, "unknown probe 'zzz'", "probes are file, ioi, natural, needle, parsed_prose, repeated_random"),
     ("repeated_random", {"lenght": 5}, UnknownNameError, "has no argument 'lenght'", "did you mean 'length'?"),
     ("natural", {"xyz": 5}, UnknownNameError, "has no argument 'xyz'", "its arguments are batch"),
     ("repeated_random", {"length": "64"}, PatternTypeError, "must be an integer, not a string ('64')", None),

@@ -26,7 +26,8 @@ class BatchFeatures:
 
     def __init__(self, tokens: torch.Tensor, mask: torch.Tensor, strings: StringSource | None,
                  special_ids: Collection[int], texts: Sequence[Sequence[str]] | None = None,
-                 offsets: torch.Tensor | None = None, syntax: Sequence[Any] | None = None):
+                 offsets: torch.Tensor | None = None, syntax: Sequence[Any] | None = None,
+                 labels: Sequence[Any] | None = None, predictions: Mapping[int | None, torch.Tensor] | None = None):
         self.tokens = tokens
         self.mask = mask
         self.batch, self.n_pos = tokens.shape
@@ -40,6 +41,8 @@ class BatchFeatures:
         self._texts = texts  # per position, where the tokenizer's offsets gave them
         self._offsets = offsets  # [batch, pos, 2] character spans, where given
         self._syntax = syntax  # per prompt: the parser's annotations aligned to its tokens (annotate.Annotations)
+        self._labels = labels  # per prompt: its labelled spans (`spans.Labels`) or None
+        self._predictions = predictions  # {layer or None: [batch, pos, top] ranked token ids}
         self._token_sid: torch.Tensor | None = None
         self._tables: dict[str, torch.Tensor] = {}
         self._flags: dict[Callable[[str], bool], torch.Tensor] = {}
@@ -50,7 +53,8 @@ class BatchFeatures:
               strings: StringSource | None = None, special_ids: Collection[int] = (),
               texts: Sequence[Sequence[str]] | None = None,
               offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
-              syntax: Sequence[Any] | None = None,
+              syntax: Sequence[Any] | None = None, labels: Sequence[Any] | None = None,
+              predictions: Mapping[int | None, Any] | None = None,
               device: torch.device | str | None = None) -> "BatchFeatures":
         """Features for `tokens [batch, pos]` (right-padded), `mask` True on real tokens.
 
@@ -60,7 +64,10 @@ class BatchFeatures:
         list of ids). `offsets` give each real position's character span `(start, end)` in
         its prompt's text, for features that need them (`needs` "offsets"). `syntax` gives each
         prompt's parser annotations (`annotate.Annotations`, one value per real token), for the
-        parser's features (`needs` "syntax": `pos`, `dep`, `dephead`, ...).
+        parser's features (`needs` "syntax": `pos`, `dep`, `dephead`, ...). `labels` gives each
+        prompt's labelled spans (`spans.Labels`: `(label, start, end)`, or None), for `span`;
+        `predictions[layer]` the model's ranked top token ids `[batch, pos, top]` (layer None:
+        the final logits), for `pred`, `predicted` and `lens_predicted`.
 
         >>> f = BatchFeatures.build(torch.tensor([[1, 5, 5]]), strings={1: "<s>", 5: " a"})
         >>> f.word.tolist()
@@ -99,7 +106,18 @@ class BatchFeatures:
             if len(syntax) != tokens.shape[0] or any(len(row) != n for row, n in zip(syntax, lengths)):
                 raise InputError(f"syntax gives annotations of {[len(row) for row in syntax]} tokens for prompts "
                                  f"of {lengths} tokens")
-        return cls(tokens, mask, strings, special_ids, texts, spans, syntax)
+        if labels is not None and len(labels) != tokens.shape[0]:
+            raise InputError(f"labels are given for {len(labels)} prompts, the batch holds {tokens.shape[0]}")
+        ranked = None
+        if predictions is not None:
+            ranked = {}
+            for layer, ids in predictions.items():
+                ids = torch.as_tensor(ids, dtype=torch.long, device=tokens.device)
+                if ids.dim() != 3 or tuple(ids.shape[:2]) != tuple(tokens.shape):
+                    raise InputError(f"predictions of layer {layer} have shape {tuple(ids.shape)}, expected "
+                                     f"[{tokens.shape[0]}, {tokens.shape[1]}, top]")
+                ranked[layer] = ids
+        return cls(tokens, mask, strings, special_ids, texts, spans, syntax, labels, ranked)
 
     # ---- strings -------------------------------------------------------------------------
     def intern(self, text: str) -> int:
@@ -147,6 +165,36 @@ class BatchFeatures:
                     table[row, : len(values)] = torch.tensor(values, dtype=torch.long)
             table = self._tables[key] = table.to(self.device)
         return table
+
+    def span_labels(self) -> torch.Tensor:
+        """Each token's span label as an id in the batch's string table, `[batch, pos]` ("" outside
+        every labelled span): a token carries the first labelled span its offsets overlap."""
+        table = self._tables.get("__span_labels__")
+        if table is None:
+            if self._labels is None:
+                raise InputError("this pattern reads span labels (span[...]), but the prompts have none",
+                                 hint="use a probe that labels its prompts (ioi, needle) or a JSONL file with "
+                                      "\"spans\"")
+            offsets = self.offsets()
+            begin, end = offsets[..., 0], offsets[..., 1]
+            table = torch.full((self.batch, self.n_pos), self.intern(""), dtype=torch.long, device=self.device)
+            covers = (end > begin) & self.mask
+            for row, spans in enumerate(self._labels):
+                # In reverse, so that the first span a token overlaps is written last and wins.
+                for label, start, stop in reversed(spans or ()):
+                    overlap = covers[row] & (begin[row] < stop) & (end[row] > start)
+                    table[row] = torch.where(overlap, self.intern(label), table[row])
+            table = self._tables["__span_labels__"] = table
+        return table
+
+    def predictions(self, layer: int | None) -> torch.Tensor:
+        """The model's ranked top predictions at every position, `[batch, pos, top]` long (layer
+        None: its final logits; else the logit lens after block `layer`)."""
+        if self._predictions is None or layer not in self._predictions:
+            where = "its final logits" if layer is None else f"the logit lens after block {layer}"
+            raise InputError(f"this pattern reads the model's predictions ({where}), but none were given",
+                             hint="score it with `detect`, which runs the model to its logits for such patterns")
+        return self._predictions[layer]
 
     def ancestors(self) -> torch.Tensor:
         """`[batch, pos, pos]` bool: `[b, x, y]` is True where y is reached from x by following

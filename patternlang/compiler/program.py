@@ -22,7 +22,9 @@ import torch
 from ..syntax import ast
 from ..syntax.builtins import FUNCTIONS
 from ..syntax.features import FEATURES
+from ..syntax.predictions import PREDICTION_FUNCTIONS
 from .batch import BatchFeatures
+from .predicted import compile_predicted
 
 Tensor = torch.Tensor
 ValuePair = tuple[Tensor, Union[Tensor, None]]  # (data, valid or None when always valid)
@@ -254,6 +256,8 @@ def _compile_call(value: ast.Call):
     function = FUNCTIONS[value.func]
     if value.func == "ancestor":
         return _compile_ancestor(value)
+    if value.func in PREDICTION_FUNCTIONS:
+        return compile_predicted(value, _compile_value, _both_valid)
     if value.func == "iequals":
         # Equal after lowering and stripping: compare the canonical strings' ids.
         left, right = (_canonical(_compile_value(arg)) for arg in value.args)

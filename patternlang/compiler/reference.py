@@ -12,6 +12,7 @@ from typing import Any
 from ..syntax import ast
 from ..syntax.builtins import FUNCTIONS
 from ..syntax.features import FEATURES
+from ..syntax.predictions import PREDICTION_FUNCTIONS, call_request
 
 Matrix = list[list[float]]
 MISSING = None  # a feature read outside the prompt
@@ -19,13 +20,16 @@ MISSING = None  # a feature read outside the prompt
 
 def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[str] | None = None,
                      special_ids: Collection[int] = (), offsets: Sequence[tuple[int, int]] | None = None,
-                     syntax: Any = None) -> Matrix:
+                     syntax: Any = None, labels: Any = None,
+                     predictions: dict[int | None, Sequence[Sequence[int]]] | None = None) -> Matrix:
     """The detection matrix of one prompt as nested lists [q][k].
 
     `strings` are the tokens' texts and `offsets` their character spans, one per position;
-    `syntax` the parser's annotations aligned to the tokens (`annotate.Annotations`)."""
+    `syntax` the parser's annotations aligned to the tokens (`annotate.Annotations`); `labels`
+    the prompt's labelled spans (`spans.Labels`); `predictions[layer]` the model's ranked top
+    token ids at every position (layer None: the final logits)."""
     prompt = ReferencePrompt(list(tokens), list(strings) if strings is not None else None, set(special_ids),
-                             list(offsets) if offsets is not None else None, syntax)
+                             list(offsets) if offsets is not None else None, syntax, labels, predictions)
     memo: dict[int, Matrix] = {}  # linked patterns share sub-patterns: evaluate each once
     return _pexpr(expr, prompt, memo)
 
@@ -34,8 +38,11 @@ class ReferencePrompt:
     """One prompt for the reference evaluator: token ids, texts, and feature columns by name."""
 
     def __init__(self, tokens: list[int], strings: list[str] | None, special_ids: set[int],
-                 offsets: list[tuple[int, int]] | None = None, syntax: Any = None):
+                 offsets: list[tuple[int, int]] | None = None, syntax: Any = None, labels: Any = None,
+                 predictions: dict[int | None, Sequence[Sequence[int]]] | None = None):
         self.tokens = tokens
+        self._labels = labels
+        self._predictions = predictions
         self.syntax = syntax
         self.strings = strings
         self.offsets = offsets
@@ -57,6 +64,16 @@ class ReferencePrompt:
         if self.syntax is None:
             raise ValueError("this rule needs the parser's annotations")
         return list(self.syntax.column(field))
+
+    def labels(self) -> Any:
+        if self._labels is None:
+            raise ValueError("this rule needs labelled spans")
+        return self._labels
+
+    def predictions(self, layer: int | None) -> list[list[int]]:
+        if self._predictions is None or layer not in self._predictions:
+            raise ValueError(f"this rule needs the model's predictions (layer {layer})")
+        return [list(ranked) for ranked in self._predictions[layer]]
 
     def column(self, name: str) -> list:
         """A feature's value at every position, from its registry entry's reference implementation."""
@@ -152,6 +169,11 @@ def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
         if any(arg is MISSING for arg in args):
             return MISSING
         function = FUNCTIONS[value.func]
+        if value.func in PREDICTION_FUNCTIONS:  # the model's ranked predictions at a position
+            layer, top = call_request(value)
+            if not 0 <= args[1] < prompt.n:
+                return MISSING
+            return function.apply(prompt.predictions(layer), args[0], args[1], top)
         if function.column is not None:  # a positional function (ancestor): positions inside the prompt
             if not all(0 <= arg < prompt.n for arg in args):
                 return MISSING

@@ -153,6 +153,9 @@ class Accumulator:
             self.per_prompt = {m: torch.full((per_prompt, n_layers, n_patterns, n_heads), math.nan)
                                for m in measures}
         self._batch_indices: Tensor | None = None
+        self.outputs = None  # the batch's model outputs (`model_outputs.BatchOutputs`), for `copying`
+        self.W_O = None  # the model's [layer, head, d_head, d_model], for `copying`
+        self.readout = None
 
     def start_batch(self, detection: Tensor, lengths: Tensor, indices: list[int] | None = None) -> None:
         """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`;
@@ -196,8 +199,9 @@ class Accumulator:
             attention = attention.to(self.device)
         if heads is not None:
             attention = attention.index_select(1, heads)
+        extras = self._layer_outputs(layer, heads)
         for targets, denominators, index in zip(self._batch, self._batch_denominators, self.group_index):
-            for measure, partial in partial_sums(attention, targets, self.measures).items():
+            for measure, partial in partial_sums(attention, targets, self.measures, extras).items():
                 partial = partial.to(self.dtype)  # [batch, group pattern, chosen head]
                 denominator = denominators[_denominator_kind(measure)][:, :, None]
                 self._scatter(self.sums[measure][layer], index, heads, partial.sum(dim=0))
@@ -205,6 +209,17 @@ class Accumulator:
                 self._scatter(self.cross[measure][layer], index, heads, (partial * denominator).sum(dim=0))
                 if self.per_prompt is not None:
                     self._keep_per_prompt(measure, layer, index, heads, partial, denominator)
+
+    def _layer_outputs(self, layer: int, heads: Tensor | None):
+        if self.outputs is None or layer not in self.outputs.z:
+            return None
+        from patternlang.engine.copying import LayerOutputs
+
+        z, W_O = self.outputs.z[layer].to(self.device), self.W_O[layer].to(self.device)
+        if heads is not None:
+            z, W_O = z.index_select(2, heads), W_O.index_select(0, heads)
+        return LayerOutputs(z, W_O, self.outputs.final_scale.to(self.device), self.outputs.tokens.to(self.device),
+                            self.readout)
 
     def _scatter(self, rows: Tensor, index: Tensor, heads: Tensor | None, values: Tensor) -> None:
         """Add `values` `[group pattern, chosen head]` into `rows` `[pattern, head]`."""

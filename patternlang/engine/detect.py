@@ -3,7 +3,9 @@
 The recipe: tokenize -> bucket by length and right-pad -> per batch, detection tensors
 for every pattern at once -> one hooked forward pass whose `hook_pattern` hooks reduce
 each layer's attention into running sums (stopped after the last needed layer) ->
-`Scores`.
+`Scores`. Patterns that read the model's predictions, and the `copying` measure, take the
+deferred path instead (`model_outputs.py`): the same one pass per batch, run to the logits,
+with the needed layers' attention kept and reduced after it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from patternlang.engine.batching import (
 )
 from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
 from patternlang.engine.forward import run_attention_hooks
+from patternlang.engine.model_outputs import Readout, extra_bytes_per_prompt, outputs_plan, run_with_outputs
 from patternlang.engine.progress import progress_reporter
 from patternlang.engine.measures import MEASURES, Exclusions
 from patternlang.engine.scores import Evidence, Scores, ScoreSource
@@ -105,10 +108,12 @@ def detect(
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
     chosen_heads = parse_heads(heads, n_layers, n_heads)
-    items = _prompts_of(prompts, model)
+    prompt_set = _prompt_set(prompts, model)
+    items = _prompts_of(prompt_set, model)
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     texts = split_character_texts(model, items, token_lists, detectors)
     offsets = prompt_offsets(model, items, token_lists, detectors)
+    labels = prompt_labels(prompt_set, detectors)
     syntax = prompt_syntax(model, items, token_lists, detectors)
     check_matrix_sizes(detectors, [t.numel() for t in token_lists])
     if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
@@ -118,7 +123,7 @@ def detect(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
         batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
-        per_prompt=per_prompt, syntax=syntax,
+        per_prompt=per_prompt, syntax=syntax, labels=labels,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -175,6 +180,7 @@ def score_tokens(
     offsets: dict[int, list[tuple[int, int]]] | None = None,
     per_prompt: bool = False,
     syntax: dict[int, Any] | None = None,
+    labels: dict[int, Any] | None = None,
 ) -> tuple[Tallies, int]:
     """The engine's core: checked token lists and detectors in, `Tallies` (scores
     `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
@@ -183,7 +189,8 @@ def score_tokens(
     instead of a forward pass (`detect_head` with a cache). `texts[i]`, when given, are
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
-    that need them (`prompt_offsets`); `syntax[i]` its parser annotations (`prompt_syntax`).
+    that need them (`prompt_offsets`); `syntax[i]` its parser annotations (`prompt_syntax`);
+    `labels[i]` its labelled spans (`prompt_labels`).
     `per_prompt`: also keep each prompt's scores.
     """
     facts = model_facts(model)
@@ -197,11 +204,19 @@ def score_tokens(
         per_prompt=len(token_lists) if per_prompt else None,
     )
     lengths = [t.numel() for t in token_lists]
+    # Patterns reading the model's predictions and measures reading its outputs defer the scoring
+    # to after a pass to the logits (model_outputs.py); every other run is the stopped pass.
+    outputs = outputs_plan(detectors, measures, n_layers) if attention_source is None else None
+    per_prompt_bytes = bytes_per_prompt_estimate(model, len(detectors), len(measures))
+    extra = extra_bytes_per_prompt(model, outputs, len(heads))
     plan = plan_batches(
         lengths, batch_size,
-        bytes_per_prompt=bytes_per_prompt_estimate(model, len(detectors), len(measures)),
+        bytes_per_prompt=per_prompt_bytes if extra is None else (lambda n: per_prompt_bytes(n) + extra(n)),
         memory_budget=auto_budget(work_device) if batch_size is None else None,
     )
+    readout = Readout(model) if outputs is not None else None
+    if outputs is not None and outputs.z:
+        accumulator.W_O, accumulator.readout = model.W_O.detach(), readout
     strings = TokenStrings(model) if facts.tokenizer is not None else None
     specials = facts.special_ids
     padding = facts.pad_id
@@ -214,11 +229,21 @@ def score_tokens(
             rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
             spans = [offsets[index] for index in indices] if offsets else None
             parsed = [syntax[index] for index in indices] if syntax else None
+            labelled = [labels.get(index) for index in indices] if labels else None
+            passed = None
+            if outputs is not None:  # one pass to the logits first, its attention kept
+                passed = run_with_outputs(model, batch.tokens, layers, outputs, readout)
             detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
-                                          syntax=parsed, special_ids=specials, device=work_device)
+                                          syntax=parsed, labels=labelled, special_ids=specials, device=work_device,
+                                          predictions=passed.predictions if passed is not None else None)
             accumulator.start_batch(detection, batch.lengths, indices)
             del detection  # the accumulator keeps what it needs; free the rest before the forward pass
-            if attention_source is None:
+            if passed is not None:
+                accumulator.outputs = passed
+                for layer in layers:
+                    on_attention(layer, passed.attention.pop(layer))
+                accumulator.outputs = passed = None
+            elif attention_source is None:
                 run_attention_hooks(model, batch.tokens, layers, on_attention)
             else:
                 with torch.inference_mode():
@@ -276,6 +301,25 @@ def prompt_offsets(model: Any, items: Any, token_lists: Sequence[Tensor],
                              hint="give text prompts to a model with a fast (Hugging Face) tokenizer")
         offsets[index] = spans
     return offsets
+
+
+def prompt_labels(prompt_set: Any, detectors: Sequence[Detector]) -> dict[int, Any]:
+    """Every prompt's labelled spans (`spans.Labels`), when a pattern reads `span`; else {}.
+
+    They come with a prompt set (`Prompts.spans`: the `ioi` and `needle` probes, JSONL files
+    with "spans"); a pattern reading them on prompts without any is an error before any forward
+    pass. A prompt of a labelled set without spans of its own reads "" everywhere."""
+    needing = [d.name for d in detectors if "spans" in getattr(d.pattern, "needs", ())]
+    if not needing:
+        return {}
+    from patternlang import probes
+
+    spans = prompt_set.spans if isinstance(prompt_set, probes.Prompts) else None
+    if spans is None:
+        raise InputError(f"pattern {needing[0]!r} reads labelled spans (span[...]), but the prompts have none",
+                         hint="use a probe that labels its prompts (ioi, needle), a JSONL prompt file with "
+                              "\"spans\", or Prompts(texts=..., spans=...)")
+    return {index: row for index, row in enumerate(spans) if row is not None}
 
 
 def _batch_texts(indices: Sequence[int], token_lists: Sequence[Tensor], texts: dict[int, list[str]],
@@ -354,12 +398,22 @@ def _groups(exclusions: Sequence[Exclusions]) -> list[PatternGroup]:
     return [PatternGroup(tuple(indices), exclusion) for exclusion, indices in by_exclusion.items()]
 
 
-def _prompts_of(prompts: Any, model: Any) -> Any:
-    """A probe (`Prompts`, a prompt file `Path`, or a bound probe from `get_probe`) becomes its prompts."""
+def _prompt_set(prompts: Any, model: Any) -> Any:
+    """A bound probe (from `get_probe`) built, a prompt file `Path` read: a `Prompts`; anything else as given."""
     from patternlang import probes
 
     if callable(prompts) and not isinstance(prompts, (Tensor, probes.Prompts)):
         prompts = prompts(model)  # a probe bound with get_probe(name, **args)
+    if isinstance(prompts, Path):
+        prompts = probes.as_prompts(prompts)
+    return prompts
+
+
+def _prompts_of(prompts: Any, model: Any) -> Any:
+    """A probe (`Prompts`, a prompt file `Path`, or a bound probe from `get_probe`) becomes its prompts."""
+    from patternlang import probes
+
+    prompts = _prompt_set(prompts, model)
     if isinstance(prompts, (probes.Prompts, Path)):
         return list(probes.as_prompts(prompts).items)
     return prompts

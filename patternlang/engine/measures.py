@@ -23,6 +23,8 @@ Definitions (docs/measures.md has worked examples):
 - `argmax`: share of target rows whose most-attended counted key is a target.
 - `mul`, `abs`: TransformerLens' `compute_head_attention_similarity_score`, whole
   matrix per prompt, mean over prompts.
+- `copying`: the head's direct effect on the logits of the tokens it attends to on targets
+  (`engine/copying.py`), attention-weighted; needs the model's outputs (a pass to the logits).
 - `lift`: `mass` over the mass of a chance head that attends uniformly over each row's
   counted keys (every measure's chance baseline is that head's score).
 
@@ -44,10 +46,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from patternlang.engine.copying import copying_sum, no_chance
 from patternlang.registry import Registry
 
 __all__ = [
-    "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
+    "ATTENTION_MEASURES", "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
     "LayerWork", "counted_cells", "prepare_targets", "partial_sums", "register_measure", "wide_dtype",
 ]
 
@@ -273,9 +276,10 @@ class LayerWork:
     each computed at most once (`mass` and `mul` share one matmul; `tv` and `abs` the kept
     attention)."""
 
-    def __init__(self, attention: Tensor, targets: BatchTargets):
+    def __init__(self, attention: Tensor, targets: BatchTargets, extras=None):
         self.attention = attention.float()
         self.targets = targets
+        self.extras = extras  # the layer's model outputs (`copying.LayerOutputs`), for measures that need them
 
     @cached_property
     def products(self) -> Tensor:
@@ -326,6 +330,7 @@ class Measure:
     chance: Callable[[BatchTargets], Tensor] | None = None  # [batch, pattern, 1]
     relative_to: str | None = None
     bounds: tuple[float, float] = (-math.inf, math.inf)  # where a score can lie: intervals are clipped to it
+    needs: frozenset[str] = field(default_factory=frozenset)  # "z": the heads' outputs (a pass to the logits)
 
     def chance_sum(self, targets: BatchTargets) -> Tensor:
         """Per prompt, the chance head's partial sum: `[batch, pattern]`."""
@@ -341,11 +346,12 @@ def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal[
                      partial_sum: Callable[[LayerWork], Tensor], prepares: tuple[str, ...] = (),
                      chance: Callable[[BatchTargets], Tensor] | None = None,
                      relative_to: str | None = None,
-                     bounds: tuple[float, float] = (-math.inf, math.inf)) -> Measure:
+                     bounds: tuple[float, float] = (-math.inf, math.inf),
+                     needs: tuple[str, ...] = ()) -> Measure:
     if relative_to is not None and relative_to not in MEASURES:
         raise ValueError(f"measure {name!r} is relative to {relative_to!r}, which is not registered")
     return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares),
-                                     chance, relative_to, bounds))
+                                     chance, relative_to, bounds, frozenset(needs)))
 
 
 register_measure(
@@ -378,7 +384,15 @@ register_measure(
     averaged_over="target rows", prepares=("row_weight",), relative_to="mass", bounds=(0.0, math.inf),
     partial_sum=lambda work: mass_sum(work.products, work.targets),
 )
+register_measure(
+    "copying", "logits, signed", "direct effect of the head's output on the logits of the tokens it attends to "
+    "on targets (+ raises them: name movers; - lowers them: copy suppression)",
+    averaged_over="target rows", prepares=("row_weight",), needs=("z",), chance=no_chance,
+    partial_sum=copying_sum,
+)
 
+ATTENTION_MEASURES: dict[str, Measure] = {m.name: m for m in MEASURES.entries() if not m.needs}
+"""The measures that read attention alone (every one but `copying`), by name."""
 MEASURE_DOCS: dict[str, str] = {m.name: f"{m.doc} ({m.range})" for m in MEASURES.entries()}
 ROW_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() if m.averaged_over == "target rows")
 """Measures averaged over target rows (pooled over prompts)."""
@@ -386,8 +400,9 @@ PROMPT_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() i
 """Measures computed per prompt on the whole matrix, then averaged over prompts."""
 
 
-def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...]) -> dict[str, Tensor]:
+def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...],
+                 extras=None) -> dict[str, Tensor]:
     """Every requested measure's per-prompt partial sums for one batch and one layer:
-    `{measure: [batch, pattern, head_index]}`."""
-    work = LayerWork(attention, targets)
+    `{measure: [batch, pattern, head_index]}` (`extras`: the layer's model outputs, for `copying`)."""
+    work = LayerWork(attention, targets, extras)
     return {measure: MEASURES[measure].partial_sum(work) for measure in measures}

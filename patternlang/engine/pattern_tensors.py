@@ -121,6 +121,8 @@ def detection_tensors(
     texts: Sequence[Sequence[str]] | None = None,
     offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
     syntax: Sequence[Any] | None = None,
+    labels: Sequence[Any] | None = None,
+    predictions: dict[int | None, Tensor] | None = None,
     special_ids: Sequence[int] = (),
     device: torch.device | None = None,
 ) -> Tensor:
@@ -138,7 +140,7 @@ def detection_tensors(
 
         features = BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
                                        strings=strings, texts=texts, offsets=offsets, syntax=syntax,
-                                       special_ids=special_ids)
+                                       labels=labels, predictions=predictions, special_ids=special_ids)
         patterns = [detectors[i].pattern for i in language]
         if language == list(range(language[0], language[-1] + 1)):
             evaluate_all(patterns, features, out=out[language[0]: language[-1] + 1])

@@ -23,6 +23,7 @@ from typing import Any
 from patternlang.errors import InputError, Location
 from patternlang.files import special_file_kind
 from patternlang.prompts import MAX_PROMPTS, Prompts, as_token_ids, check_text
+from patternlang.spans import check_spans
 
 MAX_PROMPT_FILE_BYTES = 256 * 2**20
 """Largest prompt file read: 256 MiB."""
@@ -66,7 +67,9 @@ def from_file(path: str | Path) -> Prompts:
 
     - `.txt` (or `.text`, or no suffix): one prompt per line; blank lines are skipped.
     - `.jsonl`: one JSON value per line: an object with a "text" (or "prompt") string or a
-      "tokens" list of ids, or a bare string, or a bare list of ids.
+      "tokens" list of ids, or a bare string, or a bare list of ids. A text object may label
+      character ranges of its text, `"spans": {"IO": [[start, end]], ...}` (end exclusive),
+      which `span[k]` reads (`patternlang.spans`).
     - `.json`: a list of such values.
 
     All prompts of a file must be text, or all token ids. Reading is bounded (see the
@@ -267,6 +270,7 @@ _SHOWN_LINE = 120
 def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: Path) -> Prompts:
     texts: list[str] = []
     tokens: list[tuple[int, ...]] = []
+    spans: list = []  # per text prompt: its labelled spans, or None
     line_of = "item" if PROMPT_FILE_TYPES[path.suffix.lower()] == "json" else "line"
     for number, value, line in entries:
         # Lines have a Location (rendered with the file name and the line); list items do not.
@@ -275,7 +279,9 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: 
         if len(texts) + len(tokens) >= MAX_PROMPTS:
             raise InputError(f"{prefix}{line_of} {number}: the file holds more than {MAX_PROMPTS:,} prompts",
                              where, hint=_SPLIT_HINT)
+        labelled = None
         if isinstance(value, dict):
+            labelled = value.get("spans")
             keys = [key for key in ("text", "prompt", "tokens") if key in value]
             if len(keys) != 1:
                 found = ", ".join(sorted(map(str, value))[:10]) or "none"
@@ -286,7 +292,12 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: 
             if not value.strip():
                 raise InputError(f"{prefix}{line_of} {number}: the prompt is empty", where)
             texts.append(_checked(check_text, value, prefix, line_of, number, where))
+            spans.append(None if labelled is None else
+                         _checked(lambda v, i, labelled=labelled: check_spans(labelled, v, i), value, prefix, line_of, number, where))
         elif isinstance(value, list):
+            if labelled is not None:
+                raise InputError(f"{prefix}{line_of} {number}: labelled spans need a text prompt, not token ids",
+                                 where)
             tokens.append(_checked(as_token_ids, value, prefix, line_of, number, where))
         else:
             raise InputError(f"{prefix}{line_of} {number}: a prompt is a string or a list of token ids, "
@@ -298,7 +309,8 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: 
         raise InputError(f"prompt file {_shown(path)} holds no prompts")
     description = f"prompts read from {path}"
     if texts:  # every prompt passed check_text or as_token_ids above
-        return Prompts._already_checked(texts=tuple(texts), name=path.name, description=description)
+        return Prompts._already_checked(texts=tuple(texts), name=path.name, description=description,
+                                        spans=tuple(spans) if any(row is not None for row in spans) else None)
     return Prompts._already_checked(tokens=tuple(tokens), name=path.name, description=description)
 
 

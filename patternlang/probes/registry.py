@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from patternlang.errors import InputError, PatternTypeError, UnknownNameError, did_you_mean
-from patternlang.probes import generators
+from patternlang.probes import generators, labelled
 from patternlang.probes.files import check_prompt_file, from_file
 from patternlang.prompts import MAX_PROMPT_TOKENS, MAX_PROMPTS, MAX_TOKEN_ID, Prompts, describe_value, show_int
 
@@ -103,6 +103,14 @@ def _build_parsed_prose(args: Mapping[str, Any], model: Any) -> Prompts:
     return generators.parsed_prose(batch=args.get("batch"))
 
 
+def _build_ioi(args: Mapping[str, Any], model: Any) -> Prompts:
+    return labelled.ioi(batch=args.get("batch", 64), seed=args.get("seed", 0))
+
+
+def _build_needle(args: Mapping[str, Any], model: Any) -> Prompts:
+    return labelled.needle(**{key: args[key] for key in ("batch", "length", "depth", "seed") if key in args})
+
+
 def _check_file(args: Mapping[str, Any]) -> None:
     check_prompt_file(args["path"])
 
@@ -149,6 +157,27 @@ PROBES: dict[str, ProbeDefinition] = {
         (ProbeArg("batch", "int", None, "keep only the first `batch` prompts", minimum=1),),
         _build_parsed_prose,
         _check_parsed_prose,
+    ),
+    "ioi": ProbeDefinition(
+        "ioi",
+        "indirect-object prompts (Wang et al. 2022 templates, ABBA/BABA balanced), labelled IO, S1, S2, END",
+        (
+            ProbeArg("batch", "int", 64, "number of prompts", minimum=1, maximum=MAX_PROMPTS),
+            ProbeArg("seed", "int", 0, "random seed for names, places and objects", minimum=0, maximum=2**32 - 1),
+        ),
+        _build_ioi,
+    ),
+    "needle": ProbeDefinition(
+        "needle",
+        "a pass key (the needle) in filler text, asked for at the end; labelled needle, key, question, END",
+        (
+            ProbeArg("batch", "int", 16, "number of prompts", minimum=1, maximum=MAX_PROMPTS),
+            ProbeArg("length", "int", 40, "filler sentences (about 5 tokens each)", minimum=0,
+                     maximum=labelled.MAX_NEEDLE_FILLER),
+            ProbeArg("depth", "int", 50, "where the needle sits, in percent of the filler", minimum=0, maximum=100),
+            ProbeArg("seed", "int", 0, "random seed for the pass keys", minimum=0, maximum=2**32 - 1),
+        ),
+        _build_needle,
     ),
     "file": ProbeDefinition(
         "file",

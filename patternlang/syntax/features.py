@@ -32,9 +32,10 @@ from .builtins import Kind, starts_word
 
 # What a batch can provide. Token ids, masks and positions are always there; the rest is
 # asked for by the features a pattern reads: token texts, the tokenizer's special ids, each
-# token's character span in its prompt, and a parser's annotations of the prompt aligned to its
-# tokens ("syntax": the optional extra, `annotate/`) (later also: "logits").
-NEEDS = ("tokens", "texts", "special_ids", "offsets", "syntax")
+# token's character span in its prompt, a parser's annotations of the prompt aligned to its
+# tokens ("syntax": the optional extra, `annotate/`), the prompt set's labelled spans ("spans")
+# and the model's own predictions at each position ("predictions", from the forward pass).
+NEEDS = ("tokens", "texts", "special_ids", "offsets", "syntax", "spans", "predictions")
 
 @dataclass(frozen=True, slots=True)
 class Feature:
@@ -165,6 +166,8 @@ register_feature(
 
 
 from . import parsed  # noqa: E402,F401  (registers the parser's features: pos, dep, dephead, ...)
+from . import labelled  # noqa: E402,F401  (span: the prompt set's labelled spans)
+from . import predictions  # noqa: E402,F401  (pred and predicted(): what the model predicts)
 
 
 def features_markdown() -> str:

@@ -14,12 +14,18 @@ from . import ast
 from .builtins import FUNCTIONS, NAMES, NUMERIC_KINDS, Kind, compiled_regex
 from .features import FEATURES
 from .link import MAX_WEIGHT
+from .predictions import MAX_LENS_LAYER, MAX_TOP
 from .problems import Problems
 
 MAX_SHIFT = 100_000
 # Keeps every position in int64 whatever the arithmetic.
 MAX_INT = 10**9
 ORDERED_OPS = ("<", "<=", ">", ">=")
+# Function arguments that are whole numbers written in the rule: kind -> (low, high, in words).
+LITERAL_INTS = {
+    "count": (1, MAX_TOP, "how many predictions"),
+    "layer": (0, MAX_LENS_LAYER, "a block index"),
+}
 
 
 def check_kinds(expr: ast.PExpr, problems: Problems) -> None:
@@ -179,6 +185,9 @@ class _KindChecker(ast.Visitor):
             return None
         ok = True
         for position, (arg, expected) in enumerate(zip(value.args, function.args), start=1):
+            if expected in LITERAL_INTS:
+                ok = self.literal_int(value.func, position, arg, expected) and ok
+                continue
             if expected == "literal":
                 if not isinstance(arg, ast.StrLit):
                     self.error(PatternTypeError(f"argument {position} of {value.func}() must be a string "
@@ -197,3 +206,11 @@ class _KindChecker(ast.Visitor):
                                             f"not a {kind}", arg.loc or value.loc))
                 ok = False
         return function.result if ok else None
+
+    def literal_int(self, func: str, position: int, arg: ast.Value, expected: str) -> bool:
+        low, high, what = LITERAL_INTS[expected]
+        if not isinstance(arg, ast.IntLit) or not low <= arg.value <= high:
+            self.error(PatternTypeError(f"argument {position} of {func}() must be {what}, a whole number from "
+                                        f"{low} to {high:,} written in the rule", arg.loc))
+            return False
+        return True

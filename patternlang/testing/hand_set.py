@@ -114,6 +114,7 @@ class HandSetConfig:
     default_prepend_bos: bool = True
     tokenizer_prepends_bos: bool = False
     positional_embedding_type: str = "standard"
+    normalization_type: str | None = None
 
 
 class HandSetAttention(nn.Module):
@@ -178,11 +179,26 @@ class HandSetModel(HookedRootModule):
         self.hook_embed = HookPoint()
         self.hook_pos_embed = HookPoint()
         self.blocks = nn.ModuleList(blocks)
+        self.ln_final = nn.Identity()  # no final norm: the logits are the token subspace itself
+        self.unembed = TokenSubspace(0, cfg.d_vocab)
         self.head_kinds: dict[tuple[int, int], str] = {
             (layer, head): LAYER_HEAD_KINDS[min(layer, 1)][head]
             for layer in range(cfg.n_layers) for head in range(cfg.n_heads)
         }
         self.setup()
+
+    @property
+    def W_O(self) -> Tensor:
+        """`[layer, head, d_head, d_model]`, as TransformerLens stacks it."""
+        return torch.stack([block.attn.W_O for block in self.blocks])
+
+    @property
+    def W_U(self) -> Tensor:
+        """`[d_model, d_vocab]`: the logits read the token subspace of the residual stream."""
+        start = self.unembed.start
+        W_U = torch.zeros(self.cfg.d_model, self.cfg.d_vocab, device=self.blocks[0].attn.W_O.device)
+        W_U[start: start + self.cfg.d_vocab] = torch.eye(self.cfg.d_vocab, device=W_U.device)
+        return W_U
 
     def heads_of_kind(self, kind: str) -> list[tuple[int, int]]:
         return [head for head, head_kind in self.head_kinds.items() if head_kind == kind]
@@ -254,7 +270,19 @@ class HandSetModel(HookedRootModule):
             resid = block(resid, attention_mask)
         if return_type is None:
             return None
-        return resid[..., :d_vocab]  # logits: the token subspace, enough for a stand-in
+        return self.unembed(self.ln_final(resid))  # logits: the token subspace, enough for a stand-in
+
+
+class TokenSubspace(nn.Module):
+    """The hand-set model's unembedding: `d_vocab` coordinates of the residual stream from `start`
+    (the token subspace, 0, unless a model reads its logits elsewhere)."""
+
+    def __init__(self, start: int, d_vocab: int):
+        super().__init__()
+        self.start, self.d_vocab = start, d_vocab
+
+    def forward(self, resid: Tensor) -> Tensor:
+        return resid[..., self.start: self.start + self.d_vocab]
 
 
 def make_hand_set_model(n_layers: int = 2, *, n_ctx: int = 64, strength: float = 40.0,
