@@ -29,7 +29,11 @@ EXAMPLE_TOKENS = 64
 crop is exactly what the head did on those tokens)."""
 SAMPLE_TOKENS = 24  # a pattern's matrix on its sample prompt
 BEST_PROMPTS, WORST_PROMPTS = 3, 2  # kept per (pattern, head)
-EXAMPLES_BEST, EXAMPLES_WORST = 2, 1  # drawn per head, for its best pattern
+EXAMPLE_PROMPTS = 4
+"""Each head is drawn on the first this-many prompts of its best pattern's probe where it matches
+most and least: every head shares these few prompts, so drawing them all costs one forward pass
+per probe (a forward pass per head's own best prompt would cost as much as the survey)."""
+PREVIEW_CHARACTERS = 100  # of each text prompt, for the lists of best and worst prompts
 STATS_PROMPTS = 16  # natural-text prompts the statistics are averaged over
 STATS_PROBE = "natural"
 DIGITS = 3
@@ -112,6 +116,8 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
             doc["probes"][spec_key] = {"name": probes[spec_key].name, "n_prompts": len(prompts),
                                        "kind": prompts.kind, "digest": _prompts_digest(prompts),
                                        "description": prompts.description}
+            if prompts.texts is not None:
+                doc["probes"][spec_key]["previews"] = [text[:PREVIEW_CHARACTERS] for text in prompts.texts]
         # Patterns no longer chosen stay: a document only grows (delete the file to start over).
     _add_examples(doc, model, chosen, prompt_sets)
     if not doc.get("stats"):
@@ -181,10 +187,12 @@ def _add_patterns(doc: dict[str, Any], scores: Any, patterns: Sequence[Any], spe
         spec_key = str(specs[name])
         per_prompt = scores.per_prompt[name][measure]  # [prompt, layer, head]
         best, worst = _ranked_prompts(per_prompt)
+        candidates = _rounded_grid(per_prompt[:EXAMPLE_PROMPTS].tolist())
         entry.update({
             "rule": pattern.rule, "doc": pattern.doc or "", "description": getattr(pattern, "description", ""),
             "probe": spec_key, "measure": measure, "exclusions": exclusions.get(name, {}),
             "file": _file_name(pattern), "best_prompts": best, "worst_prompts": worst,
+            "example_scores": candidates,
         })
         doc["patterns"][name] = entry
 
@@ -243,9 +251,13 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
             entry = doc["patterns"][best]
             if entry["probe"] not in prompt_sets:
                 continue
-            chosen_prompts = [(i, "best") for i, _ in entry["best_prompts"][layer][head][:EXAMPLES_BEST]]
-            chosen_prompts += [(i, "worst") for i, _ in entry["worst_prompts"][layer][head][:EXAMPLES_WORST]
-                               if i not in {j for j, _ in chosen_prompts}]
+            scores = [(i, row[layer][head]) for i, row in enumerate(entry["example_scores"])
+                      if row[layer][head] is not None]
+            if not scores:
+                continue
+            top = max(scores, key=lambda pair: pair[1])
+            bottom = min(scores, key=lambda pair: pair[1])
+            chosen_prompts = [(top[0], "best")] + ([(bottom[0], "worst")] if bottom[0] != top[0] else [])
             plans[label] = (best, chosen_prompts)
             for index, _ in chosen_prompts:
                 slot = want(entry["probe"], index)
@@ -282,11 +294,7 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
 
 
 def _prompt_score(entry: Mapping[str, Any], layer: int, head: int, index: int) -> float | None:
-    for kind in ("best_prompts", "worst_prompts"):
-        for i, score in entry[kind][layer][head]:
-            if i == index:
-                return score
-    return None
+    return entry["example_scores"][index][layer][head]
 
 
 def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequence[Any]],

@@ -177,9 +177,19 @@ def _pattern_entry(site: Site, name: str) -> Mapping[str, Any]:
 # --------------------------------------------------------------------------- model
 
 
-def _short(name: str) -> str:
-    parts = [p for p in name.replace("#", "_").split("_") if p and p != "head"]
-    return "".join(p[0] for p in parts[:3]).upper() or name[:2]
+def _short_names(names: Sequence[str]) -> dict[str, str]:
+    """A short, distinct label per pattern for the grid's cells: initials, lengthened on a clash."""
+    shorts: dict[str, str] = {}
+    for name in names:
+        parts = [p for p in name.replace("#", "_").split("_") if p and p != "head"] or [name]
+        for width in (1, 2, 3):
+            short = "".join(p[:width] for p in parts[:3]).upper()[:4]
+            if short not in shorts.values():
+                break
+        else:
+            short = str(len(shorts))
+        shorts[name] = short
+    return shorts
 
 
 def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
@@ -188,7 +198,7 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     names = list(doc["patterns"])
     data = {
         "kind": "model", "patterns": names, "hues": {p: site.hues[p] for p in names},
-        "short": {p: _short(p) for p in names},
+        "short": _short_names(names),
         "own": {p: doc["patterns"][p].get("measure") or doc["measures"][0] for p in names},
         "bounds": doc.get("measure_bounds", {}),
         "scores": {meas: {p: e["scores"][meas] for p, e in doc["patterns"].items() if meas in e["scores"]}
@@ -205,7 +215,8 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
         rows.append(f"<tr><th>L{layer}</th>{cells}</tr>")
     options = "".join(f'<option value="{escape(p)}">{escape(p)}</option>' for p in names)
     measures = "".join(f'<option value="{escape(x)}">{escape(x)}</option>' for x in doc["measures"])
-    legend = "".join(f'<span class="sw" style="background:hsl({site.hues[p]},70%,45%)"></span>{escape(_short(p))} '
+    shorts = _short_names(names)
+    legend = "".join(f'<span class="sw" style="background:hsl({site.hues[p]},70%,45%)"></span>{escape(shorts[p])} '
                      f"{escape(p)}" for p in names)
     stats = doc.get("stats") or {}
     table = []
@@ -312,18 +323,22 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
             prompts[key] = tokens[:ex["n_tokens"]]
             examples.append({"key": key, "n": ex["n_tokens"], "attention": ex["attention"], "matrix": ex["matrix"],
                              "pattern": drawn["pattern"]})
-            kind = ex.get("kind", "best")
-            views.append(f'<div class="view" data-example="{len(examples) - 1}"><h3>{kind} prompt {ex["prompt"]} of '
-                         f'<code>{escape(ex["probe"])}</code>: {escape(drawn["pattern"])} {_fmt(ex["score"])}'
+            kind = "matches most" if ex.get("kind", "best") == "best" else "matches least"
+            views.append(f'<div class="view" data-example="{len(examples) - 1}"><h3>prompt {ex["prompt"]} of '
+                         f'<code>{escape(ex["probe"])}</code> ({kind} of the first {len(entry.get("example_scores", []))}):'
+                         f' {escape(drawn["pattern"])} {_fmt(ex["score"])}'
                          f'{" (first " + str(ex["n_tokens"]) + " tokens drawn)" if ex["n_tokens"] >= 64 else ""}</h3>'
                          '<div class="info meta">hover a cell: query and key tokens, attention and target</div></div>')
-        ranked = [("most", entry.get("best_prompts")), ("least", entry.get("worst_prompts"))]
+        previews = doc.get("probes", {}).get(entry.get("probe"), {}).get("previews")
         lists = []
-        for word, table in ranked:
+        for word, table in (("most", entry.get("best_prompts")), ("least", entry.get("worst_prompts"))):
             if table:
-                items = ", ".join(f"prompt {i} ({_fmt(s)})" for i, s in table[layer][head])
-                lists.append(f"matches {escape(drawn['pattern'])} {word} on: {items}")
-        views.insert(0, '<p class="meta">' + "<br>".join(lists) + "</p>")
+                items = "".join(f"<li>prompt {i}: {_fmt(score)}"
+                                + (f' <span class="meta">{escape(previews[i])}…</span>' if previews and i < len(previews)
+                                   else "") + "</li>" for i, score in table[layer][head])
+                lists.append(f"<p>Where it matches {escape(drawn['pattern'])} {word} (of all "
+                             f"{entry.get('n_prompts_run', '?')} prompts):</p><ul class=\"prompts-{word}\">{items}</ul>")
+        views.insert(0, '<div class="lists">' + "".join(lists) + "</div>")
     nav = []
     if head > 0 or layer > 0:
         prev = (layer, head - 1) if head > 0 else (layer - 1, m["n_heads"] - 1)
