@@ -205,3 +205,23 @@ def test_pages_in_chromium(chromium, atlas_dir, doc, tmp_path):
                      "document.getElementById('search').dispatchEvent(new Event('input'))")
     assert pattern.evaluate("document.querySelectorAll('#search-results a').length") == 2  # one per model
     assert page.errors == [] and pattern.errors == []
+
+
+# --------------------------------------------------------------------------- real models
+
+
+def test_gemma_is_claimed_by_its_short_name():
+    from patternlang.models import resolve_model_spec
+
+    for name in ("gemma-3-270m", "Gemma3-270M"):
+        assert resolve_model_spec(name).source == "gemma"
+    assert resolve_model_spec(None).source == "embedded"
+
+
+@pytest.mark.model
+def test_atlas_document_of_the_embedded_model(embedded_model):
+    doc = build_document(embedded_model, ["previous_token_head", "bos_head"],
+                         probe=ProbeSpec("repeated_random", (("length", 10), ("batch", 4))))
+    assert (doc["model"]["n_layers"], doc["model"]["n_heads"]) == (30, 9)
+    assert doc["model"]["quantisation"] and len(doc["heads"]) > 0
+    assert len(doc["stats"]["bos"]) == 30 and all(0 <= v <= 1 for row in doc["stats"]["bos"] for v in row)
