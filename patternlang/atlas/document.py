@@ -277,7 +277,11 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
         for name in slot["patterns"]:
             entry = doc["patterns"][name]
             if "sample" not in entry and entry["probe"] == probe_key and index == 0:
-                n = min(SAMPLE_TOKENS, len(view["tokens"]))
+                matrix = view["matrices"][name]
+                # The shortest crop that shows the pattern (a repeat starts half-way into its prompt).
+                n = next((size for size in (SAMPLE_TOKENS, 40, EXAMPLE_TOKENS)
+                          if bool((matrix[:size, :size] != 0).any())), SAMPLE_TOKENS)
+                n = min(n, len(view["tokens"]))
                 entry["sample"] = {"prompt": 0, "n_tokens": n, "matrix": _triangle(view["matrices"][name][:n, :n])}
     for label, (name, prompt_indices) in plans.items():
         entry = doc["patterns"][name]
