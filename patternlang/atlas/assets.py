@@ -185,7 +185,9 @@ SCRIPT = r"""
     var tri = function (arr) { var m = [], i = 0; for (var q = 0; q < n; q++) { m.push(arr.slice(i, i + q + 1).map(function (v) { return v / 1000; })); i += q + 1; } return m; };
     var grids = [];
     if (ex.attention) grids.push({name: "attention", m: tri(ex.attention)});
-    grids.push({name: "pattern", m: tri(ex.matrix)});
+    var dense = ex.matrix;
+    if (!dense) { dense = new Array(n * (n + 1) / 2).fill(0); for (var j = 0; j < ex.sparse.length; j += 2) dense[ex.sparse[j]] = ex.sparse[j + 1]; }
+    grids.push({name: "pattern", m: tri(dense)});
     var pair = document.createElement("div"); pair.className = "pair";
     var tables = grids.map(function (g) {
       var t = document.createElement("table"); t.className = "attn"; t.dataset.grid = g.name;

@@ -42,6 +42,11 @@ def _v(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
 
 
+def _sparse(triangle: Sequence[int]) -> list[int]:
+    """A pattern's triangle (mostly zeros) as `[index, value, index, value, ...]` of its nonzero cells."""
+    return [x for i, v in enumerate(triangle) if v for x in (i, v)]
+
+
 def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
 
@@ -321,8 +326,8 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
             if tokens is None:
                 continue
             prompts[key] = tokens[:ex["n_tokens"]]
-            examples.append({"key": key, "n": ex["n_tokens"], "attention": ex["attention"], "matrix": ex["matrix"],
-                             "pattern": drawn["pattern"]})
+            examples.append({"key": key, "n": ex["n_tokens"], "attention": ex["attention"],
+                             "sparse": _sparse(ex["matrix"]), "pattern": drawn["pattern"]})
             kind = "matches most" if ex.get("kind", "best") == "best" else "matches least"
             views.append(f'<div class="view" data-example="{len(examples) - 1}"><h3>prompt {ex["prompt"]} of '
                          f'<code>{escape(ex["probe"])}</code> ({kind} of the first {len(entry.get("example_scores", []))}):'
@@ -409,7 +414,8 @@ def _pattern_page(site: Site, name: str) -> None:
         if tokens:
             key = f"{entry['probe']}#{sample['prompt']}"
             data["prompts"][key] = tokens[:sample["n_tokens"]]
-            data["examples"].append({"key": key, "n": sample["n_tokens"], "matrix": sample["matrix"], "pattern": name})
+            data["examples"].append({"key": key, "n": sample["n_tokens"], "sparse": _sparse(sample["matrix"]),
+                                     "pattern": name})
             sample_html = (f"<h2>Compiled matrix on a sample prompt</h2>\n<p class=\"meta\">prompt 0 of "
                            f"<code>{escape(entry['probe'])}</code> tokenized by {escape(sample_doc['model']['id'])}, "
                            f"first {sample['n_tokens']} tokens</p>\n"
