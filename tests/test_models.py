@@ -127,7 +127,7 @@ def test_missing_embedded_wheel_says_how_to_install(monkeypatch):
 
 def test_registry_order():
     assert [loader.source for loader in models.model_loaders()] == [
-        "embedded", "hf_directory", "tl_checkpoint", "gguf", "hub"]
+        "embedded", "hf_directory", "tl_checkpoint", "gguf", "gemma", "hub"]
 
 
 def test_embedded_name_beats_a_folder_of_that_name(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ Adding a loader is one entry:
 
 from __future__ import annotations
 
+from patternlang.models.gemma import GEMMA_LOADER
 from patternlang.models.legacy import TL_CHECKPOINT_LOADER
 from patternlang.models.loaders import EMBEDDED_LOADER, GGUF_LOADER, HF_DIRECTORY_LOADER, HUB_LOADER
 from patternlang.models.spec import ModelLoader
@@ -28,6 +29,7 @@ MODEL_LOADERS: list[ModelLoader] = [
     HF_DIRECTORY_LOADER,
     TL_CHECKPOINT_LOADER,
     GGUF_LOADER,
+    GEMMA_LOADER,
     HUB_LOADER,
 ]
 """The registered loaders, in the order `resolve_model_spec` asks them."""

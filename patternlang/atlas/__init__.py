@@ -1,0 +1,76 @@
+"""The head atlas: a browsable static site about every head of every model, with evidence on every page.
+
+`build_atlas` is the recipe: for each model, its atlas document (`document.py`: scores,
+evidence, statistics and examples; extended in place when one exists) written to
+`DIR/data/ID.json`, then the whole site rendered from every document in `DIR/data/`
+(`site.py`), so atlases built on different machines merge by copying their documents.
+The document's schema is in docs/atlas.md.
+
+>>> build_atlas([load_model()], "atlas")   # open atlas/index.html  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from patternlang.atlas.document import FORMAT, build_document, check_document, model_id
+from patternlang.atlas.site import render_site
+from patternlang.errors import InputError
+
+__all__ = ["FORMAT", "build_atlas", "build_document", "load_documents", "read_document", "render_site",
+           "write_document"]
+
+DATA = "data"
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read the atlas document {path}: {error}") from None
+    check_document(doc)
+    return doc
+
+
+def write_document(doc: dict[str, Any], out: str | Path) -> Path:
+    """Write a document to `out/data/ID.json` (atomically: a temporary file renamed into place)."""
+    path = Path(out) / DATA / f"{doc['model']['id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n",
+                         encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def load_documents(out: str | Path) -> list[dict[str, Any]]:
+    """Every atlas document in `out/data/`, by file name."""
+    folder = Path(out) / DATA
+    return [read_document(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None, probe: Any = None,
+                progress: bool = False, batch_size: int | None = None, on_model: Any = None) -> list[Path]:
+    """Build (or extend) the atlas in `out` for each loaded model, then render the site from every
+    document in `out/data/`. Returns the documents written.
+
+    `models`: loaded models, or zero-argument callables that load one (loaded one at a time).
+    """
+    from patternlang.models.facts import model_facts
+
+    written = []
+    for item in models:
+        model = item() if callable(item) and not hasattr(item, "run_with_hooks") else item
+        name = model_facts(model).name
+        existing_path = Path(out) / DATA / f"{model_id(name)}.json"
+        existing = read_document(existing_path) if existing_path.is_file() else None
+        doc = build_document(model, patterns, probe=probe, existing=existing, progress=progress,
+                             batch_size=batch_size)
+        written.append(write_document(doc, out))
+        if on_model is not None:
+            on_model(doc)
+    render_site(load_documents(out), out)
+    return written

@@ -1,0 +1,219 @@
+"""The atlas site's one style sheet and one script, written beside the pages (`assets/`), so every
+page opens from disk with no server and no network. Colours come from `report.colors`.
+
+The script reads each page's data from `<script type="application/json" id="atlas-data">` and
+puts texts in with `textContent`, never as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+
+from patternlang.report.colors import ColorScale
+
+LEVELS = 64
+
+
+def palettes() -> dict[str, list[str]]:
+    """The sequential scale over [0, 1] and the diverging one over [-1, 1], `LEVELS` colours each."""
+    sequential = ColorScale(0.0, 1.0, "sequential")
+    diverging = ColorScale(-1.0, 1.0, "diverging")
+    return {"seq": [sequential.hex(i / (LEVELS - 1)) for i in range(LEVELS)],
+            "div": [diverging.hex(-1 + 2 * i / (LEVELS - 1)) for i in range(LEVELS)]}
+
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0; color: #222; }
+header.top { display: flex; gap: 1.2em; align-items: center; background: #1f3b5b; color: #fff; padding: 0.5em 1.2em; }
+header.top a { color: #fff; text-decoration: none; font-weight: 600; }
+header.top .search { margin-left: auto; position: relative; }
+header.top input { width: 22em; padding: 0.3em 0.5em; border-radius: 4px; border: none; }
+#search-results { position: absolute; right: 0; top: 2.1em; background: #fff; color: #222; min-width: 22em;
+  box-shadow: 0 2px 8px rgba(0,0,0,0.3); z-index: 10; max-height: 60vh; overflow: auto; }
+#search-results a { display: block; padding: 0.25em 0.6em; color: #1f3b5b; font-weight: normal; }
+#search-results a:hover, #search-results a.sel { background: #eef3fa; }
+#search-results small { color: #777; margin-left: 0.5em; }
+main { padding: 0.8em 1.5em 2em; }
+h1 { font-size: 1.35em; margin: 0.3em 0; }
+h2 { font-size: 1.1em; margin: 1.3em 0 0.4em; border-bottom: 1px solid #ddd; }
+p.meta, .meta { color: #555; }
+code, pre { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+pre.rule { background: #f6f8fa; padding: 0.6em; white-space: pre-wrap; }
+table.data { border-collapse: collapse; font-size: 13px; }
+table.data th, table.data td { padding: 0.2em 0.6em; border-bottom: 1px solid #eee; text-align: left; }
+table.data td.n { text-align: right; font-variant-numeric: tabular-nums; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th.asc::after { content: " \\25B2"; } table.sortable th.desc::after { content: " \\25BC"; }
+.controls { display: flex; gap: 1.2em; flex-wrap: wrap; align-items: center; margin: 0.5em 0; }
+table.heads { border-collapse: separate; border-spacing: 1px; font-size: 10px; }
+table.heads td.cell { width: 30px; height: 18px; padding: 0; text-align: center; background: #eee; }
+table.heads td.cell a { display: block; width: 100%; height: 100%; color: inherit; text-decoration: none; line-height: 18px; }
+table.heads th { font-weight: normal; color: #666; padding: 0 0.3em; }
+.legend span.sw { display: inline-block; width: 0.9em; height: 0.9em; margin: 0 0.25em 0 0.7em; vertical-align: -0.1em; }
+#hover { position: sticky; top: 0; background: #fffef4; border: 1px solid #ddd; padding: 0.3em 0.6em; min-height: 1.3em;
+  font-size: 13px; z-index: 2; }
+.note { background: #fff4e0; border-left: 4px solid #f0a020; padding: 0.4em 0.8em; margin: 0.6em 0; }
+.mosaic { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
+.mosaic figure { margin: 0; } .mosaic figcaption { font-size: 12px; color: #444; max-width: 180px; }
+.views { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+.view h3 { font-size: 0.95em; margin: 0.8em 0 0.3em; }
+table.attn { border-collapse: collapse; font-family: "DejaVu Sans Mono", Menlo, monospace; font-size: 9px; }
+table.attn td { width: 7px; height: 7px; padding: 0; border: 0; }
+table.attn td.hi { outline: 2px solid #e41a1c; outline-offset: -1px; }
+table.attn th { font-weight: normal; color: #555; white-space: pre; padding: 0 3px; text-align: right; font-size: 9px; }
+.pair { display: flex; gap: 1em; }
+.tokens span { padding: 0 1px; } .tokens span.q { background: #ffe08a; } .tokens span.k { background: #9fd0ff; }
+"""
+
+SCRIPT = r"""
+(function () {
+  "use strict";
+  var root = document.body.dataset.root || "";
+  var P = %(palettes)s;
+  function dataOf() { var e = document.getElementById("atlas-data"); return e ? JSON.parse(e.textContent) : null; }
+  function level(x) { return Math.max(0, Math.min(P.seq.length - 1, Math.round(x * (P.seq.length - 1)))); }
+  function seq(x) { return isFinite(x) && x !== null ? P.seq[level(x)] : "#d9d9d9"; }
+  function div(x) { return isFinite(x) && x !== null ? P.div[level((Math.max(-1, Math.min(1, x)) + 1) / 2)] : "#d9d9d9"; }
+  function ink(x) { return isFinite(x) && x !== null && x > 0.6 ? "#fff" : "#222"; }
+  function fmt(x, d) { return x === null || x === undefined || !isFinite(x) ? "–" : x.toFixed(d === undefined ? 3 : d); }
+  function excess(s, b, hi) {
+    if (s === null || b === null || s === undefined || b === undefined) return NaN;
+    return (hi !== null && hi !== undefined && hi > b) ? (s - b) / (hi - b) : s - b;
+  }
+  window.Atlas = {seq: seq, div: div, fmt: fmt, excess: excess};
+
+  // ---- search: heads (L18H6 or 18.6), patterns, models, from any page
+  var box = document.getElementById("search"), out = document.getElementById("search-results");
+  if (box && out && window.ATLAS_INDEX) {
+    var norm = function (q) {
+      q = q.trim().toLowerCase(); var m = /^(\d+)\.(\d+)$/.exec(q); return m ? "l" + m[1] + "h" + m[2] : q;
+    };
+    var show = function () {
+      var q = norm(box.value); out.textContent = "";
+      if (!q) return;
+      var hits = window.ATLAS_INDEX.filter(function (e) {
+        return e[0].toLowerCase().indexOf(q) >= 0 || (e[2] || "").toLowerCase().indexOf(q) >= 0;
+      }).sort(function (a, b) { return (a[0].toLowerCase() === q ? 0 : 1) - (b[0].toLowerCase() === q ? 0 : 1); });
+      hits.slice(0, 30).forEach(function (e, i) {
+        var a = document.createElement("a"); a.href = root + e[3]; a.textContent = e[0];
+        if (i === 0) a.className = "sel";
+        var s = document.createElement("small"); s.textContent = e[1] + (e[2] ? " · " + e[2] : ""); a.appendChild(s);
+        out.appendChild(a);
+      });
+    };
+    box.addEventListener("input", show);
+    box.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { var first = out.querySelector("a"); if (first) window.location.href = first.href; }
+      if (ev.key === "Escape") { box.value = ""; out.textContent = ""; }
+    });
+  }
+
+  // ---- sortable tables: click a header
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    table.querySelectorAll("th").forEach(function (th, col) {
+      th.addEventListener("click", function () {
+        var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+        var asc = !th.classList.contains("asc");
+        table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
+        th.classList.add(asc ? "asc" : "desc");
+        var key = function (r) { var c = r.cells[col]; var v = c.dataset.v;
+          return v !== undefined ? (v === "" ? -Infinity : +v) : c.textContent.toLowerCase(); };
+        rows.sort(function (a, b) { var x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  });
+
+  var data = dataOf();
+  if (!data) return;
+
+  // ---- model page: the layer x head grid, coloured by best pattern or by one pattern's score
+  var grid = document.getElementById("head-grid");
+  if (grid && data.kind === "model") {
+    var pick = document.getElementById("f-pattern"), meas = document.getElementById("f-measure");
+    var thr = document.getElementById("f-threshold"), thrOut = document.getElementById("f-threshold-value");
+    var hover = document.getElementById("hover");
+    var cells = grid.querySelectorAll("td.cell");
+    var measureOf = function (p) { var m = meas.value; return m === "own" ? data.own[p] : m; };
+    var match = function (p, l, h) {
+      var m = measureOf(p); var g = data.scores[m] && data.scores[m][p]; var s = g ? g[l][h] : null;
+      var b = data.baseline[p][m]; var hi = (data.bounds[m] || [null, null])[1];
+      return {p: p, m: m, s: s, b: b, e: excess(s, b, hi), lift: (s !== null && b > 0) ? s / b : NaN};
+    };
+    var best = function (l, h) {
+      var top = null;
+      data.patterns.forEach(function (p) { var x = match(p, l, h); if (isFinite(x.e) && (!top || x.e > top.e)) top = x; });
+      return top;
+    };
+    var paint = function () {
+      var t = +thr.value; thrOut.textContent = t.toFixed(2);
+      cells.forEach(function (td) {
+        var l = +td.dataset.layer, h = +td.dataset.head;
+        var x = pick.value === "" ? best(l, h) : match(pick.value, l, h);
+        var a = td.querySelector("a");
+        if (!x || !isFinite(x.e) || x.e < t) {
+          td.style.background = "#eee"; a.style.color = "#999"; a.textContent = "";
+        } else if (pick.value === "") {
+          var e = Math.max(0, Math.min(1, x.e));
+          td.style.background = "hsl(" + data.hues[x.p] + ",70%," + (92 - 50 * e) + "%)";
+          a.style.color = e > 0.6 ? "#fff" : "#222"; a.textContent = data.short[x.p];
+        } else {
+          td.style.background = seq(x.s); a.style.color = ink(x.s); a.textContent = fmt(x.s, 2).replace(/^0/, "");
+        }
+        var n = x ? data.n[x.p] : null;
+        td.title = x ? (td.dataset.label + " · " + x.p + ": " + x.m + " " + fmt(x.s) + " (chance " + fmt(x.b) +
+          ", lift ×" + fmt(x.lift, 1) + ", excess over chance " + fmt(x.e, 2) + ") · n = " + n[0] + " rows, " +
+          n[1] + " prompts") : td.dataset.label + ": not scored";
+      });
+      document.querySelectorAll("#head-table tbody tr").forEach(function (tr) {
+        var x = best(+tr.dataset.layer, +tr.dataset.head);
+        tr.style.display = (!x || !isFinite(x.e) || x.e < t) && t > 0 ? "none" : "";
+      });
+    };
+    [pick, meas, thr].forEach(function (e) { e.addEventListener("input", paint); e.addEventListener("change", paint); });
+    grid.addEventListener("mouseover", function (ev) {
+      var td = ev.target.closest("td.cell"); if (td) hover.textContent = td.title;
+    });
+    paint();
+  }
+
+  // ---- attention views: a head's attention beside the pattern's matrix (hover: tokens and weights)
+  document.querySelectorAll("div.view[data-example]").forEach(function (view) {
+    var ex = data.examples[+view.dataset.example];
+    var toks = data.prompts[ex.key], n = ex.n;
+    var info = view.querySelector(".info");
+    var tri = function (arr) { var m = [], i = 0; for (var q = 0; q < n; q++) { m.push(arr.slice(i, i + q + 1).map(function (v) { return v / 1000; })); i += q + 1; } return m; };
+    var grids = [];
+    if (ex.attention) grids.push({name: "attention", m: tri(ex.attention)});
+    var dense = ex.matrix;
+    if (!dense) { dense = new Array(n * (n + 1) / 2).fill(0); for (var j = 0; j < ex.sparse.length; j += 2) dense[ex.sparse[j]] = ex.sparse[j + 1]; }
+    grids.push({name: "pattern", m: tri(dense)});
+    var pair = document.createElement("div"); pair.className = "pair";
+    var tables = grids.map(function (g) {
+      var t = document.createElement("table"); t.className = "attn"; t.dataset.grid = g.name;
+      for (var q = 0; q < n; q++) {
+        var tr = t.insertRow(); var th = document.createElement("th"); th.textContent = toks[q] + " " + q; tr.appendChild(th);
+        for (var k = 0; k <= q; k++) { var td = tr.insertCell(); td.style.background = seq(g.m[q][k]); td.dataset.q = q; td.dataset.k = k; }
+      }
+      var wrap = document.createElement("div"); var h = document.createElement("div"); h.className = "meta";
+      h.textContent = g.name === "attention" ? "attention of " + data.head : "pattern " + ex.pattern; wrap.appendChild(h);
+      wrap.appendChild(t); pair.appendChild(wrap); return t;
+    });
+    view.appendChild(pair);
+    var lit = [];
+    view.addEventListener("mouseover", function (ev) {
+      var td = ev.target.closest("td"); if (!td || td.dataset.q === undefined) return;
+      var q = +td.dataset.q, k = +td.dataset.k;
+      lit.forEach(function (e) { e.classList.remove("hi"); }); lit = [];
+      var parts = ["query " + q + " " + JSON.stringify(toks[q]) + " \u2192 key " + k + " " + JSON.stringify(toks[k])];
+      tables.forEach(function (t, i) { var c = t.rows[q].cells[k + 1]; c.classList.add("hi"); lit.push(c);
+        parts.push(grids[i].name + " " + grids[i].m[q][k].toFixed(3)); });
+      info.textContent = parts.join(" · ");
+    });
+  });
+})();
+"""
+
+
+def script() -> str:
+    return SCRIPT.replace("%(palettes)s", json.dumps(palettes()))

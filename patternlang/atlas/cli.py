@@ -1,0 +1,58 @@
+"""What `patternlang atlas` does, apart from reading its options (cli.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from patternlang.atlas import build_atlas, load_documents, read_document, render_site, write_document
+from patternlang.errors import InputError
+
+
+def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = None, probe: Any = None,
+              add: Sequence[Path] = (), render_only: bool = False, batch_size: int | None = None,
+              device: str | None = None, progress: bool = True, say: Callable[[str], None] = print) -> None:
+    from patternlang.library import load_patterns
+
+    for path in add:  # documents from elsewhere: checked, then copied into DIR/data
+        write_document(read_document(path), out)
+        say(f"added {path}")
+    if render_only:
+        if models or patterns or probe:
+            raise InputError("--render-only renders the documents already in the atlas; it takes no "
+                             "--model, --patterns or --probe")
+        docs = load_documents(out)
+        if not docs:
+            raise InputError(f"no atlas documents in {out / 'data'}", hint="build one: patternlang atlas --out DIR")
+        render_site(docs, out)
+        say(f"rendered {len(docs)} model(s) into {out / 'index.html'}")
+        return
+    chosen = None
+    if patterns:
+        chosen = load_patterns([part.strip() for part in patterns.split(",") if part.strip()])
+    names = list(models) or [None]
+
+    def loader(name: str | None) -> Callable[[], Any]:
+        def load() -> Any:
+            from patternlang.models import load_model
+
+            say(f"loading {name or 'the embedded model'} ...")
+            return load_model(name, device=device)
+        return load
+
+    started = time.perf_counter()
+
+    def done(doc: dict) -> None:
+        say(f"{doc['model']['id']}: {len(doc['patterns'])} patterns, "
+            f"{doc['model']['n_layers']}x{doc['model']['n_heads']} heads ({time.perf_counter() - started:.0f} s)")
+
+    build_atlas([loader(name) for name in names], out, patterns=chosen, probe=probe, progress=progress,
+                batch_size=batch_size, on_model=done)
+    say(f"wrote {out / 'index.html'} ({_size(out)})")
+
+
+def _size(folder: Path) -> str:
+    total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return f"{total / 1e6:.1f} MB"

@@ -1,0 +1,227 @@
+"""The head atlas: its documents (built on the hand-set model, whose heads are known), the site
+rendered from them alone, the command, and the pages in a real headless Chromium."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from patternlang.atlas import FORMAT, build_atlas, build_document, load_documents, read_document, render_site
+from patternlang.atlas.document import EXAMPLE_TOKENS, model_id
+from patternlang.atlas.ranking import best_pattern, contenders, excess, head_matches
+from patternlang.errors import InputError
+from patternlang.settings import ProbeSpec
+from patternlang.testing.hand_set import (BOS_HEAD, INDUCTION_HEAD, PREVIOUS_TOKEN_HEAD, UNIFORM_HEAD,
+                                          make_hand_set_model)
+
+PATTERNS = ["previous_token_head", "induction_head", "bos_head"]
+PROBE = ProbeSpec("repeated_random", (("length", 12), ("batch", 6)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_hand_set_model(n_ctx=512)
+
+
+@pytest.fixture(scope="module")
+def atlas_dir(tmp_path_factory, model) -> Path:
+    out = tmp_path_factory.mktemp("atlas")
+    build_atlas([model], out, patterns=PATTERNS, probe=PROBE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def doc(atlas_dir) -> dict:
+    return load_documents(atlas_dir)[0]
+
+
+def test_document_holds_scores_with_their_evidence(doc):
+    assert doc["format"] == FORMAT
+    assert doc["model"]["n_layers"] == 2 and doc["model"]["n_heads"] == 3
+    assert list(doc["patterns"]) == PATTERNS
+    entry = doc["patterns"]["induction_head"]
+    assert entry["probe"] == str(PROBE) and entry["rule"] and entry["measure"] == "mass"
+    assert entry["n_prompts"] == 6 and entry["n_rows"] > 0 and 0 < entry["baseline"]["mass"] < 1
+    layer, head = INDUCTION_HEAD
+    assert entry["scores"]["mass"][layer][head] > 0.99
+    assert entry["ci95"]["mass"]["low"][layer][head] <= entry["scores"]["mass"][layer][head]
+    best = entry["best_prompts"][layer][head]
+    assert len(best) == 3 and all(0 <= i < 6 for i, _ in best)
+    assert len(doc["probes"][str(PROBE)]["digest"]) == 16
+
+
+def test_each_head_best_pattern_and_examples(doc):
+    for (layer, head), name in ((PREVIOUS_TOKEN_HEAD, "previous_token_head"), (INDUCTION_HEAD, "induction_head"),
+                                (BOS_HEAD, "bos_head")):
+        assert best_pattern(doc, layer, head) == name
+        drawn = doc["heads"][f"L{layer}H{head}"]
+        assert drawn["pattern"] == name
+        example = drawn["examples"][0]
+        n = example["n_tokens"]
+        assert n <= EXAMPLE_TOKENS and len(example["attention"]) == len(example["matrix"]) == n * (n + 1) // 2
+        assert len(doc["prompts"][example["probe"]][str(example["prompt"])]) == n
+    # The previous-token head puts (almost) all its attention on k = q - 1.
+    example = doc["heads"]["L0H0"]["examples"][0]
+    assert example["attention"][1:3] == [1000, 0]  # row 1: keys 0, 1
+
+
+def test_statistics(doc):
+    stats = doc["stats"]
+    assert stats["bos"][BOS_HEAD[0]][BOS_HEAD[1]] > 0.99
+    assert stats["distance"][PREVIOUS_TOKEN_HEAD[0]][PREVIOUS_TOKEN_HEAD[1]] == pytest.approx(1.0, abs=0.01)
+    assert stats["entropy"][PREVIOUS_TOKEN_HEAD[0]][PREVIOUS_TOKEN_HEAD[1]] < 0.01
+    uniform = stats["entropy"][UNIFORM_HEAD[0]][UNIFORM_HEAD[1]]
+    assert uniform > 1.0  # log of the row length, on average
+
+
+def test_ranking_by_excess_over_chance():
+    assert excess(0.5, 0.5, 1.0) == 0.0 and excess(1.0, 0.2, 1.0) == 1.0
+    assert excess(0.6, 0.2, None) == pytest.approx(0.4)
+    assert math.isnan(excess(None, 0.2, 1.0))
+
+
+def test_ambiguous_head_names_every_contender(doc):
+    twin = copy.deepcopy(doc)
+    twin["patterns"]["induction_twin"] = copy.deepcopy(twin["patterns"]["induction_head"])
+    matches = head_matches(twin, *INDUCTION_HEAD)
+    assert {m.pattern for m in contenders(matches)} == {"induction_head", "induction_twin"}
+
+
+def test_rerun_with_one_more_pattern_scores_only_it(model, doc, monkeypatch):
+    import patternlang.survey as survey_module
+
+    scored = []
+    real = survey_module.survey
+
+    def spy(model, patterns=None, **kwargs):
+        scored.append([p.name for p in patterns])
+        return real(model, patterns, **kwargs)
+
+    monkeypatch.setattr(survey_module, "survey", spy)
+    grown = build_document(model, [*PATTERNS, "current_token_head"], probe=PROBE, existing=copy.deepcopy(doc))
+    assert scored == [["current_token_head"]]
+    assert list(grown["patterns"]) == [*PATTERNS, "current_token_head"]
+    assert grown["patterns"]["induction_head"] == doc["patterns"]["induction_head"]
+    assert grown["heads"]["L1H1"]["pattern"] == "current_token_head"  # drawn anew: its best changed
+    scored.clear()
+    again = build_document(model, [*PATTERNS, "current_token_head"], probe=PROBE, existing=copy.deepcopy(grown))
+    assert scored == [] and again["patterns"] == grown["patterns"]
+
+
+def test_document_of_another_model_is_refused(model, doc):
+    other = copy.deepcopy(doc)
+    other["model"]["name"] = "someone-else"
+    with pytest.raises(InputError, match="not of hand-set-tiny"):
+        build_document(model, PATTERNS, probe=PROBE, existing=other)
+    with pytest.raises(InputError, match="not a patternlang atlas document"):
+        render_site([{"format": "patternlang.scores/2"}], Path("unused"))
+
+
+def test_site_is_rendered_from_documents_alone(atlas_dir, doc, tmp_path):
+    # Merging: a second model's document (another shape) beside the first; no model is loaded.
+    second = copy.deepcopy(doc)
+    second["model"].update(name="copy/renamed", id=model_id("copy/renamed"))
+    out = tmp_path / "site"
+    written = render_site([doc, second], out)
+    names = {p.relative_to(out).as_posix() for p in written}
+    assert {"index.html", "models/hand-set-tiny.html", "heads/hand-set-tiny/L1H0.html",
+            "patterns/induction_head.html", "compare/hand-set-tiny__renamed.html",
+            "assets/atlas.js", "assets/search-index.js"} <= names
+    model_page = (out / "models/hand-set-tiny.html").read_text()
+    assert model_page.count('class="cell"') == 6
+    assert 'href="../heads/hand-set-tiny/L1H0.html"' in model_page
+    for path in written:  # nothing from the network
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text, path
+    head_page = (out / "heads/hand-set-tiny/L1H0.html").read_text()
+    assert f'{doc["patterns"]["induction_head"]["scores"]["mass"][1][0]:.3f}' in head_page
+    index = (out / "assets/search-index.js").read_text()
+    assert '"L1H0"' in index and '"induction_head"' in index
+
+
+def test_cli_builds_and_renders(tmp_path, doc, atlas_dir):
+    from typer.testing import CliRunner
+
+    from patternlang.cli import app
+
+    out = tmp_path / "atlas"
+    (out / "data").mkdir(parents=True)
+    source = tmp_path / "elsewhere.json"
+    source.write_text(json.dumps(doc))
+    result = CliRunner().invoke(app, ["atlas", "--out", str(out), "--add", str(source), "--render-only"])
+    assert result.exit_code == 0, result.output
+    assert (out / "index.html").is_file() and read_document(out / "data/hand-set-tiny.json")["model"] == doc["model"]
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path / "empty"), "--render-only"])
+    assert isinstance(result.exception, InputError) and "no atlas documents" in str(result.exception)
+
+
+# --------------------------------------------------------------------------- in a real browser
+
+browser = pytest.importorskip("browser", reason="tests/browser.py")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if browser.find_chromium() is None:
+        pytest.skip("no chromium (apt-get install chromium)")
+    with browser.Browser() as running:
+        yield running
+
+
+def test_pages_in_chromium(chromium, atlas_dir, doc, tmp_path):
+    second = copy.deepcopy(doc)
+    second["model"].update(name="copy/renamed", id=model_id("copy/renamed"))
+    render_site([doc, second], atlas_dir)
+
+    page = chromium.open(atlas_dir / "models/hand-set-tiny.html")
+    assert page.evaluate("document.querySelectorAll('#head-grid td.cell').length") == 2 * 3
+    colours = page.evaluate("Array.from(document.querySelectorAll('#head-grid td.cell')).map(c => c.style.background)")
+    assert sum(bool(c) for c in colours) == 6  # the script coloured every cell
+    title = page.evaluate("document.querySelector('td.cell[data-label=\"L1H0\"]').title")
+    assert "induction_head" in title and "lift" in title and "prompts" in title
+    page.screenshot(tmp_path / "model.png")
+    page.click('td.cell[data-label="L1H0"] a')
+    assert page.evaluate("location.pathname").endswith("/heads/hand-set-tiny/L1H0.html")
+
+    shown = page.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#scores tbody tr'))"
+                          ".map(r => [r.dataset.pattern, r.querySelector('td.score').textContent]))")
+    for name in PATTERNS:
+        assert shown[name] == f'{doc["patterns"][name]["scores"]["mass"][1][0]:.3f}'
+    n = doc["heads"]["L1H0"]["examples"][0]["n_tokens"]
+    assert page.evaluate("document.querySelector('div.view table.attn').rows.length") == n
+    page.screenshot(tmp_path / "head.png")
+
+    for url in ("patterns/induction_head.html", "compare/hand-set-tiny__renamed.html", "index.html"):
+        other = chromium.open(atlas_dir / url)
+        assert other.evaluate("document.querySelectorAll('main h1').length") == 1
+        assert other.errors == [], (url, other.errors)
+    pattern = chromium.open(atlas_dir / "patterns/induction_head.html")
+    assert pattern.evaluate("document.querySelectorAll('.mosaic svg').length") == 2
+    pattern.evaluate("document.getElementById('search').value = 'L1H0';"
+                     "document.getElementById('search').dispatchEvent(new Event('input'))")
+    assert pattern.evaluate("document.querySelectorAll('#search-results a').length") == 2  # one per model
+    assert page.errors == [] and pattern.errors == []
+
+
+# --------------------------------------------------------------------------- real models
+
+
+def test_gemma_is_claimed_by_its_short_name():
+    from patternlang.models import resolve_model_spec
+
+    for name in ("gemma-3-270m", "Gemma3-270M"):
+        assert resolve_model_spec(name).source == "gemma"
+    assert resolve_model_spec(None).source == "embedded"
+
+
+@pytest.mark.model
+def test_atlas_document_of_the_embedded_model(embedded_model):
+    doc = build_document(embedded_model, ["previous_token_head", "bos_head"],
+                         probe=ProbeSpec("repeated_random", (("length", 10), ("batch", 4))))
+    assert (doc["model"]["n_layers"], doc["model"]["n_heads"]) == (30, 9)
+    assert doc["model"]["quantisation"] and len(doc["heads"]) > 0
+    assert len(doc["stats"]["bos"]) == 30 and all(0 <= v <= 1 for row in doc["stats"]["bos"] for v in row)
