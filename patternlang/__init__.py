@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from .errors import (CycleError, ErrorGroup, InputError, ModelLoadError, PatternError, PatternFileError,
@@ -65,6 +67,20 @@ __all__ = [
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",
 ]
+
+
+class _Package(types.ModuleType):
+    """`patternlang.explain` names the function, though a submodule has the same name: importing
+    a submodule sets it as an attribute of its package, which would make `pl.explain` the module
+    once anything imported it (as `Scores.show` does). The submodule stays in `sys.modules`."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and _LAZY[name][1] is not None and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

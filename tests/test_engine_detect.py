@@ -247,3 +247,13 @@ def test_engine_detect_is_the_function_after_its_submodule_is_imported():
             "print(callable(detect) and detect.__name__ == 'detect' and callable(score_tokens))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_public_functions_stay_functions_after_their_submodules_are_imported():
+    import subprocess
+    import sys
+
+    code = ("import patternlang as pl, patternlang.explain, patternlang.probes\n"
+            "print(callable(pl.explain) and pl.explain.__name__ == 'explain' and hasattr(pl.probes, 'get_probe'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
