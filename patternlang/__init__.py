@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 from .errors import (CycleError, ErrorGroup, InputError, ModelLoadError, PatternError, PatternFileError,
@@ -39,7 +37,7 @@ _LAZY = {
     "detect": ("patternlang.engine.detect", "detect"),
     "Scores": ("patternlang.engine.scores", "Scores"),
     "detect_head": ("patternlang.engine.tl_compat", "detect_head"),
-    "explain": ("patternlang.explain", "explain"),
+    "explain": ("patternlang.explanation", "explain"),
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),
@@ -67,20 +65,6 @@ __all__ = [
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",
 ]
-
-
-class _Package(types.ModuleType):
-    """`patternlang.explain` names the function, though a submodule has the same name: importing
-    a submodule sets it as an attribute of its package, which would make `pl.explain` the module
-    once anything imported it (as `Scores.show` does). The submodule stays in `sys.modules`."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and _LAZY[name][1] is not None and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

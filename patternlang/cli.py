@@ -476,7 +476,7 @@ def show(
         from .models import load_model
 
         loaded = load_model(model, device=device)
-    from .explain import explain
+    from .explanation import explain
 
     why = explain(loaded, pattern, head, item, measures=measures, exclude_bos=exclude_bos,
                   exclude_current_token=exclude_current, prepend_bos=not no_bos)
@@ -493,7 +493,7 @@ def show(
 
 def _show_prompt(prompt: Optional[str], tokens: Optional[str], model: Optional[str]):
     """`--prompt` as its text, or `--tokens` as token ids, checked before the model loads."""
-    from .explain import MAX_TOKENS
+    from .explanation import MAX_TOKENS
     from .prompts import Prompts
     from .tokenize import check_token_ids_before_loading
 

@@ -253,7 +253,18 @@ def test_public_functions_stay_functions_after_their_submodules_are_imported():
     import subprocess
     import sys
 
-    code = ("import patternlang as pl, patternlang.explain, patternlang.probes\n"
+    code = ("import patternlang as pl, patternlang.explanation, patternlang.comparison, patternlang.probes\n"
             "print(callable(pl.explain) and pl.explain.__name__ == 'explain' and hasattr(pl.probes, 'get_probe'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_no_public_function_shares_its_name_with_a_submodule():
+    # Importing a submodule sets it on its package, so a clash would turn `pl.NAME` into a module.
+    import importlib.util
+
+    import patternlang
+
+    clashes = [name for name, (_, attribute) in patternlang._LAZY.items()
+               if attribute is not None and importlib.util.find_spec(f"patternlang.{name}") is not None]
+    assert clashes == []

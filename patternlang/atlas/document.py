@@ -311,7 +311,7 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
     from patternlang.engine.detect import prompt_offsets, split_character_texts
     from patternlang.engine.forward import run_attention_hooks
     from patternlang.engine.pattern_tensors import detection_tensors
-    from patternlang.explain import _token_texts
+    from patternlang.explanation import _token_texts
     from patternlang.models.facts import model_facts
 
     facts = model_facts(model)

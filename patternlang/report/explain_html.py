@@ -24,7 +24,7 @@ from patternlang.report.html import escape, page
 from patternlang.report.tokens import display_tokens
 
 if TYPE_CHECKING:
-    from patternlang.explain import Explanation
+    from patternlang.explanation import Explanation
 
 TOKEN_WIDTH = 16  # characters of a token in a row or column header
 TITLE_TOKENS = 128  # above this, cells carry no `title` (the page would grow by megabytes)

@@ -20,7 +20,7 @@ from patternlang.report.tokens import display_tokens
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from patternlang.explain import Explanation
+    from patternlang.explanation import Explanation
 
 TOKEN_WIDTH = 16  # characters of a token in a tick label
 MAX_TICKS = 100  # above this many tokens, every k-th token is labelled
