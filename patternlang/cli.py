@@ -336,6 +336,10 @@ def detect(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
+    if model is not None:  # a mistyped name fails here, in a fraction of a second, before torch loads
+        from .models import resolve_model_spec
+
+        resolve_model_spec(model)
     from .engine import detect as run_detect
     from .engine.detect import check_measures
     from .files import OutputFiles
