@@ -337,9 +337,9 @@ def detect(
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
     if model is not None:  # a mistyped name fails here, in a fraction of a second, before torch loads
-        from .models import resolve_model_spec
+        from .models.resolve import check_model_name
 
-        resolve_model_spec(model)
+        check_model_name(model)
     from .engine import detect as run_detect
     from .engine.detect import check_measures
     from .files import OutputFiles
