@@ -151,7 +151,7 @@ def read_model(folder: Path, dtype: Any) -> Any:
     tied: dict[int, list[str]] = {}
     for name, parameter in model.named_parameters(remove_duplicate=False):
         tied.setdefault(id(parameter), []).append(name)
-    expected = {name: tensor for name, tensor in model.state_dict(keep_vars=True).items()}
+    expected = model.state_dict(keep_vars=True)
     state = load_file(str(folder / WEIGHTS_FILE))
     if any(name not in expected or tensor.dtype != expected[name].dtype or tensor.shape != expected[name].shape
            for name, tensor in state.items()):
