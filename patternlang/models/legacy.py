@@ -17,13 +17,14 @@ import json
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from patternlang.errors import ModelLoadError
 from patternlang.models.loaders import cause, quiet_hf_loading
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 _REQUIRED_CONFIG_KEYS = ("d_model", "d_head", "n_layers", "n_ctx", "d_vocab")
@@ -123,6 +124,8 @@ def read_tl_config(path: Path) -> dict[str, Any]:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors, read without unpickling code (`weights_only=True`)."""
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
@@ -144,8 +147,10 @@ def _checkpoint_tokenizer(path: Path, tokenizer_name: str | None) -> Any:
         except Exception as exc:
             raise ModelLoadError(f"cannot read the tokenizer saved in {str(path.parent)!r}: {cause(exc)}") from exc
     if tokenizer_name:
+        from patternlang.models.hub import hub_access
+
         try:
-            with quiet_hf_loading():
+            with hub_access(), quiet_hf_loading():  # an unreachable hub fails at once, without retries
                 return AutoTokenizer.from_pretrained(tokenizer_name)
         except Exception as exc:
             warnings.warn(f"{path.name}: could not load its tokenizer {tokenizer_name!r} ({cause(exc)}); "
@@ -164,6 +169,8 @@ def rotary_halves_to_pairs(state_dict: dict[str, torch.Tensor], rotary_dim: int)
     model rotates `2i` with `2i+1`, at the same frequency. Moving dimensions `i` and
     `i + rotary_dim/2` of every query and key to `2i` and `2i+1` gives the same scores.
     """
+    import torch
+
     half = rotary_dim // 2
     pairs = torch.stack([torch.arange(half), torch.arange(half) + half], dim=-1).reshape(-1)
     converted = {}
@@ -190,6 +197,7 @@ def rotary_halves_to_pairs(state_dict: dict[str, torch.Tensor], rotary_dim: int)
 @lru_cache(maxsize=1)
 def shortformer_classes() -> tuple[type, type]:
     """`(ShortformerAttention, ShortformerModel)`, subclasses of TransformerLens' native ones."""
+    import torch
     import torch.nn.functional as F
     from transformer_lens.model_bridge.sources.native.model import NativeAttention, NativeModel
     from transformer_lens.utilities.activation_functions import apply_softcap

@@ -6,22 +6,24 @@ The same resolved model, device and dtype give the same object until `clear_mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from patternlang.errors import ModelLoadError
 from patternlang.models.facts import record_quantisation
 from patternlang.models.registry import model_loader
 from patternlang.models.resolve import resolve_model_spec
 
+if TYPE_CHECKING:
+    import torch
+
 _MODEL_CACHE: dict[tuple[str, str, str, str], Any] = {}
 
+# Spellings of a dtype -> the name of the torch.dtype (torch is imported on first use).
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float64": "float64", "fp64": "float64", "double": "float64",
 }
 
 
@@ -45,7 +47,9 @@ def load_model(name: str | Path | None = None, *, device: str | torch.device | N
     if model is None:
         loader = model_loader(spec.source)
         model = loader.load(spec.target, device=device_name, dtype=torch_dtype)
-        model.eval()
+        modules = getattr(model, "modules", None)
+        if modules is None or any(module.training for module in modules()):  # eval() costs a bridge 0.06 s
+            model.eval()
         if loader.quantisation is not None:
             dtype_name = str(torch_dtype).removeprefix("torch.")
             record_quantisation(model, f"{loader.quantisation}, de-quantised to {dtype_name}")
@@ -60,6 +64,8 @@ def clear_model_cache() -> None:
 
 def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     """A dtype argument as a `torch.dtype`: None is float32; names such as "bf16" are accepted."""
+    import torch
+
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -67,13 +73,15 @@ def as_dtype(dtype: torch.dtype | str | None) -> torch.dtype:
     if isinstance(dtype, str):
         key = dtype.strip().lower().removeprefix("torch.")
         if key in _DTYPES:
-            return _DTYPES[key]
+            return getattr(torch, _DTYPES[key])
     raise ModelLoadError(f"unknown dtype {dtype!r}",
                          hint="use float32, float16 or bfloat16 (or a torch.dtype)")
 
 
 def as_device(device: str | torch.device | None) -> str:
     """A device argument checked against this machine: None is TransformerLens' choice."""
+    import torch
+
     if device is None:
         from transformer_lens.utilities import get_device
 

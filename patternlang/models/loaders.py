@@ -2,7 +2,8 @@
 
 Each is a `ModelLoader` entry (what it claims, how it loads); `registry.py` puts them in
 order. TransformerLens' own legacy checkpoints have their loader in `legacy.py`.
-transformers and TransformerLens are imported inside the loaders, on first use.
+torch, transformers and TransformerLens are imported inside the loaders, on first use, so that
+resolving a name (and failing on a mistyped one) takes no time.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from patternlang.errors import ModelLoadError
 from patternlang.models.embedded import (DEFAULT_MODEL_NAME, EMBEDDED_QUANTISATION, embedded_model_path,
@@ -22,6 +21,9 @@ from patternlang.models.embedded import (DEFAULT_MODEL_NAME, EMBEDDED_QUANTISATI
 from patternlang.models.names import (is_near_embedded_name, known_hub_names, official_hub_name, suggest_model_name,
                                       with_suggestion)
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
+
+if TYPE_CHECKING:
+    import torch
 
 # Hub families stored in the pre-HF TransformerLens format; TransformerLens has a
 # dedicated loader for them.
@@ -81,15 +83,33 @@ def load_gguf(target: ClaimedTarget, *, device: str, dtype: torch.dtype, model_n
                 loaded = weights_cache.load_cached(entry, dtype)
     if loaded is None:
         started = time.perf_counter()
-        weights_cache.say(f"de-quantising {path.name} (the first load takes a while; later ones read a cache)")
+        dtype_name = str(dtype).removeprefix("torch.")
+        weights_cache.say(f"de-quantising {path.name} to {dtype_name} ({_cold_load_note(path, entry)})")
         loaded = _read_gguf(path, dtype)
         seconds = time.perf_counter() - started
         if entry is not None and weights_cache.save(entry, *loaded):
-            weights_cache.say(f"de-quantised in {seconds:.0f} s; cached in {entry}")
+            weights_cache.say(f"de-quantised {path.name} in {seconds:.1f} s; cached in {entry}")
         else:
-            weights_cache.say(f"de-quantised in {seconds:.0f} s")
+            weights_cache.say(f"de-quantised {path.name} in {seconds:.1f} s")
     hf_model, tokenizer = loaded
     return _boot_transformers(model_name or str(path), hf_model, tokenizer, device=device, dtype=dtype)
+
+
+# De-quantising runs at about 4 MB of GGUF file a second on one core of a 2-core machine
+# (the embedded 98 MB Q4_1 file: about 25 s).
+_GGUF_MB_PER_SECOND = 4.0
+
+
+def _cold_load_note(path: Path, entry: Path | None) -> str:
+    """What the first load of a GGUF file costs, and what happens afterwards, for the message."""
+    try:
+        seconds = max(5, 5 * round(path.stat().st_size / 2**20 / _GGUF_MB_PER_SECOND / 5))
+    except OSError:
+        seconds = None
+    estimate = f"about {seconds:.0f} s on a 2-core machine" if seconds else "this takes a while"
+    if entry is None:
+        return f"{estimate}; the weights cache is off, so every load does this"
+    return f"first load of this file, {estimate}; cached afterwards in {entry.parent}"
 
 
 def _read_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any]:
@@ -194,24 +214,57 @@ def _claim_hub_name(request: ModelRequest) -> ClaimedTarget | None:
 
 
 def _load_from_hub(target: ClaimedTarget, *, device: str, dtype: torch.dtype) -> Any:
-    from transformer_lens.model_bridge import TransformerBridge
+    from patternlang.models.hub import hub_access
 
     name = str(target)
+    # Whether the hub answers is asked once, first: unreachable, huggingface_hub would retry
+    # every request for some 40 s; here it is put in offline mode, so that only a model in
+    # the local Hugging Face cache loads, and anything else fails at once.
+    with hub_access() as state:
+        if state != "online" and not name.startswith(TL_LEGACY_PREFIXES) and not _in_hf_cache(name):
+            raise _hub_unreachable(name, state)  # before TransformerLens is imported: at once
+        from transformer_lens.model_bridge import TransformerBridge
+
+        try:
+            with quiet_hf_loading():
+                if name.startswith(TL_LEGACY_PREFIXES):
+                    return TransformerBridge.boot_tl_legacy(name, device=device, dtype=dtype)
+                return TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
+        except Exception as exc:
+            if _is_download_error(exc):
+                if state != "online":
+                    raise _hub_unreachable(name, state) from exc
+                raise ModelLoadError(
+                    f"could not download {name!r} from the Hugging Face hub: {cause(exc)}",
+                    hint=with_suggestion(_typo_hint(name), "check the model name and your connection, "
+                                                           "or pass a local checkpoint directory / .pt file"),
+                ) from exc
+            raise ModelLoadError(f"could not load {name!r} from the Hugging Face hub: {cause(exc)}",
+                                 hint="check that TransformerLens supports this architecture") from exc
+
+
+def _in_hf_cache(name: str) -> bool:
+    """True when the local Hugging Face cache holds the repository's config.json."""
     try:
-        with quiet_hf_loading():
-            if name.startswith(TL_LEGACY_PREFIXES):
-                return TransformerBridge.boot_tl_legacy(name, device=device, dtype=dtype)
-            return TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
-    except Exception as exc:
-        if _is_download_error(exc):
-            suggestion = suggest_model_name(name) if official_hub_name(name) is None else None
-            raise ModelLoadError(
-                f"could not download {name!r} from the Hugging Face hub: {cause(exc)}",
-                hint=with_suggestion(suggestion, "check the model name and your connection, "
-                                                 "or pass a local checkpoint directory / .pt file"),
-            ) from exc
-        raise ModelLoadError(f"could not load {name!r} from the Hugging Face hub: {cause(exc)}",
-                             hint="check that TransformerLens supports this architecture") from exc
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, HF_CONFIG_FILE), str)
+    except Exception:  # a name the hub would refuse, or no huggingface_hub: let the loader say
+        return True
+
+
+def _hub_unreachable(name: str, state: str) -> ModelLoadError:
+    from patternlang.models.hub import unreachable_reason
+
+    return ModelLoadError(
+        f"could not download {name!r} from the Hugging Face hub: {unreachable_reason(state)}, "
+        "and it is not in the local Hugging Face cache",
+        hint=with_suggestion(_typo_hint(name), "pass a local checkpoint directory, a .pt or .gguf file, or leave "
+                                               "the model out for the embedded SmolLM2-135M-Instruct"))
+
+
+def _typo_hint(name: str) -> str | None:
+    return suggest_model_name(name) if official_hub_name(name) is None else None
 
 
 def _is_download_error(exc: BaseException) -> bool:

@@ -38,6 +38,16 @@ def resolve_model_spec(name: str | Path | None = None) -> ModelSpec:
     raise _unclaimed(request)
 
 
+def check_model_name(name: str) -> None:
+    """Fail at once on a model name that no loader claims (a `ModelLoadError` with a
+    did-you-mean); needs neither torch nor the network. Paths, missing ones included, are left
+    to `resolve_model_spec` when the model loads, so that they are reported in their turn."""
+    text = name.strip()
+    if not text or is_embedded_name(text) or _looks_like_path(text) or Path(text).expanduser().exists():
+        return
+    resolve_model_spec(text)
+
+
 def model_request(name: str | Path | None) -> ModelRequest:
     """Examine a model argument: a name, an existing path, or an error for a path that is not there.
 

@@ -2,13 +2,16 @@
 
 transformers de-quantises a GGUF file on every load (about 20 s for the embedded SmolLM2 on 2
 cores). The first load saves the result as a Hugging Face folder (config, tokenizer, and the
-weights as safetensors); later loads read that folder with `from_pretrained`, which gives the
-same weights, hence the same logits.
+weights as safetensors); later loads read that folder: the model is built without initialising
+its weights and the safetensors file is mapped in (`read_model`; `from_pretrained` when anything
+does not fit), which gives the same weights, hence the same logits, in a tenth of a second.
 
 - Where: `$PATTERNLANG_CACHE_DIR/weights`, else `$XDG_CACHE_HOME/patternlang/weights`, else
   `~/.cache/patternlang/weights`.
 - Key: the GGUF file's name, a hash of its bytes, the dtype and patternlang's version, so a
-  changed file or a new patternlang version gets a fresh entry.
+  changed file or a new patternlang version gets a fresh entry. The hash is kept in a small stamp
+  file (`stamps/`) with the file's size, times and inode; while they are unchanged the file is not
+  read again (a stamp younger than the file's last change is not trusted, as git does).
 - Written atomically: into a temporary folder beside the entry, renamed into place when complete;
   a crash leaves no half entry. Every entry is safe to delete (`clear_weights_cache()`,
   `patternlang cache clear`); it is rebuilt on the next load.
@@ -17,7 +20,9 @@ same weights, hence the same logits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -54,25 +59,123 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+# A stamp is trusted only when the file last changed this long before the stamp was written:
+# file times are coarse, so a file rewritten within the same tick keeps its time (git's "racy" rule).
+_STAMP_MARGIN_NS = 2_000_000_000
+STAMPS = "stamps"
+_now_ns = time.time_ns  # when a stamp is taken (tests move it)
+
+
+def stamped_digest(path: Path) -> str:
+    """`file_digest(path)`, read from a stamp while the file's size, times and inode are unchanged."""
+    resolved = path.resolve()
+    facts = resolved.stat()
+    identity = {"path": str(resolved), "size": facts.st_size, "mtime_ns": facts.st_mtime_ns,
+                "ctime_ns": facts.st_ctime_ns, "inode": facts.st_ino, "device": facts.st_dev}
+    stamp = cache_root() / STAMPS / f"{hashlib.blake2b(str(resolved).encode(), digest_size=10).hexdigest()}.json"
+    try:
+        kept = json.loads(stamp.read_text(encoding="utf-8"))
+        if (isinstance(kept, dict) and {key: kept.get(key) for key in identity} == identity
+                and max(facts.st_mtime_ns, facts.st_ctime_ns) + _STAMP_MARGIN_NS < int(kept["stamped_ns"])):
+            return str(kept["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    stamped_ns = _now_ns()
+    digest = file_digest(resolved)
+    _write_atomically(stamp, json.dumps({**identity, "digest": digest, "stamped_ns": stamped_ns}))
+    return digest
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a small file by renaming a complete temporary one into place; a refusal only costs speed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
 def entry_for(gguf: Path, dtype_name: str) -> Path:
     from patternlang import __version__
 
-    return cache_root() / f"{gguf.stem}-{file_digest(gguf)}-{dtype_name}-v{__version__}"
+    return cache_root() / f"{gguf.stem}-{stamped_digest(gguf)}-{dtype_name}-v{__version__}"
 
 
 def load_cached(entry: Path, dtype: Any) -> tuple[Any, Any] | None:
     """`(hf_model, tokenizer)` from a complete cache entry, or None when there is none."""
     if not (entry / COMPLETE).is_file():
         return None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(entry)
-        hf_model = AutoModelForCausalLM.from_pretrained(entry, attn_implementation="eager", dtype=dtype)
+        try:
+            # TransformerLens reloads a tokenizer that does not prepend BOS with add_bos_token=True
+            # (`get_tokenizer_with_bos`); loading it that way at once spares the second load.
+            tokenizer = AutoTokenizer.from_pretrained(entry, add_bos_token=True)
+        except ValueError:  # a tokenizer that cannot prepend BOS is loaded as saved
+            tokenizer = AutoTokenizer.from_pretrained(entry)
+        hf_model = read_model(entry, dtype)
     except Exception:  # a damaged entry is rebuilt, never trusted
         shutil.rmtree(entry, ignore_errors=True)
         return None
     return hf_model, tokenizer
+
+
+def read_model(folder: Path, dtype: Any) -> Any:
+    """The Hugging Face model saved in `folder`, as `from_pretrained(folder)` would give it.
+
+    `from_pretrained` takes about 0.35 s for the embedded model, mostly in bookkeeping a saved
+    checkpoint does not need: here the model is built from its config without initialising its
+    weights, and the tensors of the safetensors file (mapped, copy-on-write) are assigned to it.
+    Weights tied together (the embedding and the unembedding) are stored once and tied again.
+    Anything that does not fit exactly (a missing or unexpected tensor, another dtype) falls
+    back to `from_pretrained`.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    def slow() -> Any:
+        return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", dtype=dtype)
+
+    config = AutoConfig.from_pretrained(folder)
+    with _no_init_weights():
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=dtype)
+    model.tie_weights()
+    tied: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(parameter), []).append(name)
+    expected = model.state_dict(keep_vars=True)
+    state = load_file(str(folder / WEIGHTS_FILE))
+    if any(name not in expected or tensor.dtype != expected[name].dtype or tensor.shape != expected[name].shape
+           for name, tensor in state.items()):
+        return slow()
+    outcome = model.load_state_dict(state, strict=False, assign=True)
+    for missing in outcome.missing_keys:
+        group = next((names for names in tied.values() if missing in names), [])
+        source = next((name for name in group if name in state), None)
+        if source is None:
+            return slow()
+        owner, _, attribute = missing.rpartition(".")
+        source_owner, _, source_attribute = source.rpartition(".")
+        setattr(model.get_submodule(owner), attribute, getattr(model.get_submodule(source_owner), source_attribute))
+    model.eval()
+    return model
+
+
+def _no_init_weights() -> Any:
+    """transformers' context that skips weight initialisation (its module moved in 5.0)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
 
 
 def save(entry: Path, hf_model: Any, tokenizer: Any) -> bool:
