@@ -10,12 +10,13 @@ de-quantised weights go into the same cache as the embedded model's (`weights_ca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from patternlang.errors import ModelLoadError
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
+
+if TYPE_CHECKING:  # torch loads only when a model does: resolving a name needs none
+    import torch
 
 GEMMA_NAME = "google/gemma-3-270m"
 GEMMA_NAMES = ("gemma-3-270m", "gemma3-270m", "gemma-3-270m-q4_k_m")
