@@ -224,6 +224,9 @@ def _ranked_prompts(per_prompt: Tensor) -> tuple[list, list]:
 # --------------------------------------------------------------------------- examples
 
 
+UNDRAWN_NEEDS = frozenset({"spans", "predictions"})
+
+
 def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt_sets: Mapping[str, Any]) -> None:
     """For each head, its attention beside its best pattern's matrix on that pattern's best and
     worst prompts; only heads whose best pattern changed are drawn again. Each pattern's matrix on
@@ -231,7 +234,9 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
     from patternlang.engine.pattern_tensors import resolve_patterns
 
     n_layers, n_heads = doc["model"]["n_layers"], doc["model"]["n_heads"]
-    by_name = {p.name: p for p in chosen}
+    # Patterns that read a prompt's labelled spans or the model's predictions are scored like any
+    # other, but not drawn: a drawing runs the prompt alone, without its labels or logits.
+    by_name = {p.name: p for p in chosen if not set(getattr(p, "needs", ())) & UNDRAWN_NEEDS}
     wanted: dict[tuple[str, int], dict[str, Any]] = {}  # (probe, prompt) -> what to draw on it
 
     def want(probe_key: str, index: int) -> dict[str, Any]:
