@@ -98,6 +98,27 @@ def token_offsets(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, 
     return [(0, 0)] * start + [(int(begin), int(end)) for begin, end in spans]
 
 
+
+
+def prompt_token_offsets(tokenizer: Any, items: Any, token_lists: Any, *, pattern: str, reads: str,
+                         hint: str) -> list[list[tuple[int, int]]]:
+    """Each prompt's token character spans (`token_offsets`), for a pattern that needs them.
+
+    Token-id prompts have none, nor has a tokenizer without offsets: that is an `InputError`
+    naming the pattern, what it `reads` and the prompt, before any forward pass."""
+    from .prompts import split_prompts
+
+    offsets = []
+    for index, item in enumerate(split_prompts(items)):
+        spans = None
+        if isinstance(item, str) and tokenizer is not None:
+            spans = token_offsets(tokenizer, token_lists[index].tolist(), item)
+        if spans is None:
+            why = "is token ids" if not isinstance(item, str) else "has no offsets from the tokenizer"
+            raise InputError(f"pattern {pattern!r} reads {reads}, but prompt {index} {why}", hint=hint)
+        offsets.append(spans)
+    return offsets
+
 def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: str) -> list[str]:
     spans = token_offsets(tokenizer, ids, text)
     if spans is None:

@@ -117,21 +117,12 @@ def prompt_syntax(model, items, token_lists, detectors) -> dict[int, Annotations
         return {}
     from ..models.facts import model_facts
     from ..prompts import split_prompts
-    from ..tokenize import token_offsets
+    from ..tokenize import prompt_token_offsets
 
     if not syntax_available():
         raise missing_extra_error(f"pattern {needing[0]!r}")
-    tokenizer = model_facts(model).tokenizer
-    texts, spans = [], []
-    for index, item in enumerate(split_prompts(items)):
-        row = None
-        if isinstance(item, str) and tokenizer is not None:
-            row = token_offsets(tokenizer, token_lists[index].tolist(), item)
-        if row is None:
-            why = "is token ids" if not isinstance(item, str) else "has no offsets from the tokenizer"
-            raise InputError(f"pattern {needing[0]!r} reads the parser's annotations, but prompt {index} {why}",
-                             hint="give text prompts (they are parsed with spaCy) to a model with a fast "
-                                  "(Hugging Face) tokenizer")
-        texts.append(item)
-        spans.append(row)
-    return dict(enumerate(annotate(texts, spans)))
+    spans = prompt_token_offsets(model_facts(model).tokenizer, items, token_lists, pattern=needing[0],
+                                 reads="the parser's annotations",
+                                 hint="give text prompts (they are parsed with spaCy) to a model with a fast "
+                                      "(Hugging Face) tokenizer")
+    return dict(enumerate(annotate(split_prompts(items), spans)))

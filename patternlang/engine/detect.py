@@ -286,21 +286,12 @@ def prompt_offsets(model: Any, items: Any, token_lists: Sequence[Tensor],
     needing = [d.name for d in detectors if "offsets" in getattr(d.pattern, "needs", ())]
     if not needing:
         return {}
-    from patternlang.prompts import split_prompts
-    from patternlang.tokenize import token_offsets
+    from patternlang.tokenize import prompt_token_offsets
 
-    tokenizer = model_facts(model).tokenizer
-    offsets: dict[int, list[tuple[int, int]]] = {}
-    for index, item in enumerate(split_prompts(items)):
-        spans = None
-        if isinstance(item, str) and tokenizer is not None:
-            spans = token_offsets(tokenizer, token_lists[index].tolist(), item)
-        if spans is None:
-            why = "is token ids" if not isinstance(item, str) else "has no offsets from the tokenizer"
-            raise InputError(f"pattern {needing[0]!r} reads character offsets, but prompt {index} {why}",
-                             hint="give text prompts to a model with a fast (Hugging Face) tokenizer")
-        offsets[index] = spans
-    return offsets
+    offsets = prompt_token_offsets(model_facts(model).tokenizer, items, token_lists, pattern=needing[0],
+                                   reads="character offsets",
+                                   hint="give text prompts to a model with a fast (Hugging Face) tokenizer")
+    return dict(enumerate(offsets))
 
 
 def prompt_labels(prompt_set: Any, detectors: Sequence[Detector]) -> dict[int, Any]:
