@@ -46,9 +46,10 @@ def comparisons(draw) -> str:
     return f"special[{p1}] or str[{p1}] == {draw(literals)}"
 
 
-def conditions(max_leaves: int = 6):
+def conditions(max_leaves: int = 6, leaves=None):
+    """Conditions built with and, or and not over `leaves` (default: `comparisons()`)."""
     return st.recursive(
-        comparisons(),
+        comparisons() if leaves is None else leaves,
         lambda inner: st.one_of(
             st.tuples(inner, inner).map(lambda t: f"({t[0]}) and ({t[1]})"),
             st.tuples(inner, inner).map(lambda t: f"({t[0]}) or ({t[1]})"),
@@ -106,17 +107,9 @@ def syntax_comparisons(draw) -> str:
     return draw(comparisons())
 
 
-def syntax_rules(max_leaves: int = 3):
-    conds = st.recursive(
-        syntax_comparisons(),
-        lambda inner: st.one_of(
-            st.tuples(inner, inner).map(lambda t: f"({t[0]}) and ({t[1]})"),
-            st.tuples(inner, inner).map(lambda t: f"({t[0]}) or ({t[1]})"),
-            inner.map(lambda c: f"not ({c})"),
-        ),
-        max_leaves=4,
-    )
-    attend = conds.map(lambda c: f"(attend k where {c})")
+def attend_combinations(leaves, max_leaves: int = 3):
+    """Rules `attend k where C` over conditions of `leaves`, combined with |, &, +, - and shifts."""
+    attend = conditions(4, leaves).map(lambda c: f"(attend k where {c})")
     return st.recursive(
         attend,
         lambda inner: st.one_of(
@@ -125,6 +118,10 @@ def syntax_rules(max_leaves: int = 3):
         ),
         max_leaves=max_leaves,
     )
+
+
+def syntax_rules(max_leaves: int = 3):
+    return attend_combinations(syntax_comparisons(), max_leaves)
 
 
 @st.composite

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from patternlang import PatternError, compile_rule
 from patternlang.compiler import BatchFeatures, reference_matrix
 from patternlang.spans import check_spans, token_labels
-from tests.rule_strategies import SPECIAL_IDS, VOCAB, comparisons, ordered, positions
+from tests.rule_strategies import SPECIAL_IDS, VOCAB, attend_combinations, comparisons, ordered, positions
 
 STRINGS = dict(enumerate(VOCAB))
 LABELS = ["IO", "S1", "S2", "END", "needle"]
@@ -44,24 +44,7 @@ def model_comparisons(draw) -> str:
 
 
 def model_rules():
-    conds = st.recursive(
-        model_comparisons(),
-        lambda inner: st.one_of(
-            st.tuples(inner, inner).map(lambda t: f"({t[0]}) and ({t[1]})"),
-            st.tuples(inner, inner).map(lambda t: f"({t[0]}) or ({t[1]})"),
-            inner.map(lambda c: f"not ({c})"),
-        ),
-        max_leaves=4,
-    )
-    attend = conds.map(lambda c: f"(attend k where {c})")
-    return st.recursive(
-        attend,
-        lambda inner: st.one_of(
-            st.tuples(inner, st.sampled_from(["|", "&", "+", "-"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-            st.tuples(inner, st.integers(-2, 2)).map(lambda t: f"({t[0]} shift {t[1]:+d})"),
-        ),
-        max_leaves=3,
-    )
+    return attend_combinations(model_comparisons(), max_leaves=3)
 
 
 @st.composite
