@@ -10,7 +10,7 @@ Importing this module does not import torch; `repeated_random` imports it when i
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -187,13 +187,18 @@ def natural(batch: int | None = None) -> Prompts:
     5
     """
     prompts = _natural_corpus()
-    count = len(prompts)
-    description = f"{count} English sentences and short paragraphs shipped with patternlang"
+    description = f"{len(prompts)} English sentences and short paragraphs shipped with patternlang"
+    return _first_texts(prompts, "natural", description, batch, check_natural_batch)
+
+
+def _first_texts(prompts: Prompts, name: str, description: str, batch: int | None,
+                 check_batch: Callable[[int], None]) -> Prompts:
+    """A shipped text probe, or its first `batch` prompts (checked by `check_batch`), named so."""
     if batch is not None:
-        check_natural_batch(batch)
+        check_batch(batch)
         prompts = prompts.take(batch)
         description = f"the first {batch} of {description}"
-    name = "natural" if batch is None else f"natural(batch={batch})"
+        name = f"{name}(batch={batch})"
     return Prompts(texts=prompts.texts, name=name, description=description)
 
 
@@ -252,12 +257,7 @@ def parsed_prose(batch: int | None = None) -> Prompts:
     prompts = from_file(data_path(PROSE_FILE))
     prompts = Prompts(texts=tuple(prompts.texts) + tuple(_generated_prose(PROSE_GENERATED)))
     description = f"{len(prompts)} English prose paragraphs shipped with patternlang for the syntactic patterns"
-    if batch is not None:
-        check_prose_batch(batch)
-        prompts = prompts.take(batch)
-        description = f"the first {batch} of {description}"
-    name = "parsed_prose" if batch is None else f"parsed_prose(batch={batch})"
-    return Prompts(texts=prompts.texts, name=name, description=description)
+    return _first_texts(prompts, "parsed_prose", description, batch, check_prose_batch)
 
 
 def check_prose_batch(batch: Any) -> None:
