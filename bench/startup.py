@@ -60,8 +60,7 @@ import patternlang.engine as engine
 import patternlang.library as library
 import patternlang.models as models
 from patternlang.models import loaders, weights_cache
-engine.detect  # the function (importing the module first would shadow it)
-scoring = sys.modules["patternlang.engine.detect"]
+import patternlang.engine.detection as scoring
 t = mark("import patternlang (CLI, engine, models)", t)
 def timed(module, name, label):
     original = getattr(module, name)

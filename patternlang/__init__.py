@@ -32,9 +32,8 @@ _LAZY = {
     "check_module": ("patternlang.pipeline", "check_module"),
     "compile_pattern": ("patternlang.pipeline", "compile_pattern"),
     "parse_source": ("patternlang.pipeline", "parse"),
-    # The defining modules, not `patternlang.engine`: once its submodule `detect` is imported,
-    # `patternlang.engine.detect` is that module, not the function.
-    "detect": ("patternlang.engine.detect", "detect"),
+    # The defining modules, so that the engine package loads nothing it need not.
+    "detect": ("patternlang.engine.detection", "detect"),
     "Scores": ("patternlang.engine.scores", "Scores"),
     "detect_head": ("patternlang.engine.tl_compat", "detect_head"),
     "explain": ("patternlang.explanation", "explain"),

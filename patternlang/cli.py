@@ -356,7 +356,7 @@ def detect(
 
         check_model_name(model)
     from .engine import detect as run_detect
-    from .engine.detect import check_measures
+    from .engine.detection import check_measures
     from .files import OutputFiles
     from .library import shipped_patterns
     from .models import load_model
@@ -414,7 +414,7 @@ def _check_heatmap_measure(name: str, measures: tuple[str, ...] | None, patterns
                            survey: bool) -> None:
     """`--heatmap-measure` names a measure the run scores: one of `--measure`, or else of the
     patterns' own measures (and mass, which a survey always scores)."""
-    from .engine.detect import check_measures
+    from .engine.detection import check_measures
 
     if not heatmap:
         raise InputError("--heatmap-measure chooses what --heatmap draws, and no --heatmap FILE is given")
@@ -462,7 +462,7 @@ def show(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
 ) -> None:
     """Why a head scored: its attention beside the pattern's matrix on one prompt, with the prompt's scores."""
-    from .engine.detect import check_measures
+    from .engine.detection import check_measures
     from .files import OutputFiles
     from .heads import parse_head
     from .report import EXPLANATION_SUFFIXES, render_explanation_text, save_explanation

@@ -6,7 +6,7 @@ tokenize (`engine.batching.tokenize`, the texts and offsets `detect` reads) -> t
 detection matrix (`engine.pattern_tensors.detection_tensors` on a batch of one) and the counted
 cells and target rows (`engine.measures.prepare_targets`) -> one forward pass hooked on the
 head's layer only (`engine.forward.run_attention_hooks`) -> the prompt's scores from that same
-attention (`engine.detect.score_tokens`, what `detect` runs). The result, an `Explanation`, is
+attention (`engine.detection.score_tokens`, what `detect` runs). The result, an `Explanation`, is
 drawn by `report.explain_text` (terminal), `report.explain_png` and `report.explain_html`.
 """
 
@@ -177,7 +177,7 @@ def explain(
     """
     from patternlang.annotate.spacy_parser import prompt_syntax
     from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
-    from patternlang.engine.detect import (
+    from patternlang.engine.detection import (
         check_measures,
         prompt_offsets,
         score_tokens,

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from patternlang.engine import detect  # noqa: F401 - first: the function keeps the name (engine/__init__.py)
-from patternlang.engine.detect import check_measures
+from patternlang.engine.detection import check_measures
 from patternlang.errors import ErrorGroup, InputError
 from patternlang.library import check_files
 from tests.test_cli import run

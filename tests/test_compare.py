@@ -203,7 +203,7 @@ def test_public_functions_stay_functions_when_their_modules_are_imported_first()
     import subprocess
     import sys
 
-    code = ("import patternlang.comparison, patternlang.engine.detect, patternlang\n"
+    code = ("import patternlang.comparison, patternlang.engine.detection, patternlang\n"
             "assert callable(patternlang.compare) and callable(patternlang.detect)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

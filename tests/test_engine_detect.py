@@ -241,9 +241,9 @@ def test_engine_detect_is_the_function_after_its_submodule_is_imported():
     import subprocess
     import sys
 
-    code = ("import patternlang.engine.tl_compat, patternlang.engine.detect\n"
+    code = ("import patternlang.engine.tl_compat, patternlang.engine.detection\n"
             "from patternlang.engine import detect\n"
-            "from patternlang.engine.detect import score_tokens\n"
+            "from patternlang.engine.detection import score_tokens\n"
             "print(callable(detect) and detect.__name__ == 'detect' and callable(score_tokens))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
@@ -264,7 +264,10 @@ def test_no_public_function_shares_its_name_with_a_submodule():
     import importlib.util
 
     import patternlang
+    import patternlang.engine
 
     clashes = [name for name, (_, attribute) in patternlang._LAZY.items()
                if attribute is not None and importlib.util.find_spec(f"patternlang.{name}") is not None]
+    clashes += [f"engine.{name}" for name in patternlang.engine._LAZY
+                if importlib.util.find_spec(f"patternlang.engine.{name}") is not None]
     assert clashes == []

@@ -165,7 +165,7 @@ def test_a_target_row_without_counted_attention_scores_zero_not_nan():
 
 def test_detect_says_which_scores_are_undefined_and_why():
     from patternlang import detect
-    from patternlang.engine.detect import ScoreWarning
+    from patternlang.engine.detection import ScoreWarning
     from patternlang.testing import make_hand_set_model
 
     model = make_hand_set_model()
@@ -197,7 +197,7 @@ def test_non_finite_values_in_padding_never_reach_the_scores():
 
 
 def test_undefined_scores_tell_missing_targets_from_non_finite_attention():
-    from patternlang.engine.detect import undefined_scores
+    from patternlang.engine.detection import undefined_scores
 
     values = {"mass": torch.full((2, 1, 2), torch.nan), "mul": torch.zeros(2, 1, 2)}
     reasons = undefined_scores(values, ["empty", "broken"], {0: None}, target_rows=torch.tensor([0.0, 5.0]))

@@ -188,7 +188,7 @@ def test_every_name_in_dir_resolves():
 
 def test_detect_stays_the_function_after_detect_head_is_used():
     # importing the engine's `detect` submodule used to make `pl.detect` that module
-    code = "import patternlang as pl; pl.detect_head; import patternlang.engine.detect; print(callable(pl.detect))"
+    code = "import patternlang as pl; pl.detect_head; import patternlang.engine.detection; print(callable(pl.detect))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True", result.stderr
 

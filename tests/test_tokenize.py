@@ -62,7 +62,7 @@ def test_characters_split_over_byte_tokens_read_their_text_not_replacement_chara
 def test_the_engine_reads_split_characters_by_their_text(embedded_model):
     from patternlang import detect
     from patternlang.engine.batching import tokenize
-    from patternlang.engine.detect import split_character_texts
+    from patternlang.engine.detection import split_character_texts
     from patternlang.engine.pattern_tensors import resolve_patterns
 
     text, rule = "日本 日本 🎉 🎉", "attend k where str[k] == str[q] and k < q"

@@ -313,7 +313,7 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
     batches, every layer up to the last needed hooked)."""
     from patternlang.annotate.spacy_parser import prompt_syntax
     from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
-    from patternlang.engine.detect import prompt_offsets, split_character_texts
+    from patternlang.engine.detection import prompt_offsets, split_character_texts
     from patternlang.engine.forward import run_attention_hooks
     from patternlang.engine.pattern_tensors import detection_tensors
     from patternlang.explanation import _token_texts

@@ -7,18 +7,16 @@
 Modules, one per stage: `batching` (tokenize, bucket, pad), `pattern_tensors` (the
 patterns as the engine sees them, `Detector`, and their detection tensors per batch),
 `forward` (the hooked, early-stopped forward pass), `measures` (the measure registry),
-`accumulate` (running sums), `detect` (the recipe), `scores` (the result), `tl_compat`
+`accumulate` (running sums), `detection` (the recipe), `scores` (the result), `tl_compat`
 (TransformerLens' `detect_head`, batched).
 """
 
-import sys
-import types
 from typing import Any
 
 # Imported on first use: `patternlang.engine.measures` (the measure registry, read by the
 # checker) must not pull in the model loaders that `detect` needs.
 _LAZY = {
-    "detect": "patternlang.engine.detect",
+    "detect": "patternlang.engine.detection",
     "detect_head": "patternlang.engine.tl_compat",
     "Scores": "patternlang.engine.scores",
     "head_label": "patternlang.heads",
@@ -42,18 +40,3 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["detect", "detect_head", "Scores", "MEASURES", "MEASURE_DOCS", "Measure", "Exclusions",
            "head_label", "parse_heads"]
-
-
-class _EngineModule(types.ModuleType):
-    """`patternlang.engine.detect` names the function, though a submodule has the same name:
-    importing a submodule sets it as an attribute of its package, which would make `from
-    patternlang.engine import detect` return the module once anything imported it (as
-    `detect_head` does). The submodule stays in `sys.modules` for whoever imports it by path."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _EngineModule

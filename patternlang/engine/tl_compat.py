@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.accumulate import asked_heads
-from patternlang.engine.detect import score_tokens
+from patternlang.engine.detection import score_tokens
 from patternlang.engine.pattern_tensors import Detector, check_matrix, check_matrix_sizes, resolve_patterns
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
