@@ -15,7 +15,8 @@ __all__ = ["BatchFeatures", "Program", "ReferencePrompt", "compile_expr", "evalu
 
 def evaluate_all(patterns: Sequence, features: BatchFeatures, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float32, *, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Detection tensors of every pattern on one batch: [n_patterns, batch, query_pos, key_pos].
+    """Detection tensors of every pattern on one batch: [n_patterns, batch, query_pos, key_pos]
+    (on a window of queries, `features.window(q_start, q_stop)`: its rows and keys).
 
     The features (and sub-expressions that patterns share) are computed once for all patterns.
     With `out` (a [n_patterns, batch, q, k] tensor of any strides, e.g. a pattern-last
@@ -23,14 +24,14 @@ def evaluate_all(patterns: Sequence, features: BatchFeatures, device: torch.devi
     evaluated, and `out` is returned: no stacked copy is made.
     """
     if out is not None:
-        expected = (len(patterns), features.batch, features.n_pos, features.n_pos)
+        expected = (len(patterns), features.batch, features.n_queries, features.n_keys)
         if tuple(out.shape) != expected:
             raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
         for index, pattern in enumerate(patterns):
             out[index].copy_(pattern.evaluate(features))
         return out
     if not patterns:
-        return torch.zeros(0, features.batch, features.n_pos, features.n_pos, dtype=dtype,
+        return torch.zeros(0, features.batch, features.n_queries, features.n_keys, dtype=dtype,
                            device=device or features.device)
     matrices = [pattern.evaluate(features) for pattern in patterns]
     stacked = torch.stack(matrices).to(dtype=dtype)

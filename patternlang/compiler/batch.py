@@ -9,6 +9,7 @@ once per distinct text (a lookup table), never once per position.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -43,10 +44,46 @@ class BatchFeatures:
         self._syntax = syntax  # per prompt: the parser's annotations aligned to its tokens (annotate.Annotations)
         self._labels = labels  # per prompt: its labelled spans (`spans.Labels`) or None
         self._predictions = predictions  # {layer or None: [batch, pos, top] ranked token ids}
-        self._token_sid: torch.Tensor | None = None
         self._tables: dict[str, torch.Tensor] = {}
         self._flags: dict[Callable[[str], bool], torch.Tensor] = {}
         self.positions = torch.arange(self.n_pos, device=self.device)
+        # The cells a Program evaluates: every query and key, unless seen through `window`.
+        self.query_positions = self.key_positions = self.positions
+        self.query_mask = self.key_mask = self.mask
+
+    def window(self, q_start: int, q_stop: int) -> "BatchFeatures":
+        """The same batch evaluated on queries `q_start .. q_stop-1` and keys `0 .. q_stop-1`.
+
+        A Program on the window gives `[batch, q_stop - q_start, q_stop]`, the rows q_start ..
+        q_stop-1 of the full matrix cut to q_stop keys (every pattern is lower-triangular, so
+        nothing is lost). Feature tables, the string table and lookups stay `[batch, pos]` and
+        are shared with this batch (computed once); only the pairwise results are the window's,
+        in a memo of its own, so that windows never mix.
+
+        >>> f = BatchFeatures.build(torch.tensor([[1, 2, 3, 4]]))
+        >>> w = f.window(2, 4)
+        >>> (len(w.query_positions), len(w.key_positions), f.n_pos)
+        (2, 4, 4)
+        """
+        if not 0 <= q_start < q_stop <= self.n_pos:
+            raise ValueError(f"window [{q_start}, {q_stop}) is not inside 0 .. {self.n_pos}")
+        view = copy.copy(self)  # shares the feature tables, string table and lookups (dicts, lists)
+        view.memo = {}
+        view.query_positions = self.positions[q_start:q_stop]
+        view.key_positions = self.positions[:q_stop]
+        view.query_mask = self.mask[:, q_start:q_stop]
+        view.key_mask = self.mask[:, :q_stop]
+        return view
+
+    @property
+    def n_queries(self) -> int:
+        """Query rows a Program evaluates (all positions, or a window's)."""
+        return len(self.query_positions)
+
+    @property
+    def n_keys(self) -> int:
+        """Key columns a Program evaluates (all positions, or up to a window's last query)."""
+        return len(self.key_positions)
 
     @classmethod
     def build(cls, tokens: torch.Tensor | Sequence[Sequence[int]], mask: torch.Tensor | None = None, *,
@@ -196,41 +233,43 @@ class BatchFeatures:
                              hint="score it with `detect`, which runs the model to its logits for such patterns")
         return self._predictions[layer]
 
-    def ancestors(self) -> torch.Tensor:
-        """`[batch, pos, pos]` bool: `[b, x, y]` is True where y is reached from x by following
-        `dephead` 1 to MAX_ANCESTOR_DEPTH times (`ancestor(y, x)`)."""
-        table = self._tables.get("__ancestors__")
+    def ancestor_chain(self) -> torch.Tensor:
+        """`[batch, pos, MAX_ANCESTOR_DEPTH]` long: `[b, x, d]` is the position reached from x by
+        following `dephead` d + 1 times, -1 once the chain leaves the prompt (`ancestor(y, x)` is
+        "y is in x's chain"). Linear in the prompt length, unlike a `[pos, pos]` table."""
+        table = self._tables.get("__ancestor_chain__")
         if table is None:
             heads = self.table("dephead")                               # [batch, pos], -1: none
-            table = torch.zeros(self.batch, self.n_pos, self.n_pos, dtype=torch.bool, device=self.device)
-            rows = torch.arange(self.batch, device=self.device).view(-1, 1)
+            steps = []
             current = self.positions.view(1, -1).expand(self.batch, -1)
             alive = self.mask.clone()
             for _ in range(MAX_ANCESTOR_DEPTH):
                 current = heads.gather(1, current.clamp(min=0))
                 alive = alive & (current >= 0) & (current < self.n_pos)
                 current = torch.where(alive, current, 0)
-                table[rows, self.positions.view(1, -1), current] |= alive
-            table = self._tables["__ancestors__"] = table
+                steps.append(torch.where(alive, current, -1))
+            table = self._tables["__ancestor_chain__"] = torch.stack(steps, dim=-1)
         return table
 
     def text_ids(self) -> torch.Tensor:
         """Each token's id in the batch's string table, [batch, pos] (padding: an arbitrary id)."""
-        if self._token_sid is None:
+        table = self._tables.get("__text_ids__")  # in the shared tables, so that windows reuse it
+        if table is None:
             if self._texts is not None:
                 ids = [[self.intern(text) for text in row] for row in self._texts]
                 table = torch.zeros(self.batch, self.n_pos, dtype=torch.long)
                 for row, row_ids in enumerate(ids):
                     table[row, : len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
-                self._token_sid = table.to(self.device)
+                table = table.to(self.device)
             else:
                 unique = torch.unique(self.tokens[self.mask])
                 texts = self._decode(unique.tolist())
                 sid_of_unique = torch.tensor([self.intern(t) for t in texts] or [0], dtype=torch.long,
                                              device=self.device)
                 where = torch.searchsorted(unique, self.tokens).clamp(max=max(len(unique) - 1, 0))
-                self._token_sid = sid_of_unique[where]
-        return self._token_sid
+                table = sid_of_unique[where]
+            self._tables["__text_ids__"] = table
+        return table
 
     def text_flags(self, predicate: Callable[[str], bool]) -> torch.Tensor:
         """`predicate` of each token's text, [batch, pos] bool; run once per distinct text."""

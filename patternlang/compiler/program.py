@@ -2,7 +2,9 @@
 
 A Program is built once per pattern expression (cached by the expression, which is a
 hashable frozen dataclass) and evaluated on a batch's `BatchFeatures`, returning a float
-tensor [batch, query_pos, key_pos]: lower-triangular and zero on padding.
+tensor [batch, query_pos, key_pos]: lower-triangular and zero on padding. On a window of
+queries (`BatchFeatures.window`) it returns those rows alone, cut to the keys up to the last
+query: `q` and `k` are the window's positions, feature tables stay whole.
 
 Inside a condition every value is a pair (data, valid) of tensors that broadcast to
 [batch, query_pos, key_pos]: `q` is [1, pos, 1], `k` is [1, 1, pos], so a rule that only
@@ -82,12 +84,11 @@ def _memoised(node, run):
 
 
 def _triangle(features: BatchFeatures) -> Tensor:
-    """Cells that may be marked: k <= q, both real tokens. [batch, q, k] bool."""
+    """Cells that may be marked: k <= q, both real tokens. [batch, q, k] bool (a window's q and k)."""
     key = "__triangle__"
     if key not in features.memo:
-        pos = features.positions
-        tril = pos.view(1, -1, 1) >= pos.view(1, 1, -1)
-        features.memo[key] = tril & features.mask.unsqueeze(2) & features.mask.unsqueeze(1)
+        tril = features.query_positions.view(1, -1, 1) >= features.key_positions.view(1, 1, -1)
+        features.memo[key] = tril & features.query_mask.unsqueeze(2) & features.key_mask.unsqueeze(1)
     return features.memo[key]
 
 
@@ -206,9 +207,9 @@ def _compile_value(value: ast.Value) -> Callable[[BatchFeatures], ValuePair]:
     if isinstance(value, ast.Name):
         name = value.name
         if name == "q":
-            return lambda f: (f.positions.view(1, -1, 1), None)
+            return lambda f: (f.query_positions.view(1, -1, 1), None)
         if name == "k":
-            return lambda f: (f.positions.view(1, 1, -1), None)
+            return lambda f: (f.key_positions.view(1, 1, -1), None)
         truth = name == "true"
         return lambda f: (torch.tensor(truth, device=f.device), None)
     if isinstance(value, ast.IntLit):
@@ -278,7 +279,8 @@ def _compile_call(value: ast.Call):
 
 
 def _compile_ancestor(value: ast.Call):
-    # ancestor(a, b): a is reached from b along dephead; a lookup in the batch's [batch, b, a] table.
+    # ancestor(a, b): a is reached from b along dephead: a is among b's chain of heads, one
+    # [batch, q?, k?] comparison per step of the batch's [batch, pos, depth] chain table.
     first, second = (_compile_value(arg) for arg in value.args)
 
     def ancestor(f: BatchFeatures) -> ValuePair:
@@ -289,7 +291,10 @@ def _compile_ancestor(value: ast.Call):
         rows, a, b = torch.broadcast_tensors(rows, a, b)
         inside = (a >= 0) & (a < f.n_pos) & (b >= 0) & (b < f.n_pos)
         safe_a, safe_b = a.clamp(0, f.n_pos - 1), b.clamp(0, f.n_pos - 1)
-        data = f.ancestors()[rows, safe_b, safe_a]
+        chain = f.ancestor_chain()                                      # -1 where the chain ended
+        data = torch.zeros_like(safe_a, dtype=torch.bool)
+        for step in range(chain.shape[-1]):
+            data |= chain[..., step][rows, safe_b] == safe_a
         valid = inside & f.mask[rows, safe_a] & f.mask[rows, safe_b]
         return data, _both_valid(valid, _both_valid(a_valid, b_valid))
     return ancestor

@@ -132,28 +132,74 @@ def detection_tensors(
     call, which writes each pattern straight into the result (no stacked copy).
     """
     device = device or batch.tokens.device
+    features = batch_features(detectors, batch, strings=strings, texts=texts, offsets=offsets, syntax=syntax,
+                              labels=labels, predictions=predictions, special_ids=special_ids, device=device)
+    return detection_block(detectors, batch, features, 0, batch.tokens.shape[1], device=device)
+
+
+def batch_features(
+    detectors: Sequence[Detector],
+    batch: Batch,
+    *,
+    strings: Any = None,
+    texts: Sequence[Sequence[str]] | None = None,
+    offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
+    syntax: Sequence[Any] | None = None,
+    labels: Sequence[Any] | None = None,
+    predictions: dict[int | None, Tensor] | None = None,
+    special_ids: Sequence[int] = (),
+    device: torch.device | None = None,
+) -> Any:
+    """The batch's `BatchFeatures` (feature tables `[batch, pos]`, shared by every pattern and every
+    query block), or None when no detector is a language pattern."""
+    if not any(d.pattern is not None for d in detectors):
+        return None
+    from patternlang.compiler import BatchFeatures
+
+    device = device or batch.tokens.device
+    return BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
+                               strings=strings, texts=texts, offsets=offsets, syntax=syntax,
+                               labels=labels, predictions=predictions, special_ids=special_ids)
+
+
+def detection_block(detectors: Sequence[Detector], batch: Batch, features: Any, q_start: int, q_stop: int, *,
+                    device: torch.device | None = None) -> Tensor:
+    """The detection tensors of queries `q_start .. q_stop-1` over keys `0 .. q_stop-1`:
+    `[pattern, batch, q_stop - q_start, q_stop]` float32, equal to those rows of the full
+    tensors cut to `q_stop` keys (every pattern is lower-triangular).
+
+    `features` is the batch's `batch_features` (None without language patterns); each block
+    evaluates on its own window of them, so that blocks never share pairwise results.
+    """
+    device = device or batch.tokens.device
     n_batch, width = batch.tokens.shape
-    out = torch.empty(len(detectors), n_batch, width, width, dtype=torch.float32, device=device)
+    full = q_start == 0 and q_stop == width
+    out = torch.empty(len(detectors), n_batch, q_stop - q_start, q_stop, dtype=torch.float32, device=device)
     language = [i for i, d in enumerate(detectors) if d.pattern is not None]
     if language:
-        from patternlang.compiler import BatchFeatures, evaluate_all
+        from patternlang.compiler import evaluate_all
 
-        features = BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
-                                       strings=strings, texts=texts, offsets=offsets, syntax=syntax,
-                                       labels=labels, predictions=predictions, special_ids=special_ids)
+        window = features if full else features.window(q_start, q_stop)
         patterns = [detectors[i].pattern for i in language]
         if language == list(range(language[0], language[-1] + 1)):
-            evaluate_all(patterns, features, out=out[language[0]: language[-1] + 1])
+            evaluate_all(patterns, window, out=out[language[0]: language[-1] + 1])
         else:  # language patterns mixed with tensors: evaluate, then place them
-            out[language] = evaluate_all(patterns, features, device).to(torch.float32)
-        del features  # its memo holds every pattern's intermediate results
+            out[language] = evaluate_all(patterns, window, device).to(torch.float32)
+        del window  # its memo holds every pattern's intermediate results
+        if full:
+            features.memo.clear()
     for i, detector in enumerate(detectors):
         if detector.matrix is not None:
-            out[i] = detector.matrix.to(device)  # check_matrix_sizes: every prompt has this length
+            # check_matrix_sizes: every prompt has this length
+            out[i] = detector.matrix[q_start:q_stop, :q_stop].to(device)
         elif detector.per_prompt is not None:
+            # A function of a whole prompt: called per block, one prompt's matrix alive at a time.
             out[i] = 0.0
             tokens = batch.tokens.cpu()
             for row, length in enumerate(batch.lengths.tolist()):
-                matrix = detector.per_prompt(tokens[row, :length])
-                out[i, row, :length, :length] = torch.as_tensor(matrix, dtype=torch.float32).to(device)
+                stop = min(q_stop, length)
+                if stop <= q_start:
+                    continue
+                matrix = torch.as_tensor(detector.per_prompt(tokens[row, :length]), dtype=torch.float32)
+                out[i, row, : stop - q_start, :stop] = matrix[q_start:stop, :stop].to(device)
     return out

@@ -9,7 +9,7 @@ prompt once per run when a pattern reads one of them, which takes the optional e
 
 `ancestor(a, b)` (in `builtins.FUNCTIONS`) follows `dephead` up from b, at most
 `MAX_ANCESTOR_DEPTH` arcs; `builtins.ancestor_chain` is its definition (the reference
-evaluator's), `BatchFeatures.ancestors` the vectorised one.
+evaluator's), `BatchFeatures.ancestor_chain` the vectorised one.
 """
 
 from __future__ import annotations
