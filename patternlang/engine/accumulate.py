@@ -79,7 +79,9 @@ class Tallies:
     interval). `baseline`: `{measure: [pattern]}`, the score of a head attending uniformly over
     each row's counted keys. `n_rows`, `n_prompts`: `[pattern]`, the target rows and the
     prompts with at least one target row. `per_prompt` (when asked for): `{measure:
-    [prompt, pattern, layer, head_index]}` in the order the prompts were given.
+    [prompt, pattern, layer, head_index]}` in the order the prompts were given. `attention`: how
+    the attention was read (`{"path": "blocks", "query_block": 96}` or `{"path": "hook_pattern",
+    "why": ...}`), set by the engine.
     """
 
     values: dict[str, Tensor]
@@ -90,6 +92,7 @@ class Tallies:
     n_prompts: Tensor
     n_prompts_total: int
     per_prompt: dict[str, Tensor] | None = field(default=None)
+    attention: dict | None = field(default=None)  # which path read the attention (`detect`'s provenance)
 
 
 class Accumulator:
@@ -160,55 +163,88 @@ class Accumulator:
     def start_batch(self, detection: Tensor, lengths: Tensor, indices: list[int] | None = None) -> None:
         """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`;
         `indices`: the batch's prompts' positions in the input (needed for per-prompt scores)."""
-        lengths = lengths.to(self.device)
+        lengths = self.begin_batch(lengths, indices)
         self._batch, self._batch_denominators = [], []
-        for group, index in zip(self.groups, self.group_index):
-            part = detection if len(group.indices) == self.n_patterns else detection[index]
-            targets = prepare_targets(part, lengths, group.exclusions, _prepared_measures(self.measures))
-            rows = targets.target_rows.to(self.dtype)  # [batch, group pattern]
-            self.target_rows.index_add_(0, index, rows.sum(dim=0))
-            self.prompts_with_targets.index_add_(0, index, (rows > 0).sum(dim=0).to(self.dtype))
-            chance = {m: MEASURES[m].chance_sum(targets).to(self.dtype) for m in _chance_measures(self.measures)}
-            denominators = {}
-            for kind in self.denominators:
-                if kind == "target rows":
-                    denominator = rows
-                elif kind == "prompts":
-                    denominator = torch.ones_like(rows)
-                else:
-                    denominator = chance[kind.removeprefix("chance of ")]
-                denominators[kind] = denominator
-                self.denominators[kind].index_add_(0, index, denominator.sum(dim=0))
-                self.denominator_squares[kind].index_add_(0, index, denominator.square().sum(dim=0))
-            for measure in self.measures:
-                # The chance head of a relative measure: its own sums over the base's chance sums.
-                self.chance[measure].index_add_(0, index, chance[_base(measure)].sum(dim=0))
+        for number, group in enumerate(self.groups):
+            part = detection if len(group.indices) == self.n_patterns else detection[self.group_index[number]]
+            targets = prepare_targets(part, lengths, group.exclusions, self.prepared_measures)
+            chance = {m: MEASURES[m].chance_sum(targets) for m in self.chance_measures}
             self._batch.append(targets)
-            self._batch_denominators.append(denominators)
+            self._batch_denominators.append(self.add_evidence(number, targets.target_rows, chance))
+
+    @property
+    def prepared_measures(self) -> tuple[str, ...]:
+        """The measures plus those they are relative to (whose chance sums they need prepared)."""
+        return _prepared_measures(self.measures)
+
+    @property
+    def chance_measures(self) -> tuple[str, ...]:
+        """The measures whose chance sums the scores need (each measure's base)."""
+        return _chance_measures(self.measures)
+
+    def begin_batch(self, lengths: Tensor, indices: list[int] | None) -> Tensor:
+        """Count a new batch's prompts (and keep their indices for per-prompt scores); its lengths on the device."""
         self.n_prompts += int(lengths.shape[0])
         if self.per_prompt is not None:
             if indices is None:
                 raise ValueError("per-prompt scores need the batch's prompt indices")
             self._batch_indices = torch.as_tensor(indices, dtype=torch.long)
+        return lengths.to(self.device)
 
-    def add_layer(self, layer: int, attention: Tensor) -> None:
-        """Reduce one layer's attention `[batch, head_index, q, k]` into the running sums."""
+    def add_evidence(self, group: int, target_rows: Tensor, chance: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Add one batch's per-prompt evidence for the patterns of `groups[group]`: its target rows
+        `[batch, group pattern]` and the chance head's partial sums `{base measure: [batch, group pattern]}`.
+        Returns the prompts' denominators `{kind: [batch, group pattern]}` for `add_partials`."""
+        index = self.group_index[group]
+        rows = target_rows.to(self.dtype)
+        chance = {m: value.to(self.dtype) for m, value in chance.items()}
+        self.target_rows.index_add_(0, index, rows.sum(dim=0))
+        self.prompts_with_targets.index_add_(0, index, (rows > 0).sum(dim=0).to(self.dtype))
+        denominators = {}
+        for kind in self.denominators:
+            if kind == "target rows":
+                denominator = rows
+            elif kind == "prompts":
+                denominator = torch.ones_like(rows)
+            else:
+                denominator = chance[kind.removeprefix("chance of ")]
+            denominators[kind] = denominator
+            self.denominators[kind].index_add_(0, index, denominator.sum(dim=0))
+            self.denominator_squares[kind].index_add_(0, index, denominator.square().sum(dim=0))
+        for measure in self.measures:
+            # The chance head of a relative measure: its own sums over the base's chance sums.
+            self.chance[measure].index_add_(0, index, chance[_base(measure)].sum(dim=0))
+        return denominators
+
+    def chosen_heads(self, layer: int, attention: Tensor) -> Tensor:
+        """A layer's attention `[batch, head_index, ...]` on the accumulator's device, its asked heads alone."""
         heads = self.head_index[layer]
         attention = attention.detach()
         if attention.device != self.device:
             attention = attention.to(self.device)
-        if heads is not None:
-            attention = attention.index_select(1, heads)
+        return attention if heads is None else attention.index_select(1, heads)
+
+    def add_layer(self, layer: int, attention: Tensor) -> None:
+        """Reduce one layer's attention `[batch, head_index, q, k]` into the running sums."""
+        heads = self.head_index[layer]
+        attention = self.chosen_heads(layer, attention)
         extras = self._layer_outputs(layer, heads)
-        for targets, denominators, index in zip(self._batch, self._batch_denominators, self.group_index):
+        for number, (targets, denominators) in enumerate(zip(self._batch, self._batch_denominators)):
             for measure, partial in partial_sums(attention, targets, self.measures, extras).items():
-                partial = partial.to(self.dtype)  # [batch, group pattern, chosen head]
-                denominator = denominators[_denominator_kind(measure)][:, :, None]
-                self._scatter(self.sums[measure][layer], index, heads, partial.sum(dim=0))
-                self._scatter(self.squares[measure][layer], index, heads, partial.square().sum(dim=0))
-                self._scatter(self.cross[measure][layer], index, heads, (partial * denominator).sum(dim=0))
-                if self.per_prompt is not None:
-                    self._keep_per_prompt(measure, layer, index, heads, partial, denominator)
+                self.add_partials(layer, number, measure, partial, denominators)
+
+    def add_partials(self, layer: int, group: int, measure: str, partial: Tensor,
+                     denominators: dict[str, Tensor]) -> None:
+        """Add one layer's per-prompt partial sums `[batch, group pattern, chosen head]` of `measure`
+        (`denominators` from `add_evidence`)."""
+        index, heads = self.group_index[group], self.head_index[layer]
+        partial = partial.to(self.dtype)
+        denominator = denominators[_denominator_kind(measure)][:, :, None]
+        self._scatter(self.sums[measure][layer], index, heads, partial.sum(dim=0))
+        self._scatter(self.squares[measure][layer], index, heads, partial.square().sum(dim=0))
+        self._scatter(self.cross[measure][layer], index, heads, (partial * denominator).sum(dim=0))
+        if self.per_prompt is not None:
+            self._keep_per_prompt(measure, layer, index, heads, partial, denominator)
 
     def _layer_outputs(self, layer: int, heads: Tensor | None):
         if self.outputs is None or layer not in self.outputs.z:

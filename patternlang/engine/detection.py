@@ -5,11 +5,14 @@ for every pattern at once -> one hooked forward pass whose `hook_pattern` hooks 
 each layer's attention into running sums (stopped after the last needed layer) ->
 `Scores`. Patterns that read the model's predictions, and the `copying` measure, take the
 deferred path instead (`model_outputs.py`): the same one pass per batch, run to the logits,
-with the needed layers' attention kept and reduced after it.
+with the needed layers' attention kept and reduced after it. Long prompts take the block
+path (`blocked.py`): attention and detection by blocks of query rows, memory linear in the
+prompt length; `attention=` chooses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,12 +26,20 @@ from patternlang.engine.accumulate import Accumulator, PatternGroup, Tallies, as
 from patternlang.engine.batching import (
     TokenStrings,
     auto_budget,
+    blocked_bytes_per_prompt_estimate,
     bytes_per_prompt_estimate,
     pad_batch,
     plan_batches,
     tokenize,
 )
-from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes, detection_tensors, resolve_patterns
+from patternlang.engine.blocked import BLOCK_MEMORY, choose_attention, score_blocked_batch
+from patternlang.engine.pattern_tensors import (
+    Detector,
+    batch_features,
+    check_matrix_sizes,
+    detection_block,
+    resolve_patterns,
+)
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.model_outputs import Readout, extra_bytes_per_prompt, outputs_plan, run_with_outputs
 from patternlang.engine.progress import progress_reporter
@@ -55,6 +66,7 @@ def detect(
     progress: bool = True,
     prepend_bos: bool = True,
     per_prompt: bool = False,
+    attention: str | Callable = "auto",
 ) -> Scores:
     """Score every head of `model` against every pattern on `prompts`.
 
@@ -85,6 +97,12 @@ def detect(
         prepend_bos: prepend BOS to text prompts (token-id prompts are never changed).
         per_prompt: also keep every prompt's own scores (`Scores.prompt_scores`,
             `best_prompts`); memory grows with the number of prompts.
+        attention: how each layer's attention is read (docs/long_context.md). "auto" (default):
+            by blocks of query rows, memory linear in the prompt length, for prompts longer than
+            1024 tokens where the model allows it, else whole from `hook_pattern`; "blocks":
+            always by blocks (an error naming the reason where that cannot run); "pattern":
+            always `hook_pattern`. The scores are the same either way (within 1e-5);
+            `Scores.settings["attention"]` says which path ran and why.
 
     Returns:
         `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`, their 95%
@@ -123,7 +141,7 @@ def detect(
         model, token_lists, detectors,
         measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
         batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
-        per_prompt=per_prompt, syntax=syntax, labels=labels,
+        per_prompt=per_prompt, syntax=syntax, labels=labels, attention=attention,
     )
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -132,6 +150,7 @@ def detect(
         "prepend_bos": prepend_bos,
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
+        "attention": tallies.attention,
     }
     names = [d.name for d in detectors]
     undefined = undefined_scores(tallies.values, names, chosen_heads, tallies.n_rows)
@@ -181,6 +200,7 @@ def score_tokens(
     per_prompt: bool = False,
     syntax: dict[int, Any] | None = None,
     labels: dict[int, Any] | None = None,
+    attention: str | Callable = "auto",
 ) -> tuple[Tallies, int]:
     """The engine's core: checked token lists and detectors in, `Tallies` (scores
     `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
@@ -191,7 +211,8 @@ def score_tokens(
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
     that need them (`prompt_offsets`); `syntax[i]` its parser annotations (`prompt_syntax`);
     `labels[i]` its labelled spans (`prompt_labels`).
-    `per_prompt`: also keep each prompt's scores.
+    `per_prompt`: also keep each prompt's scores. `attention`: the path (`detect`'s, or a
+    capture function `blocked.CaptureBlocks`); `Tallies.attention` says which ran.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -207,7 +228,12 @@ def score_tokens(
     # Patterns reading the model's predictions and measures reading its outputs defer the scoring
     # to after a pass to the logits (model_outputs.py); every other run is the stopped pass.
     outputs = outputs_plan(detectors, measures, n_layers) if attention_source is None else None
-    per_prompt_bytes = bytes_per_prompt_estimate(model, len(detectors), len(measures))
+    capture, path = choose_attention(attention, model, longest=max(lengths, default=0),
+                                     needs_outputs=_needs_outputs(outputs), attention_given=attention_source is not None)
+    if capture is not None:
+        per_prompt_bytes = blocked_bytes_per_prompt_estimate(model, len(detectors), measures, len(heads))
+    else:
+        per_prompt_bytes = bytes_per_prompt_estimate(model, len(detectors), len(measures))
     extra = extra_bytes_per_prompt(model, outputs, len(heads))
     plan = plan_batches(
         lengths, batch_size,
@@ -221,6 +247,8 @@ def score_tokens(
     specials = facts.special_ids
     padding = facts.pad_id
     layers = sorted(heads)
+    block_budget = min(BLOCK_MEMORY, auto_budget(work_device))
+    query_blocks: list[int] = []
     description = f"scoring {len(token_lists)} prompts"
     with progress_reporter(progress, len(plan) * len(layers), description) as reporter:
         for number, indices in enumerate(plan, start=1):
@@ -233,9 +261,16 @@ def score_tokens(
             passed = None
             if outputs is not None:  # one pass to the logits first, its attention kept
                 passed = run_with_outputs(model, batch.tokens, layers, outputs, readout)
-            detection = detection_tensors(detectors, batch, strings=strings, texts=rows, offsets=spans,
-                                          syntax=parsed, labels=labelled, special_ids=specials, device=work_device,
-                                          predictions=passed.predictions if passed is not None else None)
+            features = batch_features(detectors, batch, strings=strings, texts=rows, offsets=spans, syntax=parsed,
+                                      labels=labelled, special_ids=specials, device=work_device,
+                                      predictions=passed.predictions if passed is not None else None)
+            if capture is not None:
+                query_blocks.append(score_blocked_batch(
+                    model, capture, accumulator, detectors, batch, features, layers, device=work_device,
+                    budget=block_budget, advance=reporter.advance, status=f"batch {number}/{len(plan)}"))
+                continue
+            detection = detection_block(detectors, batch, features, 0, batch.tokens.shape[1], device=work_device)
+            del features
             accumulator.start_batch(detection, batch.lengths, indices)
             del detection  # the accumulator keeps what it needs; free the rest before the forward pass
             if passed is not None:
@@ -249,7 +284,18 @@ def score_tokens(
                 with torch.inference_mode():
                     for layer in layers:
                         on_attention(layer, attention_source(layer))
-    return accumulator.result(), len(plan)
+    if capture is not None:
+        path["query_block"] = query_blocks[0] if len(set(query_blocks)) == 1 else sorted(set(query_blocks))
+    return dataclasses.replace(accumulator.result(), attention=path), len(plan)
+
+
+def _needs_outputs(outputs: Any) -> str | None:
+    """Why a run needs the model's outputs (which only the hook_pattern path reads), or None."""
+    if outputs is None:
+        return None
+    if outputs.predictions:
+        return "a pattern reads the model's predictions (a pass to the logits)"
+    return "the copying measure reads the heads' outputs (a pass to the logits)"
 
 
 def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],

@@ -50,7 +50,7 @@ from patternlang.engine.copying import copying_sum, no_chance
 from patternlang.registry import Registry
 
 __all__ = [
-    "ATTENTION_MEASURES", "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
+    "ATTENTION_MEASURES", "BlockSplit", "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
     "LayerWork", "counted_cells", "prepare_targets", "partial_sums", "register_measure", "wide_dtype",
 ]
 
@@ -68,20 +68,25 @@ class Exclusions:
     current: bool = False
 
 
-def counted_cells(lengths: Tensor, size: int, exclusions: Exclusions) -> Tensor:
+def counted_cells(lengths: Tensor, size: int, exclusions: Exclusions, first_query: int = 0) -> Tensor:
     """Bool `[batch, query_pos, key_pos]`: real query and key, `k <= q`, minus exclusions.
+
+    Queries `first_query .. size-1` over keys `0 .. size-1` (a block of query rows; the whole
+    square by default).
 
     Example: `counted_cells(torch.tensor([2]), 3, Exclusions())[0]` is the lower
     triangle of the 2x2 real block, padded with False to 3x3.
     """
-    positions = torch.arange(size, device=lengths.device)
-    real = positions[None, :] < lengths[:, None]  # [batch, pos]
-    causal = positions[:, None] >= positions[None, :]  # [q, k]
-    cells = real[:, :, None] & real[:, None, :] & causal
+    keys = torch.arange(size, device=lengths.device)
+    queries = keys[first_query:]
+    real_keys = keys[None, :] < lengths[:, None]  # [batch, k]
+    real_queries = queries[None, :] < lengths[:, None]  # [batch, q]
+    causal = queries[:, None] >= keys[None, :]  # [q, k]
+    cells = real_queries[:, :, None] & real_keys[:, None, :] & causal
     if exclusions.bos:
         cells[:, :, 0] = False
     if exclusions.current:
-        cells &= ~torch.eye(size, dtype=torch.bool, device=lengths.device)
+        cells &= queries[:, None] != keys[None, :]
     return cells
 
 
@@ -114,6 +119,7 @@ class BatchTargets:
     row_weight: Tensor | None  # float [batch, q, pattern]: 1 / the row's maximum on target rows, else 0 (mass)
     row_normalised: Tensor | None  # float [pattern, batch, q, k]: rows scaled to sum 1 (tv)
     is_target: Tensor | None  # bool [batch, q, k, pattern]: a positive value on a counted cell (argmax)
+    first_query: int = 0  # the position of row 0 (a block of query rows; keys always start at 0)
 
     @property
     def detection(self) -> Tensor:
@@ -122,14 +128,19 @@ class BatchTargets:
 
 
 def prepare_targets(
-    detection: Tensor, lengths: Tensor, exclusions: Exclusions, measures: tuple[str, ...]
+    detection: Tensor, lengths: Tensor, exclusions: Exclusions, measures: tuple[str, ...], first_query: int = 0
 ) -> BatchTargets:
     """Mask one batch's detection tensors `[pattern, batch, q, k]` and derive what the measures use.
 
+    With `first_query`, `detection` is a block of query rows `first_query .. k-1` over keys
+    `0 .. k-1` (`[pattern, batch, k - first_query, k]`, as `detection_block` makes it).
     `detection` is read, never changed; it may be freed once this returns.
     """
-    n_patterns, batch, size, _ = detection.shape
-    cells = counted_cells(lengths, size, exclusions)
+    n_patterns, batch, rows, size = detection.shape
+    if rows != size - first_query:
+        raise ValueError(f"a block of {rows} query rows from {first_query} needs {rows + first_query} keys, "
+                         f"got {size}")
+    cells = counted_cells(lengths, size, exclusions, first_query)
     by_pattern = detection.permute(1, 2, 3, 0)  # [batch, q, k, pattern]
     row_measures = any(MEASURES[m].averaged_over == "target rows" for m in measures)
     raw_measures = any(MEASURES[m].averaged_over == "prompts" for m in measures)
@@ -140,7 +151,7 @@ def prepare_targets(
     prepares = set().union(*(MEASURES[m].prepares for m in measures))
     split = negative and row_measures and raw_measures
     n_columns = n_patterns * (2 if split else 1) + 1
-    by_cell = torch.empty(batch, size, size, n_columns, dtype=torch.float32, device=detection.device)
+    by_cell = torch.empty(batch, rows, size, n_columns, dtype=torch.float32, device=detection.device)
     # Selected, not multiplied: a non-finite value outside the counted cells cannot leak in.
     zero = torch.zeros((), dtype=torch.float32, device=detection.device)
     torch.where(cells[..., None], by_pattern, zero, out=by_cell[..., :n_patterns])
@@ -168,7 +179,7 @@ def prepare_targets(
     if "is_target" in prepares:
         is_target = positive > 0
     return BatchTargets(cells, lengths, by_cell, n_patterns, row_columns, raw_columns, target_rows,
-                        row_weight, row_normalised, is_target)
+                        row_weight, row_normalised, is_target, first_query)
 
 
 def cell_products(attention: Tensor, by_cell: Tensor, block: int | None = None) -> Tensor:
@@ -176,18 +187,21 @@ def cell_products(attention: Tensor, by_cell: Tensor, block: int | None = None) 
 
     `einsum("bhqk,bqkc->bqhc")` as batched matmuls over queries. Prompts longer than 1.5
     blocks of `block` (default `QUERY_BLOCK`) queries go block by block, prompt by prompt;
-    each block reads only the keys up to its last query.
+    each block reads only the keys up to its last query. The rows may be a block of a
+    longer prompt's (`[batch, head_index, q, k]` with k > q: its rows are the last q queries).
     """
     block = block or QUERY_BLOCK
-    batch, heads, size, _ = attention.shape
+    batch, heads, size, n_keys = attention.shape
+    first_query = n_keys - size
     if size <= block + block // 2:
         return torch.matmul(attention.transpose(1, 2), by_cell)
     out = attention.new_empty(batch, size, heads, by_cell.shape[-1])
     for row in range(batch):
         for start in range(0, size, block):
             stop = min(size, start + block)
+            keys = first_query + stop
             # [q, head, k] @ [q, k, column]: views with a unit last stride, which bmm takes as they are.
-            torch.bmm(attention[row, :, start:stop, :stop].transpose(0, 1), by_cell[row, start:stop, :stop],
+            torch.bmm(attention[row, :, start:stop, :keys].transpose(0, 1), by_cell[row, start:stop, :keys],
                       out=out[row, start:stop])
     return out
 
@@ -218,17 +232,31 @@ def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
     return torch.where(weight > 0, shares * weight, 0.0).sum(dim=1).transpose(1, 2)
 
 
+def mul_parts(products: Tensor, targets: BatchTargets) -> tuple[Tensor, Tensor]:
+    """TransformerLens `mul`'s sums over the rows at hand: `sum(A' * D)` `[batch, pattern, head_index]`
+    and `sum(A')` `[batch, 1, head_index]`, where `A'` is the attention with excluded cells zeroed.
+    Both add over blocks of query rows; a prompt's score is their ratio (`mul_finish`)."""
+    queries = torch.arange(products.shape[1], device=products.device) + targets.first_query
+    real = (queries[None, :] < targets.lengths[:, None])[:, :, None, None]
+    products = torch.where(real, products, 0.0)  # padded query rows are not read
+    numerator = products[..., targets.raw_columns].sum(dim=1)  # [batch, head, pattern]
+    denominator = products[..., -1:].sum(dim=1)  # [batch, head, 1]
+    return numerator.transpose(1, 2), denominator.transpose(1, 2)
+
+
+def mul_finish(parts: tuple[Tensor, Tensor], lengths: Tensor) -> Tensor:
+    """TransformerLens `mul` per prompt from a whole prompt's `mul_parts`: `[batch, pattern, head_index]`
+    (NaN where a head has no counted attention, as in TransformerLens)."""
+    numerator, denominator = parts
+    return numerator / denominator
+
+
 def mul_prompt_scores(products: Tensor, targets: BatchTargets) -> Tensor:
     """TransformerLens `mul` per prompt: `[pattern, batch, head_index]`.
 
     `sum(A' * D) / sum(A')` where `A'` is the attention with excluded cells zeroed.
     """
-    size = products.shape[1]
-    real = (torch.arange(size, device=products.device)[None, :] < targets.lengths[:, None])[:, :, None, None]
-    products = torch.where(real, products, 0.0)  # padded query rows are not read
-    numerator = products[..., targets.raw_columns].sum(dim=1)  # [batch, head, pattern]
-    denominator = products[..., -1].sum(dim=1)  # [batch, head]
-    return (numerator / denominator[..., None]).permute(2, 0, 1)
+    return mul_finish(mul_parts(products, targets), targets.lengths).transpose(0, 1)
 
 
 def tv_sum(normalised: Tensor, targets: BatchTargets) -> Tensor:
@@ -256,18 +284,31 @@ def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
     return hits.sum(dim=1).transpose(1, 2).to(torch.float32)
 
 
-def abs_prompt_scores(kept: Tensor, targets: BatchTargets) -> Tensor:
-    """TransformerLens `abs` per prompt: `1 - round(sum|A' - D'| / length, 3)`, `[pattern, batch, head_index]`."""
+def abs_parts(kept: Tensor, targets: BatchTargets) -> tuple[Tensor]:
+    """TransformerLens `abs`'s sum over the rows at hand: `sum|A' - D'|` `[batch, pattern, head_index]`.
+    Every nonzero cell is a counted one (k <= q), so the sums add over blocks of query rows."""
     scratch = torch.empty_like(kept)
     per_pattern = []
     for detection in targets.detection:  # [batch, q, k]
         torch.sub(kept, detection[:, None], out=scratch)
         per_pattern.append(scratch.abs_().sum(dim=(-1, -2)))
+    return (torch.stack(per_pattern, dim=1),)
+
+
+def abs_finish(parts: tuple[Tensor], lengths: Tensor) -> Tensor:
+    """TransformerLens `abs` per prompt from a whole prompt's `abs_parts`: `1 - round(sum|A' - D'| / length, 3)`,
+    `[batch, pattern, head_index]`."""
     # Same float32 steps as TransformerLens (`mean * size`), so that its rounding to
     # 3 decimals falls the same way; then the rounding itself in float64.
-    size = targets.lengths[None, :, None].to(kept.dtype)
-    raw = (torch.stack(per_pattern) / (size * size)) * size
+    total = parts[0].to(torch.float32)
+    size = lengths[:, None, None].to(torch.float32)
+    raw = (total / (size * size)) * size
     return 1.0 - torch.round(raw.to(wide_dtype(raw.device)), decimals=3)
+
+
+def abs_prompt_scores(kept: Tensor, targets: BatchTargets) -> Tensor:
+    """TransformerLens `abs` per prompt: `1 - round(sum|A' - D'| / length, 3)`, `[pattern, batch, head_index]`."""
+    return abs_finish(abs_parts(kept, targets), targets.lengths).transpose(0, 1)
 
 
 # ---- the registry ---------------------------------------------------------------------------
@@ -310,6 +351,18 @@ def random_key_hits(targets: BatchTargets) -> Tensor:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockSplit:
+    """How a measure that is not a sum over rows splits over blocks of query rows (the engine's
+    block path, `engine/blocked.py`): `parts(work)` gives sums over the block's rows that add
+    over blocks (each `[batch, pattern or 1, head_index]`), and `finish(parts, lengths)` turns a
+    whole prompt's added parts into its partial sum `[batch, pattern, head_index]`. TransformerLens'
+    `mul` is a ratio of two such sums, `abs` a rounded function of one."""
+
+    parts: Callable[[LayerWork], tuple[Tensor, ...]]
+    finish: Callable[[tuple[Tensor, ...], Tensor], Tensor]
+
+
+@dataclass(frozen=True, slots=True)
 class Measure:
     """One measure. `partial_sum(work)` gives its sum for each prompt of one batch,
     `[batch, pattern, head_index]`; the engine adds those over prompts and divides by the
@@ -319,7 +372,11 @@ class Measure:
     Its chance baseline is the score of a head that attends uniformly over each row's counted
     keys: by default `partial_sum` on that head; `chance`, when given, computes it instead
     (`argmax`, where a uniform row has no single most-attended key). A measure `relative_to`
-    another is that one's sums over its chance sums (`lift`: mass over chance mass)."""
+    another is that one's sums over its chance sums (`lift`: mass over chance mass).
+
+    On blocks of query rows (`engine/blocked.py`), `partial_sum` of a block is summed over the
+    blocks of a prompt, which is right for sums over rows; a measure that is not one says how it
+    splits (`blocks`, a `BlockSplit`)."""
 
     name: str
     range: str
@@ -331,12 +388,25 @@ class Measure:
     relative_to: str | None = None
     bounds: tuple[float, float] = (-math.inf, math.inf)  # where a score can lie: intervals are clipped to it
     needs: frozenset[str] = field(default_factory=frozenset)  # "z": the heads' outputs (a pass to the logits)
+    blocks: BlockSplit | None = None  # None: `partial_sum` is a sum over rows, which adds over blocks
+
+    def block_parts(self, work: LayerWork) -> tuple[Tensor, ...]:
+        """Sums over the rows of `work` that add over blocks of query rows."""
+        return self.blocks.parts(work) if self.blocks is not None else (self.partial_sum(work),)
+
+    def finish(self, parts: tuple[Tensor, ...], lengths: Tensor) -> Tensor:
+        """A whole prompt's partial sums `[batch, pattern, head_index]` from its added `block_parts`."""
+        return self.blocks.finish(parts, lengths) if self.blocks is not None else parts[0]
+
+    def chance_parts(self, targets: BatchTargets) -> tuple[Tensor, ...]:
+        """The chance head's `block_parts` (`[batch, pattern, 1]` each); a custom `chance` is a sum over rows."""
+        if self.chance is not None:
+            return (self.chance(targets),)
+        return self.block_parts(LayerWork(uniform_attention(targets.cells), targets))
 
     def chance_sum(self, targets: BatchTargets) -> Tensor:
         """Per prompt, the chance head's partial sum: `[batch, pattern]`."""
-        if self.chance is not None:
-            return self.chance(targets)[..., 0]
-        return self.partial_sum(LayerWork(uniform_attention(targets.cells), targets))[..., 0]
+        return self.finish(self.chance_parts(targets), targets.lengths)[..., 0]
 
 
 MEASURES: Registry[Measure] = Registry("measure")
@@ -347,11 +417,15 @@ def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal[
                      chance: Callable[[BatchTargets], Tensor] | None = None,
                      relative_to: str | None = None,
                      bounds: tuple[float, float] = (-math.inf, math.inf),
-                     needs: tuple[str, ...] = ()) -> Measure:
+                     needs: tuple[str, ...] = (), blocks: BlockSplit | None = None) -> Measure:
+    """Add a measure (see `Measure`); `blocks` only for a measure whose partial sum is not a sum over rows."""
     if relative_to is not None and relative_to not in MEASURES:
         raise ValueError(f"measure {name!r} is relative to {relative_to!r}, which is not registered")
+    if chance is not None and blocks is not None:
+        raise ValueError(f"measure {name!r}: a custom chance is added over blocks of rows, so it needs a "
+                         f"measure that is a sum over rows (no `blocks`)")
     return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares),
-                                     chance, relative_to, bounds, frozenset(needs)))
+                                     chance, relative_to, bounds, frozenset(needs), blocks))
 
 
 register_measure(
@@ -373,11 +447,13 @@ register_measure(
     "mul", "0 .. max D", "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
     averaged_over="prompts",
     partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).transpose(0, 1),
+    blocks=BlockSplit(lambda work: mul_parts(work.products, work.targets), mul_finish),
 )
 register_measure(
     "abs", "unbounded", "TransformerLens 'abs': 1 - round(sum|A-D|/len, 3) per prompt, mean over prompts",
     averaged_over="prompts",
     partial_sum=lambda work: abs_prompt_scores(work.kept, work.targets).transpose(0, 1),
+    blocks=BlockSplit(lambda work: abs_parts(work.kept, work.targets), abs_finish),
 )
 register_measure(
     "lift", "0 .. 1/chance", "mass over the chance mass of a head attending uniformly (1 = chance, 6 = 6x chance)",

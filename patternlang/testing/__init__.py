@@ -4,6 +4,8 @@
   hand (previous-token, duplicate-token, BOS, induction by composition, current-token, uniform),
   so a detector can be checked to rank exactly the right heads first.
 - `FakeAttentionModel`: attention as a seeded function of tokens and positions, cheap at any size.
+- `hook_pattern_blocks`: the block path's attention sliced from `hook_pattern` (its oracle);
+  `random_attention_blocks`: random blocks without a model (the block path's memory benchmark).
 - `oracle_scores`: the engine's measures computed prompt by prompt, head by head in plain Python,
   on `random_attention` / `random_detection` tensors.
 
@@ -15,6 +17,12 @@ and exists for tests, `bench/` and users).
 'induction_head'
 """
 
+from patternlang.testing.attention_blocks import (
+    RandomAttentionBlocks,
+    SlicedAttention,
+    hook_pattern_blocks,
+    random_attention_blocks,
+)
 from patternlang.testing.fake_attention import ByteTokenizer, FakeAttentionModel
 from patternlang.testing.hand_set import (
     BOS_HEAD,
@@ -37,6 +45,7 @@ from patternlang.testing.hand_set import (
 from patternlang.testing.oracle import oracle_rows, oracle_scores, random_attention, random_detection
 
 __all__ = [
+    "RandomAttentionBlocks", "SlicedAttention", "hook_pattern_blocks", "random_attention_blocks",
     "BOS_HEAD", "BOS_ID", "CHARACTERS", "CURRENT_TOKEN_HEAD", "DUPLICATE_TOKEN_HEAD", "INDUCTION_HEAD",
     "LAYER_HEAD_KINDS", "PAD_ID", "PREVIOUS_TOKEN_HEAD", "SPECIAL_TOKENS", "UNIFORM_HEAD", "UNK_ID",
     "ByteTokenizer", "CharTokenizer", "FakeAttentionModel", "HandSetConfig", "HandSetModel",

@@ -1,0 +1,248 @@
+"""Scoring a batch by blocks of query rows: memory linear in the prompt length.
+
+The hook_pattern path holds, per batch, every pattern's `[batch, q, k]` detection tensor and
+one layer's `[batch, head_index, q, k]` attention: quadratic in the prompt length. Here the
+query rows go in blocks `[q_start, q_stop)` (the outer loop): each block's detection rows
+(keys `0 .. q_stop-1`, `detection_block`) and the measures' targets are built once, then every
+needed layer's attention block comes from an `AttentionBlocks` provider and its sums over the
+block's rows are added up. Row measures add over blocks as they are; TransformerLens' `mul` and
+`abs` keep their parts per prompt and are finished when the batch is done (`Measure.blocks`);
+the prompts' evidence (target rows, chance sums) is counted once per block and handed to the
+accumulator once per batch. Nothing of size `q x k` outlives a block.
+
+Memory of one block: `query_block * n_keys * batch * block_cell_bytes(...)`; the block size is
+chosen so that this stays under a budget (`query_block_size`, docs/long_context.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from patternlang.engine.accumulate import Accumulator
+from patternlang.engine.batching import Batch
+from patternlang.engine.measures import MEASURES, LayerWork, prepare_targets
+from patternlang.engine.pattern_tensors import Detector, detection_block
+from patternlang.errors import InputError, did_you_mean
+
+MIN_QUERY_BLOCK = 16
+"""The smallest block of query rows (smaller blocks cost more Python per token than they save)."""
+MAX_QUERY_BLOCK = 512
+"""The largest block of query rows (beyond it the matmuls are no faster)."""
+BLOCK_MEMORY = 256 * 2**20
+"""Bytes one block's work may take (detection rows, targets and one layer's attention block)."""
+AUTO_BLOCKS_FROM = 1024
+"""`attention="auto"` scores by blocks when the longest prompt has more tokens than this."""
+
+
+class AttentionBlocks(Protocol):
+    """Attention of a batch, block of query rows by block (`engine/attention_blocks.py` captures it
+    from the model without any `[heads, q, k]` tensor; `testing.hook_pattern_blocks` slices
+    `hook_pattern`)."""
+
+    layers: tuple[int, ...]
+
+    def block(self, layer: int, q_start: int, q_stop: int) -> Tensor:
+        """float32 `[batch, head_index, q_stop - q_start, q_stop]`: the attention of queries
+        q_start .. q_stop-1 over keys 0 .. q_stop-1, as `hook_pattern` would hold it."""
+        ...
+
+
+CaptureBlocks = Callable[[Any, Tensor, Tensor, Sequence[int]], AttentionBlocks]
+"""`capture(model, tokens [batch, pos], lengths [batch], layers) -> AttentionBlocks`."""
+
+
+def model_route() -> tuple[CaptureBlocks | None, Callable[[Any], str | None] | None]:
+    """The model's own block route (`engine/attention_blocks.py`): its capture function and its
+    `blocked_route(model)` check, or (None, None) where this build has none."""
+    try:
+        from patternlang.engine import attention_blocks
+    except ImportError:
+        return None, None
+    return attention_blocks.capture_attention_blocks, attention_blocks.blocked_route
+
+
+def route_unavailable(model: Any) -> str | None:
+    """None when the model's attention can be captured in blocks; else why not."""
+    capture, check = model_route()
+    if capture is None:
+        return "this build has no attention-block route (patternlang.engine.attention_blocks)"
+    return check(model)
+
+
+ATTENTION_PATHS = ("auto", "blocks", "pattern")
+"""`detect(attention=...)`: by blocks where it pays and works, by blocks (or an error), by hook_pattern."""
+
+
+def choose_attention(attention: Any, model: Any, *, longest: int, needs_outputs: str | None,
+                     attention_given: bool) -> tuple[CaptureBlocks | None, dict[str, Any]]:
+    """Which path scores a run: `(capture, provenance)`, capture None for the hook_pattern path.
+
+    `attention`: "auto" (blocks for prompts longer than `AUTO_BLOCKS_FROM` tokens where the
+    model's route works, else hook_pattern), "blocks" (an `InputError` naming the reason where
+    it cannot run), "pattern", or a capture function (`CaptureBlocks`, e.g.
+    `testing.hook_pattern_blocks`). `needs_outputs`: why the run needs the model's outputs
+    (predictions, `copying`), which only the hook_pattern path reads; `attention_given`: the
+    caller supplies the attention itself (`detect_head` with a cache).
+    """
+    if callable(attention):
+        why = needs_outputs or ("the attention is given by the caller" if attention_given else None)
+        if why:
+            raise InputError(f"attention by blocks cannot run here: {why}", hint="use attention='pattern'")
+        return attention, {"path": "blocks", "provider": getattr(attention, "__name__", type(attention).__name__)}
+    if not isinstance(attention, str) or attention not in ATTENTION_PATHS:
+        raise InputError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {attention!r}",
+                         hint=did_you_mean(str(attention), ATTENTION_PATHS)
+                         or "auto chooses blocks for long prompts where the model allows it")
+    if attention == "pattern":
+        return None, {"path": "hook_pattern", "why": "asked for (attention='pattern')"}
+    why = ("the attention is given by the caller" if attention_given else None) or needs_outputs
+    capture = None
+    if why is None:
+        why = route_unavailable(model)
+        capture = model_route()[0]
+    if attention == "blocks":
+        if why is not None:
+            raise InputError(f"attention='blocks' cannot run here: {why}",
+                             hint="use attention='pattern' (or 'auto', which falls back to it)")
+        return capture, {"path": "blocks"}
+    if why is None and longest <= AUTO_BLOCKS_FROM:
+        why = f"no prompt is longer than {AUTO_BLOCKS_FROM} tokens"
+    if why is not None:
+        return None, {"path": "hook_pattern", "why": why}
+    return capture, {"path": "blocks"}
+
+
+def block_cell_bytes(n_patterns: int, n_heads: int, measures: Sequence[str]) -> int:
+    """Bytes a block holds per (prompt, query row, key): the detection rows and a pattern's
+    intermediate results while it is evaluated (`4 * 2P`), the counted cells (1) and
+    `by_cell` (`4 * (P + 1)`), `tv`'s normalised rows (`4P`), `argmax`'s target flags (`P`),
+    and per head the attention block, its selected copy and the measures' working copies
+    (`4H` each: kept and scratch for `tv`/`abs`, renormalised for `tv`, masked for `argmax`)."""
+    prepares = set().union(*(MEASURES[m].prepares for m in measures)) if measures else set()
+    patterns = max(1, n_patterns)
+    cell = 4 * 2 * patterns + 1 + 4 * (patterns + 1)
+    if "row_normalised" in prepares:
+        cell += 4 * patterns
+    if "is_target" in prepares:
+        cell += patterns
+    copies = 2
+    if {"tv", "abs"} & set(measures):
+        copies += 2
+    if "tv" in measures:
+        copies += 1
+    if "argmax" in measures:
+        copies += 1
+    return cell + 4 * n_heads * copies
+
+
+def query_block_size(n_keys: int, n_prompts: int, cell_bytes: int, budget: float = BLOCK_MEMORY) -> int:
+    """Query rows per block: the most (a multiple of 16, from `MIN_QUERY_BLOCK` to `MAX_QUERY_BLOCK`)
+    whose block `rows * n_keys * n_prompts * cell_bytes` fits `budget`; at most the prompt.
+
+    >>> query_block_size(8192, 1, 300)
+    96
+    """
+    rows = int(budget // max(1, n_keys * n_prompts * cell_bytes))
+    rows = max(MIN_QUERY_BLOCK, min(MAX_QUERY_BLOCK, rows // 16 * 16))
+    return min(rows, n_keys)
+
+
+def score_blocked_batch(model: Any, capture: CaptureBlocks, accumulator: Accumulator, detectors: Sequence[Detector],
+                        batch: Batch, features: Any, layers: Sequence[int], *, device: torch.device, budget: float,
+                        advance: Callable[[int, str], None] | None = None, status: str = "") -> int:
+    """Capture one batch's attention with `capture` and score it by blocks; returns the block size.
+
+    `advance(steps, status)` moves the progress by `len(layers)` steps over the batch's blocks."""
+    blocks = capture(model, batch.tokens, batch.lengths, list(layers))
+    width = int(batch.tokens.shape[1])
+    heads = max((len(c) if c is not None else accumulator.n_heads for c in accumulator.heads.values()), default=1)
+    cell = block_cell_bytes(accumulator.n_patterns, heads, accumulator.measures)
+    query_block = query_block_size(width, len(batch.indices), cell, budget)
+    reported = 0
+
+    def on_block(done: int, total: int) -> None:
+        nonlocal reported
+        steps = done * len(layers) // total - reported
+        if advance is not None and steps:
+            advance(steps, f"{status}, query block {done}/{total}" if status else f"query block {done}/{total}")
+        reported += steps
+
+    score_batch_by_blocks(accumulator, blocks, detectors, batch, features, layers, query_block=query_block,
+                          device=device, on_block=on_block)
+    return query_block
+
+
+def score_batch_by_blocks(
+    accumulator: Accumulator,
+    blocks: AttentionBlocks,
+    detectors: Sequence[Detector],
+    batch: Batch,
+    features: Any,
+    layers: Sequence[int],
+    *,
+    query_block: int,
+    device: torch.device,
+    on_block: Callable[[int, int], None] | None = None,
+) -> None:
+    """Score one batch into `accumulator` from `blocks`, query block by query block.
+
+    `features`: the batch's `pattern_tensors.batch_features` (tables `[batch, pos]`, shared by
+    every block). `on_block(done, total)` is called after each block (progress).
+    """
+    width = int(batch.tokens.shape[1])
+    lengths = accumulator.begin_batch(batch.lengths, list(batch.indices))
+    groups = accumulator.groups
+    measures = accumulator.measures
+    chance_measures = accumulator.chance_measures
+    # Per group: target rows [batch, group pattern], the chance head's parts per base measure, and
+    # per (layer, measure) the parts of the partial sums; all added over blocks.
+    rows: list[Tensor | None] = [None] * len(groups)
+    chance: list[dict[str, tuple[Tensor, ...]]] = [{} for _ in groups]
+    parts: list[dict[tuple[int, str], tuple[Tensor, ...]]] = [{} for _ in groups]
+    starts = range(0, width, query_block)
+    for done, q_start in enumerate(starts, start=1):
+        q_stop = min(width, q_start + query_block)
+        detection = detection_block(detectors, batch, features, q_start, q_stop, device=device)
+        targets = []
+        for number, group in enumerate(groups):
+            part = detection if len(group.indices) == accumulator.n_patterns else detection[accumulator.group_index[number]]
+            prepared = prepare_targets(part, lengths, group.exclusions, accumulator.prepared_measures, q_start)
+            rows[number] = _added(rows[number], prepared.target_rows)
+            for measure in chance_measures:
+                chance[number][measure] = _added_parts(chance[number].get(measure),
+                                                       MEASURES[measure].chance_parts(prepared))
+            targets.append(prepared)
+        del detection, part  # the targets hold what the layers need
+        for layer in layers:
+            attention = accumulator.chosen_heads(layer, blocks.block(layer, q_start, q_stop)).float()
+            for number, prepared in enumerate(targets):
+                work = LayerWork(attention, prepared)  # shares products and kept attention between measures
+                for measure in measures:
+                    key = (layer, measure)
+                    parts[number][key] = _added_parts(parts[number].get(key), MEASURES[measure].block_parts(work))
+            del attention, work
+        del targets, prepared
+        if on_block is not None:
+            on_block(done, len(starts))
+    for number in range(len(groups)):
+        chance_sums = {m: MEASURES[m].finish(chance[number][m], lengths)[..., 0] for m in chance_measures}
+        denominators = accumulator.add_evidence(number, rows[number], chance_sums)
+        for layer in layers:
+            for measure in measures:
+                partial = MEASURES[measure].finish(parts[number][(layer, measure)], lengths)
+                accumulator.add_partials(layer, number, measure, partial, denominators)
+
+
+def _added(total: Tensor | None, value: Tensor) -> Tensor:
+    value = value.to(torch.float64 if value.device.type != "mps" else torch.float32)
+    return value.clone() if total is None else total.add_(value)
+
+
+def _added_parts(total: tuple[Tensor, ...] | None, values: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    if total is None:
+        return tuple(_added(None, value) for value in values)
+    return tuple(_added(t, value) for t, value in zip(total, values))
