@@ -54,7 +54,7 @@ def assert_same_scores(expected, actual, atol=1e-5):
     for grids in ("values", "ci_low", "ci_high"):
         for measure in expected.measures:
             torch.testing.assert_close(getattr(actual, grids)[measure], getattr(expected, grids)[measure],
-                                       atol=atol, rtol=0, equal_nan=True, msg=lambda m: f"{grids}[{measure}]: {m}")
+                                       atol=atol, rtol=0, equal_nan=True, msg=lambda m, where=f"{grids}[{measure}]": f"{where}: {m}")
     for name in expected.patterns:
         want, got = expected.evidence[name], actual.evidence[name]
         assert (got.n_rows, got.n_prompts, got.n_prompts_run) == (want.n_rows, want.n_prompts, want.n_prompts_run)
