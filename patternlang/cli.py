@@ -349,6 +349,10 @@ def detect(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
     no_progress: bool = typer.Option(False, "--no-progress",
                                      help="Hide the progress bar (shown on a terminal when a run takes over ~2 s)."),
+    attention: str = typer.Option("auto", "--attention",
+                                  help="auto: long prompts (over 1024 tokens) by blocks of query rows, memory "
+                                       "linear in length, where the model allows; blocks: always (else an error); "
+                                       "pattern: always whole from hook_pattern. Same scores."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads."""
     if model is not None:  # a mistyped name fails here, in a fraction of a second, before torch loads
@@ -386,8 +390,10 @@ def detect(
         _check_heatmap_measure(heatmap_measure, measures, chosen, heatmap, survey=prompt_set is None)
     if prompt_set is not None:
         check_token_ids_before_loading(prompt_set, model)
+    if attention not in ("auto", "blocks", "pattern"):
+        raise InputError(f"--attention must be auto, blocks or pattern, got {attention!r}")
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
-                   batch_size=batch_size, device=device, progress=not no_progress)
+                   batch_size=batch_size, device=device, progress=not no_progress, attention=attention)
     with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():
         loaded = load_model(model, device=device)
     if prompt_set is not None:

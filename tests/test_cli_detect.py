@@ -59,6 +59,8 @@ def test_detect_json_to_stdout_and_head_subset(capsys, checkpoint, prompts):
     (["--heads", "7.0"], "layer"),
     (["--measure", "bogus"], "unknown measure 'bogus'"),
     (["--probe", "repeated_randm"], "did you mean 'repeated_random'"),
+    (["--attention", "block"], "--attention must be auto, blocks or pattern, got 'block'"),
+    (["--attention", "blocks"], "attention='blocks' cannot run here"),  # a TransformerLens-native checkpoint
 ])
 def test_detect_bad_arguments_exit_1(capsys, checkpoint, prompts, args, message):
     extra = ["--prompts", prompts] if "--probe" not in args else []

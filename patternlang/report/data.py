@@ -137,13 +137,19 @@ def format_score(value: float) -> str:
 
 
 def caption(scores: Scores) -> str:
-    """Where the scores come from: "model · 8 prompts · 400 tokens · 30×9 heads"."""
+    """Where the scores come from: "model · 8 prompts · 400 tokens · 30×9 heads", and "attention
+    in query blocks of 96" when the engine read it by blocks (`detect(attention=...)`)."""
     parts = [
         str(scores.model or ""),
         f"{scores.n_prompts} prompts",
         f"{scores.n_tokens} tokens",
         f"{scores.n_layers}×{scores.n_heads} heads",
     ]
+    path = dict(scores.settings).get("attention") or {}
+    if path.get("path") == "blocks":
+        block = path.get("query_block")
+        sizes = "-".join(str(size) for size in block) if isinstance(block, list) else str(block)
+        parts.append(f"attention in query blocks of {sizes}")
     return " · ".join(p for p in parts if p)
 
 
