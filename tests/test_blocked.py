@@ -98,6 +98,28 @@ def test_blocks_equal_hook_pattern_for_fixed_tensors_and_per_prompt_functions(mo
     assert_same_scores(by_pattern, by_blocks)
 
 
+def test_padded_query_rows_are_never_read(model, small_blocks):
+    # Whatever a provider gives for padded queries (NaN here) stays out of every score, in every block.
+    def poisoned_blocks(model, tokens, lengths, layers):
+        sliced = hook_pattern_blocks(model, tokens, lengths, layers)
+
+        class Poisoned:
+            def block(self, layer, q_start, q_stop):
+                block = sliced.block(layer, q_start, q_stop).clone()
+                padded = torch.arange(q_start, q_stop)[None, :] >= lengths[:, None].cpu()  # [batch, q]
+                block[padded[:, None, :, None].expand_as(block)] = torch.nan
+                return block
+        return Poisoned()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = detect(model, PROMPTS, PATTERNS, measures=ALL_MEASURES, per_prompt=True, attention="pattern",
+                          progress=False)
+        actual = detect(model, PROMPTS, PATTERNS, measures=ALL_MEASURES, per_prompt=True, attention=poisoned_blocks,
+                        progress=False)
+    assert_same_scores(expected, actual)
+
+
 def test_auto_takes_blocks_for_long_prompts_where_the_route_works(model, monkeypatch):
     monkeypatch.setattr(blocked, "model_route", lambda: (hook_pattern_blocks, lambda model: None))
     monkeypatch.setattr(blocked, "AUTO_BLOCKS_FROM", 20)

@@ -284,7 +284,7 @@ def score_tokens(
                 with torch.inference_mode():
                     for layer in layers:
                         on_attention(layer, attention_source(layer))
-    if capture is not None:
+    if capture is not None and query_blocks:
         path["query_block"] = query_blocks[0] if len(set(query_blocks)) == 1 else sorted(set(query_blocks))
     return dataclasses.replace(accumulator.result(), attention=path), len(plan)
 
