@@ -184,6 +184,9 @@ def test_random_blocks_are_causal_softmaxed_rows_and_repeat():
     block = blocks.block(1, 16, 32)
     assert block.shape == (2, 3, 16, 32)
     assert torch.equal(block, blocks.block(1, 16, 32)) and not torch.equal(block, blocks.block(0, 16, 32))
+    whole = blocks.block(1, 0, 40)
+    for q_start, q_stop in [(0, 7), (7, 23), (23, 40), (16, 32)]:  # rows agree whichever block asks for them
+        torch.testing.assert_close(blocks.block(1, q_start, q_stop), whole[:, :, q_start:q_stop, :q_stop])
     torch.testing.assert_close(block[0].sum(-1), torch.ones(3, 16))
     queries, keys = torch.arange(16, 32)[:, None], torch.arange(32)[None, :]
     assert not block[:, :, keys.expand(16, 32) > queries].any(), "zero where k > q"

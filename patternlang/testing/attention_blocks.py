@@ -42,9 +42,12 @@ def hook_pattern_blocks(model: Any, tokens: Tensor, lengths: Tensor, layers: Seq
 
 
 class RandomAttentionBlocks:
-    """Random attention of `n_heads` heads on prompts of `lengths`: each block's rows softmaxed over
-    their causal, real keys (zero elsewhere), seeded by (layer, block start) so that a block
-    asked twice is the same."""
+    """Random attention of `n_heads` heads on prompts of `lengths`: each row softmaxed over its
+    causal, real keys (zero elsewhere). Rows are made in chunks of `CHUNK` queries seeded by
+    (seed, layer, chunk), so a row is the same whichever block asks for it (blocks of any size
+    agree with one whole block)."""
+
+    CHUNK = 16
 
     def __init__(self, lengths: Tensor, n_heads: int, layers: Sequence[int], seed: int = 0):
         self.lengths = lengths.to("cpu", torch.long)
@@ -53,13 +56,21 @@ class RandomAttentionBlocks:
         self.seed = seed
 
     def block(self, layer: int, q_start: int, q_stop: int) -> Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + layer * 65_537 + q_start)
-        scores = torch.randn(len(self.lengths), self.n_heads, q_stop - q_start, q_stop, generator=generator)
-        queries = torch.arange(q_start, q_stop)[:, None]
-        keys = torch.arange(q_stop)[None, :]
-        allowed = (keys <= queries)[None] & (keys[None] < self.lengths[:, None, None])  # [batch, q, k]
-        scores.masked_fill_(~allowed[:, None], -torch.inf)
-        return torch.softmax(scores, dim=-1)
+        out = torch.zeros(len(self.lengths), self.n_heads, q_stop - q_start, q_stop)
+        first = q_start // self.CHUNK * self.CHUNK
+        for chunk_start in range(first, q_stop, self.CHUNK):
+            chunk_stop = chunk_start + self.CHUNK
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + layer) * 1_000_003 + chunk_start)
+            scores = torch.randn(len(self.lengths), self.n_heads, self.CHUNK, chunk_stop, generator=generator)
+            queries = torch.arange(chunk_start, chunk_stop)[:, None]
+            keys = torch.arange(chunk_stop)[None, :]
+            allowed = (keys <= queries)[None] & (keys[None] < self.lengths[:, None, None])  # [batch, q, k]
+            scores.masked_fill_(~allowed[:, None], -torch.inf)
+            rows = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # a row with no real key: zero
+            low, high = max(q_start, chunk_start), min(q_stop, chunk_stop)
+            keep = min(chunk_stop, q_stop)  # keys beyond q_stop are k > q for these rows: zero
+            out[:, :, low - q_start: high - q_start, :keep] = rows[:, :, low - chunk_start: high - chunk_start, :keep]
+        return out
 
 
 def random_attention_blocks(n_heads: int, seed: int = 0):
