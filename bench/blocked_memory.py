@@ -114,10 +114,15 @@ its quadratic tensors take gigabytes on a shared machine)."""
 
 
 def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, n_patterns: int | None = None,
-        whole_up_to: int | None = None) -> dict:
+        whole_up_to: int | None = None, n_layers: int | None = None) -> dict:
     """Peak memory of the block scoring at each length (see the module's docstring), and of the
-    hook_pattern path's scoring on the same attention up to `whole_up_to` tokens."""
-    n_layers, n_heads = (2, 3) if tiny else SMOLLM2_SHAPE
+    hook_pattern path's scoring on the same attention up to `whole_up_to` tokens.
+
+    `n_layers` fewer than the shape's: every length runs with that many layers (the time is
+    linear in the layers; the memory is not, but for a few sums per layer), and the shortest
+    length once more with all of them, to show it (`layers_check`)."""
+    all_layers, n_heads = (2, 3) if tiny else SMOLLM2_SHAPE
+    n_layers = n_layers or all_layers
     lengths = tuple(lengths or (TINY_LENGTHS if tiny else FULL_LENGTHS))
     n_patterns = n_patterns or (4 if tiny else 16)
     patterns = pattern_set(n_patterns)
@@ -128,6 +133,13 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, n_patter
                    special_ids=specials, budget=budget)
     block_scoring_peak(min(lengths), **options)  # warm-up: first-call allocations are not the scoring's
     whole_up_to = whole_up_to if whole_up_to is not None else (512 if tiny else WHOLE_UP_TO)
+    layers_check = None
+    if n_layers < all_layers:
+        full = block_scoring_peak(min(lengths), **{**options, "n_layers": all_layers})
+        layers_check = {"length": min(lengths), "n_layers": all_layers, "peak_mib": full["peak_mib"],
+                        "seconds": full["seconds"]}
+        log(f"{min(lengths):>6} tokens, all {all_layers} layers: blocks: peak {full['peak_mib']:.0f} MiB, "
+            f"{full['seconds']:.1f} s")
     rows = []
     for length in lengths:
         row = block_scoring_peak(length, **options)
@@ -141,8 +153,9 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, n_patter
             log(f"{length:>6} tokens: whole (hook_pattern path): peak {whole['peak_mib']:.0f} MiB, "
                 f"{whole['seconds']:.1f} s; largest score difference {worst:.1e}")
         rows.append(row)
-    return {"name": "blocked_memory", "tiny": tiny, "shape": [n_layers, n_heads], "patterns": patterns,
-            "measures": ["mass"], "rows": rows, "machine": machine(), "target_mib": TARGET_MIB}
+    return {"name": "blocked_memory", "tiny": tiny, "shape": [n_layers, n_heads], "model_layers": all_layers,
+            "layers_check": layers_check, "patterns": patterns, "measures": ["mass"], "rows": rows,
+            "machine": machine(), "target_mib": TARGET_MIB}
 
 
 def render(results: dict) -> str:
@@ -164,6 +177,12 @@ def render(results: dict) -> str:
                            f"{row['seconds']:.1f}", growth, whole))
     lines.append(table(("tokens", "peak MiB", "query block", "planned block MiB", "seconds", "growth",
                         "hook_pattern path's scoring, MiB"), table_rows))
+    check = results.get("layers_check")
+    if check:
+        same = next((row for row in rows if row["length"] == check["length"]), None)
+        lines += ["", f"With all {check['n_layers']} layers at {check['length']} tokens the block scoring peaks at "
+                      f"{check['peak_mib']:.0f} MiB ({check['seconds']:.1f} s)"
+                  + (f", against {same['peak_mib']:.0f} MiB with {n_layers} ({same['seconds']:.1f} s)." if same else ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -197,10 +216,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="hand-set model's shape, short prompts (seconds)")
     parser.add_argument("--lengths", type=int, nargs="+", help="prompt lengths in tokens")
     parser.add_argument("--patterns", type=int, help="number of patterns (default 16; tiny 4)")
+    parser.add_argument("--layers", type=int, help="layers of random attention (default: all of the shape's)")
     parser.add_argument("--whole-up-to", type=int, help=f"measure the hook_pattern path's scoring up to this length "
                                                          f"(default {WHOLE_UP_TO}; tiny: every length)")
     args = parser.parse_args(argv)
-    results = run(tiny=args.tiny, lengths=args.lengths, n_patterns=args.patterns, whole_up_to=args.whole_up_to)
+    results = run(tiny=args.tiny, lengths=args.lengths, n_patterns=args.patterns, whole_up_to=args.whole_up_to,
+                  n_layers=args.layers)
     write_json(BENCH_DIR / "results_blocked_memory.json", results)
     print(render(results))
     for target, measured, met in target_rows(results):
