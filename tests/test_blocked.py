@@ -8,7 +8,10 @@ smallest, 16 rows) so that prompts span several blocks, padding included.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -211,3 +214,22 @@ def test_blocks_equal_hook_pattern_on_smollm2(embedded_model, small_blocks):
                                   measures=ALL_MEASURES, per_prompt=True, heads={layer: list(range(9)) for layer in range(3)})
     assert by_blocks.settings["attention"]["query_block"] == 16
     assert_same_scores(by_pattern, by_blocks)
+
+
+def test_the_memory_benchmark_runs_tiny_and_agrees_with_the_hook_pattern_path():
+    # bench/blocked_memory.py on the hand-set shape, two short lengths: runs, renders from its results.
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys_path = str(bench)
+    sys.path.insert(0, sys_path)
+    try:
+        spec = importlib.util.spec_from_file_location("blocked_memory", bench / "blocked_memory.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        results = module.run(tiny=True, lengths=(64, 128), log=lambda *_: None)
+    finally:
+        sys.path.remove(sys_path)
+    assert [row["length"] for row in results["rows"]] == [64, 128]
+    assert all(row["query_block"] == 16 and row["max_difference"] <= 1e-5 for row in results["rows"])
+    assert "| 128 |" in module.render(results)
+    targets = dict((target, met) for target, _, met in module.target_rows(results))
+    assert targets["block path's scores equal the hook_pattern path's (within 1e-5)"] is True
