@@ -15,15 +15,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import patternlang.engine.blocked as blocked
 import patternlang.engine.detection as detection
 from patternlang import detect
-from patternlang.engine.batching import blocked_bytes_per_prompt_estimate, plan_batches
-from patternlang.engine.measures import BlockSplit, register_measure
+from patternlang.engine.accumulate import Accumulator, PatternGroup
+from patternlang.engine.batching import blocked_bytes_per_prompt_estimate, pad_batch, plan_batches
+from patternlang.engine.measures import BlockSplit, Exclusions, register_measure
 from patternlang.engine.pattern_tensors import Detector
 from patternlang.errors import InputError
-from patternlang.testing import hook_pattern_blocks, make_hand_set_model, random_attention_blocks
+from patternlang.testing import (
+    SlicedAttention,
+    hook_pattern_blocks,
+    make_hand_set_model,
+    random_attention,
+    random_attention_blocks,
+    random_detection,
+)
 
 ALL_MEASURES = ("mass", "tv", "argmax", "mul", "abs", "lift")
 PATTERNS = ["induction_head", "previous_token_head", "duplicate_token_head", "attend k where k == 0",
@@ -99,6 +109,53 @@ def test_blocks_equal_hook_pattern_for_fixed_tensors_and_per_prompt_functions(mo
     patterns = [fixed, Detector("duplicates", per_prompt=duplicates), "previous_token_head"]
     by_pattern, by_blocks = _both(model, tokens, patterns, measures=ALL_MEASURES, per_prompt=True)
     assert_same_scores(by_pattern, by_blocks)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), lengths=st.lists(st.integers(1, 24), min_size=1, max_size=3),
+       query_block=st.integers(1, 9), bos=st.booleans(), current=st.booleans(), negative=st.booleans())
+def test_block_sums_equal_whole_sums_on_random_attention_and_patterns(seed, lengths, query_block, bos, current,
+                                                                      negative):
+    # The accumulator fed by blocks of any size (1 row up) equals it fed whole layers: every measure,
+    # interval, baseline and per-prompt score; padded query rows hold garbage; with `negative`, patterns
+    # have negative values (tensors given to detect_head), so row and raw measures read different columns.
+    generator = torch.Generator().manual_seed(seed)
+    detection = random_detection(3, lengths, generator)
+    if negative:
+        detection = torch.where(detection > 0.5, detection - 0.8, detection)
+    attention = {layer: random_attention(len(lengths), 2, lengths, generator) for layer in (0, 1)}
+
+    def lookup(pattern: int):  # a per-prompt function: the prompt's row number is its first token id
+        return lambda ids: detection[pattern, int(ids[0]), : len(ids), : len(ids)]
+
+    detectors = [Detector(f"pattern_{i}", per_prompt=lookup(i)) for i in range(3)]
+    token_lists = [torch.tensor([row] + [0] * (n - 1)) for row, n in enumerate(lengths)]
+    batch = pad_batch(token_lists, list(range(len(lengths))), 0, torch.device("cpu"))
+
+    def accumulator():
+        return Accumulator(n_patterns=3, n_layers=2, n_heads=2, measures=ALL_MEASURES,
+                           groups=[PatternGroup((0, 1, 2), Exclusions(bos, current))], heads={0: None, 1: None},
+                           per_prompt=len(lengths))
+
+    whole = accumulator()
+    whole.start_batch(detection, batch.lengths, list(batch.indices))
+    for layer, pattern in attention.items():
+        whole.add_layer(layer, pattern)
+    by_blocks = accumulator()
+    blocked.score_batch_by_blocks(by_blocks, SlicedAttention(attention), detectors, batch, None, [0, 1],
+                                  query_block=query_block, device=torch.device("cpu"))
+    expected, actual = whole.result(), by_blocks.result()
+    for field in ("values", "ci_low", "ci_high", "baseline", "per_prompt"):
+        for measure in ALL_MEASURES:
+            # `abs` rounds each prompt's score to 3 decimals (as TransformerLens does); its sum over blocks
+            # (float64) and over the whole matrix (float32) differ by ~1e-7, which can put a value lying on
+            # a rounding boundary on its other side: one step of 0.001 in that prompt, at most.
+            atol = 1e-3 + 1e-5 if measure == "abs" else 1e-5
+            torch.testing.assert_close(getattr(actual, field)[measure], getattr(expected, field)[measure],
+                                       atol=atol, rtol=0, equal_nan=True)
+    flips = (actual.per_prompt["abs"] - expected.per_prompt["abs"]).abs().nan_to_num() > 1e-5
+    assert flips.sum() <= 1, "more than one rounding flip: not a boundary case"
+    assert torch.equal(actual.n_rows, expected.n_rows) and torch.equal(actual.n_prompts, expected.n_prompts)
 
 
 def test_padded_query_rows_are_never_read(model, small_blocks):
