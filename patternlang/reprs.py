@@ -352,6 +352,11 @@ def provenance_rows(scores: Scores) -> list[tuple[str, str]]:
         ("excluded keys", escape(_exclusions_text(scores))),
     ]
     run = [f"{k.replace('_', ' ')} {settings[k]}" for k in ("batch_size", "n_batches", "prepend_bos") if k in settings]
+    path = settings.get("attention") or {}
+    if path.get("path") == "blocks":
+        run.append(f"attention in query blocks of {path.get('query_block')}")
+    elif path.get("path"):
+        run.append(f"attention from {path['path']} ({path.get('why', '')})")
     if run:
         rows.append(("run", escape(" · ".join(run))))
     return rows

@@ -95,6 +95,15 @@ def test_blocks_equal_hook_pattern_on_a_subset_of_heads_and_larger_blocks(model,
     by_pattern, by_blocks = _both(model, PROMPTS[:3], PATTERNS, measures=ALL_MEASURES, per_prompt=True,
                                   heads="0.1,1.2")
     assert by_blocks.settings["attention"]["query_block"] == 32
+    # The provenance shown with the scores: the table's caption, the notebook view, the JSON file.
+    from patternlang.report.data import caption
+    from patternlang.reprs import provenance_rows
+
+    assert caption(by_blocks).endswith(" · attention in query blocks of 32")
+    assert "query blocks of" not in caption(by_pattern)
+    assert "attention in query blocks of 32" in dict(provenance_rows(by_blocks))["run"]
+    assert "attention from hook_pattern (asked for" in dict(provenance_rows(by_pattern))["run"]
+    assert '"path": "blocks"' in by_blocks.to_json()
     assert_same_scores(by_pattern, by_blocks)
     assert torch.isnan(by_blocks.values["mass"][:, 0, 0]).all() and not torch.isnan(by_blocks.values["mass"][:, 1, 2]).any()
 
