@@ -100,20 +100,16 @@ def choose_attention(attention: Any, model: Any, *, longest: int, needs_outputs:
     if attention == "pattern":
         return None, {"path": "hook_pattern", "why": "asked for (attention='pattern')"}
     why = ("the attention is given by the caller" if attention_given else None) or needs_outputs
-    capture = None
+    if why is None and attention == "auto" and longest <= AUTO_BLOCKS_FROM:
+        why = f"no prompt is longer than {AUTO_BLOCKS_FROM} tokens"  # checked first: most runs, no route asked
     if why is None:
         why = route_unavailable(model)
-        capture = model_route()[0]
-    if attention == "blocks":
-        if why is not None:
+    if why is not None:
+        if attention == "blocks":
             raise InputError(f"attention='blocks' cannot run here: {why}",
                              hint="use attention='pattern' (or 'auto', which falls back to it)")
-        return capture, {"path": "blocks"}
-    if why is None and longest <= AUTO_BLOCKS_FROM:
-        why = f"no prompt is longer than {AUTO_BLOCKS_FROM} tokens"
-    if why is not None:
         return None, {"path": "hook_pattern", "why": why}
-    return capture, {"path": "blocks"}
+    return model_route()[0], {"path": "blocks"}
 
 
 def block_cell_bytes(n_patterns: int, n_heads: int, measures: Sequence[str]) -> int:
