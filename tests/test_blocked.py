@@ -120,7 +120,7 @@ def test_blocks_equal_hook_pattern_for_fixed_tensors_and_per_prompt_functions(mo
     assert_same_scores(by_pattern, by_blocks)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), lengths=st.lists(st.integers(1, 24), min_size=1, max_size=3),
        query_block=st.integers(1, 9), bos=st.booleans(), current=st.booleans(), negative=st.booleans())
 def test_block_sums_equal_whole_sums_on_random_attention_and_patterns(seed, lengths, query_block, bos, current,
