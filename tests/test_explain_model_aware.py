@@ -171,3 +171,31 @@ def test_cli_show_index_out_of_range_and_a_prompt_without_spans(capsys, tmp_path
     assert code == 1 and "--index 5 is out of range" in err and "holds 2 prompts" in err and predicting_cli == []
     code, _, err = run(capsys, "show", "name_mover_head", "L1H0", "--prompt", TEXT)
     assert code == 1 and "and this prompt has none" in err and "--probe ioi" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- the atlas
+
+
+def test_the_atlas_draws_span_and_prediction_patterns_as_explain_does():
+    from patternlang.atlas import build_document
+    from patternlang.atlas.document import _triangle
+    from patternlang.probes import make_probe
+    from patternlang.settings import ProbeSpec
+
+    model = make_predicting_model(-1.0, n_ctx=512)  # the statistics read natural text
+    probe = ProbeSpec("ioi", (("batch", 4),))
+    doc = build_document(model, ["name_mover_head", "copy_suppression_head"], probe=probe)
+    prompts = make_probe("ioi", {"batch": 4})
+    for name in ("name_mover_head", "copy_suppression_head"):
+        sample = doc["patterns"][name]["sample"]  # the pattern's matrix on the probe's first prompt
+        why = explain(model, name, "L1H0", next(iter(prompts)), spans=prompts.spans[0])
+        n = sample["n_tokens"]
+        assert why.matrix[:n, :n].any(), "the sample shows the pattern's cells"
+        assert sample["matrix"] == _triangle(why.matrix[:n, :n])
+    drawn = doc["heads"]["L1H0"]  # the prediction head: its best pattern is the one reading predictions
+    assert drawn["pattern"] == "copy_suppression_head"
+    for example in drawn["examples"]:
+        why = explain(model, "copy_suppression_head", "L1H0", list(prompts)[example["prompt"]])
+        n = example["n_tokens"]
+        assert example["matrix"] == _triangle(why.matrix[:n, :n])
+        assert example["attention"] == _triangle(why.attention[:n, :n])
