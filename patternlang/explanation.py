@@ -186,7 +186,7 @@ def explain(
     >>> why.save("why.html")           # hover a cell for its tokens and values  # doctest: +SKIP
     >>> text = "When Mary and John went to the store, John gave a drink to"
     >>> explain(model, "name_mover_head", "L23H1", text,  # doctest: +SKIP
-    ...         spans={"IO": [[5, 9]], "S1": [[14, 18]], "S2": [[38, 42]], "END": [[57, 60]]})
+    ...         spans={"IO": [[5, 9]], "S1": [[14, 18]], "S2": [[38, 42]], "END": [[56, 58]]})
     """
     from patternlang.engine.batching import pad_batch, tokenize
     from patternlang.engine.detection import check_measures, score_tokens
