@@ -230,7 +230,7 @@ def explain(
     layer_attention = passed.attention[layer] if passed is not None else _hooked_attention(model, batch, layer)
 
     # The detection matrix, the counted cells and the target rows, by the engine's own code.
-    detection = inputs.detection(model, batch, detectors, passed)
+    detection = inputs.detection(model, batch, detectors, None if passed is None else passed.predictions)
     targets = prepare_targets(detection, batch.lengths, exclusions, ("mass",))
     matrix = detection[0, 0].clone()
     counted = targets.cells[0].clone()
@@ -276,9 +276,11 @@ class PromptInputs:
     syntax: dict[int, Any]
     labels: dict[int, Any]
 
-    def detection(self, model: Any, batch: Any, detectors: Sequence[Any], passed: Any = None) -> Tensor:
+    def detection(self, model: Any, batch: Any, detectors: Sequence[Any],
+                  predictions: dict[int | None, Tensor] | None = None) -> Tensor:
         """The detection tensors `[pattern, batch, q, k]` of `batch` (on the CPU), by the engine's
-        `detection_tensors`; `passed`: the batch's deferred pass, for patterns reading predictions."""
+        `detection_tensors`; `predictions`: the batch's (`BatchOutputs.predictions`), for patterns
+        reading them."""
         from patternlang.engine.batching import TokenStrings
         from patternlang.engine.pattern_tensors import detection_tensors
         from patternlang.models.facts import model_facts
@@ -297,7 +299,7 @@ class PromptInputs:
         return detection_tensors(detectors, batch, strings=TokenStrings(model) if facts.tokenizer is not None else None,
                                  texts=texts, offsets=pick(self.offsets), syntax=pick(self.syntax),
                                  labels=pick(self.labels), special_ids=facts.special_ids, device=torch.device("cpu"),
-                                 predictions=None if passed is None else passed.predictions)
+                                 predictions=predictions)
 
     def span_labels(self, index: int) -> tuple[str, ...] | None:
         """Prompt `index`'s token labels as `span[k]` reads them (None when no pattern reads spans)."""

@@ -313,31 +313,31 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
                   spans: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """Each prompt cropped to `EXAMPLE_TOKENS`: its token texts, its detectors' matrices (computed on
     the whole prompt, with its labelled spans `spans[i]` and, for patterns reading the model's
-    predictions, the predictions of one pass to the logits, by the engine's own code) and the chosen
-    heads' attention (forward passes in batches, every layer up to the last needed hooked)."""
+    predictions, the predictions of a pass to the logits over the whole prompts in batches, by the
+    engine's own code) and the chosen heads' attention (forward passes in batches, every layer up to
+    the last needed hooked)."""
     from patternlang.engine.batching import pad_batch, tokenize
     from patternlang.engine.forward import run_attention_hooks
-    from patternlang.explanation import _token_texts, model_pass, prompt_inputs
+    from patternlang.explanation import _token_texts, prompt_inputs
     from patternlang.models.facts import model_facts
     from patternlang.prompts import Prompts
 
     facts = model_facts(model)
     cpu = torch.device("cpu")
+    token_lists = [tokenize(model, [prompt], prepend_bos=True)[0] for prompt in prompts]
+    predictions = _predictions(model, token_lists, detectors, batch_size)
     views = []
     crops = []
     for number, (prompt, chosen) in enumerate(zip(prompts, detectors)):
-        items = [prompt]
         labels = None if spans is None else spans[number]
         labelled = None if labels is None else Prompts(texts=(prompt,), spans=(labels,))
-        token_lists = tokenize(model, items, prepend_bos=True)
-        inputs = prompt_inputs(model, labelled, items, token_lists, chosen)
-        batch = pad_batch(token_lists, [0], facts.pad_id, cpu)
-        passed = model_pass(model, batch.tokens, [], chosen, ())  # None unless a pattern reads predictions
-        detection = inputs.detection(model, batch, chosen, passed)
-        del passed
-        ids = token_lists[0].tolist()
+        own = token_lists[number:number + 1]
+        inputs = prompt_inputs(model, labelled, [prompt], own, chosen)
+        batch = pad_batch(own, [0], facts.pad_id, cpu)
+        detection = inputs.detection(model, batch, chosen, predictions.get(number))
+        ids = token_lists[number].tolist()
         n = min(EXAMPLE_TOKENS, len(ids))
-        crops.append(token_lists[0][:n])
+        crops.append(token_lists[number][:n])
         views.append({"tokens": _token_texts(model, ids, prompt)[:n], "attention": {},
                       "matrices": {d.name: detection[i, 0, :n, :n].float() for i, d in enumerate(chosen)}})
     wanted = [sorted(set(h)) for h in heads]
@@ -357,6 +357,29 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
 
         run_attention_hooks(model, batch.tokens.to(facts.device), layers, keep)
     return views
+
+
+def _predictions(model: Any, token_lists: Sequence[Tensor], detectors: Sequence[Sequence[Any]],
+                 batch_size: int) -> dict[int, dict[int | None, Tensor]]:
+    """`{prompt: predictions}` for the prompts whose detectors read the model's predictions, from
+    passes to the logits over the whole prompts, `batch_size` at a time (right-padded: a causal
+    model's predictions at a prompt's own positions do not see the padding)."""
+    from patternlang.engine.batching import pad_batch
+    from patternlang.explanation import model_pass
+    from patternlang.models.facts import model_facts
+
+    facts = model_facts(model)
+    needing = [i for i, chosen in enumerate(detectors)
+               if any("predictions" in getattr(d.pattern, "needs", ()) for d in chosen)]
+    found: dict[int, dict[int | None, Tensor]] = {}
+    for start in range(0, len(needing), batch_size):
+        rows = needing[start:start + batch_size]
+        batch = pad_batch(token_lists, rows, facts.pad_id, torch.device("cpu"))
+        passed = model_pass(model, batch.tokens, [], [d for row in rows for d in detectors[row]], ())
+        for position, row in enumerate(rows):
+            n = token_lists[row].numel()
+            found[row] = {layer: top[position:position + 1, :n].cpu() for layer, top in passed.predictions.items()}
+    return found
 
 
 # --------------------------------------------------------------------------- statistics
