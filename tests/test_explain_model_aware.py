@@ -39,7 +39,7 @@ def scored(model, prompts, rule: str, head: tuple[int, int], measures: list[str]
     return {m: float(scores.values[m][0][head]) for m in measures}
 
 
-def test_a_prediction_pattern_is_drawn_on_the_models_own_predictions(model):
+def test_a_prediction_pattern_is_drawn_on_the_models_own_predictions(model, tmp_path):
     why = explain(model, PRED_RULE, "L1H0", TEXT, measures=["mass", "copying"])
     ids = model.to_tokens(TEXT)[0]
     predicted = logits_of(model, TEXT).argmax(-1)
@@ -53,6 +53,7 @@ def test_a_prediction_pattern_is_drawn_on_the_models_own_predictions(model):
     assert why.scores["copying"] == pytest.approx(sign * COPY_WEIGHT, abs=1e-3)
     assert why.predicted == tuple(model.to_str_tokens(predicted))  # drawn beside each row
     assert why.span_labels is None
+    assert f">{why.predicted[1]}" in why.to_text() and why.save(tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_copy_suppression_head_is_drawn_on_the_top_10_predictions(model):
@@ -86,6 +87,7 @@ def test_a_span_pattern_is_drawn_on_the_prompts_labels(model):
     torch.testing.assert_close(again.matrix, why.matrix)
     assert again.scores == why.scores
     assert "[END]" in why.to_text() and "[IO]" in why.to_text()
+    assert "b [IO]" in why._repr_html_() and "e [END]" in why._repr_html_()  # the HTML's labels too
 
 
 def test_scores_show_draws_a_labelled_prompt_with_its_own_labels(model):

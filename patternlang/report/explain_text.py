@@ -58,7 +58,7 @@ class ExplanationText:
             lines.append(Text(f"showing the first {shown} of {n} tokens (max_tokens={self.max_tokens})",
                               style="yellow"))
         labels = display_tokens(list(why.tokens[:shown]), max_width=TOKEN_WIDTH)
-        notes = _notes(why, shown)  # the token's labelled span and the model's next-token prediction
+        notes = token_notes(why, shown)  # the token's labelled span and the model's next-token prediction
         labels = [label + note for label, note in zip(labels, notes)]
         label_width = max(cell_len(label) for label in labels)
         index_width = len(str(shown - 1))
@@ -124,8 +124,9 @@ class ExplanationText:
         return lines
 
 
-def _notes(why: Explanation, shown: int) -> list[str]:
-    """Per row: " [IO]" for a token in a labelled span, " >x" for the model's top prediction."""
+def token_notes(why: Explanation, shown: int) -> list[str]:
+    """Per token, what a model-aware pattern reads beside it: " [IO]" for a token in a labelled
+    span, " >x" for the model's top prediction after it ("" for others); every format shows them."""
     notes = [""] * shown
     if why.span_labels is not None:
         notes = [note + (f" [{label}]" if label else "") for note, label in zip(notes, why.span_labels[:shown])]
