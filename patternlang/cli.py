@@ -12,7 +12,7 @@ import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -450,6 +450,14 @@ def show(
     head: str = typer.Argument(..., metavar="HEAD", help='The head: "L5H1" or "5.1".'),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Text to tokenize (BOS is prepended)."),
     tokens: Optional[str] = typer.Option(None, "--tokens", help='Token ids, separated by spaces: "1 504 2".'),
+    probe: Optional[str] = typer.Option(None, "--probe",
+                                        help="A prompt of a probe, with its labelled spans: ioi, "
+                                             "'needle(length=10)', natural... (--index picks which)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts",
+                                           help='A prompt of a prompt file: .txt, or .jsonl with "spans" '
+                                                "(--index picks which)."),
+    index: Optional[int] = typer.Option(None, "--index", min=0,
+                                        help="Which prompt of --probe or --prompts, from 0 (default 0)."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="TransformerLens name, HF checkpoint folder or model.pt "
                                              "(default: the embedded SmolLM2-135M-Instruct)."),
@@ -467,14 +475,25 @@ def show(
                                    min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
 ) -> None:
-    """Why a head scored: its attention beside the pattern's matrix on one prompt, with the prompt's scores."""
+    """Why a head scored: its attention beside the pattern's matrix on one prompt, with the prompt's scores.
+
+    The prompt is --prompt TEXT, --tokens IDS, or prompt --index N of --probe NAME or --prompts FILE
+    (with its labelled spans, for patterns reading span[...]: --probe ioi, --probe needle, or a
+    JSONL file whose lines carry "spans").
+    """
     from .engine.detection import check_measures
     from .files import OutputFiles
     from .heads import parse_head
     from .report import EXPLANATION_SUFFIXES, render_explanation_text, save_explanation
 
-    if (prompt is None) == (tokens is None):
-        raise InputError('give exactly one of --prompt TEXT or --tokens "1 504 2"')
+    given = [flag for flag, value in (("--prompt", prompt), ("--tokens", tokens), ("--probe", probe),
+                                      ("--prompts", prompts)) if value is not None]
+    if len(given) != 1:
+        raise InputError('give exactly one of --prompt TEXT, --tokens "1 504 2", --probe NAME or --prompts FILE'
+                         + (f" (got {' and '.join(given)})" if given else ""),
+                         hint="a pattern reading span[...] needs a labelled prompt: --probe ioi --index 0")
+    if index is not None and probe is None and prompts is None:
+        raise InputError("--index picks a prompt of --probe or --prompts, and neither is given")
     # Everything the user wrote is checked before the model loads (that takes a while).
     outputs = OutputFiles()
     for path in output:
@@ -482,15 +501,33 @@ def show(
     measures = check_measures(",".join(measure)) if measure else None
     parse_head(head)
     pattern = _load_pattern(source)
-    item = _show_prompt(prompt, tokens, model)
+    probe_spec = _parse_probe(probe) if probe is not None else None
+    prompt_set = None
+    if prompts is not None:
+        from .probes import from_file
+
+        prompt_set = from_file(prompts)
+        _check_index(index or 0, prompt_set, f"--prompts {prompts}")
+    item = _show_prompt(prompt, tokens, model) if prompt is not None or tokens is not None else None
     with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():
         from .models import load_model
 
         loaded = load_model(model, device=device)
     from .explanation import explain
 
+    spans = None
+    if probe_spec is not None:
+        from .probes import make_probe
+
+        prompt_set = make_probe(probe_spec.name, probe_spec.args, loaded)
+        _check_index(index or 0, prompt_set, f"--probe {probe}")
+    if prompt_set is not None:
+        item = list(prompt_set)[index or 0]
+        if prompt_set.spans is not None:  # a labelled set: this prompt's labels, () when it has none
+            spans = prompt_set.spans[index or 0] or ()
     why = explain(loaded, pattern, head, item, measures=measures, exclude_bos=exclude_bos,
-                  exclude_current_token=exclude_current, prepend_bos=not no_bos)
+                  exclude_current_token=exclude_current, prepend_bos=not no_bos, spans=spans,
+                  prompt_index=None if prompt_set is None else index or 0)
     with outputs.staged() as temporary:
         for path in output:
             save_explanation(why, temporary(path))
@@ -500,6 +537,12 @@ def show(
         print(json.dumps(why.to_dict(), ensure_ascii=False))
     else:
         out.print(render_explanation_text(why, max_tokens=max_tokens))
+
+
+def _check_index(index: int, prompt_set: Any, where: str) -> None:
+    if index >= len(prompt_set):
+        raise InputError(f"--index {index} is out of range: {where} holds {len(prompt_set)} prompts",
+                         hint=f"pick one from 0 to {len(prompt_set) - 1}")
 
 
 def _show_prompt(prompt: Optional[str], tokens: Optional[str], model: Optional[str]):

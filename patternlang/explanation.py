@@ -2,12 +2,15 @@
 prompt's scores.
 
 `explain` is the recipe, reusing the engine's own steps so the picture is what was scored:
-tokenize (`engine.batching.tokenize`, the texts and offsets `detect` reads) -> the pattern's
-detection matrix (`engine.pattern_tensors.detection_tensors` on a batch of one) and the counted
-cells and target rows (`engine.measures.prepare_targets`) -> one forward pass hooked on the
-head's layer only (`engine.forward.run_attention_hooks`) -> the prompt's scores from that same
-attention (`engine.detection.score_tokens`, what `detect` runs). The result, an `Explanation`, is
-drawn by `report.explain_text` (terminal), `report.explain_png` and `report.explain_html`.
+tokenize (`engine.batching.tokenize`, the texts, offsets and labelled spans `detect` reads) ->
+one forward pass hooked on the head's layer only (`engine.forward.run_attention_hooks`), or, when
+the pattern reads the model's predictions or a measure reads the heads' outputs (`copying`), the
+engine's deferred pass to the logits (`engine.model_outputs.run_with_outputs`) -> the pattern's
+detection matrix (`engine.pattern_tensors.detection_tensors` on a batch of one, on those
+predictions) and the counted cells and target rows (`engine.measures.prepare_targets`) -> the
+prompt's scores from that same pass (`engine.detection.score_tokens`, what `detect` runs). The
+result, an `Explanation`, is drawn by `report.explain_text` (terminal), `report.explain_png` and
+`report.explain_html`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class Explanation:
     exclude_bos: bool = False
     exclude_current: bool = False
     prompt_index: int | None = None  # the prompt's number among the scores' prompts, when known
+    span_labels: tuple[str, ...] | None = None  # each token's labelled span ("" outside), when the pattern reads them
+    predicted: tuple[str, ...] | None = None  # each position's top-1 next-token prediction, when the pattern reads them
 
     @property
     def n_tokens(self) -> int:
@@ -111,6 +116,8 @@ class Explanation:
             "scores": {m: None if math.isnan(v) else v for m, v in self.scores.items()},
             "attention": grid(self.attention), "matrix": grid(self.matrix),
             "counted": self.counted.tolist(), "target_rows": self.target_rows.tolist(),
+            "span_labels": None if self.span_labels is None else list(self.span_labels),
+            "predicted": None if self.predicted is None else list(self.predicted),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -154,6 +161,7 @@ def explain(
     exclude_current_token: bool | None = None,
     prepend_bos: bool = True,
     prompt_index: int | None = None,
+    spans: Any = None,
 ) -> Explanation:
     """Show why `head` scores what it does against `pattern` on one prompt.
 
@@ -163,8 +171,10 @@ def explain(
             pattern or `file.pattern:name`, a `Pattern`, or an engine `Detector`.
         head: "L5H1", "5.1" or (5, 1).
         prompt: a text (tokenized like `detect` does, BOS per `prepend_bos`) or token ids, at most
-            `MAX_TOKENS` tokens.
+            `MAX_TOKENS` tokens; or a `Prompts` holding one prompt (with its labelled spans, if any).
         measures, exclude_bos, exclude_current_token: as for `detect` (None: the pattern's own).
+        spans: the text prompt's labelled spans, `{"IO": [[5, 9]], ...}` (character ranges, end
+            exclusive; docs/model_features.md), for a pattern that reads `span[...]`.
 
     Returns:
         An `Explanation`: the head's attention `[q, k]`, the pattern's matrix `[q, k]` (exactly
@@ -174,20 +184,15 @@ def explain(
     >>> why = explain(model, "previous_token_head", "L2H3", "The cat sat on the mat.")  # doctest: +SKIP
     >>> print(why)                     # attention and pattern, side by side   # doctest: +SKIP
     >>> why.save("why.html")           # hover a cell for its tokens and values  # doctest: +SKIP
+    >>> text = "When Mary and John went to the store, John gave a drink to"
+    >>> explain(model, "name_mover_head", "L23H1", text,  # doctest: +SKIP
+    ...         spans={"IO": [[5, 9]], "S1": [[14, 18]], "S2": [[38, 42]], "END": [[56, 58]]})
     """
-    from patternlang.annotate.spacy_parser import prompt_syntax
-    from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
-    from patternlang.engine.detection import (
-        check_measures,
-        prompt_offsets,
-        score_tokens,
-        split_character_texts,
-    )
-    from patternlang.engine.forward import run_attention_hooks
+    from patternlang.engine.batching import pad_batch, tokenize
+    from patternlang.engine.detection import check_measures, score_tokens
     from patternlang.engine.measures import Exclusions, prepare_targets
-    from patternlang.engine.pattern_tensors import check_matrix_sizes, detection_tensors, resolve_patterns
+    from patternlang.engine.pattern_tensors import check_matrix_sizes, resolve_patterns
     from patternlang.models.facts import model_facts
-    from patternlang.prompts import split_prompts
 
     detectors = resolve_patterns(pattern)
     if len(detectors) != 1:
@@ -201,48 +206,41 @@ def explain(
     facts = model_facts(model)
     layer, head_index = _one_head(head, *facts.shape)
 
-    items = split_prompts(prompt)
-    if len(items) != 1:
-        raise InputError(f"explain draws one prompt, got {len(items)}",
-                         hint="pass one text or one list of token ids; Scores.show(pattern, head, i) "
-                              "draws prompt i of the scores")
-    if not isinstance(items[0], str) and len(items[0]) > MAX_TOKENS:
-        raise _too_long(len(items[0]))
+    item, prompt_set = _one_prompt(prompt, spans)
+    if prompt_set is None and "spans" in getattr(detector.pattern, "needs", ()):
+        raise InputError(f"pattern {detector.name!r} reads labelled spans (span[...]), and this prompt has none",
+                         hint='give them: explain(..., spans={"IO": [[5, 9]], ...}); on the command line '
+                              "--probe ioi --index N or --prompts FILE.jsonl (a line with \"spans\"); "
+                              "Scores.show draws a labelled prompt of the scores")
+    items = [item]
+    if not isinstance(item, str) and len(item) > MAX_TOKENS:
+        raise _too_long(len(item))
     token_lists = tokenize(model, items, prepend_bos=prepend_bos)
     ids = token_lists[0]
     n = ids.numel()
     if n > MAX_TOKENS:
         raise _too_long(n)
     check_matrix_sizes(detectors, [n])
-    texts = split_character_texts(model, items, token_lists, detectors)
-    offsets = prompt_offsets(model, items, token_lists, detectors)
-    syntax = prompt_syntax(model, items, token_lists, detectors)
+    inputs = prompt_inputs(model, prompt_set, items, token_lists, detectors)
+
+    # One forward pass: hooked on the head's layer only, or (predictions, `copying`) the engine's
+    # deferred pass to the logits; the layer's attention is kept for scoring.
+    batch = pad_batch(token_lists, [0], facts.pad_id, torch.device("cpu"))
+    passed = model_pass(model, batch.tokens, [layer], detectors, chosen_measures)
+    layer_attention = passed.attention[layer] if passed is not None else _hooked_attention(model, batch, layer)
 
     # The detection matrix, the counted cells and the target rows, by the engine's own code.
-    strings = TokenStrings(model) if facts.tokenizer is not None else None
-    batch = pad_batch(token_lists, [0], facts.pad_id, torch.device("cpu"))
-    labels = _token_texts(model, ids.tolist(), items[0])
-    detection = detection_tensors(detectors, batch, strings=strings, texts=[texts[0]] if texts else None,
-                                  offsets=[offsets[0]] if offsets else None,
-                                  syntax=[syntax[0]] if syntax else None, special_ids=facts.special_ids,
-                                  device=torch.device("cpu"))
+    detection = inputs.detection(model, batch, detectors, None if passed is None else passed.predictions)
     targets = prepare_targets(detection, batch.lengths, exclusions, ("mass",))
     matrix = detection[0, 0].clone()
     counted = targets.cells[0].clone()
     target_rows = targets.row_weight[0, :, 0] > 0
 
-    # One forward pass, hooked on the head's layer only; the layer's attention is kept for scoring.
-    captured: dict[int, Tensor] = {}
-
-    def keep(hooked_layer: int, attention: Tensor) -> None:
-        captured[hooked_layer] = attention.detach().clone()
-
-    run_attention_hooks(model, batch.tokens.to(facts.device), [layer], keep)
-    layer_attention = captured[layer]  # [1, head_index, q, k]
     tallies, _ = score_tokens(
         model, token_lists, detectors, measures=chosen_measures, exclusions=[exclusions],
-        heads={layer: (head_index,)}, attention_source=lambda _layer: layer_attention,
-        texts=texts, offsets=offsets, syntax=syntax,
+        heads={layer: (head_index,)}, attention_source=None if passed is not None else (lambda _layer: layer_attention),
+        outputs_source=None if passed is None else (lambda _tokens: _fresh(passed)),
+        texts=inputs.texts, offsets=inputs.offsets, syntax=inputs.syntax, labels=inputs.labels,
     )
     scores = {m: float(tallies.values[m][0, layer, head_index]) for m in chosen_measures}
     return Explanation(
@@ -252,7 +250,7 @@ def explain(
         layer=layer,
         head_index=head_index,
         model=facts.described,
-        tokens=tuple(labels),
+        tokens=tuple(_token_texts(model, ids.tolist(), item)),
         token_ids=tuple(int(i) for i in ids.tolist()),
         attention=layer_attention[0, head_index].to("cpu", torch.float32),
         matrix=matrix,
@@ -262,7 +260,135 @@ def explain(
         exclude_bos=exclusions.bos,
         exclude_current=exclusions.current,
         prompt_index=prompt_index,
+        span_labels=inputs.span_labels(0),
+        predicted=_predicted_texts(model, passed),
     )
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """What the engine reads of some prompts besides their token ids, as `detect` gathers it:
+    split-character texts, character offsets, parser annotations and labelled spans (each `{prompt
+    index: value}`, empty when no pattern reads it). `explain` and the atlas draw with it."""
+
+    texts: dict[int, list[str]]
+    offsets: dict[int, list[tuple[int, int]]]
+    syntax: dict[int, Any]
+    labels: dict[int, Any]
+
+    def detection(self, model: Any, batch: Any, detectors: Sequence[Any],
+                  predictions: dict[int | None, Tensor] | None = None) -> Tensor:
+        """The detection tensors `[pattern, batch, q, k]` of `batch` (on the CPU), by the engine's
+        `detection_tensors`; `predictions`: the batch's (`BatchOutputs.predictions`), for patterns
+        reading them."""
+        from patternlang.engine.batching import TokenStrings
+        from patternlang.engine.pattern_tensors import detection_tensors
+        from patternlang.models.facts import model_facts
+
+        facts = model_facts(model)
+        rows = batch.indices
+
+        def pick(values: dict[int, Any]) -> list[Any] | None:
+            return [values.get(row) for row in rows] if values else None
+
+        texts = None
+        if self.texts:
+            strings = TokenStrings(model)
+            texts = [self.texts.get(row) or strings(batch.tokens[i, :int(batch.lengths[i])].tolist())
+                     for i, row in enumerate(rows)]
+        return detection_tensors(detectors, batch, strings=TokenStrings(model) if facts.tokenizer is not None else None,
+                                 texts=texts, offsets=pick(self.offsets), syntax=pick(self.syntax),
+                                 labels=pick(self.labels), special_ids=facts.special_ids, device=torch.device("cpu"),
+                                 predictions=predictions)
+
+    def span_labels(self, index: int) -> tuple[str, ...] | None:
+        """Prompt `index`'s token labels as `span[k]` reads them (None when no pattern reads spans)."""
+        if not self.labels or index not in self.offsets:
+            return None
+        from patternlang.spans import token_labels
+
+        return tuple(token_labels(self.labels.get(index) or (), self.offsets[index]))
+
+
+def prompt_inputs(model: Any, prompt_set: Any, items: Sequence[Any], token_lists: Sequence[Tensor],
+                  detectors: Sequence[Any]) -> PromptInputs:
+    """The `PromptInputs` of `items` (tokenized as `token_lists`) for `detectors`, by the engine's
+    own functions; `prompt_set` is the `Prompts` they came from (its labelled spans), or None."""
+    from patternlang.annotate.spacy_parser import prompt_syntax
+    from patternlang.engine.detection import prompt_labels, prompt_offsets, split_character_texts
+
+    return PromptInputs(texts=split_character_texts(model, items, token_lists, detectors),
+                        offsets=prompt_offsets(model, items, token_lists, detectors),
+                        syntax=prompt_syntax(model, items, token_lists, detectors),
+                        labels=prompt_labels(prompt_set, detectors))
+
+
+def model_pass(model: Any, tokens: Tensor, layers: Sequence[int], detectors: Sequence[Any],
+               measures: Sequence[str]) -> Any:
+    """The engine's deferred pass to the logits (`model_outputs.BatchOutputs`: the layers'
+    attention, the predictions, `z`) when a pattern reads the model's predictions or a measure
+    its heads' outputs; None when attention alone is needed."""
+    from patternlang.engine.model_outputs import outputs_plan, run_with_outputs
+    from patternlang.models.facts import model_facts
+
+    facts = model_facts(model)
+    plan = outputs_plan(detectors, measures, facts.n_layers)
+    if plan is None:
+        return None
+    return run_with_outputs(model, tokens.to(facts.device), layers, plan)
+
+
+def _fresh(passed: Any) -> Any:
+    """The pass's outputs with their own attention dict: `score_tokens` pops the layers it reduces."""
+    from dataclasses import replace
+
+    return replace(passed, attention=dict(passed.attention))
+
+
+def _hooked_attention(model: Any, batch: Any, layer: int) -> Tensor:
+    """The layer's attention `[batch, head, q, k]` from one pass stopped after it."""
+    from patternlang.engine.forward import run_attention_hooks
+    from patternlang.models.facts import model_facts
+
+    captured: dict[int, Tensor] = {}
+
+    def keep(hooked_layer: int, attention: Tensor) -> None:
+        captured[hooked_layer] = attention.detach().clone()
+
+    run_attention_hooks(model, batch.tokens.to(model_facts(model).device), [layer], keep)
+    return captured[layer]
+
+
+def _one_prompt(prompt: Any, spans: Any) -> tuple[Any, Any]:
+    """The one prompt to draw, and a `Prompts` holding it with its labelled spans (None without spans)."""
+    from patternlang.prompts import Prompts, split_prompts
+
+    if isinstance(prompt, Prompts):
+        if len(prompt) != 1:
+            raise InputError(f"explain draws one prompt, and the prompt set {prompt.name!r} holds {len(prompt)}",
+                             hint="pick one: Scores.show(pattern, head, i) draws prompt i of the scores")
+        if spans is None:
+            return next(iter(prompt)), prompt
+        prompt = next(iter(prompt))
+    items = split_prompts(prompt)
+    if len(items) != 1:
+        raise InputError(f"explain draws one prompt, got {len(items)}",
+                         hint="pass one text or one list of token ids; Scores.show(pattern, head, i) "
+                              "draws prompt i of the scores")
+    if spans is None:
+        return items[0], None
+    if not isinstance(items[0], str):
+        raise InputError("labelled spans are character ranges of a text prompt, and this prompt is token ids",
+                         hint="give the prompt as text")
+    return items[0], Prompts(texts=(items[0],), spans=(spans,), name="prompt")
+
+
+def _predicted_texts(model: Any, passed: Any) -> tuple[str, ...] | None:
+    """Each position's top-1 prediction from the final logits, as text (None without that pass)."""
+    if passed is None or None not in passed.predictions:
+        return None
+    ids = passed.predictions[None][0, :, 0].tolist()
+    return tuple(_token_texts(model, ids, None))
 
 
 def _one_head(head: Any, n_layers: int, n_heads: int) -> tuple[int, int]:

@@ -224,9 +224,6 @@ def _ranked_prompts(per_prompt: Tensor) -> tuple[list, list]:
 # --------------------------------------------------------------------------- examples
 
 
-UNDRAWN_NEEDS = frozenset({"spans", "predictions"})
-
-
 def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt_sets: Mapping[str, Any]) -> None:
     """For each head, its attention beside its best pattern's matrix on that pattern's best and
     worst prompts; only heads whose best pattern changed are drawn again. Each pattern's matrix on
@@ -234,9 +231,7 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
     from patternlang.engine.pattern_tensors import resolve_patterns
 
     n_layers, n_heads = doc["model"]["n_layers"], doc["model"]["n_heads"]
-    # Patterns that read a prompt's labelled spans or the model's predictions are scored like any
-    # other, but not drawn: a drawing runs the prompt alone, without its labels or logits.
-    by_name = {p.name: p for p in chosen if not set(getattr(p, "needs", ())) & UNDRAWN_NEEDS}
+    by_name = {p.name: p for p in chosen}
     wanted: dict[tuple[str, int], dict[str, Any]] = {}  # (probe, prompt) -> what to draw on it
 
     def want(probe_key: str, index: int) -> dict[str, Any]:
@@ -273,7 +268,8 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
     keys = sorted(wanted)
     views = _draw_prompts(model, [list(prompt_sets[key[0]])[key[1]] for key in keys],
                           [resolve_patterns([by_name[name] for name in sorted(wanted[key]["patterns"])]) for key in keys],
-                          [wanted[key]["heads"] for key in keys])
+                          [wanted[key]["heads"] for key in keys],
+                          spans=[_labels_of(prompt_sets[key[0]], key[1]) for key in keys])
     views = dict(zip(keys, views))
     for (probe_key, index), view in views.items():
         doc["prompts"].setdefault(probe_key, {})[str(index)] = view["tokens"]
@@ -306,38 +302,42 @@ def _prompt_score(entry: Mapping[str, Any], layer: int, head: int, index: int) -
     return entry["example_scores"][index][layer][head]
 
 
+def _labels_of(prompts: Any, index: int) -> Any:
+    """Prompt `index`'s labelled spans: None for a set without labels, () for a prompt without any."""
+    spans = getattr(prompts, "spans", None)
+    return None if spans is None else (spans[index] or ())
+
+
 def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequence[Any]],
-                  heads: Sequence[Iterable[tuple[int, int]]], batch_size: int = 16) -> list[dict[str, Any]]:
+                  heads: Sequence[Iterable[tuple[int, int]]], batch_size: int = 16,
+                  spans: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """Each prompt cropped to `EXAMPLE_TOKENS`: its token texts, its detectors' matrices (computed on
-    the whole prompt, by the engine's own code) and the chosen heads' attention (forward passes in
-    batches, every layer up to the last needed hooked)."""
-    from patternlang.annotate.spacy_parser import prompt_syntax
-    from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
-    from patternlang.engine.detection import prompt_offsets, split_character_texts
+    the whole prompt, with its labelled spans `spans[i]` and, for patterns reading the model's
+    predictions, the predictions of a pass to the logits over the whole prompts in batches, by the
+    engine's own code) and the chosen heads' attention (forward passes in batches, every layer up to
+    the last needed hooked)."""
+    from patternlang.engine.batching import pad_batch, tokenize
     from patternlang.engine.forward import run_attention_hooks
-    from patternlang.engine.pattern_tensors import detection_tensors
-    from patternlang.explanation import _token_texts
+    from patternlang.explanation import _token_texts, prompt_inputs
     from patternlang.models.facts import model_facts
+    from patternlang.prompts import Prompts
 
     facts = model_facts(model)
-    strings = TokenStrings(model) if facts.tokenizer is not None else None
     cpu = torch.device("cpu")
+    token_lists = [tokenize(model, [prompt], prepend_bos=True)[0] for prompt in prompts]
+    predictions = _predictions(model, token_lists, detectors, batch_size)
     views = []
     crops = []
-    for prompt, chosen in zip(prompts, detectors):
-        items = [prompt]
-        token_lists = tokenize(model, items, prepend_bos=True)
-        texts = split_character_texts(model, items, token_lists, chosen)
-        offsets = prompt_offsets(model, items, token_lists, chosen)
-        syntax = prompt_syntax(model, items, token_lists, chosen)
-        batch = pad_batch(token_lists, [0], facts.pad_id, cpu)
-        detection = detection_tensors(chosen, batch, strings=strings, texts=[texts[0]] if texts else None,
-                                      offsets=[offsets[0]] if offsets else None,
-                                      syntax=[syntax[0]] if syntax else None, special_ids=facts.special_ids,
-                                      device=cpu)
-        ids = token_lists[0].tolist()
+    for number, (prompt, chosen) in enumerate(zip(prompts, detectors)):
+        labels = None if spans is None else spans[number]
+        labelled = None if labels is None else Prompts(texts=(prompt,), spans=(labels,))
+        own = token_lists[number:number + 1]
+        inputs = prompt_inputs(model, labelled, [prompt], own, chosen)
+        batch = pad_batch(own, [0], facts.pad_id, cpu)
+        detection = inputs.detection(model, batch, chosen, predictions.get(number))
+        ids = token_lists[number].tolist()
         n = min(EXAMPLE_TOKENS, len(ids))
-        crops.append(token_lists[0][:n])
+        crops.append(token_lists[number][:n])
         views.append({"tokens": _token_texts(model, ids, prompt)[:n], "attention": {},
                       "matrices": {d.name: detection[i, 0, :n, :n].float() for i, d in enumerate(chosen)}})
     wanted = [sorted(set(h)) for h in heads]
@@ -357,6 +357,29 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
 
         run_attention_hooks(model, batch.tokens.to(facts.device), layers, keep)
     return views
+
+
+def _predictions(model: Any, token_lists: Sequence[Tensor], detectors: Sequence[Sequence[Any]],
+                 batch_size: int) -> dict[int, dict[int | None, Tensor]]:
+    """`{prompt: predictions}` for the prompts whose detectors read the model's predictions, from
+    passes to the logits over the whole prompts, `batch_size` at a time (right-padded: a causal
+    model's predictions at a prompt's own positions do not see the padding)."""
+    from patternlang.engine.batching import pad_batch
+    from patternlang.explanation import model_pass
+    from patternlang.models.facts import model_facts
+
+    facts = model_facts(model)
+    needing = [i for i, chosen in enumerate(detectors)
+               if any("predictions" in getattr(d.pattern, "needs", ()) for d in chosen)]
+    found: dict[int, dict[int | None, Tensor]] = {}
+    for start in range(0, len(needing), batch_size):
+        rows = needing[start:start + batch_size]
+        batch = pad_batch(token_lists, rows, facts.pad_id, torch.device("cpu"))
+        passed = model_pass(model, batch.tokens, [], [d for row in rows for d in detectors[row]], ())
+        for position, row in enumerate(rows):
+            n = token_lists[row].numel()
+            found[row] = {layer: top[position:position + 1, :n].cpu() for layer, top in passed.predictions.items()}
+    return found
 
 
 # --------------------------------------------------------------------------- statistics

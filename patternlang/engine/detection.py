@@ -179,7 +179,8 @@ def detect(
         settings=settings,
         n_layers=n_layers,
         n_heads=n_heads,
-        sources=(ScoreSource(model, tuple(_split(items)), {d.name: d for d in detectors}),),
+        sources=(ScoreSource(model, tuple(_split(items)), {d.name: d for d in detectors},
+                             getattr(prompt_set, "spans", None)),),
     )
 
 
@@ -201,6 +202,7 @@ def score_tokens(
     syntax: dict[int, Any] | None = None,
     labels: dict[int, Any] | None = None,
     attention: str | Callable = "auto",
+    outputs_source: Callable[[Tensor], Any] | None = None,
 ) -> tuple[Tallies, int]:
     """The engine's core: checked token lists and detectors in, `Tallies` (scores
     `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
@@ -210,9 +212,11 @@ def score_tokens(
     prompt i's token texts, position by position (`split_character_texts`); other prompts'
     tokens read their decoded text. `offsets[i]` are prompt i's character spans, for patterns
     that need them (`prompt_offsets`); `syntax[i]` its parser annotations (`prompt_syntax`);
-    `labels[i]` its labelled spans (`prompt_labels`).
-    `per_prompt`: also keep each prompt's scores. `attention`: the path (`detect`'s, or a
-    capture function `blocked.CaptureBlocks`); `Tallies.attention` says which ran.
+    `labels[i]` its labelled spans (`prompt_labels`). `outputs_source(tokens)`, when given,
+    supplies a single batch's deferred pass (`model_outputs.BatchOutputs`) instead of running it
+    (`explain`, which draws from the same pass). `per_prompt`: also keep each prompt's scores.
+    `attention`: the path (`detect`'s, or a capture function `blocked.CaptureBlocks`);
+    `Tallies.attention` says which ran.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
@@ -260,7 +264,8 @@ def score_tokens(
             labelled = [labels.get(index) for index in indices] if labels else None
             passed = None
             if outputs is not None:  # one pass to the logits first, its attention kept
-                passed = run_with_outputs(model, batch.tokens, layers, outputs, readout)
+                passed = (outputs_source(batch.tokens) if outputs_source is not None
+                          else run_with_outputs(model, batch.tokens, layers, outputs, readout))
             features = batch_features(detectors, batch, strings=strings, texts=rows, offsets=spans, syntax=parsed,
                                       labels=labelled, special_ids=specials, device=work_device,
                                       predictions=passed.predictions if passed is not None else None)

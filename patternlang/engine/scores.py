@@ -47,12 +47,14 @@ class Evidence:
 @dataclass(frozen=True, slots=True, eq=False)
 class ScoreSource:
     """What some of the scores were computed from: the model, the prompts as given to `detect`
-    (texts or token ids, one entry per prompt) and the patterns by name. Kept in memory only
-    (never written to JSON), so that a head's evidence can be drawn again (`Scores.show`)."""
+    (texts or token ids, one entry per prompt), the patterns by name and the prompts' labelled
+    spans, if any. Kept in memory only (never written to JSON), so that a head's evidence can be
+    drawn again (`Scores.show`)."""
 
     model: Any
     prompts: tuple[Any, ...]
     patterns: Mapping[str, Any]  # name -> engine Detector
+    spans: tuple[Any, ...] | None = None  # per prompt: its labelled spans (`spans.Labels`) or None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -340,7 +342,8 @@ class Scores:
         with that prompt's scores in every measure scored (`patternlang.explanation`), judged with the
         exclusions the pattern was scored with.
 
-        `prompt`: an index into the prompts these scores came from, or a text or token ids.
+        `prompt`: an index into the prompts these scores came from (drawn with its labelled spans,
+        if it has any), or a text or token ids.
         Returns the `Explanation` (printed: terminal grids; in Jupyter: the interactive HTML);
         `out="why.png"` / `.html` / `.json` also writes it to that file.
 
@@ -350,18 +353,20 @@ class Scores:
 
         name = self.patterns[self._pattern_index(pattern)]
         source = self.source_of(name)
-        index = None
+        index = spans = None
         if isinstance(prompt, int) and not isinstance(prompt, bool):
             if not -len(source.prompts) <= prompt < len(source.prompts):
                 raise InputError(f"prompt {prompt} is out of range: {name!r} was scored on "
                                  f"{len(source.prompts)} prompts", hint="pass an index, a text or token ids")
             index = prompt % len(source.prompts)
             prompt = source.prompts[index]
+            if source.spans is not None:  # a labelled prompt set: its prompts' labels, () for one without
+                spans = source.spans[index] or ()
         settings = dict(self.settings)
         exclusions = settings.get("exclusions", {}).get(name, {})
         why = explain(source.model, source.patterns[name], head, prompt, measures=self.measures,
                       exclude_bos=exclusions.get("bos"), exclude_current_token=exclusions.get("current"),
-                      prepend_bos=settings.get("prepend_bos", True), prompt_index=index)
+                      prepend_bos=settings.get("prepend_bos", True), prompt_index=index, spans=spans)
         if out is not None:
             why.save(out)
         return why

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from patternlang.files import writing
 from patternlang.report.colors import ColorScale, fit_scale
 from patternlang.report.html import escape, page
+from patternlang.report.explain_text import token_notes
 from patternlang.report.tokens import display_tokens
 
 if TYPE_CHECKING:
@@ -128,8 +129,9 @@ def explanation_html(explanation: Explanation) -> str:
     why = explanation
     n = why.n_tokens
     root_id = f"plw-{uuid.uuid4().hex[:10]}"
-    full = display_tokens(list(why.tokens))
-    short = display_tokens(list(why.tokens), TOKEN_WIDTH)
+    notes = token_notes(why, n)  # labelled spans and predictions, for patterns that read them
+    full = [token + note for token, note in zip(display_tokens(list(why.tokens)), notes)]
+    short = [token + note for token, note in zip(display_tokens(list(why.tokens), TOKEN_WIDTH), notes)]
     attention = why.attention.tolist()
     matrix = why.matrix.tolist()
     counted = why.counted.tolist()

@@ -15,6 +15,7 @@ import numpy as np
 
 from patternlang.report.colors import BLANK_COLOR, fit_scale
 from patternlang.report.png import _save
+from patternlang.report.explain_text import token_notes
 from patternlang.report.tokens import display_tokens
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def explanation_figure(explanation: Explanation) -> Figure:
     counted = why.counted.numpy()
     excluded = lower & ~counted
     target_rows = why.target_rows.tolist()
-    labels = display_tokens(list(why.tokens), TOKEN_WIDTH)
+    labels = [token + note for token, note in zip(display_tokens(list(why.tokens), TOKEN_WIDTH), token_notes(why, n))]
     x_labels = [f"{label}  {i}" for i, label in enumerate(labels)]
     y_labels = [f"{'• ' if target_rows[i] else ''}{label}  {i}" for i, label in enumerate(labels)]
     step = max(1, math.ceil(n / MAX_TICKS))

@@ -58,6 +58,8 @@ class ExplanationText:
             lines.append(Text(f"showing the first {shown} of {n} tokens (max_tokens={self.max_tokens})",
                               style="yellow"))
         labels = display_tokens(list(why.tokens[:shown]), max_width=TOKEN_WIDTH)
+        notes = token_notes(why, shown)  # the token's labelled span and the model's next-token prediction
+        labels = [label + note for label, note in zip(labels, notes)]
         label_width = max(cell_len(label) for label in labels)
         index_width = len(str(shown - 1))
         prefix_width = index_width + 1 + len(TARGET_ROW) + label_width + 1
@@ -112,10 +114,26 @@ class ExplanationText:
                 lines.extend(prefix(q).append_text(cells(q, values, pattern)) for q in range(shown))
         legend = (f"rows: query, columns: key · {FULL} = 1  {ZERO} = 0  digit d = 0.d… · "
                   f"{TARGET_ROW} target row")
+        if why.span_labels is not None:
+            legend += " · [LABEL] the token's labelled span"
+        if why.predicted is not None:
+            legend += " · >x the model's top prediction after the token"
         if why.excluded:
             legend += f" · {EXCLUDED} not counted"
         lines.append(Text(legend, style="bright_black"))
         return lines
+
+
+def token_notes(why: Explanation, shown: int) -> list[str]:
+    """Per token, what a model-aware pattern reads beside it: " [IO]" for a token in a labelled
+    span, " >x" for the model's top prediction after it ("" for others); every format shows them."""
+    notes = [""] * shown
+    if why.span_labels is not None:
+        notes = [note + (f" [{label}]" if label else "") for note, label in zip(notes, why.span_labels[:shown])]
+    if why.predicted is not None:
+        predicted = display_tokens(list(why.predicted[:shown]), max_width=TOKEN_WIDTH)
+        notes = [f"{note} >{text}" for note, text in zip(notes, predicted)]
+    return notes
 
 
 def render_explanation_text(explanation: Explanation, *, max_tokens: int = 40) -> ExplanationText:

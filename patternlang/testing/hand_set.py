@@ -79,6 +79,14 @@ class CharTokenizer:
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(char, UNK_ID) for char in text]
 
+    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False) -> dict:
+        """Encode as a fast HF tokenizer does, with each token's character span when asked (so
+        that `span[k]` and the offset features run on the tiny models)."""
+        encoding: dict[str, Any] = {"input_ids": self.encode(text)}
+        if return_offsets_mapping:
+            encoding["offset_mapping"] = [(i, i + 1) for i in range(len(text))]
+        return encoding
+
     def convert_ids_to_tokens(self, ids: Any) -> list[str]:
         return [self.vocab[int(i)] for i in _as_id_list(ids)]
 
