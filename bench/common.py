@@ -399,6 +399,11 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def seconds_text(seconds: float) -> str:
+    """Seconds with the digits that matter: "365.3 s", "5.21 s", "0.012 s"."""
+    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2f} s" if seconds >= 0.1 else f"{seconds:.3f} s"
+
+
 def runs_phrase(repeats: int) -> str:
     """How a best time was taken, in words: "best of 3 runs", or "one run"."""
     return "one run" if repeats == 1 else f"best of {repeats} runs"
