@@ -197,11 +197,12 @@ def load(dtype: str, *, device: str, tiny: bool) -> Any:
     return load_model(device=device, dtype=dtype)
 
 
-def run(*, device: str = "cuda", dtypes: Sequence[str] = ("float32", "bfloat16"), cpu_check: bool = False,
+def run(*, device: str | None = None, dtypes: Sequence[str] = ("float32", "bfloat16"), cpu_check: bool = False,
         tiny: bool = False, prompts: dict[int, int] | None = None, batch_size: int | None = None,
         repeats: int | None = None, tl_prompts: int | None = None, tl_compare_prompts: int | None = None,
         budget_s: float = BUDGET_S, command: str = "python bench/gpu.py", log=print) -> dict[str, Any]:
     sizes = CPU_CHECK if cpu_check or tiny else GPU
+    device = device or ("cpu" if cpu_check or tiny else "cuda")
     repeats = repeats or sizes["repeats"]
     prompts = {**sizes["prompts"], **(prompts or {})}
     lengths = tuple(sorted(prompts)) if prompts.keys() != sizes["prompts"].keys() else sizes["lengths"]

@@ -44,6 +44,8 @@ from common import (
 )
 
 MEMORY_SAMPLE_S = 0.005
+FLAT_MEMORY = (1.25, 16)  # peak memory "flat": the highest <= 1.25 x the lowest + 16 MiB (sampling noise)
+MACHINE_GIB = 24  # the machine for the long-prompt target
 
 
 def measured(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -227,8 +229,10 @@ def run(*, tiny: bool, log=print, repeats: int | None = None) -> dict[str, Any]:
                                 repeats=repeats, log=log),
             "prompts": by_prompts(model, (16, 64, 256), n_tokens=32, batch_size=16, n_patterns=4, log=log),
         }
+    factor, slack = FLAT_MEMORY
     results.update(model=model_label(model), repeats=repeats, prompt_curve_runs=1,
-                   memory_sample_ms=MEMORY_SAMPLE_S * 1000)
+                   memory_sample_ms=MEMORY_SAMPLE_S * 1000, flat_memory={"factor": factor, "slack_mib": slack},
+                   machine_gib=MACHINE_GIB)
     return results
 
 
@@ -237,23 +241,20 @@ def write_files(results: dict[str, Any], folder: Path) -> list[Path]:
     return plot(results, folder)
 
 
-FLAT_MEMORY = (1.25, 16)  # peak memory "flat": the highest <= 1.25 x the lowest + 16 MiB (sampling noise)
-MACHINE_GIB = 24  # the machine for the long-prompt target
-
-
 def target_rows(results: dict[str, Any]) -> list[TargetRow]:
     prompts = results["prompts"]["points"]
     peaks = [p["peak_mib"] for p in prompts]
-    factor, slack = FLAT_MEMORY
+    factor, slack = results["flat_memory"]["factor"], results["flat_memory"]["slack_mib"]
     rows = [(f"peak memory flat in the number of prompts ({prompts[0]['prompts']} to {prompts[-1]['prompts']}; "
              f"highest <= {factor}x the lowest + {slack} MiB)",
              f"{min(peaks):.0f} to {max(peaks):.0f} MiB", max(peaks) <= factor * min(peaks) + slack)]
     length = results["length"]
     longest = length["points"][-1]
     worst = max(longest[f"detect_{c}"]["peak_mib"] for c in length["counts"])
-    rows.append((f"{longest['length']}-token prompts run on a {MACHINE_GIB} GiB machine, batch size automatic",
+    machine_gib = results["machine_gib"]
+    rows.append((f"{longest['length']}-token prompts run on a {machine_gib} GiB machine, batch size automatic",
                  f"peak {worst:.0f} MiB above the model ({max(length['counts'])} patterns)",
-                 worst < (MACHINE_GIB - 4) * 1024))  # 4 GiB left for the system and the model
+                 worst < (machine_gib - 4) * 1024))  # 4 GiB left for the system and the model
     return rows
 
 
