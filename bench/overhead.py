@@ -18,7 +18,6 @@ scoring itself (detection tensors and reductions) over the model's own work.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path

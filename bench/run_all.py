@@ -112,6 +112,9 @@ def write_report(folder: Path, log=print) -> str:
     """RESULTS.md (and the modules' plots) in `folder`, from `folder/results.json` alone (and
     bench/results_gpu.json, if there is one): `--render` gives the same report as the run."""
     results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    if set(results) != {"header", "modules"}:
+        raise SystemExit(f"run_all: {folder / 'results.json'} was written before the module protocol "
+                         "(no header and modules): rerun `make bench` (or `python bench/run_all.py`) to renew it")
     gpu = json.loads(GPU_RESULTS.read_text(encoding="utf-8")) if GPU_RESULTS.is_file() else None
     for name, entry in results["modules"].items():
         module, _ = load_module(name)

@@ -18,7 +18,6 @@ sampled every few milliseconds; on CUDA, the peak allocated memory.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
