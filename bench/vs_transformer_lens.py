@@ -100,7 +100,8 @@ class TransformerLensRunner:
             for index in indices:
                 tokens = model.to_tokens(texts[index])[0].cpu()
                 matrix = pattern.matrix(tokens, token_texts(tokens.tolist()), special_ids=specials)
-                self.matrices[name][index] = matrix.to(torch.float32)
+                # on the model's device: detect_head moves the matrices of its named heads there, not ours
+                self.matrices[name][index] = matrix.to(device=model.cfg.device, dtype=torch.float32)
 
     def plain(self, name: str, indices: Sequence[int]) -> torch.Tensor:
         """One pattern's `[n_layers, n_heads]` mul scores, one forward pass per prompt."""
