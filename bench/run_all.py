@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BENCH_DIR,
+    BenchModule,
     TargetRow,
     accepts,
     is_bench_module,
@@ -49,7 +50,7 @@ MODULES = ("vs_transformer_lens", "overhead", "scaling", "model_aware", "long_co
 GPU_RESULTS = BENCH_DIR / "results_gpu.json"
 
 
-def load_module(name: str) -> tuple[Any, str | None]:
+def load_module(name: str) -> tuple[BenchModule | None, str | None]:
     """(the module, None), or (None, why it cannot run)."""
     if not (BENCH_DIR / f"{name}.py").is_file():
         return None, f"bench/{name}.py does not exist in this checkout"
