@@ -135,7 +135,7 @@ def met_text(met: bool | None) -> str:
 def render(results: dict[str, Any], gpu: dict[str, Any] | None = None) -> str:
     """RESULTS.md from the figures as saved in results.json (and results_gpu.json, if any)."""
     header, entries = results["header"], results["modules"]
-    lines = ["# Benchmarks", "", "Written by `bench/run_all.py` from `bench/results.json` (do not edit by hand; rerun "
+    lines = ["# Benchmarks", "", "Written by `bench/run_all.py` from the `results.json` beside it (do not edit by hand; rerun "
              "`make bench`).", "", *render_header(header, entries), ""]
     problems = [f"- **{entry['status'].upper()}: `{name}`**: {entry['why']}. Its figures and targets are missing "
                 "from this report." for name, entry in entries.items() if entry["status"] != "ok"]
