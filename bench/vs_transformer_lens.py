@@ -25,7 +25,7 @@ one `run_with_hooks` per batch of repeated random tokens (no BOS), hooks on ever
 of the same definitions, on the same batches, and the plain and early-stopped forward passes.
 
 Every contender gets the same `--repeats` timed runs, in turn, and keeps its best. `detect_head`
-costs about a second per prompt and pattern on two CPU cores, so unless `--tl-prompts` equals
+runs a forward pass per prompt and pattern (the slowest side by far), so unless `--tl-prompts` equals
 `--prompts` it is timed on two subsets (`--tl-prompts` and half as many prompts, evenly spread)
 and its time per prompt at the larger one scaled to all prompts, only when the two times per
 prompt agree within `LINEARITY_TOLERANCE` (else no speed-up is reported, and the report says
