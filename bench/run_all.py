@@ -85,7 +85,7 @@ def run_all(*, tiny: bool, modules: Sequence[str] = MODULES, repeats: int | None
             log(f"run_all: note: {name}.run takes no `repeats`; it uses its own")
         try:
             entries[name] = {"status": "ok", "results": module.run(tiny=tiny, log=log, **options)}
-        except Exception as error:  # noqa: BLE001 - one failing module must not hide the others' figures
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - one failing module must not hide the others' figures
             entries[name] = {"status": "failed", "why": f"{type(error).__name__}: {error}"}
             log(f"run_all: FAILED {name}:\n{traceback.format_exc()}")
         entries[name]["seconds"] = time.perf_counter() - module_started
