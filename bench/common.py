@@ -1,4 +1,17 @@
-"""Shared pieces of the benchmarks: the model, the prompts, the pattern sets, timing and memory.
+"""Shared pieces of the benchmarks: the module protocol, the model, the prompts, the pattern
+sets, timing, memory and the machine.
+
+The module protocol (every `bench/<name>.py` that `bench/run_all.py` runs follows it):
+
+    def run(*, tiny: bool, log=print) -> dict      # measures; JSON-serialisable; tiny: the hand-set model, seconds
+    def render(results: dict) -> str                # its markdown section; every number comes from `results`
+    def target_rows(results: dict) -> list[tuple[str, str, bool | None]]   # (target, measured, met)
+
+Optionally `run` takes `repeats: int | None = None` (run_all's `--repeats`: every contender of
+the module gets that many timed runs, and the results record it), and the module has
+`write_files(results, folder) -> list[Path]` for files RESULTS.md links to (plots). Each module
+also runs standalone, `python bench/<name>.py [--tiny]`, through `standalone()`, which writes
+`bench/results_<name>.json`.
 
 Timings on a shared machine are noisy, so every comparison runs its contenders side by
 side in one process, alternating (A, B, A, B, ...), and keeps each one's best time:
@@ -24,7 +37,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -40,14 +53,75 @@ HEADLINE_PATTERNS = ("previous_token_head", "duplicate_token_head", "induction_h
 """The 4 shipped patterns of the 4-pattern figures (the first three are TransformerLens' own)."""
 
 
+# ---- the module protocol ----------------------------------------------------------------------
+TargetRow = tuple[str, str, "bool | None"]
+"""(target, what was measured, met: True, False, or None where it was not measured)."""
+
+
+class BenchModule(Protocol):
+    """What `bench/run_all.py` needs of a benchmark module (see the module docstring)."""
+
+    def run(self, *, tiny: bool, log: Callable[[str], Any] = print) -> dict[str, Any]: ...
+
+    def render(self, results: dict[str, Any]) -> str: ...
+
+    def target_rows(self, results: dict[str, Any]) -> list[TargetRow]: ...
+
+
+def is_bench_module(module: Any) -> bool:
+    return all(callable(getattr(module, name, None)) for name in ("run", "render", "target_rows"))
+
+
+def accepts(fn: Callable[..., Any], keyword: str) -> bool:
+    """Whether `fn` takes the keyword argument `keyword` (run_all passes `repeats` only where it does)."""
+    import inspect
+
+    parameters = inspect.signature(fn).parameters
+    return keyword in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def results_path(name: str) -> Path:
+    return BENCH_DIR / f"results_{name}.json"
+
+
+def standalone(name: str, run: Callable[..., dict[str, Any]], argv: Sequence[str] | None = None,
+               description: str = "", add_arguments: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """`python bench/<name>.py [--tiny] [--repeats R] [--json PATH] [module options]`: runs the
+    module and writes its results (default `bench/results_<name>.json`). Options added by
+    `add_arguments` go to `run` as keywords, except those left at None."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model at tiny sizes, seconds (CI)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs of every contender (best of them)")
+    parser.add_argument("--json", type=Path, default=results_path(name), help="where the results go")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = vars(parser.parse_args(argv))
+    tiny, out = args.pop("tiny"), args.pop("json")
+    if args.get("repeats") is not None and args["repeats"] < 1:
+        raise SystemExit(f"{name}: --repeats must be at least 1, not {args['repeats']}")
+    options = {key: value for key, value in args.items() if value is not None}
+    results = run(tiny=tiny, **options)
+    write_json(out, results)
+    print(f"{name}: results written to {out}")
+    return results
+
+
 # ---- the model ------------------------------------------------------------------------------
+_TINY_MODELS: dict[str, Any] = {}
+
+
 def load_bench_model(tiny: bool = False, *, device: str | None = None, dtype: str | None = None) -> Any:
     """The embedded SmolLM2-135M-Instruct (`load_model()`), or with `tiny` the hand-set
-    2-layer model of `patternlang.testing` (instant; what CI runs the benchmarks on)."""
+    2-layer model of `patternlang.testing` (instant; what CI runs the benchmarks on).
+    The same object on every call (modules run by run_all share one load)."""
     if not tiny:
         from patternlang.models import load_model
 
-        return load_model(device=device or "cpu", dtype=dtype)
+        return load_model(device=device or "cpu", dtype=dtype)  # cached by load_model
+    if "tiny" in _TINY_MODELS:
+        return _TINY_MODELS["tiny"]
     from transformer_lens import ActivationCache
 
     from patternlang.testing import make_hand_set_model
@@ -62,6 +136,7 @@ def load_bench_model(tiny: bool = False, *, device: str | None = None, dtype: st
         return output, ActivationCache(cache, model)
 
     model.run_with_cache = run_with_cache
+    _TINY_MODELS["tiny"] = model
     return model
 
 
@@ -297,7 +372,10 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
+        # read when the benchmarks run, never assumed: RESULTS.md says what this run had
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "cuda": torch.version.cuda,
     }
     with contextlib.suppress(ImportError):
         import psutil
@@ -319,6 +397,16 @@ def load_loads() -> tuple[float, float, float] | None:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def seconds_text(seconds: float) -> str:
+    """Seconds with the digits that matter: "365.3 s", "5.21 s", "0.012 s"."""
+    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2f} s" if seconds >= 0.1 else f"{seconds:.3f} s"
+
+
+def runs_phrase(repeats: int) -> str:
+    """How a best time was taken, in words: "best of 3 runs", or "one run"."""
+    return "one run" if repeats == 1 else f"best of {repeats} runs"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

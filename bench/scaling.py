@@ -1,6 +1,6 @@
 """How `detect`'s time and peak memory grow with the patterns, the prompt length and the prompts.
 
-    python bench/scaling.py [--plots bench/] [--repeats 2] [--tiny]
+    python bench/scaling.py [--plots bench/] [--repeats 2] [--tiny] [--json bench/results_scaling.json]
 
 Three curves; at each point `detect` (measure `mass`) and the plain forward pass run in turn,
 `--repeats` rounds (best time, highest peak memory):
@@ -18,7 +18,6 @@ sampled every few milliseconds; on CUDA, the peak allocated memory.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BENCH_DIR,
+    TargetRow,
     as_token_lists,
     detect_plan,
     load_bench_model,
@@ -35,14 +35,21 @@ from common import (
     pattern_set,
     peak_memory,
     plain_forward,
+    runs_phrase,
+    standalone,
+    table,
     time_call,
     token_prompts,
 )
 
+MEMORY_SAMPLE_S = 0.005
+FLAT_MEMORY = (1.25, 16)  # peak memory "flat": the highest <= 1.25 x the lowest + 16 MiB (sampling noise)
+MACHINE_GIB = 24  # the issue's machine for the long-prompt target
+
 
 def measured(fn: Callable[[], Any]) -> dict[str, Any]:
     """One call: seconds, peak memory (MiB above the start) and what it returned."""
-    with peak_memory(interval_s=0.005) as memory:
+    with peak_memory(interval_s=MEMORY_SAMPLE_S) as memory:
         seconds, value = time_call(fn)
     return {"seconds": seconds, "peak_mib": mib(memory.delta), "value": value}
 
@@ -91,7 +98,7 @@ def by_patterns(model: Any, counts: Sequence[int], n_prompts: int, n_tokens: int
 
 def by_length(model: Any, lengths: Sequence[int], tokens_per_point: int, counts: Sequence[int], repeats: int,
               log=print) -> dict[str, Any]:
-    from patternlang.engine.batching import auto_budget, bytes_per_prompt_estimate
+    from patternlang.engine.batching import MAX_BATCH_ROWS, auto_budget, bytes_per_prompt_estimate
     from patternlang.models.facts import model_facts
 
     points = []
@@ -108,13 +115,14 @@ def by_length(model: Any, lengths: Sequence[int], tokens_per_point: int, counts:
         for count in counts:
             result = results[count]
             # How many prompts of this length one automatic batch may hold (the plan's limit).
-            result["auto_rows"] = max(1, int(budget // bytes_per_prompt_estimate(model, count, 1)(length)))
+            result["auto_rows"] = min(MAX_BATCH_ROWS,
+                                      max(1, int(budget // bytes_per_prompt_estimate(model, count, 1)(length))))
             point[f"detect_{count}"] = result
             log(f"scaling, length: {length:>5} tokens x {n_prompts:>3} prompts, {count:>2} patterns: "
                 f"{result['seconds']:.2f} s (forward {point['forward']['seconds']:.2f} s, "
                 f"ratio {result['seconds'] / point['forward']['seconds']:.2f}x), peak {result['peak_mib']:.0f} MiB "
                 f"(forward {point['forward']['peak_mib']:.0f} MiB), {result['n_batches']} batches, "
-                f"automatic batch up to {min(128, result['auto_rows'])} prompts")
+                f"automatic batch up to {result['auto_rows']} prompts")
         points.append(point)
     return {"tokens_per_point": tokens_per_point, "counts": list(counts), "points": points}
 
@@ -202,13 +210,15 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
     return written
 
 
-def run(model: Any, *, tiny: bool = False, plots: Path | None = BENCH_DIR, repeats: int = 2,
-        log=print) -> dict[str, Any]:
+def run(*, tiny: bool, log=print, repeats: int | None = None) -> dict[str, Any]:
+    """The three curves (plots: `write_files`)."""
+    model = load_bench_model(tiny=tiny)
     log(f"scaling: {model_label(model)}")
+    repeats = repeats or (1 if tiny else 2)
     if tiny:
         results = {
-            "patterns": by_patterns(model, (1, 4, 16, 64), n_prompts=2, n_tokens=16, repeats=1, log=log),
-            "length": by_length(model, (8, 16, 32, 60), tokens_per_point=32, counts=(4, 64), repeats=1, log=log),
+            "patterns": by_patterns(model, (1, 4, 16, 64), n_prompts=2, n_tokens=16, repeats=repeats, log=log),
+            "length": by_length(model, (8, 16, 32, 60), tokens_per_point=32, counts=(4, 64), repeats=repeats, log=log),
             "prompts": by_prompts(model, (2, 4, 8), n_tokens=16, batch_size=2, n_patterns=4, log=log),
         }
     else:
@@ -218,22 +228,92 @@ def run(model: Any, *, tiny: bool = False, plots: Path | None = BENCH_DIR, repea
                                 repeats=repeats, log=log),
             "prompts": by_prompts(model, (16, 64, 256), n_tokens=32, batch_size=16, n_patterns=4, log=log),
         }
-    results["repeats"] = 1 if tiny else repeats
-    if plots is not None:
-        results["plots"] = [str(path) for path in plot(results, plots)]
-        log("scaling: plots " + ", ".join(results["plots"]))
+    factor, slack = FLAT_MEMORY
+    results.update(model=model_label(model), repeats=repeats, prompt_curve_runs=1,
+                   memory_sample_ms=MEMORY_SAMPLE_S * 1000, flat_memory={"factor": factor, "slack_mib": slack},
+                   machine_gib=MACHINE_GIB)
     return results
 
 
+def write_files(results: dict[str, Any], folder: Path) -> list[Path]:
+    """The plots RESULTS.md shows."""
+    return plot(results, folder)
+
+
+def target_rows(results: dict[str, Any]) -> list[TargetRow]:
+    prompts = results["prompts"]["points"]
+    peaks = [p["peak_mib"] for p in prompts]
+    factor, slack = results["flat_memory"]["factor"], results["flat_memory"]["slack_mib"]
+    rows = [(f"peak memory flat in the number of prompts ({prompts[0]['prompts']} to {prompts[-1]['prompts']}; "
+             f"highest <= {factor}x the lowest + {slack} MiB)",
+             f"{min(peaks):.0f} to {max(peaks):.0f} MiB", max(peaks) <= factor * min(peaks) + slack)]
+    length = results["length"]
+    longest = length["points"][-1]
+    worst = max(longest[f"detect_{c}"]["peak_mib"] for c in length["counts"])
+    machine_gib = results["machine_gib"]
+    rows.append((f"{longest['length']}-token prompts run on a {machine_gib} GiB machine, batch size automatic",
+                 f"peak {worst:.0f} MiB above the model ({max(length['counts'])} patterns)",
+                 worst < (machine_gib - 4) * 1024))  # 4 GiB left for the system and the model
+    return rows
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
+
+
+def render(results: dict[str, Any]) -> str:
+    sc = results
+    lines = ["## Scaling", "", f"Model: {sc['model']}.", "",
+             (f"At each point of the pattern and length curves, `detect` (measure `mass`) and the plain forward pass "
+              f"over the same batches run in turn, {runs_phrase(sc['repeats'])} of each: the best time and the "
+              f"highest peak are shown. The prompt curve is timed {_times(sc['prompt_curve_runs'])} per point, with "
+              "a fixed batch size. Peak memory is the peak resident set size above the one before the call (the "
+              f"model already loaded), sampled every {sc['memory_sample_ms']:g} ms, so it includes the model's own "
+              "activations."), ""]
+    data = sc["patterns"]
+    lines += [f"### Number of patterns ({data['n_prompts']} prompts x {data['n_tokens']} tokens)", "",
+              "![time and memory vs patterns](scaling_patterns.png)", ""]
+    rows = [[p["patterns"], f"{p['seconds']:.2f} s", f"{p['seconds'] / data['forward']['seconds']:.2f}x",
+             f"{p['peak_mib']:.0f} MiB"] for p in data["points"]]
+    rows.append(["plain forward", f"{data['forward']['seconds']:.2f} s", "1.00x", f"{data['forward']['peak_mib']:.0f} MiB"])
+    lines += [table(["patterns", "detect", "ratio to the plain forward", "peak memory"], rows), ""]
+
+    data = sc["length"]
+    lines += [f"### Prompt length ({data['tokens_per_point']} tokens per point, automatic batch size)", "",
+              "![time and memory vs prompt length](scaling_length.png)", ""]
+    rows = []
+    for p in data["points"]:
+        for c in data["counts"]:
+            d = p[f"detect_{c}"]
+            rows.append([p["length"], p["n_prompts"], c, f"{d['seconds']:.2f} s", f"{p['forward']['seconds']:.2f} s",
+                         f"{d['seconds'] / p['forward']['seconds']:.2f}x", f"{d['peak_mib']:.0f} MiB",
+                         f"{p['forward']['peak_mib']:.0f} MiB", d["n_batches"], d["auto_rows"]])
+    lines += [table(["tokens", "prompts", "patterns", "detect", "plain forward", "ratio", "detect peak",
+                     "forward peak", "batches", "auto batch limit"], rows), ""]
+
+    data = sc["prompts"]
+    lines += [(f"### Number of prompts ({data['n_tokens']} tokens, batches of {data['batch_size']}, "
+               f"{data['patterns']} patterns)"), "", "![time and memory vs prompts](scaling_prompts.png)", ""]
+    rows = [[p["prompts"], f"{p['seconds']:.2f} s", f"{60 * p['prompts'] / p['seconds']:.0f}", f"{p['peak_mib']:.0f} MiB"]
+            for p in data["points"]]
+    lines += [table(["prompts", "detect", "seq/min", "peak memory"], rows), ""]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plots", type=Path, default=None,
-                        help="folder for the PNG plots (default: bench/, or none with --tiny)")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model, tiny sizes (CI)")
-    args = parser.parse_args(argv)
-    plots = args.plots if args.plots is not None else (None if args.tiny else BENCH_DIR)
-    return run(load_bench_model(tiny=args.tiny), tiny=args.tiny, plots=plots, repeats=args.repeats)
+    def options(parser) -> None:
+        parser.add_argument("--plots", dest="plots_folder", type=Path, default=None,
+                            help="folder for the PNG plots (default: bench/, or none with --tiny)")
+
+    def run_and_plot(*, tiny: bool, plots_folder: Path | None = None, **kwargs: Any) -> dict[str, Any]:
+        results = run(tiny=tiny, **kwargs)
+        folder = plots_folder if plots_folder is not None else (None if tiny else BENCH_DIR)
+        if folder is not None:
+            results["plots"] = [str(path) for path in write_files(results, folder)]
+            print("scaling: plots " + ", ".join(results["plots"]))
+        return results
+
+    return standalone("scaling", run_and_plot, argv, __doc__.split("\n\n")[0], options)
 
 
 if __name__ == "__main__":
