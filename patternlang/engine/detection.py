@@ -152,7 +152,7 @@ def detect(
         reader.resume_at = (int(saved["position"]), str(saved["digest"]))
         reader.skip = set(saved["done"].tolist())
     every = checkpoint_every or DEFAULT_CHECKPOINT_EVERY
-    run = {"chunk": None, "done": [], "since_saved": 0, "scored": 0}
+    run = {"chunk": None, "done": [], "lengths": [], "since_saved": 0, "scored": 0}
     total = getattr(source, "total", None)
 
     def save(finished: bool = False) -> None:
@@ -169,6 +169,7 @@ def detect(
 
     def on_batch(positions: Sequence[int]) -> None:
         run["done"].extend(run["chunk"].indices[i] for i in positions)
+        counts["n_tokens"] += sum(run["lengths"][i] for i in positions)  # counted when scored, as the sums
         run["scored"] += len(positions)
         if total is None or total > reader.size:  # a run of several chunks: say how far it got
             reporter.note = f"{run['scored']:,} prompts scored, {_of_total(reader.position, total)} read"
@@ -189,7 +190,7 @@ def detect(
             syntax = prompt_syntax(model, chunk.items, token_lists, detectors)
             check_matrix_sizes(detectors, [t.numel() for t in token_lists])
             accumulator.reserve_prompts(chunk.indices[-1] + 1)
-            counts["n_tokens"] += sum(t.numel() for t in token_lists)
+            run["lengths"] = [t.numel() for t in token_lists]
             score_tokens(
                 model, token_lists, detectors,
                 measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
