@@ -42,7 +42,7 @@ def run(*, tiny: bool, log=print, model: Any = None) -> dict:
     from patternlang import detect
 
     model = model or load_bench_model(tiny=tiny)
-    n_prompts, n_tokens, batch_size, repeats = (12, 16, 2, 1) if tiny else (96, 128, 4, 3)
+    n_prompts, n_tokens, batch_size, repeats = (12, 16, 2, 1) if tiny else (200, 32, 2, 3)
     prompts = token_prompts(model, n_prompts, n_tokens)
     work = Path(tempfile.mkdtemp(prefix="bench-checkpoint-"))
     options = dict(measures="mass", batch_size=batch_size, progress=False)

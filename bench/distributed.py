@@ -84,7 +84,7 @@ def run(*, tiny: bool, log=print) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import load_bench_model, token_prompts
 
-    n_prompts, n_tokens, repeats = (16, 16, 1) if tiny else (64, 128, 2)
+    n_prompts, n_tokens, repeats = (16, 16, 1) if tiny else (48, 64, 2)
     prompts = token_prompts(load_bench_model(tiny=tiny), n_prompts, n_tokens)
     work = Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     prompts_file = work / "prompts.json"

@@ -129,13 +129,13 @@ def _non_blank_lines(path: Path) -> Iterator[tuple[int, str]]:
             if not raw:
                 return
             number += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise InputError(f"prompt file {_files._shown(path)}: line {number} is longer than "
-                                 f"{_files._size(MAX_LINE_BYTES)}", hint="no prompt is that long; is this a prompt file?")
             nul = raw.find(b"\x00")
             if nul >= 0:
                 raise InputError(f"prompt file {_files._shown(path)} is a binary file, not text (a NUL byte at "
                                  f"byte {offset + nul}, line {number})", hint="prompt files are UTF-8 text")
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(f"prompt file {_files._shown(path)}: line {number} is longer than "
+                                 f"{_files._size(MAX_LINE_BYTES)}", hint="no prompt is that long; is this a prompt file?")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -242,7 +242,7 @@ class DatasetFolder(_Table):
     def __init__(self, path: Path, column: str | None):
         if not any((path / marker).is_file() for marker in ("dataset_info.json", "state.json",
                                                             "dataset_dict.json")):
-            raise InputError(f"prompt folder {_files._shown(path)} is not a Hugging Face dataset "
+            raise InputError(f"prompt file {_files._shown(path)} is a directory, not a Hugging Face dataset "
                              "(no dataset_info.json or state.json in it)",
                              hint="give a .txt, .jsonl, .json or .parquet file, or a folder written by "
                                   "datasets' save_to_disk")
