@@ -136,9 +136,11 @@ def detect(
     shard = distributed.current_shard()
     accumulator = new_accumulator(model, len(detectors), chosen_measures, exclusions, chosen_heads, device,
                                   per_prompt=(getattr(source, "total", None) or 0) if per_prompt else None)
-    fingerprint = run_fingerprint(model, facts, detectors, measures=chosen_measures, exclusions=exclusions,
-                                  heads=chosen_heads, prepend_bos=prepend_bos, per_prompt=per_prompt,
-                                  source=source.name, shard=shard)
+    fingerprint = None  # read the weights for a digest only where a checkpoint or the ranks need it
+    if shard is not None or checkpoint is not None:
+        fingerprint = run_fingerprint(model, facts, detectors, measures=chosen_measures, exclusions=exclusions,
+                                      heads=chosen_heads, prepend_bos=prepend_bos, per_prompt=per_prompt,
+                                      source=source.name, shard=shard)
     if shard is not None:  # every rank must run the same scoring, or the sums mean nothing
         distributed.check_same_everywhere(shard, {k: v for k, v in fingerprint.items() if k != "processes"})
     saver = CheckpointFile(checkpoint, fingerprint, shard) if checkpoint is not None else None
@@ -152,7 +154,8 @@ def detect(
         reader.resume_at = (int(saved["position"]), str(saved["digest"]))
         reader.skip = set(saved["done"].tolist())
     every = checkpoint_every or DEFAULT_CHECKPOINT_EVERY
-    run = {"chunk": None, "done": [], "lengths": [], "since_saved": 0, "scored": 0}
+    run = {"chunk": None, "done": [], "lengths": [], "since_saved": 0, "scored": 0,
+           "labelled": isinstance(source, InMemoryPrompts) and source.spans is not None}
     total = getattr(source, "total", None)
 
     def save(finished: bool = False) -> None:
@@ -186,7 +189,8 @@ def detect(
             token_lists = tokenize(model, chunk.items, prepend_bos=prepend_bos, indices=chunk.indices)
             texts = split_character_texts(model, chunk.items, token_lists, detectors)
             offsets = prompt_offsets(model, chunk.items, token_lists, detectors)
-            labels = chunk_labels(chunk.spans, detectors)
+            labels = chunk_labels(chunk.spans, detectors, labelled=run["labelled"])
+            run["labelled"] = run["labelled"] or bool(labels)
             syntax = prompt_syntax(model, chunk.items, token_lists, detectors)
             check_matrix_sizes(detectors, [t.numel() for t in token_lists])
             accumulator.reserve_prompts(chunk.indices[-1] + 1)
@@ -444,13 +448,17 @@ def check_labels_given(source: Any, detectors: Sequence[Detector]) -> None:
         prompt_labels(source.prompts, detectors)
 
 
-def chunk_labels(spans: Sequence[Any], detectors: Sequence[Detector]) -> dict[int, Any]:
-    """A chunk's labelled spans by position in the chunk, when a pattern reads `span`; else {}."""
+def chunk_labels(spans: Sequence[Any], detectors: Sequence[Detector], *, labelled: bool = False) -> dict[int, Any]:
+    """A chunk's labelled spans by position in the chunk, when a pattern reads `span`; else {}.
+
+    `labelled`: the source is known to label its prompts (a labelled `Prompts`, or an earlier
+    chunk had spans); a prompt without spans of its own then reads "" everywhere. Otherwise a
+    first chunk without any labelled prompt is the error `prompt_labels` raises."""
     needing = [d.name for d in detectors if "spans" in getattr(d.pattern, "needs", ())]
     if not needing:
         return {}
     labels = {index: row for index, row in enumerate(spans) if row is not None}
-    if not labels:
+    if not labels and not labelled:
         prompt_labels(None, detectors)  # raises: none of these prompts is labelled
     return labels
 
