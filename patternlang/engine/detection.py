@@ -199,7 +199,7 @@ def detect(
                 model, token_lists, detectors,
                 measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
                 batch_size=batch_size, device=device, texts=texts, offsets=offsets,
-                syntax=syntax, labels=labels, accumulator=accumulator, indices=chunk.indices,
+                syntax=syntax, labels=labels, accumulator=accumulator, run_indices=chunk.indices,
                 reporter=reporter, on_batch=on_batch,
             )
     if saver is not None:
@@ -295,7 +295,7 @@ def score_tokens(
     syntax: dict[int, Any] | None = None,
     labels: dict[int, Any] | None = None,
     accumulator: Accumulator | None = None,
-    indices: Sequence[int] | None = None,
+    run_indices: Sequence[int] | None = None,
     reporter: Any = None,
     on_batch: Callable[[Sequence[int]], None] | None = None,
 ) -> tuple[Tallies | None, int]:
@@ -311,8 +311,8 @@ def score_tokens(
     `per_prompt`: also keep each prompt's scores.
 
     A run in chunks (`detect`) passes its own `accumulator` (the Tallies returned are then None:
-    the caller reads them at the end), each token list's index in the whole run (`indices`), its
-    progress `reporter`, and `on_batch(positions)`, called after each batch with the positions in
+    the caller reads them at the end), each token list's index in the whole run (`run_indices`),
+    its progress `reporter`, and `on_batch(indices)`, called after each batch with the positions in
     `token_lists` it scored.
     """
     facts = model_facts(model)
@@ -346,13 +346,13 @@ def score_tokens(
           progress_reporter(progress, len(plan) * len(layers), description)) as reporter:
         if not owned:
             reporter.set_total(reporter.total + len(plan) * len(layers))
-        for number, positions in enumerate(plan, start=1):
+        for number, indices in enumerate(plan, start=1):
             on_attention = reporter.counting(accumulator.add_layer, f"batch {number}/{len(plan)}")
-            batch = pad_batch(token_lists, positions, padding, input_device)
-            rows = _batch_texts(positions, token_lists, texts, strings) if texts else None
-            spans = [offsets[index] for index in positions] if offsets else None
-            parsed = [syntax[index] for index in positions] if syntax else None
-            labelled = [labels.get(index) for index in positions] if labels else None
+            batch = pad_batch(token_lists, indices, padding, input_device)
+            rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
+            spans = [offsets[index] for index in indices] if offsets else None
+            parsed = [syntax[index] for index in indices] if syntax else None
+            labelled = [labels.get(index) for index in indices] if labels else None
             passed = None
             if outputs is not None:  # one pass to the logits first, its attention kept
                 passed = run_with_outputs(model, batch.tokens, layers, outputs, readout)
@@ -360,7 +360,7 @@ def score_tokens(
                                           syntax=parsed, labels=labelled, special_ids=specials, device=work_device,
                                           predictions=passed.predictions if passed is not None else None)
             accumulator.start_batch(detection, batch.lengths,
-                                    positions if indices is None else [indices[i] for i in positions])
+                                    indices if run_indices is None else [run_indices[i] for i in indices])
             del detection  # the accumulator keeps what it needs; free the rest before the forward pass
             if passed is not None:
                 accumulator.outputs = passed
@@ -374,7 +374,7 @@ def score_tokens(
                     for layer in layers:
                         on_attention(layer, attention_source(layer))
             if on_batch is not None:
-                on_batch(positions)
+                on_batch(indices)
     return (accumulator.result() if owned else None), len(plan)
 
 
@@ -442,8 +442,6 @@ def prompt_labels(prompt_set: Any, detectors: Sequence[Detector]) -> dict[int, A
 def check_labels_given(source: Any, detectors: Sequence[Detector]) -> None:
     """A pattern reading labelled spans on in-memory prompts without any is an error before any
     forward pass (a streamed file's spans are known only as it is read: `chunk_labels`)."""
-    from patternlang.probes.stream import InMemoryPrompts
-
     if isinstance(source, InMemoryPrompts) and source.spans is None:
         prompt_labels(source.prompts, detectors)
 
@@ -467,7 +465,8 @@ def prompt_source(prompts: Any, model: Any) -> Any:
     """What `detect` reads prompts from (`probes.stream.PromptSource`): a prompt file `Path` or a
     source as given, read lazily; an iterator read once; anything else (lists, tensors, a
     `Prompts`, a bound probe) in memory, as before."""
-    from patternlang.probes.stream import InMemoryPrompts, OnePassPrompts, PromptSource, open_prompts
+    from patternlang.probes import Prompts
+    from patternlang.probes.stream import OnePassPrompts, PromptSource, open_prompts
 
     if isinstance(prompts, PromptSource):
         return prompts
@@ -476,15 +475,9 @@ def prompt_source(prompts: Any, model: Any) -> Any:
     prompt_set = _prompt_set(prompts, model)
     if isinstance(prompt_set, Iterator) and not isinstance(prompt_set, (str, Tensor)):
         return OnePassPrompts(prompt_set)
-    if isinstance(prompt_set, probes_module().Prompts):
+    if isinstance(prompt_set, Prompts):
         return InMemoryPrompts(prompt_set)
     return InMemoryPrompts(_split(prompt_set), name="prompts")
-
-
-def probes_module() -> Any:
-    from patternlang import probes
-
-    return probes
 
 
 def _of_total(done: int, total: int | None) -> str:
