@@ -454,7 +454,7 @@ def _check_prompt_stream(source, model_name: Optional[str]) -> int:
     count, block, numbers = 0, [], []
     for prompt, _spans in source:
         if not isinstance(prompt, str):
-            if d_vocab is None and count == 0:
+            if d_vocab is None:  # known for the embedded model alone; -1: checked once the model loads
                 d_vocab = vocabulary_size_before_loading(model_name) or -1
             if d_vocab > 0:
                 block.append(prompt)
