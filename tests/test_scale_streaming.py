@@ -249,3 +249,26 @@ def test_state_dict_covers_every_sum_and_resumes_exactly():
                         groups=[PatternGroup((0,), Exclusions())], heads={0: None, 1: None})
     with pytest.raises(ValueError, match="do not fit"):
         other.load_state_dict(state)
+
+
+def test_detect_reads_at_most_a_chunk_ahead_of_what_it_scored(model, monkeypatch):
+    from patternlang.engine import detection
+
+    read: list[int] = []
+
+    def prompts():
+        for index, text in enumerate(texts(20, seed=2)):
+            read.append(index)
+            yield text
+
+    read_at_batch = []
+    real = detection.run_attention_hooks
+
+    def spy(*args, **kwargs):
+        read_at_batch.append(len(read))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detection, "run_attention_hooks", spy)
+    detect(model, prompts(), "previous_token_head", progress=False, chunk_size=4, batch_size=2)
+    assert len(read_at_batch) == 10
+    assert max(n_read - 2 * batch for batch, n_read in enumerate(read_at_batch)) <= 4  # one chunk, no more
