@@ -53,8 +53,12 @@ def spawn(tmp_path: Path, fail_rank: int = -1) -> Path:
     out.mkdir()
     context = mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out), str(prompts), fail_rank), nprocs=2,
                        join=False)
-    while not context.join(timeout=120):
-        pass
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:  # a hang is the failure this guards against: never wait forever
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the distributed run did not finish in 300 s")
     return out
 
 
