@@ -324,7 +324,12 @@ def detect(
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="TransformerLens name, HF checkpoint folder or model.pt "
                                              "(default: the embedded SmolLM2-135M-Instruct)."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file: .txt (one per line) or .jsonl."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts",
+                                           help="Prompt file, read as a stream: .txt (one per line), .jsonl, "
+                                                ".json, .parquet, or a Hugging Face datasets folder."),
+    prompt_column: Optional[str] = typer.Option(None, "--prompt-column",
+                                                help="The column of a .parquet file or datasets folder holding "
+                                                     "the prompts (default: text, prompt or tokens)."),
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
@@ -353,8 +358,16 @@ def detect(
                                   help="auto: long prompts (over 1024 tokens) by blocks of query rows, memory "
                                        "linear in length, where the model allows; blocks: always (else an error); "
                                        "pattern: always whole from hook_pattern. Same scores."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                              help="Folder: save the running sums there every few batches, and "
+                                                   "resume from it when rerun with the same arguments."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1,
+                                                   help="Batches between checkpoints (default 50)."),
 ) -> None:
-    """Score every head of a model against patterns and list the best heads."""
+    """Score every head of a model against patterns and list the best heads.
+
+    Under `torchrun --nproc-per-node N -m patternlang detect ...` the prompts are shared out
+    among the N processes and only rank 0 prints and writes files (docs/scale.md)."""
     if model is not None:  # a mistyped name fails here, in a fraction of a second, before torch loads
         from .models.resolve import check_model_name
 
@@ -363,15 +376,21 @@ def detect(
     from .engine.detection import check_measures
     from .files import OutputFiles
     from .library import shipped_patterns
+    from .engine import distributed
     from .models import load_model
-    from .probes import from_file
+    from .probes.stream import open_prompts
     from .heads import check_heads
     from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
     from .survey import survey
-    from .tokenize import check_token_ids_before_loading
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
+    if prompts is None and (checkpoint is not None or checkpoint_every is not None or prompt_column is not None):
+        option = "--checkpoint" if checkpoint is not None else (
+            "--checkpoint-every" if checkpoint_every is not None else "--prompt-column")
+        raise InputError(f"{option} needs --prompts FILE", hint="checkpoints and columns apply to a prompt file")
+    if checkpoint_every is not None and checkpoint is None:
+        raise InputError("--checkpoint-every needs --checkpoint DIR")
     # Everything the user wrote is checked before the model loads (that takes a while).
     json_to_stdout = json_path is not None and str(json_path) == "-"
     outputs = OutputFiles()
@@ -385,21 +404,36 @@ def detect(
     check_heads(heads)
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
-    prompt_set = from_file(prompts) if prompts is not None else None
+    prompt_set = open_prompts(prompts, column=prompt_column) if prompts is not None else None
     if heatmap_measure is not None:
         _check_heatmap_measure(heatmap_measure, measures, chosen, heatmap, survey=prompt_set is None)
-    if prompt_set is not None:
-        check_token_ids_before_loading(prompt_set, model)
+    if prompt_set is not None:  # one pass over the file: every line checked, and counted for the progress bar
+        prompt_set.total = _check_prompt_stream(prompt_set, model)
     if attention not in ("auto", "blocks", "pattern"):
         raise InputError(f"--attention must be auto, blocks or pattern, got {attention!r}")
+    rank = distributed.torchrun_rank()
+    if rank != 0:  # rank 0 speaks for the run; the others work quietly
+        no_progress = True
+        warnings.simplefilter("ignore")
+    device = distributed.local_device(device) if distributed.launched_by_torchrun() else device
     options = dict(measures=measures, exclude_bos=exclude_bos, exclude_current_token=exclude_current, heads=heads,
                    batch_size=batch_size, device=device, progress=not no_progress, attention=attention)
-    with err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext():
+    with err.status("loading the model...", spinner="dots") if err.is_terminal and rank == 0 else nullcontext():
         loaded = load_model(model, device=device)
-    if prompt_set is not None:
-        scores = run_detect(loaded, prompt_set, chosen, **options)
-    else:
-        scores = survey(loaded, chosen, probe=probe_spec, **options)
+    from .models.facts import model_facts
+
+    started_group = distributed.init_from_environment(model_facts(loaded).device)
+    try:
+        if prompt_set is not None:
+            scores = run_detect(loaded, prompt_set, chosen, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                **options)
+        else:
+            scores = survey(loaded, chosen, probe=probe_spec, **options)
+    finally:
+        if started_group:
+            distributed.end_group()
+    if rank != 0:
+        return
     # All files or none: each is written beside its target, and renamed into place at the end.
     with outputs.staged() as temporary:
         if json_path is not None and not json_to_stdout:
@@ -414,6 +448,30 @@ def detect(
         print(scores.to_json())
     else:
         out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
+
+
+def _check_prompt_stream(source, model_name: Optional[str]) -> int:
+    """Read a streamed prompt file once before the model loads: every entry checked (token ids
+    against the embedded model's vocabulary where that is known), memory flat; its count."""
+    from .prompts import check_token_ids
+    from .tokenize import vocabulary_size_before_loading
+
+    d_vocab = None
+    count, block, numbers = 0, [], []
+    for prompt, _spans in source:
+        if not isinstance(prompt, str):
+            if d_vocab is None:  # known for the embedded model alone; -1: checked once the model loads
+                d_vocab = vocabulary_size_before_loading(model_name) or -1
+            if d_vocab > 0:
+                block.append(prompt)
+                numbers.append(count)
+                if len(block) >= 1024:
+                    check_token_ids(block, d_vocab=d_vocab, vocabulary="the embedded model's", indices=numbers)
+                    block, numbers = [], []
+        count += 1
+    if block:
+        check_token_ids(block, d_vocab=d_vocab, vocabulary="the embedded model's", indices=numbers)
+    return count
 
 
 def _check_heatmap_measure(name: str, measures: tuple[str, ...] | None, patterns: list, heatmap: List[Path], *,

@@ -353,7 +353,10 @@ def provenance_rows(scores: Scores) -> list[tuple[str, str]]:
     ]
     run = [f"{k.replace('_', ' ')} {settings[k]}" for k in ("batch_size", "n_batches", "prepend_bos") if k in settings]
     path = settings.get("attention") or {}
-    if path.get("path") == "blocks":
+    if path.get("path") == "mixed":
+        run.append("attention partly in query blocks of "
+                   f"{path['paths'].get('blocks', {}).get('query_block')}, partly from hook_pattern")
+    elif path.get("path") == "blocks":
         run.append(f"attention in query blocks of {path.get('query_block')}")
     elif path.get("path"):
         run.append(f"attention from {path['path']} ({path.get('why', '')})")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -159,6 +160,7 @@ class Accumulator:
         self.outputs = None  # the batch's model outputs (`model_outputs.BatchOutputs`), for `copying`
         self.W_O = None  # the model's [layer, head, d_head, d_model], for `copying`
         self.readout = None
+        self.attention: dict | None = None  # which path read the attention (`blocked.merge_attention_paths`)
 
     def start_batch(self, detection: Tensor, lengths: Tensor, indices: list[int] | None = None) -> None:
         """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`;
@@ -311,7 +313,109 @@ class Accumulator:
             per_prompt = {m: torch.where(asked[None, None], grid.permute(0, 2, 1, 3), torch.nan).contiguous()
                           for m, grid in self.per_prompt.items()}  # [prompt, pattern, layer, head]
         return Tallies(values, low, high, baseline, self.target_rows.cpu().round().long(),
-                       self.prompts_with_targets.cpu().round().long(), self.n_prompts, per_prompt)
+                       self.prompts_with_targets.cpu().round().long(), self.n_prompts, per_prompt, self.attention)
+
+
+    # ---- state: checkpoints and sums across processes --------------------------------------
+    # These walk every running-sum tensor the accumulator holds (`running_sums`), whatever the
+    # measures' arithmetic adds, so that saving, loading and summing across ranks cover them all.
+
+    _NOT_SUMS = frozenset({"head_index", "group_index", "per_prompt", "W_O", "readout", "outputs",
+                           "_batch", "_batch_denominators", "_batch_indices"})
+
+    def running_sums(self) -> dict[str, Tensor]:
+        """Every running sum by a stable name (`"sums/mass"`, `"target_rows"`, ...): the tensors
+        and dicts of tensors among the accumulator's attributes, but for its fixed indices, the
+        per-prompt scores and a batch's work."""
+        found: dict[str, Tensor] = {}
+        for attribute, value in sorted(vars(self).items()):
+            if attribute in self._NOT_SUMS:
+                continue
+            if isinstance(value, Tensor):
+                found[attribute] = value
+            elif isinstance(value, dict) and value and all(isinstance(v, Tensor) for v in value.values()):
+                found.update({f"{attribute}/{key}": tensor for key, tensor in sorted(value.items())})
+        return found
+
+    def state_dict(self) -> dict:
+        """The running sums, the prompt count and the per-prompt scores (when kept), on the CPU:
+        plain dicts, lists and tensors, which `torch.load(..., weights_only=True)` reads back."""
+        return {
+            "shape": [self.n_patterns, self.n_layers, self.n_heads],
+            "measures": list(self.measures),
+            "n_prompts": self.n_prompts,
+            "sums": {name: tensor.detach().cpu().clone() for name, tensor in self.running_sums().items()},
+            "per_prompt": None if self.per_prompt is None else dict(self.per_prompt),
+            "attention": self.attention,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`'s output; a state of another shape or other sums is a `ValueError`."""
+        mine = self.running_sums()
+        sums = state.get("sums", {})
+        if state.get("shape") != [self.n_patterns, self.n_layers, self.n_heads] or sorted(sums) != sorted(mine):
+            raise ValueError("the saved running sums do not fit this run's patterns, measures and model")
+        for name, tensor in mine.items():
+            if sums[name].shape != tensor.shape:
+                raise ValueError(f"the saved running sum {name} has shape {tuple(sums[name].shape)}, "
+                                 f"not {tuple(tensor.shape)}")
+            tensor.copy_(sums[name].to(tensor.device, tensor.dtype))
+        self.n_prompts = int(state["n_prompts"])
+        self.attention = state.get("attention")
+        if (state.get("per_prompt") is None) != (self.per_prompt is None):
+            raise ValueError("the saved state and this run differ in keeping per-prompt scores")
+        if self.per_prompt is not None:
+            self.per_prompt = {m: state["per_prompt"][m].clone() for m in self.measures}
+
+    def reserve_prompts(self, n_prompts: int) -> None:
+        """Make room for the per-prompt scores of prompts 0 .. n_prompts-1 (a stream's total is
+        learnt as it is read): the rows grow by doubling, new rows NaN."""
+        if self.per_prompt is None:
+            return
+        rows = next(iter(self.per_prompt.values())).shape[0]
+        if n_prompts <= rows:
+            return
+        grown = max(n_prompts, 2 * rows)
+        for measure, grid in self.per_prompt.items():
+            extra = torch.full((grown - rows, *grid.shape[1:]), math.nan, dtype=grid.dtype)
+            self.per_prompt[measure] = torch.cat([grid, extra])
+
+    def trim_prompts(self, n_prompts: int) -> None:
+        """Cut the per-prompt rows to exactly `n_prompts` (after `reserve_prompts` grew them)."""
+        if self.per_prompt is not None:
+            self.reserve_prompts(n_prompts)
+            self.per_prompt = {m: grid[:n_prompts].contiguous() for m, grid in self.per_prompt.items()}
+
+    def all_reduce(self, group: Any = None) -> None:
+        """Sum every running sum and the prompt count over the processes of `torch.distributed`
+        (`group`: the default group when None), in one flattened `all_reduce`: afterwards each
+        process holds the sums of all of them, as if it had scored every prompt itself."""
+        import torch.distributed as dist
+
+        sums = self.running_sums()
+        flat = torch.cat([tensor.reshape(-1).to(self.dtype) for tensor in sums.values()]
+                         + [torch.tensor([float(self.n_prompts)], dtype=self.dtype, device=self.device)])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+        start = 0
+        for tensor in sums.values():
+            tensor.copy_(flat[start:start + tensor.numel()].view_as(tensor))
+            start += tensor.numel()
+        self.n_prompts = int(round(float(flat[start])))
+
+    def all_gather_prompts(self, n_prompts: int, mine: Tensor, group: Any = None) -> None:
+        """Give every process the per-prompt scores of all prompts 0 .. n_prompts-1: each holds the
+        rows where `mine` (bool `[n_prompts]`) is True, and the rows of the others arrive by one
+        `all_reduce` per measure (every other process adds exact zeros to a row)."""
+        import torch.distributed as dist
+
+        if self.per_prompt is None:
+            return
+        self.trim_prompts(n_prompts)
+        for measure, grid in self.per_prompt.items():
+            shared = torch.where(mine[:, None, None, None], grid, torch.zeros((), dtype=grid.dtype))
+            shared = shared.to(self.device)
+            dist.all_reduce(shared, op=dist.ReduceOp.SUM, group=group)
+            self.per_prompt[measure] = shared.cpu()
 
 
 def _base(measure: str) -> str:

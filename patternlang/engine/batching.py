@@ -38,7 +38,8 @@ class Batch:
     indices: tuple[int, ...]
 
 
-def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True) -> list[Tensor]:
+def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True,
+             indices: Sequence[int] | None = None) -> list[Tensor]:
     """Each prompt as a 1-D long tensor of token ids (CPU), checked against the model.
 
     Strings are tokenized one at a time with `model.to_tokens` (so padding never enters;
@@ -46,20 +47,23 @@ def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True) -> li
     arrays, the rows of a 2-D one) are used exactly as given. Coercion and every check
     (empty prompts, ids that are not integers, outside the vocabulary, prompts longer than
     the context) are `patternlang.prompts`'; token ids given as such are checked before
-    any text is tokenized.
+    any text is tokenized. `indices`: each prompt's number in messages (a chunk of a longer
+    run), by default its position.
 
     >>> [t.tolist() for t in tokenize(model, [[1, 2, 3], "hi"])]   # doctest: +SKIP
     [[1, 2, 3], [1, 6664]]
     """
     items = split_prompts(prompts)
     d_vocab, n_ctx = model_limits(model)
-    given = {index: as_token_tensor(item, index) for index, item in enumerate(items) if not isinstance(item, str)}
-    check_token_ids(list(given.values()), d_vocab=d_vocab, n_ctx=n_ctx, indices=list(given))
+    number = list(indices) if indices is not None else list(range(len(items)))
+    given = {index: as_token_tensor(item, number[index]) for index, item in enumerate(items)
+             if not isinstance(item, str)}
+    check_token_ids(list(given.values()), d_vocab=d_vocab, n_ctx=n_ctx, indices=[number[i] for i in given])
     token_lists = [given[index] if index in given else
-                   _tokenize_text(model, check_text(item, index), prepend_bos, index)
+                   _tokenize_text(model, check_text(item, number[index]), prepend_bos, number[index])
                    for index, item in enumerate(items)]
     # The tokenizer's ids are checked too: a tokenizer with added tokens can outgrow the model's vocabulary.
-    check_token_ids(token_lists, d_vocab=d_vocab, n_ctx=n_ctx)
+    check_token_ids(token_lists, d_vocab=d_vocab, n_ctx=n_ctx, indices=number)
     return token_lists
 
 

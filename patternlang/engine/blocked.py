@@ -112,6 +112,28 @@ def choose_attention(attention: Any, model: Any, *, longest: int, needs_outputs:
     return model_route()[0], {"path": "blocks"}
 
 
+def merge_attention_paths(earlier: dict[str, Any] | None, path: dict[str, Any]) -> dict[str, Any]:
+    """The provenance of a run read in several calls (a streamed run's chunks choose their path
+    each): the same path stays as it is, block sizes are joined, and a run that took both paths
+    says so: `{"path": "mixed", "paths": {"blocks": {...}, "hook_pattern": {...}}}`."""
+    if earlier is None or earlier == path:
+        return dict(path)
+    paths = dict(earlier["paths"]) if earlier.get("path") == "mixed" else {earlier["path"]: earlier}
+    name = path["path"]
+    if name not in paths:
+        paths[name] = dict(path)
+    elif name == "blocks":  # join the block sizes; a hook_pattern path keeps its first reason
+        sizes = sorted(set(_as_list(paths[name].get("query_block"))) | set(_as_list(path.get("query_block"))))
+        paths[name] = {**paths[name], "query_block": sizes[0] if len(sizes) == 1 else sizes}
+    return dict(next(iter(paths.values()))) if len(paths) == 1 else {"path": "mixed", "paths": paths}
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def block_cell_bytes(n_patterns: int, n_heads: int, measures: Sequence[str]) -> int:
     """Bytes a block holds per (prompt, query row, key): the detection rows and a pattern's
     intermediate results while it is evaluated (`4 * 2P`), the counted cells (1) and
@@ -149,10 +171,12 @@ def query_block_size(n_keys: int, n_prompts: int, cell_bytes: int, budget: float
 
 def score_blocked_batch(model: Any, capture: CaptureBlocks, accumulator: Accumulator, detectors: Sequence[Detector],
                         batch: Batch, features: Any, layers: Sequence[int], *, device: torch.device, budget: float,
-                        advance: Callable[[int, str], None] | None = None, status: str = "") -> int:
+                        advance: Callable[[int, str], None] | None = None, status: str = "",
+                        indices: Sequence[int] | None = None) -> int:
     """Capture one batch's attention with `capture` and score it by blocks; returns the block size.
 
-    `advance(steps, status)` moves the progress by `len(layers)` steps over the batch's blocks."""
+    `advance(steps, status)` moves the progress by `len(layers)` steps over the batch's blocks;
+    `indices`: the batch's prompts' positions in the whole run (default `batch.indices`)."""
     blocks = capture(model, batch.tokens, batch.lengths, list(layers))
     width = int(batch.tokens.shape[1])
     heads = max((len(c) if c is not None else accumulator.n_heads for c in accumulator.heads.values()), default=1)
@@ -168,7 +192,7 @@ def score_blocked_batch(model: Any, capture: CaptureBlocks, accumulator: Accumul
         reported += steps
 
     score_batch_by_blocks(accumulator, blocks, detectors, batch, features, layers, query_block=query_block,
-                          device=device, on_block=on_block)
+                          device=device, on_block=on_block, indices=indices)
     return query_block
 
 
@@ -183,14 +207,16 @@ def score_batch_by_blocks(
     query_block: int,
     device: torch.device,
     on_block: Callable[[int, int], None] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> None:
     """Score one batch into `accumulator` from `blocks`, query block by query block.
 
     `features`: the batch's `pattern_tensors.batch_features` (tables `[batch, pos]`, shared by
-    every block). `on_block(done, total)` is called after each block (progress).
+    every block). `on_block(done, total)` is called after each block (progress); `indices`: the
+    batch's prompts' positions in the whole run, for per-prompt scores (default `batch.indices`).
     """
     width = int(batch.tokens.shape[1])
-    lengths = accumulator.begin_batch(batch.lengths, list(batch.indices))
+    lengths = accumulator.begin_batch(batch.lengths, list(batch.indices if indices is None else indices))
     groups = accumulator.groups
     measures = accumulator.measures
     chance_measures = accumulator.chance_measures

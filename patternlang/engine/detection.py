@@ -12,9 +12,9 @@ prompt length; `attention=` chooses.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from patternlang.engine.batching import (
     plan_batches,
     tokenize,
 )
-from patternlang.engine.blocked import BLOCK_MEMORY, choose_attention, score_blocked_batch
+from patternlang.engine.blocked import BLOCK_MEMORY, choose_attention, merge_attention_paths, score_blocked_batch
 from patternlang.engine.pattern_tensors import (
     Detector,
     batch_features,
@@ -48,6 +48,7 @@ from patternlang.engine.scores import Evidence, Scores, ScoreSource
 from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
+from patternlang.probes.stream import InMemoryPrompts
 
 DEFAULT_MEASURE = "mass"
 
@@ -67,6 +68,9 @@ def detect(
     prepend_bos: bool = True,
     per_prompt: bool = False,
     attention: str | Callable = "auto",
+    chunk_size: int | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
 ) -> Scores:
     """Score every head of `model` against every pattern on `prompts`.
 
@@ -75,8 +79,10 @@ def detect(
             `blocks.{l}.attn.hook_pattern`, `cfg.n_layers`, `cfg.n_heads`).
         prompts: strings (tokenized one by one with `model.to_tokens`, BOS per
             `prepend_bos`), token-id lists or 1-D tensors, a `[batch, pos]` tensor (token
-            ids are used exactly as given), or a probe: a `patternlang.probes.Prompts`, a
-            prompt file `Path`, or `probes.get_probe(name, **args)`.
+            ids are used exactly as given), a probe (a `patternlang.probes.Prompts`, or
+            `probes.get_probe(name, **args)`), a prompt file `Path` (.txt, .jsonl, .parquet, a
+            `datasets` folder: read lazily, `probes.open_prompts`), a `probes.PromptSource`, or
+            an iterator of prompts (read once).
         patterns: one or a list of: shipped pattern names, `Pattern` objects, rule text,
             `.pattern`/YAML files, or `[q, k]` lower-triangular tensors (then every prompt
             must have length q).
@@ -96,13 +102,22 @@ def detect(
             False: never.
         prepend_bos: prepend BOS to text prompts (token-id prompts are never changed).
         per_prompt: also keep every prompt's own scores (`Scores.prompt_scores`,
-            `best_prompts`); memory grows with the number of prompts.
+            `best_prompts`); memory grows with the number of prompts (everything else stays flat).
         attention: how each layer's attention is read (docs/long_context.md). "auto" (default):
             by blocks of query rows, memory linear in the prompt length, for prompts longer than
             1024 tokens where the model allows it, else whole from `hook_pattern`; "blocks":
             always by blocks (an error naming the reason where that cannot run); "pattern":
             always `hook_pattern`. The scores are the same either way (within 1e-5);
             `Scores.settings["attention"]` says which path ran and why.
+        chunk_size: prompts read, tokenized and batched at a time (default
+            `chunks.DEFAULT_CHUNK_PROMPTS`); the scores do not depend on it.
+        checkpoint: a folder: save the running sums there every `checkpoint_every` batches
+            (default `checkpoint.DEFAULT_CHECKPOINT_EVERY`) and at the end, and resume from what
+            it holds; a checkpoint of another run (model, patterns, prompts, settings) is refused.
+
+    Inside an initialised `torch.distributed` process group of several processes, prompt i is
+    scored by rank `i % world_size` and the sums are added across ranks at the end: every rank
+    returns the same `Scores` (docs/scale.md).
 
     Returns:
         `Scores` with `values[measure]` of shape `[n_patterns, n_layers, n_heads]`, their 95%
@@ -114,6 +129,10 @@ def detect(
         >>> scores.top("induction_head", k=3)                                       # doctest: +SKIP
         [('L4H5', 0.91), ('L6H1', 0.88), ('L5H0', 0.52)]
     """
+    from patternlang.engine import distributed
+    from patternlang.engine.checkpoint import DEFAULT_CHECKPOINT_EVERY, CheckpointFile, run_fingerprint
+    from patternlang.engine.chunks import DEFAULT_CHUNK_PROMPTS, ChunkReader, StreamedPrompts
+
     detectors = resolve_patterns(patterns)
     chosen_measures = check_measures(measures, detectors)
     exclusions = [
@@ -126,37 +145,113 @@ def detect(
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
     chosen_heads = parse_heads(heads, n_layers, n_heads)
-    prompt_set = _prompt_set(prompts, model)
-    items = _prompts_of(prompt_set, model)
-    token_lists = tokenize(model, items, prepend_bos=prepend_bos)
-    texts = split_character_texts(model, items, token_lists, detectors)
-    offsets = prompt_offsets(model, items, token_lists, detectors)
-    labels = prompt_labels(prompt_set, detectors)
-    syntax = prompt_syntax(model, items, token_lists, detectors)
-    check_matrix_sizes(detectors, [t.numel() for t in token_lists])
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-        raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("checkpoint_every", checkpoint_every)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise InputError(f"{name} must be a positive integer or None, got {value!r}")
+    source = prompt_source(prompts, model)
+    check_labels_given(source, detectors)
+    shard = distributed.current_shard()
+    accumulator = new_accumulator(model, len(detectors), chosen_measures, exclusions, chosen_heads, device,
+                                  per_prompt=(getattr(source, "total", None) or 0) if per_prompt else None)
+    fingerprint = None  # read the weights for a digest only where a checkpoint or the ranks need it
+    if shard is not None or checkpoint is not None:
+        fingerprint = run_fingerprint(model, facts, detectors, measures=chosen_measures, exclusions=exclusions,
+                                      heads=chosen_heads, prepend_bos=prepend_bos, per_prompt=per_prompt,
+                                      source=source.name, shard=shard)
+    if shard is not None:  # every rank must run the same scoring, or the sums mean nothing
+        distributed.check_same_everywhere(shard, {k: v for k, v in fingerprint.items() if k != "processes"})
+    saver = CheckpointFile(checkpoint, fingerprint, shard) if checkpoint is not None else None
+    counts = {"n_tokens": 0, "n_batches": 0}  # this process's; with a checkpoint, since the run began
+    saved = saver.load() if saver is not None else None
+    reader = ChunkReader(source, chunk_size or DEFAULT_CHUNK_PROMPTS, shard, hashing=saver is not None,
+                         checkpoint_dir=saver.directory if saver is not None else None)
+    if saved is not None:
+        accumulator.load_state_dict(saved["accumulator"])
+        counts = {key: int(saved[key]) for key in counts}
+        reader.resume_at = (int(saved["position"]), str(saved["digest"]))
+        reader.skip = set(saved["done"].tolist())
+    every = checkpoint_every or DEFAULT_CHECKPOINT_EVERY
+    run = {"chunk": None, "done": [], "lengths": [], "since_saved": 0, "scored": 0,
+           "labelled": isinstance(source, InMemoryPrompts) and source.spans is not None}
+    total = getattr(source, "total", None)
 
-    tallies, n_batches = score_tokens(
-        model, token_lists, detectors,
-        measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
-        batch_size=batch_size, device=device, progress=progress, texts=texts, offsets=offsets,
-        per_prompt=per_prompt, syntax=syntax, labels=labels, attention=attention,
-    )
+    def save(finished: bool = False) -> None:
+        """The running sums and the place in the source: after the last batch, or before the
+        chunk in progress plus which of its prompts are done."""
+        if finished:
+            position, digest, done = reader.position, reader.digest(), []
+        else:
+            chunk = run["chunk"]
+            position, digest = chunk.start, chunk.start_digest
+            done = sorted(set(run["done"]) | {i for i in reader.skip if i >= position})
+        saver.save({"accumulator": accumulator.state_dict(), "position": position, "digest": digest,
+                    "done": torch.tensor(done, dtype=torch.long), **counts})
+
+    def on_batch(positions: Sequence[int]) -> None:
+        run["done"].extend(run["chunk"].indices[i] for i in positions)
+        counts["n_tokens"] += sum(run["lengths"][i] for i in positions)  # counted when scored, as the sums
+        run["scored"] += len(positions)
+        if total is None or total > reader.size:  # a run of several chunks: say how far it got
+            reporter.note = f"{run['scored']:,} prompts scored, {_of_total(reader.position, total)} read"
+        counts["n_batches"] += 1
+        run["since_saved"] += 1
+        if saver is not None and run["since_saved"] >= every:
+            save()
+            run["since_saved"] = 0
+
+    description = f"scoring {total:,} prompts" if total is not None else "scoring prompts"
+    with progress_reporter(progress and (shard is None or shard.rank == 0), 0, description) as reporter:
+        for chunk in reader:
+            run["chunk"], run["done"] = chunk, []
+            token_lists = tokenize(model, chunk.items, prepend_bos=prepend_bos, indices=chunk.indices)
+            texts = split_character_texts(model, chunk.items, token_lists, detectors)
+            offsets = prompt_offsets(model, chunk.items, token_lists, detectors)
+            labels = chunk_labels(chunk.spans, detectors, labelled=run["labelled"])
+            run["labelled"] = run["labelled"] or bool(labels)
+            syntax = prompt_syntax(model, chunk.items, token_lists, detectors)
+            check_matrix_sizes(detectors, [t.numel() for t in token_lists])
+            accumulator.reserve_prompts(chunk.indices[-1] + 1)
+            run["lengths"] = [t.numel() for t in token_lists]
+            score_tokens(
+                model, token_lists, detectors,
+                measures=chosen_measures, exclusions=exclusions, heads=chosen_heads,
+                batch_size=batch_size, device=device, texts=texts, offsets=offsets,
+                syntax=syntax, labels=labels, accumulator=accumulator, run_indices=chunk.indices,
+                attention=attention,
+                reporter=reporter, on_batch=on_batch,
+            )
+    if saver is not None:
+        save(finished=True)  # a rerun turns it straight into the scores
+    n_prompts_read = reader.position
+    n_prompts = accumulator.n_prompts
+    if shard is not None:
+        distributed.collective("adding the running sums of every rank", accumulator.all_reduce)
+        counts["n_tokens"], counts["n_batches"] = distributed.sum_counts([counts["n_tokens"], counts["n_batches"]])
+        if accumulator.per_prompt is not None:
+            mine = torch.tensor([shard.owns(i) for i in range(n_prompts_read)], dtype=torch.bool)
+            distributed.collective("gathering the per-prompt scores", accumulator.all_gather_prompts,
+                                   n_prompts_read, mine)
+        n_prompts = accumulator.n_prompts
+    accumulator.trim_prompts(n_prompts_read)
+    if n_prompts == 0:
+        raise InputError(f"no prompts to score in {source.name}", hint="give at least one prompt")
+    tallies = accumulator.result()
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
         "batch_size": batch_size if batch_size is not None else "auto",
-        "n_batches": n_batches,
+        "n_batches": counts["n_batches"],
         "prepend_bos": prepend_bos,
         "heads": None if heads is None else heads_labels(chosen_heads, n_heads),
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
-        "attention": tallies.attention,
+        "attention": accumulator.attention,
     }
+    if shard is not None:
+        settings["processes"] = shard.world_size
     names = [d.name for d in detectors]
     undefined = undefined_scores(tallies.values, names, chosen_heads, tallies.n_rows)
     if undefined:
         settings["undefined"] = undefined
-        warnings.warn(ScoreWarning(describe_undefined(undefined, len(token_lists))), stacklevel=2)
+        warnings.warn(ScoreWarning(describe_undefined(undefined, n_prompts)), stacklevel=2)
     evidence = {
         name: Evidence(int(tallies.n_rows[i]), int(tallies.n_prompts[i]), tallies.n_prompts_total,
                        {m: float(tallies.baseline[m][i]) for m in chosen_measures})
@@ -165,6 +260,11 @@ def detect(
     kept = {}
     if tallies.per_prompt is not None:
         kept = {name: {m: tallies.per_prompt[m][:, i] for m in chosen_measures} for i, name in enumerate(names)}
+    if isinstance(source, InMemoryPrompts):
+        shown, spans = tuple(_split(source.items)), source.spans  # as given, as before
+    else:
+        shown = StreamedPrompts(source, n_prompts_read)
+        spans = StreamedPrompts(source, n_prompts_read, part=1) if run["labelled"] else None
     return Scores(
         patterns=tuple(names),
         measures=chosen_measures,
@@ -174,13 +274,26 @@ def detect(
         evidence=evidence,
         per_prompt=kept,
         model=facts.described,
-        n_prompts=len(token_lists),
-        n_tokens=sum(t.numel() for t in token_lists),
+        n_prompts=n_prompts,
+        n_tokens=counts["n_tokens"],
         settings=settings,
         n_layers=n_layers,
         n_heads=n_heads,
-        sources=(ScoreSource(model, tuple(_split(items)), {d.name: d for d in detectors},
-                             getattr(prompt_set, "spans", None)),),
+        sources=(ScoreSource(model, shown, {d.name: d for d in detectors}, spans),),
+    )
+
+
+def new_accumulator(model: Any, n_patterns: int, measures: tuple[str, ...], exclusions: Sequence[Exclusions],
+                    heads: dict[int, tuple[int, ...] | None], device: torch.device | str | None,
+                    per_prompt: int | None = None) -> Accumulator:
+    """The running sums of a run on `model` (on `device`, default the model's); `per_prompt`: rows
+    for that many prompts' own scores (None: not kept)."""
+    facts = model_facts(model)
+    n_layers, n_heads = facts.shape
+    work_device = torch.device(device) if device is not None else facts.device
+    return Accumulator(
+        n_patterns=n_patterns, n_layers=n_layers, n_heads=n_heads, measures=measures,
+        groups=_groups(exclusions), heads=heads, device=work_device, per_prompt=per_prompt,
     )
 
 
@@ -203,7 +316,11 @@ def score_tokens(
     labels: dict[int, Any] | None = None,
     attention: str | Callable = "auto",
     outputs_source: Callable[[Tensor], Any] | None = None,
-) -> tuple[Tallies, int]:
+    accumulator: Accumulator | None = None,
+    run_indices: Sequence[int] | None = None,
+    reporter: Any = None,
+    on_batch: Callable[[Sequence[int]], None] | None = None,
+) -> tuple[Tallies | None, int]:
     """The engine's core: checked token lists and detectors in, `Tallies` (scores
     `{measure: [pattern, layer, head]}` with their evidence) and the number of batches out.
 
@@ -216,18 +333,21 @@ def score_tokens(
     supplies a single batch's deferred pass (`model_outputs.BatchOutputs`) instead of running it
     (`explain`, which draws from the same pass). `per_prompt`: also keep each prompt's scores.
     `attention`: the path (`detect`'s, or a capture function `blocked.CaptureBlocks`);
-    `Tallies.attention` says which ran.
+    `Tallies.attention` (and `accumulator.attention`, over a run's chunks) says which ran.
+
+    A run in chunks (`detect`) passes its own `accumulator` (the Tallies returned are then None:
+    the caller reads them at the end), each token list's index in the whole run (`run_indices`),
+    its progress `reporter`, and `on_batch(indices)`, called after each batch with the positions in
+    `token_lists` it scored.
     """
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
     input_device = facts.device
     work_device = torch.device(device) if device is not None else input_device
-    groups = _groups(exclusions)
-    accumulator = Accumulator(
-        n_patterns=len(detectors), n_layers=n_layers, n_heads=n_heads, measures=measures,
-        groups=groups, heads=heads, device=work_device,
-        per_prompt=len(token_lists) if per_prompt else None,
-    )
+    owned = accumulator is None
+    if accumulator is None:
+        accumulator = new_accumulator(model, len(detectors), measures, exclusions, heads, device,
+                                      per_prompt=len(token_lists) if per_prompt else None)
     lengths = [t.numel() for t in token_lists]
     # Patterns reading the model's predictions and measures reading its outputs defer the scoring
     # to after a pass to the logits (model_outputs.py); every other run is the stopped pass.
@@ -254,7 +374,10 @@ def score_tokens(
     block_budget = min(BLOCK_MEMORY, auto_budget(work_device))
     query_blocks: list[int] = []
     description = f"scoring {len(token_lists)} prompts"
-    with progress_reporter(progress, len(plan) * len(layers), description) as reporter:
+    with (nullcontext(reporter) if reporter is not None else
+          progress_reporter(progress, len(plan) * len(layers), description)) as reporter:
+        if not owned:
+            reporter.set_total(reporter.total + len(plan) * len(layers))
         for number, indices in enumerate(plan, start=1):
             on_attention = reporter.counting(accumulator.add_layer, f"batch {number}/{len(plan)}")
             batch = pad_batch(token_lists, indices, padding, input_device)
@@ -269,14 +392,18 @@ def score_tokens(
             features = batch_features(detectors, batch, strings=strings, texts=rows, offsets=spans, syntax=parsed,
                                       labels=labelled, special_ids=specials, device=work_device,
                                       predictions=passed.predictions if passed is not None else None)
+            prompt_indices = indices if run_indices is None else [run_indices[i] for i in indices]
             if capture is not None:
                 query_blocks.append(score_blocked_batch(
                     model, capture, accumulator, detectors, batch, features, layers, device=work_device,
-                    budget=block_budget, advance=reporter.advance, status=f"batch {number}/{len(plan)}"))
+                    budget=block_budget, advance=reporter.advance, status=f"batch {number}/{len(plan)}",
+                    indices=prompt_indices))
+                if on_batch is not None:
+                    on_batch(indices)
                 continue
             detection = detection_block(detectors, batch, features, 0, batch.tokens.shape[1], device=work_device)
             del features
-            accumulator.start_batch(detection, batch.lengths, indices)
+            accumulator.start_batch(detection, batch.lengths, prompt_indices)
             del detection  # the accumulator keeps what it needs; free the rest before the forward pass
             if passed is not None:
                 accumulator.outputs = passed
@@ -289,9 +416,12 @@ def score_tokens(
                 with torch.inference_mode():
                     for layer in layers:
                         on_attention(layer, attention_source(layer))
+            if on_batch is not None:
+                on_batch(indices)
     if capture is not None and query_blocks:
         path["query_block"] = query_blocks[0] if len(set(query_blocks)) == 1 else sorted(set(query_blocks))
-    return dataclasses.replace(accumulator.result(), attention=path), len(plan)
+    accumulator.attention = merge_attention_paths(accumulator.attention, path)
+    return (accumulator.result() if owned else None), len(plan)
 
 
 def _needs_outputs(outputs: Any) -> str | None:
@@ -362,6 +492,51 @@ def prompt_labels(prompt_set: Any, detectors: Sequence[Detector]) -> dict[int, A
                          hint="use a probe that labels its prompts (ioi, needle), a JSONL prompt file with "
                               "\"spans\", or Prompts(texts=..., spans=...)")
     return {index: row for index, row in enumerate(spans) if row is not None}
+
+
+def check_labels_given(source: Any, detectors: Sequence[Detector]) -> None:
+    """A pattern reading labelled spans on in-memory prompts without any is an error before any
+    forward pass (a streamed file's spans are known only as it is read: `chunk_labels`)."""
+    if isinstance(source, InMemoryPrompts) and source.spans is None:
+        prompt_labels(source.prompts, detectors)
+
+
+def chunk_labels(spans: Sequence[Any], detectors: Sequence[Detector], *, labelled: bool = False) -> dict[int, Any]:
+    """A chunk's labelled spans by position in the chunk, when a pattern reads `span`; else {}.
+
+    `labelled`: the source is known to label its prompts (a labelled `Prompts`, or an earlier
+    chunk had spans); a prompt without spans of its own then reads "" everywhere. Otherwise a
+    first chunk without any labelled prompt is the error `prompt_labels` raises."""
+    needing = [d.name for d in detectors if "spans" in getattr(d.pattern, "needs", ())]
+    if not needing:
+        return {}
+    labels = {index: row for index, row in enumerate(spans) if row is not None}
+    if not labels and not labelled:
+        prompt_labels(None, detectors)  # raises: none of these prompts is labelled
+    return labels
+
+
+def prompt_source(prompts: Any, model: Any) -> Any:
+    """What `detect` reads prompts from (`probes.stream.PromptSource`): a prompt file `Path` or a
+    source as given, read lazily; an iterator read once; anything else (lists, tensors, a
+    `Prompts`, a bound probe) in memory, as before."""
+    from patternlang.probes import Prompts
+    from patternlang.probes.stream import OnePassPrompts, PromptSource, open_prompts
+
+    if isinstance(prompts, PromptSource):
+        return prompts
+    if isinstance(prompts, Path):
+        return open_prompts(prompts)
+    prompt_set = _prompt_set(prompts, model)
+    if isinstance(prompt_set, Iterator) and not isinstance(prompt_set, (str, Tensor)):
+        return OnePassPrompts(prompt_set)
+    if isinstance(prompt_set, Prompts):
+        return InMemoryPrompts(prompt_set)
+    return InMemoryPrompts(_split(prompt_set), name="prompts")
+
+
+def _of_total(done: int, total: int | None) -> str:
+    return f"{done:,}/{total:,}" if total is not None else f"{done:,}"
 
 
 def _batch_texts(indices: Sequence[int], token_lists: Sequence[Tensor], texts: dict[int, list[str]],
@@ -441,23 +616,11 @@ def _groups(exclusions: Sequence[Exclusions]) -> list[PatternGroup]:
 
 
 def _prompt_set(prompts: Any, model: Any) -> Any:
-    """A bound probe (from `get_probe`) built, a prompt file `Path` read: a `Prompts`; anything else as given."""
+    """A bound probe (from `get_probe`) built: a `Prompts`; anything else as given."""
     from patternlang import probes
 
     if callable(prompts) and not isinstance(prompts, (Tensor, probes.Prompts)):
         prompts = prompts(model)  # a probe bound with get_probe(name, **args)
-    if isinstance(prompts, Path):
-        prompts = probes.as_prompts(prompts)
-    return prompts
-
-
-def _prompts_of(prompts: Any, model: Any) -> Any:
-    """A probe (`Prompts`, a prompt file `Path`, or a bound probe from `get_probe`) becomes its prompts."""
-    from patternlang import probes
-
-    prompts = _prompt_set(prompts, model)
-    if isinstance(prompts, (probes.Prompts, Path)):
-        return list(probes.as_prompts(prompts).items)
     return prompts
 
 

@@ -81,6 +81,7 @@ class ProgressReporter:
         self.started = clock()
         self.done = 0
         self.bar: Bar | None = None
+        self.note = ""  # shown before each step's status (a chunked run: prompts scored and read)
 
     def advance(self, steps: int = 1, status: str = "") -> None:
         self.done += steps
@@ -97,9 +98,16 @@ class ProgressReporter:
         """`on_attention(layer, pattern)` that also advances one step per layer."""
         def counted(layer: int, pattern: Tensor) -> None:
             on_attention(layer, pattern)
-            self.advance(1, f"{status}, layer {layer}" if status else f"layer {layer}")
+            step = f"{status}, layer {layer}" if status else f"layer {layer}"
+            self.advance(1, f"{self.note}; {step}" if self.note else step)
 
         return counted
+
+    def set_total(self, total: int) -> None:
+        """A run read in chunks learns its number of steps chunk by chunk."""
+        self.total = total
+        if self.bar is not None and hasattr(self.bar, "set_total"):
+            self.bar.set_total(total)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -165,6 +173,9 @@ class _TerminalBar:
             self.progress.start()
             self.started = True
 
+    def set_total(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
     def close(self) -> None:
         self.progress.stop()
 
@@ -181,6 +192,10 @@ class _NotebookBar:
     def update(self, done: int, status: str) -> None:
         self.bar.set_postfix_str(status, refresh=False)
         self.bar.update(done - self.bar.n)
+
+    def set_total(self, total: int) -> None:
+        self.bar.total = total
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()

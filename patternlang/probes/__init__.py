@@ -9,7 +9,8 @@ probes, usable in pattern files as `probe repeated_random(length=64)`:
 - `file`: prompts read from a .txt, .jsonl or .json file.
 
 The package by job: `registry` (the probes, their arguments, checks without torch),
-`generators` (`repeated_random`, `natural`), `files` (prompt files, read with a bound).
+`generators` (`repeated_random`, `natural`), `files` (prompt files, read with a bound),
+`stream` (`open_prompts`: prompt files, Parquet and `datasets` folders read lazily, for `detect`).
 Importing it does not import torch.
 
 >>> prompts = repeated_random(length=4, repeats=2, batch=1, vocab=(10, 20), bos_id=0)
@@ -33,6 +34,7 @@ from patternlang.probes.generators import (
     natural,
     repeated_random,
 )
+from patternlang.probes.stream import PromptSource, open_prompts
 from patternlang.probes.registry import (
     PROBES,
     ProbeArg,
@@ -47,8 +49,8 @@ from patternlang.prompts import MAX_PROMPTS, Prompt, PromptKind, Prompts
 __all__ = [
     "MAX_PROBE_TOKENS", "MAX_PROMPTS", "MAX_PROMPT_FILE_BYTES", "NATURAL_FILE", "PROBES",
     "REPEATED_RANDOM_VOCAB_START", "REPEATED_RANDOM_VOCAB_STOP", "Prompt", "PromptKind", "Prompts",
-    "ProbeArg", "ProbeDefinition", "as_prompts", "check_prompt_file", "check_token_ids", "from_file",
-    "get_probe", "make_probe", "natural", "probe_names", "repeated_random", "validate_probe_args",
+    "ProbeArg", "ProbeDefinition", "PromptSource", "as_prompts", "check_prompt_file", "check_token_ids", "from_file",
+    "get_probe", "make_probe", "natural", "open_prompts", "probe_names", "repeated_random", "validate_probe_args",
 ]
 
 

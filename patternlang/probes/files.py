@@ -36,12 +36,13 @@ _SPLIT_HINT = (f"split it into files of at most {MAX_PROMPT_FILE_BYTES // 2**20}
                "and score each")
 
 
-def check_prompt_file(path: str | Path) -> Path:
+def check_prompt_file(path: str | Path, *, bounded: bool = True) -> Path:
     """Check, without reading it, that `path` names a prompt file patternlang can read.
 
     It must exist, be a regular file (not a directory, FIFO, device or socket), hold at most
-    `MAX_PROMPT_FILE_BYTES` bytes and have a known suffix. Returns the path (with `~`
-    expanded). The checker calls this for `probe file(path=...)`.
+    `MAX_PROMPT_FILE_BYTES` bytes (unless `bounded` is False: a file read line by line,
+    `probes/stream.py`) and have a known suffix. Returns the path (with `~` expanded). The
+    checker calls this for `probe file(path=...)`.
 
     >>> check_prompt_file("/dev/zero")
     Traceback (most recent call last):
@@ -57,7 +58,7 @@ def check_prompt_file(path: str | Path) -> Path:
                          hint="paths are relative to the working directory") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
         raise InputError(f"cannot read prompt file {_shown(path)}: {_reason(exc)}") from None
-    _check_stat(info, path)
+    _check_stat(info, path, bounded=bounded)
     _check_suffix(path)
     return path
 
@@ -107,7 +108,7 @@ def _check_suffix(path: Path) -> None:
                          hint="use .txt (one prompt per line), .jsonl or .json")
 
 
-def _check_stat(info: os.stat_result, path: Path) -> None:
+def _check_stat(info: os.stat_result, path: Path, *, bounded: bool = True) -> None:
     mode = info.st_mode
     if stat.S_ISDIR(mode):
         raise InputError(f"prompt file {_shown(path)} is a directory", hint="give the path of a file inside it")
@@ -115,7 +116,7 @@ def _check_stat(info: os.stat_result, path: Path) -> None:
         kind = special_file_kind(mode)
         raise InputError(f"prompt file {_shown(path)} is {kind}, not a regular file",
                          hint="give the path of a .txt, .jsonl or .json file")
-    if info.st_size > MAX_PROMPT_FILE_BYTES:
+    if bounded and info.st_size > MAX_PROMPT_FILE_BYTES:
         raise InputError(f"prompt file {_shown(path)} has {_size(info.st_size)}, more than the "
                          f"{_size(MAX_PROMPT_FILE_BYTES)} patternlang reads", hint=_SPLIT_HINT)
 
@@ -169,14 +170,19 @@ def _non_blank_lines(source: str) -> Iterator[tuple[int, str]]:
 
 def _jsonl_entries(source: str, path: Path) -> Iterator[tuple[int, Any, str | None]]:
     for number, line in _non_blank_lines(source):
-        try:
-            yield number, json.loads(line), line
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {number} is not valid JSON: {exc.msg}",
-                             _line_location(path, number, line, exc.colno)) from None
-        except (RecursionError, ValueError) as exc:  # nesting too deep; integers of thousands of digits
-            raise InputError(f"line {number} cannot be read as JSON: {_json_limit(exc)}",
-                             _line_location(path, number, line)) from None
+        yield number, _jsonl_value(path, number, line), line
+
+
+def _jsonl_value(path: Path, number: int, line: str) -> Any:
+    """Line `number` of a JSONL file, decoded; an error placed at its line and column."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"line {number} is not valid JSON: {exc.msg}",
+                         _line_location(path, number, line, exc.colno)) from None
+    except (RecursionError, ValueError) as exc:  # nesting too deep; integers of thousands of digits
+        raise InputError(f"line {number} cannot be read as JSON: {_json_limit(exc)}",
+                         _line_location(path, number, line)) from None
 
 
 _DECODER = json.JSONDecoder()
@@ -273,36 +279,18 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: 
     spans: list = []  # per text prompt: its labelled spans, or None
     line_of = "item" if PROMPT_FILE_TYPES[path.suffix.lower()] == "json" else "line"
     for number, value, line in entries:
-        # Lines have a Location (rendered with the file name and the line); list items do not.
-        where = _line_location(path, number, line) if line is not None else None
-        prefix = "" if where is not None else f"{path}: "
         if len(texts) + len(tokens) >= MAX_PROMPTS:
+            where, prefix = _entry_place(path, number, line)
             raise InputError(f"{prefix}{line_of} {number}: the file holds more than {MAX_PROMPTS:,} prompts",
                              where, hint=_SPLIT_HINT)
-        labelled = None
-        if isinstance(value, dict):
-            labelled = value.get("spans")
-            keys = [key for key in ("text", "prompt", "tokens") if key in value]
-            if len(keys) != 1:
-                found = ", ".join(sorted(map(str, value))[:10]) or "none"
-                raise InputError(f"{prefix}{line_of} {number}: an object needs exactly one of the fields "
-                                 f"\"text\", \"prompt\" or \"tokens\"; found {found}", where)
-            value = value[keys[0]]
-        if isinstance(value, str):
-            if not value.strip():
-                raise InputError(f"{prefix}{line_of} {number}: the prompt is empty", where)
-            texts.append(_checked(check_text, value, prefix, line_of, number, where))
-            spans.append(None if labelled is None else
-                         _checked(lambda v, i, labelled=labelled: check_spans(labelled, v, i), value, prefix, line_of, number, where))
-        elif isinstance(value, list):
-            if labelled is not None:
-                raise InputError(f"{prefix}{line_of} {number}: labelled spans need a text prompt, not token ids",
-                                 where)
-            tokens.append(_checked(as_token_ids, value, prefix, line_of, number, where))
+        prompt, labelled = prompt_of_entry(value, number, line, path, line_of)
+        if isinstance(prompt, str):
+            texts.append(prompt)
+            spans.append(labelled)
         else:
-            raise InputError(f"{prefix}{line_of} {number}: a prompt is a string or a list of token ids, "
-                             f"not {type(value).__name__}", where)
+            tokens.append(prompt)
         if texts and tokens:
+            where, prefix = _entry_place(path, number, line)
             raise InputError(f"{prefix}{line_of} {number}: a file holds text prompts or token-id prompts, not both",
                              where)
     if not texts and not tokens:
@@ -312,6 +300,47 @@ def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: 
         return Prompts._already_checked(texts=tuple(texts), name=path.name, description=description,
                                         spans=tuple(spans) if any(row is not None for row in spans) else None)
     return Prompts._already_checked(tokens=tuple(tokens), name=path.name, description=description)
+
+
+def _entry_place(path: Path, number: int, line: str | None) -> tuple[Location | None, str]:
+    """Where an entry is: lines have a Location (rendered with the file name and the line); list items
+    do not, and their messages start with the file's name instead."""
+    if line is not None:
+        return _line_location(path, number, line), ""
+    return None, f"{path}: "
+
+
+def prompt_of_entry(value: Any, number: int, line: str | None, path: Path,
+                    line_of: str = "line") -> tuple[str | tuple[int, ...], Any]:
+    """One entry of a prompt file, checked: `(text or token ids, labelled spans or None)`.
+
+    `value` is the entry as read (a line's text, or a JSON value); `number` its line (or item)
+    number and `line` its source line, for the error's place. The streamed readers
+    (`probes/stream.py`) check their entries with this too, so both give the same messages."""
+    where, prefix = _entry_place(path, number, line)
+    labelled = None
+    if isinstance(value, dict):
+        labelled = value.get("spans")
+        keys = [key for key in ("text", "prompt", "tokens") if key in value]
+        if len(keys) != 1:
+            found = ", ".join(sorted(map(str, value))[:10]) or "none"
+            raise InputError(f"{prefix}{line_of} {number}: an object needs exactly one of the fields "
+                             f"\"text\", \"prompt\" or \"tokens\"; found {found}", where)
+        value = value[keys[0]]
+    if isinstance(value, str):
+        if not value.strip():
+            raise InputError(f"{prefix}{line_of} {number}: the prompt is empty", where)
+        text = _checked(check_text, value, prefix, line_of, number, where)
+        if labelled is None:
+            return text, None
+        return text, _checked(lambda v, i: check_spans(labelled, v, i), value, prefix, line_of, number, where)
+    if isinstance(value, list):
+        if labelled is not None:
+            raise InputError(f"{prefix}{line_of} {number}: labelled spans need a text prompt, not token ids",
+                             where)
+        return _checked(as_token_ids, value, prefix, line_of, number, where), None
+    raise InputError(f"{prefix}{line_of} {number}: a prompt is a string or a list of token ids, "
+                     f"not {type(value).__name__}", where)
 
 
 def _checked(check: Any, value: Any, prefix: str, line_of: str, number: int, where: Location | None) -> Any:

@@ -146,10 +146,12 @@ def caption(scores: Scores) -> str:
         f"{scores.n_layers}×{scores.n_heads} heads",
     ]
     path = dict(scores.settings).get("attention") or {}
+    if path.get("path") == "mixed":  # a streamed run whose chunks took both paths
+        path = {**path["paths"].get("blocks", {}), "partly": True}
     if path.get("path") == "blocks":
         block = path.get("query_block")
         sizes = "-".join(str(size) for size in block) if isinstance(block, list) else str(block)
-        parts.append(f"attention in query blocks of {sizes}")
+        parts.append(f"attention {'partly ' if path.get('partly') else ''}in query blocks of {sizes}")
     return " · ".join(p for p in parts if p)
 
 
