@@ -101,6 +101,10 @@ def blocked_route(model: Any) -> str | None:
         return f"{architecture} is configured with bidirectional attention"
     if getattr(config, "pretraining_tp", 1) not in (None, 1):
         return f"{architecture} is configured with pretraining_tp={config.pretraining_tp}"
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        # HF's Gemma 3 attention never passes this to its attention function; the bridge applies it.
+        return (f"{architecture} sets attn_logit_softcapping, which the bridge applies and HF's "
+                "attention does not: the two disagree")
     if getattr(config, "sliding_window", None) is not None and getattr(config, "layer_types", None) is None:
         return f"{architecture} has a sliding window but no per-layer layer_types"
     return None
