@@ -398,8 +398,15 @@ def logits_by_route(model: Any, tokens: Tensor, lengths: Tensor) -> Tensor:
     """The final logits `[batch, pos, vocab]` of a full run through the blockwise attention
     (nothing kept): on the real positions, the same as the bridge's own logits."""
     shared = shared_hf_model(model)
+    return _run(shared, tokens, _new_capture(shared, tokens, lengths, keep=frozenset(), stop_after=None)).logits
+
+
+def final_residual_by_route(model: Any, tokens: Tensor, lengths: Tensor) -> Tensor:
+    """The last layer's output after the final norm `[batch, pos, d_model]` (the bridge's
+    `ln_final.hook_out`), without the unembedding, whose cost a large vocabulary dominates."""
+    shared = shared_hf_model(model)
     capture = _new_capture(shared, tokens, lengths, keep=frozenset(), stop_after=None)
-    return _run(shared, tokens, capture)
+    return _run(shared.base_model, tokens, capture).last_hidden_state
 
 
 def _new_capture(shared: Any, tokens: Tensor, lengths: Tensor, *, keep: frozenset[int],
@@ -418,14 +425,14 @@ def _new_capture(shared: Any, tokens: Tensor, lengths: Tensor, *, keep: frozense
     return _Capture(lengths.to(device), keep, stop_after, {}, {}, {})
 
 
-def _run(shared: Any, tokens: Tensor, capture: _Capture) -> Tensor | None:
-    device = next(shared.parameters()).device
+def _run(module: Any, tokens: Tensor, capture: _Capture) -> Any:
+    """`module`'s output on `tokens` with `capture` active; None when it stopped in its last layer."""
+    device = next(module.parameters()).device
     previous = getattr(_ACTIVE, "capture", None)
     _ACTIVE.capture = capture
     try:
         with torch.inference_mode():
-            output = shared(input_ids=tokens.to(device), use_cache=False)
-        return output.logits
+            return module(input_ids=tokens.to(device), use_cache=False)
     except _StopCapture:
         return None
     finally:
