@@ -183,6 +183,12 @@ def test_softcapped_gemma_is_refused():
     assert reason is not None and "attn_logit_softcapping" in reason
 
 
+def test_a_bridge_with_processed_weights_is_refused(monkeypatch):
+    bridge = make_tiny_bridge("llama", seed=5)
+    monkeypatch.setattr(bridge, "_weights_processed", True, raising=False)
+    assert "processed" in blocked_route(bridge)
+
+
 def test_an_unchecked_architecture_is_refused(tiny_llama, monkeypatch):
     monkeypatch.setattr(attention_blocks, "CHECKED_ARCHITECTURES", ("Gemma3ForCausalLM",))
     reason = blocked_route(tiny_llama)

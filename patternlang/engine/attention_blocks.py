@@ -92,6 +92,9 @@ def blocked_route(model: Any) -> str | None:
     if hf_model is None:
         return (f"{type(model).__name__} is not a Hugging Face model wrapped by a TransformerBridge "
                 "(a TransformerLens-native checkpoint, a HookedTransformer or a test model)")
+    if getattr(model, "_weights_processed", False) or getattr(model, "compatibility_mode", False):
+        # Folded or centred weights change what the bridge computes from the HF modules' tensors.
+        return "the bridge's weights have been processed (process_weights or compatibility mode)"
     architecture = type(hf_model).__name__
     if architecture not in CHECKED_ARCHITECTURES:
         return (f"blockwise attention has not been checked against hook_pattern for {architecture} "
