@@ -61,21 +61,30 @@ def one_prompt(model: Any, n_tokens: int, *, seed: int = 0) -> torch.Tensor:
     return torch.tensor([prompt], dtype=torch.long)
 
 
-def blocks_call(model: Any, tokens: torch.Tensor, patterns: Sequence[str], path: str) -> Callable[[], Any]:
+def scored_layers(model: Any, n_layers: int | None) -> list[int]:
+    """The first `n_layers` layers (None: all): the pass stops after the last of them."""
+    total = int(model.cfg.n_layers)
+    return list(range(total if n_layers is None else min(total, n_layers)))
+
+
+def blocks_call(model: Any, tokens: torch.Tensor, patterns: Sequence[str], path: str,
+                layers: Sequence[int]) -> Callable[[], Any]:
     if path == "detect":
         from patternlang.engine import detect
 
-        return lambda: detect(model, tokens, list(patterns), measures="mass", attention="blocks", progress=False)
-    return lambda: capture_every_block(model, tokens)
+        heads = {layer: list(range(model.cfg.n_heads)) for layer in layers}
+        return lambda: detect(model, tokens, list(patterns), measures="mass", attention="blocks", heads=heads,
+                              progress=False)
+    return lambda: capture_every_block(model, tokens, layers)
 
 
-def capture_every_block(model: Any, tokens: torch.Tensor) -> float:
-    """The route alone: capture every layer, then compute each block of `BLOCK_ROWS` query rows
-    of every layer (summed, so that nothing is skipped); returns the sum."""
+def capture_every_block(model: Any, tokens: torch.Tensor, layers: Sequence[int]) -> float:
+    """The route alone: capture `layers`, then compute each block of `BLOCK_ROWS` query rows
+    of each (summed, so that nothing is skipped); returns the sum."""
     from patternlang.engine.attention_blocks import capture_attention_blocks
 
     n_pos = tokens.shape[1]
-    blocks = capture_attention_blocks(model, tokens, torch.tensor([n_pos]), range(model.cfg.n_layers))
+    blocks = capture_attention_blocks(model, tokens, torch.tensor([n_pos]), layers)
     total = 0.0
     with torch.inference_mode():
         for layer in blocks.layers:
@@ -84,11 +93,19 @@ def capture_every_block(model: Any, tokens: torch.Tensor) -> float:
     return total
 
 
-def pattern_call(model: Any, tokens: torch.Tensor, patterns: Sequence[str], path: str) -> Callable[[], Any]:
-    from patternlang.engine import detect
+def pattern_call(model: Any, tokens: torch.Tensor, patterns: Sequence[str], path: str,
+                 layers: Sequence[int]) -> Callable[[], Any]:
+    """detect through hook_pattern; with the capture path (nothing scored there either), the
+    hooked forward pass alone, each layer's whole pattern handed over and dropped."""
+    if path == "detect":
+        from patternlang.engine import detect
 
-    options = {"attention": "pattern"} if path == "detect" else {}
-    return lambda: detect(model, tokens, list(patterns), measures="mass", progress=False, **options)
+        heads = {layer: list(range(model.cfg.n_heads)) for layer in layers}
+        return lambda: detect(model, tokens, list(patterns), measures="mass", attention="pattern", heads=heads,
+                              progress=False)
+    from patternlang.engine.forward import run_attention_hooks
+
+    return lambda: run_attention_hooks(model, tokens, layers, lambda layer, pattern: None)
 
 
 def pattern_path_fits(model: Any, n_tokens: int, n_patterns: int) -> bool:
@@ -108,12 +125,12 @@ def available_bytes() -> int:
     return 8 * 2**30
 
 
-def kept_bytes(model: Any, n_tokens: int) -> int:
-    """The q/k a capture of every layer keeps: layers x pos x (heads + kv heads) x d_head x 4."""
+def kept_bytes(model: Any, n_tokens: int, n_layers: int) -> int:
+    """The q/k a capture of `n_layers` layers keeps: layers x pos x (heads + kv heads) x d_head x 4."""
     config = model.original_model.config
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     d_head = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return config.num_hidden_layers * n_tokens * (heads + kv_heads) * d_head * 4
+    return n_layers * n_tokens * (heads + kv_heads) * d_head * 4
 
 
 def measured(fn: Callable[[], Any]) -> dict[str, Any]:
@@ -127,17 +144,18 @@ def measured(fn: Callable[[], Any]) -> dict[str, Any]:
 
 
 # ---- the curves -------------------------------------------------------------------------------
-def by_length(model: Any, lengths: Sequence[int], n_patterns: int, path: str, log=print) -> list[dict[str, Any]]:
+def by_length(model: Any, lengths: Sequence[int], n_patterns: int, path: str, layers: Sequence[int],
+              log=print) -> list[dict[str, Any]]:
     patterns = pattern_set(n_patterns)
     points = []
     for n_tokens in lengths:
         tokens = one_prompt(model, n_tokens)
-        point: dict[str, Any] = {"length": n_tokens, "kept_mib": mib(kept_bytes(model, n_tokens))}
-        point["blocks"] = measured(blocks_call(model, tokens, patterns, path))
+        point: dict[str, Any] = {"length": n_tokens, "kept_mib": mib(kept_bytes(model, n_tokens, len(layers)))}
+        point["blocks"] = measured(blocks_call(model, tokens, patterns, path, layers))
         log(f"long_context: {n_tokens} tokens, blocks: {point['blocks']['seconds']:.1f} s, "
             f"peak {point['blocks']['peak_mib']:.0f} MiB")
         if pattern_path_fits(model, n_tokens, n_patterns):
-            point["pattern"] = measured(pattern_call(model, tokens, patterns, path))
+            point["pattern"] = measured(pattern_call(model, tokens, patterns, path, layers))
             log(f"long_context: {n_tokens} tokens, hook_pattern: {point['pattern']['seconds']:.1f} s, "
                 f"peak {point['pattern']['peak_mib']:.0f} MiB")
         else:
@@ -147,7 +165,8 @@ def by_length(model: Any, lengths: Sequence[int], n_patterns: int, path: str, lo
     return points
 
 
-def long_gemma(tiny: bool, path: str, n_tokens: int, n_patterns: int, log=print) -> dict[str, Any]:
+def long_gemma(tiny: bool, path: str, n_tokens: int, n_patterns: int, n_layers: int | None,
+               log=print) -> dict[str, Any]:
     """Gemma 3 270M (tiny: a tiny random Gemma 3) on one prompt of `n_tokens`, block path."""
     if tiny:
         from patternlang.testing.tiny_bridges import make_tiny_bridge
@@ -162,16 +181,21 @@ def long_gemma(tiny: bool, path: str, n_tokens: int, n_patterns: int, log=print)
 
         model = load_model("gemma-3-270m")
     tokens = one_prompt(model, n_tokens)
-    log(f"long_context: {model_label(model)}, {n_tokens} tokens, blocks ...")
-    point = measured(blocks_call(model, tokens, pattern_set(n_patterns), path))
+    layers = scored_layers(model, n_layers)
+    log(f"long_context: {model_label(model)}, {n_tokens} tokens, layers 0..{layers[-1]}, blocks ...")
+    point = measured(blocks_call(model, tokens, pattern_set(n_patterns), path, layers))
     log(f"long_context: Gemma, {n_tokens} tokens: {point['seconds']:.0f} s, peak {point['peak_mib']:.0f} MiB")
     return {"status": "ok", "model": model_label(model), "length": n_tokens, "patterns": n_patterns,
-            "kept_mib": mib(kept_bytes(model, n_tokens)), **point}
+            "layers": len(layers), "all_layers": len(layers) == model.cfg.n_layers,
+            "kept_mib": mib(kept_bytes(model, n_tokens, len(layers))), **point}
 
 
 def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: bool = True,
-        gemma_tokens: int | None = None) -> dict[str, Any]:
-    """The SmolLM2 curve (tiny: a tiny random Llama bridge) and, unless `gemma=False`, the long Gemma run."""
+        gemma_tokens: int | None = None, layers: int | None = None, gemma_layers: int | None = None) -> dict[str, Any]:
+    """The SmolLM2 curve (tiny: a tiny random Llama bridge) and, unless `gemma=False`, the long Gemma run.
+
+    `layers` / `gemma_layers`: only the first N layers (the pass stops after them), for a quick
+    curve on a slow machine; None (the default): every layer."""
     if tiny:
         from patternlang.testing.tiny_bridges import make_tiny_bridge
 
@@ -181,13 +205,15 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: b
     path = block_path()
     n_patterns = TINY_PATTERNS if tiny else N_PATTERNS
     lengths = tuple(lengths or (TINY_LENGTHS if tiny else LENGTHS))
-    log(f"long_context: {model_label(model)}; block path: {path}")
+    chosen = scored_layers(model, layers)
+    log(f"long_context: {model_label(model)}; block path: {path}; layers 0..{chosen[-1]}")
     results: dict[str, Any] = {"model": model_label(model), "block_path": path, "patterns": n_patterns,
+                               "layers": len(chosen), "all_layers": len(chosen) == model.cfg.n_layers,
                                "memory_sample_ms": MEMORY_SAMPLE_S * 1000,
-                               "points": by_length(model, lengths, n_patterns, path, log=log)}
+                               "points": by_length(model, lengths, n_patterns, path, chosen, log=log)}
     if gemma:
         tokens = gemma_tokens or (TINY_GEMMA_TOKENS if tiny else GEMMA_TOKENS)
-        results["gemma"] = long_gemma(tiny, path, tokens, n_patterns, log=log)
+        results["gemma"] = long_gemma(tiny, path, tokens, n_patterns, gemma_layers, log=log)
     else:
         results["gemma"] = {"status": "not run", "why": "skipped (--no-gemma)"}
     return results
@@ -203,9 +229,12 @@ def memory_slope(points: Sequence[dict[str, Any]]) -> float | None:
     return math.log(high / low) / math.log(b["length"] / a["length"])
 
 
-def _what_ran(path: str) -> str:
-    return ("scored with `detect(..., attention=\"blocks\")`" if path == "detect"
-            else "capture and every block computed, not scored (this build's `detect` has no `attention=`)")
+def _what_ran(results: dict[str, Any]) -> str:
+    scope = "" if results.get("all_layers", True) else f", the first {results['layers']} layers only"
+    if results["block_path"] == "detect":
+        return (f"`detect(..., attention=\"blocks\")` beside `detect(..., attention=\"pattern\")`{scope}")
+    return (f"the capture and every block of {BLOCK_ROWS} query rows computed, not scored (this build's `detect` "
+            f"has no `attention=`), beside the hook_pattern forward pass alone{scope}")
 
 
 def target_rows(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -222,15 +251,20 @@ def target_rows(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                      slope <= LINEAR_SLOPE if judged else None))
     longest = points[-1]
     peak = longest["blocks"]["peak_mib"]
-    scored = results["block_path"] == "detect"
+    scored, all_layers = results["block_path"] == "detect", results.get("all_layers", True)
+    complete = scored and all_layers
+    missing = ([] if scored else ["capture and blocks only, not scored"]) + (
+        [] if all_layers else [f"the first {results['layers']} layers only"])
+    caveat = f" ({', '.join(missing)})" if missing else ""
     rows.append((f"{results['model'].split(' (')[0]}, {longest['length']} tokens, {results['patterns']} patterns: "
-                 f"<= {MEMORY_TARGET_MIB / 1024:.1f} GiB above the model",
-                 f"{peak:.0f} MiB" + ("" if scored else " (capture and blocks only, not scored)"),
-                 peak <= MEMORY_TARGET_MIB if scored else None))
+                 f"<= {MEMORY_TARGET_MIB / 1024:.1f} GiB above the model", f"{peak:.0f} MiB{caveat}",
+                 peak <= MEMORY_TARGET_MIB if complete else None))
     gemma = results.get("gemma", {})
     if gemma.get("status") == "ok":
+        scope = "" if gemma.get("all_layers", True) else f" (first {gemma['layers']} layers only: not judged)"
         rows.append((f"Gemma 3 at {gemma['length']:,} tokens runs to completion",
-                     f"{gemma['seconds']:.0f} s, peak {gemma['peak_mib']:.0f} MiB above the model", True))
+                     f"{gemma['seconds']:.0f} s, peak {gemma['peak_mib']:.0f} MiB above the model{scope}",
+                     True if gemma.get("all_layers", True) else None))
     else:
         rows.append(("Gemma 3 270M at 32,768 tokens runs to completion", f"not run: {gemma.get('why', '?')}", None))
     return rows
@@ -238,10 +272,11 @@ def target_rows(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
 
 def render(results: dict[str, Any]) -> str:
     points = results["points"]
+    capture_only = results["block_path"] != "detect"
     lines = ["## Long prompts", "", f"Model: {results['model']}, one prompt, {results['patterns']} patterns, "
-             f"measure `mass`. Block path: {_what_ran(results['block_path'])}. Each point runs once; peak memory "
+             f"measure `mass`. Compared: {_what_ran(results)}. Each point runs once; peak memory "
              f"is the peak RSS above the RSS before the call (the model loaded), sampled every "
-             f"{results['memory_sample_ms']:g} ms. \"kept q/k\" is what a capture of every layer holds "
+             f"{results['memory_sample_ms']:g} ms. \"kept q/k\" is what the capture holds "
              "(layers x tokens x (heads + kv heads) x d_head x 4 bytes).", "",
              "![time and memory vs prompt length](long_context.png)", ""]
     rows = []
@@ -251,13 +286,15 @@ def render(results: dict[str, Any]) -> str:
                      f"{pattern['seconds']:.1f} s" if pattern else "does not fit",
                      f"{pattern['peak_mib']:.0f} MiB" if pattern else "-",
                      f"{pattern['peak_mib'] / max(blocks['peak_mib'], 1e-9):.1f}x" if pattern else "-"])
-    lines += [table(["tokens", "blocks", "blocks peak", "kept q/k", "hook_pattern", "hook_pattern peak",
+    other = "hook_pattern forward" if capture_only else "hook_pattern"
+    lines += [table(["tokens", "blocks", "blocks peak", "kept q/k", other, f"{other} peak",
                      "peak ratio"], rows), ""]
     gemma = results.get("gemma", {})
     if gemma.get("status") == "ok":
-        lines += [f"{gemma['model']}, one prompt of {gemma['length']:,} tokens, {gemma['patterns']} patterns, block "
-                  f"path: {gemma['seconds']:.0f} s, peak {gemma['peak_mib']:.0f} MiB above the model (kept q/k "
-                  f"{gemma['kept_mib']:.0f} MiB).", ""]
+        scope = "every layer" if gemma.get("all_layers", True) else f"the first {gemma['layers']} layers"
+        lines += [f"{gemma['model']}, one prompt of {gemma['length']:,} tokens, {gemma['patterns']} patterns, "
+                  f"{scope}, block path: {gemma['seconds']:.0f} s, peak {gemma['peak_mib']:.0f} MiB above the model "
+                  f"(kept q/k {gemma['kept_mib']:.0f} MiB).", ""]
     else:
         lines += [f"Gemma 3 270M at 32,768 tokens: not run ({gemma.get('why', '?')}).", ""]
     return "\n".join(lines)
@@ -278,7 +315,8 @@ def write_files(results: dict[str, Any], folder: Path) -> list[Path]:
         xs = [p["length"] for p in points]
         axis.plot(xs, [p["blocks"][key] for p in points], "o-", label="query blocks")
         fitted = [p for p in points if p["pattern"]]
-        axis.plot([p["length"] for p in fitted], [p["pattern"][key] for p in fitted], "s--", label="hook_pattern")
+        other = "hook_pattern" if results["block_path"] == "detect" else "hook_pattern forward"
+        axis.plot([p["length"] for p in fitted], [p["pattern"][key] for p in fitted], "s--", label=other)
         if key == "peak_mib":
             axis.plot(xs, [p["kept_mib"] for p in points], ":", color="gray", label="kept q/k")
         axis.set_xscale("log", base=2)
@@ -300,10 +338,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-gemma", dest="gemma", action="store_false", help="skip the long Gemma 3 run")
     parser.add_argument("--gemma-tokens", type=int, default=None, help=f"its length (default {GEMMA_TOKENS})")
     parser.add_argument("--lengths", type=int, nargs="+", default=None, help="the SmolLM2 prompt lengths")
+    parser.add_argument("--layers", type=int, default=None, help="SmolLM2: only the first N layers (default all)")
+    parser.add_argument("--gemma-layers", type=int, default=None, help="Gemma: only the first N layers (default all)")
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results_long_context.json")
     parser.add_argument("--plots", type=Path, default=None, help="folder for the plot (default: bench/, none with --tiny)")
     args = parser.parse_args(argv)
-    results = run(tiny=args.tiny, lengths=args.lengths, gemma=args.gemma, gemma_tokens=args.gemma_tokens)
+    results = run(tiny=args.tiny, lengths=args.lengths, gemma=args.gemma, gemma_tokens=args.gemma_tokens,
+                  layers=args.layers, gemma_layers=args.gemma_layers)
     folder = args.plots if args.plots is not None else (None if args.tiny else BENCH_DIR)
     if folder is not None:
         results["plots"] = [str(path) for path in write_files(results, folder)]
