@@ -296,9 +296,11 @@ def _block_softmax(query: Tensor, key: Tensor, lengths: Tensor, facts: _LayerFac
     Masked cells (k > q, padding keys, outside the window) are zero; a row with no key it may see
     (a padding query past the window of every real key) is all zero."""
     k_start = _key_start(facts, q_start)
-    logits = _grouped_matmul(query[:, :, q_start:q_stop], key[:, :, k_start:q_stop].transpose(-1, -2)) * facts.scaling
+    # In place where eager attention makes a new tensor (same values): a block holds two copies, not five.
+    logits = _grouped_matmul(query[:, :, q_start:q_stop], key[:, :, k_start:q_stop].transpose(-1, -2))
+    logits.mul_(facts.scaling)
     if facts.softcap is not None:
-        logits = torch.tanh(logits / facts.softcap) * facts.softcap
+        logits.div_(facts.softcap).tanh_().mul_(facts.softcap)
     device = logits.device
     q_pos = torch.arange(q_start, q_stop, device=device).view(-1, 1)
     k_pos = torch.arange(k_start, q_stop, device=device).view(1, -1)
@@ -307,10 +309,13 @@ def _block_softmax(query: Tensor, key: Tensor, lengths: Tensor, facts: _LayerFac
         allowed = allowed & (k_pos > q_pos - facts.sliding_window)
     allowed = allowed.unsqueeze(0) & (k_pos.unsqueeze(0) < lengths.view(-1, 1, 1))  # [batch, q, k]
     allowed = allowed.unsqueeze(1)
-    logits = logits.masked_fill(~allowed, float("-inf"))
+    logits.masked_fill_(~allowed, float("-inf"))
     probabilities = torch.softmax(logits, dim=-1, dtype=torch.float32)
-    seen = allowed.any(dim=-1, keepdim=True)
-    return torch.where(seen, probabilities, torch.zeros((), dtype=torch.float32, device=device)), k_start
+    del logits
+    blind = ~allowed.any(dim=-1, keepdim=True)
+    if bool(blind.any()):  # softmax of a row of -inf is NaN: such a row attends nothing
+        probabilities.masked_fill_(blind, 0.0)
+    return probabilities, k_start
 
 
 # ---------------------------------------------------------------------------------------------
