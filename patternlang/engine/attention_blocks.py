@@ -6,10 +6,10 @@ replaced the HF model's modules with those components, so `bridge.original_model
 and a function registered in transformers' `AttentionInterface` is never called. So the route
 builds a second, unbridged HF model of the same class from the same config, on the meta device,
 and puts the bridge's own parameter and buffer tensors into it (the same tensor objects: no
-second copy of the weights). Its `config._attn_implementation` names `blockwise_attention`,
+second copy of the weights). Its `config._attn_implementation` names `patternlang_blockwise`,
 registered here, which every HF attention module calls with the post-rotary queries and keys
-(q/k norms and rotary already applied by HF's own code), the scaling, the sliding window and
-the soft-capping. It computes the layer's output a block of queries at a time (logits of the
+(q/k norms and rotary already applied by HF's own code), the scaling and the sliding window.
+It computes the layer's output a block of queries at a time (logits of the
 block over the keys it may see, the same float32 softmax as eager attention, times V), so no
 tensor holds more than one block's rows. The name is not in `AttentionMaskInterface`, so HF
 builds no `[q, k]` mask either: the causal, sliding-window and padding masks are applied per
@@ -18,9 +18,10 @@ block from the prompts' lengths.
 For the layers asked for, the function keeps the post-rotary queries `[batch, heads, pos,
 d_head]` and keys `[batch, kv_heads, pos, d_head]` (linear in pos), and the run stops in the
 last of them (our own exception, as `forward.py` does with hooks). `AttentionBlocks.block`
-recomputes one block's softmax from them with the same arithmetic, which equals the bridge's
-`hook_pattern` within 1e-5 (tests/test_attention_blocks.py), and on sliding-window layers
-reads only the keys inside the window.
+recomputes one block's softmax from them with the same arithmetic (rounded to the model's dtype,
+as hook_pattern is), which equals the bridge's `hook_pattern` within 1e-5 (bit for bit in the
+tests, tests/test_attention_blocks.py, float32 and bfloat16), and on sliding-window layers reads
+only the keys inside the window.
 
 Why this and not the alternatives: replacing the bridge component's forward would tie us to
 TransformerLens' private internals, which change between releases; the HF attention interface is
@@ -357,8 +358,10 @@ class CapturedAttention:
         if not 0 <= q_start < q_stop <= self.n_pos:
             raise InputError(f"query block {q_start}..{q_stop} is outside 0..{self.n_pos}",
                              hint="ask for 0 <= q_start < q_stop <= the prompts' padded length")
-        probabilities, k_start = _block_softmax(self._queries[layer], self._keys[layer], self.lengths, facts,
-                                                q_start, q_stop)
+        query = self._queries[layer]
+        probabilities, k_start = _block_softmax(query, self._keys[layer], self.lengths, facts, q_start, q_stop)
+        if query.dtype != torch.float32:  # hook_pattern holds the softmax rounded to the model's dtype
+            probabilities = probabilities.to(query.dtype).float()
         if k_start == 0:
             return probabilities
         batch, n_heads, rows, _ = probabilities.shape
