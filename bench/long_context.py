@@ -310,7 +310,8 @@ def write_files(results: dict[str, Any], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     points = results["points"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    fig.suptitle(f"{results['model'].split(' (')[0]}: one prompt, {results['patterns']} patterns")
+    scope = "" if results.get("all_layers", True) else f", first {results['layers']} layers"
+    fig.suptitle(f"{results['model'].split(' (')[0]}: one prompt, {results['patterns']} patterns{scope}")
     for axis, key, ylabel in ((left, "seconds", "seconds"), (right, "peak_mib", "peak memory above the model (MiB)")):
         xs = [p["length"] for p in points]
         axis.plot(xs, [p["blocks"][key] for p in points], "o-", label="query blocks")
