@@ -1,6 +1,7 @@
 """Long prompts: time and peak memory against the prompt length, attention read in query blocks.
 
     python bench/long_context.py [--tiny] [--no-gemma] [--lengths 512 1024 ...] [--plots bench/]
+                                 [--layers N] [--gemma-layers N] [--gemma-tokens N]
 
 On SmolLM2-135M, one prompt of 512, 1024, 2048, 4096 and 8192 tokens with 16 patterns: the
 block path (`detect(..., attention="blocks")`: `engine/attention_blocks.py` captures the post-
@@ -11,8 +12,10 @@ prompt of 32,768 tokens through the block path. In a build whose `detect` has no
 yet, the block path is the capture plus the computation of every block of every layer (no
 scoring), and the results say so (`block_path`).
 
-Every point runs once (minutes each at the longest lengths); peak memory is the peak RSS above
-the RSS before the call (the model loaded), sampled every few milliseconds.
+Every point runs once (minutes each at the longest lengths: the attention's arithmetic is still
+quadratic); peak memory is the peak RSS above the RSS before the call (the model loaded),
+sampled every few milliseconds. `--layers N` / `--gemma-layers N` keep only the first N layers
+(the pass stops after them) for a quick curve on a slow machine; the targets are then not judged.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DIR, load_bench_model, mib, model_label, pattern_set, peak_memory, table, time_call, write_json
+from common import (BENCH_DIR, load_bench_model, load_loads, mib, model_label, pattern_set, peak_memory, table,
+                    time_call, write_json)
 
 LENGTHS = (512, 1024, 2048, 4096, 8192)
 TINY_LENGTHS = (32, 64, 128, 256)
@@ -205,6 +209,7 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: b
     path = block_path()
     n_patterns = TINY_PATTERNS if tiny else N_PATTERNS
     lengths = tuple(lengths or (TINY_LENGTHS if tiny else LENGTHS))
+    load_before = load_loads()
     chosen = scored_layers(model, layers)
     log(f"long_context: {model_label(model)}; block path: {path}; layers 0..{chosen[-1]}")
     results: dict[str, Any] = {"model": model_label(model), "block_path": path, "patterns": n_patterns,
@@ -216,6 +221,7 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: b
         results["gemma"] = long_gemma(tiny, path, tokens, n_patterns, gemma_layers, log=log)
     else:
         results["gemma"] = {"status": "not run", "why": "skipped (--no-gemma)"}
+    results["load_average"] = {"before": load_before, "after": load_loads()}
     return results
 
 
@@ -235,6 +241,14 @@ def _what_ran(results: dict[str, Any]) -> str:
         return (f"`detect(..., attention=\"blocks\")` beside `detect(..., attention=\"pattern\")`{scope}")
     return (f"the capture and every block of {BLOCK_ROWS} query rows computed, not scored (this build's `detect` "
             f"has no `attention=`), beside the hook_pattern forward pass alone{scope}")
+
+
+def _load_note(results: dict[str, Any]) -> str:
+    load = results.get("load_average") or {}
+    if not load.get("before") or not load.get("after"):
+        return ""
+    return (f" Load average (1 min) {load['before'][0]:.1f} before and {load['after'][0]:.1f} after the run: "
+            "times on a loaded machine are long.")
 
 
 def target_rows(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -277,7 +291,7 @@ def render(results: dict[str, Any]) -> str:
              f"measure `mass`. Compared: {_what_ran(results)}. Each point runs once; peak memory "
              f"is the peak RSS above the RSS before the call (the model loaded), sampled every "
              f"{results['memory_sample_ms']:g} ms. \"kept q/k\" is what the capture holds "
-             "(layers x tokens x (heads + kv heads) x d_head x 4 bytes).", "",
+             "(layers x tokens x (heads + kv heads) x d_head x 4 bytes)." + _load_note(results), "",
              "![time and memory vs prompt length](long_context.png)", ""]
     rows = []
     for p in points:
