@@ -228,6 +228,7 @@ class _Capture:
     queries: dict[int, Tensor]
     keys: dict[int, Tensor]
     facts: dict[int, _LayerFacts]
+    stores: tuple[Tensor, Tensor] | None = None  # every kept layer's queries, and keys, in one tensor each
 
 
 def _register_attention() -> None:
@@ -266,12 +267,23 @@ def _blockwise_attention(module: Any, query: Tensor, key: Tensor, value: Tensor,
         mixed = _grouped_matmul(probabilities.to(value.dtype), value[:, :, k_start:q_stop])
         output[:, q_start:q_stop] = mixed.transpose(1, 2)
     if layer in capture.keep:
-        capture.queries[layer] = query
-        capture.keys[layer] = key
+        _keep(capture, layer, query, key)
         capture.facts[layer] = facts
     if layer == capture.stop_after:
         raise _StopCapture()
     return output, None
+
+
+def _keep(capture: _Capture, layer: int, query: Tensor, key: Tensor) -> None:
+    """Copy the layer's q/k into one store allocated for all kept layers at the first of them:
+    kept one by one, they would pin chunks between the forward pass's freed ones, and the
+    fragmented heap would hold far more than the q/k themselves."""
+    if capture.stores is None:
+        count = len(capture.keep)
+        capture.stores = (query.new_empty((count, *query.shape)), key.new_empty((count, *key.shape)))
+    index = sorted(capture.keep).index(layer)
+    capture.queries[layer] = capture.stores[0][index].copy_(query)
+    capture.keys[layer] = capture.stores[1][index].copy_(key)
 
 
 def _key_start(facts: _LayerFacts, q_start: int) -> int:
