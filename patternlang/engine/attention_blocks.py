@@ -53,8 +53,8 @@ ATTENTION_NAME = "patternlang_blockwise"
 CHECKED_ARCHITECTURES = ("LlamaForCausalLM", "Gemma3ForCausalLM")
 """HF model classes whose route has been checked against the bridge's `hook_pattern` (tests)."""
 
-_LOGITS_BUDGET = 2**24
-"""The most logits (float32 elements) one block of the forward pass computes at once (64 MiB):
+_LOGITS_BUDGET = 2**22
+"""The most logits (float32 elements) one block of the forward pass computes at once (16 MiB):
 the query block shrinks as the prompts grow, so memory stays linear in their length."""
 
 _WRAPPER_SEGMENT = "._original_component"
