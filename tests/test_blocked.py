@@ -9,6 +9,7 @@ smallest, 16 rows) so that prompts span several blocks, padding included.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -201,12 +202,13 @@ def test_auto_takes_blocks_for_long_prompts_where_the_route_works(model, monkeyp
 
 
 def test_without_a_route_auto_falls_back_and_blocks_is_an_error_naming_why(model, monkeypatch):
-    monkeypatch.setattr(blocked, "model_route", lambda: (None, None))
+    # The route refuses the hand-set models (not an architecture it has checked): its own reason.
+    why = blocked.route_unavailable(model)
+    assert why
     monkeypatch.setattr(blocked, "AUTO_BLOCKS_FROM", 20)
     scores = detect(model, PROMPTS[:2], "induction_head", progress=False)
-    assert scores.settings["attention"]["path"] == "hook_pattern"
-    assert "no attention-block route" in scores.settings["attention"]["why"]
-    with pytest.raises(InputError, match="attention='blocks' cannot run here: this build has no attention-block"):
+    assert scores.settings["attention"] == {"path": "hook_pattern", "why": why}
+    with pytest.raises(InputError, match="attention='blocks' cannot run here: " + re.escape(why)):
         detect(model, PROMPTS[:2], "induction_head", progress=False, attention="blocks")
     monkeypatch.setattr(blocked, "model_route", lambda: (hook_pattern_blocks, lambda model: "a native checkpoint"))
     with pytest.raises(InputError, match="cannot run here: a native checkpoint"):

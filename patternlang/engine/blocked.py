@@ -17,12 +17,13 @@ chosen so that this stays under a budget (`query_block_size`, docs/long_context.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from patternlang.engine.accumulate import Accumulator
+from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, capture_attention_blocks
 from patternlang.engine.batching import Batch
 from patternlang.engine.measures import MEASURES, LayerWork, prepare_targets
 from patternlang.engine.pattern_tensors import Detector, detection_block
@@ -38,39 +39,19 @@ AUTO_BLOCKS_FROM = 1024
 """`attention="auto"` scores by blocks when the longest prompt has more tokens than this."""
 
 
-class AttentionBlocks(Protocol):
-    """Attention of a batch, block of query rows by block (`engine/attention_blocks.py` captures it
-    from the model without any `[heads, q, k]` tensor; `testing.hook_pattern_blocks` slices
-    `hook_pattern`)."""
-
-    layers: tuple[int, ...]
-
-    def block(self, layer: int, q_start: int, q_stop: int) -> Tensor:
-        """float32 `[batch, head_index, q_stop - q_start, q_stop]`: the attention of queries
-        q_start .. q_stop-1 over keys 0 .. q_stop-1, as `hook_pattern` would hold it."""
-        ...
-
-
 CaptureBlocks = Callable[[Any, Tensor, Tensor, Sequence[int]], AttentionBlocks]
 """`capture(model, tokens [batch, pos], lengths [batch], layers) -> AttentionBlocks`."""
 
 
-def model_route() -> tuple[CaptureBlocks | None, Callable[[Any], str | None] | None]:
+def model_route() -> tuple[CaptureBlocks, Callable[[Any], str | None]]:
     """The model's own block route (`engine/attention_blocks.py`): its capture function and its
-    `blocked_route(model)` check, or (None, None) where this build has none."""
-    try:
-        from patternlang.engine import attention_blocks
-    except ImportError:
-        return None, None
-    return attention_blocks.capture_attention_blocks, attention_blocks.blocked_route
+    `blocked_route(model)` check."""
+    return capture_attention_blocks, blocked_route
 
 
 def route_unavailable(model: Any) -> str | None:
     """None when the model's attention can be captured in blocks; else why not."""
-    capture, check = model_route()
-    if capture is None:
-        return "this build has no attention-block route (patternlang.engine.attention_blocks)"
-    return check(model)
+    return model_route()[1](model)
 
 
 ATTENTION_PATHS = ("auto", "blocks", "pattern")
