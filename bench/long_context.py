@@ -1,14 +1,17 @@
 """Long prompts: time and peak memory against the prompt length, attention read in query blocks.
 
-    python bench/long_context.py [--tiny] [--no-gemma] [--lengths 512 1024 ...] [--plots bench/]
-                                 [--layers N] [--gemma-layers N] [--gemma-tokens N]
+    python bench/long_context.py [--tiny] [--gemma | --no-gemma | --gemma-only] [--lengths 512 1024 ...]
+                                 [--plots bench/] [--layers N] [--gemma-layers N] [--gemma-tokens N]
 
 On SmolLM2-135M, one prompt of 512, 1024, 2048, 4096 and 8192 tokens with 16 patterns: the
 block path (`detect(..., attention="blocks")`: `engine/attention_blocks.py` captures the post-
 rotary queries and keys, the scorer reads the attention a block of query rows at a time) beside
 the hook_pattern path at the lengths where its `[heads, q, k]` and `[patterns, q, k]` tensors fit
-in half the free memory. Then, as a separate step (`--no-gemma` skips it), Gemma 3 270M on one
-prompt of 32,768 tokens through the block path. In a build whose `detect` has no `attention=`
+in half the free memory. Then Gemma 3 270M on one prompt of 32,768 tokens through the block
+path: a run of tens of minutes on 2 cores, so its own step, `--gemma-only`, which writes
+bench/results_long_context_gemma.json with its date and command; a full run (and `make bench`)
+shows the result of that step where it exists and says when it was measured (`--gemma`: run it
+here too; `--no-gemma`: leave it out). In a build whose `detect` has no `attention=`
 yet, the block path is the capture plus the computation of every block of every layer (no
 scoring), and the results say so (`block_path`).
 
@@ -21,7 +24,9 @@ sampled every few milliseconds. `--layers N` / `--gemma-layers N` keep only the 
 from __future__ import annotations
 
 import argparse
+import datetime
 import inspect
+import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +44,8 @@ TINY_LENGTHS = (32, 64, 128, 256)
 N_PATTERNS = 16
 TINY_PATTERNS = 4
 GEMMA_TOKENS = 32_768
+GEMMA_RESULTS = BENCH_DIR / "results_long_context_gemma.json"
+GEMMA_COMMAND = "python bench/long_context.py --gemma-only"
 TINY_GEMMA_TOKENS = 256
 BLOCK_ROWS = 256  # the query block of the capture-only path
 MEMORY_TARGET_MIB = 1536  # SmolLM2 at 8192 tokens, 16 patterns: <= 1.5 GB above the model
@@ -194,9 +201,22 @@ def long_gemma(tiny: bool, path: str, n_tokens: int, n_patterns: int, n_layers: 
             "kept_mib": mib(kept_bytes(model, n_tokens, len(layers))), **point}
 
 
-def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: bool = True,
+def gemma_step(n_tokens: int, n_layers: int | None, log=print) -> dict[str, Any]:
+    """The long Gemma 3 run as its own step: its result, date, command and load, in `GEMMA_RESULTS`."""
+    before = load_loads()
+    result = long_gemma(False, block_path(), n_tokens, N_PATTERNS, n_layers, log=log)
+    result.update(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  command=GEMMA_COMMAND, load_average={"before": before, "after": load_loads()})
+    write_json(GEMMA_RESULTS, result)
+    log(f"long_context: wrote {GEMMA_RESULTS}")
+    return result
+
+
+def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: bool | None = None,
         gemma_tokens: int | None = None, layers: int | None = None, gemma_layers: int | None = None) -> dict[str, Any]:
-    """The SmolLM2 curve (tiny: a tiny random Llama bridge) and, unless `gemma=False`, the long Gemma run.
+    """The SmolLM2 curve (tiny: a tiny random Llama bridge) and the long Gemma run: `gemma` True runs
+    it, False leaves it out, None (the default) runs it when tiny and otherwise reads the result
+    of its own step (`--gemma-only`, `GEMMA_RESULTS`) where there is one.
 
     `layers` / `gemma_layers`: only the first N layers (the pass stops after them), for a quick
     curve on a slow machine; None (the default): every layer."""
@@ -216,9 +236,14 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, gemma: b
                                "layers": len(chosen), "all_layers": len(chosen) == model.cfg.n_layers,
                                "memory_sample_ms": MEMORY_SAMPLE_S * 1000,
                                "points": by_length(model, lengths, n_patterns, path, chosen, log=log)}
-    if gemma:
+    if gemma or (gemma is None and tiny):
         tokens = gemma_tokens or (TINY_GEMMA_TOKENS if tiny else GEMMA_TOKENS)
         results["gemma"] = long_gemma(tiny, path, tokens, n_patterns, gemma_layers, log=log)
+    elif gemma is None and GEMMA_RESULTS.exists():
+        results["gemma"] = json.loads(GEMMA_RESULTS.read_text())
+        log(f"long_context: Gemma from its own step ({GEMMA_RESULTS.name}, measured {results['gemma'].get('date')})")
+    elif gemma is None:
+        results["gemma"] = {"status": "not run", "why": f"its own step has not run here (`{GEMMA_COMMAND}`)"}
     else:
         results["gemma"] = {"status": "not run", "why": "skipped (--no-gemma)"}
     results["load_average"] = {"before": load_before, "after": load_loads()}
@@ -306,9 +331,12 @@ def render(results: dict[str, Any]) -> str:
     gemma = results.get("gemma", {})
     if gemma.get("status") == "ok":
         scope = "every layer" if gemma.get("all_layers", True) else f"the first {gemma['layers']} layers"
+        separate = (f" Measured by its own step, `{gemma['command']}`, on {gemma['date']}"
+                    f" (load average {gemma['load_average']['before'][0]:.1f} before, "
+                    f"{gemma['load_average']['after'][0]:.1f} after)." if gemma.get("command") else "")
         lines += [f"{gemma['model']}, one prompt of {gemma['length']:,} tokens, {gemma['patterns']} patterns, "
                   f"{scope}, block path: {gemma['seconds']:.0f} s, peak {gemma['peak_mib']:.0f} MiB above the model "
-                  f"(kept q/k {gemma['kept_mib']:.0f} MiB).", ""]
+                  f"(kept q/k {gemma['kept_mib']:.0f} MiB).{separate}", ""]
     else:
         lines += [f"Gemma 3 270M at 32,768 tokens: not run ({gemma.get('why', '?')}).", ""]
     return "\n".join(lines)
@@ -350,7 +378,11 @@ def write_files(results: dict[str, Any], folder: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny random bridges at tiny lengths, seconds (CI)")
-    parser.add_argument("--no-gemma", dest="gemma", action="store_false", help="skip the long Gemma 3 run")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--gemma", dest="gemma", action="store_true", default=None, help="run the long Gemma 3 step here")
+    which.add_argument("--no-gemma", dest="gemma", action="store_false", help="leave the long Gemma 3 step out")
+    which.add_argument("--gemma-only", action="store_true",
+                       help=f"run only the long Gemma 3 step, into {GEMMA_RESULTS.name} (which full runs then show)")
     parser.add_argument("--gemma-tokens", type=int, default=None, help=f"its length (default {GEMMA_TOKENS})")
     parser.add_argument("--lengths", type=int, nargs="+", default=None, help="the SmolLM2 prompt lengths")
     parser.add_argument("--layers", type=int, default=None, help="SmolLM2: only the first N layers (default all)")
@@ -358,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results_long_context.json")
     parser.add_argument("--plots", type=Path, default=None, help="folder for the plot (default: bench/, none with --tiny)")
     args = parser.parse_args(argv)
+    if args.gemma_only:
+        return gemma_step(args.gemma_tokens or GEMMA_TOKENS, args.gemma_layers)
     results = run(tiny=args.tiny, lengths=args.lengths, gemma=args.gemma, gemma_tokens=args.gemma_tokens,
                   layers=args.layers, gemma_layers=args.gemma_layers)
     folder = args.plots if args.plots is not None else (None if args.tiny else BENCH_DIR)
