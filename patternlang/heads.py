@@ -42,7 +42,8 @@ def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple
     """`{layer: chosen heads}` with `None` meaning every head of the layer; layers in order.
 
     Accepts None (every head), "5.1,6.9" or "L5H1 L6H9", a list of `(layer, head)` pairs
-    or head strings, one `(layer, head)` pair, or a dict `{layer: [heads]}`.
+    or head strings, one `(layer, head)` pair, or a dict `{layer: [heads]}` (`{layer: None}`:
+    every head of that layer, as this function's own result writes it).
 
     >>> parse_heads("L1H0, 0.2", n_layers=2, n_heads=4)
     {0: (2,), 1: (0,)}
@@ -54,9 +55,13 @@ def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple
         raise InputError("no heads chosen", hint="leave heads=None to score every head")
     chosen: dict[int, set[int]] = {}
     for layer, head in pairs:
-        if not 0 <= layer < n_layers or not 0 <= head < n_heads:
+        if head is None and 0 <= layer < n_layers:  # {layer: None}: every head of the layer
+            chosen.setdefault(layer, set()).update(range(n_heads))
+            continue
+        if not 0 <= layer < n_layers or not 0 <= (head or 0) < n_heads:
             raise InputError(
-                f"head {head_label(layer, head)} is out of range: the model has {n_layers} layers "
+                f"{'layer ' + str(layer) if head is None else 'head ' + head_label(layer, head)} is out of range: "
+                f"the model has {n_layers} layers "
                 f"(0-{n_layers - 1}) and {n_heads} heads per layer (0-{n_heads - 1})"
             )
         chosen.setdefault(layer, set()).add(head)
@@ -75,13 +80,16 @@ def check_heads(spec: HeadsSpec) -> None:
         raise InputError("no heads chosen", hint="leave heads=None to score every head")
 
 
-def _pairs(spec: HeadsSpec) -> list[tuple[int, int]]:
+def _pairs(spec: HeadsSpec) -> list[tuple[int, int | None]]:
     if isinstance(spec, str):
         parts = [p for p in re.split(r"[,\s]+", spec.strip()) if p]
         return [parse_head(p) for p in parts]
     if isinstance(spec, Mapping):
         pairs = []
         for layer, heads in spec.items():
+            if heads is None:  # every head of the layer
+                pairs.append((_as_int(layer, spec), None))
+                continue
             if isinstance(heads, int):
                 heads = [heads]
             pairs.extend((_as_int(layer, spec), _as_int(h, spec)) for h in heads)

@@ -47,3 +47,13 @@ def test_heads_labels_lists_every_chosen_head():
     chosen = parse_heads("L1H0, 0.2", n_layers=2, n_heads=3)
     assert heads_labels(chosen, 3) == ["L0H2", "L1H0"]
     assert heads_labels(parse_heads(None, 1, 2), 2) == ["L0H0", "L0H1"]
+
+
+def test_a_layer_mapped_to_none_means_every_head_of_it_as_parse_heads_writes_it():
+    from patternlang.errors import InputError
+    from patternlang.heads import parse_heads
+
+    assert parse_heads({0: None, 1: [2]}, 2, 4) == {0: None, 1: (2,)}
+    assert parse_heads(parse_heads("L1H2", 2, 4), 2, 4) == {1: (2,)}  # its own result reads back
+    with pytest.raises(InputError, match="layer 5 is out of range"):
+        parse_heads({5: None}, 2, 4)
