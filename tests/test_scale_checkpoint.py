@@ -39,9 +39,10 @@ class Interrupted(Exception):
     pass
 
 
-def interrupt_after(monkeypatch, n_batches: int) -> None:
-    """Make the forward pass raise after `n_batches` batches, as a kill would stop the run."""
-    real = detection_module.run_attention_hooks
+def interrupt_after(monkeypatch, n_batches: int, module=detection_module) -> None:
+    """Make the forward pass raise after `n_batches` batches, as a kill would stop the run
+    (`module`: where the pass is called from, the engine or a test's attention-block provider)."""
+    real = module.run_attention_hooks
     calls = {"n": 0}
 
     def counted(*args, **kwargs):
@@ -50,7 +51,7 @@ def interrupt_after(monkeypatch, n_batches: int) -> None:
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(detection_module, "run_attention_hooks", counted)
+    monkeypatch.setattr(module, "run_attention_hooks", counted)
 
 
 def test_an_interrupted_run_resumes_to_the_same_scores(model, prompt_file, tmp_path, monkeypatch):
@@ -73,6 +74,43 @@ def test_an_interrupted_run_resumes_to_the_same_scores(model, prompt_file, tmp_p
     interrupt_after(monkeypatch, 0)
     again = detect(model, prompt_file, PATTERNS, checkpoint=folder, **options)
     assert_same_scores(uninterrupted, again)
+
+
+def test_a_run_interrupted_twice_inside_one_chunk_counts_every_prompt_once(model, prompt_file, tmp_path,
+                                                                            monkeypatch):
+    options = dict(measures="mass", progress=False, batch_size=3, chunk_size=10)
+    uninterrupted = detect(model, prompt_file, PATTERNS, **options)
+    folder = tmp_path / "ckpt"
+    for n_batches in (7, 3):  # the second stop comes before the resumed chunk is done
+        with monkeypatch.context() as patched:
+            interrupt_after(patched, n_batches)
+            with pytest.raises(Interrupted):
+                detect(model, prompt_file, PATTERNS, checkpoint=folder, checkpoint_every=2, **options)
+    saved = torch.load(folder / "detect.pt", weights_only=True)
+    done = saved["done"].tolist()
+    assert len(done) == len(set(done)) and saved["accumulator"]["n_prompts"] == saved["position"] + len(done)
+    resumed = detect(model, prompt_file, PATTERNS, checkpoint=folder, checkpoint_every=2, **options)
+    assert resumed.n_prompts == uninterrupted.n_prompts == 40
+    assert_same_scores(uninterrupted, resumed)
+
+
+def test_a_checkpoint_saved_halfway_records_the_attention_path_and_a_resume_on_another_says_mixed(
+        model, prompt_file, tmp_path, monkeypatch):
+    from patternlang.testing import attention_blocks, hook_pattern_blocks
+
+    options = dict(measures="mass", progress=False, batch_size=3, chunk_size=20)
+    folder = tmp_path / "ckpt"
+    with monkeypatch.context() as patched:
+        interrupt_after(patched, 3, attention_blocks)  # the provider's own hooked pass
+        with pytest.raises(Interrupted):
+            detect(model, prompt_file, PATTERNS, checkpoint=folder, checkpoint_every=1,
+                   attention=hook_pattern_blocks, **options)
+    saved = torch.load(folder / "detect.pt", weights_only=True)
+    assert saved["accumulator"]["attention"]["path"] == "blocks"
+    resumed = detect(model, prompt_file, PATTERNS, checkpoint=folder, attention="pattern", **options)
+    assert resumed.settings["attention"]["path"] == "mixed"
+    assert set(resumed.settings["attention"]["paths"]) == {"blocks", "hook_pattern"}
+    assert_same_scores(detect(model, prompt_file, PATTERNS, **options), resumed)
 
 
 def test_a_checkpoint_of_another_run_is_refused(model, prompt_file, tmp_path):

@@ -82,8 +82,9 @@ class ChunkReader:
                         raise prompts_mismatch(self.checkpoint_dir, resume_position, self.position)
                     verified = True
                     start, start_digest = self.position, self._digest.hexdigest()
+                # `skip` stays whole: a save later in this chunk lists these as done again
+                # (a run interrupted twice would otherwise score them twice).
                 if index < resume_position or index in self.skip:
-                    self.skip.discard(index)
                     continue
                 if self.shard is not None and not self.shard.owns(index):
                     continue

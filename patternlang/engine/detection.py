@@ -104,13 +104,15 @@ def detect(
         per_prompt: also keep every prompt's own scores (`Scores.prompt_scores`,
             `best_prompts`); memory grows with the number of prompts (everything else stays flat).
         attention: how each layer's attention is read (docs/long_context.md). "auto" (default):
-            by blocks of query rows, memory linear in the prompt length, for prompts longer than
-            1024 tokens where the model allows it, else whole from `hook_pattern`; "blocks":
-            always by blocks (an error naming the reason where that cannot run); "pattern":
-            always `hook_pattern`. The scores are the same either way (within 1e-5);
-            `Scores.settings["attention"]` says which path ran and why.
+            a chunk of prompts holding one longer than 1024 tokens is read by blocks of query
+            rows, memory linear in the prompt length, where the model allows it; other chunks
+            whole from `hook_pattern`; "blocks": always by blocks (an error naming the reason
+            where that cannot run); "pattern": always `hook_pattern`. The scores are the same
+            either way (within 1e-5); `Scores.settings["attention"]` says which path ran and
+            why (`{"path": "mixed", "paths": ...}` when chunks, ranks or a resumed run took both).
         chunk_size: prompts read, tokenized and batched at a time (default
-            `chunks.DEFAULT_CHUNK_PROMPTS`); the scores do not depend on it.
+            `chunks.DEFAULT_CHUNK_PROMPTS`); the scores do not depend on it (within 1e-5 where it
+            changes which path `attention="auto"` takes).
         checkpoint: a folder: save the running sums there every `checkpoint_every` batches
             (default `checkpoint.DEFAULT_CHECKPOINT_EVERY`) and at the end, and resume from what
             it holds; a checkpoint of another run (model, patterns, prompts, settings) is refused.
@@ -232,6 +234,11 @@ def detect(
             distributed.collective("gathering the per-prompt scores", accumulator.all_gather_prompts,
                                    n_prompts_read, mine)
         n_prompts = accumulator.n_prompts
+        # Each rank chose its chunks' attention path from its own prompts: every rank reports all of them.
+        for path in distributed.gather_objects(accumulator.attention):
+            if path is not None:
+                accumulator.attention = merge_attention_paths(accumulator.attention, path)
+        run["labelled"] = any(distributed.gather_objects(run["labelled"]))
     accumulator.trim_prompts(n_prompts_read)
     if n_prompts == 0:
         raise InputError(f"no prompts to score in {source.name}", hint="give at least one prompt")
@@ -358,6 +365,8 @@ def score_tokens(
         per_prompt_bytes = blocked_bytes_per_prompt_estimate(model, len(detectors), measures, len(heads))
     else:
         per_prompt_bytes = bytes_per_prompt_estimate(model, len(detectors), len(measures))
+    # Recorded before any batch, so that a checkpoint saved halfway says how its sums were read.
+    accumulator.attention = merge_attention_paths(accumulator.attention, path)
     extra = extra_bytes_per_prompt(model, outputs, len(heads))
     plan = plan_batches(
         lengths, batch_size,
@@ -372,7 +381,6 @@ def score_tokens(
     padding = facts.pad_id
     layers = sorted(heads)
     block_budget = min(BLOCK_MEMORY, auto_budget(work_device))
-    query_blocks: list[int] = []
     description = f"scoring {len(token_lists)} prompts"
     with (nullcontext(reporter) if reporter is not None else
           progress_reporter(progress, len(plan) * len(layers), description)) as reporter:
@@ -394,10 +402,11 @@ def score_tokens(
                                       predictions=passed.predictions if passed is not None else None)
             prompt_indices = indices if run_indices is None else [run_indices[i] for i in indices]
             if capture is not None:
-                query_blocks.append(score_blocked_batch(
+                query_block = score_blocked_batch(
                     model, capture, accumulator, detectors, batch, features, layers, device=work_device,
                     budget=block_budget, advance=reporter.advance, status=f"batch {number}/{len(plan)}",
-                    indices=prompt_indices))
+                    indices=prompt_indices)
+                accumulator.attention = merge_attention_paths(accumulator.attention, {**path, "query_block": query_block})
                 if on_batch is not None:
                     on_batch(indices)
                 continue
@@ -418,9 +427,6 @@ def score_tokens(
                         on_attention(layer, attention_source(layer))
             if on_batch is not None:
                 on_batch(indices)
-    if capture is not None and query_blocks:
-        path["query_block"] = query_blocks[0] if len(set(query_blocks)) == 1 else sorted(set(query_blocks))
-    accumulator.attention = merge_attention_paths(accumulator.attention, path)
     return (accumulator.result() if owned else None), len(plan)
 
 

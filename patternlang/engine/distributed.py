@@ -149,6 +149,15 @@ def sum_counts(values: list[int], device: torch.device | None = None) -> list[in
     return [int(round(v)) for v in counts.tolist()]
 
 
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's `value` (small, picklable), in rank order."""
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    collective("gathering every rank's provenance", dist.all_gather_object, gathered, value)
+    return gathered
+
+
 def _collective_device() -> torch.device:
     """NCCL moves CUDA tensors only; gloo CPU tensors."""
     import torch.distributed as dist

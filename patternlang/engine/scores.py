@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,8 @@ class ScoreSource:
     model: Any
     prompts: tuple[Any, ...]
     patterns: Mapping[str, Any]  # name -> engine Detector
-    spans: tuple[Any, ...] | None = None  # per prompt: its labelled spans (`spans.Labels`) or None
+    spans: Sequence[Any] | None = None  # per prompt: its labelled spans (`spans.Labels`) or None; a
+    # streamed run's read again from its source (`chunks.StreamedPrompts`)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
