@@ -108,6 +108,8 @@ def _strings(tiny: bool) -> tuple[Callable[[list[int]], list[str]], int, tuple[i
     return TokenStrings(SimpleNamespace(tokenizer=tokenizer)), len(tokenizer), tuple(default_special_ids())
 
 
+FULL_SIZE_LAYERS = 3
+"""Layers of random attention at full size (`--layers` changes it): the time is linear in them."""
 WHOLE_UP_TO = 2048
 """The hook_pattern path's scoring is measured beside the block path up to this length (beyond,
 its quadratic tensors take gigabytes on a shared machine)."""
@@ -122,7 +124,9 @@ def run(*, tiny: bool, log=print, lengths: Sequence[int] | None = None, n_patter
     linear in the layers; the memory is not, but for a few sums per layer), and the shortest
     length once more with all of them, to show it (`layers_check`)."""
     all_layers, n_heads = (2, 3) if tiny else SMOLLM2_SHAPE
-    n_layers = n_layers or all_layers
+    # At full size, 3 layers (minutes, not an hour, on 2 cores), with the all-layer check below;
+    # bench/long_context.py scores every layer of the real model.
+    n_layers = n_layers or (all_layers if tiny else FULL_SIZE_LAYERS)
     lengths = tuple(lengths or (TINY_LENGTHS if tiny else FULL_LENGTHS))
     n_patterns = n_patterns or (4 if tiny else 16)
     patterns = pattern_set(n_patterns)
