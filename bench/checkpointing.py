@@ -11,25 +11,24 @@ read a finished run straight back from its checkpoint. Writes bench/results_chec
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402 - after the path is set
-    BENCH_DIR,
     alternate,
     load_bench_model,
     load_loads,
     machine,
     model_label,
+    standalone,
     table,
     time_call,
     token_prompts,
-    write_json,
 )
 
 PATTERNS = ("previous_token_head", "duplicate_token_head", "induction_head", "bos_head")
@@ -111,14 +110,10 @@ def _load(results: dict) -> str:
     return f"{load[0]:.1f}" if load else "unknown"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model (seconds)")
-    args = parser.parse_args()
-    results = run(tiny=args.tiny)
+def main(argv: Sequence[str] | None = None) -> dict:
+    results = standalone("checkpointing", run, argv, description=__doc__.split("\n\n")[0])
     print(render(results))
-    write_json(BENCH_DIR / "results_checkpointing.json", results)
-
+    return results
 
 if __name__ == "__main__":
     main()

@@ -88,12 +88,15 @@ def standalone(name: str, run: Callable[..., dict[str, Any]], argv: Sequence[str
                description: str = "", add_arguments: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """`python bench/<name>.py [--tiny] [--repeats R] [--json PATH] [module options]`: runs the
     module and writes its results (default `bench/results_<name>.json`). Options added by
-    `add_arguments` go to `run` as keywords, except those left at None."""
+    `add_arguments` go to `run` as keywords, except those left at None; `--repeats` only where
+    `run` takes `repeats`."""
     import argparse
+    import inspect
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model at tiny sizes, seconds (CI)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs of every contender (best of them)")
+    if "repeats" in inspect.signature(run).parameters:
+        parser.add_argument("--repeats", type=int, default=None, help="timed runs of every contender (best of them)")
     parser.add_argument("--json", type=Path, default=results_path(name), help="where the results go")
     if add_arguments is not None:
         add_arguments(parser)

@@ -13,17 +13,17 @@ bench/results_distributed.json.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH_DIR, load_loads, machine, table, write_json  # noqa: E402 - after the path is set
+from common import load_loads, machine, standalone, table  # noqa: E402 - after the path is set
 
 PATTERNS = ("previous_token_head", "duplicate_token_head", "induction_head", "bos_head")
 EQUAL_WITHIN = 1e-6
@@ -146,14 +146,10 @@ def target_rows(results: dict) -> list[tuple[str, str, bool | None]]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model (seconds)")
-    args = parser.parse_args()
-    results = run(tiny=args.tiny)
+def main(argv: Sequence[str] | None = None) -> dict:
+    results = standalone("distributed", run, argv, description=__doc__.split("\n\n")[0])
     print(render(results))
-    write_json(BENCH_DIR / "results_distributed.json", results)
-
+    return results
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,6 @@ it writes bench/results_model_aware.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,17 +29,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    BENCH_DIR,
     alternate,
     as_token_lists,
     load_bench_model,
     model_label,
     pattern_set,
     plain_forward,
+    standalone,
     stopped_forward,
     table,
     token_prompts,
-    write_json,
 )
 
 TARGET = 2.0
@@ -148,20 +146,13 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="the hand-set tiny model, a few prompts (CI)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs of every contender (best of them)")
-    parser.add_argument("--prompts", dest="n_prompts", type=int, default=None)
-    parser.add_argument("--tokens", dest="n_tokens", type=int, default=None)
-    parser.add_argument("--json", type=Path, default=BENCH_DIR / "results_model_aware.json",
-                        help="where the results go")
-    args = parser.parse_args(argv)
-    results = run(tiny=args.tiny, repeats=args.repeats, n_prompts=args.n_prompts, n_tokens=args.n_tokens)
-    write_json(args.json, results)
-    print(f"model_aware: results written to {args.json}")
+    def add_arguments(parser):
+        parser.add_argument("--prompts", dest="n_prompts", type=int, default=None)
+        parser.add_argument("--tokens", dest="n_tokens", type=int, default=None)
+
+    results = standalone("model_aware", run, argv, description=__doc__.split("\n\n")[0], add_arguments=add_arguments)
     print(render(results))
     return results
-
 
 if __name__ == "__main__":
     main()
