@@ -15,7 +15,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,30 +121,53 @@ def _check_stat(info: os.stat_result, path: Path, *, bounded: bool = True) -> No
                          f"{_size(MAX_PROMPT_FILE_BYTES)} patternlang reads", hint=_SPLIT_HINT)
 
 
-def _read_bounded(path: Path) -> str:
-    # Non-blocking, so that a file swapped for a FIFO after the stat cannot hang the open.
+def open_prompt_file(path: Path) -> Any:
+    """`path` opened for reading bytes, or an `InputError` saying why not. Non-blocking, so that
+    a file swapped for a FIFO after the stat cannot hang the open."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(os.open(path, flags), "rb") as handle:
-            _check_stat(os.fstat(handle.fileno()), path)
-            data = handle.read(MAX_PROMPT_FILE_BYTES + 1)
+        return open(os.open(path, flags), "rb")
     except FileNotFoundError:
         raise InputError(f"prompt file {_shown(path)} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read prompt file {_shown(path)}: {_reason(exc)}") from None
+
+
+def check_no_nul(data: bytes, path: Path, *, start: int, line_of: Callable[[int], int]) -> None:
+    """A NUL byte in `data` (the file's bytes from byte `start` on) is an error naming its byte and line."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputError(f"prompt file {_shown(path)} is a binary file, not text (a NUL byte at byte {start + nul}, "
+                         f"line {line_of(nul)})", hint="prompt files are UTF-8 text")
+
+
+def decode_utf8(data: bytes, path: Path, *, start: int, line_of: Callable[[int], int]) -> str:
+    """`data` (the file's bytes from byte `start` on) as text; bytes that are not UTF-8 are an error
+    naming their byte and line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"prompt file {_shown(path)} is not UTF-8 text (byte {start + exc.start}, "
+                         f"line {line_of(exc.start)})",
+                         hint="save it as UTF-8 (for example with `iconv -t UTF-8`)") from None
+
+
+def _read_bounded(path: Path) -> str:
+    with open_prompt_file(path) as handle:
+        try:
+            _check_stat(os.fstat(handle.fileno()), path)
+            data = handle.read(MAX_PROMPT_FILE_BYTES + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read prompt file {_shown(path)}: {_reason(exc)}") from None
     if len(data) > MAX_PROMPT_FILE_BYTES:  # it grew after the stat
         raise InputError(f"prompt file {_shown(path)} has more than the {_size(MAX_PROMPT_FILE_BYTES)} "
                          "patternlang reads", hint=_SPLIT_HINT)
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise InputError(f"prompt file {_shown(path)} is a binary file, not text (a NUL byte at byte {nul}, "
-                         f"line {_line_of_byte(data, nul)})", hint="prompt files are UTF-8 text")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"prompt file {_shown(path)} is not UTF-8 text (byte {exc.start}, "
-                         f"line {_line_of_byte(data, exc.start)})",
-                         hint="save it as UTF-8 (for example with `iconv -t UTF-8`)") from None
+
+    def line_of(offset: int) -> int:
+        return _line_of_byte(data, offset)
+
+    check_no_nul(data, path, start=0, line_of=line_of)
+    text = decode_utf8(data, path, start=0, line_of=line_of)
     return text.removeprefix("\ufeff")  # a byte-order mark is not part of the first prompt
 
 

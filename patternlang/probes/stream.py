@@ -111,14 +111,7 @@ class LineFile(PromptSource):
 def _non_blank_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line holding more than whitespace, read a line at a time:
     the same lines, numbers and messages as `files._read_bounded` and `_non_blank_lines`."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        handle = open(os.open(path, flags), "rb")
-    except FileNotFoundError:
-        raise InputError(f"prompt file {_files._shown(path)} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot read prompt file {_files._shown(path)}: {_files._reason(exc)}") from None
-    with handle:
+    with _files.open_prompt_file(path) as handle:
         _files._check_stat(os.fstat(handle.fileno()), path, bounded=False)
         offset, number = 0, 0
         while True:
@@ -129,19 +122,11 @@ def _non_blank_lines(path: Path) -> Iterator[tuple[int, str]]:
             if not raw:
                 return
             number += 1
-            nul = raw.find(b"\x00")
-            if nul >= 0:
-                raise InputError(f"prompt file {_files._shown(path)} is a binary file, not text (a NUL byte at "
-                                 f"byte {offset + nul}, line {number})", hint="prompt files are UTF-8 text")
+            _files.check_no_nul(raw, path, start=offset, line_of=lambda _, line=number: line)
             if len(raw) > MAX_LINE_BYTES:
                 raise InputError(f"prompt file {_files._shown(path)}: line {number} is longer than "
                                  f"{_files._size(MAX_LINE_BYTES)}", hint="no prompt is that long; is this a prompt file?")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"prompt file {_files._shown(path)} is not UTF-8 text (byte {offset + exc.start}, "
-                                 f"line {number})",
-                                 hint="save it as UTF-8 (for example with `iconv -t UTF-8`)") from None
+            text = _files.decode_utf8(raw, path, start=offset, line_of=lambda _, line=number: line)
             offset += len(raw)
             if number == 1:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first prompt
