@@ -113,27 +113,17 @@ def check_matrix_sizes(detectors: Sequence[Detector], lengths: Sequence[int]) ->
             )
 
 
-def detection_tensors(
-    detectors: Sequence[Detector],
-    batch: Batch,
-    *,
-    strings: Any = None,
-    texts: Sequence[Sequence[str]] | None = None,
-    offsets: Sequence[Sequence[tuple[int, int]]] | None = None,
-    syntax: Sequence[Any] | None = None,
-    labels: Sequence[Any] | None = None,
-    predictions: dict[int | None, Tensor] | None = None,
-    special_ids: Sequence[int] = (),
-    device: torch.device | None = None,
-) -> Tensor:
-    """The detection tensors of one batch, `[pattern, batch, query_pos, key_pos]` float32 on `device`.
+def detection_tensors(detectors: Sequence[Detector], batch: Batch, *, device: torch.device | None = None,
+                      **inputs: Any) -> Tensor:
+    """The detection tensors of one batch, `[pattern, batch, query_pos, key_pos]` float32 on `device`:
+    every query row of `detection_block`, on the batch's `batch_features` (`inputs`: its keywords,
+    `strings`, `texts`, `offsets`, `syntax`, `labels`, `predictions`, `special_ids`).
 
     Language patterns share one `BatchFeatures` (built once per batch) and one `evaluate_all`
     call, which writes each pattern straight into the result (no stacked copy).
     """
     device = device or batch.tokens.device
-    features = batch_features(detectors, batch, strings=strings, texts=texts, offsets=offsets, syntax=syntax,
-                              labels=labels, predictions=predictions, special_ids=special_ids, device=device)
+    features = batch_features(detectors, batch, device=device, **inputs)
     return detection_block(detectors, batch, features, 0, batch.tokens.shape[1], device=device)
 
 
