@@ -43,25 +43,34 @@ LOAD = ("import time; t0 = time.perf_counter(); import torch, transformers, tran
 
 # Where a warm start's time goes: the stages of one `patternlang detect` process, timed inside it.
 BREAKDOWN = r'''
-import os, time, json, sys
+import gc, os, time, json, sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as patternlang.cli.main does, before torch loads
 T0 = time.perf_counter(); marks = {}
+collecting = {"seconds": 0.0}
+def on_collection(phase, info):  # every collection the process makes, timed
+    if phase == "start":
+        collecting["started"] = time.perf_counter()
+    else:
+        collecting["seconds"] += time.perf_counter() - collecting["started"]
+gc.callbacks.append(on_collection)
 def mark(name, since):
     now = time.perf_counter(); marks[name] = now - since; return now
 t = T0
 import typer, rich; t = mark("import typer, rich (the CLI)", t)
-import torch; t = mark("import torch", t)
-import transformers; t = mark("import transformers", t)
-import transformer_lens; t = mark("import transformer_lens", t)
-from transformer_lens.model_bridge import TransformerBridge; t = mark("import transformer_lens.model_bridge (with transformers' modelling code)", t)
-import transformers.models.llama.modeling_llama; t = mark("import the Llama model class", t)
-import patternlang.cli as cli
-import patternlang.engine as engine
-import patternlang.library as library
-import patternlang.models as models
-from patternlang.models import loaders, weights_cache
-import patternlang.engine.detection as scoring
-t = mark("import patternlang (CLI, engine, models)", t)
+from patternlang.collector import collector_paused
+with collector_paused():  # as the detect command imports them
+    import torch; t = mark("import torch", t)
+    import transformers; t = mark("import transformers", t)
+    import transformer_lens; t = mark("import transformer_lens", t)
+    from transformer_lens.model_bridge import TransformerBridge; t = mark("import transformer_lens.model_bridge (with transformers' modelling code)", t)
+    import transformers.models.llama.modeling_llama; t = mark("import the Llama model class", t)
+    import patternlang.cli as cli
+    import patternlang.engine as engine
+    import patternlang.library as library
+    import patternlang.models as models
+    from patternlang.models import loaders, weights_cache
+    import patternlang.engine.detection as scoring
+    t = mark("import patternlang (CLI, engine, models)", t)
 def timed(module, name, label):
     original = getattr(module, name)
     def wrapper(*args, **kwargs):
@@ -86,6 +95,7 @@ except SystemExit:
     pass
 marks["the detect command in all (from its arguments to the table)"] = time.perf_counter() - start
 marks["the process in all (from the interpreter's start)"] = time.perf_counter() - T0
+marks["of which garbage collection (gc.callbacks), all stages"] = collecting["seconds"]
 print(json.dumps(list(marks.items())), file=sys.stderr)
 '''
 
@@ -215,7 +225,7 @@ def write_report(report: dict, cases: list[str]) -> None:
     if report["baseline"]:
         other = report["baseline_python"] != report["python"]
         lines.append(f"- **warm, {report['baseline']}**: the same, with the package as it was at commit "
-                     f"{report['baseline']} (before the warm path was made lean)"
+                     f"{report['baseline']}"
                      + (f", run by another virtual environment, in which scipy "
                         f"{'is' if report['baseline_scipy_installed'] else 'is not'} installed" if other else "")
                      + ".")
@@ -228,12 +238,16 @@ def write_report(report: dict, cases: list[str]) -> None:
         cells = [f"{results[row][case]:.1f} s ({report['medians'][row][case]:.1f})" if case in results[row] else ""
                  for case in cases]
         target = TARGETS.get(row)
-        met = ("yes" if results[row]["warm"] <= target else "no") if target else ""
+        met = ""
+        if target:
+            best, median = results[row]["warm"], report["medians"][row]["warm"]
+            met = "yes (best and median)" if median <= target else ("best run only" if best <= target else "no")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {f'<= {target:.0f} s' if target else ''} | {met} |")
         print(f"startup, {row}: " + ", ".join(f"{case} {results[row][case]:.1f} s" for case in cases
                                              if case in results[row]))
     lines += ["", "Where a warm `patternlang detect` spends its time (one instrumented run; the load's parts "
-              "are inside `load_model()` and the scoring's inside `detect()`, both inside the command):", "",
+              "are inside `load_model()` and the scoring's inside `detect()`, both inside the command; the "
+              "end-to-end time above also holds the interpreter's start and exit):", "",
               "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.2f} |" for name, seconds in report["warm_breakdown"]]
     (BENCH / "STARTUP.md").write_text("\n".join(lines) + "\n")

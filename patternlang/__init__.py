@@ -48,8 +48,11 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
+        from .collector import collector_paused
+
         module_name, attribute = _LAZY[name]
-        module = importlib.import_module(module_name)
+        with collector_paused():  # most of these import torch
+            module = importlib.import_module(module_name)
         value = module if attribute is None else getattr(module, attribute)
         globals()[name] = value
         return value

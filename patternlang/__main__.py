@@ -1,6 +1,6 @@
 """`python -m patternlang ...` (and `torchrun -m patternlang detect ...`): the `patternlang` command."""
 
-from patternlang.cli import main
+from patternlang.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

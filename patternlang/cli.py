@@ -6,9 +6,11 @@ Exit codes: 0 fine, 1 a user error (bad rule, file, prompt or argument value),
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
+import threading
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -372,16 +374,19 @@ def detect(
         from .models.resolve import check_model_name
 
         check_model_name(model)
-    from .engine import detect as run_detect
-    from .engine.detection import check_measures
-    from .files import OutputFiles
-    from .library import shipped_patterns
-    from .engine import distributed
-    from .models import load_model
-    from .probes.stream import open_prompts
-    from .heads import check_heads
-    from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
-    from .survey import survey
+    from .collector import collector_paused
+
+    with collector_paused():  # these import torch: see collector_paused
+        from .engine import detect as run_detect
+        from .engine.detection import check_measures
+        from .files import OutputFiles
+        from .library import shipped_patterns
+        from .engine import distributed
+        from .models import load_model
+        from .probes.stream import open_prompts
+        from .heads import check_heads
+        from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
+        from .survey import survey
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
@@ -722,6 +727,45 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(130)
 
 
+def run(argv: Optional[list[str]] = None) -> None:
+    """The `patternlang` command (and `python -m patternlang`): `main`, then a quick exit.
+
+    Once the command is done, tearing the interpreter down (freeing the thousands of modules
+    torch, transformers and TransformerLens import, and the model's tensors) takes over a second
+    on 2 cores and changes nothing the command wrote. So the atexit handlers run, the output is
+    flushed, and the process ends there. While another non-daemon thread runs, or when the
+    command failed with an exception, the interpreter ends as usual.
+    """
+    try:
+        main(argv)
+    except SystemExit as stop:
+        code = _exit_status(stop.code)
+    else:
+        code = 0
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_handlers is None or any(thread.is_alive() and not thread.daemon
+                                        for thread in threading.enumerate()
+                                        if thread is not threading.main_thread()):
+        sys.exit(code)
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): what could be written was
+            pass
+    os._exit(code)
+
+
+def _exit_status(code: object) -> int:
+    """The status `sys.exit(code)` would end the process with (a message is printed, as it does)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # Warnings about the user's data (undefined scores, ...) read like errors, without a source line.
     err.print("patternlang: warning: ", style="bold yellow", end="")
@@ -735,4 +779,4 @@ def _print_error(error: PatternError) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -196,3 +196,59 @@ def test_very_long_arguments_are_clear_errors(capsys, tmp_path):
     assert code == 1 and "Traceback" not in err
     code, _, err = run(capsys, "compile", "bos_head", "--tokens", "a", "--out", str(tmp_path / ("x" * 5000 + ".png")))
     assert code == 1 and "cannot write" in err and "Traceback" not in err
+
+
+# ---- the quick exit of the console script (patternlang.cli.run) --------------------------------
+def _run_script(tmp_path, body: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+@pytest.mark.parametrize("args, code", [(["list", "--json"], 0), (["compile", "no_such_pattern", "--tokens", "a b"], 1),
+                                        (["no-such-command"], 2), (["--help"], 0)])
+def test_the_console_script_keeps_exit_codes_and_all_output(args, code):
+    """`run` ends the process with os._exit after flushing: same codes and the same output as `main`."""
+    quick = subprocess.run([sys.executable, "-m", "patternlang", *args], capture_output=True, text=True, timeout=120)
+    plain = subprocess.run([sys.executable, "-c", f"from patternlang.cli import main; main({args!r})"],
+                           capture_output=True, text=True, timeout=120)
+    assert quick.returncode == plain.returncode == code
+    assert quick.stdout == plain.stdout and quick.stdout.strip() or code != 0
+    assert quick.stderr == plain.stderr
+
+
+def test_the_quick_exit_runs_atexit_handlers_and_flushes_a_pipe(tmp_path):
+    done = _run_script(tmp_path, """
+        import atexit, pathlib, sys
+        from patternlang.cli import run
+        atexit.register(lambda: pathlib.Path("atexit-ran").write_text("yes"))
+        sys.stdout.write("x" * 200_000)  # more than a pipe holds: still buffered when run ends
+        run(["list", "--json"])
+    """)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "atexit-ran").read_text() == "yes"
+    assert done.stdout.startswith("x" * 200_000) and json.loads(done.stdout[200_000:])
+
+
+def test_the_quick_exit_waits_for_other_threads(tmp_path):
+    """A non-daemon thread still running (a user's plugin, a writer) gets the interpreter's usual wait."""
+    done = _run_script(tmp_path, """
+        import pathlib, threading, time
+        from patternlang.cli import run
+        def late():
+            time.sleep(1.0)
+            pathlib.Path("thread-finished").write_text("yes")
+        threading.Thread(target=late).start()
+        run(["list", "--json"])
+    """)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "thread-finished").read_text() == "yes"
+
+
+@pytest.mark.parametrize("code, status, message", [(None, 0, ""), (3, 3, ""), ("stopped: why", 1, "stopped: why")])
+def test_exit_status_matches_sys_exit(code, status, message, capsys):
+    from patternlang.cli import _exit_status
+
+    assert _exit_status(code) == status
+    assert capsys.readouterr().err.strip() == message

@@ -6,8 +6,11 @@ directories, and a hand-written HookedTransformer forward pass for legacy `.pt` 
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import math
+import weakref
 from pathlib import Path
 
 import pytest
@@ -198,6 +201,54 @@ def test_load_model_uses_a_registered_loader_and_records_quantisation(registry):
     assert load_model("my-q8-model", device="cpu", dtype="bf16") is model  # cached like any other
     assert len(made) == 1
     assert model_facts(model).quantisation == "Q8_0 GGUF, de-quantised to bfloat16"
+
+
+def test_the_collector_is_paused_while_a_model_loads(registry):
+    seen: list = []
+    loader = fake_loader("fake-gc", "my-gc-model")
+    loading = loader.load
+
+    def load(target, *, device, dtype):
+        seen.append(gc.isenabled())
+        return loading(target, device=device, dtype=dtype)
+
+    registry.register_model_loader(dataclasses.replace(loader, load=load), before="hub")
+    assert gc.isenabled()
+    load_model("my-gc-model", device="cpu")
+    assert seen == [False] and gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_collector_paused_restores_the_collector_and_still_frees_cycles():
+    from patternlang.collector import collector_paused
+
+    class Node:
+        pass
+
+    with collector_paused():
+        assert not gc.isenabled()
+        node = Node()
+        node.itself = node  # a cycle: only the collector frees it
+        freed = weakref.ref(node)
+        del node
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # moved to the oldest generation, not kept frozen
+    gc.collect()
+    assert freed() is None
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
+    kept = [Node()]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            kept.append(Node())
+        assert gc.get_freeze_count() >= frozen  # a caller's frozen objects stay frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_registering_twice_or_before_a_missing_loader_fails(registry):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from patternlang.collector import collector_paused
 from patternlang.errors import ModelLoadError
 from patternlang.models.facts import record_quantisation
 from patternlang.models.registry import model_loader
@@ -40,20 +41,26 @@ def load_model(name: str | Path | None = None, *, device: str | torch.device | N
     >>> model = load_model("gpt2", device="cuda")  # from the Hugging Face hub      # doctest: +SKIP
     """
     spec = resolve_model_spec(name)
-    torch_dtype = as_dtype(dtype)
-    device_name = as_device(device)
-    key = (spec.source, str(spec.target), device_name, str(torch_dtype))
-    model = _MODEL_CACHE.get(key)
-    if model is None:
-        loader = model_loader(spec.source)
-        model = loader.load(spec.target, device=device_name, dtype=torch_dtype)
-        modules = getattr(model, "modules", None)
-        if modules is None or any(module.training for module in modules()):  # eval() costs a bridge 0.06 s
-            model.eval()
-        if loader.quantisation is not None:
-            dtype_name = str(torch_dtype).removeprefix("torch.")
-            record_quantisation(model, f"{loader.quantisation}, de-quantised to {dtype_name}")
-        _MODEL_CACHE[key] = model
+    with collector_paused():  # the first call imports torch, transformers and TransformerLens
+        torch_dtype = as_dtype(dtype)
+        device_name = as_device(device)
+        key = (spec.source, str(spec.target), device_name, str(torch_dtype))
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            model = _load(spec, device_name, torch_dtype)
+            _MODEL_CACHE[key] = model
+    return model
+
+
+def _load(spec: Any, device_name: str, torch_dtype: torch.dtype) -> Any:
+    loader = model_loader(spec.source)
+    model = loader.load(spec.target, device=device_name, dtype=torch_dtype)
+    modules = getattr(model, "modules", None)
+    if modules is None or any(module.training for module in modules()):  # eval() costs a bridge 0.06 s
+        model.eval()
+    if loader.quantisation is not None:
+        dtype_name = str(torch_dtype).removeprefix("torch.")
+        record_quantisation(model, f"{loader.quantisation}, de-quantised to {dtype_name}")
     return model
 
 
