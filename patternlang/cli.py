@@ -389,7 +389,7 @@ def detect(
 
     with collector_paused():  # these import torch: see collector_paused
         from .engine import detect as run_detect
-        from .engine.detection import check_measures
+        from .engine.detection import check_measures, span_readers, unlabelled_prompts_error
         from .files import OutputFiles
         from .library import shipped_patterns
         from .engine import distributed
@@ -424,7 +424,10 @@ def detect(
     if heatmap_measure is not None:
         _check_heatmap_measure(heatmap_measure, measures, chosen, heatmap, survey=prompt_set is None)
     if prompt_set is not None:  # one pass over the file: every line checked, and counted for the progress bar
-        prompt_set.total = _check_prompt_stream(prompt_set, model)
+        prompt_set.total, labelled = _check_prompt_stream(prompt_set, model)
+        readers = span_readers(chosen)
+        if readers and not labelled:
+            raise unlabelled_prompts_error(readers[0])
     if attention not in ("auto", "blocks", "pattern"):
         raise InputError(f"--attention must be auto, blocks or pattern, got {attention!r}")
     rank = distributed.torchrun_rank()
@@ -466,15 +469,17 @@ def detect(
         out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
 
 
-def _check_prompt_stream(source, model_name: Optional[str]) -> int:
+def _check_prompt_stream(source, model_name: Optional[str]) -> tuple[int, bool]:
     """Read a streamed prompt file once before the model loads: every entry checked (token ids
-    against the embedded model's vocabulary where that is known), memory flat; its count."""
+    against the embedded model's vocabulary where that is known), memory flat; its count, and
+    whether any entry has labelled spans."""
     from .prompts import check_token_ids
     from .tokenize import vocabulary_size_before_loading
 
     d_vocab = None
-    count, block, numbers = 0, [], []
-    for prompt, _spans in source:
+    count, block, numbers, labelled = 0, [], [], False
+    for prompt, spans in source:
+        labelled = labelled or spans is not None
         if not isinstance(prompt, str):
             if d_vocab is None:  # known for the embedded model alone; -1: checked once the model loads
                 d_vocab = vocabulary_size_before_loading(model_name) or -1
@@ -487,7 +492,7 @@ def _check_prompt_stream(source, model_name: Optional[str]) -> int:
         count += 1
     if block:
         check_token_ids(block, d_vocab=d_vocab, vocabulary="the embedded model's", indices=numbers)
-    return count
+    return count, labelled
 
 
 def _check_heatmap_measure(name: str, measures: tuple[str, ...] | None, patterns: list, heatmap: List[Path], *,

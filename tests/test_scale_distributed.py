@@ -46,12 +46,44 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str, prompts: s
             dist.destroy_process_group()
 
 
-def spawn(tmp_path: Path, fail_rank: int = -1) -> Path:
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("\n".join(texts(27, seed=7)) + "\n")
+# Labelled prompts: the even lines have spans, the odd ones none, so rank 1 of 2 reads no spans at all.
+SPAN_RULES = ['attend k where span[q] == "END" and span[k] == "IO"', "previous_token_head"]
+LABELLED_TEXT = "abcabdcabfe"  # one token per character (the CharTokenizer)
+LABELLED_SPANS = {"IO": [[1, 2]], "END": [[10, 11]]}
+
+
+def write_half_labelled(path: Path, n: int = 10) -> Path:
+    lines = [{"text": LABELLED_TEXT, "spans": LABELLED_SPANS} if i % 2 == 0 else {"text": LABELLED_TEXT[: 3 + i]}
+             for i in range(n)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _labelled_worker(rank: int, world_size: int, init_file: str, out_dir: str, prompts: str, fail_rank: int) -> None:
+    import torch.distributed as dist
+
+    from patternlang.testing.predicting import make_predicting_model
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        scores = detect(make_predicting_model(1.0), Path(prompts), SPAN_RULES, progress=False, chunk_size=3)
+        torch.save({"values": scores.values, "n_rows": [scores.evidence[p].n_rows for p in scores.patterns]},
+                   f"{out_dir}/rank{rank}.pt")
+    except InputError as error:
+        Path(out_dir, f"error{rank}.txt").write_text(str(error))
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(tmp_path: Path, fail_rank: int = -1, *, worker=_worker, prompts: Path | None = None) -> Path:
+    if prompts is None:
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("\n".join(texts(27, seed=7)) + "\n")
     out = tmp_path / "out"
     out.mkdir()
-    context = mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out), str(prompts), fail_rank), nprocs=2,
+    context = mp.spawn(worker, args=(2, str(tmp_path / "init"), str(out), str(prompts), fail_rank), nprocs=2,
                        join=False)
     deadline = time.monotonic() + 300
     while not context.join(timeout=5):
@@ -77,6 +109,24 @@ def test_two_ranks_give_the_single_process_scores(tmp_path):
                                        equal_nan=True)
             e = single.evidence[name]
             assert got["evidence"][name] == [e.n_rows, e.n_prompts, e.n_prompts_run]
+
+
+def test_a_rank_whose_prompts_have_no_spans_still_scores_a_labelled_file(tmp_path):
+    """Whether a streamed file is labelled is decided over all ranks, at the end: rank 1 reads only
+    unlabelled lines, and both ranks give the single-process scores."""
+    from patternlang.testing.predicting import make_predicting_model
+
+    prompts = write_half_labelled(tmp_path / "half.jsonl")
+    out = spawn(tmp_path, worker=_labelled_worker, prompts=prompts)
+    assert not list(out.glob("error*.txt")), [p.read_text() for p in out.glob("error*.txt")]
+    single = detect(make_predicting_model(1.0), prompts, SPAN_RULES, progress=False, chunk_size=3)
+    assert single.evidence[single.patterns[0]].n_rows == 5  # one END row per labelled prompt
+    for rank in range(2):
+        got = torch.load(out / f"rank{rank}.pt", weights_only=True)
+        assert got["n_rows"] == [single.evidence[p].n_rows for p in single.patterns]
+        for measure in single.measures:
+            torch.testing.assert_close(got["values"][measure], single.values[measure], atol=1e-6, rtol=0,
+                                       equal_nan=True)
 
 
 def test_a_failing_rank_fails_the_others_instead_of_hanging(tmp_path):

@@ -272,3 +272,42 @@ def test_detect_reads_at_most_a_chunk_ahead_of_what_it_scored(model, monkeypatch
     detect(model, prompts(), "previous_token_head", progress=False, chunk_size=4, batch_size=2)
     assert len(read_at_batch) == 10
     assert max(n_read - 2 * batch for batch, n_read in enumerate(read_at_batch)) <= 4  # one chunk, no more
+
+
+# ---- labelled spans in a streamed file ------------------------------------------------------------
+def test_a_labelled_file_whose_first_chunk_has_no_spans_scores_like_the_whole_file(tmp_path):
+    """Whether a streamed file labels its prompts is known once it is read: a first chunk without
+    spans is no error (it was), and the scores equal those of the file read whole."""
+    from patternlang.testing.predicting import make_predicting_model
+    from tests.test_scale_distributed import LABELLED_SPANS, LABELLED_TEXT, SPAN_RULES
+
+    path = tmp_path / "late.jsonl"
+    lines = [{"text": LABELLED_TEXT[:5]}] * 4 + [{"text": LABELLED_TEXT, "spans": LABELLED_SPANS}] * 3
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    model = make_predicting_model(1.0)
+    whole = detect(model, from_file(path), SPAN_RULES, progress=False)
+    streamed = detect(model, path, SPAN_RULES, progress=False, chunk_size=2)
+    assert_same_scores(whole, streamed)
+    assert streamed.evidence[streamed.patterns[0]].n_rows == 3  # the END row of each labelled prompt
+    folder = tmp_path / "checkpoint"  # a finished run's checkpoint remembers that the file was labelled
+    detect(model, path, SPAN_RULES, progress=False, chunk_size=2, checkpoint=folder)
+    assert_same_scores(whole, detect(model, path, SPAN_RULES, progress=False, chunk_size=2, checkpoint=folder))
+
+
+def test_a_span_pattern_on_a_streamed_file_without_spans_is_an_error(tmp_path, capsys, monkeypatch):
+    from patternlang.testing.predicting import make_predicting_model
+    from tests.test_cli import run
+    from tests.test_scale_distributed import SPAN_RULES
+
+    path = tmp_path / "bare.jsonl"
+    path.write_text("".join(json.dumps({"text": "abcab"}) + "\n" for _ in range(5)))
+    with pytest.raises(InputError, match="reads labelled spans .* but the prompts have none"):
+        detect(make_predicting_model(1.0), path, SPAN_RULES, progress=False, chunk_size=2)
+    import patternlang.models as models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the prompt file was checked")
+
+    monkeypatch.setattr(models, "load_model", no_model)
+    code, _, err = run(capsys, "detect", "name_mover_head", "--prompts", str(path))
+    assert code == 1 and "reads labelled spans" in err and "JSONL prompt file" in err

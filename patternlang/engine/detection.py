@@ -173,8 +173,10 @@ def detect(
         reader.resume_at = (int(saved["position"]), str(saved["digest"]))
         reader.skip = set(saved["done"].tolist())
     every = checkpoint_every or DEFAULT_CHECKPOINT_EVERY
+    # "labelled": some prompt read has spans (before a restart too), so span patterns can be scored
     run = {"chunk": None, "done": [], "lengths": [], "since_saved": 0, "scored": 0,
-           "labelled": isinstance(source, InMemoryPrompts) and source.spans is not None}
+           "labelled": (saved is not None and bool(saved.get("labelled", False)))
+           or (isinstance(source, InMemoryPrompts) and source.spans is not None)}
     total = getattr(source, "total", None)
 
     def save(finished: bool = False) -> None:
@@ -187,7 +189,7 @@ def detect(
             position, digest = chunk.start, chunk.start_digest
             done = sorted(set(run["done"]) | {i for i in reader.skip if i >= position})
         saver.save({"accumulator": accumulator.state_dict(), "position": position, "digest": digest,
-                    "done": torch.tensor(done, dtype=torch.long), **counts})
+                    "done": torch.tensor(done, dtype=torch.long), "labelled": run["labelled"], **counts})
 
     def on_batch(positions: Sequence[int]) -> None:
         run["done"].extend(run["chunk"].indices[i] for i in positions)
@@ -208,8 +210,8 @@ def detect(
             token_lists = tokenize(model, chunk.items, prepend_bos=prepend_bos, indices=chunk.indices)
             texts = split_character_texts(model, chunk.items, token_lists, detectors)
             offsets = prompt_offsets(model, chunk.items, token_lists, detectors)
-            labels = chunk_labels(chunk.spans, detectors, labelled=run["labelled"])
-            run["labelled"] = run["labelled"] or bool(labels)
+            labels = chunk_labels(chunk.spans, detectors)
+            run["labelled"] = run["labelled"] or any(row is not None for row in chunk.spans)
             syntax = prompt_syntax(model, chunk.items, token_lists, detectors)
             check_matrix_sizes(detectors, [t.numel() for t in token_lists])
             accumulator.reserve_prompts(chunk.indices[-1] + 1)
@@ -242,6 +244,9 @@ def detect(
     accumulator.trim_prompts(n_prompts_read)
     if n_prompts == 0:
         raise InputError(f"no prompts to score in {source.name}", hint="give at least one prompt")
+    readers = span_readers(detectors)
+    if readers and not run["labelled"]:  # the same on every rank: all of them say it
+        raise unlabelled_prompts_error(readers[0])
     tallies = accumulator.result()
     settings = {
         "exclusions": {d.name: {"bos": e.bos, "current": e.current} for d, e in zip(detectors, exclusions)},
@@ -377,6 +382,7 @@ def score_tokens(
     if outputs is not None and outputs.z:
         accumulator.W_O, accumulator.readout = model.W_O.detach(), readout
     strings = TokenStrings(model) if facts.tokenizer is not None else None
+    reads_spans = bool(span_readers(detectors))
     specials = facts.special_ids
     padding = facts.pad_id
     layers = sorted(heads)
@@ -392,7 +398,8 @@ def score_tokens(
             rows = _batch_texts(indices, token_lists, texts, strings) if texts else None
             spans = [offsets[index] for index in indices] if offsets else None
             parsed = [syntax[index] for index in indices] if syntax else None
-            labelled = [labels.get(index) for index in indices] if labels else None
+            # A batch of a labelled run whose prompts have no spans of their own reads "" everywhere.
+            labelled = [labels.get(index) for index in indices] if labels is not None and reads_spans else None
             passed = None
             if outputs is not None:  # one pass to the logits first, its attention kept
                 passed = (outputs_source(batch.tokens) if outputs_source is not None
@@ -487,17 +494,26 @@ def prompt_labels(prompt_set: Any, detectors: Sequence[Detector]) -> dict[int, A
     They come with a prompt set (`Prompts.spans`: the `ioi` and `needle` probes, JSONL files
     with "spans"); a pattern reading them on prompts without any is an error before any forward
     pass. A prompt of a labelled set without spans of its own reads "" everywhere."""
-    needing = [d.name for d in detectors if "spans" in getattr(d.pattern, "needs", ())]
+    needing = span_readers(detectors)
     if not needing:
         return {}
     from patternlang import probes
 
     spans = prompt_set.spans if isinstance(prompt_set, probes.Prompts) else None
     if spans is None:
-        raise InputError(f"pattern {needing[0]!r} reads labelled spans (span[...]), but the prompts have none",
-                         hint="use a probe that labels its prompts (ioi, needle), a JSONL prompt file with "
-                              "\"spans\", or Prompts(texts=..., spans=...)")
+        raise unlabelled_prompts_error(needing[0])
     return {index: row for index, row in enumerate(spans) if row is not None}
+
+
+def span_readers(patterns: Sequence[Any]) -> list[str]:
+    """The names of the patterns (or detectors) that read labelled spans (`span[...]`)."""
+    return [p.name for p in patterns if "spans" in getattr(getattr(p, "pattern", p), "needs", ())]
+
+
+def unlabelled_prompts_error(pattern: str) -> InputError:
+    return InputError(f"pattern {pattern!r} reads labelled spans (span[...]), but the prompts have none",
+                      hint="use a probe that labels its prompts (ioi, needle), a JSONL prompt file with "
+                           "\"spans\", or Prompts(texts=..., spans=...)")
 
 
 def check_labels_given(source: Any, detectors: Sequence[Detector]) -> None:
@@ -507,19 +523,15 @@ def check_labels_given(source: Any, detectors: Sequence[Detector]) -> None:
         prompt_labels(source.prompts, detectors)
 
 
-def chunk_labels(spans: Sequence[Any], detectors: Sequence[Detector], *, labelled: bool = False) -> dict[int, Any]:
+def chunk_labels(spans: Sequence[Any], detectors: Sequence[Detector]) -> dict[int, Any]:
     """A chunk's labelled spans by position in the chunk, when a pattern reads `span`; else {}.
 
-    `labelled`: the source is known to label its prompts (a labelled `Prompts`, or an earlier
-    chunk had spans); a prompt without spans of its own then reads "" everywhere. Otherwise a
-    first chunk without any labelled prompt is the error `prompt_labels` raises."""
-    needing = [d.name for d in detectors if "spans" in getattr(d.pattern, "needs", ())]
-    if not needing:
+    A prompt without spans of its own reads "" everywhere. Whether a streamed source labels any
+    of its prompts is known only once it is read (on every rank): `detect` says so at the end
+    (the CLI reads a prompt file once before the model loads, and says so at once)."""
+    if not span_readers(detectors):
         return {}
-    labels = {index: row for index, row in enumerate(spans) if row is not None}
-    if not labels and not labelled:
-        prompt_labels(None, detectors)  # raises: none of these prompts is labelled
-    return labels
+    return {index: row for index, row in enumerate(spans) if row is not None}
 
 
 def prompt_source(prompts: Any, model: Any) -> Any:
