@@ -511,6 +511,7 @@ def span_readers(patterns: Sequence[Any]) -> list[str]:
 
 
 def unlabelled_prompts_error(pattern: str) -> InputError:
+    """The error for a pattern reading labelled spans on prompts none of which has any."""
     return InputError(f"pattern {pattern!r} reads labelled spans (span[...]), but the prompts have none",
                       hint="use a probe that labels its prompts (ioi, needle), a JSONL prompt file with "
                            "\"spans\", or Prompts(texts=..., spans=...)")
