@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="session")
@@ -10,3 +16,13 @@ def embedded_model():
     from patternlang.models import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def import_bench():
+    """`import_bench(name)`: the module `bench/name.py` (bench/ is on sys.path while the tests run)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(str(BENCH))

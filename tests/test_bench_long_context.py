@@ -6,24 +6,15 @@ Nothing here is timed; this keeps the benchmark from rotting.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
-def long_context():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import long_context
-
-        yield long_context
-    finally:
-        sys.path.remove(str(BENCH))
+def long_context(import_bench):
+    return import_bench("long_context")
 
 
 def test_long_context_runs_tiny_and_renders_from_its_results(long_context, tmp_path, capsys):

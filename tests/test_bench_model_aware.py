@@ -4,23 +4,14 @@ with --tiny) and still runs, once, on the hand-set tiny model. Nothing here is t
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture(scope="module")
-def model_aware():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import model_aware
-
-        yield model_aware
-    finally:
-        sys.path.remove(str(BENCH))
+def model_aware(import_bench):
+    return import_bench("model_aware")
 
 
 def test_model_aware_runs_renders_its_results_and_writes_json(model_aware, tmp_path, capsys):

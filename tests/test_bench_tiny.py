@@ -11,30 +11,18 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.conftest import BENCH
 
 
 @pytest.fixture(scope="module")
-def bench_modules():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import gpu
-        import overhead
-        import run_all
-        import scaling
-        import vs_transformer_lens
-
-        yield {"vs_transformer_lens": vs_transformer_lens, "overhead": overhead, "scaling": scaling,
-               "run_all": run_all, "gpu": gpu}
-    finally:
-        sys.path.remove(str(BENCH))
+def bench_modules(import_bench):
+    return {name: import_bench(name) for name in ("vs_transformer_lens", "overhead", "scaling", "run_all", "gpu")}
 
 
 @pytest.fixture(scope="module")
