@@ -348,9 +348,8 @@ def test_json_file_and_unknown_suffixes(shown, tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture
-def hand_set_cli(monkeypatch, model):
-    """`patternlang show` with the hand-set model in place of a loaded one; records each load."""
+def serve_instead_of_loading(monkeypatch, model) -> list:
+    """The CLI gets `model` whenever it loads one; the returned list records each name asked for."""
     loads = []
 
     def load_model(name=None, **kwargs):
@@ -359,6 +358,12 @@ def hand_set_cli(monkeypatch, model):
 
     monkeypatch.setattr("patternlang.models.load_model", load_model)
     return loads
+
+
+@pytest.fixture
+def hand_set_cli(monkeypatch, model):
+    """`patternlang show` with the hand-set model in place of a loaded one; records each load."""
+    return serve_instead_of_loading(monkeypatch, model)
 
 
 def test_cli_show_prints_the_grids_and_writes_files(capsys, tmp_path, hand_set_cli):

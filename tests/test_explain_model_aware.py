@@ -17,6 +17,7 @@ from patternlang.explanation import explain
 from patternlang.prompts import Prompts
 from patternlang.testing.predicting import COPY_WEIGHT, PREDICTION_HEAD, make_predicting_model
 from tests.test_cli import run
+from tests.test_explain import serve_instead_of_loading
 
 PRED_RULE = "attend k where tok[k] == pred[q] and k < q"
 TEXT = "abcabdcabfe"  # BOS is prepended
@@ -122,15 +123,7 @@ def test_a_span_pattern_on_a_prompt_without_spans_says_how_to_give_them(model):
 @pytest.fixture
 def predicting_cli(monkeypatch):
     """`patternlang show` with the hand-set predicting model in place of a loaded one; records each load."""
-    loads = []
-    model = make_predicting_model(-1.0)
-
-    def load_model(name=None, **kwargs):
-        loads.append(name)
-        return model
-
-    monkeypatch.setattr("patternlang.models.load_model", load_model)
-    return loads
+    return serve_instead_of_loading(monkeypatch, make_predicting_model(-1.0))
 
 
 def test_cli_show_draws_a_labelled_prompt_of_a_jsonl_file(capsys, tmp_path, predicting_cli):
