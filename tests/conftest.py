@@ -26,3 +26,14 @@ def import_bench():
         yield importlib.import_module
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def tl_checkpoint(tmp_path_factory):
+    """A TransformerLens legacy model.pt + model.json (2 layers) with a word-level tokenizer beside it."""
+    from tests.test_models import legacy_config, legacy_state_dict, tiny_tokenizer, write_checkpoint
+
+    directory = tmp_path_factory.mktemp("model")
+    cfg = legacy_config()
+    tiny_tokenizer(cfg["d_vocab"]).save_pretrained(directory)
+    return str(write_checkpoint(directory, cfg, legacy_state_dict(cfg)))

@@ -151,16 +151,6 @@ def test_bad_checkpoint_folders_and_files(model, prompt_file, tmp_path):
 
 
 # ---- the CLI, killed ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tl_checkpoint(tmp_path_factory):
-    from tests.test_models import legacy_config, legacy_state_dict, tiny_tokenizer, write_checkpoint
-
-    directory = tmp_path_factory.mktemp("model")
-    cfg = legacy_config()
-    tiny_tokenizer(cfg["d_vocab"]).save_pretrained(directory)
-    return str(write_checkpoint(directory, cfg, legacy_state_dict(cfg)))
-
-
 def word_prompts(n: int) -> str:
     import random
 

@@ -138,16 +138,6 @@ def test_a_failing_rank_fails_the_others_instead_of_hanging(tmp_path):
     assert float(seconds) < 50  # the peer's closed connection, well before the group's timeout
 
 
-@pytest.fixture(scope="module")
-def tl_checkpoint(tmp_path_factory):
-    from tests.test_models import legacy_config, legacy_state_dict, tiny_tokenizer, write_checkpoint
-
-    directory = tmp_path_factory.mktemp("model")
-    cfg = legacy_config()
-    tiny_tokenizer(cfg["d_vocab"]).save_pretrained(directory)
-    return str(write_checkpoint(directory, cfg, legacy_state_dict(cfg)))
-
-
 def test_torchrun_cli_two_processes(tmp_path, tl_checkpoint, capsys):
     from tests.test_cli import run
     from tests.test_scale_checkpoint import word_prompts
