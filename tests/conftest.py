@@ -37,3 +37,14 @@ def tl_checkpoint(tmp_path_factory):
     cfg = legacy_config()
     tiny_tokenizer(cfg["d_vocab"]).save_pretrained(directory)
     return str(write_checkpoint(directory, cfg, legacy_state_dict(cfg)))
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """`load_model` fails the test if called: for what must be refused before the model loads."""
+    import patternlang.models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(patternlang.models, "load_model", refuse)

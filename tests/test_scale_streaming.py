@@ -294,7 +294,7 @@ def test_a_labelled_file_whose_first_chunk_has_no_spans_scores_like_the_whole_fi
     assert_same_scores(whole, detect(model, path, SPAN_RULES, progress=False, chunk_size=2, checkpoint=folder))
 
 
-def test_a_span_pattern_on_a_streamed_file_without_spans_is_an_error(tmp_path, capsys, monkeypatch):
+def test_a_span_pattern_on_a_streamed_file_without_spans_is_an_error(tmp_path, capsys, no_model):
     from patternlang.testing.predicting import make_predicting_model
     from tests.test_cli import run
     from tests.test_scale_distributed import SPAN_RULES
@@ -303,11 +303,5 @@ def test_a_span_pattern_on_a_streamed_file_without_spans_is_an_error(tmp_path, c
     path.write_text("".join(json.dumps({"text": "abcab"}) + "\n" for _ in range(5)))
     with pytest.raises(InputError, match="reads labelled spans .* but the prompts have none"):
         detect(make_predicting_model(1.0), path, SPAN_RULES, progress=False, chunk_size=2)
-    import patternlang.models as models
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("the model was loaded before the prompt file was checked")
-
-    monkeypatch.setattr(models, "load_model", no_model)
     code, _, err = run(capsys, "detect", "name_mover_head", "--prompts", str(path))
     assert code == 1 and "reads labelled spans" in err and "JSONL prompt file" in err
