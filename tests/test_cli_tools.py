@@ -12,7 +12,7 @@ from patternlang.engine.detection import check_measures
 from patternlang.errors import ErrorGroup, InputError
 from patternlang.library import check_files
 from tests.test_cli import run
-from tests.test_cli_detect import checkpoint, no_model, prompts  # noqa: F401 - fixtures
+from tests.test_cli_detect import checkpoint, prompts  # noqa: F401 - fixtures
 
 
 # ---- list FILE -----------------------------------------------------------------------------------

@@ -201,11 +201,9 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_scores(tmp_path, tl_check
     assert code == 1 and "belongs to another run" in err and "Traceback" not in err
 
 
-def test_cli_options_that_need_a_prompt_file_exit_1_before_the_model_loads(capsys, tmp_path, monkeypatch):
+def test_cli_options_that_need_a_prompt_file_exit_1_before_the_model_loads(capsys, tmp_path, no_model):
     from tests.test_cli import run
-    from tests.test_cli_detect import _model_must_not_load
 
-    _model_must_not_load(monkeypatch)
     prompts = tmp_path / "p.txt"
     prompts.write_text("w1 w2\n")
     for args, message in [(["--checkpoint", str(tmp_path / "c")], "--checkpoint needs --prompts FILE"),
