@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
+from patternlang.engine.copying import LayerOutputs
 from patternlang.engine.measures import (
     MEASURES,
     BatchTargets,
@@ -31,6 +33,7 @@ from patternlang.engine.measures import (
     prepare_targets,
     wide_dtype,
 )
+from patternlang.engine.provenance import merge_attention_paths
 
 
 def asked_heads(heads: dict[int, tuple[int, ...] | None], n_layers: int, n_heads: int) -> Tensor:
@@ -157,10 +160,17 @@ class Accumulator:
             self.per_prompt = {m: torch.full((per_prompt, n_layers, n_patterns, n_heads), math.nan)
                                for m in measures}
         self._batch_indices: Tensor | None = None
-        self.outputs = None  # the batch's model outputs (`model_outputs.BatchOutputs`), for `copying`
-        self.W_O = None  # the model's [layer, head, d_head, d_model], for `copying`
-        self.readout = None
-        self.attention: dict | None = None  # which path read the attention (`blocked.merge_attention_paths`)
+        self._attention: dict | None = None  # which path read the attention (`record_path`)
+
+    @property
+    def attention(self) -> dict | None:
+        """Which path read the attention of the sums so far (`blocked.merge_attention_paths`'s form)."""
+        return self._attention
+
+    def record_path(self, path: dict[str, Any] | None) -> None:
+        """Join `path` (how some of the sums' attention was read) to the provenance kept."""
+        if path is not None:
+            self._attention = merge_attention_paths(self._attention, path)
 
     def start_batch(self, detection: Tensor, lengths: Tensor, indices: list[int] | None = None) -> None:
         """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`;
@@ -226,11 +236,13 @@ class Accumulator:
             attention = attention.to(self.device)
         return attention if heads is None else attention.index_select(1, heads)
 
-    def add_layer(self, layer: int, attention: Tensor) -> None:
-        """Reduce one layer's attention `[batch, head_index, q, k]` into the running sums."""
+    def add_layer(self, layer: int, attention: Float[Tensor, "batch head_index query_pos key_pos"],
+                  outputs: LayerOutputs | None = None) -> None:
+        """Reduce one layer's attention `[batch, head_index, q, k]` into the running sums
+        (`outputs`: the layer's outputs, every head, for measures that read them: `copying`)."""
         heads = self.head_index[layer]
         attention = self.chosen_heads(layer, attention)
-        extras = self._layer_outputs(layer, heads)
+        extras = self._layer_outputs(outputs, heads)
         for number, (targets, denominators) in enumerate(zip(self._batch, self._batch_denominators)):
             for measure, partial in partial_sums(attention, targets, self.measures, extras).items():
                 self.add_partials(layer, number, measure, partial, denominators)
@@ -248,16 +260,15 @@ class Accumulator:
         if self.per_prompt is not None:
             self._keep_per_prompt(measure, layer, index, heads, partial, denominator)
 
-    def _layer_outputs(self, layer: int, heads: Tensor | None):
-        if self.outputs is None or layer not in self.outputs.z:
+    def _layer_outputs(self, outputs: LayerOutputs | None, heads: Tensor | None) -> LayerOutputs | None:
+        """A layer's outputs on the accumulator's device, its asked heads alone."""
+        if outputs is None:
             return None
-        from patternlang.engine.copying import LayerOutputs
-
-        z, W_O = self.outputs.z[layer].to(self.device), self.W_O[layer].to(self.device)
+        z, W_O = outputs.z.to(self.device), outputs.W_O.to(self.device)
         if heads is not None:
             z, W_O = z.index_select(2, heads), W_O.index_select(0, heads)
-        return LayerOutputs(z, W_O, self.outputs.final_scale.to(self.device), self.outputs.tokens.to(self.device),
-                            self.readout)
+        return LayerOutputs(z, W_O, outputs.final_scale.to(self.device), outputs.tokens.to(self.device),
+                            outputs.readout)
 
     def _scatter(self, rows: Tensor, index: Tensor, heads: Tensor | None, values: Tensor) -> None:
         """Add `values` `[group pattern, chosen head]` into `rows` `[pattern, head]`."""
@@ -320,8 +331,8 @@ class Accumulator:
     # These walk every running-sum tensor the accumulator holds (`running_sums`), whatever the
     # measures' arithmetic adds, so that saving, loading and summing across ranks cover them all.
 
-    _NOT_SUMS = frozenset({"head_index", "group_index", "per_prompt", "W_O", "readout", "outputs",
-                           "_batch", "_batch_denominators", "_batch_indices"})
+    _NOT_SUMS = frozenset({"head_index", "group_index", "per_prompt", "_batch", "_batch_denominators",
+                           "_batch_indices"})
 
     def running_sums(self) -> dict[str, Tensor]:
         """Every running sum by a stable name (`"sums/mass"`, `"target_rows"`, ...): the tensors
@@ -346,7 +357,7 @@ class Accumulator:
             "n_prompts": self.n_prompts,
             "sums": {name: tensor.detach().cpu().clone() for name, tensor in self.running_sums().items()},
             "per_prompt": None if self.per_prompt is None else dict(self.per_prompt),
-            "attention": self.attention,
+            "attention": self._attention,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -361,7 +372,7 @@ class Accumulator:
                                  f"not {tuple(tensor.shape)}")
             tensor.copy_(sums[name].to(tensor.device, tensor.dtype))
         self.n_prompts = int(state["n_prompts"])
-        self.attention = state.get("attention")
+        self._attention = state.get("attention")
         if (state.get("per_prompt") is None) != (self.per_prompt is None):
             raise ValueError("the saved state and this run differ in keeping per-prompt scores")
         if self.per_prompt is not None:

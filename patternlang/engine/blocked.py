@@ -27,6 +27,7 @@ from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, 
 from patternlang.engine.batching import Batch
 from patternlang.engine.measures import MEASURES, LayerWork, prepare_targets
 from patternlang.engine.pattern_tensors import Detector, detection_block
+from patternlang.engine.provenance import merge_attention_paths
 from patternlang.errors import InputError, did_you_mean
 
 MIN_QUERY_BLOCK = 16
@@ -91,32 +92,6 @@ def choose_attention(attention: Any, model: Any, *, longest: int, needs_outputs:
                              hint="use attention='pattern' (or 'auto', which falls back to it)")
         return None, {"path": "hook_pattern", "why": why}
     return model_route()[0], {"path": "blocks"}
-
-
-def merge_attention_paths(earlier: dict[str, Any] | None, path: dict[str, Any]) -> dict[str, Any]:
-    """The provenance of a run read in several calls (a streamed run's chunks choose their path
-    each): the same path stays as it is, block sizes are joined, and a run that took both paths
-    says so: `{"path": "mixed", "paths": {"blocks": {...}, "hook_pattern": {...}}}`."""
-    if path.get("path") == "mixed":  # another run's joined provenance (a rank's): its parts one by one
-        for part in path["paths"].values():
-            earlier = merge_attention_paths(earlier, part)
-        return dict(earlier)
-    if earlier is None or earlier == path:
-        return dict(path)
-    paths = dict(earlier["paths"]) if earlier.get("path") == "mixed" else {earlier["path"]: earlier}
-    name = path["path"]
-    if name not in paths:
-        paths[name] = dict(path)
-    elif name == "blocks":  # join the block sizes; a hook_pattern path keeps its first reason
-        sizes = sorted(set(_as_list(paths[name].get("query_block"))) | set(_as_list(path.get("query_block"))))
-        paths[name] = {**paths[name], "query_block": sizes[0] if len(sizes) == 1 else sizes}
-    return dict(next(iter(paths.values()))) if len(paths) == 1 else {"path": "mixed", "paths": paths}
-
-
-def _as_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def block_cell_bytes(n_patterns: int, n_heads: int, measures: Sequence[str]) -> int:

@@ -20,7 +20,8 @@ def pattern_hook_name(layer: int) -> str:
 
 
 def run_attention_hooks(
-    model: Any, tokens: Tensor, layers: Sequence[int], on_attention: Callable[[int, Tensor], None]
+    model: Any, tokens: Tensor, layers: Sequence[int], on_attention: Callable[[int, Tensor], None],
+    hooks: Sequence[tuple[str, Callable[..., Any]]] = (),
 ) -> None:
     """Run `model` on `tokens` and call `on_attention(layer, pattern)` for each layer in `layers`.
 
@@ -29,6 +30,7 @@ def run_attention_hooks(
     hooked model (TransformerBridge, HookedRootModule) and stops earlier than
     `stop_at_layer` could (which stops at the next block's input, after this layer's
     attention output and MLP, and cannot skip the unembedding after the last block).
+    `hooks`: more `(hook name, hook)` pairs run first (an intervention's, `readers.Intervention`).
     """
     layers = sorted(set(layers))
     if not layers:
@@ -45,10 +47,10 @@ def run_attention_hooks(
 
         return hook
 
-    hooks = [(pattern_hook_name(layer), make_hook(layer)) for layer in layers]
+    reading = [(pattern_hook_name(layer), make_hook(layer)) for layer in layers]
     try:
         with torch.inference_mode():
-            model.run_with_hooks(tokens, fwd_hooks=hooks, return_type=None)
+            model.run_with_hooks(tokens, fwd_hooks=[*hooks, *reading], return_type=None)
     except Exception as error:  # noqa: BLE001 - our stop signal may come back wrapped
         if not _is_stop(error):
             raise

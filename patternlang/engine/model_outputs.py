@@ -17,7 +17,7 @@ direct logit attribution of `copying` (`engine/copying.py`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,8 +147,10 @@ def top_predictions(logits: Tensor, top: int) -> Tensor:
 
 
 def run_with_outputs(model: Any, tokens: Tensor, layers: Sequence[int], plan: OutputsPlan,
-                     readout: Readout | None = None) -> BatchOutputs:
-    """One forward pass to the logits, keeping what `plan` asks for and every layer's attention in `layers`."""
+                     readout: Readout | None = None,
+                     intervening: Sequence[tuple[str, Callable[..., Any]]] = ()) -> BatchOutputs:
+    """One forward pass to the logits, keeping what `plan` asks for and every layer's attention in `layers`
+    (`intervening`: `(hook name, hook)` pairs run first, an intervention's)."""
     layers = sorted(set(layers))
     readout = readout or Readout(model)
     attention: dict[int, Tensor] = {}
@@ -163,7 +165,7 @@ def run_with_outputs(model: Any, tokens: Tensor, layers: Sequence[int], plan: Ou
             store[layer] = value.detach()
         return hook
 
-    hooks = [(HOOK_PATTERN.format(layer), keep(attention, layer)) for layer in layers]
+    hooks = [*intervening, *((HOOK_PATTERN.format(layer), keep(attention, layer)) for layer in layers)]
     if plan.z:
         hooks += [(HOOK_Z.format(layer), keep(z, layer)) for layer in layers]
     hooks += [(RESID_POST.format(layer), keep(resid, layer)) for layer in sorted(resid_layers)]

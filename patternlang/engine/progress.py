@@ -96,8 +96,8 @@ class ProgressReporter:
     def counting(self, on_attention: Callable[[int, Tensor], None],
                  status: str = "") -> Callable[[int, Tensor], None]:
         """`on_attention(layer, pattern)` that also advances one step per layer."""
-        def counted(layer: int, pattern: Tensor) -> None:
-            on_attention(layer, pattern)
+        def counted(layer: int, pattern: Tensor, *rest: Any) -> None:
+            on_attention(layer, pattern, *rest)
             step = f"{status}, layer {layer}" if status else f"layer {layer}"
             self.advance(1, f"{self.note}; {step}" if self.note else step)
 

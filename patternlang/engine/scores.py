@@ -44,6 +44,64 @@ class Evidence:
                 "baseline": {m: _finite(v) for m, v in self.baseline.items()}}
 
 
+@dataclass(frozen=True, slots=True)
+class RunSettings(Mapping[str, Any]):
+    """How a run scored (`Scores.settings`), one named field per setting; the JSON keys are the
+    field names. It reads as a mapping too (`settings["attention"]`, `dict(settings)`): the keys a
+    run set, in this order, the optional ones only where set (as the JSON file holds them).
+
+    exclusions: `{pattern: {"bos": bool, "current": bool}}`; batch_size: an int or "auto";
+    n_batches: batches scored; prepend_bos: BOS prepended to text prompts; heads: the heads asked
+    for ("L5H1 ..." labels) or None for all; pattern_measures: `{pattern: its own measure}`;
+    attention: which path read the attention (docs/long_context.md); processes: ranks of a
+    distributed run; undefined: `{pattern: {measure: why}}` for NaN scores; probes and runs: a
+    survey's probe per pattern and its runs; extra: keys of a file this version does not know.
+    """
+
+    exclusions: Mapping[str, Any] | None = None
+    batch_size: int | str | None = None
+    n_batches: int | None = None
+    prepend_bos: bool | None = None
+    heads: str | None = None
+    pattern_measures: Mapping[str, str] | None = None
+    attention: Mapping[str, Any] | None = None
+    processes: int | None = None
+    undefined: Mapping[str, Mapping[str, str]] | None = None
+    probes: Mapping[str, str] | None = None
+    runs: Sequence[Mapping[str, Any]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    given: tuple[str, ...] | None = None  # the keys set, when read from a mapping (None: a run's own)
+
+    _ALWAYS = ("exclusions", "batch_size", "n_batches", "prepend_bos", "heads", "pattern_measures", "attention")
+    _OPTIONAL = ("processes", "undefined", "probes", "runs")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        """Read a mapping (a JSON file's "settings"), keeping the keys it set and any this version
+        does not know."""
+        if isinstance(data, RunSettings):
+            return data
+        known = cls._ALWAYS + cls._OPTIONAL
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known}, given=tuple(data))
+
+    def _keys(self) -> list[str]:
+        if self.given is not None:
+            return list(self.given)
+        return [*self._ALWAYS, *(k for k in self._OPTIONAL if getattr(self, k) is not None)]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys():
+            raise KeyError(key)
+        return self.extra[key] if key in self.extra else getattr(self, key)
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ScoreSource:
     """What some of the scores were computed from: the model, the prompts as given to `detect`
@@ -80,7 +138,7 @@ class Scores:
     model: str = "model"
     n_prompts: int = 0
     n_tokens: int = 0
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings: RunSettings = field(default_factory=lambda: RunSettings(given=()))
     n_layers: int = 0
     n_heads: int = 0
     sources: tuple[ScoreSource, ...] = field(default=(), repr=False)
@@ -90,6 +148,8 @@ class Scores:
     per_prompt: Mapping[str, Mapping[str, Tensor]] = field(default_factory=dict, repr=False)  # pattern -> measure -> [prompt, layer, head]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.settings, RunSettings):  # a plain mapping (a file's, a caller's)
+            object.__setattr__(self, "settings", RunSettings.from_dict(self.settings))
         expected = (len(self.patterns), self.n_layers, self.n_heads)
         for measure in self.measures:
             for kind, grids in (("values", self.values), ("ci_low", self.ci_low), ("ci_high", self.ci_high)):
@@ -123,7 +183,7 @@ class Scores:
         """The measure a pattern is ranked by when none is named: its own (`measure tv` in its
         definition) when that was scored, else the first."""
         name = self.patterns[self._pattern_index(pattern)]
-        own = dict(self.settings).get("pattern_measures", {}).get(name)
+        own = (self.settings.pattern_measures or {}).get(name)
         return own if own in self.measures else self.measures[0]
 
     def get(self, pattern: str | int, measure: str | None = None) -> Tensor:
