@@ -69,7 +69,7 @@ with collector_paused():  # as the detect command imports them
     import patternlang.library as library
     import patternlang.models as models
     from patternlang.models import loaders, weights_cache
-    import patternlang.engine.detection as scoring
+    import patternlang.engine.readers as scoring  # the hooked reader runs the passes
     t = mark("import patternlang (CLI, engine, models)", t)
 def timed(module, name, label):
     original = getattr(module, name)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import patternlang.engine.blocked as blocked
-import patternlang.engine.detection as detection
+import patternlang.engine.plan as plan_module
 from patternlang import detect
 from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.batching import blocked_bytes_per_prompt_estimate, pad_batch, plan_batches
@@ -52,7 +52,7 @@ def model():
 @pytest.fixture
 def small_blocks(monkeypatch):
     """The smallest blocks (16 query rows), whatever the prompts."""
-    monkeypatch.setattr(detection, "BLOCK_MEMORY", 1)
+    monkeypatch.setattr(plan_module, "BLOCK_MEMORY", 1)
 
 
 def _both(model, prompts, patterns, **options):
@@ -92,7 +92,7 @@ def test_blocks_equal_hook_pattern_for_every_measure_and_exclusion(model, small_
 
 def test_blocks_equal_hook_pattern_on_a_subset_of_heads_and_larger_blocks(model, monkeypatch):
     # 5 patterns, 1 head per layer, 6 measures: 114 bytes a cell; 3 prompts of 53 tokens: blocks of 32 rows.
-    monkeypatch.setattr(detection, "BLOCK_MEMORY", 600_000)
+    monkeypatch.setattr(plan_module, "BLOCK_MEMORY", 600_000)
     by_pattern, by_blocks = _both(model, PROMPTS[:3], PATTERNS, measures=ALL_MEASURES, per_prompt=True,
                                   heads="0.1,1.2")
     assert by_blocks.settings["attention"]["query_block"] == 32

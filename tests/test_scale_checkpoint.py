@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from patternlang.engine import detect
-from patternlang.engine import detection as detection_module
+from patternlang.engine import readers as detection_module  # the hooked reader runs the passes
 from patternlang.errors import InputError
 from patternlang.testing import make_hand_set_model
 from tests.test_scale_streaming import PATTERNS, assert_same_scores, texts

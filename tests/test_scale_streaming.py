@@ -252,7 +252,7 @@ def test_state_dict_covers_every_sum_and_resumes_exactly():
 
 
 def test_detect_reads_at_most_a_chunk_ahead_of_what_it_scored(model, monkeypatch):
-    from patternlang.engine import detection
+    from patternlang.engine import readers as detection  # the hooked reader runs the passes
 
     read: list[int] = []
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from patternlang.engine.copying import LayerOutputs
@@ -34,6 +33,7 @@ from patternlang.engine.measures import (
     wide_dtype,
 )
 from patternlang.engine.provenance import merge_attention_paths
+from patternlang.engine.shapes import Attention, Detection, Lengths
 
 
 def asked_heads(heads: dict[int, tuple[int, ...] | None], n_layers: int, n_heads: int) -> Tensor:
@@ -172,7 +172,7 @@ class Accumulator:
         if path is not None:
             self._attention = merge_attention_paths(self._attention, path)
 
-    def start_batch(self, detection: Tensor, lengths: Tensor, indices: list[int] | None = None) -> None:
+    def start_batch(self, detection: Detection, lengths: Lengths, indices: list[int] | None = None) -> None:
         """Prepare the measures' targets for a new batch; `detection` is `[pattern, batch, q, k]`;
         `indices`: the batch's prompts' positions in the input (needed for per-prompt scores)."""
         lengths = self.begin_batch(lengths, indices)
@@ -236,7 +236,7 @@ class Accumulator:
             attention = attention.to(self.device)
         return attention if heads is None else attention.index_select(1, heads)
 
-    def add_layer(self, layer: int, attention: Float[Tensor, "batch head_index query_pos key_pos"],
+    def add_layer(self, layer: int, attention: Attention,
                   outputs: LayerOutputs | None = None) -> None:
         """Reduce one layer's attention `[batch, head_index, q, k]` into the running sums
         (`outputs`: the layer's outputs, every head, for measures that read them: `copying`)."""

@@ -27,7 +27,6 @@ from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, 
 from patternlang.engine.batching import Batch
 from patternlang.engine.measures import MEASURES, LayerWork, prepare_targets
 from patternlang.engine.pattern_tensors import Detector, detection_block
-from patternlang.engine.provenance import merge_attention_paths
 from patternlang.errors import InputError, did_you_mean
 
 MIN_QUERY_BLOCK = 16

@@ -13,20 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jaxtyping import Int
 from torch import Tensor
 
 from patternlang.annotate.spacy_parser import prompt_syntax
 from patternlang.engine.batching import TokenStrings, tokenize
 from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes
+from patternlang.engine.shapes import TokenList
 from patternlang.errors import InputError
 from patternlang.models.facts import model_facts
 from patternlang.probes import Prompts
 from patternlang.probes.stream import InMemoryPrompts, OnePassPrompts, PromptSource, open_prompts
 from patternlang.prompts import split_prompts
 from patternlang.tokenize import REPLACEMENT_CHARACTER, prompt_token_offsets, token_texts
-
-TokenList = Int[Tensor, "pos"]
 
 
 @dataclass(frozen=True, slots=True)

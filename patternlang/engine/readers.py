@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Float, Int
 from torch import Tensor
 
 from patternlang.engine.accumulate import Accumulator
@@ -37,12 +36,13 @@ from patternlang.engine.inputs import BatchInputs
 from patternlang.engine.model_outputs import BatchOutputs, OutputsPlan, Readout, run_with_outputs
 from patternlang.engine.pattern_tensors import detection_block
 from patternlang.engine.progress import ProgressReporter
+from patternlang.engine.shapes import Attention, Tokens
 
 if TYPE_CHECKING:  # the plan chooses the readers; they only read it
     from patternlang.engine.plan import RunPlan
 
 Hook = tuple[str, Callable[..., Any]]
-LayerAttention = Float[Tensor, "batch head_index query_pos key_pos"]
+LayerAttention = Attention
 
 
 @runtime_checkable
@@ -55,7 +55,7 @@ class Intervention(Protocol):
 
     name: str
 
-    def fwd_hooks(self, tokens: Int[Tensor, "batch pos"]) -> list[Hook]: ...
+    def fwd_hooks(self, tokens: Tokens) -> list[Hook]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +97,12 @@ class _RowsReader(AttentionReader):
         del detection  # the accumulator keeps what it needs; free the rest before the forward pass
         self.layers(plan, work.batch.tokens, passed, progress.counting(accumulator.add_layer, work.status))
 
-    def before(self, tokens: Int[Tensor, "batch pos"]) -> BatchOutputs | None:
+    def before(self, tokens: Tokens) -> BatchOutputs | None:
         """A pass to run before the detection tensors (whose predictions they read), or None."""
         return None
 
     @abstractmethod
-    def layers(self, plan: RunPlan, tokens: Int[Tensor, "batch pos"], passed: BatchOutputs | None,
+    def layers(self, plan: RunPlan, tokens: Tokens, passed: BatchOutputs | None,
                on_attention: Callable[..., None]) -> None:
         """Call `on_attention(layer, attention[, outputs])` for each of the plan's layers."""
 
@@ -113,7 +113,7 @@ class HookedReader(_RowsReader):
     def __init__(self, path: dict[str, Any], interventions: Sequence[Intervention] = ()):
         self.path, self.interventions = path, tuple(interventions)
 
-    def layers(self, plan: RunPlan, tokens: Int[Tensor, "batch pos"], passed: BatchOutputs | None,
+    def layers(self, plan: RunPlan, tokens: Tokens, passed: BatchOutputs | None,
                on_attention: Callable[..., None]) -> None:
         hooks = [hook for intervention in self.interventions for hook in intervention.fwd_hooks(tokens)]
         run_attention_hooks(plan.model, tokens, plan.layers, on_attention, hooks)
@@ -131,13 +131,13 @@ class DeferredReader(_RowsReader):
         self.readout = Readout(model)
         self.W_O = model.W_O.detach() if outputs.z else None  # [layer, head_index, d_head, d_model]
 
-    def before(self, tokens: Int[Tensor, "batch pos"]) -> BatchOutputs:
+    def before(self, tokens: Tokens) -> BatchOutputs:
         if self.source is not None:
             return self.source(tokens)
         hooks = [hook for intervention in self.interventions for hook in intervention.fwd_hooks(tokens)]
         return run_with_outputs(self.model, tokens, self.layer_list, self.outputs, self.readout, hooks)
 
-    def layers(self, plan: RunPlan, tokens: Int[Tensor, "batch pos"], passed: BatchOutputs | None,
+    def layers(self, plan: RunPlan, tokens: Tokens, passed: BatchOutputs | None,
                on_attention: Callable[..., None]) -> None:
         assert passed is not None  # `before` always passes
         for layer in plan.layers:
@@ -155,7 +155,7 @@ class GivenReader(_RowsReader):
     def __init__(self, path: dict[str, Any], source: Callable[[int], LayerAttention]):
         self.path, self.source = path, source
 
-    def layers(self, plan: RunPlan, tokens: Int[Tensor, "batch pos"], passed: BatchOutputs | None,
+    def layers(self, plan: RunPlan, tokens: Tokens, passed: BatchOutputs | None,
                on_attention: Callable[..., None]) -> None:
         with torch.inference_mode():
             for layer in plan.layers:
