@@ -36,7 +36,7 @@ _LAZY = {
     "detect": ("patternlang.engine.detection", "detect"),
     "Scores": ("patternlang.engine.scores", "Scores"),
     "detect_head": ("patternlang.engine.tl_compat", "detect_head"),
-    "explain": ("patternlang.explanation", "explain"),
+    "explain": ("patternlang.engine.explanation", "explain"),
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),

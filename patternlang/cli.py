@@ -592,7 +592,7 @@ def show(
         from .models import load_model
 
         loaded = load_model(model, device=device)
-    from .explanation import explain
+    from .engine.explanation import explain
 
     spans = None
     if probe_spec is not None:
@@ -626,7 +626,7 @@ def _check_index(index: int, prompt_set: Any, where: str) -> None:
 
 def _show_prompt(prompt: Optional[str], tokens: Optional[str], model: Optional[str]):
     """`--prompt` as its text, or `--tokens` as token ids, checked before the model loads."""
-    from .explanation import MAX_TOKENS
+    from .engine.explanation import MAX_TOKENS
     from .prompts import Prompts
     from .tokenize import check_token_ids_before_loading
 

@@ -253,7 +253,7 @@ def test_public_functions_stay_functions_after_their_submodules_are_imported():
     import subprocess
     import sys
 
-    code = ("import patternlang as pl, patternlang.explanation, patternlang.comparison, patternlang.probes\n"
+    code = ("import patternlang as pl, patternlang.engine.explanation, patternlang.comparison, patternlang.probes\n"
             "print(callable(pl.explain) and pl.explain.__name__ == 'explain' and hasattr(pl.probes, 'get_probe'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"

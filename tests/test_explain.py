@@ -17,7 +17,7 @@ import torch
 from patternlang import compile_rule, detect, load_pattern
 from patternlang.engine.measures import Exclusions, counted_cells
 from patternlang.errors import InputError
-from patternlang.explanation import Explanation, explain
+from patternlang.engine.explanation import Explanation, explain
 from patternlang.models.facts import model_facts
 from patternlang.testing import make_hand_set_model
 from patternlang.testing.hand_set import BOS_HEAD, INDUCTION_HEAD, PREVIOUS_TOKEN_HEAD
@@ -96,7 +96,7 @@ def test_explain_errors_are_clear(model, tmp_path, monkeypatch):
     two.write_text("pattern a: attend k where k == 0\npattern b: attend k where k == q\n")
     with pytest.raises(InputError, match="holds 2"):
         explain(model, two, "L1H0", PROMPT)
-    monkeypatch.setattr("patternlang.explanation.MAX_TOKENS", 5)
+    monkeypatch.setattr("patternlang.engine.explanation.MAX_TOKENS", 5)
     with pytest.raises(InputError, match="has 9 tokens; .* at most 5") as error:
         explain(model, "induction_head", "L1H0", PROMPT)
     assert "shorten" in str(error.value)

@@ -13,7 +13,7 @@ import torch
 
 from patternlang import detect
 from patternlang.errors import InputError
-from patternlang.explanation import explain
+from patternlang.engine.explanation import explain
 from patternlang.prompts import Prompts
 from patternlang.testing.predicting import COPY_WEIGHT, PREDICTION_HEAD, make_predicting_model
 from tests.test_cli import run

@@ -318,7 +318,7 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
     the last needed hooked)."""
     from patternlang.engine.batching import pad_batch, tokenize
     from patternlang.engine.forward import run_attention_hooks
-    from patternlang.explanation import _token_texts, prompt_inputs
+    from patternlang.engine.explanation import _token_texts, prompt_inputs
     from patternlang.models.facts import model_facts
     from patternlang.prompts import Prompts
 
@@ -365,7 +365,7 @@ def _predictions(model: Any, token_lists: Sequence[Tensor], detectors: Sequence[
     passes to the logits over the whole prompts, `batch_size` at a time (right-padded: a causal
     model's predictions at a prompt's own positions do not see the padding)."""
     from patternlang.engine.batching import pad_batch
-    from patternlang.explanation import model_pass
+    from patternlang.engine.explanation import model_pass
     from patternlang.models.facts import model_facts
 
     facts = model_facts(model)

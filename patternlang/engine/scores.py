@@ -400,7 +400,7 @@ class Scores:
 
     def show(self, pattern: str | int, head: Any, prompt: Any = 0, *, out: str | Path | None = None):
         """Why `head` scored against `pattern`: its attention beside the pattern's matrix on one prompt,
-        with that prompt's scores in every measure scored (`patternlang.explanation`), judged with the
+        with that prompt's scores in every measure scored (`patternlang.engine.explanation`), judged with the
         exclusions the pattern was scored with.
 
         `prompt`: an index into the prompts these scores came from (drawn with its labelled spans,
@@ -410,7 +410,7 @@ class Scores:
 
         >>> scores.show("induction_head", "L5H1", 0, out="why.html")  # doctest: +SKIP
         """
-        from patternlang.explanation import explain
+        from patternlang.engine.explanation import explain
 
         name = self.patterns[self._pattern_index(pattern)]
         source = self.source_of(name)

@@ -25,7 +25,7 @@ from patternlang.report.explain_text import token_notes
 from patternlang.report.tokens import display_tokens
 
 if TYPE_CHECKING:
-    from patternlang.explanation import Explanation
+    from patternlang.engine.explanation import Explanation
 
 TOKEN_WIDTH = 16  # characters of a token in a row or column header
 TITLE_TOKENS = 128  # above this, cells carry no `title` (the page would grow by megabytes)

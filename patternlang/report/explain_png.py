@@ -21,7 +21,7 @@ from patternlang.report.tokens import display_tokens
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from patternlang.explanation import Explanation
+    from patternlang.engine.explanation import Explanation
 
 TOKEN_WIDTH = 16  # characters of a token in a tick label
 MAX_TICKS = 100  # above this many tokens, every k-th token is labelled

@@ -22,7 +22,7 @@ from patternlang.report.text import _DIGIT_STYLE, _STYLES, FULL, TOKEN_WIDTH, ZE
 from patternlang.report.tokens import display_tokens
 
 if TYPE_CHECKING:
-    from patternlang.explanation import Explanation
+    from patternlang.engine.explanation import Explanation
 
 EXCLUDED = "x"  # a cell of the pattern grid the measures do not count
 TARGET_ROW = "*"

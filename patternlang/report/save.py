@@ -14,7 +14,7 @@ from patternlang.report.png import save_heatmap_png, save_matrix_png
 
 if TYPE_CHECKING:
     from patternlang.engine.scores import Scores
-    from patternlang.explanation import Explanation
+    from patternlang.engine.explanation import Explanation
 
 MATRIX_SUFFIXES = (".png", ".html", ".json")
 HEATMAP_SUFFIXES = (".png", ".html")
@@ -63,7 +63,7 @@ EXPLANATION_SUFFIXES = (".png", ".html", ".json")
 
 
 def save_explanation(explanation: Explanation, path: str | Path) -> Path:
-    """Write why a head scored (`patternlang.explanation`) as PNG, HTML (interactive, self-contained) or
+    """Write why a head scored (`patternlang.engine.explanation`) as PNG, HTML (interactive, self-contained) or
     JSON (every value drawn), chosen by the file's suffix.
 
     >>> save_explanation(explain(model, "induction_head", "L5H1", text), "why.html")  # doctest: +SKIP

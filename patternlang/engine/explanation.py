@@ -17,15 +17,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from patternlang.annotate.spacy_parser import prompt_syntax
+from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
+from patternlang.engine.forward import run_attention_hooks
+from patternlang.engine.inputs import prompt_labels, prompt_offsets, split_character_texts
+from patternlang.engine.measures import MEASURES, Exclusions, prepare_targets
+from patternlang.engine.model_outputs import outputs_plan, run_with_outputs
+from patternlang.engine.options import check_measures, pattern_setting
+from patternlang.engine.pattern_tensors import check_matrix_sizes, detection_tensors, resolve_patterns
+from patternlang.engine.run import score_tokens
 from patternlang.errors import InputError
 from patternlang.heads import head_label, parse_heads
+from patternlang.models.facts import model_facts
+from patternlang.prompts import Prompts, split_prompts
+from patternlang.spans import token_labels
+from patternlang.tokenize import token_texts
 
 MAX_TOKENS = 512
 """Longest prompt `explain` draws: two [q, k] grids of 512 tokens already hold half a million cells."""
@@ -87,8 +100,6 @@ class Explanation:
         value = self.scores.get(measure, math.nan)
         if not math.isnan(value):
             return None
-        from patternlang.engine.measures import MEASURES
-
         if MEASURES[measure].averaged_over == "target rows" and not bool(self.target_rows.any()):
             return "no target rows: the pattern marks no counted key on this prompt"
         if not bool(torch.isfinite(self.attention[self.counted]).all()):
@@ -122,13 +133,13 @@ class Explanation:
 
     def save(self, path: str | Path) -> Path:
         """Write the drawing to `path`: `.png`, `.html` (interactive, self-contained) or `.json`."""
-        from patternlang.report.save import save_explanation
+        from patternlang.report.save import save_explanation  # lazy: report draws, and sits above the engine
 
         return save_explanation(self, path)
 
     def to_text(self, *, width: int = 120, max_tokens: int = 40) -> str:
         """The terminal drawing as plain text (no colour)."""
-        from patternlang.report.explain_text import explanation_to_text
+        from patternlang.report.explain_text import explanation_to_text  # lazy: report draws, and sits above the engine
 
         return explanation_to_text(self, width=width, max_tokens=max_tokens)
 
@@ -136,12 +147,12 @@ class Explanation:
         return self.to_text()
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
-        from patternlang.report.explain_text import render_explanation_text
+        from patternlang.report.explain_text import render_explanation_text  # lazy: report draws, and sits above the engine
 
         yield render_explanation_text(self)
 
     def _repr_html_(self) -> str:
-        from patternlang.report.explain_html import explanation_html
+        from patternlang.report.explain_html import explanation_html  # lazy: report draws, and sits above the engine
 
         return explanation_html(self)
 
@@ -188,12 +199,6 @@ def explain(
     >>> explain(model, "name_mover_head", "L23H1", text,  # doctest: +SKIP
     ...         spans={"IO": [[5, 9]], "S1": [[14, 18]], "S2": [[38, 42]], "END": [[56, 58]]})
     """
-    from patternlang.engine.batching import pad_batch, tokenize
-    from patternlang.engine.detection import check_measures, score_tokens
-    from patternlang.engine.measures import Exclusions, prepare_targets
-    from patternlang.engine.pattern_tensors import check_matrix_sizes, resolve_patterns
-    from patternlang.models.facts import model_facts
-
     detectors = resolve_patterns(pattern)
     if len(detectors) != 1:
         names = ", ".join(d.name for d in detectors)
@@ -201,8 +206,8 @@ def explain(
                          hint="name one, e.g. file.pattern:NAME")
     detector = detectors[0]
     chosen_measures = check_measures(measures, detectors)
-    exclusions = Exclusions(bos=_setting(exclude_bos, detector, "exclude_bos"),
-                            current=_setting(exclude_current_token, detector, "exclude_current"))
+    exclusions = Exclusions(bos=pattern_setting(exclude_bos, detector, "exclude_bos"),
+                            current=pattern_setting(exclude_current_token, detector, "exclude_current"))
     facts = model_facts(model)
     layer, head_index = _one_head(head, *facts.shape)
 
@@ -281,10 +286,6 @@ class PromptInputs:
         """The detection tensors `[pattern, batch, q, k]` of `batch` (on the CPU), by the engine's
         `detection_tensors`; `predictions`: the batch's (`BatchOutputs.predictions`), for patterns
         reading them."""
-        from patternlang.engine.batching import TokenStrings
-        from patternlang.engine.pattern_tensors import detection_tensors
-        from patternlang.models.facts import model_facts
-
         facts = model_facts(model)
         rows = batch.indices
 
@@ -305,8 +306,6 @@ class PromptInputs:
         """Prompt `index`'s token labels as `span[k]` reads them (None when no pattern reads spans)."""
         if not self.labels or index not in self.offsets:
             return None
-        from patternlang.spans import token_labels
-
         return tuple(token_labels(self.labels.get(index) or (), self.offsets[index]))
 
 
@@ -314,9 +313,6 @@ def prompt_inputs(model: Any, prompt_set: Any, items: Sequence[Any], token_lists
                   detectors: Sequence[Any]) -> PromptInputs:
     """The `PromptInputs` of `items` (tokenized as `token_lists`) for `detectors`, by the engine's
     own functions; `prompt_set` is the `Prompts` they came from (its labelled spans), or None."""
-    from patternlang.annotate.spacy_parser import prompt_syntax
-    from patternlang.engine.detection import prompt_labels, prompt_offsets, split_character_texts
-
     return PromptInputs(texts=split_character_texts(model, items, token_lists, detectors),
                         offsets=prompt_offsets(model, items, token_lists, detectors),
                         syntax=prompt_syntax(model, items, token_lists, detectors),
@@ -328,9 +324,6 @@ def model_pass(model: Any, tokens: Tensor, layers: Sequence[int], detectors: Seq
     """The engine's deferred pass to the logits (`model_outputs.BatchOutputs`: the layers'
     attention, the predictions, `z`) when a pattern reads the model's predictions or a measure
     its heads' outputs; None when attention alone is needed."""
-    from patternlang.engine.model_outputs import outputs_plan, run_with_outputs
-    from patternlang.models.facts import model_facts
-
     facts = model_facts(model)
     plan = outputs_plan(detectors, measures, facts.n_layers)
     if plan is None:
@@ -340,16 +333,11 @@ def model_pass(model: Any, tokens: Tensor, layers: Sequence[int], detectors: Seq
 
 def _fresh(passed: Any) -> Any:
     """The pass's outputs with their own attention dict: `score_tokens` pops the layers it reduces."""
-    from dataclasses import replace
-
     return replace(passed, attention=dict(passed.attention))
 
 
 def _hooked_attention(model: Any, batch: Any, layer: int) -> Tensor:
     """The layer's attention `[batch, head, q, k]` from one pass stopped after it."""
-    from patternlang.engine.forward import run_attention_hooks
-    from patternlang.models.facts import model_facts
-
     captured: dict[int, Tensor] = {}
 
     def keep(hooked_layer: int, attention: Tensor) -> None:
@@ -361,8 +349,6 @@ def _hooked_attention(model: Any, batch: Any, layer: int) -> Tensor:
 
 def _one_prompt(prompt: Any, spans: Any) -> tuple[Any, Any]:
     """The one prompt to draw, and a `Prompts` holding it with its labelled spans (None without spans)."""
-    from patternlang.prompts import Prompts, split_prompts
-
     if isinstance(prompt, Prompts):
         if len(prompt) != 1:
             raise InputError(f"explain draws one prompt, and the prompt set {prompt.name!r} holds {len(prompt)}",
@@ -407,18 +393,9 @@ def _too_long(n: int) -> InputError:
                            "detect scores long prompts")
 
 
-def _setting(explicit: bool | None, detector: Any, name: str) -> bool:
-    if explicit is not None:
-        return bool(explicit)
-    return bool(getattr(detector.settings, name, False)) if detector.settings is not None else False
-
-
 def _token_texts(model: Any, ids: list[int], item: Any) -> list[str]:
     """Each token's text as the engine reads it (a character split over tokens read from the
     prompt's text), or its id for a model without a tokenizer or `to_str_tokens`."""
-    from patternlang.engine.batching import TokenStrings
-    from patternlang.tokenize import token_texts
-
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None and not hasattr(model, "to_str_tokens"):
         return [str(i) for i in ids]
