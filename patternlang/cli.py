@@ -397,7 +397,7 @@ def detect(
         from .probes.stream import open_prompts
         from .heads import check_heads
         from .report import HEATMAP_SUFFIXES, save_heatmap, top_heads_table
-        from .survey import survey
+        from .engine.survey import survey
 
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")

@@ -92,7 +92,7 @@ def test_ambiguous_head_names_every_contender(doc):
 
 
 def test_rerun_with_one_more_pattern_scores_only_it(model, doc, monkeypatch):
-    import patternlang.survey as survey_module
+    import patternlang.engine.survey as survey_module
 
     scored = []
     real = survey_module.survey

@@ -122,7 +122,7 @@ def test_device_and_tokenizer_problems_exit_1(capsys, tmp_path):
 
 def test_survey_keeps_patterns_of_the_same_name_and_every_exclusion(tmp_path):
     from patternlang import compile_rule
-    from patternlang.survey import survey
+    from patternlang.engine.survey import survey
     from patternlang.testing import make_hand_set_model
 
     model = make_hand_set_model()
@@ -181,7 +181,7 @@ def test_detect_options_give_the_python_api_values(capsys, checkpoint, prompts):
 
 def test_detect_with_a_probe_gives_the_survey_values(capsys, checkpoint):
     import patternlang
-    from patternlang.survey import survey
+    from patternlang.engine.survey import survey
 
     code, stdout, err = run(capsys, "detect", "previous_token_head", "induction_head", "--model", checkpoint,
                             "--probe", "repeated_random(length=6, batch=3, seed=4)", "--json", "-", "--no-progress")

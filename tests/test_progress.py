@@ -158,7 +158,7 @@ def test_the_runs_of_a_survey_share_the_delay(monkeypatch):
 
 
 def test_a_survey_runs_under_one_clock(monkeypatch):
-    import patternlang.survey as survey_module
+    import patternlang.engine.survey as survey_module
 
     seen = []
     monkeypatch.setattr(survey_module, "detect", lambda *args, **kwargs: seen.append(progress._RUN_STARTED.get()))

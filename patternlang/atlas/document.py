@@ -90,7 +90,7 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
     from patternlang.library import shipped_patterns
     from patternlang.models.facts import model_facts
     from patternlang.probes import make_probe
-    from patternlang.survey import FALLBACK_PROBE, _distinct_names, survey
+    from patternlang.engine.survey import FALLBACK_PROBE, _distinct_names, survey
 
     facts = model_facts(model)
     chosen = _distinct_names(shipped_patterns() if patterns is None else _load(patterns))

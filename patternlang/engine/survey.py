@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
-from .engine import Scores, detect
-from .engine.progress import one_run
-from .library import Pattern, load_patterns, shipped_patterns
-from .probes import make_probe
-from .settings import ProbeSpec
+from patternlang.engine.detection import detect
+from patternlang.engine.progress import one_run
+from patternlang.engine.scores import Scores
+from patternlang.library import Pattern, load_patterns, shipped_patterns
+from patternlang.probes import make_probe
+from patternlang.settings import ProbeSpec
 
 FALLBACK_PROBE = ProbeSpec("natural")
 
