@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Union
 
 from .annotate.extras import check_extras
-from .errors import ErrorGroup, PatternError, PatternFileError, UnknownNameError, did_you_mean
+from .errors import ErrorGroup, InputError, PatternError, PatternFileError, UnknownNameError, did_you_mean
 from .files import special_file_kind
 from .pattern import Pattern
 from .pipeline import Form, build
+from .probes.registry import validate_probe_args
 from .resources import patterns_dir
+from .settings import ProbeSpec
+from .syntax.parser import parse_probe
 from .syntax.problems import in_line_order
 
 PATTERN_SUFFIXES = (".pattern",)
@@ -110,11 +113,7 @@ def _load_pattern(spec: PatternSpec) -> Pattern:
     # unless a file of that name exists (paths may have spaces too).
     if (sep and Path(file_part).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES
             and (not any(c.isspace() for c in text) or _is_file(Path(file_part)))):
-        patterns = {p.name: p for p in load_patterns(Path(file_part))}
-        if name not in patterns:
-            raise UnknownNameError(f"{file_part} has no pattern {name!r}; it has " + ", ".join(patterns),
-                                   hint=did_you_mean(name, patterns))
-        return patterns[name]
+        return named_pattern(Path(file_part), name)
     shipped = shipped_library()
     if text.strip() in shipped:
         return shipped[text.strip()]
@@ -127,6 +126,87 @@ def _load_pattern(spec: PatternSpec) -> Pattern:
     if Path(text).suffix in PATTERN_SUFFIXES + YAML_SUFFIXES:
         raise PatternFileError(f"no such file: {text}")
     return build(text, "rule")[0]
+
+
+def named_pattern(path: Path, name: str) -> Pattern:
+    """The pattern `name` in the file at `path`."""
+    patterns = {p.name: p for p in load_patterns(path)}
+    if name not in patterns:
+        raise UnknownNameError(f"{path} has no pattern {name!r}; it has " + ", ".join(patterns),
+                               hint=did_you_mean(name, patterns))
+    return patterns[name]
+
+
+# ---- pattern arguments (the command line's) ------------------------------------------------------
+def pattern_argument(text: str) -> str | Path | tuple[Path, str]:
+    """One pattern argument as written on a command line: a shipped name or rule text as it is, a
+    file as a `Path`, `file.pattern:NAME` as `(Path, NAME)`.
+
+    A string with spaces reads as rule text, so files are handed over as `Path`s: that way
+    `"my heads/x.pattern:induction"` is a file and a name, not a broken rule.
+
+    >>> pattern_argument("induction_head")
+    'induction_head'
+    """
+    suffixes = PATTERN_SUFFIXES + YAML_SUFFIXES
+    if text in shipped_names():
+        return text
+    not_a_directory(text)
+    if Path(text).suffix in suffixes:
+        if not _is_file(Path(text)):  # checked here: the loader's own check fails on names too long for the OS
+            raise PatternFileError(f"no such file: {text}")
+        return Path(text)
+    file_part, sep, name = text.rpartition(":")
+    # A rule may hold ".pattern:" inside a string; it is a file only when it exists or has no spaces.
+    if sep and Path(file_part).suffix in suffixes and (_is_file(Path(file_part)) or not any(c.isspace() for c in text)):
+        not_a_directory(file_part)
+        if not _is_file(Path(file_part)):
+            raise PatternFileError(f"no such file: {file_part}")
+        return Path(file_part), name
+    return text
+
+
+def load_pattern_argument(text: str) -> Pattern:
+    """The one pattern a command-line argument names (see `pattern_argument`)."""
+    spec = pattern_argument(text)
+    return named_pattern(*spec) if isinstance(spec, tuple) else load_pattern(spec)
+
+
+def load_pattern_arguments(texts: Sequence[str]) -> list[Pattern]:
+    """Every pattern the command-line arguments name; a file gives all of its patterns."""
+    found: list[Pattern] = []
+    for text in texts:
+        spec = pattern_argument(text)
+        found += [named_pattern(*spec)] if isinstance(spec, tuple) else load_patterns(spec)
+    return found
+
+
+def pattern_in_file(text: str, name: str) -> Pattern:
+    """`--pattern NAME` of the file `text` (an error when `text` names no file)."""
+    spec = pattern_argument(text)
+    if not isinstance(spec, Path):
+        raise InputError(f"--pattern chooses a pattern from a file, and {text!r} is not a .pattern or YAML file",
+                         hint="leave out --pattern, or name a file")
+    return named_pattern(spec, name)
+
+
+def not_a_directory(text: str) -> None:
+    """A directory given where a pattern file is expected is an error that names the files in it."""
+    try:
+        is_directory = Path(text).is_dir()
+    except (OSError, ValueError):  # a name too long for the file system is no directory either
+        return
+    if is_directory:
+        raise InputError(f"{text!r} is a directory, not a pattern file",
+                         hint=f"name the .pattern or YAML files in it, e.g. {str(Path(text) / '*.pattern')!r}")
+
+
+def probe_argument(text: str) -> ProbeSpec:
+    """`repeated_random` or `repeated_random(length=64, seed=1)`, read by the language's grammar
+    and checked against the probe's arguments (no model, no torch)."""
+    name, args = parse_probe(text)
+    validate_probe_args(name, args)
+    return ProbeSpec(name, args)
 
 
 def _as_file(spec: PatternSpec) -> Path | None:

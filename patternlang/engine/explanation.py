@@ -38,7 +38,7 @@ from patternlang.heads import head_label, parse_heads
 from patternlang.models.facts import model_facts
 from patternlang.prompts import Prompts, split_prompts
 from patternlang.spans import token_labels
-from patternlang.tokenize import token_texts
+from patternlang.tokenize import check_token_ids_before_loading, token_texts
 
 MAX_TOKENS = 512
 """Longest prompt `explain` draws: two [q, k] grids of 512 tokens already hold half a million cells."""
@@ -345,6 +345,28 @@ def _hooked_attention(model: Any, batch: Any, layer: int) -> Tensor:
 
     run_attention_hooks(model, batch.tokens.to(model_facts(model).device), [layer], keep)
     return captured[layer]
+
+
+def prompt_argument(prompt: str | None, tokens: str | None, model: str | None) -> str | list[int]:
+    """`--prompt TEXT` as its text, or `--tokens "1 504 2"` as token ids, checked before the model
+    `model` (a name, None for the embedded one) loads."""
+    if prompt is not None:
+        if not prompt:
+            raise InputError("--prompt is empty")
+        return prompt
+    parts = (tokens or "").replace(",", " ").split()
+    if not parts:
+        raise InputError("--tokens is empty")
+    bad = next((part for part in parts if not part.isdigit()), None)
+    if bad is not None:
+        raise InputError(f"--tokens takes token ids (integers), and {bad!r} is not one",
+                         hint='write --tokens "1 504 2", or give the text with --prompt')
+    ids = tuple(int(part) for part in parts)
+    if len(ids) > MAX_TOKENS:
+        raise InputError(f"--tokens has {len(ids)} tokens; a head's attention is drawn for at most {MAX_TOKENS}",
+                         hint="shorten the prompt")
+    check_token_ids_before_loading(Prompts(tokens=(ids,), name="--tokens"), model)
+    return list(ids)
 
 
 def _one_prompt(prompt: Any, spans: Any) -> tuple[Any, Any]:

@@ -23,8 +23,13 @@ from patternlang.errors import InputError
 from patternlang.models.facts import model_facts
 from patternlang.probes import Prompts
 from patternlang.probes.stream import InMemoryPrompts, OnePassPrompts, PromptSource, open_prompts
-from patternlang.prompts import split_prompts
-from patternlang.tokenize import REPLACEMENT_CHARACTER, prompt_token_offsets, token_texts
+from patternlang.prompts import check_token_ids, split_prompts
+from patternlang.tokenize import (
+    REPLACEMENT_CHARACTER,
+    prompt_token_offsets,
+    token_texts,
+    vocabulary_size_before_loading,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +183,34 @@ def prompt_source(prompts: Any, model: Any) -> PromptSource:
     if isinstance(prompts, Prompts):
         return InMemoryPrompts(prompts)
     return InMemoryPrompts(split_prompts(prompts), name="prompts")
+
+
+def check_prompt_stream(source: PromptSource, model_name: str | None, patterns: Sequence[Any] = ()) -> int:
+    """Read a streamed prompt file once before the model loads: every entry checked (token ids
+    against the embedded model's vocabulary where that is known), memory flat; a pattern reading
+    labelled spans on a file none of whose entries has any is an error. Returns the count (and
+    sets it as the source's `total`, for the progress bar)."""
+    d_vocab = None
+    count, block, numbers, labelled = 0, [], [], False
+    for prompt, spans in source:
+        labelled = labelled or spans is not None
+        if not isinstance(prompt, str):
+            if d_vocab is None:  # known for the embedded model alone; -1: checked once the model loads
+                d_vocab = vocabulary_size_before_loading(model_name) or -1
+            if d_vocab > 0:
+                block.append(prompt)
+                numbers.append(count)
+                if len(block) >= 1024:
+                    check_token_ids(block, d_vocab=d_vocab, vocabulary="the embedded model's", indices=numbers)
+                    block, numbers = [], []
+        count += 1
+    if block:
+        check_token_ids(block, d_vocab=d_vocab, vocabulary="the embedded model's", indices=numbers)
+    source.total = count
+    readers = span_readers(patterns)
+    if readers and not labelled:
+        raise unlabelled_prompts_error(readers[0])
+    return count
 
 
 def _batch_texts(indices: Sequence[int], token_lists: Sequence[Tensor], texts: dict[int, list[str]],

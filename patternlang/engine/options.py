@@ -16,6 +16,7 @@ import torch
 from patternlang.engine.measures import MEASURES
 from patternlang.engine.pattern_tensors import Detector
 from patternlang.errors import InputError, did_you_mean
+from patternlang.heads import check_heads
 
 DEFAULT_MEASURE = "mass"
 
@@ -55,6 +56,11 @@ class DetectOptions:
     interventions: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        """Every option checked once, here, before any model loads (the measure names, how the heads
+        are written, the counts); `measures` becomes a tuple of known names."""
+        if self.measures is not None:
+            object.__setattr__(self, "measures", check_measures(self.measures))
+        check_heads(self.heads)
         for name in ("batch_size", "chunk_size", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -82,6 +88,17 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
     if not chosen:
         raise InputError("no measures given", hint="choose from " + ", ".join(MEASURES))
     return tuple(chosen)
+
+
+def check_measure_scored(name: str, measures: tuple[str, ...] | None, patterns: Sequence[Any], *,
+                         survey: bool, what: str = "--heatmap-measure") -> None:
+    """`name` is a measure the run scores: one of `measures`, or else of the patterns' own measures
+    (and mass, which a survey always scores)."""
+    check_measures(name)  # a measure at all (with a did-you-mean)
+    scored = measures or tuple(dict.fromkeys((("mass",) if survey else ()) + check_measures(None, patterns)))
+    if name not in scored:
+        raise InputError(f"{what} {name} is not among the measures scored ({', '.join(scored)})",
+                         hint=f"score it too: --measure {','.join((*scored, name))}")
 
 
 def own_measure(detector: Any) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from patternlang.engine.detection import detect
+from patternlang.engine.detection import detect_with
+from patternlang.engine.options import DetectOptions
 from patternlang.engine.progress import one_run
 from patternlang.engine.scores import Scores
 from patternlang.library import Pattern, load_patterns, shipped_patterns
@@ -23,11 +24,12 @@ from patternlang.settings import ProbeSpec
 FALLBACK_PROBE = ProbeSpec("natural")
 
 
-def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, **detect_args: Any) -> Scores:
+def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None,
+           options: DetectOptions | None = None, **detect_args: Any) -> Scores:
     """Score each pattern on its own default probe (or every pattern on `probe`).
 
-    `patterns`: anything `detect` takes; None means every shipped pattern.
-    Patterns without a default probe use natural text.
+    `patterns`: anything `detect` takes; None means every shipped pattern. Patterns without a
+    default probe use natural text. `options` (or `detect`'s keyword arguments): how each run scores.
 
     >>> scores = survey(load_model())  # every shipped pattern  # doctest: +SKIP
     >>> scores.settings["probes"]["induction_head"]  # doctest: +SKIP
@@ -35,16 +37,17 @@ def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None, 
     """
     chosen = _distinct_names(shipped_patterns() if patterns is None else load_patterns(
         patterns if isinstance(patterns, (list, tuple)) else [patterns]))
-    if detect_args.get("measures") is None:
+    options = options if options is not None else DetectOptions(**detect_args)
+    if options.measures is None:
         # One set of measures for every group: mass, plus any measure a pattern names as its own.
         named = [p.settings.measure for p in chosen if p.settings.measure]
-        detect_args["measures"] = tuple(dict.fromkeys(["mass", *named]))
+        options = replace(options, measures=tuple(dict.fromkeys(["mass", *named])))
     groups: dict[ProbeSpec, list[Pattern]] = {}
     for pattern in chosen:
         spec = probe or pattern.settings.probe or FALLBACK_PROBE
         groups.setdefault(spec, []).append(pattern)
     with one_run():  # one run for the progress bar's delay
-        parts = [(spec, detect(model, make_probe(spec.name, spec.args, model=model), members, **detect_args))
+        parts = [(spec, detect_with(model, make_probe(spec.name, spec.args, model=model), members, options))
                  for spec, members in groups.items()]
     return join_scores(parts, order=[p.name for p in chosen])
 
