@@ -7,7 +7,9 @@
 Modules, one per stage: `batching` (tokenize, bucket, pad), `pattern_tensors` (the
 patterns as the engine sees them, `Detector`, and their detection tensors per batch),
 `forward` (the hooked, early-stopped forward pass), `measures` (the measure registry),
-`accumulate` (running sums), `detection` (the recipe), `scores` (the result), `tl_compat`
+`accumulate` (running sums), `options` (DetectOptions), `plan` (RunPlan, built once), `readers`
+(AttentionReader strategies, Intervention), `inputs`, `run` (the loop), `detection` (the recipe),
+`scores` (the result), `explanation` (one head on one prompt), `survey`, `tl_compat`
 (TransformerLens' `detect_head`, batched).
 """
 
@@ -17,6 +19,13 @@ from typing import Any
 # checker) must not pull in the model loaders that `detect` needs.
 _LAZY = {
     "detect": "patternlang.engine.detection",
+    "detect_with": "patternlang.engine.detection",
+    "DetectOptions": "patternlang.engine.options",
+    "RunPlan": "patternlang.engine.plan",
+    "AttentionReader": "patternlang.engine.readers",
+    "Intervention": "patternlang.engine.readers",
+    "HookedModel": "patternlang.engine.hooked",
+    "RunSettings": "patternlang.engine.scores",
     "detect_head": "patternlang.engine.tl_compat",
     "Scores": "patternlang.engine.scores",
     "head_label": "patternlang.heads",
@@ -38,5 +47,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'patternlang.engine' has no attribute {name!r}")
 
 
-__all__ = ["detect", "detect_head", "Scores", "MEASURES", "MEASURE_DOCS", "Measure", "Exclusions",
+__all__ = ["detect", "detect_with", "DetectOptions", "RunPlan", "AttentionReader", "Intervention", "HookedModel",
+           "RunSettings", "detect_head", "Scores", "MEASURES", "MEASURE_DOCS", "Measure", "Exclusions",
            "head_label", "parse_heads"]

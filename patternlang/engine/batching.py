@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from patternlang.engine.shapes import Lengths, Mask, TokenList, Tokens
 from patternlang.errors import InputError
 from patternlang.prompts import as_token_tensor, check_text, check_token_ids, model_limits, split_prompts
 from patternlang.tokenize import token_texts
@@ -32,14 +33,14 @@ class Batch:
     `lengths` `[batch]`, and `indices`: each row's position in the caller's prompt list.
     """
 
-    tokens: Tensor
-    mask: Tensor
-    lengths: Tensor
+    tokens: Tokens
+    mask: Mask
+    lengths: Lengths
     indices: tuple[int, ...]
 
 
 def tokenize(model: Any, prompts: Any, *, prepend_bos: bool | None = True,
-             indices: Sequence[int] | None = None) -> list[Tensor]:
+             indices: Sequence[int] | None = None) -> list[TokenList]:
     """Each prompt as a 1-D long tensor of token ids (CPU), checked against the model.
 
     Strings are tokenized one at a time with `model.to_tokens` (so padding never enters;
@@ -115,7 +116,7 @@ def plan_batches(lengths: Sequence[int], batch_size: int | None, *, bytes_per_pr
     return batches
 
 
-def pad_batch(token_lists: Sequence[Tensor], indices: Sequence[int], pad: int, device: torch.device) -> Batch:
+def pad_batch(token_lists: Sequence[TokenList], indices: Sequence[int], pad: int, device: torch.device) -> Batch:
     """Right-pad the chosen prompts into one `Batch` on `device`."""
     chosen = [token_lists[i] for i in indices]
     lengths = torch.tensor([t.numel() for t in chosen], dtype=torch.long)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from patternlang.annotate.spacy_parser import prompt_syntax
+from patternlang.engine.hooked import HookedModel
 from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.inputs import prompt_labels, prompt_offsets, split_character_texts
@@ -162,7 +163,7 @@ class Explanation:
 
 
 def explain(
-    model: Any,
+    model: HookedModel,
     pattern: Any,
     head: Any,
     prompt: Any,
@@ -281,7 +282,7 @@ class PromptInputs:
     syntax: dict[int, Any]
     labels: dict[int, Any]
 
-    def detection(self, model: Any, batch: Any, detectors: Sequence[Any],
+    def detection(self, model: HookedModel, batch: Any, detectors: Sequence[Any],
                   predictions: dict[int | None, Tensor] | None = None) -> Tensor:
         """The detection tensors `[pattern, batch, q, k]` of `batch` (on the CPU), by the engine's
         `detection_tensors`; `predictions`: the batch's (`BatchOutputs.predictions`), for patterns
@@ -309,7 +310,7 @@ class PromptInputs:
         return tuple(token_labels(self.labels.get(index) or (), self.offsets[index]))
 
 
-def prompt_inputs(model: Any, prompt_set: Any, items: Sequence[Any], token_lists: Sequence[Tensor],
+def prompt_inputs(model: HookedModel, prompt_set: Any, items: Sequence[Any], token_lists: Sequence[Tensor],
                   detectors: Sequence[Any]) -> PromptInputs:
     """The `PromptInputs` of `items` (tokenized as `token_lists`) for `detectors`, by the engine's
     own functions; `prompt_set` is the `Prompts` they came from (its labelled spans), or None."""
@@ -319,7 +320,7 @@ def prompt_inputs(model: Any, prompt_set: Any, items: Sequence[Any], token_lists
                         labels=prompt_labels(prompt_set, detectors))
 
 
-def model_pass(model: Any, tokens: Tensor, layers: Sequence[int], detectors: Sequence[Any],
+def model_pass(model: HookedModel, tokens: Tensor, layers: Sequence[int], detectors: Sequence[Any],
                measures: Sequence[str]) -> Any:
     """The engine's deferred pass to the logits (`model_outputs.BatchOutputs`: the layers'
     attention, the predictions, `z`) when a pattern reads the model's predictions or a measure
@@ -336,7 +337,7 @@ def _fresh(passed: Any) -> Any:
     return replace(passed, attention=dict(passed.attention))
 
 
-def _hooked_attention(model: Any, batch: Any, layer: int) -> Tensor:
+def _hooked_attention(model: HookedModel, batch: Any, layer: int) -> Tensor:
     """The layer's attention `[batch, head, q, k]` from one pass stopped after it."""
     captured: dict[int, Tensor] = {}
 
@@ -391,7 +392,7 @@ def _one_prompt(prompt: Any, spans: Any) -> tuple[Any, Any]:
     return items[0], Prompts(texts=(items[0],), spans=(spans,), name="prompt")
 
 
-def _predicted_texts(model: Any, passed: Any) -> tuple[str, ...] | None:
+def _predicted_texts(model: HookedModel, passed: Any) -> tuple[str, ...] | None:
     """Each position's top-1 prediction from the final logits, as text (None without that pass)."""
     if passed is None or None not in passed.predictions:
         return None
@@ -415,7 +416,7 @@ def _too_long(n: int) -> InputError:
                            "detect scores long prompts")
 
 
-def _token_texts(model: Any, ids: list[int], item: Any) -> list[str]:
+def _token_texts(model: HookedModel, ids: list[int], item: Any) -> list[str]:
     """Each token's text as the engine reads it (a character split over tokens read from the
     prompt's text), or its id for a model without a tokenizer or `to_str_tokens`."""
     tokenizer = getattr(model, "tokenizer", None)

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
 
+from patternlang.engine.shapes import Attention, Tokens
 from patternlang.errors import InputError
 
 
@@ -20,7 +20,7 @@ def pattern_hook_name(layer: int) -> str:
 
 
 def run_attention_hooks(
-    model: Any, tokens: Tensor, layers: Sequence[int], on_attention: Callable[[int, Tensor], None],
+    model: Any, tokens: Tokens, layers: Sequence[int], on_attention: Callable[[int, Attention], None],
     hooks: Sequence[tuple[str, Callable[..., Any]]] = (),
 ) -> None:
     """Run `model` on `tokens` and call `on_attention(layer, pattern)` for each layer in `layers`.
@@ -39,7 +39,7 @@ def run_attention_hooks(
     fired: list[int] = []
 
     def make_hook(layer: int):
-        def hook(pattern: Tensor, hook: Any = None) -> None:
+        def hook(pattern: Attention, hook: Any = None) -> None:
             on_attention(layer, pattern)
             fired.append(layer)
             if layer == last:

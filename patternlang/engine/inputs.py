@@ -16,6 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from patternlang.annotate.spacy_parser import prompt_syntax
+from patternlang.engine.hooked import HookedModel
 from patternlang.engine.batching import TokenStrings, tokenize
 from patternlang.engine.pattern_tensors import Detector, check_matrix_sizes
 from patternlang.engine.shapes import TokenList
@@ -71,7 +72,7 @@ class ChunkInputs:
         )
 
 
-def chunk_inputs(model: Any, items: Sequence[Any], spans: Sequence[Any] | None, detectors: Sequence[Detector], *,
+def chunk_inputs(model: HookedModel, items: Sequence[Any], spans: Sequence[Any] | None, detectors: Sequence[Detector], *,
                  prepend_bos: bool, indices: Sequence[int] | None = None) -> ChunkInputs:
     """Tokenize a chunk's prompts and prepare what the patterns read of them (`ChunkInputs`)."""
     token_lists = tokenize(model, items, prepend_bos=prepend_bos, indices=indices)
@@ -86,7 +87,7 @@ def chunk_inputs(model: Any, items: Sequence[Any], spans: Sequence[Any] | None, 
     return inputs
 
 
-def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],
+def split_character_texts(model: HookedModel, items: Any, token_lists: Sequence[Tensor],
                           detectors: Sequence[Detector]) -> dict[int, list[str]]:
     """Per-position token texts of the text prompts where a character is split over tokens.
 
@@ -108,7 +109,7 @@ def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],
     return texts
 
 
-def prompt_offsets(model: Any, items: Any, token_lists: Sequence[Tensor],
+def prompt_offsets(model: HookedModel, items: Any, token_lists: Sequence[Tensor],
                    detectors: Sequence[Detector]) -> dict[int, list[tuple[int, int]]]:
     """Every prompt's character spans, when a pattern reads a feature that needs them; else {}.
 
@@ -168,7 +169,7 @@ def chunk_labels(spans: Sequence[Any], detectors: Sequence[Detector]) -> dict[in
     return {index: row for index, row in enumerate(spans) if row is not None}
 
 
-def prompt_source(prompts: Any, model: Any) -> PromptSource:
+def prompt_source(prompts: Any, model: HookedModel) -> PromptSource:
     """What `detect` reads prompts from (`probes.stream.PromptSource`): a prompt file `Path` or a
     source as given, read lazily; an iterator read once; anything else (lists, tensors, a
     `Prompts`, a bound probe) in memory, as before."""

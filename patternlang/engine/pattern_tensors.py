@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.batching import Batch
+from patternlang.engine.shapes import Detection
 from patternlang.errors import InputError
 
 
@@ -114,7 +115,7 @@ def check_matrix_sizes(detectors: Sequence[Detector], lengths: Sequence[int]) ->
 
 
 def detection_tensors(detectors: Sequence[Detector], batch: Batch, *, device: torch.device | None = None,
-                      **inputs: Any) -> Tensor:
+                      **inputs: Any) -> Detection:
     """The detection tensors of one batch, `[pattern, batch, query_pos, key_pos]` float32 on `device`:
     every query row of `detection_block`, on the batch's `batch_features` (`inputs`: its keywords,
     `strings`, `texts`, `offsets`, `syntax`, `labels`, `predictions`, `special_ids`).
@@ -153,7 +154,7 @@ def batch_features(
 
 
 def detection_block(detectors: Sequence[Detector], batch: Batch, features: Any, q_start: int, q_stop: int, *,
-                    device: torch.device | None = None) -> Tensor:
+                    device: torch.device | None = None) -> Detection:
     """The detection tensors of queries `q_start .. q_stop-1` over keys `0 .. q_stop-1`:
     `[pattern, batch, q_stop - q_start, q_stop]` float32, equal to those rows of the full
     tensors cut to `q_stop` keys (every pattern is lower-triangular).

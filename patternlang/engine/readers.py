@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from patternlang.engine.hooked import HookedModel
 from patternlang.engine.accumulate import Accumulator
 from patternlang.engine.batching import Batch
 from patternlang.engine.blocked import CaptureBlocks, score_blocked_batch
@@ -123,7 +124,7 @@ class DeferredReader(_RowsReader):
     """A pass to the logits first, its attention (and `z`, predictions) kept; `source(tokens)`, when
     given, supplies that pass instead (`explain`, which draws from the same pass)."""
 
-    def __init__(self, path: dict[str, Any], model: Any, outputs: OutputsPlan, layers: Sequence[int],
+    def __init__(self, path: dict[str, Any], model: HookedModel, outputs: OutputsPlan, layers: Sequence[int],
                  interventions: Sequence[Intervention] = (),
                  source: Callable[[Tensor], BatchOutputs] | None = None):
         self.path, self.model, self.outputs, self.layer_list = path, model, outputs, list(layers)

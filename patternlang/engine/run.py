@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from patternlang.engine.hooked import HookedModel
 from patternlang.engine.accumulate import Accumulator, Tallies
 from patternlang.engine.batching import pad_batch
 from patternlang.engine.checkpoint import CheckpointFile
@@ -55,7 +56,7 @@ def score_chunk(plan: RunPlan, inputs: ChunkInputs, accumulator: Accumulator, pr
 
 
 def score_tokens(
-    model: Any,
+    model: HookedModel,
     token_lists: Sequence[Tensor],
     detectors: Sequence[Detector],
     *,

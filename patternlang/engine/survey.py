@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from patternlang.engine.detection import detect_with
+from patternlang.engine.hooked import HookedModel
 from patternlang.engine.options import DetectOptions
 from patternlang.engine.progress import one_run
 from patternlang.engine.scores import Scores
@@ -24,7 +25,7 @@ from patternlang.settings import ProbeSpec
 FALLBACK_PROBE = ProbeSpec("natural")
 
 
-def survey(model: Any, patterns: Any = None, *, probe: ProbeSpec | None = None,
+def survey(model: HookedModel, patterns: Any = None, *, probe: ProbeSpec | None = None,
            options: DetectOptions | None = None, **detect_args: Any) -> Scores:
     """Score each pattern on its own default probe (or every pattern on `probe`).
 
