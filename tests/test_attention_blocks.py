@@ -10,7 +10,7 @@ import weakref
 import pytest
 import torch
 
-from patternlang.engine import attention_blocks
+from patternlang.engine import attention_blocks, block_route
 from patternlang.engine.attention_blocks import (blocked_route, capture_attention_blocks,
                                                  final_residual_by_route, logits_by_route, shared_hf_model)
 from patternlang.engine.forward import run_attention_hooks
@@ -199,7 +199,7 @@ def test_a_bridge_with_processed_weights_is_refused(monkeypatch):
 
 
 def test_an_unchecked_architecture_is_refused(tiny_llama, monkeypatch):
-    monkeypatch.setattr(attention_blocks, "CHECKED_ARCHITECTURES", ("Gemma3ForCausalLM",))
+    monkeypatch.setattr(block_route, "CHECKED_ARCHITECTURES", ("Gemma3ForCausalLM",))
     reason = blocked_route(tiny_llama)
     assert reason is not None and "LlamaForCausalLM" in reason and "not been checked" in reason
 

@@ -45,20 +45,16 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from patternlang.engine.block_route import _WRAPPER_SEGMENT, blocked_route
+from patternlang.engine.block_softmax import _block_softmax, _grouped_matmul, _key_start, _LayerFacts
 from patternlang.errors import InputError
 
 ATTENTION_NAME = "patternlang_blockwise"
 """The name the blockwise attention function is registered under in transformers' AttentionInterface."""
 
-CHECKED_ARCHITECTURES = ("LlamaForCausalLM", "Gemma3ForCausalLM")
-"""HF model classes whose route has been checked against the bridge's `hook_pattern` (tests)."""
-
 _LOGITS_BUDGET = 2**22
 """The most logits (float32 elements) one block of the forward pass computes at once (16 MiB):
 the query block shrinks as the prompts grow, so memory stays linear in their length."""
-
-_WRAPPER_SEGMENT = "._original_component"
-
 
 class AttentionBlocks(Protocol):
     """What a capture hands to the scorer: one layer's attention for a block of queries at a time."""
@@ -74,57 +70,6 @@ class AttentionBlocks(Protocol):
 
 class _StopCapture(Exception):
     """Raised by the last needed layer's attention: nothing after it is worth computing."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Which models take the route
-
-
-def blocked_route(model: Any) -> str | None:
-    """None when `capture_attention_blocks` works for `model`; else a short reason, and the
-    engine computes attention through `hook_pattern` instead.
-
-    >>> blocked_route(load_model()) is None   # doctest: +SKIP
-    True
-    >>> blocked_route(make_hand_set_model())   # doctest: +SKIP
-    'HandSetModel is not a Hugging Face model wrapped by a TransformerBridge ...'
-    """
-    hf_model = _wrapped_hf_model(model)
-    if hf_model is None:
-        return (f"{type(model).__name__} is not a Hugging Face model wrapped by a TransformerBridge "
-                "(a TransformerLens-native checkpoint, a HookedTransformer or a test model)")
-    if getattr(model, "_weights_processed", False) or getattr(model, "compatibility_mode", False):
-        # Folded or centred weights change what the bridge computes from the HF modules' tensors.
-        return "the bridge's weights have been processed (process_weights or compatibility mode)"
-    architecture = type(hf_model).__name__
-    if architecture not in CHECKED_ARCHITECTURES:
-        return (f"blockwise attention has not been checked against hook_pattern for {architecture} "
-                f"(checked: {', '.join(CHECKED_ARCHITECTURES)})")
-    config = hf_model.config
-    if getattr(config, "use_bidirectional_attention", False):
-        return f"{architecture} is configured with bidirectional attention"
-    if getattr(config, "pretraining_tp", 1) not in (None, 1):
-        return f"{architecture} is configured with pretraining_tp={config.pretraining_tp}"
-    if getattr(config, "attn_logit_softcapping", None) is not None:
-        # HF's Gemma 3 attention never passes this to its attention function; the bridge applies it.
-        return (f"{architecture} sets attn_logit_softcapping, which the bridge applies and HF's "
-                "attention does not: the two disagree")
-    if getattr(config, "sliding_window", None) is not None and getattr(config, "layer_types", None) is None:
-        return f"{architecture} has a sliding window but no per-layer layer_types"
-    return None
-
-
-def _wrapped_hf_model(model: Any) -> Any:
-    """The HF model inside a TransformerBridge, or None."""
-    try:
-        from transformer_lens.model_bridge import TransformerBridge
-        from transformers import PreTrainedModel
-    except ImportError:
-        return None
-    if not isinstance(model, TransformerBridge):
-        return None
-    hf_model = getattr(model, "original_model", None)
-    return hf_model if isinstance(hf_model, PreTrainedModel) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,13 +156,6 @@ def _build_shared(hf_model: Any, tensors: dict[str, Tensor]) -> Any:
 _ACTIVE = threading.local()
 
 
-@dataclass(frozen=True, slots=True)
-class _LayerFacts:
-    scaling: float
-    sliding_window: int | None
-    softcap: float | None
-
-
 @dataclass(slots=True)
 class _Capture:
     """What one run keeps, and where it stops."""
@@ -284,51 +222,6 @@ def _keep(capture: _Capture, layer: int, query: Tensor, key: Tensor) -> None:
     index = sorted(capture.keep).index(layer)
     capture.queries[layer] = capture.stores[0][index].copy_(query)
     capture.keys[layer] = capture.stores[1][index].copy_(key)
-
-
-def _key_start(facts: _LayerFacts, q_start: int) -> int:
-    """The first key any query from `q_start` on may see (only the window's keys on a sliding layer)."""
-    return 0 if facts.sliding_window is None else max(0, q_start - facts.sliding_window + 1)
-
-
-def _grouped_matmul(left: Tensor, right: Tensor) -> Tensor:
-    """`left [batch, heads, m, n] @ right [batch, kv_heads, n, p]` with each kv head shared by
-    `heads // kv_heads` query heads (grouped-query attention), without repeating `right`."""
-    batch, n_heads, m, n = left.shape
-    n_kv = right.shape[1]
-    grouped = left.reshape(batch, n_kv, n_heads // n_kv, m, n)
-    return torch.matmul(grouped, right.unsqueeze(2)).reshape(batch, n_heads, m, right.shape[-1])
-
-
-def _block_softmax(query: Tensor, key: Tensor, lengths: Tensor, facts: _LayerFacts,
-                   q_start: int, q_stop: int) -> tuple[Tensor, int]:
-    """float32 `[batch, heads, q_stop - q_start, q_stop - k_start]` and `k_start`: the softmax of
-    queries q_start .. q_stop-1 over keys k_start .. q_stop-1, the same arithmetic as HF's and the
-    bridge's eager attention (logits times scaling, soft-capping, masked, float32 softmax).
-
-    Masked cells (k > q, padding keys, outside the window) are zero; a row with no key it may see
-    (a padding query past the window of every real key) is all zero."""
-    k_start = _key_start(facts, q_start)
-    # In place where eager attention makes a new tensor (same values): a block holds two copies, not five.
-    logits = _grouped_matmul(query[:, :, q_start:q_stop], key[:, :, k_start:q_stop].transpose(-1, -2))
-    logits.mul_(facts.scaling)
-    if facts.softcap is not None:
-        logits.div_(facts.softcap).tanh_().mul_(facts.softcap)
-    device = logits.device
-    q_pos = torch.arange(q_start, q_stop, device=device).view(-1, 1)
-    k_pos = torch.arange(k_start, q_stop, device=device).view(1, -1)
-    allowed = k_pos <= q_pos
-    if facts.sliding_window is not None:
-        allowed = allowed & (k_pos > q_pos - facts.sliding_window)
-    allowed = allowed.unsqueeze(0) & (k_pos.unsqueeze(0) < lengths.view(-1, 1, 1))  # [batch, q, k]
-    allowed = allowed.unsqueeze(1)
-    logits.masked_fill_(~allowed, float("-inf"))
-    probabilities = torch.softmax(logits, dim=-1, dtype=torch.float32)
-    del logits
-    blind = ~allowed.any(dim=-1, keepdim=True)
-    if bool(blind.any()):  # softmax of a row of -inf is NaN: such a row attends nothing
-        probabilities.masked_fill_(blind, 0.0)
-    return probabilities, k_start
 
 
 # ---------------------------------------------------------------------------------------------

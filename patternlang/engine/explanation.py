@@ -24,22 +24,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.annotate.spacy_parser import prompt_syntax
 from patternlang.engine.hooked import HookedModel
-from patternlang.engine.batching import TokenStrings, pad_batch, tokenize
+from patternlang.engine.batching import pad_batch, tokenize
 from patternlang.engine.forward import run_attention_hooks
-from patternlang.engine.inputs import prompt_labels, prompt_offsets, split_character_texts
+from patternlang.engine.inputs import PromptInputs, _token_texts, model_pass, prompt_inputs
 from patternlang.engine.measures import MEASURES, Exclusions, prepare_targets
-from patternlang.engine.model_outputs import outputs_plan, run_with_outputs
 from patternlang.engine.options import check_measures, pattern_setting
-from patternlang.engine.pattern_tensors import check_matrix_sizes, detection_tensors, resolve_patterns
+from patternlang.engine.pattern_tensors import check_matrix_sizes, resolve_patterns
 from patternlang.engine.run import score_tokens
 from patternlang.errors import InputError
 from patternlang.heads import head_label, parse_heads
 from patternlang.models.facts import model_facts
 from patternlang.prompts import Prompts, split_prompts
-from patternlang.spans import token_labels
-from patternlang.tokenize import check_token_ids_before_loading, token_texts
+from patternlang.tokenize import check_token_ids_before_loading
+
+__all__ = ["MAX_TOKENS", "Explanation", "PromptInputs", "explain", "model_pass", "prompt_argument", "prompt_inputs"]
 
 MAX_TOKENS = 512
 """Longest prompt `explain` draws: two [q, k] grids of 512 tokens already hold half a million cells."""
@@ -271,67 +270,6 @@ def explain(
     )
 
 
-@dataclass(frozen=True)
-class PromptInputs:
-    """What the engine reads of some prompts besides their token ids, as `detect` gathers it:
-    split-character texts, character offsets, parser annotations and labelled spans (each `{prompt
-    index: value}`, empty when no pattern reads it). `explain` and the atlas draw with it."""
-
-    texts: dict[int, list[str]]
-    offsets: dict[int, list[tuple[int, int]]]
-    syntax: dict[int, Any]
-    labels: dict[int, Any]
-
-    def detection(self, model: HookedModel, batch: Any, detectors: Sequence[Any],
-                  predictions: dict[int | None, Tensor] | None = None) -> Tensor:
-        """The detection tensors `[pattern, batch, q, k]` of `batch` (on the CPU), by the engine's
-        `detection_tensors`; `predictions`: the batch's (`BatchOutputs.predictions`), for patterns
-        reading them."""
-        facts = model_facts(model)
-        rows = batch.indices
-
-        def pick(values: dict[int, Any]) -> list[Any] | None:
-            return [values.get(row) for row in rows] if values else None
-
-        texts = None
-        if self.texts:
-            strings = TokenStrings(model)
-            texts = [self.texts.get(row) or strings(batch.tokens[i, :int(batch.lengths[i])].tolist())
-                     for i, row in enumerate(rows)]
-        return detection_tensors(detectors, batch, strings=TokenStrings(model) if facts.tokenizer is not None else None,
-                                 texts=texts, offsets=pick(self.offsets), syntax=pick(self.syntax),
-                                 labels=pick(self.labels), special_ids=facts.special_ids, device=torch.device("cpu"),
-                                 predictions=predictions)
-
-    def span_labels(self, index: int) -> tuple[str, ...] | None:
-        """Prompt `index`'s token labels as `span[k]` reads them (None when no pattern reads spans)."""
-        if not self.labels or index not in self.offsets:
-            return None
-        return tuple(token_labels(self.labels.get(index) or (), self.offsets[index]))
-
-
-def prompt_inputs(model: HookedModel, prompt_set: Any, items: Sequence[Any], token_lists: Sequence[Tensor],
-                  detectors: Sequence[Any]) -> PromptInputs:
-    """The `PromptInputs` of `items` (tokenized as `token_lists`) for `detectors`, by the engine's
-    own functions; `prompt_set` is the `Prompts` they came from (its labelled spans), or None."""
-    return PromptInputs(texts=split_character_texts(model, items, token_lists, detectors),
-                        offsets=prompt_offsets(model, items, token_lists, detectors),
-                        syntax=prompt_syntax(model, items, token_lists, detectors),
-                        labels=prompt_labels(prompt_set, detectors))
-
-
-def model_pass(model: HookedModel, tokens: Tensor, layers: Sequence[int], detectors: Sequence[Any],
-               measures: Sequence[str]) -> Any:
-    """The engine's deferred pass to the logits (`model_outputs.BatchOutputs`: the layers'
-    attention, the predictions, `z`) when a pattern reads the model's predictions or a measure
-    its heads' outputs; None when attention alone is needed."""
-    facts = model_facts(model)
-    plan = outputs_plan(detectors, measures, facts.n_layers)
-    if plan is None:
-        return None
-    return run_with_outputs(model, tokens.to(facts.device), layers, plan)
-
-
 def _fresh(passed: Any) -> Any:
     """The pass's outputs with their own attention dict: `score_tokens` pops the layers it reduces."""
     return replace(passed, attention=dict(passed.attention))
@@ -414,27 +352,6 @@ def _too_long(n: int) -> InputError:
     return InputError(f"the prompt has {n} tokens; a head's attention is drawn for at most {MAX_TOKENS}",
                       hint="shorten the prompt (a few sentences show a pattern), or pick a part of it; "
                            "detect scores long prompts")
-
-
-def _token_texts(model: HookedModel, ids: list[int], item: Any) -> list[str]:
-    """Each token's text as the engine reads it (a character split over tokens read from the
-    prompt's text), or its id for a model without a tokenizer or `to_str_tokens`."""
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None and not hasattr(model, "to_str_tokens"):
-        return [str(i) for i in ids]
-    try:
-        if isinstance(item, str) and hasattr(tokenizer, "convert_ids_to_tokens"):
-            texts = token_texts(tokenizer, ids, text=item)
-        else:
-            texts = TokenStrings(model)(ids)
-        if hasattr(tokenizer, "convert_ids_to_tokens") and not all(texts):
-            # A special token decodes to nothing; its name (<bos>, <|endoftext|>) says which it is.
-            names = tokenizer.convert_ids_to_tokens([i for i, text in zip(ids, texts) if not text])
-            empty = iter(str(name) for name in names)
-            texts = [text or next(empty) for text in texts]
-        return texts
-    except Exception:  # noqa: BLE001 - token texts are only labels; ids still say which token
-        return [str(i) for i in ids]
 
 
 def _rule_of(detector: Any) -> str:
