@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from patternlang import __version__
 from patternlang.errors import InputError
 
 CHECKPOINT_FORMAT = 1
@@ -103,8 +104,6 @@ def prompts_mismatch(directory: Path, position: int, read: int) -> InputError:
 def run_fingerprint(model: Any, facts: Any, detectors: Sequence[Any], *, measures: Sequence[str], exclusions: Sequence[Any],
                     heads: Any, prepend_bos: bool, per_prompt: bool, source: str, shard: Any) -> dict[str, str]:
     """What determines a run's scores, as text, for a checkpoint to be checked against."""
-    from patternlang import __version__
-
     return {
         "patternlang version": str(__version__),
         "model": f"{facts.described}; weights {weights_digest(model)}",

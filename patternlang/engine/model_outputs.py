@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError
+from patternlang.syntax.predictions import prediction_requests
 
 RESID_POST = "blocks.{}.hook_resid_post"
 HOOK_Z = "blocks.{}.attn.hook_z"
@@ -43,8 +44,7 @@ class OutputsPlan:
 
 def outputs_plan(detectors: Sequence[Any], measures: Sequence[str], n_layers: int) -> OutputsPlan | None:
     """The run's `OutputsPlan`, or None when nothing but attention is needed (today's single stopped pass)."""
-    from patternlang.engine.measures import MEASURES
-    from patternlang.syntax.predictions import prediction_requests
+    from patternlang.engine.measures import MEASURES  # lazy: measures -> copying -> model_outputs, a cycle
 
     exprs = [d.pattern.program.expr for d in detectors
              if d.pattern is not None and "predictions" in d.pattern.needs]

@@ -18,7 +18,9 @@ from torch import Tensor
 
 from patternlang.engine.batching import Batch
 from patternlang.engine.shapes import Detection
+from patternlang.compiler import BatchFeatures, evaluate_all
 from patternlang.errors import InputError
+from patternlang.library import Pattern, load_patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,6 @@ def resolve_patterns(patterns: Any, *, allow_negative: bool = False) -> list[Det
 
 
 def _load(spec: Any) -> list[Detector]:
-    from patternlang.library import Pattern, load_patterns
-
     if not isinstance(spec, (str, Path, Pattern)):
         raise InputError(f"cannot use {type(spec).__name__} as a pattern",
                          hint="pass a pattern name, rule text, a file, a Pattern or a [q, k] tensor")
@@ -145,8 +145,6 @@ def batch_features(
     query block), or None when no detector is a language pattern."""
     if not any(d.pattern is not None for d in detectors):
         return None
-    from patternlang.compiler import BatchFeatures
-
     device = device or batch.tokens.device
     return BatchFeatures.build(batch.tokens.to(device), batch.mask.to(device),
                                strings=strings, texts=texts, offsets=offsets, syntax=syntax,
@@ -168,8 +166,6 @@ def detection_block(detectors: Sequence[Detector], batch: Batch, features: Any, 
     out = torch.empty(len(detectors), n_batch, q_stop - q_start, q_stop, dtype=torch.float32, device=device)
     language = [i for i, d in enumerate(detectors) if d.pattern is not None]
     if language:
-        from patternlang.compiler import evaluate_all
-
         window = features if full else features.window(q_start, q_stop)
         patterns = [detectors[i].pattern for i in language]
         if language == list(range(language[0], language[-1] + 1)):

@@ -16,7 +16,7 @@ from torch import Tensor
 from patternlang.errors import InputError, did_you_mean
 from patternlang.files import writing
 from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource
-from patternlang.heads import head_label
+from patternlang.heads import head_label, parse_heads
 
 RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score", "ci_low", "ci_high", "baseline",
                  "n_rows", "n_prompts")
@@ -156,8 +156,6 @@ class Scores:
 
     def head_of(self, head: Any) -> tuple[int, int]:
         """One head as `(layer, head_index)`, checked against the model's shape: "L5H1", "5.1" or (5, 1)."""
-        from patternlang.heads import parse_heads
-
         chosen = parse_heads(head, self.n_layers, self.n_heads)
         pairs = [(layer, h) for layer, hs in chosen.items() for h in (range(self.n_heads) if hs is None else hs)]
         if len(pairs) != 1:
@@ -320,7 +318,7 @@ class Scores:
 
         >>> scores.show("induction_head", "L5H1", 0, out="why.html")  # doctest: +SKIP
         """
-        from patternlang.engine.explanation import explain
+        from patternlang.engine.explanation import explain  # lazy: scores read from a file load no engine
 
         name = self.patterns[self._pattern_index(pattern)]
         source = self.source_of(name)
@@ -344,7 +342,7 @@ class Scores:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: provenance, best heads and sample sizes per pattern, heatmaps."""
-        from patternlang.reprs import safe_html, scores_html
+        from patternlang.reprs import safe_html, scores_html  # lazy: reprs draws with report, above the engine
 
         return safe_html(scores_html, self)
 
