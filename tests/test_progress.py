@@ -161,7 +161,7 @@ def test_a_survey_runs_under_one_clock(monkeypatch):
     import patternlang.engine.survey as survey_module
 
     seen = []
-    monkeypatch.setattr(survey_module, "detect", lambda *args, **kwargs: seen.append(progress._RUN_STARTED.get()))
+    monkeypatch.setattr(survey_module, "detect_with", lambda *args, **kwargs: seen.append(progress._RUN_STARTED.get()))
     monkeypatch.setattr(survey_module, "join_scores", lambda parts, order: None)
     monkeypatch.setattr(survey_module, "make_probe", lambda *args, **kwargs: None)
     survey_module.survey(None, ["induction_head", "previous_token_head"])
