@@ -233,7 +233,7 @@ def compile_(
         matrix = compiled.matrix(str_tokens=str_tokens)
     else:
         from .models.facts import model_facts
-        from .tokenize import default_special_ids, tokenize_prompt
+        from .tokenization import default_special_ids, tokenize_prompt
 
         loaded = None
         if model is not None:
@@ -474,7 +474,7 @@ def _check_prompt_stream(source, model_name: Optional[str]) -> tuple[int, bool]:
     against the embedded model's vocabulary where that is known), memory flat; its count, and
     whether any entry has labelled spans."""
     from .prompts import check_token_ids
-    from .tokenize import vocabulary_size_before_loading
+    from .tokenization import vocabulary_size_before_loading
 
     d_vocab = None
     count, block, numbers, labelled = 0, [], [], False
@@ -628,7 +628,7 @@ def _show_prompt(prompt: Optional[str], tokens: Optional[str], model: Optional[s
     """`--prompt` as its text, or `--tokens` as token ids, checked before the model loads."""
     from .explanation import MAX_TOKENS
     from .prompts import Prompts
-    from .tokenize import check_token_ids_before_loading
+    from .tokenization import check_token_ids_before_loading
 
     if prompt is not None:
         if not prompt:
@@ -668,7 +668,7 @@ def compare(
     from .engine import Scores
     from .files import OutputFiles
     from .report import HEATMAP_SUFFIXES
-    from .report.comparison import (comparison_json, comparison_table, difference_panels, save_comparison_json,
+    from .report.changes import (comparison_json, comparison_table, difference_panels, save_comparison_json,
                                  save_difference_heatmap)
 
     json_to_stdout = json_path is not None and str(json_path) == "-"

@@ -417,7 +417,7 @@ def _token_texts(model: Any, ids: list[int], item: Any) -> list[str]:
     """Each token's text as the engine reads it (a character split over tokens read from the
     prompt's text), or its id for a model without a tokenizer or `to_str_tokens`."""
     from patternlang.engine.batching import TokenStrings
-    from patternlang.tokenize import token_texts
+    from patternlang.tokenization import token_texts
 
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None and not hasattr(model, "to_str_tokens"):

@@ -25,7 +25,7 @@ from .syntax.kinds import check_kinds
 from .syntax.link import LinkTarget, link
 from .syntax.parser import parse_module, parse_rule
 from .syntax.problems import Problems
-from .syntax.settings import check_settings
+from .syntax.settings_pass import check_settings
 from .syntax.unparse import rule_text
 
 Form = Literal["pattern", "yaml", "rule"]

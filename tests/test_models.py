@@ -313,7 +313,7 @@ def test_models_and_tokenize_import_without_transformers():
     import subprocess
     import sys
 
-    code = ("import sys, patternlang.models, patternlang.tokenize; "
+    code = ("import sys, patternlang.models, patternlang.tokenization; "
             "print(sorted(m for m in ('transformers', 'transformer_lens') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -14,7 +14,8 @@ from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.chunks import ChunkReader, StreamedPrompts
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
-from patternlang.probes import files, from_file, stream
+from patternlang.probes import from_file, stream
+from patternlang.probes import prompt_files as files
 from patternlang.probes.stream import open_prompts
 from patternlang.testing import make_hand_set_model
 from patternlang.testing.oracle import random_attention, random_detection

@@ -99,7 +99,7 @@ def _spacy_or_skip():
 
 def _parsed(text: str):
     from patternlang.annotate.spacy_parser import annotate
-    from patternlang.tokenize import default_tokenizer, token_offsets, token_texts
+    from patternlang.tokenization import default_tokenizer, token_offsets, token_texts
 
     tokenizer = default_tokenizer()
     ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]

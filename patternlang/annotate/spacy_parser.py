@@ -117,7 +117,7 @@ def prompt_syntax(model, items, token_lists, detectors) -> dict[int, Annotations
         return {}
     from ..models.facts import model_facts
     from ..prompts import split_prompts
-    from ..tokenize import prompt_token_offsets
+    from ..tokenization import prompt_token_offsets
 
     if not syntax_available():
         raise missing_extra_error(f"pattern {needing[0]!r}")

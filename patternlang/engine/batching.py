@@ -16,7 +16,7 @@ from torch import Tensor
 
 from patternlang.errors import InputError
 from patternlang.prompts import as_token_tensor, check_text, check_token_ids, model_limits, split_prompts
-from patternlang.tokenize import token_texts
+from patternlang.tokenization import token_texts
 
 MAX_BATCH_ROWS = 128
 """Upper bound on prompts per batch when the batch size is chosen automatically."""

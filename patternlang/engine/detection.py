@@ -459,7 +459,7 @@ def split_character_texts(model: Any, items: Any, token_lists: Sequence[Tensor],
     if tokenizer is None or not needs_texts or not hasattr(tokenizer, "convert_ids_to_tokens"):
         return {}
     from patternlang.prompts import split_prompts
-    from patternlang.tokenize import REPLACEMENT_CHARACTER, token_texts
+    from patternlang.tokenization import REPLACEMENT_CHARACTER, token_texts
 
     decoded = TokenStrings(model)  # each distinct id decoded once, not each position
     texts: dict[int, list[str]] = {}
@@ -480,7 +480,7 @@ def prompt_offsets(model: Any, items: Any, token_lists: Sequence[Tensor],
     needing = [d.name for d in detectors if "offsets" in getattr(d.pattern, "needs", ())]
     if not needing:
         return {}
-    from patternlang.tokenize import prompt_token_offsets
+    from patternlang.tokenization import prompt_token_offsets
 
     offsets = prompt_token_offsets(model_facts(model).tokenizer, items, token_lists, pattern=needing[0],
                                    reads="character offsets",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from patternlang.errors import InputError, PatternTypeError, UnknownNameError, did_you_mean
 from patternlang.probes import generators, labelled
-from patternlang.probes.files import check_prompt_file, from_file
+from patternlang.probes.prompt_files import check_prompt_file, from_file
 from patternlang.prompts import MAX_PROMPT_TOKENS, MAX_PROMPTS, MAX_TOKEN_ID, Prompts, describe_value, show_int
 
 ArgType = Literal["int", "float", "str"]

@@ -166,7 +166,7 @@ register_feature(
 
 
 from . import parsed  # noqa: E402,F401  (registers the parser's features: pos, dep, dephead, ...)
-from . import labelled  # noqa: E402,F401  (span: the prompt set's labelled spans)
+from . import span_labels  # noqa: E402,F401  (span: the prompt set's labelled spans)
 from . import predictions  # noqa: E402,F401  (pred and predicted(): what the model predicts)
 
 
