@@ -107,16 +107,16 @@ def list_measures(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show the measures a head can be scored with (docs/measures.md explains each)."""
-    from .engine.measures import MEASURES
+    from .measure_table import MEASURE_TABLE  # torch-free: listing the measures loads no engine
 
     if as_json:
         print(json.dumps([{"name": m.name, "range": m.range, "averaged_over": m.averaged_over, "doc": m.doc}
-                          for m in MEASURES.entries()], indent=2))
+                          for m in MEASURE_TABLE.entries()], indent=2))
         return
     table = Table(title="Measures: --measure NAME, or `measure NAME` in a pattern")
     for column in ("measure", "range", "mean over", "what it says"):
         table.add_column(column, style="bold cyan" if column == "measure" else None)
-    for measure in MEASURES.entries():
+    for measure in MEASURE_TABLE.entries():
         table.add_row(measure.name, measure.range, measure.averaged_over, Text(measure.doc))
     out.print(table)
 
@@ -346,7 +346,7 @@ def detect(
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
-    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs, lift: `patternlang measures` lists them); "
+    measure: List[str] = typer.Option([], "--measure", help="Measures (`patternlang measures` lists them); "
                                                                 "repeat or use commas."),
     exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
                                                help="Leave key 0 out (default: each pattern's setting)."),

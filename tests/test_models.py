@@ -169,7 +169,7 @@ def registry(monkeypatch):
     """The registry, restored after the test."""
     from patternlang.models import registry as registry_module
 
-    monkeypatch.setattr(registry_module, "MODEL_LOADERS", list(registry_module.MODEL_LOADERS))
+    monkeypatch.setattr(registry_module, "MODEL_LOADERS", registry_module.MODEL_LOADERS.copy())
     return registry_module
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from patternlang.engine.accumulate import Accumulator
 from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, capture_attention_blocks
 from patternlang.engine.batching import Batch
-from patternlang.engine.measures import MEASURES, LayerWork, prepare_targets
+from patternlang.engine.measures import ATTENTION_COPIES, MEASURES, LayerWork, prepare_targets
 from patternlang.engine.pattern_tensors import Detector, detection_block
 from patternlang.errors import InputError, did_you_mean
 
@@ -132,13 +132,7 @@ def block_cell_bytes(n_patterns: int, n_heads: int, measures: Sequence[str]) -> 
         cell += 4 * patterns
     if "is_target" in prepares:
         cell += patterns
-    copies = 2
-    if {"tv", "abs"} & set(measures):
-        copies += 2
-    if "tv" in measures:
-        copies += 1
-    if "argmax" in measures:
-        copies += 1
+    copies = 2 + sum(ATTENTION_COPIES[copy] for copy in set().union(*(MEASURES[m].copies for m in measures)))
     return cell + 4 * n_heads * copies
 
 

@@ -1,12 +1,13 @@
 """The settings pass: `measure`, `exclude`, `probe` and `normalize`, checked without a model.
 
-Measures come from the measure registry (`engine/measures.py`) and probes from the probe
-registry, which validates each probe's arguments without building any prompt.
+Measures come from the torch-free measure table (`measure_table.py`, read live) and probes from
+the probe registry, which validates each probe's arguments without building any prompt.
 """
 
 from __future__ import annotations
 
 from ..errors import PatternError, UnknownNameError, did_you_mean
+from ..measure_table import measure_names
 from ..settings import EXCLUSIONS, ProbeSpec, Settings
 from . import ast
 from .problems import Problems
@@ -15,12 +16,6 @@ from .problems import Problems
 def check_settings(settings: tuple[ast.Setting, ...], problems: Problems) -> Settings:
     """The settings of one definition; each problem is reported, the rest are kept."""
     return _SettingsChecker(problems).check(settings)
-
-
-def measure_names() -> tuple[str, ...]:
-    from ..engine.measures import MEASURES  # the registry (torch); read only when checking
-
-    return MEASURES.names()
 
 
 class _SettingsChecker(ast.Visitor):
