@@ -15,8 +15,7 @@ from .settings import ProbeSpec, Settings
 from .syntax.parser import parse_module as parse
 from .syntax.parser import parse_rule
 from .syntax.unparse import unparse
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 # Everything that needs torch (the compiler, the engine) or transformers (the model loaders) is
 # imported on first use, so that `import patternlang` and parsing stay quick.

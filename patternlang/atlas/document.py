@@ -22,6 +22,7 @@ from torch import Tensor
 from patternlang.atlas.ranking import best_pattern
 from patternlang.errors import InputError
 from patternlang.heads import head_label
+from patternlang.version import __version__
 
 FORMAT = "patternlang.atlas/1"
 EXAMPLE_TOKENS = 64
@@ -137,8 +138,6 @@ def _load(patterns: Any) -> list:
 
 
 def _start(facts: Any, existing: Mapping[str, Any] | None) -> dict[str, Any]:
-    from patternlang import __version__
-
     model = {"name": facts.name, "id": model_id(facts.name), "described": facts.described,
              "quantisation": facts.quantisation, "n_layers": facts.n_layers, "n_heads": facts.n_heads,
              "n_ctx": facts.n_ctx, "d_vocab": facts.d_vocab}

@@ -103,7 +103,7 @@ def prompts_mismatch(directory: Path, position: int, read: int) -> InputError:
 def run_fingerprint(model: Any, facts: Any, detectors: Sequence[Any], *, measures: Sequence[str], exclusions: Sequence[Any],
                     heads: Any, prepend_bos: bool, per_prompt: bool, source: str, shard: Any) -> dict[str, str]:
     """What determines a run's scores, as text, for a checkpoint to be checked against."""
-    from patternlang import __version__
+    from patternlang.version import __version__
 
     return {
         "patternlang version": str(__version__),

@@ -50,7 +50,7 @@ from patternlang.measure_table import (MEASURE_TABLE, AveragedOver, MeasureInfo,
                                        measures_averaged_over)
 from patternlang.registry import Registry
 
-__all__ = [
+__all__ = [  # noqa: F822 (ATTENTION_MEASURES, MEASURE_DOCS, ROW_MEASURES, PROMPT_MEASURES: live, module __getattr__)
     "ATTENTION_MEASURES", "BlockSplit", "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
     "LayerWork", "counted_cells", "prepare_targets", "partial_sums", "register_measure", "wide_dtype",
 ]
