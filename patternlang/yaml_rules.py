@@ -299,7 +299,7 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
             *parent, field = problem["loc"]
             close = _closest_field(str(field), _model_at(parent))
             if close:
-                suggested[(*parent, close)] = field
+                suggested[tuple(parent) + (close,)] = field
     errors, seen = [], set()
     for problem in problems:
         path, message = _without_union_branch(problem["loc"], problem["msg"])

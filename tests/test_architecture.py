@@ -209,6 +209,10 @@ def test_no_two_modules_share_a_name_and_none_shadows_the_standard_library():
     assert not top_level & set(sys.stdlib_module_names), "shadows the standard library"
 
 
+def test_the_package_says_it_is_typed():
+    assert (PACKAGE / "py.typed").is_file()  # PEP 561; hatch puts every file of the package in the wheel
+
+
 # ---- the language layer never imports torch -----------------------------------------------------------
 TORCH_FREE_CHECK = """
 import json, sys

@@ -30,14 +30,14 @@ class Feature:
     doc: str
     needs: frozenset[str]
     table: Callable[[Any], Any]  # BatchFeatures -> [batch, pos] tensor
-    reference: Callable[[Any], list]  # ReferencePrompt -> one value per position
+    reference: Callable[[Any], list[Any]]  # ReferencePrompt -> one value per position
 
 
 FEATURES: Registry[Feature] = Registry("feature")
 
 
 def register_feature(name: str, kind: Kind, doc: str, *, needs: tuple[str, ...] = ("tokens",),
-                     table: Callable[[Any], Any], reference: Callable[[Any], list]) -> Feature:
+                     table: Callable[[Any], Any], reference: Callable[[Any], list[Any]]) -> Feature:
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"feature {name!r} needs {sorted(unknown)}, which no batch provides")

@@ -6,6 +6,8 @@ the probe registry, which validates each probe's arguments without building any 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import PatternError, UnknownNameError, did_you_mean
 from ..measure_table import measure_names
 from ..settings import EXCLUSIONS, ProbeSpec, Settings
@@ -21,7 +23,7 @@ def check_settings(settings: tuple[ast.Setting, ...], problems: Problems) -> Set
 class _SettingsChecker(ast.Visitor):
     def __init__(self, problems: Problems):
         self.problems = problems
-        self.values: dict[str, object] = {}
+        self.values: dict[str, Any] = {}  # Settings fields by name
         self.seen: dict[str, ast.Setting] = {}
 
     def check(self, settings: tuple[ast.Setting, ...]) -> Settings:
