@@ -213,6 +213,23 @@ def test_the_package_says_it_is_typed():
     assert (PACKAGE / "py.typed").is_file()  # PEP 561; hatch puts every file of the package in the wheel
 
 
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/conftest.py (or helper modules that are not test modules, such as
+    tests/rule_strategies.py) or in `patternlang.testing`; a test module never imports another."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(part.startswith("test_") for name in names if name.split(".")[0] in ("tests",) or
+                   name.startswith("test_") for part in name.split(".")[:2]):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, f"test modules importing test modules: {offenders}"
+
+
 # ---- the language layer never imports torch -----------------------------------------------------------
 TORCH_FREE_CHECK = """
 import json, sys

@@ -9,14 +9,7 @@ import textwrap
 
 import pytest
 
-from patternlang.cli import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
+from tests.conftest import run
 
 
 def test_help_and_usage_errors(capsys):

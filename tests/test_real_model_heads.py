@@ -15,7 +15,7 @@ import torch
 
 from patternlang import detect
 from patternlang.probes import make_probe
-from tests.test_cli import run
+from tests.conftest import run
 
 pytestmark = pytest.mark.model
 

@@ -164,7 +164,7 @@ def tiny_gguf(tmp_path, monkeypatch, cache_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
     from patternlang.models import loaders
-    from tests.test_models import tiny_tokenizer
+    from tests.conftest import tiny_tokenizer
 
     reads = []
     tiny_tokenizer(40).save_pretrained(tmp_path / "tokenizer")  # read back, it knows its name_or_path
