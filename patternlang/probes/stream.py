@@ -32,6 +32,7 @@ from patternlang.errors import InputError, did_you_mean
 
 from . import prompt_files as _files
 from .prompt_files import PROMPT_FILE_TYPES, check_prompt_file, from_file, prompt_of_entry
+from patternlang.prompts import Prompts
 
 MAX_LINE_BYTES = 32 * 2**20
 """Longest line a streamed prompt file may hold: 32 MiB (a million characters of text, or a
@@ -139,8 +140,6 @@ class InMemoryPrompts(PromptSource):
     """Prompts already in memory (a `Prompts`, a list): read from it, as a source."""
 
     def __init__(self, prompts: Any, *, name: str | None = None):
-        from patternlang.prompts import Prompts
-
         self.prompts = prompts
         self.items = list(prompts.items) if isinstance(prompts, Prompts) else prompts
         self.spans = prompts.spans if isinstance(prompts, Prompts) else None

@@ -13,6 +13,7 @@ from ..measure_table import measure_names
 from ..settings import EXCLUSIONS, ProbeSpec, Settings
 from . import ast
 from .problems import Problems
+from .. import probes
 
 
 def check_settings(settings: tuple[ast.Setting, ...], problems: Problems) -> Settings:
@@ -54,8 +55,6 @@ class _SettingsChecker(ast.Visitor):
             self.values["exclude_bos" if node.what == "bos" else "exclude_current"] = True
 
     def visit_ProbeSetting(self, node: ast.ProbeSetting) -> None:
-        from .. import probes  # the probe registry knows each probe's arguments
-
         if not self.once("probe", node):
             return
         try:
