@@ -58,8 +58,10 @@ test: setup $(GEMMA_STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest
 
+# The language, the compiler and the engine on fakes and hand-set models: no real model, nothing slow
+# (markers in pyproject.toml; tests/conftest.py marks every test taking the embedded model).
 test-fast: setup
-	$(PY) -m pytest -m "not model"
+	$(PY) -m pytest -m "not model and not slow"
 
 bench: setup
 	$(PY) bench/run_all.py

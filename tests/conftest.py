@@ -16,6 +16,15 @@ import torch
 from patternlang.cli import main
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+REAL_MODEL_FIXTURES = {"embedded_model"}  # a test taking one of these loads a real model
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that takes the embedded model is a `model` test, whether or not it says so (so that
+    `make test-fast`, `-m "not model and not slow"`, never loads a real model)."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("model"):
+            item.add_marker(pytest.mark.model)
 
 
 # ---- the CLI ----------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_a_run_interrupted_twice_inside_one_chunk_counts_every_prompt_once(model
 
 def test_a_checkpoint_saved_halfway_records_the_attention_path_and_a_resume_on_another_says_mixed(
         model, prompt_file, tmp_path, monkeypatch):
-    from patternlang.testing import attention_blocks, hook_pattern_blocks
+    from patternlang.testing import block_providers as attention_blocks, hook_pattern_blocks
 
     options = dict(measures="mass", progress=False, batch_size=3, chunk_size=20)
     folder = tmp_path / "ckpt"
