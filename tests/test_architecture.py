@@ -4,6 +4,7 @@ imports torch, no two modules share a name, and every extension point is a live 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def module_names() -> dict[str, Path]:
     return names
 
 
+@functools.lru_cache(maxsize=1)
 def import_graph() -> list[tuple[str, str, bool, int]]:
     """Every import of one of the package's own modules: (importer, imported, inside a function, line).
 
@@ -228,6 +230,15 @@ def test_no_test_module_imports_another():
                    name.startswith("test_") for part in name.split(".")[:2]):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, f"test modules importing test modules: {offenders}"
+
+
+def test_every_slow_test_named_in_conftest_exists():
+    from tests.conftest import SLOW_TESTS
+
+    for file, names in SLOW_TESTS.items():
+        tree = ast.parse((ROOT / "tests" / file).read_text(encoding="utf-8"))
+        defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert set(names) <= defined, f"{file}: no test called {sorted(set(names) - defined)}"
 
 
 # ---- the language layer never imports torch -----------------------------------------------------------
