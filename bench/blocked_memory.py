@@ -102,7 +102,7 @@ def _strings(tiny: bool) -> tuple[Callable[[list[int]], list[str]], int, tuple[i
     from types import SimpleNamespace
 
     from patternlang.engine.batching import TokenStrings
-    from patternlang.tokenize import default_special_ids, default_tokenizer
+    from patternlang.tokenization import default_special_ids, default_tokenizer
 
     tokenizer = default_tokenizer()
     return TokenStrings(SimpleNamespace(tokenizer=tokenizer)), len(tokenizer), tuple(default_special_ids())

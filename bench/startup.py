@@ -67,6 +67,7 @@ with collector_paused():  # as the detect command imports them
     import patternlang.cli as cli
     import patternlang.engine as engine
     import patternlang.library as library
+    import patternlang.pipeline as pipeline
     import patternlang.models as models
     from patternlang.models import loaders, weights_cache
     import patternlang.engine.readers as scoring  # the hooked reader runs the passes
@@ -81,6 +82,7 @@ def timed(module, name, label):
             marks[label] = marks.get(label, 0.0) + time.perf_counter() - start
     setattr(module, name, wrapper)
 timed(library, "shipped_library", "patterns: the shipped library (parse, check, compile)")
+pipeline.shipped_library = library.shipped_library  # the pipeline builds it; both names call the timed one
 timed(weights_cache, "stamped_digest", "load: the GGUF file's key (from its stamp)")
 timed(weights_cache, "read_model", "load: the model from the safetensors cache")
 timed(weights_cache, "load_cached", "load: the cache entry (tokenizer + model)")

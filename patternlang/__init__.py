@@ -15,8 +15,8 @@ from .settings import ProbeSpec, Settings
 from .syntax.parser import parse_module as parse
 from .syntax.parser import parse_rule
 from .syntax.unparse import unparse
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
+from .collector import collector_paused
 
 # Everything that needs torch (the compiler, the engine) or transformers (the model loaders) is
 # imported on first use, so that `import patternlang` and parsing stay quick.
@@ -48,7 +48,6 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        from .collector import collector_paused
 
         module_name, attribute = _LAZY[name]
         with collector_paused():  # most of these import torch

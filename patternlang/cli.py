@@ -190,7 +190,7 @@ def detect(
     probe: Optional[str] = typer.Option(None, "--probe",
                                         help="A probe for every pattern: repeated_random, natural "
                                              "(default: each pattern's own probe)."),
-    measure: List[str] = typer.Option([], "--measure", help="Measures (mass, tv, argmax, mul, abs, lift: `patternlang measures` lists them); "
+    measure: List[str] = typer.Option([], "--measure", help="Measures (`patternlang measures` lists them); "
                                                                 "repeat or use commas."),
     exclude_bos: Optional[bool] = typer.Option(None, "--exclude-bos/--include-bos",
                                                help="Leave key 0 out (default: each pattern's setting)."),
@@ -326,7 +326,7 @@ def compare(
     Scores of the same shape are compared head by head (B − A); scores of two shapes (two
     different models) share no head, so each one's best heads are listed side by side."""
     from .commands import compare_files
-    from .report.comparison import comparison_json, comparison_table
+    from .report.changes import comparison_json, comparison_table
 
     files = (str(file_a), str(file_b))
     comparison = compare_files(file_a, file_b, measure=measure, top=top, heatmap=heatmap, json_path=json_path,

@@ -38,14 +38,14 @@ from patternlang.models.facts import model_facts
 from patternlang.probes import from_file, make_probe
 from patternlang.probes.stream import open_prompts
 from patternlang.report import EXPLANATION_SUFFIXES, HEATMAP_SUFFIXES, MATRIX_SUFFIXES
-from patternlang.report.comparison import difference_panels, save_comparison_json, save_difference_heatmap
-from patternlang.tokenize import default_special_ids
+from patternlang.report.changes import difference_panels, save_comparison_json, save_difference_heatmap
+from patternlang.tokenization import default_special_ids
 
 # Read through their modules when called, so that a test (or a user) replacing one is heard:
 # `models.load_model`, `report.save_*`, `tokenizing.tokenize_prompt`.
 import patternlang.models as models  # noqa: E402
 import patternlang.report as report  # noqa: E402
-import patternlang.tokenize as tokenizing  # noqa: E402
+import patternlang.tokenization as tokenizing  # noqa: E402
 
 Loading = Callable[[], AbstractContextManager[Any]]
 

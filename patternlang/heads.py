@@ -64,7 +64,7 @@ def parse_heads(spec: HeadsSpec, n_layers: int, n_heads: int) -> dict[int, tuple
                 f"the model has {n_layers} layers "
                 f"(0-{n_layers - 1}) and {n_heads} heads per layer (0-{n_heads - 1})"
             )
-        chosen.setdefault(layer, set()).add(head)
+        chosen.setdefault(layer, set()).add(head if head is not None else 0)  # None was handled above
     return {
         layer: None if len(heads) == n_heads else tuple(sorted(heads))
         for layer, heads in sorted(chosen.items())
@@ -85,7 +85,7 @@ def _pairs(spec: HeadsSpec) -> list[tuple[int, int | None]]:
         parts = [p for p in re.split(r"[,\s]+", spec.strip()) if p]
         return [parse_head(p) for p in parts]
     if isinstance(spec, Mapping):
-        pairs = []
+        pairs: list[tuple[int, int | None]] = []
         for layer, heads in spec.items():
             if heads is None:  # every head of the layer
                 pairs.append((_as_int(layer, spec), None))

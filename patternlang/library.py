@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Union
 
@@ -12,30 +11,15 @@ from .annotate.extras import check_extras
 from .errors import ErrorGroup, InputError, PatternError, PatternFileError, UnknownNameError, did_you_mean
 from .files import special_file_kind
 from .pattern import Pattern
-from .pipeline import Form, build
 from .probes.registry import validate_probe_args
-from .resources import patterns_dir
 from .settings import ProbeSpec
 from .syntax.parser import parse_probe
+from .pipeline import (MAX_PATTERN_FILE_BYTES, PATTERN_SUFFIXES, YAML_SUFFIXES, Form, build,  # noqa: F401
+                       clip_path as _clip, form_of as _form_of, read_pattern_file as _read, shipped_library)
 from .syntax.problems import in_line_order
 
-PATTERN_SUFFIXES = (".pattern",)
-YAML_SUFFIXES = (".yaml", ".yml")
-MAX_PATTERN_FILE_BYTES = 16 * 2**20
 
-
-# ---- the shipped library ----------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def shipped_library() -> dict[str, Pattern]:
-    """The shipped patterns by name; a file may refer to the files sorted before it."""
-    patterns: dict[str, Pattern] = {}
-    for path in sorted(patterns_dir().iterdir()):
-        form = _form_of(path)
-        if form is not None:
-            for pattern in build(_read(path), form, str(path), library=dict(patterns)):
-                patterns[pattern.name] = pattern
-    return patterns
-
+# ---- the shipped library (built by the pipeline: `pipeline.shipped_library`) ----------------------
 
 def shipped_patterns() -> list[Pattern]:
     """Every pattern that ships with patternlang, in file order."""
@@ -282,32 +266,6 @@ def _special_kind(path: Path) -> str | None:
         return special_file_kind(path.stat().st_mode)
     except (OSError, ValueError):
         return None
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _form_of(path: Path) -> Form | None:
-    if path.suffix in PATTERN_SUFFIXES:
-        return "pattern"
-    if path.suffix in YAML_SUFFIXES:
-        return "yaml"
-    return None
-
-
-def _read(path: Path) -> str:
-    """A pattern file's text; special files (FIFOs, devices) and huge files are refused."""
-    try:
-        if not path.is_file():
-            raise PatternFileError(f"{_clip(str(path))} is not a regular file")
-        size = path.stat().st_size
-        if size > MAX_PATTERN_FILE_BYTES:
-            raise PatternFileError(f"{path} is {size:,} bytes, more than a pattern file may be "
-                                   f"({MAX_PATTERN_FILE_BYTES:,})", hint="split it into several files")
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PatternFileError(f"cannot read {path}: {exc}") from None
 
 
 def _load_file(path: Path) -> tuple[Pattern, ...]:

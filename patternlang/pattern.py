@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .compiler import BatchFeatures, Program
 from .errors import InputError, Location
 from .prompts import token_id_rows
 from .settings import Settings
 from .syntax import ast
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from .lazy_torch import torch  # a Pattern is checked and compiled without torch; evaluating one needs it
 
 # A [q, k] matrix for people to look at: 2**26 float32 cells are 256 MiB (8192 tokens).
 MAX_MATRIX_CELLS = 2**26

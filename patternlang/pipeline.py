@@ -14,21 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from .compiler import compile_expr
-from .errors import PatternError
+from .errors import PatternError, PatternFileError
 from .pattern import Pattern
+from .resources import patterns_dir
 from .settings import Settings
 from .syntax import ast
 from .syntax.kinds import check_kinds
 from .syntax.link import LinkTarget, link
 from .syntax.parser import parse_module, parse_rule
 from .syntax.problems import Problems
-from .syntax.settings import check_settings
+from .syntax.settings_pass import check_settings
 from .syntax.unparse import rule_text
 
 Form = Literal["pattern", "yaml", "rule"]
+PATTERN_SUFFIXES = (".pattern",)
+YAML_SUFFIXES = (".yaml", ".yml")
+MAX_PATTERN_FILE_BYTES = 16 * 2**20
 
 
 def parse(text: str, form: Form, filename: str | None = None, *, name: str | None = None) -> ast.Module:
@@ -39,7 +44,7 @@ def parse(text: str, form: Form, filename: str | None = None, *, name: str | Non
     if form == "pattern":
         return parse_module(text, filename=filename)
     if form == "yaml":
-        from .yaml_rules import yaml_module
+        from .yaml_rules import yaml_module  # deliberate lazy load: pydantic and PyYAML, only for YAML files
 
         return yaml_module(text, filename or "<yaml>")
     expr, settings = parse_rule(text, filename=filename)
@@ -57,8 +62,6 @@ def check_module(module: ast.Module, library: Mapping[str, Pattern] | None = Non
     `induction_head` is the shipped pattern). Every problem of every pass is raised at once (an
     `ErrorGroup` when there are several)."""
     if library is None:
-        from .library import shipped_library
-
         library = shipped_library()
     problems = Problems()
     targets = {name: LinkTarget(p.expr, p.settings.normalize) for name, p in library.items()}
@@ -104,6 +107,50 @@ def build(text: str, form: Form, filename: str | None = None, *, name: str | Non
 
 @lru_cache(maxsize=256)
 def _build_cached(text: str, form: Form, filename: str | None, name: str | None) -> tuple[Pattern, ...]:
-    from .library import shipped_library
-
     return tuple(check_module(parse(text, form, filename, name=name), shipped_library(), inline=form == "rule"))
+
+
+def check_yaml(text: str, filename: str, library: dict | None = None) -> list[Pattern]:
+    """Read, validate, check and compile a YAML rule file against a library of known patterns."""
+    return list(build(text, "yaml", filename, library=library))
+
+
+# ---- pattern files and the shipped library ----------------------------------------------------
+def form_of(path: Path) -> Form | None:
+    """The form of a pattern file by its suffix ("pattern" or "yaml"); None for any other file."""
+    if path.suffix in PATTERN_SUFFIXES:
+        return "pattern"
+    if path.suffix in YAML_SUFFIXES:
+        return "yaml"
+    return None
+
+
+def clip_path(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_pattern_file(path: Path) -> str:
+    """A pattern file's text; special files (FIFOs, devices) and huge files are refused."""
+    try:
+        if not path.is_file():
+            raise PatternFileError(f"{clip_path(str(path))} is not a regular file")
+        size = path.stat().st_size
+        if size > MAX_PATTERN_FILE_BYTES:
+            raise PatternFileError(f"{path} is {size:,} bytes, more than a pattern file may be "
+                                   f"({MAX_PATTERN_FILE_BYTES:,})", hint="split it into several files")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PatternFileError(f"cannot read {path}: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def shipped_library() -> dict[str, Pattern]:
+    """The shipped patterns by name; a file may refer to the files sorted before it (the default
+    library of `check_module` and `build`)."""
+    patterns: dict[str, Pattern] = {}
+    for path in sorted(patterns_dir().iterdir()):
+        form = form_of(path)
+        if form is not None:
+            for pattern in build(read_pattern_file(path), form, str(path), library=dict(patterns)):
+                patterns[pattern.name] = pattern
+    return patterns

@@ -30,6 +30,7 @@ from itertools import islice
 from typing import Any, Literal
 
 from patternlang.errors import InputError
+from patternlang.spans import check_spans
 
 PromptKind = Literal["text", "tokens"]
 TokenIds = tuple[int, ...]
@@ -149,7 +150,6 @@ class Prompts:
 
 def _checked_spans(spans: Any, texts: tuple[str, ...] | None) -> tuple[Any, ...]:
     """Each text prompt's labelled spans checked against its text (`spans.check_spans`)."""
-    from patternlang.spans import check_spans
 
     if texts is None:
         raise InputError("labelled spans need text prompts (they are character ranges of the text)")

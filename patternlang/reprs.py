@@ -22,6 +22,8 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from patternlang.heads import parse_head
+
 if TYPE_CHECKING:
     from patternlang.engine.scores import Scores
     from patternlang.pattern import Pattern
@@ -162,7 +164,7 @@ def sample_offsets(str_tokens: Sequence[str]) -> list[tuple[int, int]]:
 
 def sample_matrix_html(pattern: Pattern) -> str:
     """The pattern's detection matrix on the sample prompt, as a coloured grid with its summary."""
-    from patternlang.report.data import summarize_matrix
+    from patternlang.report.data import summarize_matrix  # report/ (torch, numpy): only for the HTML views
 
     matrix = pattern.matrix(list(SAMPLE_TOKEN_IDS), list(SAMPLE_STR_TOKENS), special_ids=SAMPLE_SPECIAL_IDS,
                             offsets=sample_offsets(SAMPLE_STR_TOKENS))
@@ -288,8 +290,6 @@ def _top_cell(scores: Scores, pattern: str) -> str:
     top = scores.top(pattern, TOP_K)
     if not top:
         return f'<span style="{_MUTED}">no head scored</span>'
-    from patternlang.heads import parse_head
-
     low, high = scores.interval(pattern)  # NaN where the scores hold no intervals
     parts = []
     for label, value in top:

@@ -7,7 +7,7 @@ from templates (`ioi`, `needle`) label the parts they insert. A model token carr
 label when its own character span overlaps the labelled one by at least one character; a
 token that overlaps several labelled spans carries the first of them in the prompt's order,
 and a token that overlaps none (or covers no character, like a prepended BOS) reads "".
-That is `span[k]` in a rule (`syntax/labelled.py`).
+That is `span[k]` in a rule (`syntax/span_labels.py`).
 
 This module imports no torch: the prompt files and probes use it.
 

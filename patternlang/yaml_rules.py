@@ -251,13 +251,6 @@ def yaml_module(text: str, filename: str) -> ast.Module:
     return _yaml_module(text, filename)
 
 
-def check_yaml(text: str, filename: str, library: dict | None = None) -> list:
-    """Read, validate, check and compile a YAML rule file against a library of known patterns."""
-    from .pipeline import build
-
-    return list(build(text, "yaml", filename, library=library))
-
-
 class _YamlPlace:
     """One entry of a YAML rule file, for pointing errors at the right line and column."""
 
@@ -306,7 +299,7 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
             *parent, field = problem["loc"]
             close = _closest_field(str(field), _model_at(parent))
             if close:
-                suggested[(*parent, close)] = field
+                suggested[tuple(parent) + (close,)] = field
     errors, seen = [], set()
     for problem in problems:
         path, message = _without_union_branch(problem["loc"], problem["msg"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from hypothesis import strategies as st
+
+from patternlang.compiler import BatchFeatures
 
 # A small vocabulary where texts collide in interesting ways: case, leading spaces, markers.
 VOCAB = ["<s>", " the", "the", " The", "cat", " cat", "Ġcat", ".", ",", " sat", "s", "\n", " a", "a", "!",
@@ -145,3 +148,101 @@ def annotations_for(draw, n: int):
 def annotated_prompts(draw):
     prompt = draw(prompts)
     return prompt, draw(annotations_for(len(prompt)))
+
+
+# ---- batches for the compiler (shared by test_compiler, test_syntax, test_model_features and
+# test_compiler_windows) -------------------------------------------------------------------------
+STRINGS = dict(enumerate(VOCAB))
+
+
+def token_features(batch: list[list[int]]) -> BatchFeatures:
+    """Token-id prompts as the compiler's batch (the small vocabulary's texts)."""
+    width = max(len(p) for p in batch)
+    tokens = torch.zeros(len(batch), width, dtype=torch.long)
+    mask = torch.zeros(len(batch), width, dtype=torch.bool)
+    for i, prompt in enumerate(batch):
+        tokens[i, : len(prompt)] = torch.tensor(prompt)
+        mask[i, : len(prompt)] = True
+    return BatchFeatures.build(tokens, mask, strings=STRINGS, special_ids=SPECIAL_IDS)
+
+
+def annotated_features(batch) -> BatchFeatures:
+    """`annotated_prompts` as the compiler's batch, with their parser annotations."""
+    width = max(len(p) for p, _ in batch)
+    tokens = torch.zeros(len(batch), width, dtype=torch.long)
+    mask = torch.zeros(len(batch), width, dtype=torch.bool)
+    for i, (prompt, _) in enumerate(batch):
+        tokens[i, : len(prompt)] = torch.tensor(prompt)
+        mask[i, : len(prompt)] = True
+    return BatchFeatures.build(tokens, mask, strings=STRINGS, special_ids=SPECIAL_IDS,
+                               syntax=[annotations for _, annotations in batch])
+
+
+# ---- model-aware features: span[k], pred[q], predicted(...), lens_predicted(...) ----
+LABELS = ["IO", "S1", "S2", "END", "needle"]
+TOP = 4  # ranked predictions kept per position (rules read up to this many)
+LENS_LAYERS = (0, 2)
+label_literals = st.sampled_from(['"IO"', '"S1"', '"END"', '"needle"', '""', '"io"'])
+
+
+@st.composite
+def model_comparisons(draw) -> str:
+    choice = draw(st.integers(0, 8))
+    p1, p2 = draw(positions), draw(positions)
+    if choice == 0:
+        return f"span[{p1}] == {draw(label_literals)}"
+    if choice == 1:
+        return f"span[{p1}] {draw(st.sampled_from(['==', '!=']))} span[{p2}]"
+    if choice == 2:
+        return f"tok[{p1}] == pred[{p2}]"
+    if choice == 3:
+        return f"pred[{p1}] != pred[{p2}]"
+    if choice == 4:
+        return f"predicted(tok[{p1}], {p2}, {draw(st.integers(1, TOP))})"
+    if choice == 5:
+        return f"lens_predicted(tok[{p1}], {p2}, {draw(st.integers(1, TOP))}, {draw(st.sampled_from(LENS_LAYERS))})"
+    if choice == 6:
+        return f"predicted(pred[{p1}], {p2}, 2) and {p1} {draw(ordered)} {p2}"
+    if choice == 7:
+        return f"lower(span[{p1}]) == {draw(label_literals)}"
+    return draw(comparisons())
+
+
+def model_rules():
+    return attend_combinations(model_comparisons(), max_leaves=3)
+
+
+@st.composite
+def model_prompts(draw):
+    """A prompt, its tokens' character offsets (some empty), labelled spans over those characters and
+    ranked predictions (token ids of the small vocabulary, repeats allowed) per layer."""
+    tokens = draw(st.lists(st.integers(0, len(VOCAB) - 1), min_size=1, max_size=10))
+    n = len(tokens)
+    widths = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    offsets, position = [], 0
+    for width in widths:
+        offsets.append((position, position + width))
+        position += width
+    labels = ()
+    if position > 0:
+        triples = draw(st.lists(st.tuples(st.sampled_from(LABELS), st.integers(0, position - 1),
+                                          st.integers(1, 4)), max_size=4))
+        labels = tuple((label, start, min(position, start + length)) for label, start, length in triples)
+    ranked = {layer: [draw(st.lists(st.integers(0, len(VOCAB) - 1), min_size=TOP, max_size=TOP)) for _ in range(n)]
+              for layer in (None, *LENS_LAYERS)}
+    return tokens, offsets, labels, ranked
+
+
+def model_features(batch) -> BatchFeatures:
+    """`model_prompts` as the compiler's batch: offsets, labelled spans and ranked predictions."""
+    width = max(len(p[0]) for p in batch)
+    tokens = torch.zeros(len(batch), width, dtype=torch.long)
+    mask = torch.zeros(len(batch), width, dtype=torch.bool)
+    predictions = {layer: torch.zeros(len(batch), width, TOP, dtype=torch.long) for layer in (None, *LENS_LAYERS)}
+    for i, (prompt, _, _, ranked) in enumerate(batch):
+        tokens[i, : len(prompt)] = torch.tensor(prompt)
+        mask[i, : len(prompt)] = True
+        for layer, rows in ranked.items():
+            predictions[layer][i, : len(prompt)] = torch.tensor(rows)
+    return BatchFeatures.build(tokens, mask, strings=STRINGS, special_ids=SPECIAL_IDS,
+                               offsets=[p[1] for p in batch], labels=[p[2] for p in batch], predictions=predictions)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from patternlang.compiler import BatchFeatures, evaluate_all
-from patternlang.engine import measures
+from patternlang.engine import cells
 from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.measures import ATTENTION_MEASURES as MEASURES, Exclusions, cell_products
 from patternlang.library import load_pattern
@@ -34,7 +34,7 @@ def test_query_blocks_give_the_plain_einsum(block):
 
 @pytest.mark.parametrize("excl", [Exclusions(), Exclusions(True, True)], ids=["plain", "bos+current"])
 def test_every_measure_matches_the_oracle_when_long_prompts_go_by_query_blocks(monkeypatch, excl):
-    monkeypatch.setattr(measures, "QUERY_BLOCK", 3)  # prompts of up to 8 tokens: 1 to 3 blocks, with padding
+    monkeypatch.setattr(cells, "QUERY_BLOCK", 3)  # prompts of up to 8 tokens: 1 to 3 blocks, with padding
     g = torch.Generator().manual_seed(11)
     lengths = [8, 5, 2, 7]
     attention = random_attention(len(lengths), 3, lengths, g)

@@ -23,7 +23,8 @@ import patternlang.engine.blocked as blocked
 import patternlang.engine.plan as plan_module
 from patternlang import detect
 from patternlang.engine.accumulate import Accumulator, PatternGroup
-from patternlang.engine.batching import blocked_bytes_per_prompt_estimate, pad_batch, plan_batches
+from patternlang.engine.batching import pad_batch, plan_batches
+from patternlang.engine.blocked import blocked_bytes_per_prompt_estimate
 from patternlang.engine.measures import BlockSplit, Exclusions, register_measure
 from patternlang.engine.pattern_tensors import Detector
 from patternlang.errors import InputError

@@ -9,14 +9,7 @@ import textwrap
 
 import pytest
 
-from patternlang.cli import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
+from tests.conftest import run
 
 
 def test_help_and_usage_errors(capsys):
@@ -95,7 +88,7 @@ def test_console_script_runs():
 
 @pytest.mark.model
 def test_compile_a_prompt_with_the_embedded_tokenizer(capsys, tmp_path, monkeypatch):
-    from patternlang import tokenize
+    from patternlang import tokenization as tokenize
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     tokenize.default_tokenizer.cache_clear()
@@ -113,12 +106,12 @@ def test_compile_a_prompt_with_the_embedded_tokenizer(capsys, tmp_path, monkeypa
 # ---- compile: outputs checked first and written all or nothing; files in folders with spaces ------
 @pytest.fixture
 def no_tokenizer(monkeypatch):
-    import patternlang.tokenize
+    import patternlang.tokenization
 
     def no_loading(*args, **kwargs):
         raise AssertionError("nothing may be tokenized when an output path is wrong")
 
-    monkeypatch.setattr(patternlang.tokenize, "tokenize_prompt", no_loading)
+    monkeypatch.setattr(patternlang.tokenization, "tokenize_prompt", no_loading)
 
 
 @pytest.mark.parametrize("name, message", [

@@ -8,24 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import run
-from tests.test_models import legacy_config, legacy_state_dict, tiny_tokenizer, write_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """An ARENA-style attention-only 2-layer model.pt + model.json, with a word-level tokenizer."""
-    directory = tmp_path_factory.mktemp("ckpt")
-    cfg = legacy_config(positional_embedding_type="shortformer")
-    tiny_tokenizer(cfg["d_vocab"]).save_pretrained(directory)
-    return str(write_checkpoint(directory, cfg, legacy_state_dict(cfg)))
-
-
-@pytest.fixture
-def prompts(tmp_path):
-    path = tmp_path / "prompts.txt"
-    path.write_text("w1 w2 w3 w1 w2 w3\nw5 w6 w7 w8 w5 w6 w7 w8\n\nw9 w9 w9\n")
-    return str(path)
+from tests.conftest import legacy_config, legacy_state_dict, run, write_checkpoint
 
 
 def test_detect_writes_json_csv_and_heatmap(capsys, tmp_path, checkpoint, prompts):

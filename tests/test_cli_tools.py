@@ -11,8 +11,7 @@ from patternlang.engine import detect  # noqa: F401 - first: the function keeps 
 from patternlang.engine.detection import check_measures
 from patternlang.errors import ErrorGroup, InputError
 from patternlang.library import check_files
-from tests.test_cli import run
-from tests.test_cli_detect import checkpoint, prompts  # noqa: F401 - fixtures
+from tests.conftest import run
 
 
 # ---- list FILE -----------------------------------------------------------------------------------
@@ -159,7 +158,7 @@ def test_heatmap_measure_needs_a_heatmap(capsys, no_model):  # noqa: F811
     assert code == 1 and "no --heatmap FILE" in err
 
 
-def test_heatmap_measure_draws_that_measure(capsys, tmp_path, checkpoint, prompts):  # noqa: F811
+def test_heatmap_measure_draws_that_measure(capsys, tmp_path, checkpoint, prompts):
     heatmap = tmp_path / "h.html"
     code, _, err = run(capsys, "detect", "bos_head", "--model", checkpoint, "--prompts", prompts,
                        "--measure", "mass,tv", "--heatmap", str(heatmap), "--heatmap-measure", "tv", "--no-progress")

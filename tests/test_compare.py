@@ -14,7 +14,7 @@ from patternlang.comparison import Change, compare
 from patternlang.engine.scores import Scores
 from patternlang.errors import InputError
 from patternlang.report.colors import diverging_scale
-from tests.test_cli import run
+from tests.conftest import run
 
 
 def scores(patterns, measures, grids=None, *, model="m", n_prompts=4, shape=(2, 3), own=None) -> Scores:

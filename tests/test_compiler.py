@@ -7,20 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patternlang import compile_rule
-from patternlang.compiler import BatchFeatures, evaluate_all, reference_matrix
+from patternlang.compiler import evaluate_all, reference_matrix
 from tests.rule_strategies import SPECIAL_IDS, VOCAB, prompts, rules
+from tests.rule_strategies import token_features as _features
 
-STRINGS = dict(enumerate(VOCAB))
-
-
-def _features(batch: list[list[int]]) -> BatchFeatures:
-    width = max(len(p) for p in batch)
-    tokens = torch.zeros(len(batch), width, dtype=torch.long)
-    mask = torch.zeros(len(batch), width, dtype=torch.bool)
-    for i, prompt in enumerate(batch):
-        tokens[i, : len(prompt)] = torch.tensor(prompt)
-        mask[i, : len(prompt)] = True
-    return BatchFeatures.build(tokens, mask, strings=STRINGS, special_ids=SPECIAL_IDS)
 
 
 def _reference(pattern, prompt) -> torch.Tensor:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from patternlang import compile_rule
 from patternlang.engine.batching import pad_batch
 from patternlang.engine.pattern_tensors import Detector, batch_features, detection_block, detection_tensors
-from tests import test_compiler, test_model_features, test_syntax
-from tests.rule_strategies import annotated_prompts, prompts, rules, syntax_rules
+from tests.rule_strategies import (annotated_features, annotated_prompts, model_features, model_prompts, model_rules,
+                                   prompts, rules, syntax_rules, token_features)
 
 
 @st.composite
@@ -46,21 +46,21 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @given(rule=rules(), other=rules(), batch=st.lists(prompts, min_size=1, max_size=4), data=st.data())
 def test_windows_equal_the_full_rows_on_random_rules(rule, other, batch, data):
     # Two rules on one batch: they share sub-expressions in the memo, as shipped patterns do.
-    _check_windows([compile_rule(rule), compile_rule(other)], test_compiler._features(batch), data)
+    _check_windows([compile_rule(rule), compile_rule(other)], token_features(batch), data)
 
 
 @SETTINGS
 @given(rule=syntax_rules(), batch=st.lists(annotated_prompts(), min_size=1, max_size=4), data=st.data())
 def test_windows_equal_the_full_rows_on_parser_features(rule, batch, data):
     # dephead, ancestor (the chain table), entstart, lemma, string functions.
-    _check_windows([compile_rule(rule)], test_syntax._features(batch), data)
+    _check_windows([compile_rule(rule)], annotated_features(batch), data)
 
 
 @SETTINGS
-@given(rule=test_model_features.model_rules(), batch=st.lists(test_model_features.model_prompts(), min_size=1,
+@given(rule=model_rules(), batch=st.lists(model_prompts(), min_size=1,
                                                                max_size=4), data=st.data())
 def test_windows_equal_the_full_rows_on_spans_and_predictions(rule, batch, data):
-    _check_windows([compile_rule(rule)], test_model_features._features(batch), data)
+    _check_windows([compile_rule(rule)], model_features(batch), data)
 
 
 def test_detection_blocks_of_every_detector_kind_equal_the_full_tensors():
@@ -90,7 +90,7 @@ def test_detection_blocks_of_every_detector_kind_equal_the_full_tensors():
 
 
 def test_a_window_outside_the_batch_is_refused():
-    features = test_compiler._features([[1, 2, 3]])
+    features = token_features([[1, 2, 3]])
     for q_start, q_stop in [(2, 2), (-1, 2), (0, 4)]:
         try:
             features.window(q_start, q_stop)

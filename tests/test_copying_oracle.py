@@ -23,7 +23,7 @@ import torch
 from patternlang import detect
 from patternlang.probes import make_probe
 from patternlang.spans import token_labels
-from patternlang.tokenize import token_offsets
+from patternlang.tokenization import token_offsets
 
 pytestmark = pytest.mark.model
 

@@ -21,7 +21,7 @@ from patternlang.engine.explanation import Explanation, explain
 from patternlang.models.facts import model_facts
 from patternlang.testing import make_hand_set_model
 from patternlang.testing.hand_set import BOS_HEAD, INDUCTION_HEAD, PREVIOUS_TOKEN_HEAD
-from tests.test_cli import run
+from tests.conftest import run, serve_instead_of_loading
 
 MEASURES = ("mass", "tv", "argmax", "mul", "abs")
 PROMPT = "abcdabcd"  # hand-set tokens are characters; BOS is prepended
@@ -346,18 +346,6 @@ def test_json_file_and_unknown_suffixes(shown, tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def serve_instead_of_loading(monkeypatch, model) -> list:
-    """The CLI gets `model` whenever it loads one; the returned list records each name asked for."""
-    loads = []
-
-    def load_model(name=None, **kwargs):
-        loads.append(name)
-        return model
-
-    monkeypatch.setattr("patternlang.models.load_model", load_model)
-    return loads
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from patternlang.errors import InputError
 from patternlang.engine.explanation import explain
 from patternlang.prompts import Prompts
 from patternlang.testing.predicting import COPY_WEIGHT, PREDICTION_HEAD, make_predicting_model
-from tests.test_cli import run
-from tests.test_explain import serve_instead_of_loading
+from tests.conftest import run, serve_instead_of_loading
 
 PRED_RULE = "attend k where tok[k] == pred[q] and k < q"
 TEXT = "abcabdcabfe"  # BOS is prepended

@@ -40,7 +40,7 @@ def guarded(monkeypatch, tmp_path):
     def refuse(*args, **kwargs):
         raise ReachedModel("the command went on to load a model or a tokenizer")
 
-    for module, name in [("patternlang.models", "load_model"), ("patternlang.tokenize", "tokenize_prompt")]:
+    for module, name in [("patternlang.models", "load_model"), ("patternlang.tokenization", "tokenize_prompt")]:
         if module in sys.modules or _importable(module):
             monkeypatch.setattr(f"{module}.{name}", refuse, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -9,78 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from patternlang import PatternError, compile_rule
-from patternlang.compiler import BatchFeatures, reference_matrix
+from patternlang.compiler import reference_matrix
 from patternlang.spans import check_spans, token_labels
-from tests.rule_strategies import SPECIAL_IDS, VOCAB, attend_combinations, comparisons, ordered, positions
-
-STRINGS = dict(enumerate(VOCAB))
-LABELS = ["IO", "S1", "S2", "END", "needle"]
-TOP = 4  # ranked predictions kept per position (rules read up to this many)
-LENS_LAYERS = (0, 2)
-label_literals = st.sampled_from(['"IO"', '"S1"', '"END"', '"needle"', '""', '"io"'])
-
-
-@st.composite
-def model_comparisons(draw) -> str:
-    choice = draw(st.integers(0, 8))
-    p1, p2 = draw(positions), draw(positions)
-    if choice == 0:
-        return f"span[{p1}] == {draw(label_literals)}"
-    if choice == 1:
-        return f"span[{p1}] {draw(st.sampled_from(['==', '!=']))} span[{p2}]"
-    if choice == 2:
-        return f"tok[{p1}] == pred[{p2}]"
-    if choice == 3:
-        return f"pred[{p1}] != pred[{p2}]"
-    if choice == 4:
-        return f"predicted(tok[{p1}], {p2}, {draw(st.integers(1, TOP))})"
-    if choice == 5:
-        return f"lens_predicted(tok[{p1}], {p2}, {draw(st.integers(1, TOP))}, {draw(st.sampled_from(LENS_LAYERS))})"
-    if choice == 6:
-        return f"predicted(pred[{p1}], {p2}, 2) and {p1} {draw(ordered)} {p2}"
-    if choice == 7:
-        return f"lower(span[{p1}]) == {draw(label_literals)}"
-    return draw(comparisons())
-
-
-def model_rules():
-    return attend_combinations(model_comparisons(), max_leaves=3)
-
-
-@st.composite
-def model_prompts(draw):
-    """A prompt, its tokens' character offsets (some empty), labelled spans over those characters and
-    ranked predictions (token ids of the small vocabulary, repeats allowed) per layer."""
-    tokens = draw(st.lists(st.integers(0, len(VOCAB) - 1), min_size=1, max_size=10))
-    n = len(tokens)
-    widths = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
-    offsets, position = [], 0
-    for width in widths:
-        offsets.append((position, position + width))
-        position += width
-    labels = ()
-    if position > 0:
-        triples = draw(st.lists(st.tuples(st.sampled_from(LABELS), st.integers(0, position - 1),
-                                          st.integers(1, 4)), max_size=4))
-        labels = tuple((label, start, min(position, start + length)) for label, start, length in triples)
-    ranked = {layer: [draw(st.lists(st.integers(0, len(VOCAB) - 1), min_size=TOP, max_size=TOP)) for _ in range(n)]
-              for layer in (None, *LENS_LAYERS)}
-    return tokens, offsets, labels, ranked
-
-
-def _features(batch) -> BatchFeatures:
-    width = max(len(p[0]) for p in batch)
-    tokens = torch.zeros(len(batch), width, dtype=torch.long)
-    mask = torch.zeros(len(batch), width, dtype=torch.bool)
-    predictions = {layer: torch.zeros(len(batch), width, TOP, dtype=torch.long) for layer in (None, *LENS_LAYERS)}
-    for i, (prompt, _, _, ranked) in enumerate(batch):
-        tokens[i, : len(prompt)] = torch.tensor(prompt)
-        mask[i, : len(prompt)] = True
-        for layer, rows in ranked.items():
-            predictions[layer][i, : len(prompt)] = torch.tensor(rows)
-    return BatchFeatures.build(tokens, mask, strings=STRINGS, special_ids=SPECIAL_IDS,
-                               offsets=[p[1] for p in batch], labels=[p[2] for p in batch], predictions=predictions)
-
+from tests.rule_strategies import SPECIAL_IDS, VOCAB, model_prompts, model_rules
+from tests.rule_strategies import model_features as _features
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule=model_rules(), batch=st.lists(model_prompts(), min_size=1, max_size=4))

@@ -31,6 +31,7 @@ from patternlang.models import (
 )
 from patternlang.models import embedded as embedded_module
 from patternlang.models import load as load_module
+from tests.conftest import legacy_config, legacy_state_dict, tiny_tokenizer, write_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +170,7 @@ def registry(monkeypatch):
     """The registry, restored after the test."""
     from patternlang.models import registry as registry_module
 
-    monkeypatch.setattr(registry_module, "MODEL_LOADERS", list(registry_module.MODEL_LOADERS))
+    monkeypatch.setattr(registry_module, "MODEL_LOADERS", registry_module.MODEL_LOADERS.copy())
     return registry_module
 
 
@@ -313,7 +314,7 @@ def test_models_and_tokenize_import_without_transformers():
     import subprocess
     import sys
 
-    code = ("import sys, patternlang.models, patternlang.tokenize; "
+    code = ("import sys, patternlang.models, patternlang.tokenization; "
             "print(sorted(m for m in ('transformers', 'transformer_lens') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -328,15 +329,6 @@ def test_models_and_tokenize_import_without_transformers():
 # Hugging Face checkpoint directories
 
 
-def tiny_tokenizer(vocab_size: int):
-    from tokenizers import Tokenizer, models as tok_models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<bos>", "<eos>", "<pad>", "<unk>"] + [f"w{i}" for i in range(vocab_size - 4)]
-    backend = Tokenizer(tok_models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>", unk_token="<unk>")
 
 
 def tiny_hf_config(arch: str):
@@ -413,43 +405,8 @@ def test_unreadable_gguf_file(tmp_path):
 # Legacy TransformerLens checkpoints (.pt + .json)
 
 
-def legacy_config(**overrides) -> dict:
-    config = dict(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=24, d_vocab=50, attn_only=True,
-                  normalization_type=None, positional_embedding_type="standard", act_fn="relu")
-    config.update(overrides)
-    return config
 
 
-def legacy_state_dict(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random weights under HookedTransformer's state-dict keys and shapes."""
-    g = torch.Generator().manual_seed(seed)
-    H, D, E, V, C = cfg["n_heads"], cfg["d_model"], cfg["d_head"], cfg["d_vocab"], cfg["n_ctx"]
-    M = cfg.get("d_mlp", 4 * D)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g)
-
-    rotary = cfg["positional_embedding_type"] == "rotary"
-    state = {"embed.W_E": r(V, D)} if rotary else {"embed.W_E": r(V, D), "pos_embed.W_pos": r(C, D)}
-    for layer in range(cfg["n_layers"]):
-        a = f"blocks.{layer}.attn."
-        state.update({a + "W_Q": r(H, D, E), a + "W_K": r(H, D, E), a + "W_V": r(H, D, E), a + "W_O": r(H, E, D) / 4,
-                      a + "b_Q": r(H, E), a + "b_K": r(H, E), a + "b_V": r(H, E), a + "b_O": r(D),
-                      a + "mask": torch.tril(torch.ones(C, C, dtype=torch.bool)), a + "IGNORE": torch.tensor(-1e5)})
-        if rotary:  # buffers HookedTransformer saves; the loader recomputes them
-            state.update({a + "rotary_sin": r(C, cfg["rotary_dim"]), a + "rotary_cos": r(C, cfg["rotary_dim"])})
-        if cfg["normalization_type"] == "LN":
-            state.update({f"blocks.{layer}.ln1.w": 1 + r(D) / 4, f"blocks.{layer}.ln1.b": r(D) / 4})
-        if not cfg["attn_only"]:
-            m = f"blocks.{layer}.mlp."
-            state.update({m + "W_in": r(D, M) / 4, m + "b_in": r(M), m + "W_out": r(M, D) / 4, m + "b_out": r(D)})
-            if cfg["normalization_type"] == "LN":
-                state.update({f"blocks.{layer}.ln2.w": 1 + r(D) / 4, f"blocks.{layer}.ln2.b": r(D) / 4})
-    if cfg["normalization_type"] == "LN":
-        state.update({"ln_final.w": 1 + r(D) / 4, "ln_final.b": r(D) / 4})
-    state["unembed.W_U"] = r(D, V)
-    state["unembed.b_U"] = r(V)
-    return state
 
 
 def hooked_transformer_reference(state, cfg, tokens):
@@ -502,10 +459,6 @@ def rotate_halves(x, rotary_dim, base=10000):
     return torch.cat([x_rot * cos + flipped * sin, x_pass], dim=-1)
 
 
-def write_checkpoint(directory: Path, cfg: dict, state: dict, stem: str = "model") -> Path:
-    torch.save(state, directory / f"{stem}.pt")
-    (directory / f"{stem}.json").write_text(json.dumps(cfg))
-    return directory / f"{stem}.pt"
 
 
 LEGACY_VARIANTS = {

@@ -436,7 +436,7 @@ def test_a_huge_file_is_refused_before_reading(tmp_path, suffix):
 
 
 def test_the_byte_and_prompt_caps(tmp_path, monkeypatch):
-    from patternlang.probes import files
+    from patternlang.probes import prompt_files as files
 
     monkeypatch.setattr(files, "MAX_PROMPT_FILE_BYTES", 10)
     with pytest.raises(InputError, match="has 11 bytes, more than the 10 bytes"):

@@ -15,7 +15,7 @@ import torch
 
 from patternlang import detect
 from patternlang.probes import make_probe
-from tests.test_cli import run
+from tests.conftest import run
 
 pytestmark = pytest.mark.model
 
@@ -74,7 +74,7 @@ def test_s_inhibition_heads_attend_end_to_s2_far_above_chance(ioi_scores):
 
 def test_retrieval_heads_on_the_needle_read_the_models_own_predictions(embedded_model):
     from patternlang.spans import token_labels
-    from patternlang.tokenize import token_offsets
+    from patternlang.tokenization import token_offsets
 
     prompts = make_probe("needle", {"batch": 2, "length": 10})
     scores = detect(embedded_model, prompts, "retrieval_head", measures=MEASURES, progress=False)

@@ -18,7 +18,8 @@ from patternlang.engine import detect
 from patternlang.engine import readers as detection_module  # the hooked reader runs the passes
 from patternlang.errors import InputError
 from patternlang.testing import make_hand_set_model
-from tests.test_scale_streaming import PATTERNS, assert_same_scores, texts
+from tests.conftest import assert_same_scores, run, texts, word_prompts
+from tests.conftest import SCALE_PATTERNS as PATTERNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +97,7 @@ def test_a_run_interrupted_twice_inside_one_chunk_counts_every_prompt_once(model
 
 def test_a_checkpoint_saved_halfway_records_the_attention_path_and_a_resume_on_another_says_mixed(
         model, prompt_file, tmp_path, monkeypatch):
-    from patternlang.testing import attention_blocks, hook_pattern_blocks
+    from patternlang.testing import block_providers as attention_blocks, hook_pattern_blocks
 
     options = dict(measures="mass", progress=False, batch_size=3, chunk_size=20)
     folder = tmp_path / "ckpt"
@@ -151,19 +152,11 @@ def test_bad_checkpoint_folders_and_files(model, prompt_file, tmp_path):
 
 
 # ---- the CLI, killed ------------------------------------------------------------------------------------
-def word_prompts(n: int) -> str:
-    import random
-
-    rng = random.Random(5)
-    return "".join(" ".join(f"w{rng.randrange(40)}" for _ in range(rng.randrange(3, 18))) + "\n" for _ in range(n))
-
-
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "patternlang", "detect", *args]
 
 
 def test_a_killed_cli_run_resumes_to_the_uninterrupted_scores(tmp_path, tl_checkpoint, capsys):
-    from tests.test_cli import run
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(word_prompts(300))
@@ -202,7 +195,6 @@ def test_a_killed_cli_run_resumes_to_the_uninterrupted_scores(tmp_path, tl_check
 
 
 def test_cli_options_that_need_a_prompt_file_exit_1_before_the_model_loads(capsys, tmp_path, no_model):
-    from tests.test_cli import run
 
     prompts = tmp_path / "p.txt"
     prompts.write_text("w1 w2\n")

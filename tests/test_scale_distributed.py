@@ -18,7 +18,8 @@ import torch.multiprocessing as mp
 from patternlang.engine import detect
 from patternlang.errors import InputError
 from patternlang.testing import make_hand_set_model
-from tests.test_scale_streaming import PATTERNS, texts
+from tests.conftest import LABELLED_SPANS, LABELLED_TEXT, SPAN_RULES, run, texts, word_prompts
+from tests.conftest import SCALE_PATTERNS as PATTERNS
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = dict(measures="mass,tv,lift", per_prompt=True, progress=False, chunk_size=5, batch_size=2)
@@ -47,9 +48,6 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str, prompts: s
 
 
 # Labelled prompts: the even lines have spans, the odd ones none, so rank 1 of 2 reads no spans at all.
-SPAN_RULES = ['attend k where span[q] == "END" and span[k] == "IO"', "previous_token_head"]
-LABELLED_TEXT = "abcabdcabfe"  # one token per character (the CharTokenizer)
-LABELLED_SPANS = {"IO": [[1, 2]], "END": [[10, 11]]}
 
 
 def write_half_labelled(path: Path, n: int = 10) -> Path:
@@ -139,8 +137,6 @@ def test_a_failing_rank_fails_the_others_instead_of_hanging(tmp_path):
 
 
 def test_torchrun_cli_two_processes(tmp_path, tl_checkpoint, capsys):
-    from tests.test_cli import run
-    from tests.test_scale_checkpoint import word_prompts
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(word_prompts(41))

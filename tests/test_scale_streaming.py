@@ -4,7 +4,6 @@ messages as `from_file`, same scores whatever the chunking, memory flat in the p
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
@@ -14,33 +13,19 @@ from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.chunks import ChunkReader, StreamedPrompts
 from patternlang.engine.measures import Exclusions
 from patternlang.errors import InputError
-from patternlang.probes import files, from_file, stream
+from patternlang.probes import from_file, stream
+from patternlang.probes import prompt_files as files
 from patternlang.probes.stream import open_prompts
 from patternlang.testing import make_hand_set_model
 from patternlang.testing.oracle import random_attention, random_detection
+from tests.conftest import LABELLED_SPANS, LABELLED_TEXT, SPAN_RULES, assert_same_scores, run, texts
+from tests.conftest import SCALE_PATTERNS as PATTERNS
 
-PATTERNS = ["previous_token_head", "induction_head", "attend k where tok[k] == tok[q] and k < q"]
 
 
 @pytest.fixture(scope="module")
 def model():
     return make_hand_set_model(n_layers=2, n_ctx=64)
-
-
-def texts(n: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choice("abcdefg ") for _ in range(rng.randrange(2, 30))).strip() or "a" for _ in range(n)]
-
-
-def assert_same_scores(a, b, *, atol=1e-6):
-    assert a.patterns == b.patterns and a.measures == b.measures and a.n_prompts == b.n_prompts
-    for measure in a.measures:
-        for grid in ("values", "ci_low", "ci_high"):
-            torch.testing.assert_close(getattr(a, grid)[measure], getattr(b, grid)[measure], atol=atol, rtol=0,
-                                       equal_nan=True)
-    for name in a.patterns:
-        ea, eb = a.evidence[name], b.evidence[name]
-        assert (ea.n_rows, ea.n_prompts, ea.n_prompts_run) == (eb.n_rows, eb.n_prompts, eb.n_prompts_run)
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -279,7 +264,6 @@ def test_a_labelled_file_whose_first_chunk_has_no_spans_scores_like_the_whole_fi
     """Whether a streamed file labels its prompts is known once it is read: a first chunk without
     spans is no error (it was), and the scores equal those of the file read whole."""
     from patternlang.testing.predicting import make_predicting_model
-    from tests.test_scale_distributed import LABELLED_SPANS, LABELLED_TEXT, SPAN_RULES
 
     path = tmp_path / "late.jsonl"
     lines = [{"text": LABELLED_TEXT[:5]}] * 4 + [{"text": LABELLED_TEXT, "spans": LABELLED_SPANS}] * 3
@@ -296,8 +280,6 @@ def test_a_labelled_file_whose_first_chunk_has_no_spans_scores_like_the_whole_fi
 
 def test_a_span_pattern_on_a_streamed_file_without_spans_is_an_error(tmp_path, capsys, no_model):
     from patternlang.testing.predicting import make_predicting_model
-    from tests.test_cli import run
-    from tests.test_scale_distributed import SPAN_RULES
 
     path = tmp_path / "bare.jsonl"
     path.write_text("".join(json.dumps({"text": "abcab"}) + "\n" for _ in range(5)))

@@ -10,20 +10,10 @@ from hypothesis import strategies as st
 
 from patternlang import compile_rule
 from patternlang.annotate import ParsedWord, align_words
-from patternlang.compiler import BatchFeatures, reference_matrix
+from patternlang.compiler import reference_matrix
 from tests.rule_strategies import SPECIAL_IDS, VOCAB, annotated_prompts, syntax_rules
+from tests.rule_strategies import annotated_features as _features
 
-STRINGS = dict(enumerate(VOCAB))
-
-def _features(batch) -> BatchFeatures:
-    width = max(len(p) for p, _ in batch)
-    tokens = torch.zeros(len(batch), width, dtype=torch.long)
-    mask = torch.zeros(len(batch), width, dtype=torch.bool)
-    for i, (prompt, _) in enumerate(batch):
-        tokens[i, : len(prompt)] = torch.tensor(prompt)
-        mask[i, : len(prompt)] = True
-    return BatchFeatures.build(tokens, mask, strings=STRINGS, special_ids=SPECIAL_IDS,
-                               syntax=[annotations for _, annotations in batch])
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule=syntax_rules(), batch=st.lists(annotated_prompts(), min_size=1, max_size=4))
@@ -99,7 +89,7 @@ def _spacy_or_skip():
 
 def _parsed(text: str):
     from patternlang.annotate.spacy_parser import annotate
-    from patternlang.tokenize import default_tokenizer, token_offsets, token_texts
+    from patternlang.tokenization import default_tokenizer, token_offsets, token_texts
 
     tokenizer = default_tokenizer()
     ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers
 from transformers import PreTrainedTokenizerFast
 
 from patternlang import compile_rule
-from patternlang.tokenize import token_texts
+from patternlang.tokenization import token_texts
 
 
 def sentencepiece_like_tokenizer() -> PreTrainedTokenizerFast:
@@ -81,7 +81,7 @@ def test_the_engine_gives_character_offsets_to_features_that_need_them(embedded_
     from patternlang.engine.batching import tokenize
     from patternlang.pipeline import build
     from patternlang.syntax.features import FEATURES, register_feature
-    from patternlang.tokenize import token_offsets
+    from patternlang.tokenization import token_offsets
 
     register_feature("chars", "number", "characters the token covers (a test feature)", needs=("offsets",),
                      table=lambda batch: batch.offsets()[..., 1] - batch.offsets()[..., 0],

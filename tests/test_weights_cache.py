@@ -41,7 +41,7 @@ def test_incomplete_entries_are_never_used_and_clear_deletes_everything(tmp_path
 
 
 def test_cache_info_and_clear_cover_the_whole_cache_folder(capsys, cache_dir, monkeypatch):
-    from patternlang import tokenize
+    from patternlang import tokenization as tokenize
     from patternlang.cli import main
 
     entry = cache_dir / "m-abc-float32-v0.1.0"
@@ -164,7 +164,7 @@ def tiny_gguf(tmp_path, monkeypatch, cache_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
     from patternlang.models import loaders
-    from tests.test_models import tiny_tokenizer
+    from tests.conftest import tiny_tokenizer
 
     reads = []
     tiny_tokenizer(40).save_pretrained(tmp_path / "tokenizer")  # read back, it knows its name_or_path

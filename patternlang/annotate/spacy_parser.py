@@ -115,9 +115,10 @@ def prompt_syntax(model, items, token_lists, detectors) -> dict[int, Annotations
     needing = [d.name for d in detectors if "syntax" in getattr(d.pattern, "needs", ())]
     if not needing:
         return {}
+    # Deliberate lazy loads: `patternlang.models` imports torch, and the pattern checker imports this module.
     from ..models.facts import model_facts
     from ..prompts import split_prompts
-    from ..tokenize import prompt_token_offsets
+    from ..tokenization import prompt_token_offsets
 
     if not syntax_available():
         raise missing_extra_error(f"pattern {needing[0]!r}")

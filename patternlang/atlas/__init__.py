@@ -19,6 +19,7 @@ from typing import Any
 from patternlang.atlas.document import FORMAT, build_document, check_document, model_id
 from patternlang.atlas.site import render_site
 from patternlang.errors import InputError
+from patternlang.models.facts import model_facts
 
 __all__ = ["FORMAT", "build_atlas", "build_document", "load_documents", "read_document", "render_site",
            "write_document"]
@@ -59,7 +60,6 @@ def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None,
 
     `models`: loaded models, or zero-argument callables that load one (loaded one at a time).
     """
-    from patternlang.models.facts import model_facts
 
     written = []
     for item in models:

@@ -14,7 +14,7 @@ from patternlang.errors import InputError
 def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = None, probe: Any = None,
               add: Sequence[Path] = (), render_only: bool = False, batch_size: int | None = None,
               device: str | None = None, progress: bool = True, say: Callable[[str], None] = print) -> None:
-    from patternlang.library import load_patterns
+    from patternlang.library import load_patterns  # lazy: the CLI imports this module at start-up
 
     for path in add:  # documents from elsewhere: checked, then copied into DIR/data
         write_document(read_document(path), out)
@@ -36,7 +36,7 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
 
     def loader(name: str | None) -> Callable[[], Any]:
         def load() -> Any:
-            from patternlang.models import load_model
+            from patternlang.models import load_model  # lazy: torch and transformers, when a model is needed
 
             say(f"loading {name or 'the embedded model'} ...")
             return load_model(name, device=device)

@@ -20,8 +20,20 @@ import torch
 from torch import Tensor
 
 from patternlang.atlas.ranking import best_pattern
+from patternlang.engine.batching import pad_batch, tokenize
+from patternlang.engine.forward import run_attention_hooks
+from patternlang.engine.measures import MEASURES
+from patternlang.engine.pattern_tensors import resolve_patterns
 from patternlang.errors import InputError
+from patternlang.engine.inputs import _token_texts, model_pass, prompt_inputs
 from patternlang.heads import head_label
+from patternlang.library import load_patterns, shipped_patterns
+from patternlang.models.facts import model_facts
+from patternlang.probes import make_probe
+from patternlang.prompts import Prompts
+from patternlang.engine import survey as surveying  # the module: read at call time (tests spy on `survey`)
+from patternlang.engine.survey import FALLBACK_PROBE, _distinct_names
+from patternlang.version import __version__
 
 FORMAT = "patternlang.atlas/1"
 EXAMPLE_TOKENS = 64
@@ -86,12 +98,6 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
     >>> doc["patterns"]["induction_head"]["scores"]["mass"][5][1]  # doctest: +SKIP
     0.912
     """
-    from patternlang.engine.measures import MEASURES
-    from patternlang.library import shipped_patterns
-    from patternlang.models.facts import model_facts
-    from patternlang.probes import make_probe
-    from patternlang.engine.survey import FALLBACK_PROBE, _distinct_names, survey
-
     facts = model_facts(model)
     chosen = _distinct_names(shipped_patterns() if patterns is None else _load(patterns))
     specs = {p.name: probe or p.settings.probe or FALLBACK_PROBE for p in chosen}
@@ -109,7 +115,7 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
             doc["patterns"], missing = {}, chosen
         doc["measures"] = list(measures)
         doc["measure_bounds"] = {m: [_bound(MEASURES[m].bounds[0]), _bound(MEASURES[m].bounds[1])] for m in measures}
-        scores = survey(model, missing, probe=probe, per_prompt=True, progress=progress,
+        scores = surveying.survey(model, missing, probe=probe, per_prompt=True, progress=progress,
                         measures=measures, batch_size=batch_size)
         _add_patterns(doc, scores, missing, specs, prompt_sets)
         for spec_key, prompts in prompt_sets.items():
@@ -131,14 +137,10 @@ def _bound(value: float) -> float | None:
 
 
 def _load(patterns: Any) -> list:
-    from patternlang.library import load_patterns
-
     return load_patterns(patterns if isinstance(patterns, (list, tuple)) else [patterns])
 
 
 def _start(facts: Any, existing: Mapping[str, Any] | None) -> dict[str, Any]:
-    from patternlang import __version__
-
     model = {"name": facts.name, "id": model_id(facts.name), "described": facts.described,
              "quantisation": facts.quantisation, "n_layers": facts.n_layers, "n_heads": facts.n_heads,
              "n_ctx": facts.n_ctx, "d_vocab": facts.d_vocab}
@@ -228,7 +230,6 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
     """For each head, its attention beside its best pattern's matrix on that pattern's best and
     worst prompts; only heads whose best pattern changed are drawn again. Each pattern's matrix on
     its sample prompt (the probe's first) too."""
-    from patternlang.engine.pattern_tensors import resolve_patterns
 
     n_layers, n_heads = doc["model"]["n_layers"], doc["model"]["n_heads"]
     by_name = {p.name: p for p in chosen}
@@ -316,12 +317,6 @@ def _draw_prompts(model: Any, prompts: Sequence[Any], detectors: Sequence[Sequen
     predictions, the predictions of a pass to the logits over the whole prompts in batches, by the
     engine's own code) and the chosen heads' attention (forward passes in batches, every layer up to
     the last needed hooked)."""
-    from patternlang.engine.batching import pad_batch, tokenize
-    from patternlang.engine.forward import run_attention_hooks
-    from patternlang.engine.explanation import _token_texts, prompt_inputs
-    from patternlang.models.facts import model_facts
-    from patternlang.prompts import Prompts
-
     facts = model_facts(model)
     cpu = torch.device("cpu")
     token_lists = [tokenize(model, [prompt], prepend_bos=True)[0] for prompt in prompts]
@@ -364,10 +359,6 @@ def _predictions(model: Any, token_lists: Sequence[Tensor], detectors: Sequence[
     """`{prompt: predictions}` for the prompts whose detectors read the model's predictions, from
     passes to the logits over the whole prompts, `batch_size` at a time (right-padded: a causal
     model's predictions at a prompt's own positions do not see the padding)."""
-    from patternlang.engine.batching import pad_batch
-    from patternlang.engine.explanation import model_pass
-    from patternlang.models.facts import model_facts
-
     facts = model_facts(model)
     needing = [i for i, chosen in enumerate(detectors)
                if any("predictions" in getattr(d.pattern, "needs", ()) for d in chosen)]
@@ -390,10 +381,6 @@ def head_statistics(model: Any, prompts: Any, *, n_prompts: int = STATS_PROMPTS,
     """Per head, averaged over the query rows after the first of `n_prompts` prompts: `bos`, the
     share of attention on position 0; `distance`, the mean distance q - k attended to; `entropy`,
     the attention's entropy in nats. Grids `[layer][head]`, with the prompts they came from."""
-    from patternlang.engine.batching import pad_batch, tokenize
-    from patternlang.engine.forward import run_attention_hooks
-    from patternlang.models.facts import model_facts
-
     facts = model_facts(model)
     n_layers, n_heads = facts.shape
     items = list(prompts)[:n_prompts]

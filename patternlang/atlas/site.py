@@ -25,6 +25,8 @@ from patternlang.atlas.document import check_document
 from patternlang.atlas.ranking import contenders, head_matches
 from patternlang.heads import head_label
 from patternlang.report.html import escape
+from patternlang.atlas.assets import palettes as colours
+from patternlang.atlas.ranking import excess, pattern_measure
 
 MOSAIC_HEIGHT = 220  # pixels: every model's layers span the same height (depth-normalised)
 MOSAIC_WIDTH = 120
@@ -370,7 +372,6 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
 def _mosaic_svg(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, diverging: bool = False,
                 prefix: str = "../") -> str:
     """A layer x head heatmap at a fixed height: layers as relative depth, so models of any size compare."""
-    from patternlang.atlas.assets import palettes as colours
 
     pal = colours()["div" if diverging else "seq"]
     m = doc["model"]
@@ -394,8 +395,6 @@ def _mosaic_svg(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, d
 
 
 def _excess_grid(doc: Mapping[str, Any], name: str) -> list[list[float]]:
-    from patternlang.atlas.ranking import excess, pattern_measure
-
     entry = doc["patterns"][name]
     meas = pattern_measure(doc, name)
     upper = (doc.get("measure_bounds", {}).get(meas) or [None, None])[1]

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..syntax.builtins import FUNCTIONS, MAX_ANCESTOR_DEPTH
 from ..syntax.features import FEATURES
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from ..lazy_torch import torch  # a batch's tables are tensors; compiling a pattern needs none
 
 StringSource = Mapping[int, str] | Callable[[list[int]], list[str]]
 

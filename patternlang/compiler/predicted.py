@@ -4,14 +4,17 @@ top N predictions at position p (`syntax/predictions.py`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..syntax import ast
 from ..syntax.predictions import call_request
 from .batch import BatchFeatures
 
-Tensor = torch.Tensor
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    from ..lazy_torch import torch  # imported when a Program is evaluated, not when one is compiled
 
 
 def _three_d(value: Tensor) -> Tensor:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-import torch
 
 from ..syntax import ast
 from ..syntax.builtins import FUNCTIONS
@@ -28,11 +27,16 @@ from ..syntax.predictions import PREDICTION_FUNCTIONS
 from .batch import BatchFeatures
 from .predicted import compile_predicted
 
-Tensor = torch.Tensor
-ValuePair = tuple[Tensor, Union[Tensor, None]]  # (data, valid or None when always valid)
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
-_COMPARE = {
-    "==": torch.eq, "!=": torch.ne, "<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge,
+    ValuePair = tuple[Tensor, Union[Tensor, None]]  # (data, valid or None when always valid)
+else:
+    from ..lazy_torch import torch  # imported when a Program is evaluated, not when one is compiled
+
+_COMPARE = {  # torch's comparison functions, read when a comparison is evaluated
+    "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge",
 }
 
 
@@ -108,9 +112,9 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
         left = compile_expr(expr.left)
         right = compile_expr(expr.right)
         op = {
-            "union": torch.maximum,
-            "intersect": torch.minimum,
-            "add": torch.add,
+            "union": lambda a, b: torch.maximum(a, b),
+            "intersect": lambda a, b: torch.minimum(a, b),
+            "add": lambda a, b: torch.add(a, b),
             "difference": lambda a, b: torch.where(b == 0, a, 0.0),
         }[expr.op]
         return lambda features: op(left(features), right(features))
@@ -194,7 +198,7 @@ def _compile_compare(cond: ast.Compare):
 
     def run(features):
         (a, a_valid), (b, b_valid) = left(features), right(features)
-        return _definite(compare(a, b), _both_valid(a_valid, b_valid))
+        return _definite(getattr(torch, compare)(a, b), _both_valid(a_valid, b_valid))
     return run
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from patternlang.engine.shapes import Lengths, Mask, TokenList, Tokens
 from patternlang.errors import InputError
 from patternlang.prompts import as_token_tensor, check_text, check_token_ids, model_limits, split_prompts
-from patternlang.tokenize import token_texts
+from patternlang.tokenization import token_texts
 
 MAX_BATCH_ROWS = 128
 """Upper bound on prompts per batch when the batch size is chosen automatically."""
@@ -168,31 +168,6 @@ def bytes_per_prompt_estimate(model: Any, n_patterns: int, n_measures: int):
         detection = square * max(1, n_patterns) * (6 + n_measures)  # tensors and their derived forms
         stream = length * (12 * d_model + 4 * d_mlp)
         return float(element * (attention + detection + stream))
-
-    return estimate
-
-
-def blocked_bytes_per_prompt_estimate(model: Any, n_patterns: int, measures: Sequence[str], n_layers_needed: int):
-    """Memory (bytes) one prompt of length `L` takes on the block path (`engine/blocked.py`):
-    linear in `L`. The residual stream and MLP activations of one layer, what the attention
-    route keeps per needed layer (the post-rotary queries and keys, float32), and the prompt's
-    share of a block of the smallest size (`MIN_QUERY_BLOCK` rows of `L` keys, `block_cell_bytes`
-    each); a larger budget only makes the blocks taller (`query_block_size`)."""
-    from patternlang.engine.blocked import MIN_QUERY_BLOCK, block_cell_bytes
-
-    cfg = getattr(model, "cfg", None)
-    heads = int(getattr(cfg, "n_heads", 16) or 16)
-    kv_heads = int(getattr(cfg, "n_key_value_heads", None) or heads)
-    d_model = int(getattr(cfg, "d_model", 1024) or 1024)
-    d_head = int(getattr(cfg, "d_head", d_model // heads) or d_model // heads)
-    d_mlp = int(getattr(cfg, "d_mlp", 4 * d_model) or 4 * d_model)
-    cell = block_cell_bytes(n_patterns, heads, measures)
-
-    def estimate(length: int) -> float:
-        stream = 4 * length * (12 * d_model + 4 * d_mlp)
-        kept = 4 * length * n_layers_needed * (heads + kv_heads) * d_head
-        block = MIN_QUERY_BLOCK * length * cell
-        return float(stream + kept + block)
 
     return estimate
 

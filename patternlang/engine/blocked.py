@@ -25,7 +25,7 @@ from torch import Tensor
 from patternlang.engine.accumulate import Accumulator
 from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, capture_attention_blocks
 from patternlang.engine.batching import Batch
-from patternlang.engine.measures import MEASURES, LayerWork, prepare_targets
+from patternlang.engine.measures import ATTENTION_COPIES, MEASURES, LayerWork, prepare_targets
 from patternlang.engine.pattern_tensors import Detector, detection_block
 from patternlang.errors import InputError, did_you_mean
 
@@ -106,13 +106,7 @@ def block_cell_bytes(n_patterns: int, n_heads: int, measures: Sequence[str]) -> 
         cell += 4 * patterns
     if "is_target" in prepares:
         cell += patterns
-    copies = 2
-    if {"tv", "abs"} & set(measures):
-        copies += 2
-    if "tv" in measures:
-        copies += 1
-    if "argmax" in measures:
-        copies += 1
+    copies = 2 + sum(ATTENTION_COPIES[copy] for copy in set().union(*(MEASURES[m].copies for m in measures)))
     return cell + 4 * n_heads * copies
 
 
@@ -126,6 +120,29 @@ def query_block_size(n_keys: int, n_prompts: int, cell_bytes: int, budget: float
     rows = int(budget // max(1, n_keys * n_prompts * cell_bytes))
     rows = max(MIN_QUERY_BLOCK, min(MAX_QUERY_BLOCK, rows // 16 * 16))
     return min(rows, n_keys)
+
+
+def blocked_bytes_per_prompt_estimate(model: Any, n_patterns: int, measures: Sequence[str], n_layers_needed: int):
+    """Memory (bytes) one prompt of length `L` takes on the block path (`engine/blocked.py`):
+    linear in `L`. The residual stream and MLP activations of one layer, what the attention
+    route keeps per needed layer (the post-rotary queries and keys, float32), and the prompt's
+    share of a block of the smallest size (`MIN_QUERY_BLOCK` rows of `L` keys, `block_cell_bytes`
+    each); a larger budget only makes the blocks taller (`query_block_size`)."""
+    cfg = getattr(model, "cfg", None)
+    heads = int(getattr(cfg, "n_heads", 16) or 16)
+    kv_heads = int(getattr(cfg, "n_key_value_heads", None) or heads)
+    d_model = int(getattr(cfg, "d_model", 1024) or 1024)
+    d_head = int(getattr(cfg, "d_head", d_model // heads) or d_model // heads)
+    d_mlp = int(getattr(cfg, "d_mlp", 4 * d_model) or 4 * d_model)
+    cell = block_cell_bytes(n_patterns, heads, measures)
+
+    def estimate(length: int) -> float:
+        stream = 4 * length * (12 * d_model + 4 * d_mlp)
+        kept = 4 * length * n_layers_needed * (heads + kv_heads) * d_head
+        block = MIN_QUERY_BLOCK * length * cell
+        return float(stream + kept + block)
+
+    return estimate
 
 
 def score_blocked_batch(model: Any, capture: CaptureBlocks, accumulator: Accumulator, detectors: Sequence[Detector],

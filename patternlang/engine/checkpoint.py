@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from patternlang import __version__
+from patternlang.version import __version__
 from patternlang.errors import InputError
 
 CHECKPOINT_FORMAT = 1

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from patternlang.engine.cells import cell_products
 from patternlang.engine.model_outputs import Readout
 
 
@@ -51,8 +52,6 @@ class LayerOutputs:
 def copying_sum(work) -> Tensor:
     """Per prompt, the sum over target rows of `sum_k A[q, k] D'[q, k] DLA(q, k)`: `[batch, pattern, head]`
     (`D'`: the pattern's row scaled to a maximum of 1, as `mass` weighs it)."""
-    from patternlang.engine.measures import cell_products
-
     targets = work.targets
     direct = work.extras.direct_logits()
     weighted = cell_products(work.attention * direct, targets.by_cell)[..., targets.row_columns]  # [b, q, h, p]

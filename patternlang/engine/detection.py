@@ -81,8 +81,8 @@ def detect(
         patterns: one or a list of: shipped pattern names, `Pattern` objects, rule text,
             `.pattern`/YAML files, or `[q, k]` lower-triangular tensors (then every prompt
             must have length q).
-        measures: any of "mass", "tv", "argmax", "mul", "abs", "lift" (docs/measures.md). None:
-            each pattern's own `measure` setting ("mass" where it names none), every
+        measures: any of the measure table's (`patternlang.measure_table.measure_names()`,
+            docs/measures.md). None: each pattern's own `measure` setting (`DEFAULT_MEASURE` where it names none), every
             pattern scored with all of them.
         exclude_bos / exclude_current_token: leave key 0 / the diagonal out of the
             comparison. None: each pattern's own setting (False for tensors); True or

@@ -36,7 +36,7 @@ from patternlang.errors import InputError
 from patternlang.heads import head_label, parse_heads
 from patternlang.models.facts import model_facts
 from patternlang.prompts import Prompts, split_prompts
-from patternlang.tokenize import check_token_ids_before_loading
+from patternlang.tokenization import check_token_ids_before_loading
 
 __all__ = ["MAX_TOKENS", "Explanation", "PromptInputs", "explain", "model_pass", "prompt_argument", "prompt_inputs"]
 

@@ -28,7 +28,7 @@ from patternlang.probes import Prompts
 from patternlang.probes.stream import InMemoryPrompts, OnePassPrompts, PromptSource, open_prompts
 from patternlang.prompts import check_token_ids, split_prompts
 from patternlang.spans import token_labels
-from patternlang.tokenize import (
+from patternlang.tokenization import (
     REPLACEMENT_CHARACTER,
     prompt_token_offsets,
     token_texts,

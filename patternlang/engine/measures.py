@@ -41,15 +41,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from patternlang.engine.cells import cell_products
 from patternlang.engine.copying import copying_sum, no_chance
+from patternlang.measure_table import (MEASURE_TABLE, AveragedOver, MeasureInfo, declare_measure, measure_docs,
+                                       measures_averaged_over)
 from patternlang.registry import Registry
 
-__all__ = [
+__all__ = [  # noqa: F822 (ATTENTION_MEASURES, MEASURE_DOCS, ROW_MEASURES, PROMPT_MEASURES: live, module __getattr__)
     "ATTENTION_MEASURES", "BlockSplit", "Measure", "MEASURES", "MEASURE_DOCS", "ROW_MEASURES", "PROMPT_MEASURES", "Exclusions", "BatchTargets",
     "LayerWork", "counted_cells", "prepare_targets", "partial_sums", "register_measure", "wide_dtype",
 ]
@@ -90,11 +92,6 @@ def counted_cells(lengths: Tensor, size: int, exclusions: Exclusions, first_quer
     return cells
 
 
-QUERY_BLOCK = 64
-"""Queries per block when a prompt's attention is reduced (prompts longer than 1.5 blocks):
-a block of queries reads only the keys up to its last query, which skips most of the zero
-upper triangle, and its operands are strided views of the attention and the detection
-tensor, so nothing is copied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,30 +177,6 @@ def prepare_targets(
         is_target = positive > 0
     return BatchTargets(cells, lengths, by_cell, n_patterns, row_columns, raw_columns, target_rows,
                         row_weight, row_normalised, is_target, first_query)
-
-
-def cell_products(attention: Tensor, by_cell: Tensor, block: int | None = None) -> Tensor:
-    """`[batch, q, head_index, column]`: each head's attention row times each column's row.
-
-    `einsum("bhqk,bqkc->bqhc")` as batched matmuls over queries. Prompts longer than 1.5
-    blocks of `block` (default `QUERY_BLOCK`) queries go block by block, prompt by prompt;
-    each block reads only the keys up to its last query. The rows may be a block of a
-    longer prompt's (`[batch, head_index, q, k]` with k > q: its rows are the last q queries).
-    """
-    block = block or QUERY_BLOCK
-    batch, heads, size, n_keys = attention.shape
-    first_query = n_keys - size
-    if size <= block + block // 2:
-        return torch.matmul(attention.transpose(1, 2), by_cell)
-    out = attention.new_empty(batch, size, heads, by_cell.shape[-1])
-    for row in range(batch):
-        for start in range(0, size, block):
-            stop = min(size, start + block)
-            keys = first_query + stop
-            # [q, head, k] @ [q, k, column]: views with a unit last stride, which bmm takes as they are.
-            torch.bmm(attention[row, :, start:stop, :keys].transpose(0, 1), by_cell[row, start:stop, :keys],
-                      out=out[row, start:stop])
-    return out
 
 
 def kept_attention(attention: Tensor, cells: Tensor) -> Tensor:
@@ -364,10 +337,12 @@ class BlockSplit:
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """One measure. `partial_sum(work)` gives its sum for each prompt of one batch,
-    `[batch, pattern, head_index]`; the engine adds those over prompts and divides by the
-    number of target rows or of prompts (`averaged_over`); a pattern with nothing to divide
-    by scores NaN.
+    """One measure's implementation, registered against its metadata (`info`, a torch-free
+    `measure_table.MeasureInfo`: name, doc, range, direction, what it is averaged over, ...).
+
+    `partial_sum(work)` gives its sum for each prompt of one batch, `[batch, pattern, head_index]`;
+    the engine adds those over prompts and divides by the number of target rows or of prompts
+    (`averaged_over`); a pattern with nothing to divide by scores NaN.
 
     Its chance baseline is the score of a head that attends uniformly over each row's counted
     keys: by default `partial_sum` on that head; `chance`, when given, computes it instead
@@ -378,17 +353,43 @@ class Measure:
     blocks of a prompt, which is right for sums over rows; a measure that is not one says how it
     splits (`blocks`, a `BlockSplit`)."""
 
-    name: str
-    range: str
-    doc: str
-    averaged_over: Literal["target rows", "prompts"]
+    info: MeasureInfo
     partial_sum: Callable[[LayerWork], Tensor]
     prepares: frozenset[str] = field(default_factory=frozenset)  # row_weight, row_normalised, is_target
     chance: Callable[[BatchTargets], Tensor] | None = None  # [batch, pattern, 1]
-    relative_to: str | None = None
-    bounds: tuple[float, float] = (-math.inf, math.inf)  # where a score can lie: intervals are clipped to it
-    needs: frozenset[str] = field(default_factory=frozenset)  # "z": the heads' outputs (a pass to the logits)
     blocks: BlockSplit | None = None  # None: `partial_sum` is a sum over rows, which adds over blocks
+    copies: frozenset[str] = field(default_factory=frozenset)  # attention-sized copies it makes (ATTENTION_COPIES)
+
+    # The metadata, read from `info` (one source: the table).
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def range(self) -> str:
+        return self.info.range
+
+    @property
+    def doc(self) -> str:
+        return self.info.doc
+
+    @property
+    def averaged_over(self) -> AveragedOver:
+        return self.info.averaged_over
+
+    @property
+    def relative_to(self) -> str | None:
+        return self.info.relative_to
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Where a score can lie: intervals are clipped to it."""
+        return self.info.bounds
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """"z": the heads' outputs (a pass to the logits)."""
+        return self.info.needs
 
     def block_parts(self, work: LayerWork) -> tuple[Tensor, ...]:
         """Sums over the rows of `work` that add over blocks of query rows."""
@@ -409,71 +410,93 @@ class Measure:
         return self.finish(self.chance_parts(targets), targets.lengths)[..., 0]
 
 
+ATTENTION_COPIES: dict[str, int] = {
+    "kept": 2,  # `LayerWork.kept` and a scratch tensor of its size (tv, abs)
+    "renormalised": 1,  # `LayerWork.renormalised` (tv)
+    "masked": 1,  # the attention with uncounted keys filled, for its maximum (argmax)
+}
+"""Attention-sized float32 copies (per head) a measure's partial sum makes, by name: the block path's
+memory estimate (`blocked.block_cell_bytes`) adds those of the measures asked for."""
+
 MEASURES: Registry[Measure] = Registry("measure")
+"""The measures' implementations, in the order of their metadata in `MEASURE_TABLE`."""
 
 
-def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal["target rows", "prompts"],
+def register_measure(name: str, range: str | None = None, doc: str | None = None, *,
+                     averaged_over: AveragedOver | None = None,
                      partial_sum: Callable[[LayerWork], Tensor], prepares: tuple[str, ...] = (),
                      chance: Callable[[BatchTargets], Tensor] | None = None,
                      relative_to: str | None = None,
-                     bounds: tuple[float, float] = (-math.inf, math.inf),
-                     needs: tuple[str, ...] = (), blocks: BlockSplit | None = None) -> Measure:
-    """Add a measure (see `Measure`); `blocks` only for a measure whose partial sum is not a sum over rows."""
-    if relative_to is not None and relative_to not in MEASURES:
-        raise ValueError(f"measure {name!r} is relative to {relative_to!r}, which is not registered")
+                     bounds: tuple[float, float] | None = None,
+                     needs: tuple[str, ...] = (), blocks: BlockSplit | None = None,
+                     copies: tuple[str, ...] = ()) -> Measure:
+    """Add a measure's implementation (see `Measure`); `blocks` only for a measure whose partial sum
+    is not a sum over rows; `copies`: the attention-sized copies it makes (`ATTENTION_COPIES`).
+
+    A measure whose metadata is already in `MEASURE_TABLE` (the shipped ones) takes it from there and
+    gives only its implementation; a new one gives `range`, `doc` and `averaged_over` (and `bounds`,
+    `relative_to`, `needs` where they apply), which go into the table first.
+    """
     if chance is not None and blocks is not None:
         raise ValueError(f"measure {name!r}: a custom chance is added over blocks of rows, so it needs a "
                          f"measure that is a sum over rows (no `blocks`)")
-    return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares),
-                                     chance, relative_to, bounds, frozenset(needs), blocks))
+    if name in MEASURE_TABLE:
+        info = MEASURE_TABLE[name]
+        given = {"range": range, "doc": doc, "averaged_over": averaged_over, "relative_to": relative_to,
+                 "bounds": bounds, "needs": frozenset(needs) or None}
+        differ = [key for key, value in given.items() if value is not None and value != getattr(info, key)]
+        if differ:
+            raise ValueError(f"measure {name!r} is in the measure table with other {', '.join(differ)}: "
+                             f"give only its implementation")
+        declared = False
+    else:
+        if range is None or doc is None or averaged_over is None:
+            raise ValueError(f"measure {name!r} is new: give its range, doc and averaged_over")
+        if relative_to is not None and relative_to not in MEASURES:
+            raise ValueError(f"measure {name!r} is relative to {relative_to!r}, which is not registered")
+        low, high = bounds if bounds is not None else (-math.inf, math.inf)
+        info = declare_measure(MeasureInfo(name, doc, range, averaged_over, low=None if math.isinf(low) else low,
+                                           high=None if math.isinf(high) else high, relative_to=relative_to,
+                                           needs=frozenset(needs)))
+        declared = True
+    if info.relative_to is not None and info.relative_to not in MEASURES:
+        raise ValueError(f"measure {name!r} is relative to {info.relative_to!r}, which is not registered")
+    try:
+        return MEASURES.register(Measure(info, partial_sum, frozenset(prepares), chance, blocks, frozenset(copies)))
+    except ValueError:
+        if declared:
+            MEASURE_TABLE.unregister(name)
+        raise
 
 
+register_measure("mass", prepares=("row_weight",), partial_sum=lambda work: mass_sum(work.products, work.targets))
+register_measure("tv", prepares=("row_normalised",), copies=("kept", "renormalised"), partial_sum=lambda work: tv_sum(work.renormalised, work.targets))
+register_measure("argmax", prepares=("is_target",), copies=("masked",), partial_sum=lambda work: argmax_hits(work.attention, work.targets),
+                 chance=random_key_hits)
 register_measure(
-    "mass", "0 .. 1", "attention mass on the pattern's targets, weighted by its values",
-    averaged_over="target rows", prepares=("row_weight",), bounds=(0.0, 1.0),
-    partial_sum=lambda work: mass_sum(work.products, work.targets),
-)
-register_measure(
-    "tv", "0 .. 1", "1 - total variation distance to the pattern row normalised to sum 1",
-    averaged_over="target rows", prepares=("row_normalised",), bounds=(0.0, 1.0),
-    partial_sum=lambda work: tv_sum(work.renormalised, work.targets),
-)
-register_measure(
-    "argmax", "0 .. 1", "share of rows whose most-attended key is a target",
-    averaged_over="target rows", prepares=("is_target",), bounds=(0.0, 1.0),
-    partial_sum=lambda work: argmax_hits(work.attention, work.targets), chance=random_key_hits,
-)
-register_measure(
-    "mul", "0 .. max D", "TransformerLens 'mul': sum(A*D)/sum(A) per prompt, mean over prompts",
-    averaged_over="prompts",
-    partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).transpose(0, 1),
+    "mul", partial_sum=lambda work: mul_prompt_scores(work.products, work.targets).transpose(0, 1),
     blocks=BlockSplit(lambda work: mul_parts(work.products, work.targets), mul_finish),
 )
 register_measure(
-    "abs", "unbounded", "TransformerLens 'abs': 1 - round(sum|A-D|/len, 3) per prompt, mean over prompts",
-    averaged_over="prompts",
-    partial_sum=lambda work: abs_prompt_scores(work.kept, work.targets).transpose(0, 1),
+    "abs", copies=("kept",), partial_sum=lambda work: abs_prompt_scores(work.kept, work.targets).transpose(0, 1),
     blocks=BlockSplit(lambda work: abs_parts(work.kept, work.targets), abs_finish),
 )
-register_measure(
-    "lift", "0 .. 1/chance", "mass over the chance mass of a head attending uniformly (1 = chance, 6 = 6x chance)",
-    averaged_over="target rows", prepares=("row_weight",), relative_to="mass", bounds=(0.0, math.inf),
-    partial_sum=lambda work: mass_sum(work.products, work.targets),
-)
-register_measure(
-    "copying", "logits, signed", "direct effect of the head's output on the logits of the tokens it attends to "
-    "on targets (+ raises them: name movers; - lowers them: copy suppression)",
-    averaged_over="target rows", prepares=("row_weight",), needs=("z",), chance=no_chance,
-    partial_sum=copying_sum,
-)
+register_measure("lift", prepares=("row_weight",), partial_sum=lambda work: mass_sum(work.products, work.targets))
+register_measure("copying", prepares=("row_weight",), chance=no_chance, partial_sum=copying_sum)
 
-ATTENTION_MEASURES: dict[str, Measure] = {m.name: m for m in MEASURES.entries() if not m.needs}
-"""The measures that read attention alone (every one but `copying`), by name."""
-MEASURE_DOCS: dict[str, str] = {m.name: f"{m.doc} ({m.range})" for m in MEASURES.entries()}
-ROW_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() if m.averaged_over == "target rows")
-"""Measures averaged over target rows (pooled over prompts)."""
-PROMPT_MEASURES: frozenset[str] = frozenset(m.name for m in MEASURES.entries() if m.averaged_over == "prompts")
-"""Measures computed per prompt on the whole matrix, then averaged over prompts."""
+
+def __getattr__(name: str):
+    """`ATTENTION_MEASURES`, `MEASURE_DOCS`, `ROW_MEASURES`, `PROMPT_MEASURES`: read live from the
+    registries at each access (a measure registered later is in them), never snapshots."""
+    if name == "ATTENTION_MEASURES":  # the measures that read attention alone (every one but `copying`), by name
+        return {m.name: m for m in MEASURES.entries() if not m.needs}
+    if name == "MEASURE_DOCS":
+        return measure_docs()
+    if name == "ROW_MEASURES":  # averaged over target rows (pooled over prompts)
+        return measures_averaged_over("target rows")
+    if name == "PROMPT_MEASURES":  # computed per prompt on the whole matrix, then averaged over prompts
+        return measures_averaged_over("prompts")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...],

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError
+from patternlang.measure_table import MEASURE_TABLE
 from patternlang.syntax.predictions import prediction_requests
 
 RESID_POST = "blocks.{}.hook_resid_post"
@@ -44,8 +45,6 @@ class OutputsPlan:
 
 def outputs_plan(detectors: Sequence[Any], measures: Sequence[str], n_layers: int) -> OutputsPlan | None:
     """The run's `OutputsPlan`, or None when nothing but attention is needed (today's single stopped pass)."""
-    from patternlang.engine.measures import MEASURES  # lazy: measures -> copying -> model_outputs, a cycle
-
     exprs = [d.pattern.program.expr for d in detectors
              if d.pattern is not None and "predictions" in d.pattern.needs]
     requests = prediction_requests(exprs)
@@ -53,7 +52,7 @@ def outputs_plan(detectors: Sequence[Any], measures: Sequence[str], n_layers: in
         if layer is not None and not 0 <= layer < n_layers:
             raise InputError(f"a pattern reads the logit lens after block {layer}, but the model has "
                              f"{n_layers} blocks (0 to {n_layers - 1})")
-    z = any("z" in MEASURES[m].needs for m in measures)
+    z = any("z" in MEASURE_TABLE[m].needs for m in measures)
     if not requests and not z:
         return None
     return OutputsPlan(requests, z)

@@ -22,11 +22,10 @@ from patternlang.engine.accumulate import Accumulator, PatternGroup
 from patternlang.engine.batching import (
     TokenStrings,
     auto_budget,
-    blocked_bytes_per_prompt_estimate,
     bytes_per_prompt_estimate,
     plan_batches,
 )
-from patternlang.engine.blocked import BLOCK_MEMORY, choose_attention
+from patternlang.engine.blocked import BLOCK_MEMORY, blocked_bytes_per_prompt_estimate, choose_attention
 from patternlang.engine.hooked import HookedModel
 from patternlang.engine.inputs import span_readers
 from patternlang.engine.measures import Exclusions

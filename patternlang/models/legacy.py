@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from patternlang.errors import ModelLoadError
 from patternlang.models.loaders import cause, quiet_hf_loading
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
+from patternlang.models.hub import hub_access
 
 if TYPE_CHECKING:
     import torch
@@ -147,8 +148,6 @@ def _checkpoint_tokenizer(path: Path, tokenizer_name: str | None) -> Any:
         except Exception as exc:
             raise ModelLoadError(f"cannot read the tokenizer saved in {str(path.parent)!r}: {cause(exc)}") from exc
     if tokenizer_name:
-        from patternlang.models.hub import hub_access
-
         try:
             with hub_access(), quiet_hf_loading():  # an unreachable hub fails at once, without retries
                 return AutoTokenizer.from_pretrained(tokenizer_name)

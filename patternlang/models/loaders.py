@@ -20,6 +20,8 @@ from patternlang.models.embedded import (DEFAULT_MODEL_NAME, EMBEDDED_QUANTISATI
                                          is_embedded_name)
 from patternlang.models.names import (is_near_embedded_name, known_hub_names, official_hub_name, suggest_model_name,
                                       with_suggestion)
+from patternlang.models import weights_cache
+from patternlang.models.hub import hub_access, unreachable_reason
 from patternlang.models.spec import ClaimedTarget, ModelLoader, ModelRequest
 
 if TYPE_CHECKING:
@@ -69,7 +71,6 @@ def load_gguf(target: ClaimedTarget, *, device: str, dtype: torch.dtype, model_n
 
     The de-quantized weights are cached on disk (`weights_cache`): the first load takes tens
     of seconds and says so, later ones read the cache in a few."""
-    from patternlang.models import weights_cache
 
     path = Path(target)
     entry = loaded = None
@@ -214,8 +215,6 @@ def _claim_hub_name(request: ModelRequest) -> ClaimedTarget | None:
 
 
 def _load_from_hub(target: ClaimedTarget, *, device: str, dtype: torch.dtype) -> Any:
-    from patternlang.models.hub import hub_access
-
     name = str(target)
     # Whether the hub answers is asked once, first: unreachable, huggingface_hub would retry
     # every request for some 40 s; here it is put in offline mode, so that only a model in
@@ -254,8 +253,6 @@ def _in_hf_cache(name: str) -> bool:
 
 
 def _hub_unreachable(name: str, state: str) -> ModelLoadError:
-    from patternlang.models.hub import unreachable_reason
-
     return ModelLoadError(
         f"could not download {name!r} from the Hugging Face hub: {unreachable_reason(state)}, "
         "and it is not in the local Hugging Face cache",

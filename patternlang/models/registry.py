@@ -1,4 +1,5 @@
-"""The model-loader registry: every loader patternlang knows, in the order they are asked.
+"""The model-loader registry (a `Registry` keyed by `source`): every loader patternlang knows, in the order
+they are asked.
 
 `resolve_model_spec` walks this list and the first loader whose `claim` returns a target
 reads the model. The order is the rule for ambiguous input:
@@ -23,30 +24,24 @@ from patternlang.models.gemma import GEMMA_LOADER
 from patternlang.models.legacy import TL_CHECKPOINT_LOADER
 from patternlang.models.loaders import EMBEDDED_LOADER, GGUF_LOADER, HF_DIRECTORY_LOADER, HUB_LOADER
 from patternlang.models.spec import ModelLoader
+from patternlang.registry import Registry
 
-MODEL_LOADERS: list[ModelLoader] = [
-    EMBEDDED_LOADER,
-    HF_DIRECTORY_LOADER,
-    TL_CHECKPOINT_LOADER,
-    GGUF_LOADER,
-    GEMMA_LOADER,
-    HUB_LOADER,
-]
+MODEL_LOADERS: Registry[ModelLoader] = Registry("model loader", key="source")
 """The registered loaders, in the order `resolve_model_spec` asks them."""
+for _loader in (EMBEDDED_LOADER, HF_DIRECTORY_LOADER, TL_CHECKPOINT_LOADER, GGUF_LOADER, GEMMA_LOADER, HUB_LOADER):
+    MODEL_LOADERS.register(_loader)
+del _loader
 
 
 def model_loaders() -> tuple[ModelLoader, ...]:
-    """The registered loaders, in resolution order."""
-    return tuple(MODEL_LOADERS)
+    """The registered loaders, in resolution order (read live)."""
+    return MODEL_LOADERS.entries()
 
 
 def model_loader(source: str) -> ModelLoader:
-    """The registered loader called `source` (a `ModelSpec.source`)."""
-    for loader in MODEL_LOADERS:
-        if loader.source == source:
-            return loader
-    registered = ", ".join(loader.source for loader in MODEL_LOADERS)
-    raise KeyError(f"no model loader called {source!r}; registered: {registered}")
+    """The registered loader called `source` (a `ModelSpec.source`); `UnknownNameError` with a did-you-mean
+    when none is."""
+    return MODEL_LOADERS.get(source)
 
 
 def register_model_loader(loader: ModelLoader, *, before: str | None = None) -> ModelLoader:
@@ -55,14 +50,4 @@ def register_model_loader(loader: ModelLoader, *, before: str | None = None) -> 
     Raises `ValueError` when a loader with the same `source` is already registered or
     `before` names none.
     """
-    if any(existing.source == loader.source for existing in MODEL_LOADERS):
-        raise ValueError(f"a model loader called {loader.source!r} is already registered")
-    if before is None:
-        MODEL_LOADERS.append(loader)
-        return loader
-    sources = [existing.source for existing in MODEL_LOADERS]
-    if before not in sources:
-        raise ValueError(f"cannot register {loader.source!r} before {before!r}: no loader has that name "
-                         f"(registered: {', '.join(sources)})")
-    MODEL_LOADERS.insert(sources.index(before), loader)
-    return loader
+    return MODEL_LOADERS.register(loader, before=before)

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from patternlang.version import __version__
+
 CACHE_ENV = "PATTERNLANG_CACHE_DIR"
 SWITCH_ENV = "PATTERNLANG_WEIGHTS_CACHE"
 COMPLETE = "patternlang-complete"  # written last: an entry without it is not used
@@ -124,8 +126,6 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def entry_for(gguf: Path, dtype_name: str) -> Path:
-    from patternlang import __version__
-
     return cache_root() / f"{gguf.stem}-{stamped_digest(gguf)}-{dtype_name}-v{__version__}"
 
 

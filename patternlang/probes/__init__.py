@@ -9,7 +9,7 @@ probes, usable in pattern files as `probe repeated_random(length=64)`:
 - `file`: prompts read from a .txt, .jsonl or .json file.
 
 The package by job: `registry` (the probes, their arguments, checks without torch),
-`generators` (`repeated_random`, `natural`), `files` (prompt files, read with a bound),
+`generators` (`repeated_random`, `natural`), `prompt_files` (prompt files, read with a bound),
 `stream` (`open_prompts`: prompt files, Parquet and `datasets` folders read lazily, for `detect`).
 Importing it does not import torch.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from patternlang import prompts as _prompts
-from patternlang.probes.files import MAX_PROMPT_FILE_BYTES, check_prompt_file, from_file
+from patternlang.probes.prompt_files import MAX_PROMPT_FILE_BYTES, check_prompt_file, from_file
 from patternlang.probes.generators import (
     MAX_PROBE_TOKENS,
     NATURAL_FILE,

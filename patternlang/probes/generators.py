@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from patternlang.errors import InputError, PatternTypeError
-from patternlang.probes.files import from_file
+from patternlang.probes.prompt_files import from_file
 from patternlang.prompts import MAX_PROMPT_TOKENS, MAX_PROMPTS, MAX_TOKEN_ID, Prompts, describe_value, show_int
 from patternlang.resources import data_path
 

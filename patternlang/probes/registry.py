@@ -3,7 +3,7 @@
 `validate_probe_args` checks a probe and its arguments completely without importing torch
 (the pattern checker calls it): unknown names, types, ranges, required arguments, sizes
 too large to build, crossed vocabulary ranges and prompt files that cannot be read.
-Adding a probe is one `ProbeDefinition` in `PROBES`.
+Adding a probe is one `PROBES.register(ProbeDefinition(...))`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from patternlang.errors import InputError, PatternTypeError, UnknownNameError, did_you_mean
 from patternlang.probes import generators, labelled
-from patternlang.probes.files import check_prompt_file, from_file
+from patternlang.probes.prompt_files import check_prompt_file, from_file
+from patternlang.registry import Registry
 from patternlang.prompts import MAX_PROMPT_TOKENS, MAX_PROMPTS, MAX_TOKEN_ID, Prompts, describe_value, show_int
 
 ArgType = Literal["int", "float", "str"]
@@ -126,8 +127,10 @@ def _missing_path() -> InputError:
                       hint="the path is relative to the working directory")
 
 
-PROBES: dict[str, ProbeDefinition] = {
-    "repeated_random": ProbeDefinition(
+PROBES: Registry[ProbeDefinition] = Registry("probe")
+"""The probes, by name, in registration order (`probe_names()` sorts them)."""
+for _probe in (
+    ProbeDefinition(
         "repeated_random",
         "BOS + random tokens repeated; the standard induction probe",
         (
@@ -144,21 +147,21 @@ PROBES: dict[str, ProbeDefinition] = {
         _build_repeated_random,
         _check_repeated_random,
     ),
-    "natural": ProbeDefinition(
+    ProbeDefinition(
         "natural",
         "English sentences and short paragraphs shipped with patternlang",
         (ProbeArg("batch", "int", None, "keep only the first `batch` prompts", minimum=1),),
         _build_natural,
         _check_natural,
     ),
-    "parsed_prose": ProbeDefinition(
+    ProbeDefinition(
         "parsed_prose",
         "English prose paragraphs for the syntactic patterns (parsed with spaCy when a pattern reads the parse)",
         (ProbeArg("batch", "int", None, "keep only the first `batch` prompts", minimum=1),),
         _build_parsed_prose,
         _check_parsed_prose,
     ),
-    "ioi": ProbeDefinition(
+    ProbeDefinition(
         "ioi",
         "indirect-object prompts (Wang et al. 2022 templates, ABBA/BABA balanced), labelled IO, S1, S2, END",
         (
@@ -167,7 +170,7 @@ PROBES: dict[str, ProbeDefinition] = {
         ),
         _build_ioi,
     ),
-    "needle": ProbeDefinition(
+    ProbeDefinition(
         "needle",
         "a pass key (the needle) in filler text, asked for at the end; labelled needle, key, question, END",
         (
@@ -179,14 +182,16 @@ PROBES: dict[str, ProbeDefinition] = {
         ),
         _build_needle,
     ),
-    "file": ProbeDefinition(
+    ProbeDefinition(
         "file",
         "prompts read from a .txt, .jsonl or .json file (path relative to the working directory)",
         (ProbeArg("path", "str", None, "the file to read", required=True),),
         _build_file,
         _check_file,
     ),
-}
+):
+    PROBES.register(_probe)
+del _probe
 
 
 def probe_names() -> list[str]:

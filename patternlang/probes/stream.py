@@ -9,7 +9,7 @@
   column; needs `datasets`;
 - `.json` (a list): read whole, with `from_file`'s bound, since a JSON list has no lines.
 
-Every entry is checked as it is read, with `from_file`'s messages (`files.prompt_of_entry`:
+Every entry is checked as it is read, with `from_file`'s messages (`prompt_files.prompt_of_entry`:
 the file, the line, a caret). Memory is bounded per entry instead of per file: a line holds at
 most `MAX_LINE_BYTES`, a text prompt `MAX_PROMPT_CHARS` characters, a token-id prompt
 `MAX_PROMPT_TOKENS` ids; the engine reads a bounded number of prompts at a time (a chunk).
@@ -30,8 +30,9 @@ from typing import Any
 
 from patternlang.errors import InputError, did_you_mean
 
-from . import files as _files
-from .files import PROMPT_FILE_TYPES, check_prompt_file, from_file, prompt_of_entry
+from . import prompt_files as _files
+from .prompt_files import PROMPT_FILE_TYPES, check_prompt_file, from_file, prompt_of_entry
+from patternlang.prompts import Prompts
 
 MAX_LINE_BYTES = 32 * 2**20
 """Longest line a streamed prompt file may hold: 32 MiB (a million characters of text, or a
@@ -110,7 +111,7 @@ class LineFile(PromptSource):
 
 def _non_blank_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line holding more than whitespace, read a line at a time:
-    the same lines, numbers and messages as `files._read_bounded` and `_non_blank_lines`."""
+    the same lines, numbers and messages as `prompt_files._read_bounded` and `_non_blank_lines`."""
     with _files.open_prompt_file(path) as handle:
         _files._check_stat(os.fstat(handle.fileno()), path, bounded=False)
         offset, number = 0, 0
@@ -139,8 +140,6 @@ class InMemoryPrompts(PromptSource):
     """Prompts already in memory (a `Prompts`, a list): read from it, as a source."""
 
     def __init__(self, prompts: Any, *, name: str | None = None):
-        from patternlang.prompts import Prompts
-
         self.prompts = prompts
         self.items = list(prompts.items) if isinstance(prompts, Prompts) else prompts
         self.spans = prompts.spans if isinstance(prompts, Prompts) else None

@@ -5,22 +5,48 @@ colour scale PNG and HTML share, `data` what every format shows, `save` picks a 
 Pure functions over tensors, labels and `patternlang.engine.Scores`.
 """
 
-from patternlang.report.colors import ColorScale, fit_scale
-from patternlang.report.data import MatrixSummary, summarize_matrix
-from patternlang.report.html import save_heatmap_html, save_matrix_html
-from patternlang.report.jsonfile import matrix_to_json, save_matrix_json
-from patternlang.report.png import save_heatmap_png, save_matrix_png
-from patternlang.report.explain_text import explanation_to_text, render_explanation_text
-from patternlang.report.save import (
-    EXPLANATION_SUFFIXES,
-    HEATMAP_SUFFIXES,
-    MATRIX_SUFFIXES,
-    save_explanation,
-    save_heatmap,
-    save_matrix,
-)
-from patternlang.report.text import matrix_to_text, render_matrix_text, top_heads_table
-from patternlang.report.tokens import display_token
+# Members load on first use (as engine/__init__.py does): the formats import torch and matplotlib,
+# and the listing commands (`report/listing.py`) must not pay for them.
+import importlib
+from typing import Any
+
+_MEMBERS = {
+    "ColorScale": "patternlang.report.colors",
+    "EXPLANATION_SUFFIXES": "patternlang.report.save",
+    "HEATMAP_SUFFIXES": "patternlang.report.save",
+    "MATRIX_SUFFIXES": "patternlang.report.save",
+    "MatrixSummary": "patternlang.report.data",
+    "display_token": "patternlang.report.tokens",
+    "explanation_to_text": "patternlang.report.explain_text",
+    "fit_scale": "patternlang.report.colors",
+    "matrix_to_json": "patternlang.report.jsonfile",
+    "matrix_to_text": "patternlang.report.text",
+    "render_explanation_text": "patternlang.report.explain_text",
+    "render_matrix_text": "patternlang.report.text",
+    "save_explanation": "patternlang.report.save",
+    "save_heatmap": "patternlang.report.save",
+    "save_heatmap_html": "patternlang.report.html",
+    "save_heatmap_png": "patternlang.report.png",
+    "save_matrix": "patternlang.report.save",
+    "save_matrix_html": "patternlang.report.html",
+    "save_matrix_json": "patternlang.report.jsonfile",
+    "save_matrix_png": "patternlang.report.png",
+    "summarize_matrix": "patternlang.report.data",
+    "top_heads_table": "patternlang.report.text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MEMBERS:
+        raise AttributeError(f"module 'patternlang.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MEMBERS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MEMBERS))
+
 
 __all__ = [
     "EXPLANATION_SUFFIXES",

@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from patternlang.measure_table import MEASURE_TABLE  # torch-free: listing the measures loads no engine
 from patternlang.models import weights_cache
 from patternlang.syntax.builtins import FUNCTIONS
 from patternlang.syntax.features import FEATURES, NEEDS
@@ -56,19 +57,15 @@ def features_tables() -> tuple[Table, Table]:
 
 
 def measures_json() -> list[dict[str, Any]]:
-    from patternlang.engine.measures import MEASURES  # lazy: the registry imports torch; `list` must not
-
     return [{"name": m.name, "range": m.range, "averaged_over": m.averaged_over, "doc": m.doc}
-            for m in MEASURES.entries()]
+            for m in MEASURE_TABLE.entries()]
 
 
 def measures_table() -> Table:
-    from patternlang.engine.measures import MEASURES  # lazy: the registry imports torch; `list` must not
-
     table = Table(title="Measures: --measure NAME, or `measure NAME` in a pattern")
     for column in ("measure", "range", "mean over", "what it says"):
         table.add_column(column, style="bold cyan" if column == "measure" else None)
-    for measure in MEASURES.entries():
+    for measure in MEASURE_TABLE.entries():
         table.add_row(measure.name, measure.range, measure.averaged_over, Text(measure.doc))
     return table
 

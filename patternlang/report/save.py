@@ -3,11 +3,14 @@ the format modules (`png`, `html`, `jsonfile`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patternlang.files import suffix_of
+from patternlang.files import suffix_of, writing
+from patternlang.report.explain_html import save_explanation_html
+from patternlang.report.explain_png import save_explanation_png
 from patternlang.report.html import save_heatmap_html, save_matrix_html
 from patternlang.report.jsonfile import save_matrix_json
 from patternlang.report.png import save_heatmap_png, save_matrix_png
@@ -70,16 +73,9 @@ def save_explanation(explanation: Explanation, path: str | Path) -> Path:
     """
     suffix = suffix_of(path, EXPLANATION_SUFFIXES, "a head's explanation")
     if suffix == ".png":
-        from patternlang.report.explain_png import save_explanation_png
-
         return save_explanation_png(explanation, path)
     if suffix == ".html":
-        from patternlang.report.explain_html import save_explanation_html
-
         return save_explanation_html(explanation, path)
-    import json
-
-    from patternlang.files import writing
 
     with writing(path) as target:
         target.write_text(json.dumps(explanation.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")

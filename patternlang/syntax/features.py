@@ -23,41 +23,10 @@ The parser's features (`pos`, `dep`, `dephead`, ...) are registered in `parsed.p
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from .builtins import starts_word
+from .feature_registry import FEATURES, NEEDS, Feature, register_feature
 
-from ..registry import Registry
-from .builtins import Kind, starts_word
-
-# What a batch can provide. Token ids, masks and positions are always there; the rest is
-# asked for by the features a pattern reads: token texts, the tokenizer's special ids, each
-# token's character span in its prompt, a parser's annotations of the prompt aligned to its
-# tokens ("syntax": the optional extra, `annotate/`), the prompt set's labelled spans ("spans")
-# and the model's own predictions at each position ("predictions", from the forward pass).
-NEEDS = ("tokens", "texts", "special_ids", "offsets", "syntax", "spans", "predictions")
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """One token feature: `name[position]` in a rule."""
-
-    name: str
-    kind: Kind
-    doc: str
-    needs: frozenset[str]
-    table: Callable[[Any], Any]  # BatchFeatures -> [batch, pos] tensor
-    reference: Callable[[Any], list]  # ReferencePrompt -> one value per position
-
-
-FEATURES: Registry[Feature] = Registry("feature")
-
-
-def register_feature(name: str, kind: Kind, doc: str, *, needs: tuple[str, ...] = ("tokens",),
-                     table: Callable[[Any], Any], reference: Callable[[Any], list]) -> Feature:
-    unknown = set(needs) - set(NEEDS)
-    if unknown:
-        raise ValueError(f"feature {name!r} needs {sorted(unknown)}, which no batch provides")
-    return FEATURES.register(Feature(name, kind, doc, frozenset(needs), table, reference))
+__all__ = ["FEATURES", "NEEDS", "Feature", "features_markdown", "register_feature"]
 
 
 # ---- the features ------------------------------------------------------------------------------
@@ -166,7 +135,7 @@ register_feature(
 
 
 from . import parsed  # noqa: E402,F401  (registers the parser's features: pos, dep, dephead, ...)
-from . import labelled  # noqa: E402,F401  (span: the prompt set's labelled spans)
+from . import span_labels  # noqa: E402,F401  (span: the prompt set's labelled spans)
 from . import predictions  # noqa: E402,F401  (pred and predicted(): what the model predicts)
 
 

@@ -15,7 +15,7 @@ evaluator's), `BatchFeatures.ancestor_chain` the vectorised one.
 from __future__ import annotations
 
 from .builtins import MAX_ANCESTOR_DEPTH, ancestor_chain, is_ancestor  # noqa: F401  (documented here)
-from .features import register_feature
+from .feature_registry import register_feature
 
 _ALIGNMENT = " (every token of a word carries the word's value; BOS and whitespace-only tokens read \"\")"
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from . import ast
 from .builtins import FUNCTIONS, Function
-from .features import register_feature
+from .feature_registry import register_feature
 
 MAX_TOP = 100
 """The most predictions `predicted(x, p, N)` may read (N)."""

@@ -40,7 +40,7 @@ def in_line_order(errors: Iterable[PatternError]) -> list[PatternError]:
         if error.location is not None:
             files.setdefault(error.location.filename, len(files))
 
-    def key(error: PatternError) -> tuple:
+    def key(error: PatternError) -> tuple[int, int, int, int]:
         loc = error.location
         if loc is None:
             return (1, 0, 0, 0)

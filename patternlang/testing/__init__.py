@@ -17,7 +17,7 @@ and exists for tests, `bench/` and users).
 'induction_head'
 """
 
-from patternlang.testing.attention_blocks import (
+from patternlang.testing.block_providers import (
     RandomAttentionBlocks,
     SlicedAttention,
     hook_pattern_blocks,

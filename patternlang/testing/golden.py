@@ -73,7 +73,7 @@ def _probe(model: Any, spec: Any) -> Any:
 
 def golden_scores(model: Any = None, *, hand_set: bool = True) -> dict[str, Any]:
     """Every run's `scores_record`, by run name (see the module docstring)."""
-    from patternlang import load_model
+    from patternlang.models import load_model
     from patternlang.testing.hand_set import make_hand_set_model
 
     model = load_model() if model is None else model

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from patternlang.tokenization import default_tokenizer
 
 TINY_LAYER_TYPES = ("sliding_attention", "full_attention", "sliding_attention")
 
@@ -29,7 +30,6 @@ def make_tiny_bridge(architecture: Literal["llama", "gemma3"] = "llama", *, slid
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
-    from patternlang.tokenize import default_tokenizer
 
     tokenizer = default_tokenizer()
     shape = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,

@@ -1,15 +1,19 @@
 """The settings pass: `measure`, `exclude`, `probe` and `normalize`, checked without a model.
 
-Measures come from the measure registry (`engine/measures.py`) and probes from the probe
-registry, which validates each probe's arguments without building any prompt.
+Measures come from the torch-free measure table (`measure_table.py`, read live) and probes from
+the probe registry, which validates each probe's arguments without building any prompt.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import PatternError, UnknownNameError, did_you_mean
+from ..measure_table import measure_names
 from ..settings import EXCLUSIONS, ProbeSpec, Settings
 from . import ast
 from .problems import Problems
+from .. import probes
 
 
 def check_settings(settings: tuple[ast.Setting, ...], problems: Problems) -> Settings:
@@ -17,16 +21,10 @@ def check_settings(settings: tuple[ast.Setting, ...], problems: Problems) -> Set
     return _SettingsChecker(problems).check(settings)
 
 
-def measure_names() -> tuple[str, ...]:
-    from ..engine.measures import MEASURES  # the registry (torch); read only when checking
-
-    return MEASURES.names()
-
-
 class _SettingsChecker(ast.Visitor):
     def __init__(self, problems: Problems):
         self.problems = problems
-        self.values: dict[str, object] = {}
+        self.values: dict[str, Any] = {}  # Settings fields by name
         self.seen: dict[str, ast.Setting] = {}
 
     def check(self, settings: tuple[ast.Setting, ...]) -> Settings:
@@ -57,8 +55,6 @@ class _SettingsChecker(ast.Visitor):
             self.values["exclude_bos" if node.what == "bos" else "exclude_current"] = True
 
     def visit_ProbeSetting(self, node: ast.ProbeSetting) -> None:
-        from .. import probes  # the probe registry knows each probe's arguments
-
         if not self.once("probe", node):
             return
         try:

@@ -11,7 +11,7 @@ covers no character) reads "". `patternlang.spans` holds the definition.
 from __future__ import annotations
 
 from ..spans import token_labels
-from .features import register_feature
+from .feature_registry import register_feature
 
 register_feature(
     "span", "string", "the label of the labelled span the token overlaps by at least one character "

@@ -20,6 +20,8 @@ from patternlang.heads import parse_head
 from patternlang.report.colors import diverging_scale
 from patternlang.report.data import Panel, caption, format_score
 from patternlang.report.save import HEATMAP_SUFFIXES
+from patternlang.report.html import draw_heatmap_html
+from patternlang.report.png import draw_heatmap_png
 
 if TYPE_CHECKING:
     from patternlang.comparison import Comparison
@@ -142,9 +144,6 @@ def save_difference_heatmap(comparison: Comparison, path: str | Path, *,
 
     >>> save_difference_heatmap(compare(a, b), "change.png")  # doctest: +SKIP
     """
-    from patternlang.report.html import draw_heatmap_html
-    from patternlang.report.png import draw_heatmap_png
-
     suffix = suffix_of(path, HEATMAP_SUFFIXES, "a heatmap")
     panels = difference_panels(comparison)
     scale = diverging_scale([p.grid for p in panels])

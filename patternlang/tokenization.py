@@ -8,11 +8,12 @@ from typing import Any
 
 from .errors import InputError
 from .models.embedded import embedded_model_path
+from .models import resolve_model_spec
+from .models.weights_cache import cache_folder
+from .prompts import check_token_ids, split_prompts
 
 
 def _cache_dir() -> Path:
-    from .models.weights_cache import cache_folder
-
     return cache_folder("tokenizers") / "SmolLM2-135M-Instruct"
 
 
@@ -103,7 +104,6 @@ def prompt_token_offsets(tokenizer: Any, items: Any, token_lists: Any, *, patter
 
     Token-id prompts have none, nor has a tokenizer without offsets: that is an `InputError`
     naming the pattern, what it `reads` and the prompt, before any forward pass."""
-    from .prompts import split_prompts
 
     offsets = []
     for index, item in enumerate(split_prompts(items)):
@@ -141,7 +141,6 @@ def vocabulary_size_before_loading(model_name: str | Path | None) -> int | None:
     Known for the embedded model (its tokenizer is read alone, and cached on disk); None
     for other models, whose token ids are checked once the model is loaded.
     """
-    from .models import resolve_model_spec
 
     try:
         embedded = resolve_model_spec(model_name).source == "embedded"
@@ -161,7 +160,6 @@ def check_token_ids_before_loading(prompts: Any, model_name: str | Path | None) 
     Text prompts and models whose vocabulary is unknown before loading pass; the engine
     checks them again after tokenizing, before the forward pass.
     """
-    from .prompts import check_token_ids
 
     if getattr(prompts, "tokens", None) is None:
         return
