@@ -44,7 +44,9 @@ from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.model_outputs import Readout, extra_bytes_per_prompt, outputs_plan, run_with_outputs
 from patternlang.engine.progress import progress_reporter
 from patternlang.engine.measures import MEASURES, Exclusions
+from patternlang.engine.baselines import best_rules
 from patternlang.engine.scores import Evidence, Scores, ScoreSource
+from patternlang.engine.verdicts import pattern_records, required_measures
 from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import heads_labels, parse_heads
 from patternlang.models.facts import model_facts
@@ -257,6 +259,11 @@ def detect(
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
         "attention": accumulator.attention,
     }
+    settings.update(pattern_records(detectors))  # [verdicts] ranks, requirements, positional baselines
+    settings["positional_baselines"] = best_rules(
+        accumulator.rule_sums, tallies.n_rows, [d.name for d in detectors],
+        {d.name: own if (own := settings["pattern_measures"][d.name]) in chosen_measures else chosen_measures[0]
+         for d in detectors})
     if shard is not None:
         settings["processes"] = shard.world_size
     names = [d.name for d in detectors]
@@ -608,6 +615,7 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
         measures = [getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors] or [DEFAULT_MEASURE]
     elif isinstance(measures, str):
         measures = [m for m in measures.replace(",", " ").split() if m]
+    measures = [*measures, *required_measures(detectors)]  # [verdicts] what `require` conditions read
     chosen: list[str] = []
     for measure in measures:
         if measure not in MEASURES:

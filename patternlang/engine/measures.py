@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.copying import copying_sum, no_chance
+from patternlang.engine.sink import offsink_sum, sink_sum
 from patternlang.registry import Registry
 
 __all__ = [
@@ -389,6 +390,16 @@ class Measure:
     bounds: tuple[float, float] = (-math.inf, math.inf)  # where a score can lie: intervals are clipped to it
     needs: frozenset[str] = field(default_factory=frozenset)  # "z": the heads' outputs (a pass to the logits)
     blocks: BlockSplit | None = None  # None: `partial_sum` is a sum over rows, which adds over blocks
+    signed: bool = False  # 0 is a meaningful middle (copying: + raises, - lowers); chance means nothing then
+    direction: Literal["higher", "lower"] = "higher"  # which way is "more" of the pattern
+
+    @property
+    def low(self) -> float:
+        return self.bounds[0]
+
+    @property
+    def high(self) -> float:
+        return self.bounds[1]
 
     def block_parts(self, work: LayerWork) -> tuple[Tensor, ...]:
         """Sums over the rows of `work` that add over blocks of query rows."""
@@ -417,7 +428,8 @@ def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal[
                      chance: Callable[[BatchTargets], Tensor] | None = None,
                      relative_to: str | None = None,
                      bounds: tuple[float, float] = (-math.inf, math.inf),
-                     needs: tuple[str, ...] = (), blocks: BlockSplit | None = None) -> Measure:
+                     needs: tuple[str, ...] = (), blocks: BlockSplit | None = None,
+                     signed: bool = False, direction: Literal["higher", "lower"] = "higher") -> Measure:
     """Add a measure (see `Measure`); `blocks` only for a measure whose partial sum is not a sum over rows."""
     if relative_to is not None and relative_to not in MEASURES:
         raise ValueError(f"measure {name!r} is relative to {relative_to!r}, which is not registered")
@@ -425,7 +437,7 @@ def register_measure(name: str, range: str, doc: str, *, averaged_over: Literal[
         raise ValueError(f"measure {name!r}: a custom chance is added over blocks of rows, so it needs a "
                          f"measure that is a sum over rows (no `blocks`)")
     return MEASURES.register(Measure(name, range, doc, averaged_over, partial_sum, frozenset(prepares),
-                                     chance, relative_to, bounds, frozenset(needs), blocks))
+                                     chance, relative_to, bounds, frozenset(needs), blocks, signed, direction))
 
 
 register_measure(
@@ -464,7 +476,16 @@ register_measure(
     "copying", "logits, signed", "direct effect of the head's output on the logits of the tokens it attends to "
     "on targets (+ raises them: name movers; - lowers them: copy suppression)",
     averaged_over="target rows", prepares=("row_weight",), needs=("z",), chance=no_chance,
-    partial_sum=copying_sum,
+    partial_sum=copying_sum, signed=True,
+)
+register_measure(
+    "sink", "0 .. 1", "share of attention on position 0 (BOS, the sink) on the pattern's target rows",
+    averaged_over="target rows", prepares=("row_weight",), bounds=(0.0, 1.0), partial_sum=sink_sum,
+)
+register_measure(
+    "offsink", "0 .. 1", "attention on the targets other than position 0, not renormalised "
+    "(offsink / (1 - sink): the score on the attention not parked on the sink)",
+    averaged_over="target rows", prepares=("row_weight",), bounds=(0.0, 1.0), partial_sum=offsink_sum,
 )
 
 ATTENTION_MEASURES: dict[str, Measure] = {m.name: m for m in MEASURES.entries() if not m.needs}
