@@ -376,6 +376,9 @@ def detect(
                                                    "resume from it when rerun with the same arguments."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1,
                                                    help="Batches between checkpoints (default 50)."),
+    verdicts: bool = typer.Option(False, "--verdicts",
+                                  help="Also say what each head is called: label, runner-up, margin, sink share, "
+                                       "evidence (docs/verdicts.md); scores sink and offsink too."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads.
 
@@ -420,6 +423,10 @@ def detect(
     check_heads(heads)
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
+    if verdicts:  # [verdicts] the measures a verdict reads
+        from .engine.verdicts import verdict_measures
+
+        measures = verdict_measures(chosen, measures)
     prompt_set = open_prompts(prompts, column=prompt_column) if prompts is not None else None
     if heatmap_measure is not None:
         _check_heatmap_measure(heatmap_measure, measures, chosen, heatmap, survey=prompt_set is None)
@@ -456,7 +463,7 @@ def detect(
     # All files or none: each is written beside its target, and renamed into place at the end.
     with outputs.staged() as temporary:
         if json_path is not None and not json_to_stdout:
-            scores.to_json(temporary(json_path))
+            scores.to_json(temporary(json_path), verdicts=verdicts)
         if csv_path is not None:
             scores.to_csv(temporary(csv_path))
         for path in heatmap:
@@ -464,9 +471,13 @@ def detect(
     for path in outputs.paths:
         err.print(f"wrote {path}")
     if json_to_stdout:
-        print(scores.to_json())
+        print(scores.to_json(verdicts=verdicts))
     else:
         out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
+        if verdicts:  # [verdicts]
+            from .report.text import verdicts_table
+
+            out.print(verdicts_table(scores))
 
 
 def _check_prompt_stream(source, model_name: Optional[str]) -> tuple[int, bool]:

@@ -39,7 +39,7 @@ class Evidence:
     n_prompts_run: int
     baseline: Mapping[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, verdicts: bool = False) -> dict[str, Any]:
         return {"n_rows": self.n_rows, "n_prompts": self.n_prompts, "n_prompts_run": self.n_prompts_run,
                 "baseline": {m: _finite(v) for m, v in self.baseline.items()}}
 
@@ -303,7 +303,7 @@ class Scores:
             "settings": _jsonable(dict(self.settings)),
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, verdicts: bool = False) -> dict[str, Any]:
         """The JSON form (NaN -> None):
 
         `{"format", "model", "measures", "patterns": {name: {"scores": {measure: [[per head] per
@@ -321,17 +321,20 @@ class Scores:
                 entry.update(self.evidence[name].to_dict())
             baseline = self.positional_baseline(name)  # [verdicts]
             if baseline is not None:
-                entry["positional_baseline"] = {"rule": baseline["rule"], "score": _finite(baseline["score"]),
-                                                "measure": baseline["measure"]}
+                entry["positional_baseline"] = {key: _finite(value) if isinstance(value, float) else value
+                                                for key, value in baseline.items()}
             if name in self.per_prompt:
                 entry["per_prompt"] = {m: [_nested(grid) for grid in self.per_prompt[name][m]] for m in self.measures}
             patterns[name] = entry
-        return {"format": FORMAT, "model": self.model, "measures": list(self.measures), "patterns": patterns,
+        data = {"format": FORMAT, "model": self.model, "measures": list(self.measures), "patterns": patterns,
                 **self.provenance()}
+        if verdicts:  # [verdicts] every head's verdict (engine/verdicts.py)
+            data["verdicts"] = {head: found.to_dict() for head, found in self.verdicts().items()}
+        return data
 
-    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2, verdicts: bool = False) -> str:
         """The `to_dict` form as JSON text (null for NaN); also written to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        text = json.dumps(self.to_dict(verdicts=verdicts), indent=indent, allow_nan=False)
         if path is not None:
             with writing(path) as target:
                 target.write_text(text + "\n", encoding="utf-8")

@@ -216,8 +216,11 @@ def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTI
     if stand.position is not None and not math.isnan(stand.position):
         rule = (best.positional or {}).get("rule")
         position = {"rule": rule, "score": stand.position, "margin": stand.score - stand.position}
-        low = stand.low if not math.isnan(stand.low) else stand.score
-        explained = stand.position >= low
+        if is_positional(best.positional):
+            position["pattern_is_positional"] = True  # previous_token_head is `k == q - 1`: nothing to explain
+        else:
+            low = stand.low if not math.isnan(stand.low) else stand.score
+            explained = stand.position >= low
     if runner is not None and best.probe != runner.probe:
         words_runner = f"; label on {best.probe}, runner-up on {runner.probe}"
     else:
@@ -228,6 +231,17 @@ def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTI
         reason += f"; explained by position ({position['rule']} scores {position['score']:.2f})"
     return Verdict(best.pattern, runner.pattern if runner else None, margin, sink_share, words, stand.excess,
                    _evidence(best, stand), position, explained, failed, reason)
+
+
+POSITIONAL_PATTERN = 0.99
+"""A pattern whose best positional rule scores at least this (of a perfect score) in its own
+measure is itself a positional rule (`previous_token_head`, `current_token_head`): "explained by
+position" does not apply to it."""
+
+
+def is_positional(baseline: Mapping[str, Any] | None) -> bool:
+    """Whether a pattern's positional baseline says the pattern is itself a positional rule."""
+    return baseline is not None and baseline.get("score") is not None and baseline["score"] >= POSITIONAL_PATTERN
 
 
 def _evidence(candidate: Candidate, stand: Standing) -> dict[str, Any]:
@@ -245,6 +259,15 @@ def required_measures(detectors: Sequence[Any]) -> list[str]:
             if requirement.measure not in found:
                 found.append(requirement.measure)
     return found
+
+
+def verdict_measures(patterns: Sequence[Any], measures: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The measures a run needs for verdicts: `measures` (default: mass and the patterns' own and
+    required ones), plus `sink` and `offsink` (the non-sink footing)."""
+    if measures is None:
+        measures = ["mass", *(p.settings.measure for p in patterns if getattr(p.settings, "measure", None)),
+                    *required_measures(patterns)]
+    return tuple(dict.fromkeys([*measures, "sink", "offsink"]))
 
 
 def pattern_records(detectors: Sequence[Any]) -> dict[str, Any]:

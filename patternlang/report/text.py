@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from patternlang.engine.measures import MEASURES
+from patternlang.engine.verdicts import is_positional
 from patternlang.errors import InputError
 from patternlang.heads import parse_head
 from patternlang.report.data import (
@@ -239,8 +240,11 @@ def top_heads_table(scores: Scores, k: int = 5, measures: Sequence[str] | None =
             table.add_column(name, justify="right", no_wrap=True)
             if ci:
                 table.add_column("95% CI", justify="right", no_wrap=True, style="bright_black")
+        notes = number == 0 and any(section.has_notes for section in sections)
+        if notes:  # "✗ require": fails a `require` (not a candidate); "position": explained by position
+            table.add_column("note", no_wrap=True)
         for section in sections:
-            section.add_rows(table, chunk, ci=ci, with_lift=number == 0)
+            section.add_rows(table, chunk, ci=ci, with_lift=number == 0, with_notes=notes)
             table.add_section()
         tables.append(table)
     return Group(*tables)
@@ -283,7 +287,7 @@ class _Section:
         if requires:
             label.append(Text("require " + ", ".join(requires), style="bright_black"))
         position = scores.positional_baseline(pattern)
-        if position is not None and position.get("measure") == ranked_by:
+        if position is not None and position.get("measure") == ranked_by and not is_positional(position):
             label.append(Text(f"position {position['rule']}: {format_score(position['score'])}",
                               style="bright_black"))
         else:
@@ -310,24 +314,26 @@ class _Section:
                     low, high = (float(bound[layer, head]) for bound in intervals[name])
                     cells[name + " ci"] = Text(_interval(low, high))
             lift = value / baseline if baseline and not math.isnan(baseline) and baseline > 0 else math.nan
-            note = "" if signed else ("–" if math.isnan(lift) else f"{lift:.1f}×")
+            shown_lift = "" if signed else ("–" if math.isnan(lift) else f"{lift:.1f}×")
             low = float(low_grid[layer, head])
+            note = ""
             if position is not None and position["score"] >= (value if math.isnan(low) else low):
-                note += " pos"  # its margin over the positional rule is within its interval
+                note = "position"  # its margin over the positional rule is within its interval
             if fails:
                 note = "✗ require"
-            rows.append((label_text, note, cells))
-        if any(note == "✗ require" for _, note, _ in rows):
-            label.append(Text("✗ fails a require (not a candidate)", style="bright_black"))
-        if any(note.endswith(" pos") for _, note, _ in rows):
-            label.append(Text("pos: explained by position", style="bright_black"))
+            rows.append((label_text, shown_lift, cells, note))
         return cls(pattern, label, rows, grids)
 
-    def add_rows(self, table: Table, chunk: Sequence[str], *, ci: bool, with_lift: bool) -> None:
+    @property
+    def has_notes(self) -> bool:
+        return any(row[3] for row in self.rows)
+
+    def add_rows(self, table: Table, chunk: Sequence[str], *, ci: bool, with_lift: bool,
+                 with_notes: bool = False) -> None:
         if not self.rows:
             table.add_row(Text("\n").join(self.label), Text("no scored heads", style="bright_black"))
             return
-        for index, (label, lift, cells) in enumerate(self.rows):
+        for index, (label, lift, cells, note) in enumerate(self.rows):
             values: list[Text | str] = []
             for name in chunk:
                 values.append(cells[name])
@@ -336,7 +342,8 @@ class _Section:
             first = self.label[index] if index < len(self.label) else Text("")
             if index == len(self.rows) - 1 and len(self.label) > len(self.rows):
                 first = Text("\n").join(self.label[index:])  # the rest of the label under the last head
-            table.add_row(first, label, *([lift] if with_lift else []), *values)
+            table.add_row(first, label, *([lift] if with_lift else []), *values,
+                          *([Text(note, style="bright_black")] if with_notes else []))
 
 
 def verdicts_table(scores: Scores, *, footing: str | None = None) -> Table:
