@@ -14,7 +14,7 @@ from patternlang.engine.measures import MEASURES, Exclusions, prepare_targets
 from patternlang.engine.scores import Scores
 from patternlang.engine.verdicts import Candidate, verdict
 from patternlang.report.text import top_heads_table, verdicts_table
-from patternlang.testing.hand_set import BOS_HEAD, INDUCTION_HEAD, PREVIOUS_TOKEN_HEAD, make_hand_set_model
+from patternlang.testing.hand_set import BOS_HEAD, PREVIOUS_TOKEN_HEAD, make_hand_set_model
 
 
 def _candidate(pattern, score, baseline=0.1, probe="natural", **extra):
