@@ -76,7 +76,7 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     settings = dict(first.settings)
     settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
     for key in ("pattern_measures", "exclusions", "undefined",  # per-pattern records, one from each run
-                "pattern_ranks", "pattern_requires", "positional_baselines"):  # [verdicts]
+                "pattern_ranks", "pattern_requires", "positional_baselines", "positional_patterns"):  # [verdicts]
         settings[key] = {name: value for _, part in parts for name, value in dict(part.settings).get(key, {}).items()}
     if not settings["undefined"]:
         del settings["undefined"]

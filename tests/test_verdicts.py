@@ -55,10 +55,10 @@ def test_nonsink_footing_renormalises_and_leaves_fully_parked_heads_undefined():
     free = _candidate("previous_token_head", 0.3, sink=0.6, offsink=0.3, sink_baseline=0.1, offsink_baseline=0.09)
     stand = free.on("nonsink")
     assert stand.score == pytest.approx(0.75) and stand.chance == pytest.approx(0.1)
-    assert verdict([free]).label == "previous_token_head"
+    assert verdict([free], footing="nonsink").label == "previous_token_head"
     parked = _candidate("previous_token_head", 0.0, sink=1.0, offsink=0.0, sink_baseline=0.1, offsink_baseline=0.09)
     assert math.isnan(parked.on("nonsink").score)  # undefined, not 0
-    assert verdict([parked]).label is None
+    assert verdict([parked], footing="nonsink").label is None
 
 
 def test_explained_by_position():
@@ -68,9 +68,31 @@ def test_explained_by_position():
     assert found.position["margin"] == pytest.approx(0.02)
     clear = verdict([_candidate("subject_head", 0.95, ci_low=0.9, ci_high=0.99, positional=positional)], footing="raw")
     assert not clear.explained_by_position
-    itself = {"rule": "k == q - 1", "score": 1.0, "measure": "mass"}  # the pattern is a positional rule
+    itself = {"rule": "k == q - 1", "score": 1.0, "measure": "mass", "pattern_is_rule": True}
     own = verdict([_candidate("previous_token_head", 0.9, ci_low=0.8, positional=itself)], footing="raw")
     assert not own.explained_by_position and own.position["pattern_is_positional"]
+
+
+def test_a_match_position_explains_gives_way_to_the_next_clear_one():
+    # L16H0 on SmolLM2: entity_head's targets always hold q - 1, so its high score says only
+    # "previous token"; previous_token_head, the rule itself, is the label.
+    rule = {"rule": "k == q - 1", "score": 1.0, "measure": "mass"}
+    found = verdict([_candidate("entity_head", 0.94, 0.15, ci_low=0.93, positional=rule),
+                     _candidate("previous_token_head", 0.78, 0.12, ci_low=0.77, positional={**rule, "pattern_is_rule": True}),
+                     _candidate("bos_head", 0.19, 0.15)], footing="raw")
+    assert found.label == "previous_token_head" and found.passed_over == ["entity_head"]
+    alone = verdict([_candidate("entity_head", 0.94, 0.15, ci_low=0.93, positional=rule)], footing="raw")
+    assert alone.label == "entity_head" and alone.explained_by_position  # nothing else: labelled, flagged
+
+
+def test_positional_rule_of_a_pattern():
+    from patternlang.engine.verdicts import positional_rule
+    from patternlang.library import load_pattern
+
+    assert positional_rule(load_pattern("previous_token_head")) == "k == q - 1"
+    assert positional_rule(load_pattern("bos_head")) == "k == 0"
+    assert positional_rule(load_pattern("current_token_head")) == "k == q"
+    assert positional_rule(load_pattern("induction_head")) is None
 
 
 # ---- positional baselines -----------------------------------------------------------------------------
@@ -120,6 +142,7 @@ def test_sink_measures_on_known_heads(scores):
 def test_positional_baselines_in_scores_and_json(scores):
     baseline = scores.positional_baseline("previous_token_head")
     assert baseline["rule"] == "k == q - 1" and baseline["score"] == pytest.approx(1.0, abs=1e-6)
+    assert baseline["pattern_is_rule"] and not scores.positional_baseline("induction_head")["pattern_is_rule"]
     assert scores.to_dict()["patterns"]["previous_token_head"]["positional_baseline"]["rule"] == "k == q - 1"
     assert scores.positional_baseline("bos_head")["rule"] == "k == 0"
 

@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from patternlang.engine.verdicts import DEFAULT_FOOTING, SINK_PATTERN, Candidate, Footing, Verdict, verdict
+from patternlang.engine.verdicts import (DEFAULT_FOOTING, SINK_PATTERN, Candidate, Footing, Verdict,
+                                        rule_of_expression, verdict)
+from patternlang.errors import PatternError
+from patternlang.syntax.parser import parse_rule
 
 AMBIGUOUS_WITHIN = 0.1
 """Patterns whose excess is within this of a head's best are shown as matching it as well."""
@@ -161,9 +164,22 @@ def document_candidates(doc: Mapping[str, Any], layer: int, head: int) -> list[C
             offsink_baseline=_optional(baseline.get("offsink")) if has_sink else None,
             offsink_low=_optional(ci["offsink"]["low"][layer][head]) if has_sink and "offsink" in ci else None,
             offsink_high=_optional(ci["offsink"]["high"][layer][head]) if has_sink and "offsink" in ci else None,
-            failed=failed, positional=entry.get("positional_baseline"),
+            failed=failed, positional=_positional(entry),
         ))
     return found
+
+
+def _positional(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The entry's positional baseline, with whether the pattern is that very rule (read from its
+    rule text when the document predates the field)."""
+    baseline = entry.get("positional_baseline")
+    if baseline is None or "pattern_is_rule" in baseline:
+        return baseline
+    try:
+        expr, _ = parse_rule(str(entry.get("rule", "")))
+    except PatternError:
+        return dict(baseline)
+    return {**baseline, "pattern_is_rule": rule_of_expression(expr) == baseline.get("rule")}
 
 
 def _optional(value: Any) -> float | None:

@@ -20,10 +20,8 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.measures import MEASURES, LayerWork
+from patternlang.engine.verdicts import MAX_OFFSET, RULES
 
-MAX_OFFSET = 16
-RULES: tuple[str, ...] = tuple(f"k == q - {d}" if d else "k == q" for d in range(MAX_OFFSET + 1)) + ("k == 0",)
-"""The positional rules, in the order of the last axis of their sums."""
 
 
 def rule_measures(measures: Sequence[str]) -> tuple[str, ...]:
@@ -67,10 +65,12 @@ def new_rule_sums(measures: Sequence[str], n_patterns: int, dtype: torch.dtype,
 
 
 def best_rules(sums: Mapping[str, Tensor], target_rows: Tensor, names: Sequence[str],
-               pattern_measures: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+               pattern_measures: Mapping[str, str], own_rules: Mapping[str, str] | None = None
+               ) -> dict[str, dict[str, Any]]:
     """The best positional rule of each pattern in its own measure, on its target rows:
     `{pattern: {"rule", "score", "measure", "sink", "offsink"}}` (`sink`, `offsink`: that rule's
-    scores in those measures when they were scored, for the non-sink footing); a pattern whose
+    scores in those measures when they were scored, for the non-sink footing; `pattern_is_rule`:
+    the pattern is that very rule, from `own_rules`, `{pattern: rule}`); a pattern whose
     measure has no baseline, or that has no target rows, is left out."""
     found: dict[str, dict[str, Any]] = {}
     rows = target_rows.detach().cpu().to(torch.float64)
@@ -84,5 +84,6 @@ def best_rules(sums: Mapping[str, Tensor], target_rows: Tensor, names: Sequence[
 
         best = max(range(len(RULES)), key=lambda r: score(measure, r))
         found[name] = {"rule": RULES[best], "score": score(measure, best), "measure": measure,
+                       "pattern_is_rule": (own_rules or {}).get(name) == RULES[best],
                        **{m: score(m, best) for m in ("sink", "offsink") if m in sums}}
     return found

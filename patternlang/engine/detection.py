@@ -259,11 +259,12 @@ def detect(
         "pattern_measures": {d.name: getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors},
         "attention": accumulator.attention,
     }
-    settings.update(pattern_records(detectors))  # [verdicts] ranks, requirements, positional baselines
+    records = pattern_records(detectors)  # [verdicts] ranks, requirements, positional baselines
+    settings.update(records)
     settings["positional_baselines"] = best_rules(
         accumulator.rule_sums, tallies.n_rows, [d.name for d in detectors],
         {d.name: own if (own := settings["pattern_measures"][d.name]) in chosen_measures else chosen_measures[0]
-         for d in detectors})
+         for d in detectors}, records["positional_patterns"])
     if shard is not None:
         settings["processes"] = shard.world_size
     names = [d.name for d in detectors]

@@ -33,6 +33,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from patternlang.syntax.unparse import unparse
+
+MAX_OFFSET = 16
+RULES: tuple[str, ...] = tuple(f"k == q - {d}" if d else "k == q" for d in range(MAX_OFFSET + 1)) + ("k == 0",)
+"""The positional rules of the baselines (`engine/baselines.py`), in the order of their sums."""
 SINK_PATTERN = "bos_head"
 FLOOR = 0.2
 """Below this excess over chance a head matches no pattern."""
@@ -42,7 +47,11 @@ share of its attention on BOS (on the sink pattern's rows)."""
 FREE_ATTENTION_MIN = 1e-6
 """Below this share of attention off the sink, a head's non-sink score is undefined."""
 Footing = Literal["nonsink", "raw"]
-DEFAULT_FOOTING: Footing = "nonsink"
+DEFAULT_FOOTING: Footing = "raw"
+"""Measured on SmolLM2-135M (docs/verdicts.md): the non-sink footing inflates every score toward 1
+on heads that park most of their attention and reorders labels by how much of each probe's rows
+is parked; scoring on target rows only already keeps the sink out of the rows that have nothing
+to attend to. Verdicts compare raw scores; the sink share is reported beside them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +85,7 @@ class Candidate:
 
     def on(self, footing: Footing) -> "Standing":
         """The candidate's score, chance and interval on a footing."""
-        if footing == "nonsink" and self.pattern != SINK_PATTERN and self.sink is not None \
+        if footing == "nonsink" and self.pattern != SINK_PATTERN and self.measure == "mass" and self.sink is not None \
                 and self.offsink is not None and self.sink_baseline is not None and self.offsink_baseline is not None:
             score = _share(self.offsink, self.sink)
             chance = _share(self.offsink_baseline, self.sink_baseline)
@@ -143,6 +152,7 @@ class Verdict:
     explained_by_position: bool = False
     failed: dict[str, list[str]] = field(default_factory=dict)
     reason: str = ""
+    passed_over: list[str] = field(default_factory=list)  # better matches that position explains
 
     def to_dict(self) -> dict[str, Any]:
         return _finite(asdict(self))
@@ -189,6 +199,12 @@ def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTI
     competing = [c for c in candidates if c.pattern != sink_pattern and not c.failed
                  and not math.isnan(standings[c.pattern].excess)]
     competing.sort(key=lambda c: -standings[c.pattern].excess)
+    # A candidate that position explains (and that is not itself the positional rule) gives way to
+    # the next one that clears the floor: L16H0 is a previous-token head, not an entity head.
+    explained_by = {c.pattern for c in competing if _explained(c, standings[c.pattern])}
+    clear = [c for c in competing if c.pattern not in explained_by]
+    if clear and standings[clear[0].pattern].excess >= FLOOR:
+        competing = clear + [c for c in competing if c.pattern in explained_by]
     probes = [c.probe for c in candidates]
     words = footing_words(footing, probes)
     best = competing[0] if competing else None
@@ -218,9 +234,7 @@ def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTI
         position = {"rule": rule, "score": stand.position, "margin": stand.score - stand.position}
         if is_positional(best.positional):
             position["pattern_is_positional"] = True  # previous_token_head is `k == q - 1`: nothing to explain
-        else:
-            low = stand.low if not math.isnan(stand.low) else stand.score
-            explained = stand.position >= low
+        explained = _explained(best, stand)
     if runner is not None and best.probe != runner.probe:
         words_runner = f"; label on {best.probe}, runner-up on {runner.probe}"
     else:
@@ -229,19 +243,37 @@ def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTI
         f", {margin:.2f} above {runner.pattern}" if runner is not None else "") + words_runner
     if explained:
         reason += f"; explained by position ({position['rule']} scores {position['score']:.2f})"
+    if explained_by - {best.pattern}:
+        reason += "; passed over as explained by position: " + ", ".join(sorted(explained_by - {best.pattern}))
     return Verdict(best.pattern, runner.pattern if runner else None, margin, sink_share, words, stand.excess,
-                   _evidence(best, stand), position, explained, failed, reason)
-
-
-POSITIONAL_PATTERN = 0.99
-"""A pattern whose best positional rule scores at least this (of a perfect score) in its own
-measure is itself a positional rule (`previous_token_head`, `current_token_head`): "explained by
-position" does not apply to it."""
+                   _evidence(best, stand), position, explained, failed, reason,
+                   sorted(explained_by - {best.pattern}))
 
 
 def is_positional(baseline: Mapping[str, Any] | None) -> bool:
-    """Whether a pattern's positional baseline says the pattern is itself a positional rule."""
-    return baseline is not None and baseline.get("score") is not None and baseline["score"] >= POSITIONAL_PATTERN
+    """Whether a pattern is itself its best positional rule (`previous_token_head` is `k == q - 1`):
+    "explained by position" does not apply to it."""
+    return bool(baseline is not None and baseline.get("pattern_is_rule"))
+
+
+def _explained(candidate: Candidate, stand: Standing) -> bool:
+    """The head's margin over the pattern's best positional rule is within its interval."""
+    if is_positional(candidate.positional) or stand.position is None or math.isnan(stand.position):
+        return False
+    low = stand.low if not math.isnan(stand.low) else stand.score
+    return stand.position >= low
+
+
+def positional_rule(pattern: Any) -> str | None:
+    """The positional rule a pattern is, when it is one (`attend k where k == q - 1`), else None."""
+    expr = getattr(pattern, "expr", None)
+    return None if expr is None else rule_of_expression(expr)
+
+
+def rule_of_expression(expr: Any) -> str | None:
+    """The positional rule an expression is (`attend k where k == 0` -> "k == 0"), else None."""
+    text = unparse(expr)
+    return next((rule for rule in RULES if text == f"attend k where {rule}"), None)
 
 
 def _evidence(candidate: Candidate, stand: Standing) -> dict[str, Any]:
@@ -272,15 +304,19 @@ def verdict_measures(patterns: Sequence[Any], measures: Sequence[str] | None = N
 
 def pattern_records(detectors: Sequence[Any]) -> dict[str, Any]:
     """Per-pattern settings the verdicts and the tables read: `pattern_ranks` (lowest/highest,
-    where a pattern says) and `pattern_requires` (its `require` conditions as text)."""
-    ranks, requires = {}, {}
+    where a pattern says), `pattern_requires` (its `require` conditions as text) and
+    `positional_patterns` (the patterns that are themselves a positional rule, and which)."""
+    ranks, requires, rules = {}, {}, {}
     for detector in detectors:
+        rule = positional_rule(getattr(detector, "pattern", None))
+        if rule is not None:
+            rules[detector.name] = rule
         settings = getattr(detector, "settings", None)
         if getattr(settings, "rank", None):
             ranks[detector.name] = settings.rank
         if getattr(settings, "requires", ()):
             requires[detector.name] = [str(r) for r in settings.requires]
-    return {"pattern_ranks": ranks, "pattern_requires": requires}
+    return {"pattern_ranks": ranks, "pattern_requires": requires, "positional_patterns": rules}
 
 
 def parse_requirement(text: str) -> tuple[str, str, float]:
