@@ -201,7 +201,8 @@ def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTI
     competing.sort(key=lambda c: -standings[c.pattern].excess)
     # A candidate that position explains (and that is not itself the positional rule) gives way to
     # the next one that clears the floor: L16H0 is a previous-token head, not an entity head.
-    explained_by = {c.pattern for c in competing if _explained(c, standings[c.pattern])}
+    explained_by = {c.pattern for c in competing
+                    if standings[c.pattern].excess >= FLOOR and _explained(c, standings[c.pattern])}
     clear = [c for c in competing if c.pattern not in explained_by]
     if clear and standings[clear[0].pattern].excess >= FLOOR:
         competing = clear + [c for c in competing if c.pattern in explained_by]
