@@ -189,6 +189,9 @@ def _add_patterns(doc: dict[str, Any], scores: Any, patterns: Sequence[Any], spe
         spec_key = str(specs[name])
         per_prompt = scores.per_prompt[name][measure]  # [prompt, layer, head]
         best, worst = _ranked_prompts(per_prompt)
+        if scores.ranks_lowest(name):  # `rank lowest`: a head's best prompts are its lowest scores
+            best, worst = _ranked_prompts(-per_prompt)
+            best, worst = _negated(best), _negated(worst)
         candidates = _rounded_grid(per_prompt[:EXAMPLE_PROMPTS].tolist())
         entry.update({
             "rule": pattern.rule, "doc": pattern.doc or "", "description": getattr(pattern, "description", ""),
@@ -212,6 +215,10 @@ def _add_verdicts(doc: dict[str, Any]) -> None:
             footing = found.footing
             doc["heads"].setdefault(head_label(layer, head), {})["verdict"] = found.to_dict()
     doc["verdict_footing"] = footing
+
+
+def _negated(table: list) -> list:
+    return [[[[index, None if value is None else -value] for index, value in cell] for cell in row] for row in table]
 
 
 def _file_name(pattern: Any) -> str | None:
