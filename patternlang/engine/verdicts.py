@@ -177,7 +177,7 @@ def footing_words(footing: Footing, probes: Sequence[str]) -> str:
         return base + f" (probes compared: {', '.join(distinct)})"
     if distinct:
         return base.replace("each pattern on its own probe", f"all on {distinct[0]}")
-    return base
+    return base.replace("each pattern on its own probe", "all on the same prompts").replace("that probe's", "their")
 
 
 def verdict(candidates: Sequence[Candidate], *, footing: Footing = DEFAULT_FOOTING,
