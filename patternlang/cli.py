@@ -220,6 +220,9 @@ def detect(
                                                    "resume from it when rerun with the same arguments."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1,
                                                    help="Batches between checkpoints (default 50)."),
+    verdicts: bool = typer.Option(False, "--verdicts",
+                                  help="Also say what each head is called: label, runner-up, margin, sink share, "
+                                       "evidence (docs/verdicts.md); scores sink and offsink too."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads.
 
@@ -249,13 +252,17 @@ def detect(
         device=distributed.local_device(device) if distributed.launched_by_torchrun() else device)
     scores = score_heads(model, patterns or [], options, prompts=prompts, prompt_column=prompt_column, probe=probe,
                          json_path=json_path, csv_path=csv_path, heatmap=heatmap, heatmap_measure=heatmap_measure,
-                         loading=_loading, say=_say)
+                         verdicts=verdicts, loading=_loading, say=_say)
     if scores is None:  # another rank than 0
         return
     if json_path is not None and str(json_path) == "-":
-        print(scores.to_json())
+        print(scores.to_json(verdicts=verdicts))
     else:
         out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
+        if verdicts:  # [verdicts]
+            from .report.text import verdicts_table
+
+            out.print(verdicts_table(scores))
 
 
 # ---- show -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from patternlang.engine.inputs import check_prompt_stream
 from patternlang.engine.options import check_measure_scored, check_measures
 from patternlang.engine.scores import Scores
 from patternlang.engine.survey import survey
+from patternlang.engine.verdicts import verdict_measures
 from patternlang.errors import InputError
 from patternlang.files import OutputFiles
 from patternlang.heads import parse_head
@@ -53,12 +55,13 @@ Loading = Callable[[], AbstractContextManager[Any]]
 def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptions, *,
                 prompts: Path | None = None, prompt_column: str | None = None, probe: str | None = None,
                 json_path: Path | None = None, csv_path: Path | None = None, heatmap: Sequence[Path] = (),
-                heatmap_measure: str | None = None, loading: Loading = nullcontext,
+                heatmap_measure: str | None = None, verdicts: bool = False, loading: Loading = nullcontext,
                 say: Callable[[str], None] = print) -> Scores | None:
     """`patternlang detect`: score the patterns (`patterns` as written; none: every shipped one) on
     a prompt file (streamed) or each on its own probe (`probe`: one for all), write the files asked
     for (`json_path` "-": none, the caller prints it), and return the scores (None on a torchrun
-    rank other than 0, which writes nothing)."""
+    rank other than 0, which writes nothing). `verdicts`: also score what a verdict reads (sink and
+    offsink) and write every head's verdict into the JSON (docs/verdicts.md)."""
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
     if prompts is None and (options.checkpoint is not None or options.checkpoint_every is not None
@@ -78,6 +81,8 @@ def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptio
         outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
     chosen = load_pattern_arguments(list(patterns)) if patterns else shipped_patterns()
     probe_spec = probe_argument(probe) if probe else None
+    if verdicts:
+        options = replace(options, measures=verdict_measures(chosen, options.measures))
     prompt_set = open_prompts(prompts, column=prompt_column) if prompts is not None else None
     if heatmap_measure is not None:
         if not heatmap:
@@ -102,7 +107,7 @@ def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptio
     # All files or none: each is written beside its target, and renamed into place at the end.
     with outputs.staged() as temporary:
         if json_path is not None and str(json_path) != "-":
-            scores.to_json(temporary(json_path))
+            scores.to_json(temporary(json_path), verdicts=verdicts)
         if csv_path is not None:
             scores.to_csv(temporary(csv_path))
         for path in heatmap:

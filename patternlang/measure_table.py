@@ -129,6 +129,11 @@ for _info in (
     MeasureInfo("copying", "direct effect of the head's output on the logits of the tokens it attends to "
                 "on targets (+ raises them: name movers; - lowers them: copy suppression)", "logits, signed",
                 "target rows", signed=True, needs=frozenset({"z"})),
+    MeasureInfo("sink", "share of attention on position 0 (BOS, the sink) on the pattern's target rows", "0 .. 1",
+                "target rows", low=0.0, high=1.0),
+    MeasureInfo("offsink", "attention on the targets other than position 0, not renormalised "
+                "(offsink / (1 - sink): the score on the attention not parked on the sink)", "0 .. 1",
+                "target rows", low=0.0, high=1.0),
 ):
     declare_measure(_info)
 del _info

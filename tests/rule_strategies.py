@@ -62,8 +62,12 @@ def conditions(max_leaves: int = 6, leaves=None):
     )
 
 
+selections = st.sampled_from(["", "last ", "first "])  # attend k / attend last k / attend first k
+
+
 def rules(max_leaves: int = 4):
-    attend = st.one_of(conditions().map(lambda c: f"attend k where {c}"), st.just("attend k"))
+    attend = st.one_of(st.tuples(selections, conditions()).map(lambda t: f"attend {t[0]}k where {t[1]}"),
+                       selections.map(lambda s: f"attend {s}k"))
     return st.recursive(
         attend.map(lambda a: f"({a})"),
         lambda inner: st.one_of(
@@ -112,7 +116,7 @@ def syntax_comparisons(draw) -> str:
 
 def attend_combinations(leaves, max_leaves: int = 3):
     """Rules `attend k where C` over conditions of `leaves`, combined with |, &, +, - and shifts."""
-    attend = conditions(4, leaves).map(lambda c: f"(attend k where {c})")
+    attend = st.tuples(selections, conditions(4, leaves)).map(lambda t: f"(attend {t[0]}k where {t[1]})")
     return st.recursive(
         attend,
         lambda inner: st.one_of(

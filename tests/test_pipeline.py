@@ -223,7 +223,7 @@ def test_feature_docs_table_lists_every_registered_feature():
 def test_measure_registry_drives_the_settings_pass():
     from patternlang.engine.measures import MEASURES
 
-    assert MEASURES.names() == ("mass", "tv", "argmax", "mul", "abs", "lift", "copying")
+    assert MEASURES.names() == ("mass", "tv", "argmax", "mul", "abs", "lift", "copying", "sink", "offsink")
     with pytest.raises(UnknownNameError, match="did you mean 'mass'"):
         pl.compile_rule("attend k measure mas")
 

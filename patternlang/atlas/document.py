@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.atlas.ranking import best_pattern
+from patternlang.atlas.ranking import best_pattern, head_verdict
 from patternlang.engine.batching import pad_batch, tokenize
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.measures import MEASURES
 from patternlang.engine.pattern_tensors import resolve_patterns
+from patternlang.engine.verdicts import verdict_measures
 from patternlang.errors import InputError
 from patternlang.engine.inputs import _token_texts, model_pass, prompt_inputs
 from patternlang.heads import head_label
@@ -108,8 +109,8 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
         _check_probe(doc, key, prompts)
     missing = [p for p in chosen if not _kept(doc, p, str(specs[p.name]))]
     if missing:
-        own = [p.settings.measure for p in chosen if p.settings.measure]
-        measures = tuple(dict.fromkeys([*doc["measures"], "mass", *own]))
+        # The verdicts read sink and offsink (the attention not parked on BOS) and the `require` measures.
+        measures = tuple(dict.fromkeys([*doc["measures"], *verdict_measures(chosen)]))
         if set(measures) != set(doc["measures"]) and doc["patterns"]:
             # A new measure: the kept patterns lack it, so every pattern is scored again.
             doc["patterns"], missing = {}, chosen
@@ -125,6 +126,7 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
             if prompts.texts is not None:
                 doc["probes"][spec_key]["previews"] = [text[:PREVIEW_CHARACTERS] for text in prompts.texts]
         # Patterns no longer chosen stay: a document only grows (delete the file to start over).
+    _add_verdicts(doc)
     _add_examples(doc, model, chosen, prompt_sets)
     if not doc.get("stats"):
         doc["stats"] = head_statistics(model, make_probe(STATS_PROBE, (), model=model), batch_size=batch_size)
@@ -189,14 +191,36 @@ def _add_patterns(doc: dict[str, Any], scores: Any, patterns: Sequence[Any], spe
         spec_key = str(specs[name])
         per_prompt = scores.per_prompt[name][measure]  # [prompt, layer, head]
         best, worst = _ranked_prompts(per_prompt)
+        if scores.ranks_lowest(name):  # `rank lowest`: a head's best prompts are its lowest scores
+            best, worst = _ranked_prompts(-per_prompt)
+            best, worst = _negated(best), _negated(worst)
         candidates = _rounded_grid(per_prompt[:EXAMPLE_PROMPTS].tolist())
         entry.update({
             "rule": pattern.rule, "doc": pattern.doc or "", "description": getattr(pattern, "description", ""),
             "probe": spec_key, "measure": measure, "exclusions": exclusions.get(name, {}),
             "file": _file_name(pattern), "best_prompts": best, "worst_prompts": worst,
             "example_scores": candidates,
+            "rank": dict(scores.settings).get("pattern_ranks", {}).get(name, "highest"),
+            "requires": list(dict(scores.settings).get("pattern_requires", {}).get(name, [])),
         })
         doc["patterns"][name] = entry
+
+
+def _add_verdicts(doc: dict[str, Any]) -> None:
+    """Every head's verdict (`ranking.head_verdict`: label or None, runner-up, margin, sink share,
+    evidence), under `heads[label]["verdict"]`; the sink share is data beside it, not a label."""
+    n_layers, n_heads = doc["model"]["n_layers"], doc["model"]["n_heads"]
+    footing = None
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            found = head_verdict(doc, layer, head)
+            footing = found.footing
+            doc["heads"].setdefault(head_label(layer, head), {})["verdict"] = found.to_dict()
+    doc["verdict_footing"] = footing
+
+
+def _negated(table: list) -> list:
+    return [[[[index, None if value is None else -value] for index, value in cell] for cell in row] for row in table]
 
 
 def _file_name(pattern: Any) -> str | None:
@@ -296,7 +320,7 @@ def _add_examples(doc: dict[str, Any], model: Any, chosen: Sequence[Any], prompt
                              "n_tokens": len(view["tokens"]),
                              "attention": _triangle(view["attention"][(layer, head)]),
                              "matrix": _triangle(view["matrices"][name])})
-        doc["heads"][label] = {"pattern": name, "examples": examples}
+        doc["heads"][label] = {**doc["heads"].get(label, {}), "pattern": name, "examples": examples}
 
 
 def _prompt_score(entry: Mapping[str, Any], layer: int, head: int, index: int) -> float | None:

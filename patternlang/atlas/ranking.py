@@ -1,5 +1,10 @@
 """Which pattern a head matches best, read from an atlas document alone (no torch).
 
+A head's label is its *verdict* (`engine/verdicts.py`, the one verdict function `detect
+--verdicts` and `Scores` use too): `head_verdict` builds the verdict's candidates from the
+document's pattern entries. `head_matches` lists every pattern's raw match, the verdict's label
+first; the sink pattern is background, never a contender.
+
 Patterns differ in their chance level (a bos head's chance is far higher than an induction
 head's), so heads are ranked by the score's *excess over chance*: `(score - baseline) /
 (1 - baseline)` for measures bounded by 1 (mass, tv, argmax): 0 at chance, 1 at a perfect head;
@@ -13,6 +18,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from patternlang.engine.verdicts import (DEFAULT_FOOTING, SINK_PATTERN, Candidate, Footing, Verdict,
+                                        rule_of_expression, verdict)
+from patternlang.errors import PatternError
+from patternlang.syntax.parser import parse_rule
 
 AMBIGUOUS_WITHIN = 0.1
 """Patterns whose excess is within this of a head's best are shown as matching it as well."""
@@ -60,7 +70,8 @@ def pattern_measure(doc: Mapping[str, Any], pattern: str, measure: str | None = 
 
 
 def head_matches(doc: Mapping[str, Any], layer: int, head: int, measure: str | None = None) -> list[Match]:
-    """Every pattern's match for one head, best first (NaN last)."""
+    """Every pattern's match for one head: the verdict's label first (when it has one), then by
+    excess over chance (NaN last)."""
     bounds = doc.get("measure_bounds", {})
     matches = []
     for name, entry in doc["patterns"].items():
@@ -76,23 +87,105 @@ def head_matches(doc: Mapping[str, Any], layer: int, head: int, measure: str | N
             ci_high=_num(ci["high"][layer][head]) if ci else math.nan,
             n_rows=int(entry.get("n_rows", 0)), n_prompts=int(entry.get("n_prompts", 0)),
         ))
-    return sorted(matches, key=lambda match: (math.isnan(match.excess), -_or(match.excess, 0.0)))
+    label = _stored_label(doc, layer, head) if measure is None else None
+    return sorted(matches, key=lambda match: (match.pattern != label, math.isnan(match.excess),
+                                              -_or(match.excess, 0.0)))
 
 
 def _or(value: float, default: float) -> float:
     return default if math.isnan(value) else value
 
 
+def _stored_label(doc: Mapping[str, Any], layer: int, head: int) -> str | None:
+    from patternlang.heads import head_label
+
+    found = doc.get("heads", {}).get(head_label(layer, head), {}).get("verdict")
+    if found is not None:
+        return found.get("label")
+    return head_verdict(doc, layer, head).label if doc.get("patterns") else None
+
+
 def best_pattern(doc: Mapping[str, Any], layer: int, head: int) -> str | None:
-    """The pattern a head matches best (highest excess over chance), None when nothing is scored."""
-    matches = head_matches(doc, layer, head)
-    return matches[0].pattern if matches and not math.isnan(matches[0].excess) else None
+    """The pattern a head is drawn with: its verdict's label, or, for a head labelled none, the
+    pattern it comes closest to (the runner-up); None when nothing is scored."""
+    found = head_verdict(doc, layer, head)
+    return found.label or found.runner_up
 
 
 def contenders(matches: list[Match]) -> list[Match]:
     """The patterns a head matches about as well as its best (within `AMBIGUOUS_WITHIN`), when the
-    best clears `MATCH_FLOOR`: more than one means the head is ambiguous."""
+    best clears `MATCH_FLOOR`: more than one means the head is ambiguous. The sink pattern is
+    background (docs/verdicts.md), never a contender."""
+    matches = [m for m in matches if m.pattern != SINK_PATTERN]
     if not matches or math.isnan(matches[0].excess) or matches[0].excess < MATCH_FLOOR:
         return []
     top = matches[0].excess
     return [m for m in matches if not math.isnan(m.excess) and m.excess >= top - AMBIGUOUS_WITHIN]
+
+
+# ---- verdicts from a document ----------------------------------------------------------------------
+ATTENTION_MEASURES = ("mass", "tv", "argmax")
+
+
+def document_candidates(doc: Mapping[str, Any], layer: int, head: int) -> list[Candidate]:
+    """The verdict's candidates for one head, from the document's pattern entries: each pattern's
+    attention measure (its own, or `mass` for a pattern ranked by a signed one such as `copying`),
+    its `sink`/`offsink` scores when the document holds them, the `require` conditions it fails
+    and its positional baseline."""
+    from patternlang.engine.verdicts import holds, parse_requirement
+
+    bounds = doc.get("measure_bounds", {})
+    found = []
+    for name, entry in doc["patterns"].items():
+        scores = entry["scores"]
+        m = pattern_measure(doc, name)
+        if m not in ATTENTION_MEASURES and "mass" in scores:
+            m = "mass"
+        ci = entry.get("ci95", {})
+        baseline = entry.get("baseline", {})
+
+        def cell(measure: str, grids: Mapping[str, Any] = scores) -> float | None:
+            grid = grids.get(measure)
+            return None if grid is None else _optional(grid[layer][head])
+
+        has_sink = "sink" in scores and "offsink" in scores
+        failed = tuple(text for text in entry.get("requires", ())
+                       if not holds(parse_requirement(text)[1], _num(cell(parse_requirement(text)[0])),
+                                    parse_requirement(text)[2]))
+        upper = (bounds.get(m) or [None, None])[1]
+        found.append(Candidate(
+            pattern=name, measure=m, probe=str(entry.get("probe", "")), score=_num(cell(m)),
+            baseline=_num(baseline.get(m)),
+            ci_low=_num(ci[m]["low"][layer][head]) if m in ci else math.nan,
+            ci_high=_num(ci[m]["high"][layer][head]) if m in ci else math.nan,
+            upper=upper, n_rows=int(entry.get("n_rows", 0)), n_prompts=int(entry.get("n_prompts", 0)),
+            sink=cell("sink") if has_sink else None, offsink=cell("offsink") if has_sink else None,
+            sink_baseline=_optional(baseline.get("sink")) if has_sink else None,
+            offsink_baseline=_optional(baseline.get("offsink")) if has_sink else None,
+            offsink_low=_optional(ci["offsink"]["low"][layer][head]) if has_sink and "offsink" in ci else None,
+            offsink_high=_optional(ci["offsink"]["high"][layer][head]) if has_sink and "offsink" in ci else None,
+            failed=failed, positional=_positional(entry),
+        ))
+    return found
+
+
+def _positional(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The entry's positional baseline, with whether the pattern is that very rule (read from its
+    rule text when the document predates the field)."""
+    baseline = entry.get("positional_baseline")
+    if baseline is None or "pattern_is_rule" in baseline:
+        return baseline
+    try:
+        expr, _ = parse_rule(str(entry.get("rule", "")))
+    except PatternError:
+        return dict(baseline)
+    return {**baseline, "pattern_is_rule": rule_of_expression(expr) == baseline.get("rule")}
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def head_verdict(doc: Mapping[str, Any], layer: int, head: int, *, footing: Footing = DEFAULT_FOOTING) -> Verdict:
+    """One head's verdict from an atlas document alone."""
+    return verdict(document_candidates(doc, layer, head), footing=footing)

@@ -98,17 +98,28 @@ def _triangle(features: BatchFeatures) -> Tensor:
 
 # ---- pattern expressions ----------------------------------------------------------------------
 def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
-    if isinstance(expr, ast.Attend):
+    return _PExprCompiler().visit(expr)
+
+
+class _PExprCompiler(ast.Visitor):
+    """A pattern expression -> a function of BatchFeatures giving [batch, query_pos, key_pos].
+
+    A node type without a method is a TypeError (`ast.Visitor`); `Ref` has none on purpose:
+    references are inlined by the checker."""
+
+    def visit_Attend(self, expr: ast.Attend):
         cond = _compile_cond(expr.cond) if expr.cond is not None else None
+        select = expr.select
 
         def attend(features):
             allowed = _triangle(features)
-            if cond is None:
-                return allowed.float()
-            return (cond(features) & allowed).float()
+            marked = allowed if cond is None else cond(features) & allowed
+            if select != "all":
+                marked = _select_key(marked, features.key_positions, select)
+            return marked.float()
         return attend
 
-    if isinstance(expr, ast.Combine):
+    def visit_Combine(self, expr: ast.Combine):
         left = compile_expr(expr.left)
         right = compile_expr(expr.right)
         op = {
@@ -119,12 +130,12 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
         }[expr.op]
         return lambda features: op(left(features), right(features))
 
-    if isinstance(expr, ast.Scale):
+    def visit_Scale(self, expr: ast.Scale):
         operand = compile_expr(expr.operand)
         factor = expr.factor
         return lambda features: operand(features) * factor
 
-    if isinstance(expr, ast.Shift):
+    def visit_Shift(self, expr: ast.Shift):
         operand = compile_expr(expr.operand)
         offset = expr.offset
 
@@ -133,7 +144,7 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
             return torch.where(_triangle(features), _shift_keys(operand(features), offset), 0.0)
         return shift
 
-    if isinstance(expr, ast.Normalize):
+    def visit_Normalize(self, expr: ast.Normalize):
         operand = compile_expr(expr.operand)
 
         def normalize(features):
@@ -143,7 +154,16 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
             return torch.where(total > 0, matrix / torch.where(total > 0, total, 1.0), matrix)
         return normalize
 
-    raise TypeError(f"cannot compile {type(expr).__name__}; references must be inlined by the checker")
+
+def _select_key(marked: Tensor, key_positions: Tensor, select: str) -> Tensor:
+    """Keep, in each [.., q, :] row of a bool matrix, only its latest (`last`) or earliest (`first`)
+    marked key: one reduction over the key axis, no loop over positions."""
+    keys = key_positions.view(1, 1, -1)
+    if select == "last":
+        chosen = torch.where(marked, keys, -1).amax(dim=-1, keepdim=True)
+    else:
+        chosen = torch.where(marked, keys, torch.iinfo(keys.dtype).max).amin(dim=-1, keepdim=True)
+    return marked & (keys == chosen)
 
 
 def _shift_keys(matrix: Tensor, offset: int) -> Tensor:
@@ -163,21 +183,30 @@ def _shift_keys(matrix: Tensor, offset: int) -> Tensor:
 
 # ---- conditions -----------------------------------------------------------------------------
 def _compile_cond(cond: ast.Cond) -> Callable[[BatchFeatures], Tensor]:
-    if isinstance(cond, ast.And):
+    return _memoised(cond, _CondCompiler().visit(cond))
+
+
+class _CondCompiler(ast.Visitor):
+    """A condition -> a function of BatchFeatures giving a bool tensor broadcasting to [batch, q, k]."""
+
+    def visit_And(self, cond: ast.And):
         left, right = _compile_cond(cond.left), _compile_cond(cond.right)
-        return _memoised(cond, lambda f: left(f) & right(f))
-    if isinstance(cond, ast.Or):
+        return lambda f: left(f) & right(f)
+
+    def visit_Or(self, cond: ast.Or):
         left, right = _compile_cond(cond.left), _compile_cond(cond.right)
-        return _memoised(cond, lambda f: left(f) | right(f))
-    if isinstance(cond, ast.Not):
+        return lambda f: left(f) | right(f)
+
+    def visit_Not(self, cond: ast.Not):
         operand = _compile_cond(cond.operand)
-        return _memoised(cond, lambda f: ~operand(f))
-    if isinstance(cond, ast.Truth):
+        return lambda f: ~operand(f)
+
+    def visit_Truth(self, cond: ast.Truth):
         value = _compile_value(cond.value)
-        return _memoised(cond, lambda f: _definite(*value(f)))
-    if isinstance(cond, ast.Compare):
-        return _memoised(cond, _compile_compare(cond))
-    raise TypeError(f"not a condition: {cond!r}")
+        return lambda f: _definite(*value(f))
+
+    def visit_Compare(self, cond: ast.Compare):
+        return _compile_compare(cond)
 
 
 def _definite(data: Tensor, valid: Tensor | None) -> Tensor:
@@ -208,7 +237,13 @@ def _const(value: int, features: BatchFeatures) -> ValuePair:
 
 
 def _compile_value(value: ast.Value) -> Callable[[BatchFeatures], ValuePair]:
-    if isinstance(value, ast.Name):
+    return _ValueCompiler().visit(value)
+
+
+class _ValueCompiler(ast.Visitor):
+    """A value -> a function of BatchFeatures giving (data, valid) (see the module's docstring)."""
+
+    def visit_Name(self, value: ast.Name):
         name = value.name
         if name == "q":
             return lambda f: (f.query_positions.view(1, -1, 1), None)
@@ -216,16 +251,20 @@ def _compile_value(value: ast.Value) -> Callable[[BatchFeatures], ValuePair]:
             return lambda f: (f.key_positions.view(1, 1, -1), None)
         truth = name == "true"
         return lambda f: (torch.tensor(truth, device=f.device), None)
-    if isinstance(value, ast.IntLit):
+
+    def visit_IntLit(self, value: ast.IntLit):
         number = value.value
         return lambda f: _const(number, f)
-    if isinstance(value, ast.StrLit):
+
+    def visit_StrLit(self, value: ast.StrLit):
         text = value.value
         return lambda f: _const(f.intern(text), f)
-    if isinstance(value, ast.Neg):
+
+    def visit_Neg(self, value: ast.Neg):
         operand = _compile_value(value.operand)
         return lambda f: (lambda d, v: (-d, v))(*operand(f))
-    if isinstance(value, ast.Arith):
+
+    def visit_Arith(self, value: ast.Arith):
         left, right = _compile_value(value.left), _compile_value(value.right)
         sign = 1 if value.op == "+" else -1
 
@@ -233,11 +272,12 @@ def _compile_value(value: ast.Value) -> Callable[[BatchFeatures], ValuePair]:
             (a, a_valid), (b, b_valid) = left(f), right(f)
             return a + sign * b, _both_valid(a_valid, b_valid)
         return arith
-    if isinstance(value, ast.Index):
+
+    def visit_Index(self, value: ast.Index):
         return _memoised(value, _compile_index(value))
-    if isinstance(value, ast.Call):
+
+    def visit_Call(self, value: ast.Call):
         return _memoised(value, _compile_call(value))
-    raise TypeError(f"not a value: {value!r}")
 
 
 def _compile_index(value: ast.Index):

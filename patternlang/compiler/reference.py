@@ -93,17 +93,34 @@ def _zeros(n: int) -> Matrix:
 
 def _pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Matrix]) -> Matrix:
     if id(expr) not in memo:
-        memo[id(expr)] = _evaluate_pexpr(expr, prompt, memo)
+        memo[id(expr)] = _PExprEvaluator(prompt, memo).visit(expr)
     return memo[id(expr)]
 
 
-def _evaluate_pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Matrix]) -> Matrix:
-    n = prompt.n
-    if isinstance(expr, ast.Attend):
-        return [[1.0 if k <= q and (expr.cond is None or _cond(expr.cond, prompt, q, k)) else 0.0
-                 for k in range(n)] for q in range(n)]
-    if isinstance(expr, ast.Combine):
-        a, b = _pexpr(expr.left, prompt, memo), _pexpr(expr.right, prompt, memo)
+class _PExprEvaluator(ast.Visitor):
+    """A pattern expression's matrix on one prompt, cell by cell; an unknown node is a TypeError."""
+
+    def __init__(self, prompt: ReferencePrompt, memo: dict[int, Matrix]):
+        self.prompt = prompt
+        self.memo = memo
+        self.n = prompt.n
+
+    def visit_Attend(self, expr: ast.Attend) -> Matrix:
+        n, prompt = self.n, self.prompt
+        out = [[1.0 if k <= q and (expr.cond is None or _cond(expr.cond, prompt, q, k)) else 0.0
+                for k in range(n)] for q in range(n)]
+        if expr.select != "all":
+            for row in out:
+                marked = [k for k in range(n) if row[k]]
+                for k in marked:
+                    row[k] = 0.0
+                if marked:
+                    row[marked[-1] if expr.select == "last" else marked[0]] = 1.0
+        return out
+
+    def visit_Combine(self, expr: ast.Combine) -> Matrix:
+        n = self.n
+        a, b = _pexpr(expr.left, self.prompt, self.memo), _pexpr(expr.right, self.prompt, self.memo)
         op = {
             "union": max,
             "intersect": min,
@@ -111,11 +128,14 @@ def _evaluate_pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Ma
             "difference": lambda x, y: x if y == 0 else 0.0,
         }[expr.op]
         return [[op(a[q][k], b[q][k]) for k in range(n)] for q in range(n)]
-    if isinstance(expr, ast.Scale):
-        a = _pexpr(expr.operand, prompt, memo)
+
+    def visit_Scale(self, expr: ast.Scale) -> Matrix:
+        a = _pexpr(expr.operand, self.prompt, self.memo)
         return [[value * expr.factor for value in row] for row in a]
-    if isinstance(expr, ast.Shift):
-        a = _pexpr(expr.operand, prompt, memo)
+
+    def visit_Shift(self, expr: ast.Shift) -> Matrix:
+        n = self.n
+        a = _pexpr(expr.operand, self.prompt, self.memo)
         out = _zeros(n)
         for q in range(n):
             for k in range(n):
@@ -123,49 +143,73 @@ def _evaluate_pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Ma
                 if k <= q and 0 <= source < n:
                     out[q][k] = a[q][source]
         return out
-    if isinstance(expr, ast.Normalize):
-        a = _pexpr(expr.operand, prompt, memo)
+
+    def visit_Normalize(self, expr: ast.Normalize) -> Matrix:
+        a = _pexpr(expr.operand, self.prompt, self.memo)
         return [[value / sum(row) for value in row] if sum(row) > 0 else row for row in a]
-    raise TypeError(expr)
 
 
 def _cond(cond: ast.Cond, prompt: ReferencePrompt, q: int, k: int) -> bool:
-    if isinstance(cond, ast.And):
-        return _cond(cond.left, prompt, q, k) and _cond(cond.right, prompt, q, k)
-    if isinstance(cond, ast.Or):
-        return _cond(cond.left, prompt, q, k) or _cond(cond.right, prompt, q, k)
-    if isinstance(cond, ast.Not):
-        return not _cond(cond.operand, prompt, q, k)
-    if isinstance(cond, ast.Truth):
-        return _value(cond.value, prompt, q, k) is True
-    if isinstance(cond, ast.Compare):
-        a, b = _value(cond.left, prompt, q, k), _value(cond.right, prompt, q, k)
+    return _CondEvaluator(prompt, q, k).visit(cond)
+
+
+def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
+    return _CondEvaluator(prompt, q, k).visit(value)
+
+
+class _CondEvaluator(ast.Visitor):
+    """Conditions (True/False) and values (or MISSING) at one cell (q, k)."""
+
+    def __init__(self, prompt: ReferencePrompt, q: int, k: int):
+        self.prompt, self.q, self.k = prompt, q, k
+
+    # conditions
+    def visit_And(self, cond: ast.And) -> bool:
+        return self.visit(cond.left) and self.visit(cond.right)
+
+    def visit_Or(self, cond: ast.Or) -> bool:
+        return self.visit(cond.left) or self.visit(cond.right)
+
+    def visit_Not(self, cond: ast.Not) -> bool:
+        return not self.visit(cond.operand)
+
+    def visit_Truth(self, cond: ast.Truth) -> bool:
+        return self.visit(cond.value) is True
+
+    def visit_Compare(self, cond: ast.Compare) -> bool:
+        a, b = self.visit(cond.left), self.visit(cond.right)
         if a is MISSING or b is MISSING:
             return False
         return {
             "==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b,
         }[cond.op]
-    raise TypeError(cond)
 
+    # values
+    def visit_Name(self, value: ast.Name):
+        return {"q": self.q, "k": self.k, "true": True, "false": False}[value.name]
 
-def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
-    if isinstance(value, ast.Name):
-        return {"q": q, "k": k, "true": True, "false": False}[value.name]
-    if isinstance(value, (ast.IntLit, ast.StrLit)):
+    def visit_IntLit(self, value: ast.IntLit):
         return value.value
-    if isinstance(value, ast.Neg):
-        inner = _value(value.operand, prompt, q, k)
+
+    visit_StrLit = visit_IntLit
+
+    def visit_Neg(self, value: ast.Neg):
+        inner = self.visit(value.operand)
         return MISSING if inner is MISSING else -inner
-    if isinstance(value, ast.Arith):
-        a, b = _value(value.left, prompt, q, k), _value(value.right, prompt, q, k)
+
+    def visit_Arith(self, value: ast.Arith):
+        a, b = self.visit(value.left), self.visit(value.right)
         if a is MISSING or b is MISSING:
             return MISSING
         return a + b if value.op == "+" else a - b
-    if isinstance(value, ast.Index):
-        position = _value(value.index, prompt, q, k)
-        return MISSING if position is MISSING else prompt.feature(value.feature, position)
-    if isinstance(value, ast.Call):
-        args = [_value(arg, prompt, q, k) for arg in value.args]
+
+    def visit_Index(self, value: ast.Index):
+        position = self.visit(value.index)
+        return MISSING if position is MISSING else self.prompt.feature(value.feature, position)
+
+    def visit_Call(self, value: ast.Call):
+        prompt = self.prompt
+        args = [self.visit(arg) for arg in value.args]
         if any(arg is MISSING for arg in args):
             return MISSING
         function = FUNCTIONS[value.func]
@@ -179,4 +223,3 @@ def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
                 return MISSING
             return function.apply(prompt.column(function.column), *args)
         return function.apply(*args)
-    raise TypeError(value)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from patternlang.engine.baselines import add_rules, new_rule_sums
 from patternlang.engine.copying import LayerOutputs
 from patternlang.engine.measures import (
     MEASURES,
@@ -84,6 +85,8 @@ class Accumulator:
         self.denominator_squares = {kind: column() for kind in self.denominators}
         self.target_rows = column()
         self.prompts_with_targets = column()
+        # [verdicts] the positional rules' sums {measure: [pattern, rule]} (engine/baselines.py)
+        self.rule_sums = new_rule_sums(measures, n_patterns, dtype, self.device)
         self.n_prompts = 0
         # Per layer: the head indices asked for (None = all heads, no selection needed).
         self.head_index = {
@@ -119,6 +122,7 @@ class Accumulator:
         for number, group in enumerate(self.groups):
             part = detection if len(group.indices) == self.n_patterns else detection[self.group_index[number]]
             targets = prepare_targets(part, lengths, group.exclusions, self.prepared_measures)
+            add_rules(self.rule_sums, self.group_index[number], targets)  # [verdicts] positional baselines
             chance = {m: MEASURES[m].chance_sum(targets) for m in self.chance_measures}
             self._batch.append(targets)
             self._batch_denominators.append(self.add_evidence(number, targets.target_rows, chance))

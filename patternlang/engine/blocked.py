@@ -24,6 +24,7 @@ from torch import Tensor
 
 from patternlang.engine.accumulate import Accumulator
 from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, capture_attention_blocks
+from patternlang.engine.baselines import add_rules
 from patternlang.engine.batching import Batch
 from patternlang.engine.measures import ATTENTION_COPIES, MEASURES, LayerWork, prepare_targets
 from patternlang.engine.pattern_tensors import Detector, detection_block
@@ -210,6 +211,7 @@ def score_batch_by_blocks(
             part = detection if len(group.indices) == accumulator.n_patterns else detection[accumulator.group_index[number]]
             prepared = prepare_targets(part, lengths, group.exclusions, accumulator.prepared_measures, q_start)
             rows[number] = _added(rows[number], prepared.target_rows)
+            add_rules(accumulator.rule_sums, accumulator.group_index[number], prepared)  # [verdicts] baselines
             for measure in chance_measures:
                 chance[number][measure] = _added_parts(chance[number].get(measure),
                                                        MEASURES[measure].chance_parts(prepared))

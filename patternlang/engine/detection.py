@@ -42,6 +42,8 @@ from patternlang.errors import InputError
 from patternlang.heads import heads_labels
 from patternlang.probes.stream import InMemoryPrompts, PromptSource
 from patternlang.prompts import split_prompts
+from patternlang.engine.baselines import best_rules
+from patternlang.engine.verdicts import pattern_records
 
 __all__ = ["DEFAULT_MEASURE", "DetectOptions", "ScoreWarning", "check_measures", "detect", "describe_undefined",
            "prompt_labels", "prompt_offsets", "score_tokens", "span_readers", "split_character_texts",
@@ -192,6 +194,7 @@ def scores_of(plan: RunPlan, run: ChunkedRun, source: PromptSource, n_read: int,
     tallies = accumulator.result()
     names, options = plan.names, plan.options
     undefined = undefined_scores(tallies.values, names, plan.heads, tallies.n_rows)
+    records = pattern_records(plan.detectors)
     settings = RunSettings(
         exclusions={d.name: {"bos": e.bos, "current": e.current} for d, e in zip(plan.detectors, plan.exclusions)},
         batch_size=options.batch_size if options.batch_size is not None else "auto",
@@ -202,6 +205,12 @@ def scores_of(plan: RunPlan, run: ChunkedRun, source: PromptSource, n_read: int,
         attention=accumulator.attention,
         processes=processes,
         undefined=undefined or None,
+        # [verdicts] ranks, requirements, positional baselines (engine/verdicts.py, engine/baselines.py)
+        **records,
+        positional_baselines=best_rules(
+            accumulator.rule_sums, tallies.n_rows, list(names),
+            {d.name: own if (own := own_measure(d)) in plan.measures else plan.measures[0] for d in plan.detectors},
+            records["positional_patterns"]),
     )
     if undefined:
         warnings.warn(ScoreWarning(describe_undefined(undefined, accumulator.n_prompts)), stacklevel=4)

@@ -41,6 +41,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -49,6 +50,7 @@ from patternlang.engine.cells import cell_products
 from patternlang.engine.copying import copying_sum, no_chance
 from patternlang.measure_table import (MEASURE_TABLE, AveragedOver, MeasureInfo, declare_measure, measure_docs,
                                        measures_averaged_over)
+from patternlang.engine.sink import offsink_sum, sink_sum
 from patternlang.registry import Registry
 
 __all__ = [  # noqa: F822 (ATTENTION_MEASURES, MEASURE_DOCS, ROW_MEASURES, PROMPT_MEASURES: live, module __getattr__)
@@ -391,6 +393,24 @@ class Measure:
         """"z": the heads' outputs (a pass to the logits)."""
         return self.info.needs
 
+    @property
+    def signed(self) -> bool:
+        """0 is a meaningful middle (copying: + raises, - lowers); chance means nothing then."""
+        return self.info.signed
+
+    @property
+    def direction(self) -> str:
+        """Which way is "more" of the pattern ("higher" or "lower")."""
+        return self.info.direction
+
+    @property
+    def low(self) -> float:
+        return self.bounds[0]
+
+    @property
+    def high(self) -> float:
+        return self.bounds[1]
+
     def block_parts(self, work: LayerWork) -> tuple[Tensor, ...]:
         """Sums over the rows of `work` that add over blocks of query rows."""
         return self.blocks.parts(work) if self.blocks is not None else (self.partial_sum(work),)
@@ -429,7 +449,8 @@ def register_measure(name: str, range: str | None = None, doc: str | None = None
                      relative_to: str | None = None,
                      bounds: tuple[float, float] | None = None,
                      needs: tuple[str, ...] = (), blocks: BlockSplit | None = None,
-                     copies: tuple[str, ...] = ()) -> Measure:
+                     copies: tuple[str, ...] = (), signed: bool = False,
+                     direction: Literal["higher", "lower"] = "higher") -> Measure:
     """Add a measure's implementation (see `Measure`); `blocks` only for a measure whose partial sum
     is not a sum over rows; `copies`: the attention-sized copies it makes (`ATTENTION_COPIES`).
 
@@ -457,6 +478,7 @@ def register_measure(name: str, range: str | None = None, doc: str | None = None
         low, high = bounds if bounds is not None else (-math.inf, math.inf)
         info = declare_measure(MeasureInfo(name, doc, range, averaged_over, low=None if math.isinf(low) else low,
                                            high=None if math.isinf(high) else high, relative_to=relative_to,
+                                           signed=signed, direction=direction,
                                            needs=frozenset(needs)))
         declared = True
     if info.relative_to is not None and info.relative_to not in MEASURES:
@@ -483,6 +505,8 @@ register_measure(
 )
 register_measure("lift", prepares=("row_weight",), partial_sum=lambda work: mass_sum(work.products, work.targets))
 register_measure("copying", prepares=("row_weight",), chance=no_chance, partial_sum=copying_sum)
+register_measure("sink", prepares=("row_weight",), partial_sum=sink_sum)
+register_measure("offsink", prepares=("row_weight",), partial_sum=offsink_sum)
 
 
 def __getattr__(name: str):

@@ -15,6 +15,7 @@ import torch
 
 from patternlang.engine.measures import MEASURES
 from patternlang.engine.pattern_tensors import Detector
+from patternlang.engine.verdicts import required_measures
 from patternlang.errors import InputError, did_you_mean
 from patternlang.heads import check_heads
 
@@ -78,6 +79,7 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
         measures = [own_measure(d) for d in detectors] or [DEFAULT_MEASURE]
     elif isinstance(measures, str):
         measures = [m for m in measures.replace(",", " ").split() if m]
+    measures = [*measures, *required_measures(detectors)]  # [verdicts] what `require` conditions read
     chosen: list[str] = []
     for measure in measures:
         if measure not in MEASURES:

@@ -43,7 +43,8 @@ class RunSettings(Mapping[str, Any]):
     for ("L5H1 ..." labels) or None for all; pattern_measures: `{pattern: its own measure}`;
     attention: which path read the attention (docs/long_context.md); processes: ranks of a
     distributed run; undefined: `{pattern: {measure: why}}` for NaN scores; probes and runs: a
-    survey's probe per pattern and its runs; extra: keys of a file this version does not know.
+    survey's probe per pattern and its runs; pattern_ranks, pattern_requires, positional_patterns,
+    positional_baselines: what verdicts read (engine/verdicts.py, engine/baselines.py); extra: keys of a file this version does not know.
     """
 
     exclusions: Mapping[str, Any] | None = None
@@ -57,11 +58,16 @@ class RunSettings(Mapping[str, Any]):
     undefined: Mapping[str, Mapping[str, str]] | None = None
     probes: Mapping[str, str] | None = None
     runs: Sequence[Mapping[str, Any]] | None = None
+    pattern_ranks: Mapping[str, str] | None = None  # `rank lowest|highest`, where a pattern says
+    pattern_requires: Mapping[str, Sequence[str]] | None = None  # its `require` conditions, as text
+    positional_patterns: Mapping[str, str] | None = None  # patterns that are themselves a positional rule
+    positional_baselines: Mapping[str, Any] | None = None  # per pattern: the best fixed-offset rule and its score
     extra: Mapping[str, Any] = field(default_factory=dict)
     given: tuple[str, ...] | None = None  # the keys set, when read from a mapping (None: a run's own)
 
     _ALWAYS = ("exclusions", "batch_size", "n_batches", "prepend_bos", "heads", "pattern_measures", "attention")
-    _OPTIONAL = ("processes", "undefined", "probes", "runs")
+    _OPTIONAL = ("processes", "undefined", "probes", "runs", "pattern_ranks", "pattern_requires",
+                 "positional_patterns", "positional_baselines")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:

@@ -101,12 +101,102 @@ class Scores:
         chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
         return self.values[chosen][self._pattern_index(pattern)]
 
-    def top(self, pattern: str | int, k: int = 5, measure: str | None = None) -> list[tuple[str, float]]:
-        """The `k` best heads for a pattern, best first: `[("L5H1", 0.93), ...]`; NaN never ranks."""
+    def top(self, pattern: str | int, k: int = 5, measure: str | None = None, *,
+            lowest: bool | None = None) -> list[tuple[str, float]]:
+        """The `k` best heads for a pattern, best first: `[("L5H1", 0.93), ...]`; NaN never ranks.
+
+        Best is highest, or lowest where the pattern says `rank lowest` (for its own measure) or
+        the measure's direction is "lower"; `lowest=True`/`False` overrides (`ranks_lowest`)."""
         grid = self.get(pattern, measure).flatten()
+        if lowest is None:
+            lowest = self.ranks_lowest(pattern, measure)
         finite = torch.nonzero(~torch.isnan(grid)).flatten()
-        order = finite[torch.argsort(grid[finite], descending=True, stable=True)][: max(0, k)]
+        order = finite[torch.argsort(grid[finite], descending=not lowest, stable=True)][: max(0, k)]
         return [(head_label(int(i) // self.n_heads, int(i) % self.n_heads), float(grid[i])) for i in order]
+
+    def ranks_lowest(self, pattern: str | int, measure: str | None = None) -> bool:
+        """Whether a pattern's candidates are its lowest scores in `measure` (default: its own):
+        the pattern's `rank` setting for its own measure, else the measure's direction."""
+        from patternlang.engine.measures import MEASURES  # the registry; scores.py stays light to import
+
+        name = self.patterns[self._pattern_index(pattern)]
+        chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
+        settings = dict(self.settings)
+        rank = settings.get("pattern_ranks", {}).get(name)
+        if rank is not None and chosen == settings.get("pattern_measures", {}).get(name, chosen):
+            return rank == "lowest"
+        return chosen in MEASURES and MEASURES[chosen].direction == "lower"
+
+    def requirement_failures(self, pattern: str | int) -> Tensor:
+        """Bool `[n_layers, n_heads]`: the heads that fail one of the pattern's `require` conditions
+        (on the same prompts; a condition whose measure was not scored fails every head)."""
+        from patternlang.engine.verdicts import holds, parse_requirement
+
+        name = self.patterns[self._pattern_index(pattern)]
+        failed = torch.zeros(self.n_layers, self.n_heads, dtype=torch.bool)
+        for text in dict(self.settings).get("pattern_requires", {}).get(name, ()):
+            measure, op, value = parse_requirement(text)
+            if measure not in self.measures:
+                return torch.ones_like(failed)
+            grid = self.values[measure][self._pattern_index(pattern)]
+            failed |= torch.tensor([[not holds(op, float(v), value) for v in row] for row in grid.tolist()])
+        return failed
+
+    def positional_baseline(self, pattern: str | int) -> dict[str, Any] | None:
+        """The best positional rule on the pattern's target rows (`k == q - d`, d in 0..16, or
+        `k == 0`): `{"rule", "score", "measure", ...}`, or None when its measure has none."""
+        name = self.patterns[self._pattern_index(pattern)]
+        found = dict(self.settings).get("positional_baselines", {}).get(name)
+        return dict(found) if found else None
+
+    def verdict(self, head: Any, *, footing: str | None = None):
+        """What one head is called (`engine.verdicts.verdict`), from every pattern these scores hold."""
+        from patternlang.engine.verdicts import DEFAULT_FOOTING, verdict
+
+        layer, index = self.head_of(head)
+        return verdict(self._candidates(layer, index), footing=footing or DEFAULT_FOOTING)
+
+    def verdicts(self, *, footing: str | None = None) -> dict[str, Any]:
+        """Every head's verdict: `{"L5H1": Verdict, ...}`."""
+        return {head_label(layer, h): self.verdict((layer, h), footing=footing)
+                for layer in range(self.n_layers) for h in range(self.n_heads)}
+
+    def _candidates(self, layer: int, head: int) -> list:
+        from patternlang.engine.measures import MEASURES
+        from patternlang.engine.verdicts import Candidate
+
+        settings = dict(self.settings)
+        probes = settings.get("probes", {})
+
+        def value(grids: Mapping[str, Tensor], measure: str, index: int) -> float | None:
+            return float(grids[measure][index, layer, head]) if measure in grids and grids else None
+
+        found = []
+        for index, name in enumerate(self.patterns):
+            measure = self.measure_of(name)
+            if MEASURES[measure].signed or measure not in ("mass", "tv", "argmax"):
+                measure = "mass" if "mass" in self.measures else measure  # compared through its attention
+            failed = self.requirement_failures(name)[layer, head]
+            evidence = self.evidence.get(name)
+            has = "sink" in self.measures and "offsink" in self.measures
+            found.append(Candidate(
+                pattern=name, measure=measure, probe=str(probes.get(name, "")),
+                score=float(self.values[measure][index, layer, head]),
+                baseline=self.baseline(name, measure),
+                ci_low=_float(value(self.ci_low, measure, index)),
+                ci_high=_float(value(self.ci_high, measure, index)),
+                upper=MEASURES[measure].high if math.isfinite(MEASURES[measure].high) else None,
+                n_rows=evidence.n_rows if evidence else 0, n_prompts=evidence.n_prompts if evidence else 0,
+                sink=value(self.values, "sink", index) if has else None,
+                offsink=value(self.values, "offsink", index) if has else None,
+                sink_baseline=self.baseline(name, "sink") if has else None,
+                offsink_baseline=self.baseline(name, "offsink") if has else None,
+                offsink_low=value(self.ci_low, "offsink", index) if has else None,
+                offsink_high=value(self.ci_high, "offsink", index) if has else None,
+                failed=tuple(settings.get("pattern_requires", {}).get(name, ())) if bool(failed) else (),
+                positional=self.positional_baseline(name),
+            ))
+        return found
 
     # ---- evidence -------------------------------------------------------------------------
     def baseline(self, pattern: str | int, measure: str | None = None) -> float:
@@ -181,7 +271,7 @@ class Scores:
             "settings": _jsonable(dict(self.settings)),
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, verdicts: bool = False) -> dict[str, Any]:
         """The JSON form (NaN -> None):
 
         `{"format", "model", "measures", "patterns": {name: {"scores": {measure: [[per head] per
@@ -197,15 +287,22 @@ class Scores:
                                  for m in self.measures}
             if name in self.evidence:
                 entry.update(self.evidence[name].to_dict())
+            baseline = self.positional_baseline(name)  # [verdicts]
+            if baseline is not None:
+                entry["positional_baseline"] = {key: _finite(value) if isinstance(value, float) else value
+                                                for key, value in baseline.items()}
             if name in self.per_prompt:
                 entry["per_prompt"] = {m: [_nested(grid) for grid in self.per_prompt[name][m]] for m in self.measures}
             patterns[name] = entry
-        return {"format": FORMAT, "model": self.model, "measures": list(self.measures), "patterns": patterns,
+        data = {"format": FORMAT, "model": self.model, "measures": list(self.measures), "patterns": patterns,
                 **self.provenance()}
+        if verdicts:  # [verdicts] every head's verdict (engine/verdicts.py)
+            data["verdicts"] = {head: found.to_dict() for head, found in self.verdicts().items()}
+        return data
 
-    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2, verdicts: bool = False) -> str:
         """The `to_dict` form as JSON text (null for NaN); also written to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        text = json.dumps(self.to_dict(verdicts=verdicts), indent=indent, allow_nan=False)
         if path is not None:
             with writing(path) as target:
                 target.write_text(text + "\n", encoding="utf-8")

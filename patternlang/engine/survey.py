@@ -42,6 +42,7 @@ def survey(model: HookedModel, patterns: Any = None, *, probe: ProbeSpec | None 
     if options.measures is None:
         # One set of measures for every group: mass, plus any measure a pattern names as its own.
         named = [p.settings.measure for p in chosen if p.settings.measure]
+        named += [r.measure for p in chosen for r in p.settings.requires]  # [verdicts] read on the same prompts
         options = replace(options, measures=tuple(dict.fromkeys(["mass", *named])))
     groups: dict[ProbeSpec, list[Pattern]] = {}
     for pattern in chosen:
@@ -79,7 +80,8 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     values = stacked("values")
     settings = dict(first.settings)
     settings["probes"] = {name: str(spec) for spec, part in parts for name in part.patterns}
-    for key in ("pattern_measures", "exclusions", "undefined"):  # per-pattern records, one from each run
+    for key in ("pattern_measures", "exclusions", "undefined",  # per-pattern records, one from each run
+                "pattern_ranks", "pattern_requires", "positional_baselines", "positional_patterns"):  # [verdicts]
         settings[key] = {name: value for _, part in parts for name, value in dict(part.settings).get(key, {}).items()}
     if not settings["undefined"]:
         del settings["undefined"]

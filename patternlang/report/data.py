@@ -188,10 +188,12 @@ def heatmap_panels(scores: Scores, measure: str | None) -> list[Panel]:
         raise InputError("these scores hold no patterns; there is nothing to draw")
     panels = []
     for pattern in scores.patterns:
-        top = scores.top(pattern, 1, measure=measure)
+        failed = scores.requirement_failures(pattern)  # the best candidate: a head that fails a `require` is none
+        top = [(h, v) for h, v in scores.top(pattern, scores.n_layers * scores.n_heads, measure=measure)
+               if not failed[parse_head(h)]][:1]
         best = (*parse_head(top[0][0]), float(top[0][1])) if top else None
         panels.append(Panel(pattern, score_grid(scores, pattern, measure), ranking_measure(scores, pattern, measure),
-                            best))
+                            best, "best (lowest)" if scores.ranks_lowest(pattern, measure) else "best"))
     return panels
 
 

@@ -16,6 +16,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from patternlang.engine.measures import MEASURES
+from patternlang.engine.verdicts import is_positional
 from patternlang.errors import InputError
 from patternlang.heads import parse_head
 from patternlang.report.data import (
@@ -238,8 +240,11 @@ def top_heads_table(scores: Scores, k: int = 5, measures: Sequence[str] | None =
             table.add_column(name, justify="right", no_wrap=True)
             if ci:
                 table.add_column("95% CI", justify="right", no_wrap=True, style="bright_black")
+        notes = number == 0 and any(section.has_notes for section in sections)
+        if notes:  # "✗ require": fails a `require` (not a candidate); "position": explained by position
+            table.add_column("note", no_wrap=True)
         for section in sections:
-            section.add_rows(table, chunk, ci=ci, with_lift=number == 0)
+            section.add_rows(table, chunk, ci=ci, with_lift=number == 0, with_notes=notes)
             table.add_section()
         tables.append(table)
     return Group(*tables)
@@ -270,32 +275,65 @@ class _Section:
         if evidence is not None:
             label.append(Text(f"{evidence.n_rows} rows, {evidence.n_prompts}/{evidence.n_prompts_run} prompts",
                               style="bright_black"))
-        if not math.isnan(baseline):
+        signed = ranked_by in MEASURES and MEASURES[ranked_by].signed
+        if not math.isnan(baseline) and not signed:  # a signed measure's chance means nothing
             label.append(Text(f"chance {format_score(baseline)}", style="bright_black"))
+        if scores.ranks_lowest(pattern, primary):
+            label.append(Text("lowest first", style="bright_black"))
         excluded = _exclusions(scores, pattern)
         if excluded:
             label.append(Text(f"excl. {excluded}", style="bright_black"))
+        requires = dict(scores.settings).get("pattern_requires", {}).get(pattern, [])
+        if requires:
+            label.append(Text("require " + ", ".join(requires), style="bright_black"))
+        position = scores.positional_baseline(pattern)
+        if position is not None and position.get("measure") == ranked_by and not is_positional(position):
+            label.append(Text(f"position {position['rule']}: {format_score(position['score'])}",
+                              style="bright_black"))
+        else:
+            position = None
         grids = {name: score_grid(scores, pattern, name) for name in shown}
         intervals = {name: scores.interval(pattern, name) for name in shown} if ci else {}
+        low_grid = scores.interval(pattern, ranked_by)[0]
+        failed = scores.requirement_failures(pattern)
         rows = []
-        for label_text, value in scores.top(pattern, k, measure=primary):
+        passing = 0
+        for label_text, value in scores.top(pattern, scores.n_layers * scores.n_heads, measure=primary):
+            if passing >= k:
+                break
             layer, head = parse_head(label_text)
+            fails = bool(failed[layer, head])
+            if fails and len(rows) - passing >= k:
+                continue
+            passing += not fails
             cells: dict[str, Text] = {}
             for name in shown:
                 cells[name] = Text(format_score(float(grids[name][layer, head])),
-                                   style="bold" if name == ranked_by else "")
+                                   style="bright_black" if fails else ("bold" if name == ranked_by else ""))
                 if ci:
                     low, high = (float(bound[layer, head]) for bound in intervals[name])
                     cells[name + " ci"] = Text(_interval(low, high))
             lift = value / baseline if baseline and not math.isnan(baseline) and baseline > 0 else math.nan
-            rows.append((label_text, "–" if math.isnan(lift) else f"{lift:.1f}×", cells))
+            shown_lift = "" if signed else ("–" if math.isnan(lift) else f"{lift:.1f}×")
+            low = float(low_grid[layer, head])
+            note = ""
+            if position is not None and position["score"] >= (value if math.isnan(low) else low):
+                note = "position"  # its margin over the positional rule is within its interval
+            if fails:
+                note = "✗ require"
+            rows.append((label_text, shown_lift, cells, note))
         return cls(pattern, label, rows, grids)
 
-    def add_rows(self, table: Table, chunk: Sequence[str], *, ci: bool, with_lift: bool) -> None:
+    @property
+    def has_notes(self) -> bool:
+        return any(row[3] for row in self.rows)
+
+    def add_rows(self, table: Table, chunk: Sequence[str], *, ci: bool, with_lift: bool,
+                 with_notes: bool = False) -> None:
         if not self.rows:
             table.add_row(Text("\n").join(self.label), Text("no scored heads", style="bright_black"))
             return
-        for index, (label, lift, cells) in enumerate(self.rows):
+        for index, (label, lift, cells, note) in enumerate(self.rows):
             values: list[Text | str] = []
             for name in chunk:
                 values.append(cells[name])
@@ -304,7 +342,29 @@ class _Section:
             first = self.label[index] if index < len(self.label) else Text("")
             if index == len(self.rows) - 1 and len(self.label) > len(self.rows):
                 first = Text("\n").join(self.label[index:])  # the rest of the label under the last head
-            table.add_row(first, label, *([lift] if with_lift else []), *values)
+            table.add_row(first, label, *([lift] if with_lift else []), *values,
+                          *([Text(note, style="bright_black")] if with_notes else []))
+
+
+def verdicts_table(scores: Scores, *, footing: str | None = None) -> Table:
+    """Every head's verdict (`Scores.verdicts`): label, runner-up, margin, sink share, evidence."""
+    table = Table(title="verdicts", box=box.MINIMAL, expand=False, caption=caption(scores), caption_justify="left")
+    for column in ("head", "label", "excess", "runner-up", "margin", "sink", "rows", "note"):
+        table.add_column(column, no_wrap=column != "note",
+                         justify="right" if column in ("excess", "margin", "sink", "rows") else "left")
+    words = ""
+    for label, verdict in scores.verdicts(footing=footing).items():
+        words = verdict.footing
+        note = "explained by position" if verdict.explained_by_position else ""
+        table.add_row(label, verdict.label or "none", _number(verdict.strength), verdict.runner_up or "",
+                      _number(verdict.margin), _number(verdict.sink_share),
+                      str(verdict.evidence.get("rows", "")), note)
+    table.title = f"verdicts ({words})" if words else "verdicts"
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def _interval(low: float, high: float) -> str:

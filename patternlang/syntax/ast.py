@@ -273,12 +273,19 @@ Cond = Union[Compare, Truth, And, Or, Not]
 
 
 # ---- pattern expressions (float [query, key] matrices) ------------------------------------
+Selection = Literal["all", "last", "first"]
+
+
 @node
 class Attend(Node):
-    """`attend k where COND`: ones where COND holds (and k <= q)."""
+    """`attend k where COND`: ones where COND holds (and k <= q).
+
+    `select` "last" keeps, in each row, only the latest such key (`attend last k where COND`,
+    the nearest earlier X); "first" only the earliest; "all" every one."""
 
     var: str
     cond: Cond | None
+    select: Selection = "all"
     loc: Location | None = _LOC
 
 
@@ -357,7 +364,25 @@ class NormalizeSetting(Node):
     loc: Location | None = _LOC
 
 
-Setting = Union[MeasureSetting, ExcludeSetting, ProbeSetting, NormalizeSetting]
+@node
+class RankSetting(Node):
+    """`rank lowest` / `rank highest`: which end of the measure the candidates are at."""
+
+    order: str
+    loc: Location | None = _LOC
+
+
+@node
+class RequireSetting(Node):
+    """`require copying > 0`: a head stays a candidate only where the measure meets the condition."""
+
+    measure: str
+    op: CompareOp
+    value: float
+    loc: Location | None = _LOC
+
+
+Setting = Union[MeasureSetting, ExcludeSetting, ProbeSetting, NormalizeSetting, RankSetting, RequireSetting]
 
 
 @node

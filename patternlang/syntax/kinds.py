@@ -45,6 +45,9 @@ class _KindChecker(ast.Visitor):
         if node.var != "k":
             self.error(PatternError(f"the key variable of an `attend` rule is always `k`, not {node.var!r}",
                                     node.loc, hint="write: attend k where ..."))
+        elif node.select not in ("all", "last", "first"):
+            self.error(PatternError(f"an `attend` rule selects all, last or first keys, not {node.select!r}",
+                                    node.loc, hint="write: attend last k where ..."))
         elif node.cond is not None:
             self.condition(node.cond)
 

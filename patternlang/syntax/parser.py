@@ -20,7 +20,7 @@ MAX_DEPTH = 150
 MAX_SOURCE_CHARS = 500_000
 
 KEYWORDS = ("pattern", "attend", "where", "shift", "weight", "and", "or", "not",
-            "measure", "exclude", "probe", "normalize")
+            "measure", "exclude", "probe", "normalize", "last", "first", "rank", "require")
 
 # Readable names for the grammar's named terminals, for "expected ..." messages.
 _TERMINAL_NAMES = {
@@ -282,6 +282,10 @@ def _to_ast(tree: Tree, text: str, place: Place):
         raise
 
 
+class _Selection(str):
+    """`last` / `first` after `attend` (a str, so that it is told apart from the variable's Token)."""
+
+
 @v_args(meta=True)
 class _AstBuilder(Transformer):
     def __init__(self, text: str, place: Place):
@@ -341,6 +345,13 @@ class _AstBuilder(Transformer):
     def normalize_setting(self, meta, children):
         return ast.NormalizeSetting(loc=self._loc(meta))
 
+    def rank_setting(self, meta, children):
+        return ast.RankSetting(str(children[0]), loc=self._tok_loc(children[0]))
+
+    def require_setting(self, meta, children):
+        measure, op, number = children
+        return ast.RequireSetting(self._name(measure), str(op), float(str(number)), loc=self._tok_loc(measure))
+
     def probe_args(self, meta, children):
         return list(children)
 
@@ -383,14 +394,23 @@ class _AstBuilder(Transformer):
         return ast.Normalize(children[0], loc=self._loc(meta))
 
     def attend(self, meta, children):
+        select = "all"
+        if isinstance(children[0], _Selection):
+            select, *children = children
         var, *rest = children
         cond = None
         if rest and not callable(rest[0]):
             cond, *rest = rest
-        node = ast.Attend(self._name(var), cond, loc=self._tok_loc(var))
+        node = ast.Attend(self._name(var), cond, str(select), loc=self._tok_loc(var))
         for modifier in rest:
             node = modifier(node)
         return node
+
+    def select_last(self, meta, children):
+        return _Selection("last")
+
+    def select_first(self, meta, children):
+        return _Selection("first")
 
     # Modifiers come back as functions of their operand, so `attend ... shift +1 weight 2`
     # and `(...) shift +1` build the same nodes.

@@ -6,11 +6,12 @@ the probe registry, which validates each probe's arguments without building any 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import PatternError, UnknownNameError, did_you_mean
 from ..measure_table import measure_names
-from ..settings import EXCLUSIONS, ProbeSpec, Settings
+from ..settings import EXCLUSIONS, RANK_ORDERS, ProbeSpec, Requirement, Settings
 from . import ast
 from .problems import Problems
 from .. import probes
@@ -68,3 +69,23 @@ class _SettingsChecker(ast.Visitor):
     def visit_NormalizeSetting(self, node: ast.NormalizeSetting) -> None:
         if self.once("normalize", node):
             self.values["normalize"] = True
+
+    def visit_RankSetting(self, node: ast.RankSetting) -> None:
+        if node.order not in RANK_ORDERS:
+            self.problems.add(UnknownNameError(f"cannot rank {node.order!r}; write `rank lowest` or `rank highest`",
+                                               node.loc, did_you_mean(node.order, RANK_ORDERS)))
+        elif self.once("rank", node):
+            self.values["rank"] = node.order
+
+    def visit_RequireSetting(self, node: ast.RequireSetting) -> None:
+        names = measure_names()
+        if node.measure not in names:
+            self.problems.add(UnknownNameError(f"unknown measure {node.measure!r} in `require`; measures are "
+                                               + ", ".join(names), node.loc, did_you_mean(node.measure, names)))
+            return
+        if not math.isfinite(node.value):
+            self.problems.add(PatternError(f"`require` needs a finite number, not {node.value!r}", node.loc))
+            return
+        requirement = Requirement(node.measure, node.op, node.value)
+        if self.once(f"require {requirement}", node):
+            self.values["requires"] = (*self.values.get("requires", ()), requirement)

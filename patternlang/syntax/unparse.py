@@ -65,9 +65,10 @@ class _Writer(ast.Visitor):
             self._inside = previous
 
     def visit_Attend(self, expr: ast.Attend) -> str:
+        head = f"attend {expr.var}" if expr.select == "all" else f"attend {expr.select} {expr.var}"
         if expr.cond is None:
-            return f"attend {expr.var}"
-        return f"attend {expr.var} where {self.cond(expr.cond, _OR)}"
+            return head
+        return f"{head} where {self.cond(expr.cond, _OR)}"
 
     def visit_Ref(self, expr: ast.Ref) -> str:
         return expr.name
@@ -161,6 +162,12 @@ class _Writer(ast.Visitor):
 
     def visit_NormalizeSetting(self, node: ast.NormalizeSetting) -> str:
         return "normalize"
+
+    def visit_RankSetting(self, node: ast.RankSetting) -> str:
+        return f"rank {node.order}"
+
+    def visit_RequireSetting(self, node: ast.RequireSetting) -> str:
+        return f"require {node.measure} {node.op} {_number(node.value)}"
 
     def visit_Definition(self, node: ast.Definition) -> str:
         lines = [f"pattern {node.name}:"]

@@ -38,7 +38,9 @@ def random_detection(n_patterns: int, lengths: list[int], generator: torch.Gener
 
 
 def oracle_rows(attention: list[list[float]], detection: list[list[float]], excl: Exclusions):
-    """Per target row: (mass, tv, argmax hit, chance mass). `attention`/`detection` are one prompt's L x L."""
+    """Per target row: (mass, tv, argmax hit, chance mass, sink, offsink). `attention`/`detection` are one
+    prompt's L x L. `sink`: the raw attention on key 0; `offsink`: the raw (not renormalised) weighted
+    attention on counted target keys other than 0."""
     rows = []
     size = len(attention)
     for q in range(size):
@@ -49,13 +51,14 @@ def oracle_rows(attention: list[list[float]], detection: list[list[float]], excl
         if max(d) <= 0:
             continue
         a = [attention[q][k] for k in keys]
+        offsink = sum(x * y / max(d) for k, x, y in zip(keys, a, d) if k != 0)
         total = sum(a)
         a = [x / total for x in a]
         mass = sum(x * y / max(d) for x, y in zip(a, d))
         tv = sum(min(x, y / sum(d)) for x, y in zip(a, d))
         best = max(range(len(keys)), key=lambda i: (a[i], -i))  # first maximum
         chance_mass = sum(y / max(d) for y in d) / len(keys)
-        rows.append((mass, tv, 1.0 if d[best] > 0 else 0.0, chance_mass))
+        rows.append((mass, tv, 1.0 if d[best] > 0 else 0.0, chance_mass, attention[q][0], offsink))
     return rows
 
 
@@ -86,14 +89,16 @@ def oracle_baselines(detection, lengths, excl) -> dict[str, torch.Tensor]:
                 n = len(keys)
                 rows.append((sum(v / max(values) for v in values) / n,
                              sum(min(1.0 / n, v / sum(values)) for v in values),
-                             sum(1 for v in values if v > 0) / n))
+                             sum(1 for v in values if v > 0) / n,
+                             (1.0 / n) if 0 in keys else 0.0,
+                             sum(v / max(values) for k, v in zip(keys, values) if k != 0) / n))
             uniform = uniform_attention_matrix(length, excl).float()
             for measure, bucket in (("mul", mul), ("abs", abs_)):
                 bucket.append(compute_head_attention_similarity_score(
                     uniform.clone(), d.float().clone(), exclude_bos=excl.bos, exclude_current_token=excl.current,
                     error_measure=measure))
         if rows:
-            for i, m in enumerate(("mass", "tv", "argmax")):
+            for i, m in enumerate(("mass", "tv", "argmax", "sink", "offsink")):
                 out[m][p] = sum(r[i] for r in rows) / len(rows)
             out["lift"][p] = 1.0
         out["mul"][p] = sum(mul) / len(mul)
@@ -120,6 +125,8 @@ def oracle_scores(attention, detection, lengths, excl):
             if rows:
                 for i, m in enumerate(("mass", "tv", "argmax")):
                     out[m][p, h] = sum(r[i] for r in rows) / len(rows)
+                out["sink"][p, h] = sum(r[4] for r in rows) / len(rows)
+                out["offsink"][p, h] = sum(r[5] for r in rows) / len(rows)
                 out["lift"][p, h] = sum(r[0] for r in rows) / sum(r[3] for r in rows)
             out["mul"][p, h] = sum(mul) / len(mul)
             out["abs"][p, h] = sum(abs_) / len(abs_)
