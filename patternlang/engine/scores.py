@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Mapping
@@ -16,10 +15,11 @@ from torch import Tensor
 from patternlang.errors import InputError, did_you_mean
 from patternlang.files import writing
 from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource
+from patternlang.engine.score_tables import RECORD_FIELDS, records_frame, score_records, write_csv
+from patternlang.engine.verdicts import DEFAULT_FOOTING, head_candidates, holds, parse_requirement, verdict
+from patternlang.measure_table import MEASURE_TABLE
 from patternlang.heads import head_label, parse_heads
 
-RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score", "ci_low", "ci_high", "baseline",
-                 "n_rows", "n_prompts")
 __all__ = ["FORMAT", "RECORD_FIELDS", "Evidence", "RunSettings", "ScoreSource", "Scores"]
 
 FORMAT = "patternlang.scores/2"
@@ -117,21 +117,17 @@ class Scores:
     def ranks_lowest(self, pattern: str | int, measure: str | None = None) -> bool:
         """Whether a pattern's candidates are its lowest scores in `measure` (default: its own):
         the pattern's `rank` setting for its own measure, else the measure's direction."""
-        from patternlang.engine.measures import MEASURES  # the registry; scores.py stays light to import
-
         name = self.patterns[self._pattern_index(pattern)]
         chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
         settings = dict(self.settings)
         rank = settings.get("pattern_ranks", {}).get(name)
         if rank is not None and chosen == settings.get("pattern_measures", {}).get(name, chosen):
             return rank == "lowest"
-        return chosen in MEASURES and MEASURES[chosen].direction == "lower"
+        return chosen in MEASURE_TABLE and MEASURE_TABLE[chosen].direction == "lower"
 
     def requirement_failures(self, pattern: str | int) -> Tensor:
         """Bool `[n_layers, n_heads]`: the heads that fail one of the pattern's `require` conditions
         (on the same prompts; a condition whose measure was not scored fails every head)."""
-        from patternlang.engine.verdicts import holds, parse_requirement
-
         name = self.patterns[self._pattern_index(pattern)]
         failed = torch.zeros(self.n_layers, self.n_heads, dtype=torch.bool)
         for text in dict(self.settings).get("pattern_requires", {}).get(name, ()):
@@ -151,52 +147,13 @@ class Scores:
 
     def verdict(self, head: Any, *, footing: str | None = None):
         """What one head is called (`engine.verdicts.verdict`), from every pattern these scores hold."""
-        from patternlang.engine.verdicts import DEFAULT_FOOTING, verdict
-
         layer, index = self.head_of(head)
-        return verdict(self._candidates(layer, index), footing=footing or DEFAULT_FOOTING)
+        return verdict(head_candidates(self, layer, index), footing=footing or DEFAULT_FOOTING)
 
     def verdicts(self, *, footing: str | None = None) -> dict[str, Any]:
         """Every head's verdict: `{"L5H1": Verdict, ...}`."""
         return {head_label(layer, h): self.verdict((layer, h), footing=footing)
                 for layer in range(self.n_layers) for h in range(self.n_heads)}
-
-    def _candidates(self, layer: int, head: int) -> list:
-        from patternlang.engine.measures import MEASURES
-        from patternlang.engine.verdicts import Candidate
-
-        settings = dict(self.settings)
-        probes = settings.get("probes", {})
-
-        def value(grids: Mapping[str, Tensor], measure: str, index: int) -> float | None:
-            return float(grids[measure][index, layer, head]) if measure in grids and grids else None
-
-        found = []
-        for index, name in enumerate(self.patterns):
-            measure = self.measure_of(name)
-            if MEASURES[measure].signed or measure not in ("mass", "tv", "argmax"):
-                measure = "mass" if "mass" in self.measures else measure  # compared through its attention
-            failed = self.requirement_failures(name)[layer, head]
-            evidence = self.evidence.get(name)
-            has = "sink" in self.measures and "offsink" in self.measures
-            found.append(Candidate(
-                pattern=name, measure=measure, probe=str(probes.get(name, "")),
-                score=float(self.values[measure][index, layer, head]),
-                baseline=self.baseline(name, measure),
-                ci_low=_float(value(self.ci_low, measure, index)),
-                ci_high=_float(value(self.ci_high, measure, index)),
-                upper=MEASURES[measure].high if math.isfinite(MEASURES[measure].high) else None,
-                n_rows=evidence.n_rows if evidence else 0, n_prompts=evidence.n_prompts if evidence else 0,
-                sink=value(self.values, "sink", index) if has else None,
-                offsink=value(self.values, "offsink", index) if has else None,
-                sink_baseline=self.baseline(name, "sink") if has else None,
-                offsink_baseline=self.baseline(name, "offsink") if has else None,
-                offsink_low=value(self.ci_low, "offsink", index) if has else None,
-                offsink_high=value(self.ci_high, "offsink", index) if has else None,
-                failed=tuple(settings.get("pattern_requires", {}).get(name, ())) if bool(failed) else (),
-                positional=self.positional_baseline(name),
-            ))
-        return found
 
     # ---- evidence -------------------------------------------------------------------------
     def baseline(self, pattern: str | int, measure: str | None = None) -> float:
@@ -358,46 +315,15 @@ class Scores:
         """One dict per (pattern, measure, layer, head): pattern, measure, layer, head, label, score,
         its 95% interval (ci_low, ci_high), the pattern's chance baseline, n_rows and n_prompts
         (None where NaN or unknown)."""
-        records = []
-        for m in self.measures:
-            table = self.values[m].tolist()
-            lows = self.ci_low[m].tolist() if self.ci_low else None
-            highs = self.ci_high[m].tolist() if self.ci_high else None
-            for p, name in enumerate(self.patterns):
-                evidence = self.evidence.get(name)
-                shared = {
-                    "baseline": _finite(evidence.baseline.get(m, math.nan)) if evidence else None,
-                    "n_rows": evidence.n_rows if evidence else None,
-                    "n_prompts": evidence.n_prompts if evidence else None,
-                }
-                for layer in range(self.n_layers):
-                    for head in range(self.n_heads):
-                        records.append({
-                            "pattern": name, "measure": m, "layer": layer, "head": head,
-                            "label": head_label(layer, head), "score": _finite(table[p][layer][head]),
-                            "ci_low": _finite(lows[p][layer][head]) if lows else None,
-                            "ci_high": _finite(highs[p][layer][head]) if highs else None,
-                            **shared,
-                        })
-        return records
+        return score_records(self)
 
     def to_csv(self, path: str | Path) -> None:
         """The records as CSV with a header row; NaN is an empty cell."""
-        with writing(path) as target, open(target, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.to_records())
+        write_csv(self, path)
 
     def to_dataframe(self):
-        """The records as a pandas DataFrame (pandas is optional and imported only here)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("Scores.to_dataframe needs pandas: pip install pandas") from None
-        frame = pd.DataFrame.from_records(self.to_records(), columns=list(RECORD_FIELDS))
-        for column in ("score", "ci_low", "ci_high", "baseline"):
-            frame[column] = frame[column].astype(float)
-        return frame
+        """The records as a pandas DataFrame (pandas is optional and imported only then)."""
+        return records_frame(self)
 
     def __repr__(self) -> str:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from patternlang.measure_table import MEASURE_TABLE
 from patternlang.syntax.unparse import unparse
 
 MAX_OFFSET = 16
@@ -332,3 +333,43 @@ def holds(op: str, score: float, value: float) -> bool:
         return False
     return {"==": score == value, "!=": score != value, "<": score < value, "<=": score <= value,
             ">": score > value, ">=": score >= value}[op]
+
+
+def head_candidates(scores: Any, layer: int, head: int) -> list[Candidate]:
+    """Every pattern's `Candidate` for one head of `scores` (a `Scores`), as `verdict` reads them."""
+    settings = dict(scores.settings)
+    probes = settings.get("probes", {})
+
+    def value(grids: Mapping[str, Any], measure: str, index: int) -> float | None:
+        return float(grids[measure][index, layer, head]) if measure in grids and grids else None
+
+    found = []
+    for index, name in enumerate(scores.patterns):
+        measure = scores.measure_of(name)
+        if MEASURE_TABLE[measure].signed or measure not in ("mass", "tv", "argmax"):
+            measure = "mass" if "mass" in scores.measures else measure  # compared through its attention
+        failed = scores.requirement_failures(name)[layer, head]
+        evidence = scores.evidence.get(name)
+        has = "sink" in scores.measures and "offsink" in scores.measures
+        found.append(Candidate(
+            pattern=name, measure=measure, probe=str(probes.get(name, "")),
+            score=float(scores.values[measure][index, layer, head]),
+            baseline=scores.baseline(name, measure),
+            ci_low=_as_float(value(scores.ci_low, measure, index)),
+            ci_high=_as_float(value(scores.ci_high, measure, index)),
+            upper=MEASURE_TABLE[measure].high,
+            n_rows=evidence.n_rows if evidence else 0, n_prompts=evidence.n_prompts if evidence else 0,
+            sink=value(scores.values, "sink", index) if has else None,
+            offsink=value(scores.values, "offsink", index) if has else None,
+            sink_baseline=scores.baseline(name, "sink") if has else None,
+            offsink_baseline=scores.baseline(name, "offsink") if has else None,
+            offsink_low=value(scores.ci_low, "offsink", index) if has else None,
+            offsink_high=value(scores.ci_high, "offsink", index) if has else None,
+            failed=tuple(settings.get("pattern_requires", {}).get(name, ())) if bool(failed) else (),
+            positional=scores.positional_baseline(name),
+        ))
+    return found
+
+
+def _as_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
