@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from patternlang.atlas.ranking import best_pattern
+from patternlang.atlas.schema import FORMAT, validate_document
 from patternlang.errors import InputError
 from patternlang.heads import head_label
 
-FORMAT = "patternlang.atlas/1"
 EXAMPLE_TOKENS = 64
 """Examples are drawn on the first this-many tokens of a prompt (attention is causal, so the
 crop is exactly what the head did on those tokens)."""
@@ -428,10 +428,5 @@ def head_statistics(model: Any, prompts: Any, *, n_prompts: int = STATS_PROMPTS,
 
 
 def check_document(doc: Any) -> None:
-    """Raise `InputError` unless `doc` is an atlas document this patternlang reads."""
-    if not isinstance(doc, Mapping) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
-        raise InputError(f"not a patternlang atlas document (format {found!r}; this patternlang reads {FORMAT})")
-    for key in ("model", "patterns", "measures"):
-        if key not in doc:
-            raise InputError(f"the atlas document has no {key!r}")
+    """Raise `InputError` unless `doc` is an atlas document this patternlang reads (`schema.py`)."""
+    validate_document(doc)

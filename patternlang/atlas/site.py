@@ -23,11 +23,13 @@ from typing import Any
 from patternlang.atlas.assets import CSS, palettes, script
 from patternlang.atlas.document import check_document
 from patternlang.atlas.ranking import contenders, head_matches
+from patternlang.files import inside, safe_file_name
 from patternlang.heads import head_label
 from patternlang.report.html import escape
 
 MOSAIC_HEIGHT = 220  # pixels: every model's layers span the same height (depth-normalised)
 MOSAIC_WIDTH = 120
+DATA_DIR = "data"  # the documents, `DIR/data/ID.json` (atlas/__init__.py)
 
 
 def _json(value: Any) -> str:
@@ -48,7 +50,7 @@ def _sparse(triangle: Sequence[int]) -> list[int]:
 
 
 def safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
+    return safe_file_name(name)
 
 
 class Site:
@@ -62,13 +64,15 @@ class Site:
         self.written: list[Path] = []
 
     # paths relative to the root
+    # Every part taken from a document goes through `safe_file_name`: no `/`, no `..`, no quote,
+    # bounded, so a URL is a path inside the site whatever the document holds.
     @staticmethod
     def model_url(doc: Mapping[str, Any]) -> str:
-        return f"models/{doc['model']['id']}.html"
+        return f"models/{safe_name(doc['model']['id'])}.html"
 
     @staticmethod
     def head_url(doc: Mapping[str, Any], label: str) -> str:
-        return f"heads/{doc['model']['id']}/{label}.html"
+        return f"heads/{safe_name(doc['model']['id'])}/{safe_name(label)}.html"
 
     @staticmethod
     def pattern_url(name: str) -> str:
@@ -76,7 +80,7 @@ class Site:
 
     @staticmethod
     def compare_url(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-        return f"compare/{a['model']['id']}__{b['model']['id']}.html"
+        return f"compare/{safe_name(a['model']['id'] + '__' + b['model']['id'])}.html"
 
     def write(self, url: str, title: str, body: str, data: Any = None) -> None:
         depth = url.count("/")
@@ -94,7 +98,7 @@ class Site:
             f'<script src="{root}assets/search-index.js"></script>\n<script src="{root}assets/atlas.js"></script>\n'
             "</body>\n</html>\n"
         )
-        path = self.out / url
+        path = inside(self.out, url)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         self.written.append(path)
@@ -278,7 +282,7 @@ def _provenance(doc: Mapping[str, Any]) -> str:
             f'updated {escape(doc.get("updated", ""))}<br>prompts: {probes}'
             + (f"<br>statistics over {stats.get('n_prompts')} {escape(stats.get('probe', ''))} prompts "
                f"({stats.get('n_rows')} query rows)" if stats else "")
-            + f' · <a href="../data/{escape(m["id"])}.json">the JSON document</a></p>\n')
+            + f' · <a href="../{escape(DATA_DIR + "/" + safe_name(m["id"]))}.json">the JSON document</a></p>\n')
 
 
 # --------------------------------------------------------------------------- head

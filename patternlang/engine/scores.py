@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError, did_you_mean
-from patternlang.files import writing
+from patternlang.engine.score_schema import validate_scores
+from patternlang.files import read_json, writing
 from patternlang.heads import head_label
 
 RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score", "ci_low", "ci_high", "baseline",
@@ -245,7 +246,9 @@ class Scores:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Scores":
-        """Read back what `to_dict` wrote (this format, or version 1's bare `{measure: grid}` entries)."""
+        """Read back what `to_dict` wrote (this format, or version 1's bare `{measure: grid}` entries),
+        checked first against the schema (`score_schema.py`)."""
+        validate_scores(data)
         try:
             version = data.get("format", "patternlang.scores/1")
             if version not in ("patternlang.scores/1", FORMAT):
@@ -283,10 +286,8 @@ class Scores:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Scores":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"cannot read scores from {path}: {error}") from None
+        data = read_json(path, "the scores file")
+        validate_scores(data, path)
         return cls.from_dict(data)
 
     def to_records(self) -> list[dict[str, Any]]:
