@@ -1,0 +1,271 @@
+"""Issue 19: nothing gets in, nothing silently wrong. One test (at least) per finding of the issue,
+each built from the small inputs the issue describes; each failed on the code before the fix.
+
+The seeds are tests/corpus/documents/atlas_small.json (an atlas document of the hand-set model)
+and scores_small.json (its scores); every case is one of them changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from patternlang.atlas import render_site
+from patternlang.engine.scores import Scores
+from patternlang.errors import InputError
+from patternlang.files import NAME_LIMIT, inside, json_depth, read_json, safe_file_name
+from tests.test_cli import run
+
+SEEDS = Path(__file__).parent / "corpus" / "documents"
+
+
+def atlas_document() -> dict:
+    return json.loads((SEEDS / "atlas_small.json").read_text())
+
+
+def scores_document() -> dict:
+    return json.loads((SEEDS / "scores_small.json").read_text())
+
+
+def write(path: Path, data, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data, **kwargs))
+    return path
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")} if folder.exists() else set()
+
+
+def refused(capsys, *args, words: str = "") -> str:
+    """The CLI run with `args` exits 1 with a message (containing `words`), no traceback."""
+    code, _, err = run(capsys, *[str(a) for a in args])
+    assert code == 1, err
+    assert "Traceback" not in err and "error:" in err, err
+    assert words in err, err
+    return err
+
+
+# --------------------------------------------------------------------------- 1, 3: file names from data
+
+
+def test_f1_a_model_id_with_dot_dot_writes_nothing_outside_the_output_folder(capsys, tmp_path):
+    doc = atlas_document()
+    doc["model"]["id"] = "../../victim/settings"
+    source = write(tmp_path / "in" / "doc.json", doc)
+    victim = write(tmp_path / "victim" / "settings.json", '{"mine": true}')
+    out = tmp_path / "work" / "deeper" / "out"
+    out.mkdir(parents=True)
+    outside_before = files_under(tmp_path) - files_under(out)
+    code, _, err = run(capsys, "atlas", "--add", str(source), "--render-only", "--out", str(out))
+    assert code == 0, err
+    assert files_under(tmp_path) - files_under(out) == outside_before  # nothing new outside OUT
+    assert victim.read_text() == '{"mine": true}'
+    assert len(list((out / "data").glob("*.json"))) == 1
+
+
+def test_f1_a_document_copied_into_data_renders_inside_the_folder(capsys, tmp_path):
+    doc = atlas_document()
+    doc["model"]["id"] = "../../../escaped"
+    out = tmp_path / "a" / "b" / "out"
+    write(out / "data" / "copied.json", doc)
+    before = files_under(tmp_path) - files_under(out)
+    code, _, err = run(capsys, "atlas", "--render-only", "--out", str(out))
+    assert code == 0, err
+    assert files_under(tmp_path) - files_under(out) == before
+    assert not (tmp_path / "escaped.html").exists() and not list(tmp_path.rglob("escaped*"))
+
+
+def test_inside_refuses_paths_that_leave_the_folder(tmp_path):
+    assert inside(tmp_path, "a/b.html") == (tmp_path / "a/b.html").resolve()
+    for bad in ("../x", "a/../../x", "/etc/passwd"):
+        with pytest.raises(InputError, match="outside the output folder"):
+            inside(tmp_path, bad)
+
+
+def test_safe_file_name_is_safe_bounded_and_distinct():
+    names = ["../../x", "..", ".", "", "a/b", "a\\b", "x" * 300, "x" * 301, "日本語", "a b", "a_b", "CON", "\0"]
+    safe = [safe_file_name(n) for n in names]
+    assert len(set(safe)) == len(names)
+    for s in safe:
+        assert s and len(s) <= NAME_LIMIT and "/" not in s and "\\" not in s and not s.startswith(".")
+        assert all(c.isascii() and (c.isalnum() or c in "-_.") for c in s)
+
+
+def test_f3_a_300_character_pattern_name_renders(capsys, tmp_path):
+    doc = atlas_document()
+    name = "p" * 300
+    doc["patterns"][name] = doc["patterns"].pop("induction_head")
+    for drawn in doc["heads"].values():
+        if drawn["pattern"] == "induction_head":
+            drawn["pattern"] = name
+    source = write(tmp_path / "doc.json", doc)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "atlas", "--add", str(source), "--render-only", "--out", str(out))
+    assert code == 0, err
+    pages = list((out / "patterns").glob("*.html"))
+    assert len(pages) == 2 and all(len(p.name) <= NAME_LIMIT + 5 for p in pages)
+
+
+# --------------------------------------------------------------------------- 2: markup from data
+
+
+class Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, dict(attrs)))
+
+
+def test_f2_a_model_id_with_markup_stays_text(capsys, tmp_path):
+    doc = atlas_document()
+    doc["model"]["id"] = 'x"><img src=x onerror="window.owned=1">'
+    doc["model"]["name"] = "'\"><svg onload=alert(1)>"
+    source = write(tmp_path / "doc.json", doc)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "atlas", "--add", str(source), "--render-only", "--out", str(out))
+    assert code == 0, err
+    pages = list(out.rglob("*.html"))
+    assert len(pages) > 6
+    for page in pages:
+        parser = Elements()
+        parser.feed(page.read_text())
+        tags = {tag for tag, _ in parser.found}
+        assert "img" not in tags and "svg" not in tags or all("onload" not in a for t, a in parser.found), page
+        assert not any(k.startswith("on") for _, attrs in parser.found for k in attrs), page
+        for _, attrs in parser.found:
+            assert not (attrs.get("href") or "").lower().startswith("javascript:"), page
+
+
+# --------------------------------------------------------------------------- 4, 5, 6: document checks
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"a": NaN}', "not valid JSON"),
+    ('{"a": Infinity}', "not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "nests 100000 levels deep"),
+    ('{"a": "\\ud800' + "x" * 10, "not valid JSON"),
+])
+def test_read_json_refuses_non_finite_deep_and_broken_json(tmp_path, text, words):
+    path = write(tmp_path / "bad.json", text)
+    with pytest.raises(InputError, match="bad.json") as error:
+        read_json(path, "the file")
+    assert words in error.value.message
+
+
+def test_json_depth_skips_strings():
+    assert json_depth('{"a": "[[[[{{{{", "b": [[], {"c": [1]}]}') == 4
+    assert json_depth('"\\"[["') == 0
+
+
+def _nan_in_a_score(doc):
+    doc["patterns"]["induction_head"]["scores"]["mass"][0][0] = math.nan
+
+
+def _inf_in_a_score(doc):
+    doc["patterns"]["induction_head"]["scores"]["mass"][0][0] = math.inf
+
+
+ATLAS_CASES = {
+    "f4 NaN": (_nan_in_a_score, "not valid JSON"),
+    "f4 1e999": (lambda d: d["patterns"]["induction_head"]["scores"]["mass"][1].__setitem__(0, "1e999"),
+                 "field patterns.induction_head.scores.mass.1.0"),
+    "f4 inf": (_inf_in_a_score, "not valid JSON"),
+    "f5 grid shape": (lambda d: d["patterns"]["induction_head"]["scores"]["mass"].pop(),
+                      "patterns.induction_head.scores.mass: 1 rows, the model has 2 layers"),
+    "f5 int for an object": (lambda d: d["patterns"].__setitem__("induction_head", 3),
+                             "field patterns.induction_head"),
+    "f5 huge model": (lambda d: d["model"].__setitem__("n_layers", 1_000_000), "field model.n_layers"),
+    "f5 head out of the model": (lambda d: d["heads"].__setitem__("L9H0", d["heads"]["L0H0"]), "heads.L9H0"),
+    "f5 string for a number": (lambda d: d["model"].__setitem__("n_heads", "3"), "field model.n_heads"),
+    "f5 out of range": (lambda d: d["patterns"]["induction_head"]["scores"]["mass"][0].__setitem__(1, 1e308),
+                        "outside the measure's range"),
+    "f5 short triangle": (lambda d: d["heads"]["L1H0"]["examples"][0]["attention"].pop(), "a triangle of"),
+    "f5 list for the model": (lambda d: d.__setitem__("model", []), "field model"),
+}
+
+
+@pytest.mark.parametrize("case", list(ATLAS_CASES))
+def test_f4_f5_bad_atlas_documents_are_refused_naming_file_and_field(capsys, tmp_path, case):
+    change, words = ATLAS_CASES[case]
+    doc = atlas_document()
+    change(doc)
+    text = json.dumps(doc).replace('"1e999"', "1e999")
+    source = write(tmp_path / "doc.json", text)
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    err = refused(capsys, "atlas", "--add", source, "--render-only", "--out", out, words=words)
+    assert "doc.json" in err
+    assert time.perf_counter() - started < 10
+    assert not out.exists() or not list(out.rglob("*.html"))
+
+
+def test_f5_render_site_refuses_a_bad_document_before_writing(tmp_path):
+    doc = atlas_document()
+    doc["patterns"]["induction_head"]["scores"]["mass"][0] = [0.1]
+    with pytest.raises(InputError, match="scores.mass.0.: 1 values, the model has 3 heads"):
+        render_site([doc], tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.html"))
+
+
+def test_f6_deeply_nested_json_is_refused_by_atlas_and_compare(capsys, tmp_path):
+    deep = write(tmp_path / "deep.json", '{"a":' * 100_000 + "1" + "}" * 100_000)
+    refused(capsys, "atlas", "--add", deep, "--render-only", "--out", tmp_path / "out", words="nests 100000 levels")
+    good = write(tmp_path / "good.json", scores_document())
+    refused(capsys, "compare", good, deep, words="nests 100000 levels")
+
+
+# --------------------------------------------------------------------------- 7, 8: score files
+
+
+def test_f7_an_infinite_score_in_b_is_refused_before_writing_json(capsys, tmp_path):
+    a = write(tmp_path / "a.json", scores_document())
+    b_doc = scores_document()
+    b_doc["patterns"]["induction_head"]["scores"]["mass"][0][0] = math.inf
+    b = write(tmp_path / "b.json", json.dumps(b_doc).replace("Infinity", "1e999"))
+    refused(capsys, "compare", a, b, "--json", "-", words="b.json")
+    b.write_text(json.dumps(b_doc))  # the literal Infinity
+    refused(capsys, "compare", a, b, "--json", "-", words="not valid JSON")
+
+
+@pytest.mark.parametrize("value, words", [
+    (1e308, "outside the measure's range [0, 1]"),
+    (-0.5, "outside the measure's range [0, 1]"),
+    ("1e999", "patterns.induction_head.scores.mass.0.0"),
+    ("-1e999", "patterns.induction_head.scores.mass.0.0"),
+    ("0.5", "patterns.induction_head.scores.mass.0.0"),
+])
+def test_f8_compare_refuses_non_finite_and_out_of_range_scores(capsys, tmp_path, value, words):
+    a = write(tmp_path / "a.json", scores_document())
+    doc = scores_document()
+    doc["patterns"]["induction_head"]["scores"]["mass"][0][0] = value
+    text = json.dumps(doc).replace('"1e999"', "1e999").replace('"-1e999"', "-1e999")
+    b = write(tmp_path / "b.json", text)
+    err = refused(capsys, "compare", a, b, words=words)
+    assert "b.json" in err
+
+
+def test_scores_schema_checks_shapes_and_counts(tmp_path):
+    doc = scores_document()
+    doc["n_layers"] = 5
+    with pytest.raises(InputError, match="5 layers"):
+        Scores.from_dict(doc)
+    doc = scores_document()
+    doc["n_heads"] = 10**9
+    with pytest.raises(InputError, match="field n_heads"):
+        Scores.from_dict(doc)
+    assert Scores.from_json(write(tmp_path / "s.json", scores_document())).n_heads == 3
+
+
+def test_the_seeds_are_valid():
+    from patternlang.atlas.schema import validate_document
+
+    validate_document(atlas_document())
+    Scores.from_dict(scores_document())
