@@ -14,12 +14,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 
 from patternlang.atlas import render_site
 from patternlang.engine.scores import Scores
 from patternlang.errors import InputError
 from patternlang.files import NAME_LIMIT, inside, json_depth, read_json, safe_file_name
 from tests.test_cli import run
+from tests import test_weights_cache
+
+cache_dir = test_weights_cache.cache_dir  # fixtures: a cache folder of its own, a tiny GGUF model
+tiny_gguf = test_weights_cache.tiny_gguf
 
 SEEDS = Path(__file__).parent / "corpus" / "documents"
 
@@ -269,3 +274,96 @@ def test_the_seeds_are_valid():
 
     validate_document(atlas_document())
     Scores.from_dict(scores_document())
+
+
+# --------------------------------------------------------------------------- 9, 12: the weights cache
+
+
+def test_f9_same_size_damage_to_the_cached_weights_is_found_and_rebuilt(tiny_gguf, capsys):
+    from patternlang.models import clear_model_cache, load_model, weights_cache
+
+    gguf, reads = tiny_gguf
+    clear_model_cache()
+    load_model(gguf, device="cpu")
+    capsys.readouterr()
+    (entry, _), = weights_cache.cached_entries()
+    marker = json.loads((entry / weights_cache.COMPLETE).read_text())
+    assert set(marker["sha256"]) >= {weights_cache.WEIGHTS_FILE, "config.json"}
+    weights = entry / weights_cache.WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 256] = bytes(256)  # zeroed in the middle, same size
+    weights.write_bytes(bytes(data))
+    clear_model_cache()
+    load_model(gguf, device="cpu")
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "damaged" in err and "rebuilding" in err, err
+    assert len(reads) == 2  # de-quantised again
+    assert weights_cache.intact(entry)  # the rebuilt entry, with its own digests
+    clear_model_cache()
+
+
+def test_an_entry_written_before_digests_gets_them_recorded(tiny_gguf, capsys):
+    from patternlang.models import clear_model_cache, load_model, weights_cache
+
+    gguf, reads = tiny_gguf
+    clear_model_cache()
+    load_model(gguf, device="cpu")
+    (entry, _), = weights_cache.cached_entries()
+    (entry / weights_cache.COMPLETE).write_text("2026-01-01T00:00:00\n")  # the old marker
+    clear_model_cache()
+    load_model(gguf, device="cpu")
+    assert len(reads) == 1
+    assert weights_cache.WEIGHTS_FILE in json.loads((entry / weights_cache.COMPLETE).read_text())["sha256"]
+    clear_model_cache()
+
+
+@pytest.mark.parametrize("kind", ["a regular file", "below a file", "not writable"])
+def test_f12_an_unusable_cache_folder_is_said_once_and_runs_go_on(tiny_gguf, capsys, monkeypatch, tmp_path, kind):
+    import os
+
+    from patternlang.models import clear_model_cache, load_model, weights_cache
+
+    gguf, reads = tiny_gguf
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    if kind == "a regular file":
+        folder = blocker
+    elif kind == "below a file":
+        folder = blocker / "cache"
+    else:
+        folder = tmp_path / "readonly"
+        folder.mkdir()
+        real = os.access
+        monkeypatch.setattr(weights_cache.os, "access",
+                            lambda p, mode, real=real: False if Path(p) == folder else real(p, mode))
+    monkeypatch.setenv(weights_cache.CACHE_ENV, str(folder))
+    monkeypatch.setattr(weights_cache, "_said_unusable", set())
+    for _ in range(2):
+        clear_model_cache()
+        load_model(gguf, device="cpu")
+    err = capsys.readouterr().err
+    assert err.count("cannot use the cache folder") == 1, err
+    assert str(folder) in err and "going on without a cache" in err
+    assert "cached afterwards" not in err and "cached in" not in err
+    assert len(reads) == 2
+    clear_model_cache()
+
+
+def test_f9_the_sampled_digest_finds_16_mb_zeroed_and_the_full_one_any_byte(tmp_path):
+    from patternlang.models import weights_cache
+
+    rng = torch.Generator().manual_seed(0)
+    path = tmp_path / "w.bin"
+    original = torch.randint(1, 255, (40 << 20,), dtype=torch.uint8, generator=rng).numpy().tobytes()
+    path.write_bytes(original)
+    sampled, full = weights_cache.sha256_of(path), weights_cache.sha256_of(path, full=True)
+    damaged = bytearray(original)
+    damaged[12 << 20:28 << 20] = bytes(16 << 20)  # 16 MB zeroed, the same size
+    path.write_bytes(bytes(damaged))
+    assert weights_cache.sha256_of(path) != sampled
+    one_bit = bytearray(original)
+    one_bit[(5 << 20) + 12345] ^= 1  # inside a gap between sampled blocks
+    path.write_bytes(bytes(one_bit))
+    assert weights_cache.sha256_of(path, full=True) != full
+    assert weights_cache.sha256_of(path) == sampled  # what the sample can miss (the module says so)
