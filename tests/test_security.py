@@ -367,3 +367,86 @@ def test_f9_the_sampled_digest_finds_16_mb_zeroed_and_the_full_one_any_byte(tmp_
     path.write_bytes(bytes(one_bit))
     assert weights_cache.sha256_of(path, full=True) != full
     assert weights_cache.sha256_of(path) == sampled  # what the sample can miss (the module says so)
+
+
+# --------------------------------------------------------------------------- 10, 11: checkpoints
+
+
+@pytest.fixture
+def finished_checkpoint(tmp_path):
+    from patternlang.engine import detect
+    from patternlang.testing import make_hand_set_model
+
+    model = make_hand_set_model(n_layers=2, n_ctx=64)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"w{i % 7} w{i % 5} w{i % 3} w{i % 7} w{i % 5}\n" for i in range(12)))
+    folder = tmp_path / "ckpt"
+    options = dict(measures="mass", progress=False, batch_size=4)
+    scores = detect(model, prompts, "previous_token_head", checkpoint=folder, **options)
+
+    def rerun():
+        return detect(model, prompts, "previous_token_head", checkpoint=folder, **options)
+
+    assert rerun().n_prompts == scores.n_prompts == 12  # intact: read straight back
+    return folder / "detect.pt", rerun
+
+
+def _float_tensors(value, path=()):
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _float_tensors(item, (*path, key))
+
+
+@pytest.mark.parametrize("damage", ["one value changed", "every float halved", "digest removed"])
+def test_f10_a_changed_checkpoint_is_refused_as_damaged(finished_checkpoint, damage):
+    path, rerun = finished_checkpoint
+    state = torch.load(path, weights_only=True)
+    tensors = list(_float_tensors(state))
+    assert tensors
+    if damage == "one value changed":
+        tensors[0][1].view(-1)[0] += 0.25
+    elif damage == "every float halved":
+        for _, tensor in tensors:
+            tensor.mul_(0.5)
+    else:
+        del state["sha256"]
+    torch.save(state, path)
+    with pytest.raises(InputError) as error:
+        rerun()
+    assert "damaged: delete the folder to start over" in error.value.message
+
+
+def test_f10_bits_flipped_in_the_file_are_never_resumed_from(finished_checkpoint):
+    path, rerun = finished_checkpoint
+    data = bytearray(path.read_bytes())
+    state = torch.load(path, weights_only=True)
+    raws = [t.reshape(-1).view(torch.uint8).numpy().tobytes() for _, t in _float_tensors(state)]
+    found = [bytes(data).find(raw[:32]) for raw in sorted(raws, key=len, reverse=True) if len(set(raw[:32])) > 4]
+    at = next(a for a in found if a > 0)
+    data[at + 3] ^= 0x10  # one bit inside the tensor's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as error:
+        rerun()
+    assert "damaged" in error.value.message or "cannot read the checkpoint" in error.value.message
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("the payload ran",))
+
+
+@pytest.mark.parametrize("content", ["random bytes", "a pickle payload"])
+def test_f11_refused_checkpoints_are_refused_in_our_own_words(finished_checkpoint, capsys, content):
+    path, rerun = finished_checkpoint
+    if content == "random bytes":
+        path.write_bytes(bytes(range(256)) * 8)
+    else:
+        torch.save({"format": 1, "x": Payload()}, path)
+    with pytest.raises(InputError) as error:
+        rerun()
+    text = str(error.value) + (error.value.hint or "")
+    assert "cannot read the checkpoint" in text and "nothing in it was run" in text
+    assert "weights_only" not in text and "\x1b" not in text and "torch.load" not in text
+    assert "the payload ran" not in capsys.readouterr().out
