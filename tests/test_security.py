@@ -450,3 +450,34 @@ def test_f11_refused_checkpoints_are_refused_in_our_own_words(finished_checkpoin
     assert "cannot read the checkpoint" in text and "nothing in it was run" in text
     assert "weights_only" not in text and "\x1b" not in text and "torch.load" not in text
     assert "the payload ran" not in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- 13, 15: messages
+
+
+def test_f13_span_errors_have_no_empty_field(capsys, tmp_path):
+    from patternlang.probes.files import from_file as read_prompt_file
+
+    path = write(tmp_path / "p.jsonl", '{"text": "John gave Mary", "spans": {"IO": [[9, 99]]}}\n'
+                 '{"text": "a b", "spans": {"IO": [[0, "x"]]}}\n')
+    with pytest.raises(InputError) as error:
+        read_prompt_file(path)
+    text = str(error.value)
+    assert ": :" not in text and "line 1: span 'IO' [9, 99)" in text, text
+    path.write_text('{"text": "a b", "spans": {"IO": [[0, "x"]]}}\n')
+    with pytest.raises(InputError) as error:
+        read_prompt_file(path)
+    assert ": :" not in str(error.value) and "line 1: span 'IO' has offsets" in str(error.value)
+    code, _, err = run(capsys, "detect", "previous_token_head", "--prompts", str(path))
+    assert code == 1 and ": :" not in err and "line 1: span 'IO'" in err, err
+
+
+@pytest.mark.parametrize("measures", [3, 3.5, b"mass", {"mass"}, ["mass", None], [["mass"]], object()])
+def test_f15_measures_of_a_wrong_type_are_a_pattern_error(measures):
+    from patternlang import PatternError, detect
+    from patternlang.testing import make_hand_set_model
+
+    with pytest.raises(PatternError) as error:
+        detect(make_hand_set_model(n_layers=1, n_ctx=32), ["a b c"], "previous_token_head", measures=measures,
+               progress=False)
+    assert "measures must be" in error.value.message and error.value.hint

@@ -13,7 +13,7 @@ prompt length; `attention=` chooses.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -608,8 +608,14 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
         measures = [getattr(d.settings, "measure", None) or DEFAULT_MEASURE for d in detectors] or [DEFAULT_MEASURE]
     elif isinstance(measures, str):
         measures = [m for m in measures.replace(",", " ").split() if m]
+    elif not isinstance(measures, Iterable) or isinstance(measures, (bytes, bytearray, set, frozenset)):
+        raise InputError(f"measures must be a measure's name, names separated by commas or a list of names, "
+                         f"not {type(measures).__name__}", hint='measures="mass,tv" or measures=["mass", "tv"]')
     chosen: list[str] = []
     for measure in measures:
+        if not isinstance(measure, str):
+            raise InputError(f"measures must be names (strings), not {type(measure).__name__} ({measure!r:.40})",
+                             hint="choose from " + ", ".join(MEASURES))
         if measure not in MEASURES:
             raise InputError(f"unknown measure {measure!r}; measures are " + ", ".join(MEASURES),
                              hint=did_you_mean(str(measure), MEASURES) or "`patternlang measures` explains them")
