@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -481,3 +482,53 @@ def test_f15_measures_of_a_wrong_type_are_a_pattern_error(measures):
         detect(make_hand_set_model(n_layers=1, n_ctx=32), ["a b c"], "previous_token_head", measures=measures,
                progress=False)
     assert "measures must be" in error.value.message and error.value.hint
+
+
+# --------------------------------------------------------------------------- 14: str[k] of byte pieces
+
+
+def _texts_covering_every_byte_piece(tokenizer):
+    """Texts (every assigned character from U+0080 on, 64 at a time, run together and spaced; astral
+    planes sampled) chosen so that each token of the vocabulary that decodes to "�" alone occurs in one."""
+    pieces = {i for i in range(len(tokenizer)) if "\ufffd" in tokenizer.decode([i])}
+    codes = [c for c in range(0x80, 0x110000)  # assigned characters only: the tokenizer drops bytes of others
+             if unicodedata.category(chr(c)) not in ("Cn", "Cs") and (c < 0x10000 or 0xE0000 <= c < 0xE0200
+                                                                          or c % 61 == 0)]
+    chars = [chr(c) for c in codes]
+    texts = [t for i in range(0, len(chars), 64) for t in ("".join(chars[i:i + 64]), " " + " ".join(chars[i:i + 64]))]
+    chosen, left = [], set(pieces)
+    for text, ids in zip(texts, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+        if left & set(ids):
+            chosen.append((text, ids))
+            left -= set(ids)
+    return pieces, left, chosen
+
+
+def test_f14_str_of_byte_pieces_is_the_same_from_text_and_from_ids_over_the_vocabulary():
+    from patternlang.tokenize import default_tokenizer, token_texts
+
+    tokenizer = default_tokenizer()
+    pieces, missed, chosen = _texts_covering_every_byte_piece(tokenizer)
+    assert len(pieces) > 300 and not missed  # every byte piece of the embedded vocabulary is exercised
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    for text, ids in chosen:
+        ids = bos + list(ids)
+        from_text, from_ids = token_texts(tokenizer, ids, text=text), token_texts(tokenizer, ids)
+        assert from_text == from_ids, text[:20]
+        for position, piece in enumerate(from_ids[len(bos):], start=len(bos)):
+            assert piece in text, (text[:20], position, piece)  # a piece reads characters of the text
+            assert "\ufffd" not in piece or "\ufffd" in text, (text[:20], position, piece)
+
+
+def test_f14_the_rule_of_the_issue_marks_the_same_cells_either_way():
+    from patternlang import compile_rule
+    from patternlang.tokenize import default_tokenizer, token_texts, tokenize_prompt
+
+    tokenizer = default_tokenizer()
+    ids, from_text = tokenize_prompt("日本語")
+    from_ids = token_texts(tokenizer, ids)
+    assert from_text == from_ids and from_ids[1:] == ["日", "日", "本", "語", "語", "語"]
+    rule = compile_rule("attend k where str[k] == str[q] and k < q")
+    special = {tokenizer.bos_token_id}
+    a, b = rule.matrix(ids, from_text, special_ids=special), rule.matrix(ids, from_ids, special_ids=special)
+    assert torch.equal(a, b) and int(a.sum()) == 4
