@@ -205,13 +205,18 @@ def compile_(
     output: List[Path] = typer.Option([], "--out", "-o", help="Write the matrix to FILE.png, FILE.html or FILE.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the matrix as JSON."),
     max_tokens: int = typer.Option(40, "--max-tokens", help="Show at most this many tokens in the grid.", min=1),
+    spans: Optional[str] = typer.Option(None, "--spans", help='Labelled spans of --prompt, JSON: \'{"IO": [[5, 9]]}\'.'),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="A prompt file (.jsonl with \"spans\"); --index picks one."),
+    index: int = typer.Option(0, "--index", min=0, help="Which prompt of --prompts, from 0."),
 ) -> None:
-    """Compile a pattern on one prompt and show its detection matrix."""
+    """Compile a pattern on one prompt and show its detection matrix (patterns reading the parser, spans
+    or the model's predictions: the prompt is parsed and the model run, as `show` does)."""
+    from .compile_view import compile_on_prompt, reads_model_inputs
     from .files import OutputFiles
     from .report import MATRIX_SUFFIXES, matrix_to_json, render_matrix_text, save_matrix
 
-    if (prompt is None) == (tokens is None):
-        raise InputError("give exactly one of --prompt TEXT or --tokens \"a b c\"")
+    if sum(x is not None for x in (prompt, tokens, prompts)) != 1:
+        raise InputError("give exactly one of --prompt TEXT, --tokens \"a b c\" or --prompts FILE")
     # Everything the user wrote is checked before a tokenizer or model loads.
     outputs = OutputFiles()
     for path in output:
@@ -230,7 +235,14 @@ def compile_(
         str_tokens = tokens.split()
         if not str_tokens:
             raise InputError("--tokens is empty")
+        if reads_model_inputs(compiled):
+            raise InputError(f"pattern {compiled.name!r} reads what written-out tokens lack (a parse, spans or the "
+                             "model's predictions)", hint="give --prompt TEXT (or --prompts FILE.jsonl --index N)")
         matrix = compiled.matrix(str_tokens=str_tokens)
+    elif reads_model_inputs(compiled) or prompts is not None or spans is not None:
+        matrix, str_tokens = compile_on_prompt(compiled, prompt=prompt, spans_json=spans, prompt_file=prompts,
+                                               index=index, model_name=model, prepend_bos=not no_bos,
+                                               say=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
     else:
         from .models.facts import model_facts
         from .tokenize import default_special_ids, tokenize_prompt

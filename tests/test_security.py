@@ -532,3 +532,53 @@ def test_f14_the_rule_of_the_issue_marks_the_same_cells_either_way():
     special = {tokenizer.bos_token_id}
     a, b = rule.matrix(ids, from_text, special_ids=special), rule.matrix(ids, from_ids, special_ids=special)
     assert torch.equal(a, b) and int(a.sum()) == 4
+
+
+# --------------------------------------------------------------------------- 16: compile --show for every pattern
+
+
+def _compile_case(pattern, model, tmp_path):
+    """The command line that shows `pattern` on a text prompt: --prompt, or for a pattern reading
+    spans, prompt 0 of its own probe (labelled) as a line of a JSONL file."""
+    from patternlang.probes import make_probe
+
+    if "spans" not in pattern.needs:
+        text = "The cat saw a dog near the river. The cat saw it."
+        return ["--prompt", text], text, None
+    probe = make_probe(pattern.settings.probe.name, pattern.settings.probe.args, model=model)
+    text, labels = list(probe)[0], probe.spans[0]
+    spans = {}
+    for label, start, end in labels:
+        spans.setdefault(label, []).append([start, end])
+    path = tmp_path / f"{pattern.name}.jsonl"
+    path.write_text(json.dumps({"text": text, "spans": spans}) + "\n")
+    return ["--prompts", str(path), "--index", "0"], text, spans
+
+
+@pytest.mark.model
+def test_f16_compile_shows_every_shipped_pattern_on_a_text_prompt(embedded_model, capsys, tmp_path):
+    from patternlang.explanation import explain
+    from patternlang.library import shipped_patterns
+
+    for pattern in shipped_patterns():
+        args, text, spans = _compile_case(pattern, embedded_model, tmp_path)
+        page = tmp_path / f"{pattern.name}.html"
+        code, out, err = run(capsys, "compile", pattern.name, *args, "--show", "--out", str(page), "--json")
+        assert code == 0, (pattern.name, err)
+        assert page.is_file() and "Traceback" not in err
+        shown = json.loads(out.splitlines()[0])
+        if "predictions" in pattern.needs:
+            assert "to its logits" in err, err
+        if "syntax" in pattern.needs:
+            assert "parsing the prompt with spaCy" in err, err
+        why = explain(embedded_model, pattern, "L0H0", text, spans=spans)  # the engine's own matrix
+        assert shown["matrix"] == why.matrix.tolist(), pattern.name
+        assert shown["tokens"] == list(why.tokens)
+
+
+def test_f16_compile_says_what_a_pattern_lacks_in_cli_words(capsys, no_model):
+    err = refused(capsys, "compile", "name_mover_head", "--prompt", "When Mary and John", words="--spans")
+    assert "syntax=" not in err and "Annotations" not in err
+    err = refused(capsys, "compile", "determiner_head", "--tokens", "the cat", words="--prompt TEXT")
+    assert "syntax=" not in err
+    refused(capsys, "compile", "name_mover_head", "--prompt", "x", "--spans", "{bad", words="--spans is not JSON")
