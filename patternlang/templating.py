@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -21,15 +22,16 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 _ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+_ENV.filters["url"] = lambda value: quote(str(value), safe="/")  # a path from data, percent-encoded
 _ENV.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
 
 
-def render(name: str, **context: Any) -> str:
-    """The template `name` (a path under `patternlang/templates/`) rendered with `context`."""
-    return _ENV.get_template(name).render(**context)
+def render(template: str, /, **context: Any) -> str:
+    """The template (a path under `patternlang/templates/`) rendered with `context`."""
+    return _ENV.get_template(template).render(**context)
 
 
-def render_string(source: str, **context: Any) -> str:
+def render_string(source: str, /, **context: Any) -> str:
     """A template given as text, rendered like the files (autoescaped)."""
     return _ENV.from_string(source).render(**context)
 
