@@ -582,3 +582,25 @@ def test_f16_compile_says_what_a_pattern_lacks_in_cli_words(capsys, no_model):
     err = refused(capsys, "compile", "determiner_head", "--tokens", "the cat", words="--prompt TEXT")
     assert "syntax=" not in err
     refused(capsys, "compile", "name_mover_head", "--prompt", "x", "--spans", "{bad", words="--spans is not JSON")
+
+
+# --------------------------------------------------------------------------- progress off a terminal
+
+
+def test_a_long_run_off_a_terminal_writes_a_line_at_most_every_30_s(capsys):
+    from patternlang.engine.progress import LOG_EVERY, ProgressReporter, progress_reporter
+
+    now = [0.0]
+    reporter = ProgressReporter(100, "scoring 8 prompts", display="log", delay=LOG_EVERY, clock=lambda: now[0])
+    for t, step in [(1, 1), (20, 10), (29.9, 20), (31, 30), (45, 40), (60, 50), (62, 60), (95, 80), (96, 100)]:
+        now[0] = t
+        reporter.advance(step - reporter.done, f"layer {step % 7}")
+    reporter.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["patternlang: scoring 8 prompts: 30/100 steps (30%), 31 s so far; layer 2",
+                     "patternlang: scoring 8 prompts: 60/100 steps (60%), 1 min 2 s so far; layer 4",
+                     "patternlang: scoring 8 prompts: 80/100 steps (80%), 1 min 35 s so far; layer 3"]
+    quiet = progress_reporter(True, 10, "a short run")  # stderr is captured here: not a terminal
+    assert quiet.display == "log" and quiet.delay == LOG_EVERY
+    quiet.advance(10)
+    assert capsys.readouterr().err == ""  # under 30 s: nothing
