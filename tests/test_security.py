@@ -604,3 +604,14 @@ def test_a_long_run_off_a_terminal_writes_a_line_at_most_every_30_s(capsys):
     assert quiet.display == "log" and quiet.delay == LOG_EVERY
     quiet.advance(10)
     assert capsys.readouterr().err == ""  # under 30 s: nothing
+
+
+# --------------------------------------------------------------------------- found beyond the list
+
+
+def test_a_document_or_score_file_that_is_not_utf8_is_refused_not_a_traceback(capsys, tmp_path):
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes(b'{"format": "patternlang.atlas/1", "x": "\xe9t\xe9"}')
+    refused(capsys, "atlas", "--add", bad, "--render-only", "--out", tmp_path / "out", words="not UTF-8")
+    good = write(tmp_path / "good.json", scores_document())
+    refused(capsys, "compare", good, bad, words="not UTF-8")
