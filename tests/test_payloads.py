@@ -152,3 +152,24 @@ def test_no_payload_runs_and_no_element_is_injected_in_chromium(chromium, pages)
                           "c.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))")
             assert page.evaluate(CHECK) == [], path
         assert page.errors == [], (path, page.errors)
+
+
+def test_the_page_modules_hold_no_markup_only_templates_do():
+    """Escaping by construction: the modules that write pages build data, the templates build markup
+    (a tag in an f-string would bypass autoescaping). Docstrings may name tags in backquotes."""
+    import ast
+    import re
+
+    import patternlang
+
+    root = Path(patternlang.__file__).parent
+    tag = re.compile(r"<(td|tr|a|div|p|h[1-6]|table|script|span|svg|rect|li|ul|code|b|br|img|style|title)[\s>/]")
+    for module in ("atlas/site.py", "report/html.py", "report/explain_html.py", "compile_view.py"):
+        tree = ast.parse((root / module).read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
+                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert not tag.search(node.value), (module, node.value[:80])
+    assert (root / "templates" / "atlas" / "page.html").is_file() and (root / "templates" / "report" / "base.html").is_file()
