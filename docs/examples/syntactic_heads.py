@@ -9,6 +9,9 @@ attends to most is its prediction) beside the positional baseline: the share of 
 rows whose target is at distance d, i.e. the accuracy of always predicting q - d. BOS is left
 out of every row (`exclude_bos`): decoder heads park most attention on it. The Markdown table
 written to `--out` is generated from the run; nothing in it is written by hand.
+
+It takes about 3 minutes on a 2-core CPU (measured: 188 s, with other work running on the
+machine); each step prints a line on stderr with the seconds so far.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ SYNTACTIC = ("direct_object_head", "object_of_verb_head", "determiner_head", "su
 
 
 STARTED = time.perf_counter()
-DURATION = "this takes a while"  # measured: see the module's docstring
+DURATION = "this takes about 3 min on a 2-core CPU (measured 188 s, with other work running)"
 
 
 def step(what: str) -> None:
