@@ -159,13 +159,18 @@ def compile_(
     output: List[Path] = typer.Option([], "--out", "-o", help="Write the matrix to FILE.png, FILE.html or FILE.json."),
     as_json: bool = typer.Option(False, "--json", help="Print the matrix as JSON."),
     max_tokens: int = typer.Option(40, "--max-tokens", help="Show at most this many tokens in the grid.", min=1),
+    spans: Optional[str] = typer.Option(None, "--spans", help='Labelled spans of --prompt, JSON: \'{"IO": [[5, 9]]}\'.'),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="A prompt file (.jsonl with \"spans\"); --index picks one."),
+    index: int = typer.Option(0, "--index", min=0, help="Which prompt of --prompts, from 0."),
 ) -> None:
-    """Compile a pattern on one prompt and show its detection matrix."""
+    """Compile a pattern on one prompt and show its detection matrix (patterns reading the parser, spans
+    or the model's predictions: the prompt is parsed and the model run, as `show` does)."""
     from .commands import pattern_matrix  # lazy, as every command's: `list` and `check` load no torch
     from .report import matrix_to_json, render_matrix_text
 
     compiled, matrix, str_tokens = pattern_matrix(source, pattern=pattern, prompt=prompt, tokens=tokens, model=model,
-                                                  prepend_bos=not no_bos, output=output, say=_say)
+                                                  prepend_bos=not no_bos, output=output, spans=spans,
+                                                  prompts=prompts, index=index, say=_say)
     if as_json:
         print(json.dumps(matrix_to_json(matrix, str_tokens, name=compiled.name), ensure_ascii=False))
     if show or not (output or as_json):

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from patternlang.comparison import Comparison
+from patternlang.engine.prompt_matrix import compile_on_prompt, reads_model_inputs
 from patternlang.comparison import compare as compare_scores
 from patternlang.engine import distributed
 from patternlang.engine.detection import DetectOptions, detect_with
@@ -170,13 +171,15 @@ def explain_head(source: str, head: str, *, prompt: str | None = None, tokens: s
 
 def pattern_matrix(source: str, *, pattern: str | None = None, prompt: str | None = None,
                    tokens: str | None = None, model: str | None = None, prepend_bos: bool = True,
-                   output: Sequence[Path] = (),
-                   say: Callable[[str], None] = print) -> tuple[Any, torch.Tensor, list[str]]:
+                   output: Sequence[Path] = (), spans: str | None = None, prompts: Path | None = None,
+                   index: int = 0, say: Callable[[str], None] = print) -> tuple[Any, torch.Tensor, list[str]]:
     """`patternlang compile`: a pattern's detection matrix on one prompt (`prompt` text, tokenized
-    with `model`'s tokenizer or the embedded one; or `tokens` written out); the files in `output`
-    written. Returns `(pattern, matrix [q, k], token texts)`."""
-    if (prompt is None) == (tokens is None):
-        raise InputError("give exactly one of --prompt TEXT or --tokens \"a b c\"")
+    with `model`'s tokenizer or the embedded one; `tokens` written out; or entry `index` of a prompt
+    file `prompts`); the files in `output` written. A pattern reading the parse, labelled spans
+    (`spans` JSON, or a labelled JSONL line) or the model's predictions gets its prompt parsed and
+    the model run, saying so (`engine.prompt_matrix`). Returns `(pattern, matrix [q, k], token texts)`."""
+    if sum(x is not None for x in (prompt, tokens, prompts)) != 1:
+        raise InputError("give exactly one of --prompt TEXT, --tokens \"a b c\" or --prompts FILE")
     # Everything the user wrote is checked before a tokenizer or model loads.
     outputs = OutputFiles()
     for path in output:
@@ -188,7 +191,13 @@ def pattern_matrix(source: str, *, pattern: str | None = None, prompt: str | Non
         str_tokens = tokens.split()
         if not str_tokens:
             raise InputError("--tokens is empty")
+        if reads_model_inputs(compiled):
+            raise InputError(f"pattern {compiled.name!r} reads what written-out tokens lack (a parse, spans or the "
+                             "model's predictions)", hint="give --prompt TEXT (or --prompts FILE.jsonl --index N)")
         matrix = compiled.matrix(str_tokens=str_tokens)
+    elif reads_model_inputs(compiled) or prompts is not None or spans is not None:
+        matrix, str_tokens = compile_on_prompt(compiled, prompt=prompt, spans_json=spans, prompt_file=prompts,
+                                               index=index, model_name=model, prepend_bos=prepend_bos, say=say)
     else:
         loaded = models.load_model(model) if model is not None else None
         ids, str_tokens = tokenizing.tokenize_prompt(prompt, model=loaded, prepend_bos=prepend_bos)

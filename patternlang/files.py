@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import itertools
+import json
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -191,3 +195,78 @@ def _naming_targets(error: PatternError, temporaries: dict[Path, Path]) -> Patte
     renamed = copy.copy(error)
     renamed.message, renamed.args = message, (message,)
     return renamed
+
+
+# --------------------------------------------------------------------------- names and folders from data
+
+NAME_LIMIT = 100
+"""File names made from data (model ids, pattern names) are at most this many characters (+ suffix)."""
+
+
+def safe_file_name(name: object, limit: int = NAME_LIMIT) -> str:
+    """Any id or name as a safe, bounded file name: letters, digits, `-`, `_` and `.` kept, every
+    other character `_`, no leading dot; names that were changed or are longer than `limit` end
+    in 12 hex digits of their SHA-256, so two different names never share a file.
+
+    >>> safe_file_name("SmolLM2-135M")
+    'SmolLM2-135M'
+    >>> safe_file_name("../../victim/settings")
+    '_.._victim_settings-3b82ca69893d'
+    >>> len(safe_file_name("x" * 300))
+    100
+    """
+    text = str(name)
+    kept = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in text).lstrip(".")
+    if kept == text and 0 < len(text) <= limit and kept not in (".", ".."):
+        return kept
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{kept[:limit - 13]}-{digest}" if kept else digest
+
+
+def inside(folder: str | Path, path: str | Path) -> Path:
+    """`path` (relative to `folder`, or absolute) when it lies inside `folder` once every link and
+    `..` is resolved; an InputError otherwise. Every write of a file named from data goes through it."""
+    root = Path(folder).resolve()
+    target = (root / path).resolve()
+    if target != root and root not in target.parents:
+        raise InputError(f"refusing to write {str(path)!r}: it lies outside the output folder {str(folder)!r}")
+    return target
+
+
+MAX_JSON_DEPTH = 64
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|([\[\]{}])')
+
+
+def json_depth(text: str) -> int:
+    """How deeply `text`'s arrays and objects nest (brackets inside strings do not count), found
+    without parsing, so that a 100,000-deep document costs no recursion.
+
+    >>> json_depth('{"a": [[1], "]]]"]}')
+    3
+    """
+    steps = [1 if b in "[{" else -1 for b in _BRACKETS.findall(text) if b]
+    return max(itertools.accumulate(steps), default=0)
+
+
+def read_json(path: str | Path, what: str, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """The JSON in `path`, read as `what` ("the atlas document", "the scores file"): an InputError
+    naming the file for one that cannot be read, is not UTF-8 JSON, nests deeper than `max_depth`
+    or holds NaN/Infinity (never standard JSON, never written by patternlang)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read {what} {str(path)!r}: it is not UTF-8 text") from None
+    except OSError as error:
+        raise InputError(f"cannot read {what} {str(path)!r}: {error.strerror or error}") from None
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise InputError(f"cannot read {what} {str(path)!r}: its JSON nests {depth} levels deep "
+                         f"(at most {max_depth})")
+
+    def refuse(constant: str) -> float:
+        raise ValueError(f"{constant} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as error:
+        raise InputError(f"cannot read {what} {str(path)!r}: not valid JSON ({error})") from None

@@ -68,16 +68,44 @@ def token_texts(tokenizer: Any, ids: list[int], text: str | None = None) -> list
     read the same for every tokenizer (" cat", as GPT-2's decoding gives it).
 
     A character split over several tokens (byte-level BPE or byte fallback: Japanese, emoji,
-    Greek) decodes to "�" token by token. Given the prompt's `text`, such tokens read the text
-    their offsets cover instead, so each of the tokens of "日" reads "日" (and of " 🎉", " 🎉").
+    Greek) decodes to "�" token by token. Such tokens read what the run of pieces decodes to
+    together, so each of the tokens of "日" reads "日" (and of " 🎉", " 🎉"). This is computed
+    from the ids alone, so a prompt given as text or as the same token ids reads the same
+    (`text` is accepted and not needed).
     """
     texts = [tokenizer.decode([i]) for i in ids]
     pieces = tokenizer.convert_ids_to_tokens(list(ids))
     texts = [" " + text if isinstance(piece, str) and piece.startswith("\u2581") and not text[:1].isspace()
              else text for text, piece in zip(texts, pieces)]
-    if text is not None and any(REPLACEMENT_CHARACTER in t for t in texts):
-        texts = _texts_from_offsets(tokenizer, ids, texts, text)
+    if any(REPLACEMENT_CHARACTER in t for t in texts):
+        texts = _texts_from_neighbours(tokenizer, ids, texts)
     return texts
+
+
+MAX_PIECES = 64
+"""The longest run of tokens read together: byte pieces can chain characters (a token holding the
+end of one character and the start of the next), so a run may span several characters."""
+
+
+def _texts_from_neighbours(tokenizer: Any, ids: list[int], texts: list[str]) -> list[str]:
+    """Tokens that still read "�" (no text, or no offsets): each run of tokens that decodes whole
+    only together (the pieces of one character) reads what the run decodes to, as the text route
+    gives each piece the character its offsets cover; so `str[k]` is the same either way."""
+    fixed = list(texts)
+    start = 0
+    while start < len(ids):
+        if REPLACEMENT_CHARACTER not in fixed[start]:
+            start += 1
+            continue
+        for end in range(start + 2, min(len(ids), start + MAX_PIECES) + 1):
+            whole = tokenizer.decode(list(ids[start:end]))
+            if REPLACEMENT_CHARACTER not in whole:
+                fixed[start:end] = [whole] * (end - start)
+                start = end
+                break
+        else:
+            start += 1
+    return fixed
 
 
 def token_offsets(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, int]] | None:
@@ -115,20 +143,6 @@ def prompt_token_offsets(tokenizer: Any, items: Any, token_lists: Any, *, patter
             raise InputError(f"pattern {pattern!r} reads {reads}, but prompt {index} {why}", hint=hint)
         offsets.append(spans)
     return offsets
-
-def _texts_from_offsets(tokenizer: Any, ids: list[int], texts: list[str], text: str) -> list[str]:
-    spans = token_offsets(tokenizer, ids, text)
-    if spans is None:
-        return texts
-    fixed = list(texts)
-    for position, (begin, end) in enumerate(spans):
-        if begin == end:
-            continue
-        covered = text[begin:end]
-        if REPLACEMENT_CHARACTER in fixed[position] and covered and REPLACEMENT_CHARACTER not in covered:
-            fixed[position] = covered
-    return fixed
-
 
 def default_special_ids() -> tuple[int, ...]:
     """The embedded tokenizer's special token ids, sorted (a loaded model's are in `model_facts`)."""

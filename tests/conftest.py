@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from patternlang.cli import main
+from patternlang.models import weights_cache
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 REAL_MODEL_FIXTURES = {"embedded_model"}  # a test taking one of these loads a real model
@@ -417,3 +418,36 @@ def assert_same_scores(a, b, *, atol=1e-6):
     for name in a.patterns:
         ea, eb = a.evidence[name], b.evidence[name]
         assert (ea.n_rows, ea.n_prompts, ea.n_prompts_run) == (eb.n_rows, eb.n_prompts, eb.n_prompts_run)
+
+
+# ---- the weights cache (test_weights_cache, test_security) ----
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(weights_cache.SWITCH_ENV, raising=False)
+    return tmp_path / "cache" / "weights"
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path, monkeypatch, cache_dir):
+    """A '.gguf' file whose de-quantising is a tiny random Llama (seeded by the file's bytes)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from patternlang.models import loaders
+
+    reads = []
+    tiny_tokenizer(40).save_pretrained(tmp_path / "tokenizer")  # read back, it knows its name_or_path
+
+    def read_gguf(path, dtype):
+        reads.append(path.read_bytes())
+        torch.manual_seed(len(reads))
+        config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                             tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=dtype)
+        return model.eval(), AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+
+    monkeypatch.setattr(loaders, "_read_gguf", read_gguf)
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"version one")
+    return gguf, reads

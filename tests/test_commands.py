@@ -45,7 +45,7 @@ def test_probe_arguments_are_checked_without_a_model():
     (lambda: score_heads(None, ["bos_head"], DetectOptions(), json_path=Path("x.txt")), "x.txt"),
     (lambda: explain_head("bos_head", "L0H0"), "give exactly one of --prompt"),
     (lambda: explain_head("bos_head", "L0H0", prompt="a", index=2), "--index picks a prompt"),
-    (lambda: pattern_matrix("bos_head"), "give exactly one of --prompt TEXT or --tokens"),
+    (lambda: pattern_matrix("bos_head"), "give exactly one of --prompt TEXT, --tokens"),
     (lambda: compare_files(Path("a.json"), Path("b.json"), json_path=Path("c.txt")), "c.txt"),
 ])
 def test_commands_refuse_bad_arguments_before_the_model_loads(call, message, no_model):

@@ -175,11 +175,11 @@ def test_compare_writes_json_and_difference_heatmaps(capsys, files):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["a.json", "missing.json"], "cannot read scores from"),
+    (["a.json", "missing.json"], "cannot read the scores file"),
     (["a.json", "c.json", "--heatmap", "h.png"], "no difference heatmap"),
     (["a.json", "b.json", "--measure", "mas"], "did you mean 'mass'?"),
     (["a.json", "b.json", "--heatmap", "h.gif"], "unknown file type (.gif)"),
-    (["a.json", "not_scores.json"], "not a patternlang scores file"),
+    (["a.json", "not_scores.json"], "is not valid: field measures"),
     (["a.json", "disjoint.json"], "share no pattern"),
 ])
 def test_compare_errors_exit_1_and_write_nothing(capsys, files, args, message):

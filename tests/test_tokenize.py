@@ -48,9 +48,10 @@ def test_characters_split_over_byte_tokens_read_their_text_not_replacement_chara
     tokenizer = byte_level_tokenizer()
     text = "日本 🎉 Ελλά"
     ids = [0] + tokenizer(text, add_special_tokens=False)["input_ids"]
-    alone = token_texts(tokenizer, ids)
-    assert sum("\ufffd" in t for t in alone) > 5  # decoded token by token, the bytes are lost
+    lone = [tokenizer.decode([i]) for i in ids]
+    assert sum("\ufffd" in t for t in lone) > 5  # decoded token by token, the bytes are lost
     texts = token_texts(tokenizer, ids, text=text)
+    assert token_texts(tokenizer, ids) == texts  # from the ids alone too (issue 19, finding 14)
     assert not any("\ufffd" in t for t in texts)
     assert texts[0] == "<s>" and texts[1] == texts[2] == texts[3] == "日"  # three bytes, one character
     # so str compares characters: the copies of "日" match each other, never "本"

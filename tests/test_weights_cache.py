@@ -8,13 +8,6 @@ import torch
 from patternlang.models import weights_cache
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(weights_cache.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(weights_cache.SWITCH_ENV, raising=False)
-    return tmp_path / "cache" / "weights"
-
-
 def test_the_key_follows_the_file_bytes_and_the_env_var_moves_the_cache(tmp_path, cache_dir):
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"one")
@@ -156,32 +149,6 @@ def test_a_stamp_younger_than_the_change_is_not_trusted(tmp_path, cache_dir, mon
 
 # ---------------------------------------------------------------------------
 # The GGUF loader with the cache, on a tiny model standing in for a de-quantised file
-
-
-@pytest.fixture
-def tiny_gguf(tmp_path, monkeypatch, cache_dir):
-    """A '.gguf' file whose de-quantising is a tiny random Llama (seeded by the file's bytes)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from patternlang.models import loaders
-    from tests.conftest import tiny_tokenizer
-
-    reads = []
-    tiny_tokenizer(40).save_pretrained(tmp_path / "tokenizer")  # read back, it knows its name_or_path
-
-    def read_gguf(path, dtype):
-        reads.append(path.read_bytes())
-        torch.manual_seed(len(reads))
-        config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                             tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2)
-        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=dtype)
-        return model.eval(), AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
-
-    monkeypatch.setattr(loaders, "_read_gguf", read_gguf)
-    gguf = tmp_path / "tiny.gguf"
-    gguf.write_bytes(b"version one")
-    return gguf, reads
 
 
 def _patterns_and_logits(model, text="w1 w2 w3 w1 w2 w3 w5"):

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from patternlang.atlas.document import FORMAT, build_document, check_document, model_id
+from patternlang.atlas.document import FORMAT, build_document, model_id
+from patternlang.atlas.schema import validate_document
 from patternlang.atlas.site import render_site
-from patternlang.errors import InputError
 from patternlang.models.facts import model_facts
+from patternlang.files import inside, read_json, safe_file_name
 
 __all__ = ["FORMAT", "build_atlas", "build_document", "load_documents", "read_document", "render_site",
            "write_document"]
@@ -28,17 +29,22 @@ DATA = "data"
 
 
 def read_document(path: str | Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read the atlas document {path}: {error}") from None
-    check_document(doc)
-    return doc
+    """The atlas document in `path`, checked (depth before parsing, then the schema, `schema.py`)."""
+    doc = read_json(path, "the atlas document")
+    validate_document(doc, path)
+    return doc  # type: ignore[return-value]  # validated: a dict
+
+
+def document_path(out: str | Path, model_id: str) -> Path:
+    """Where the document of the model `model_id` lives: `out/data/ID.json`, ID a safe file name,
+    the path checked to lie inside `out`."""
+    return inside(out, Path(DATA) / f"{safe_file_name(model_id)}.json")
 
 
 def write_document(doc: dict[str, Any], out: str | Path) -> Path:
     """Write a document to `out/data/ID.json` (atomically: a temporary file renamed into place)."""
-    path = Path(out) / DATA / f"{doc['model']['id']}.json"
+    validate_document(doc)
+    path = document_path(out, doc["model"]["id"])
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n",
@@ -65,7 +71,7 @@ def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None,
     for item in models:
         model = item() if callable(item) and not hasattr(item, "run_with_hooks") else item
         name = model_facts(model).name
-        existing_path = Path(out) / DATA / f"{model_id(name)}.json"
+        existing_path = document_path(out, model_id(name))
         existing = read_document(existing_path) if existing_path.is_file() else None
         doc = build_document(model, patterns, probe=probe, existing=existing, progress=progress,
                              batch_size=batch_size)

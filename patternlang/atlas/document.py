@@ -25,6 +25,7 @@ from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.measures import MEASURES
 from patternlang.engine.pattern_tensors import resolve_patterns
 from patternlang.engine.verdicts import verdict_measures
+from patternlang.atlas.schema import FORMAT, validate_document
 from patternlang.errors import InputError
 from patternlang.engine.inputs import _token_texts, model_pass, prompt_inputs
 from patternlang.heads import head_label
@@ -36,7 +37,6 @@ from patternlang.engine import survey as surveying  # the module: read at call t
 from patternlang.engine.survey import FALLBACK_PROBE, _distinct_names
 from patternlang.version import __version__
 
-FORMAT = "patternlang.atlas/1"
 EXAMPLE_TOKENS = 64
 """Examples are drawn on the first this-many tokens of a prompt (attention is causal, so the
 crop is exactly what the head did on those tokens)."""
@@ -439,10 +439,5 @@ def head_statistics(model: Any, prompts: Any, *, n_prompts: int = STATS_PROMPTS,
 
 
 def check_document(doc: Any) -> None:
-    """Raise `InputError` unless `doc` is an atlas document this patternlang reads."""
-    if not isinstance(doc, Mapping) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, Mapping) else type(doc).__name__
-        raise InputError(f"not a patternlang atlas document (format {found!r}; this patternlang reads {FORMAT})")
-    for key in ("model", "patterns", "measures"):
-        if key not in doc:
-            raise InputError(f"the atlas document has no {key!r}")
+    """Raise `InputError` unless `doc` is an atlas document this patternlang reads (`schema.py`)."""
+    validate_document(doc)

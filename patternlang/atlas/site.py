@@ -9,7 +9,9 @@
     DIR/data/ID.json               the documents themselves
 
 Pages open from disk: data a page's script reads is inline (`<script type="application/json">`),
-the search index a `<script src>` beside it.
+the search index a `<script src>` beside it. Every page is rendered from the autoescaping templates
+in `templates/atlas/` (`templating.py`); every path from a document is a `safe_file_name` and
+every write is checked to lie inside DIR (`files.inside`).
 """
 
 from __future__ import annotations
@@ -22,18 +24,19 @@ from typing import Any
 
 from patternlang.atlas.assets import CSS, palettes, script
 from patternlang.atlas.document import check_document
-from patternlang.atlas.ranking import contenders, head_matches
+from patternlang.atlas.ranking import contenders, excess, head_matches, pattern_measure
+from patternlang.files import inside, safe_file_name
 from patternlang.heads import head_label
-from patternlang.report.html import escape
-from patternlang.atlas.assets import palettes as colours
-from patternlang.atlas.ranking import excess, pattern_measure
+from patternlang.report.templating import render
 
 MOSAIC_HEIGHT = 220  # pixels: every model's layers span the same height (depth-normalised)
 MOSAIC_WIDTH = 120
+DATA_DIR = "data"  # the documents, `DIR/data/ID.json` (atlas/__init__.py)
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -50,7 +53,7 @@ def _sparse(triangle: Sequence[int]) -> list[int]:
 
 
 def safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
+    return safe_file_name(name)
 
 
 class Site:
@@ -64,13 +67,15 @@ class Site:
         self.written: list[Path] = []
 
     # paths relative to the root
+    # Every part taken from a document goes through `safe_file_name`: no `/`, no `..`, no quote,
+    # bounded, so a URL is a path inside the site whatever the document holds.
     @staticmethod
     def model_url(doc: Mapping[str, Any]) -> str:
-        return f"models/{doc['model']['id']}.html"
+        return f"models/{safe_name(doc['model']['id'])}.html"
 
     @staticmethod
     def head_url(doc: Mapping[str, Any], label: str) -> str:
-        return f"heads/{doc['model']['id']}/{label}.html"
+        return f"heads/{safe_name(doc['model']['id'])}/{safe_name(label)}.html"
 
     @staticmethod
     def pattern_url(name: str) -> str:
@@ -78,25 +83,14 @@ class Site:
 
     @staticmethod
     def compare_url(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
-        return f"compare/{a['model']['id']}__{b['model']['id']}.html"
+        return f"compare/{safe_name(a['model']['id'] + '__' + b['model']['id'])}.html"
 
-    def write(self, url: str, title: str, body: str, data: Any = None) -> None:
-        depth = url.count("/")
-        root = "../" * depth
-        payload = f'<script type="application/json" id="atlas-data">{_json(data)}</script>\n' if data is not None else ""
-        text = (
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{escape(title)} · patternlang atlas</title>\n"
-            f'<link rel="stylesheet" href="{root}assets/atlas.css">\n</head>\n'
-            f'<body data-root="{root}">\n<header class="top"><a href="{root}index.html">patternlang atlas</a>'
-            + "".join(f'<a href="{root}{self.model_url(d)}">{escape(d["model"]["id"])}</a>' for d in self.docs)
-            + '<span class="search"><input id="search" type="search" placeholder="find a head (L18H6), pattern or model" '
-            'autocomplete="off"><span id="search-results"></span></span></header>\n'
-            f"<main>\n{body}\n</main>\n{payload}"
-            f'<script src="{root}assets/search-index.js"></script>\n<script src="{root}assets/atlas.js"></script>\n'
-            "</body>\n</html>\n"
-        )
-        path = self.out / url
+    def write(self, url: str, template: str, title: str, data: Any = None, **context: Any) -> None:
+        """Render `atlas/TEMPLATE` (autoescaped) into `url`, a path that must lie inside the site."""
+        root = "../" * url.count("/")
+        nav = [{"url": self.model_url(d), "id": d["model"]["id"]} for d in self.docs]
+        text = render(f"atlas/{template}", title=title, root=root, nav=nav, data=data, **context)
+        path = inside(self.out, url)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         self.written.append(path)
@@ -147,34 +141,25 @@ def _search_index(site: Site) -> str:
 # --------------------------------------------------------------------------- index
 
 
+def _cell(value: float | None, digits: int = 3) -> dict[str, str]:
+    """A number for a sortable cell: `v` to sort by, `f` to show."""
+    return {"v": _v(value), "f": _fmt(value, digits)}
+
+
 def _index_page(site: Site) -> None:
-    rows = []
-    for doc in site.docs:
-        m = doc["model"]
-        rows.append(f'<tr><td><a href="{site.model_url(doc)}">{escape(m["id"])}</a></td><td>{escape(m["name"])}</td>'
-                    f'<td class="n">{m["n_layers"]}</td><td class="n">{m["n_heads"]}</td>'
-                    f'<td class="n">{len(doc["patterns"])}</td><td>{escape(m.get("quantisation") or "–")}</td>'
-                    f'<td>{escape(doc.get("updated", ""))}</td></tr>')
+    models = [{"url": site.model_url(doc), "id": doc["model"]["id"], "name": doc["model"]["name"],
+               "n_layers": doc["model"]["n_layers"], "n_heads": doc["model"]["n_heads"],
+               "n_patterns": len(doc["patterns"]), "quantisation": doc["model"].get("quantisation") or "–",
+               "updated": doc.get("updated", "")} for doc in site.docs]
     patterns = []
     for name in site.patterns:
         entry = _pattern_entry(site, name)
-        patterns.append(f'<tr><td><a href="{site.pattern_url(name)}">{escape(name)}</a></td>'
-                        f'<td>{escape(entry.get("description") or entry.get("doc") or "")}</td>'
-                        f'<td><code>{escape(entry.get("probe", ""))}</code></td></tr>')
-    compares = [f'<li><a href="{site.compare_url(a, b)}">{escape(a["model"]["id"])} vs {escape(b["model"]["id"])}</a></li>'
+        patterns.append({"url": site.pattern_url(name), "name": name,
+                         "description": entry.get("description") or entry.get("doc") or "",
+                         "probe": entry.get("probe", "")})
+    compares = [{"url": site.compare_url(a, b), "a": a["model"]["id"], "b": b["model"]["id"]}
                 for i, a in enumerate(site.docs) for b in site.docs[i + 1:]]
-    body = (
-        "<h1>Head atlas</h1>\n<p class=\"meta\">Every attention head of every model below, scored against every "
-        "pattern on the pattern's own probe, with sample sizes, chance baselines and 95% intervals. "
-        "Rendered from the JSON documents in <code>data/</code>.</p>\n"
-        '<h2>Models</h2>\n<table class="data sortable"><thead><tr><th>model</th><th>name</th><th>layers</th>'
-        "<th>heads</th><th>patterns</th><th>quantisation</th><th>updated</th></tr></thead><tbody>\n"
-        + "\n".join(rows) + "\n</tbody></table>\n"
-        '<h2>Patterns</h2>\n<table class="data sortable"><thead><tr><th>pattern</th><th>what it detects</th>'
-        "<th>probe</th></tr></thead><tbody>\n" + "\n".join(patterns) + "\n</tbody></table>\n"
-        + ("<h2>Comparisons</h2>\n<ul>" + "".join(compares) + "</ul>\n" if compares else "")
-    )
-    site.write("index.html", "Head atlas", body)
+    site.write("index.html", "index.html", "Head atlas", models=models, patterns=patterns, compares=compares)
 
 
 def _pattern_entry(site: Site, name: str) -> Mapping[str, Any]:
@@ -203,9 +188,10 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     m = doc["model"]
     n_layers, n_heads = m["n_layers"], m["n_heads"]
     names = list(doc["patterns"])
+    shorts = _short_names(names)
     data = {
         "kind": "model", "patterns": names, "hues": {p: site.hues[p] for p in names},
-        "short": _short_names(names),
+        "short": shorts,
         "own": {p: doc["patterns"][p].get("measure") or doc["measures"][0] for p in names},
         "bounds": doc.get("measure_bounds", {}),
         "scores": {meas: {p: e["scores"][meas] for p, e in doc["patterns"].items() if meas in e["scores"]}
@@ -213,18 +199,9 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
         "baseline": {p: e.get("baseline", {}) for p, e in doc["patterns"].items()},
         "n": {p: [e.get("n_rows", 0), e.get("n_prompts", 0)] for p, e in doc["patterns"].items()},
     }
-    header = "".join(f"<th>H{h}</th>" for h in range(n_heads))
-    rows = [f"<tr><th></th>{header}</tr>"]
-    for layer in range(n_layers):
-        cells = "".join(
-            f'<td class="cell" data-layer="{layer}" data-head="{h}" data-label="{head_label(layer, h)}">'
-            f'<a href="../{site.head_url(doc, head_label(layer, h))}"></a></td>' for h in range(n_heads))
-        rows.append(f"<tr><th>L{layer}</th>{cells}</tr>")
-    options = "".join(f'<option value="{escape(p)}">{escape(p)}</option>' for p in names)
-    measures = "".join(f'<option value="{escape(x)}">{escape(x)}</option>' for x in doc["measures"])
-    shorts = _short_names(names)
-    legend = "".join(f'<span class="sw" style="background:hsl({site.hues[p]},70%,45%)"></span>{escape(shorts[p])} '
-                     f"{escape(p)}" for p in names)
+    grid = [{"layer": layer, "cells": [{"head": h, "label": head_label(layer, h),
+                                        "url": site.head_url(doc, head_label(layer, h))} for h in range(n_heads)]}
+            for layer in range(n_layers)]
     stats = doc.get("stats") or {}
     table = []
     for layer in range(n_layers):
@@ -232,36 +209,18 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
             label = head_label(layer, head)
             matches = head_matches(doc, layer, head)
             top = matches[0] if matches else None
-            also = [x.pattern for x in contenders(matches)[1:]]
-            stat = [_stat(stats, key, layer, head) for key in ("bos", "distance", "entropy")]
-            table.append(
-                f'<tr data-layer="{layer}" data-head="{head}"><td data-v="{layer * n_heads + head}">'
-                f'<a href="../{site.head_url(doc, label)}">{label}</a></td>'
-                f"<td>{escape(top.pattern if top else '–')}</td>"
-                f'<td class="n" data-v="{_v(top.score if top else None)}">{_fmt(top.score if top else None)}</td>'
-                f'<td class="n" data-v="{_v(top.baseline if top else None)}">{_fmt(top.baseline if top else None)}</td>'
-                f'<td class="n" data-v="{_v(top.lift if top else None)}">{_fmt(top.lift if top else None, 1)}</td>'
-                f'<td class="n" data-v="{_v(top.excess if top else None)}">{_fmt(top.excess if top else None, 2)}</td>'
-                f'<td class="n" data-v="{top.n_prompts if top else ""}">{top.n_prompts if top else "–"}</td>'
-                f"<td>{escape(', '.join(also))}</td>"
-                + "".join(f'<td class="n" data-v="{_v(s)}">{_fmt(s, 2)}</td>' for s in stat) + "</tr>")
-    body = (
-        f"<h1>{escape(m['id'])}</h1>\n" + _provenance(doc) +
-        '<h2>Heads</h2>\n<div class="controls">'
-        f'<label>colour by <select id="f-pattern"><option value="">best-matching pattern</option>{options}</select></label>'
-        f'<label>measure <select id="f-measure"><option value="own">each pattern\'s own</option>{measures}</select></label>'
-        '<label>threshold (excess over chance) <input id="f-threshold" type="range" min="0" max="1" step="0.05" value="0.2">'
-        ' <span id="f-threshold-value">0.20</span></label></div>\n'
-        '<div id="hover">hover a head: its best pattern, score, chance, lift and sample size; click: its page</div>\n'
-        f'<table class="heads" id="head-grid">\n' + "\n".join(rows) + "\n</table>\n"
-        '<p class="legend meta">Colour: the pattern a head matches best, by excess over chance '
-        "(score − chance) / (1 − chance); darker is higher; grey: below the threshold. " + legend + "</p>\n"
-        '<h2>All heads</h2>\n<table class="data sortable" id="head-table"><thead><tr><th>head</th><th>best pattern</th>'
-        "<th>score</th><th>chance</th><th>lift</th><th>excess</th><th>prompts</th><th>also matches</th>"
-        "<th>BOS share</th><th>mean distance</th><th>entropy</th></tr></thead><tbody>\n"
-        + "\n".join(table) + "\n</tbody></table>\n"
-    )
-    site.write(site.model_url(doc), m["id"], body, data)
+            table.append({
+                "layer": layer, "head": head, "order": layer * n_heads + head, "url": site.head_url(doc, label),
+                "label": label, "pattern": top.pattern if top else "–",
+                "score": _cell(top.score if top else None), "baseline": _cell(top.baseline if top else None),
+                "lift": _cell(top.lift if top else None, 1), "excess": _cell(top.excess if top else None, 2),
+                "prompts": {"v": top.n_prompts if top else "", "f": top.n_prompts if top else "–"},
+                "also": ", ".join(x.pattern for x in contenders(matches)[1:]),
+                "stats": [_cell(_stat(stats, key, layer, head), 2) for key in ("bos", "distance", "entropy")],
+            })
+    legend = [{"hue": site.hues[p], "short": shorts[p], "name": p} for p in names]
+    site.write(site.model_url(doc), "model.html", m["id"], data, model=m, provenance=_provenance(doc),
+               names=names, measures=doc["measures"], heads=range(n_heads), grid=grid, legend=legend, table=table)
 
 
 def _stat(stats: Mapping[str, Any], key: str, layer: int, head: int) -> float | None:
@@ -269,18 +228,14 @@ def _stat(stats: Mapping[str, Any], key: str, layer: int, head: int) -> float | 
     return grid[layer][head] if grid else None
 
 
-def _provenance(doc: Mapping[str, Any]) -> str:
-    m = doc["model"]
-    probes = "; ".join(f"<code>{escape(k)}</code>: {v['n_prompts']} {escape(v.get('kind', ''))} prompts"
-                       + (f" ({escape(v['description'])})" if v.get("description") else "")
-                       for k, v in doc.get("probes", {}).items())
+def _provenance(doc: Mapping[str, Any]) -> dict[str, Any]:
+    probes = [{"key": k, "n_prompts": v["n_prompts"], "kind": v.get("kind", ""), "description": v.get("description")}
+              for k, v in doc.get("probes", {}).items()]
     stats = doc.get("stats") or {}
-    return (f'<p class="meta">{escape(m["name"])} · {m["n_layers"]} layers x {m["n_heads"]} heads · '
-            f'quantisation: {escape(m.get("quantisation") or "none")} · patternlang {escape(doc.get("patternlang", ""))} · '
-            f'updated {escape(doc.get("updated", ""))}<br>prompts: {probes}'
-            + (f"<br>statistics over {stats.get('n_prompts')} {escape(stats.get('probe', ''))} prompts "
-               f"({stats.get('n_rows')} query rows)" if stats else "")
-            + f' · <a href="../data/{escape(m["id"])}.json">the JSON document</a></p>\n')
+    return {"version": doc.get("patternlang", ""), "updated": doc.get("updated", ""), "probes": probes,
+            "stats": {"n_prompts": stats.get("n_prompts"), "probe": stats.get("probe", ""),
+                      "n_rows": stats.get("n_rows")} if stats else None,
+            "document": f"{DATA_DIR}/{safe_name(doc['model']['id'])}.json"}
 
 
 # --------------------------------------------------------------------------- head
@@ -297,29 +252,16 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
         grid = doc["patterns"][x.pattern]["scores"][x.measure]
         flat = sorted((v for row in grid for v in row if v is not None), reverse=True)
         place = (flat.index(x.score) + 1) if x.score is not None and not math.isnan(x.score) and x.score in flat else None
-        rows.append(
-            f'<tr data-pattern="{escape(x.pattern)}"><td><a href="../../{site.pattern_url(x.pattern)}">{escape(x.pattern)}</a></td>'
-            f"<td>{escape(x.measure)}</td><td class=\"n score\" data-v=\"{_v(x.score)}\">{_fmt(x.score)}</td>"
-            f'<td class="n">{_fmt(x.ci_low)} – {_fmt(x.ci_high)}</td>'
-            f'<td class="n" data-v="{_v(x.baseline)}">{_fmt(x.baseline)}</td>'
-            f'<td class="n" data-v="{_v(x.lift)}">{_fmt(x.lift, 1)}</td>'
-            f'<td class="n" data-v="{_v(x.excess)}">{_fmt(x.excess, 2)}</td>'
-            f'<td class="n" data-v="{x.n_rows}">{x.n_rows}</td><td class="n" data-v="{x.n_prompts}">{x.n_prompts}</td>'
-            f'<td class="n" data-v="{place or ""}">{place or "–"} of {m["n_layers"] * m["n_heads"]}</td></tr>')
-    if len(near) > 1:
-        verdict = ('<p class="note ambiguous">Ambiguous: this head matches ' + ", ".join(
-            f"<b>{escape(x.pattern)}</b> ({_fmt(x.excess, 2)})" for x in near)
-            + f" about equally well (excess over chance within {0.1:g} of the best).</p>")
-    elif near:
-        verdict = f'<p class="note">Best match: <b>{escape(near[0].pattern)}</b> (excess over chance {_fmt(near[0].excess, 2)}).</p>'
-    else:
-        verdict = '<p class="note">No pattern clearly matches this head (every excess over chance is below 0.2).</p>'
+        rows.append({"pattern": x.pattern, "url": site.pattern_url(x.pattern), "measure": x.measure,
+                     "score": _cell(x.score), "low": _fmt(x.ci_low), "high": _fmt(x.ci_high),
+                     "baseline": _cell(x.baseline), "lift": _cell(x.lift, 1), "excess": _cell(x.excess, 2),
+                     "rows": {"v": x.n_rows, "f": x.n_rows}, "prompts": {"v": x.n_prompts, "f": x.n_prompts},
+                     "place": {"v": place or "", "f": place or "–"}, "of": m["n_layers"] * m["n_heads"]})
     stat = [_stat(stats, key, layer, head) for key in ("bos", "distance", "entropy")]
-    stat_line = (f'<p class="meta stats">share of attention on BOS <b>{_fmt(stat[0], 2)}</b> · mean attention distance '
-                 f'<b>{_fmt(stat[1], 1)}</b> tokens · entropy <b>{_fmt(stat[2], 2)}</b> nats '
-                 f"(over {stats.get('n_prompts', 0)} {escape(stats.get('probe', ''))} prompts)</p>") if stats else ""
+    stat_line = {"bos": _fmt(stat[0], 2), "distance": _fmt(stat[1], 1), "entropy": _fmt(stat[2], 2),
+                 "n_prompts": stats.get("n_prompts", 0), "probe": stats.get("probe", "")} if stats else None
     drawn = doc.get("heads", {}).get(label)
-    examples, prompts, views = [], {}, []
+    examples, prompts, views, lists = [], {}, [], []
     if drawn:
         entry = doc["patterns"].get(drawn["pattern"], {})
         for ex in drawn["examples"]:
@@ -330,50 +272,38 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
             prompts[key] = tokens[:ex["n_tokens"]]
             examples.append({"key": key, "n": ex["n_tokens"], "attention": ex["attention"],
                              "sparse": _sparse(ex["matrix"]), "pattern": drawn["pattern"]})
-            kind = "matches most" if ex.get("kind", "best") == "best" else "matches least"
-            views.append(f'<div class="view" data-example="{len(examples) - 1}"><h3>prompt {ex["prompt"]} of '
-                         f'<code>{escape(ex["probe"])}</code> ({kind} of the first {len(entry.get("example_scores", []))}):'
-                         f' {escape(drawn["pattern"])} {_fmt(ex["score"])}'
-                         f'{" (first " + str(ex["n_tokens"]) + " tokens drawn)" if ex["n_tokens"] >= 64 else ""}</h3>'
-                         '<div class="info meta">hover a cell: query and key tokens, attention and target</div></div>')
+            views.append({"example": len(examples) - 1, "prompt": ex["prompt"], "probe": ex["probe"],
+                          "kind": "matches most" if ex.get("kind", "best") == "best" else "matches least",
+                          "n_first": len(entry.get("example_scores", [])), "score": _fmt(ex["score"]),
+                          "crop": ex["n_tokens"] >= 64, "n_tokens": ex["n_tokens"]})
         previews = doc.get("probes", {}).get(entry.get("probe"), {}).get("previews")
-        lists = []
-        for word, table in (("most", entry.get("best_prompts")), ("least", entry.get("worst_prompts"))):
-            if table:
-                items = "".join(f"<li>prompt {i}: {_fmt(score)}"
-                                + (f' <span class="meta">{escape(previews[i])}…</span>' if previews and i < len(previews)
-                                   else "") + "</li>" for i, score in table[layer][head])
-                lists.append(f"<p>Where it matches {escape(drawn['pattern'])} {word} (of all "
-                             f"{entry.get('n_prompts_run', '?')} prompts):</p><ul class=\"prompts-{word}\">{items}</ul>")
-        views.insert(0, '<div class="lists">' + "".join(lists) + "</div>")
+        for word, ranked in (("most", entry.get("best_prompts")), ("least", entry.get("worst_prompts"))):
+            if ranked:
+                items = [{"index": i, "score": _fmt(score),
+                          "preview": previews[i] if previews and i < len(previews) else None}
+                         for i, score in ranked[layer][head]]
+                lists.append({"word": word, "n_run": entry.get("n_prompts_run", "?"), "entries": items})
     nav = []
     if head > 0 or layer > 0:
         prev = (layer, head - 1) if head > 0 else (layer - 1, m["n_heads"] - 1)
-        nav.append(f'<a href="{head_label(*prev)}.html">← {head_label(*prev)}</a>')
-    nav.append(f'<a href="../../{site.model_url(doc)}">{escape(m["id"])}</a>')
+        nav.append({"url": f"{head_label(*prev)}.html", "text": f"← {head_label(*prev)}"})
+    nav.append({"url": f"../../{site.model_url(doc)}", "text": m["id"]})
     if (layer, head) != (m["n_layers"] - 1, m["n_heads"] - 1):
         nxt = (layer, head + 1) if head + 1 < m["n_heads"] else (layer + 1, 0)
-        nav.append(f'<a href="{head_label(*nxt)}.html">{head_label(*nxt)} →</a>')
-    body = (
-        f"<h1>{label} · {escape(m['id'])}</h1>\n<p class=\"meta\">{' · '.join(nav)}</p>\n{verdict}\n{stat_line}\n"
-        '<h2>Scores on every pattern</h2>\n<table class="data sortable" id="scores"><thead><tr><th>pattern</th>'
-        "<th>measure</th><th>score</th><th>95% interval</th><th>chance</th><th>lift</th><th>excess</th>"
-        "<th>rows</th><th>prompts</th><th>rank</th></tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>\n"
-        + (f"<h2>Attention beside {escape(drawn['pattern'])}</h2>\n" + '<div class="views">' + "\n".join(views) + "</div>"
-           if drawn else "")
-    )
+        nav.append({"url": f"{head_label(*nxt)}.html", "text": f"{head_label(*nxt)} →"})
     data = {"kind": "head", "head": label, "examples": examples, "prompts": prompts}
-    site.write(site.head_url(doc, label), f"{label} {m['id']}", body, data)
+    site.write(site.head_url(doc, label), "head.html", f"{label} {m['id']}", data, label=label, model=m, steps=nav,
+               near=[{"pattern": x.pattern, "excess": _fmt(x.excess, 2)} for x in near], within=f"{0.1:g}",
+               stats=stat_line, rows=rows, drawn=drawn["pattern"] if drawn else None, lists=lists, views=views)
 
 
 # --------------------------------------------------------------------------- pattern
 
 
-def _mosaic_svg(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, diverging: bool = False,
-                prefix: str = "../") -> str:
+def _mosaic(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, diverging: bool = False,
+            prefix: str = "../") -> dict[str, Any]:
     """A layer x head heatmap at a fixed height: layers as relative depth, so models of any size compare."""
-
-    pal = colours()["div" if diverging else "seq"]
+    pal = palettes()["div" if diverging else "seq"]
     m = doc["model"]
     n_layers, n_heads = m["n_layers"], m["n_heads"]
     h, w = MOSAIC_HEIGHT / n_layers, MOSAIC_WIDTH / n_heads
@@ -387,11 +317,10 @@ def _mosaic_svg(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, d
                 x = (max(-1.0, min(1.0, value)) + 1) / 2 if diverging else max(0.0, min(1.0, value))
                 colour = pal[round(x * (len(pal) - 1))]
             label = head_label(layer, head)
-            rects.append(f'<a href="{prefix}{site.head_url(doc, label)}"><rect x="{head * w:.2f}" y="{layer * h:.2f}" '
-                         f'width="{w:.2f}" height="{h:.2f}" fill="{colour}"><title>{label} {escape(name)}: '
-                         f"{_fmt(value)}</title></rect></a>")
-    return (f'<svg class="mosaic-svg" width="{MOSAIC_WIDTH}" height="{MOSAIC_HEIGHT}" viewBox="0 0 {MOSAIC_WIDTH} '
-            f'{MOSAIC_HEIGHT}" role="img">' + "".join(rects) + "</svg>")
+            rects.append({"url": prefix + site.head_url(doc, label), "x": f"{head * w:.2f}", "y": f"{layer * h:.2f}",
+                          "w": f"{w:.2f}", "h": f"{h:.2f}", "colour": colour,
+                          "title": f"{label} {name}: {_fmt(value)}"})
+    return {"width": MOSAIC_WIDTH, "height": MOSAIC_HEIGHT, "rects": rects}
 
 
 def _excess_grid(doc: Mapping[str, Any], name: str) -> list[list[float]]:
@@ -407,7 +336,7 @@ def _pattern_page(site: Site, name: str) -> None:
     sample_doc = next(d for d in site.docs if name in d["patterns"])
     sample = entry.get("sample")
     data: dict[str, Any] = {"kind": "pattern", "head": "", "examples": [], "prompts": {}}
-    sample_html = ""
+    shown_sample = None
     if sample:
         tokens = sample_doc.get("prompts", {}).get(entry["probe"], {}).get(str(sample["prompt"]))
         if tokens:
@@ -415,11 +344,8 @@ def _pattern_page(site: Site, name: str) -> None:
             data["prompts"][key] = tokens[:sample["n_tokens"]]
             data["examples"].append({"key": key, "n": sample["n_tokens"], "sparse": _sparse(sample["matrix"]),
                                      "pattern": name})
-            sample_html = (f"<h2>Compiled matrix on a sample prompt</h2>\n<p class=\"meta\">prompt 0 of "
-                           f"<code>{escape(entry['probe'])}</code> tokenized by {escape(sample_doc['model']['id'])}, "
-                           f"first {sample['n_tokens']} tokens</p>\n"
-                           '<div class="view" data-example="0"><div class="info meta">hover a cell</div></div>')
-    figures, tops = [], []
+            shown_sample = {"model": sample_doc["model"]["id"], "n_tokens": sample["n_tokens"]}
+    figures = []
     for doc in site.docs:
         if name not in doc["patterns"]:
             continue
@@ -427,26 +353,14 @@ def _pattern_page(site: Site, name: str) -> None:
         grid = _excess_grid(doc, name)
         ranked = sorted(((v, layer, head) for layer, row in enumerate(grid) for head, v in enumerate(row)
                          if v is not None and math.isfinite(v)), reverse=True)[:3]
-        best = ", ".join(f'<a href="../{site.head_url(doc, head_label(la, he))}">{head_label(la, he)}</a> '
-                         f"{_fmt(v, 2)}" for v, la, he in ranked)
-        figures.append(f'<figure>{_mosaic_svg(site, doc, name, grid)}<figcaption><b>{escape(doc["model"]["id"])}</b> '
-                       f'({doc["model"]["n_layers"]}x{doc["model"]["n_heads"]}); n = {e.get("n_rows", 0)} rows, '
-                       f'{e.get("n_prompts", 0)} prompts; best: {best}</figcaption></figure>')
-        tops.append(doc["model"]["id"])
-    body = (
-        f"<h1>{escape(name)}</h1>\n<p class=\"meta\">{escape(entry.get('description') or '')}</p>\n"
-        f'<pre class="rule">{escape(entry.get("rule", ""))}</pre>\n'
-        + (f"<p>{escape(entry['doc'])}</p>\n" if entry.get("doc") else "")
-        + f'<p class="meta">probe <code>{escape(entry.get("probe", ""))}</code> · measure {escape(entry.get("measure", ""))}'
-        f' · exclusions {escape(json.dumps(entry.get("exclusions", {})))}'
-        + (f" · from {escape(entry['file'])}" if entry.get("file") else "") + "</p>\n"
-        + sample_html
-        + f"\n<h2>Mosaic across {len(tops)} model{'s' if len(tops) != 1 else ''}</h2>\n"
-        '<p class="meta">Each model\'s layer x head grid at the same height (layer 0 at the top, the last layer at '
-        "the bottom), so depth compares across sizes; colour: excess over chance (0 to 1).</p>\n"
-        f'<div class="mosaic">{"".join(figures)}</div>\n'
-    )
-    site.write(site.pattern_url(name), name, body, data)
+        figures.append({"mosaic": _mosaic(site, doc, name, grid), "id": doc["model"]["id"],
+                        "n_layers": doc["model"]["n_layers"], "n_heads": doc["model"]["n_heads"],
+                        "n_rows": e.get("n_rows", 0), "n_prompts": e.get("n_prompts", 0),
+                        "best": [{"url": site.head_url(doc, head_label(la, he)), "label": head_label(la, he),
+                                  "value": _fmt(v, 2)} for v, la, he in ranked]})
+    site.write(site.pattern_url(name), "pattern.html", name, data, name=name, entry=entry,
+               exclusions=json.dumps(entry.get("exclusions", {}), ensure_ascii=False), sample=shown_sample,
+               figures=figures)
 
 
 # --------------------------------------------------------------------------- compare
@@ -459,18 +373,15 @@ def _compare_page(site: Site, a: Mapping[str, Any], b: Mapping[str, Any]) -> Non
     sections = []
     for name in shared:
         ga, gb = _excess_grid(a, name), _excess_grid(b, name)
-        figures = [f'<figure>{_mosaic_svg(site, a, name, ga)}<figcaption>{escape(ida)}</figcaption></figure>',
-                   f'<figure>{_mosaic_svg(site, b, name, gb)}<figcaption>{escape(idb)}</figcaption></figure>']
+        figures = [{"mosaic": _mosaic(site, a, name, ga), "caption": ida},
+                   {"mosaic": _mosaic(site, b, name, gb), "caption": idb}]
         if same_shape:
             diff = [[(y - x) if math.isfinite(x) and math.isfinite(y) else math.nan for x, y in zip(ra, rb)]
                     for ra, rb in zip(ga, gb)]
-            figures.append(f'<figure>{_mosaic_svg(site, b, name, diff, diverging=True)}<figcaption>{escape(idb)} − '
-                           f"{escape(ida)}</figcaption></figure>")
-        sections.append(f'<h2><a href="../{site.pattern_url(name)}">{escape(name)}</a></h2><div class="mosaic">'
-                        + "".join(figures) + "</div>")
-    table = ""
+            figures.append({"mosaic": _mosaic(site, b, name, diff, diverging=True), "caption": f"{idb} − {ida}"})
+        sections.append({"url": site.pattern_url(name), "name": name, "figures": figures})
+    rows = []
     if same_shape:
-        rows = []
         for layer in range(a["model"]["n_layers"]):
             for head in range(a["model"]["n_heads"]):
                 label = head_label(layer, head)
@@ -480,18 +391,12 @@ def _compare_page(site: Site, a: Mapping[str, Any], b: Mapping[str, Any]) -> Non
                 xa = ma[0]
                 xb = next((x for x in mb if x.pattern == xa.pattern), None)
                 change = (xb.excess - xa.excess) if xb is not None else math.nan
-                rows.append(f'<tr><td data-v="{layer * a["model"]["n_heads"] + head}">{label}</td>'
-                            f'<td><a href="../{site.head_url(a, label)}">{escape(xa.pattern)}</a> {_fmt(xa.excess, 2)}</td>'
-                            f'<td><a href="../{site.head_url(b, label)}">{escape(mb[0].pattern)}</a> {_fmt(mb[0].excess, 2)}</td>'
-                            f'<td class="n" data-v="{_v(change)}">{_fmt(change, 2)}</td></tr>')
-        table = ('<h2>Head by head</h2>\n<table class="data sortable"><thead><tr><th>head</th>'
-                 f"<th>best in {escape(ida)} (excess)</th><th>best in {escape(idb)}</th>"
-                 f"<th>change of {escape(ida)}'s best</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    body = (f"<h1>{escape(ida)} vs {escape(idb)}</h1>\n<p class=\"meta\">"
-            + ("Same shape: compared head by head (B − A in the third mosaic, red: lower, blue: higher)."
-               if same_shape else "Different shapes: each pattern's mosaic side by side, at the same height so depth "
-               "compares.") + f" {len(shared)} patterns in both.</p>\n" + table + "\n".join(sections))
-    site.write(site.compare_url(a, b), f"{ida} vs {idb}", body, {"kind": "compare"})
+                rows.append({"order": layer * a["model"]["n_heads"] + head, "label": label,
+                             "url_a": site.head_url(a, label), "pattern_a": xa.pattern, "excess_a": _fmt(xa.excess, 2),
+                             "url_b": site.head_url(b, label), "pattern_b": mb[0].pattern,
+                             "excess_b": _fmt(mb[0].excess, 2), "change": _cell(change, 2)})
+    site.write(site.compare_url(a, b), "compare.html", f"{ida} vs {idb}", {"kind": "compare"}, a=ida, b=idb,
+               same_shape=same_shape, sections=sections, rows=rows)
 
 
 def palette_json() -> str:

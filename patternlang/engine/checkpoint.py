@@ -11,12 +11,15 @@ same arguments continues where the file says; a restart that differs is refused,
 differs. Files are written to a temporary file in the folder, fsynced and renamed into place
 (`os.replace`), so a run killed at any moment leaves the previous checkpoint whole; they are
 read with `torch.load(..., weights_only=True)`, which loads tensors and plain containers only.
+Each carries a SHA-256 of its contents (`state_digest`): a file changed since it was written is
+refused as damaged, never resumed from.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,11 +62,22 @@ class CheckpointFile:
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways
-            raise InputError(f"cannot read the checkpoint {str(self.path)!r}: {str(exc).splitlines()[0]}",
+            # In our own words: PyTorch's message advises loading with weights_only=False (running
+            # whatever the file holds) and carries terminal colour codes.
+            what = ("it holds objects other than tensors and plain containers, which patternlang never loads"
+                    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc)
+                    else "it is not a checkpoint patternlang wrote, or it is truncated")
+            raise InputError(f"cannot read the checkpoint {str(self.path)!r}: {what}; nothing in it was run",
                              hint=_START_OVER) from None
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise InputError(f"{str(self.path)!r} is not a patternlang detect checkpoint of format {CHECKPOINT_FORMAT}",
                              hint=_START_OVER)
+        kept = state.pop(DIGEST_KEY, None)
+        if kept != state_digest(state):
+            why = "its contents differ from what was written (SHA-256)" if kept is not None else \
+                "it carries no SHA-256 of its contents"
+            raise InputError(f"the checkpoint {str(self.path)!r} was not resumed: {why}; damaged: delete the "
+                             "folder to start over")
         saved = state.get("fingerprint", {})
         differing = [key for key in self.fingerprint if saved.get(key) != self.fingerprint[key]]
         differing += [key for key in saved if key not in self.fingerprint]
@@ -78,6 +92,7 @@ class CheckpointFile:
     def save(self, state: dict) -> None:
         """Write `state` (with this run's fingerprint) atomically: temporary file, fsync, rename."""
         state = {"format": CHECKPOINT_FORMAT, "fingerprint": dict(self.fingerprint), **state}
+        state[DIGEST_KEY] = state_digest(state)
         temporary = self.directory / f".{self.path.name}.{os.getpid()}.tmp"
         try:
             with open(temporary, "wb") as handle:
@@ -89,6 +104,36 @@ class CheckpointFile:
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             raise InputError(f"cannot write the checkpoint {str(self.path)!r}: {exc.strerror or exc}") from None
+
+
+DIGEST_KEY = "sha256"
+
+
+def state_digest(state: Any) -> str:
+    """A SHA-256 of a checkpoint's contents: every key, type, number, text and tensor (its dtype,
+    shape and bytes), in order; what `save` stores and `load` checks."""
+    digest = hashlib.sha256()
+    _digest_into(digest, state)
+    return digest.hexdigest()
+
+
+def _digest_into(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}:".encode())
+        for key, item in value.items():
+            _digest_into(digest, key)
+            _digest_into(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)}:".encode())
+        for item in value:
+            _digest_into(digest, item)
+    else:
+        text = repr(value).encode("utf-8", "surrogatepass")
+        digest.update(f"S{type(value).__name__}{len(text)}:".encode() + text)
 
 
 def prompts_mismatch(directory: Path, position: int, read: int) -> InputError:

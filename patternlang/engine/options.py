@@ -6,7 +6,7 @@ arguments; the plan reads it, and nothing passes the options down one by one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,15 @@ def check_measures(measures: str | Sequence[str] | None, detectors: Sequence[Det
         measures = [own_measure(d) for d in detectors] or [DEFAULT_MEASURE]
     elif isinstance(measures, str):
         measures = [m for m in measures.replace(",", " ").split() if m]
+    elif not isinstance(measures, Iterable) or isinstance(measures, (bytes, bytearray, set, frozenset)):
+        raise InputError(f"measures must be a measure's name, names separated by commas or a list of names, "
+                         f"not {type(measures).__name__}", hint='measures="mass,tv" or measures=["mass", "tv"]')
     measures = [*measures, *required_measures(detectors)]  # [verdicts] what `require` conditions read
     chosen: list[str] = []
     for measure in measures:
+        if not isinstance(measure, str):
+            raise InputError(f"measures must be names (strings), not {type(measure).__name__} ({measure!r:.40})",
+                             hint="choose from " + ", ".join(MEASURES))
         if measure not in MEASURES:
             raise InputError(f"unknown measure {measure!r}; measures are " + ", ".join(MEASURES),
                              hint=did_you_mean(str(measure), MEASURES) or "`patternlang measures` explains them")

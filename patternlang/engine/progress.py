@@ -3,8 +3,10 @@ run of a single batch moves too.
 
 Where it shows: inside a Jupyter kernel, a notebook bar (tqdm: a widget where ipywidgets is
 installed, a line of text otherwise); else, when stderr is a terminal, a rich bar on stderr;
-nowhere else (pipes, log files, CI) and never when turned off. A bar appears only once a run
-has lasted `DELAY` seconds, so quick runs print nothing, and it is removed when the run ends.
+else (pipes, log files, CI, `make atlas`) a plain line on stderr at most every `LOG_EVERY`
+seconds once a run has lasted that long: what, how far, how long so far. Never when turned off.
+A bar appears only once a run has lasted `DELAY` seconds, so quick runs print nothing, and it is
+removed when the run ends.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any, Literal, Protocol
 from torch import Tensor
 
 DELAY = 2.0  # seconds a run lasts before its bar appears
+LOG_EVERY = 30.0  # off a terminal: seconds before the first progress line, and between two
 
-Display = Literal["terminal", "notebook"]
+Display = Literal["terminal", "notebook", "log"]
 
 
 class Bar(Protocol):
@@ -58,7 +61,7 @@ def display_for(enabled: bool) -> Display | None:
         return "notebook"
     if stderr_is_terminal():
         return "terminal"
-    return None
+    return "log"
 
 
 class ProgressReporter:
@@ -91,6 +94,8 @@ class ProgressReporter:
             if self.clock() - self.started < self.delay:
                 return
             self.bar = self.make_bar(self.display, self.total, self.description)
+            if isinstance(self.bar, LogLines):
+                self.bar.started, self.bar.clock = self.started, self.clock
         self.bar.update(self.done, status)
 
     def counting(self, on_attention: Callable[[int, Tensor], None],
@@ -140,7 +145,8 @@ def one_run() -> Iterator[None]:
 
 def progress_reporter(enabled: bool, total: int, description: str) -> ProgressReporter:
     """A reporter for a run of `total` layer steps, shown where the run is watched (`display_for`)."""
-    reporter = ProgressReporter(total, description, display=display_for(enabled), delay=DELAY)
+    display = display_for(enabled)
+    reporter = ProgressReporter(total, description, display=display, delay=LOG_EVERY if display == "log" else DELAY)
     started = _RUN_STARTED.get()
     if started is not None:
         reporter.started = min(reporter.started, started)
@@ -148,12 +154,47 @@ def progress_reporter(enabled: bool, total: int, description: str) -> ProgressRe
 
 
 def _make_bar(display: Display, total: int, description: str) -> Bar:
+    if display == "log":
+        return LogLines(total, description)
     if display == "notebook":
         try:
             return _NotebookBar(total, description)
         except ImportError:  # no tqdm: rich draws in notebooks too
             pass
     return _TerminalBar(total, description)
+
+
+class LogLines:
+    """Progress off a terminal: a line on stderr at most every `LOG_EVERY` seconds, e.g.
+    `patternlang: scoring 64 prompts: 120/240 steps (50%), 1 min 30 s so far; layer 12`."""
+
+    def __init__(self, total: int, description: str, *, clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.description = description
+        self.clock = clock
+        self.started = clock()
+        self.last: float | None = None
+
+    def update(self, done: int, status: str) -> None:
+        now = self.clock()
+        if self.last is not None and now - self.last < LOG_EVERY:
+            return
+        self.last = now
+        share = f" ({100 * done / self.total:.0f}%)" if self.total else ""
+        line = (f"patternlang: {self.description}: {done}/{self.total} steps{share}, "
+                f"{_duration(now - self.started)} so far" + (f"; {status}" if status else ""))
+        print(line, file=sys.stderr, flush=True)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    def close(self) -> None:
+        pass
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 class _TerminalBar:

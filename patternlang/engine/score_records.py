@@ -29,7 +29,7 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_rows": self.n_rows, "n_prompts": self.n_prompts, "n_prompts_run": self.n_prompts_run,
-                "baseline": {m: _finite(v) for m, v in self.baseline.items()}}
+                "baseline": {m: finite_or_none(v) for m, v in self.baseline.items()}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,5 +110,11 @@ class ScoreSource:
     # streamed run's read again from its source (`chunks.StreamedPrompts`)
 
 
-def _finite(value: float) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
+    """A score as JSON writes it: None for NaN (or None)."""
     return None if value is None or math.isnan(value) else float(value)
+
+
+def float_or_nan(value: Any) -> float:
+    """A score as JSON read it back: NaN for None."""
+    return math.nan if value is None else float(value)

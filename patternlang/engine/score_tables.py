@@ -7,15 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from patternlang.engine.score_records import finite_or_none
 from patternlang.files import writing
 from patternlang.heads import head_label
 
 RECORD_FIELDS = ("pattern", "measure", "layer", "head", "label", "score", "ci_low", "ci_high", "baseline",
                  "n_rows", "n_prompts")
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 def score_records(scores: Any) -> list[dict[str, Any]]:
@@ -30,7 +27,7 @@ def score_records(scores: Any) -> list[dict[str, Any]]:
         for p, name in enumerate(scores.patterns):
             evidence = scores.evidence.get(name)
             shared = {
-                "baseline": _finite(evidence.baseline.get(m, math.nan)) if evidence else None,
+                "baseline": finite_or_none(evidence.baseline.get(m, math.nan)) if evidence else None,
                 "n_rows": evidence.n_rows if evidence else None,
                 "n_prompts": evidence.n_prompts if evidence else None,
             }
@@ -38,9 +35,9 @@ def score_records(scores: Any) -> list[dict[str, Any]]:
                 for head in range(scores.n_heads):
                     records.append({
                         "pattern": name, "measure": m, "layer": layer, "head": head,
-                        "label": head_label(layer, head), "score": _finite(table[p][layer][head]),
-                        "ci_low": _finite(lows[p][layer][head]) if lows else None,
-                        "ci_high": _finite(highs[p][layer][head]) if highs else None,
+                        "label": head_label(layer, head), "score": finite_or_none(table[p][layer][head]),
+                        "ci_low": finite_or_none(lows[p][layer][head]) if lows else None,
+                        "ci_high": finite_or_none(highs[p][layer][head]) if highs else None,
                         **shared,
                     })
     return records

@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError, did_you_mean
-from patternlang.files import writing
-from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource
+from patternlang.engine.score_schema import validate_scores
+from patternlang.files import read_json, writing
+from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource, finite_or_none, float_or_nan
 from patternlang.engine.score_tables import RECORD_FIELDS, records_frame, score_records, write_csv
 from patternlang.engine.verdicts import DEFAULT_FOOTING, head_candidates, holds, parse_requirement, verdict
 from patternlang.measure_table import MEASURE_TABLE
@@ -246,7 +247,7 @@ class Scores:
                 entry.update(self.evidence[name].to_dict())
             baseline = self.positional_baseline(name)  # [verdicts]
             if baseline is not None:
-                entry["positional_baseline"] = {key: _finite(value) if isinstance(value, float) else value
+                entry["positional_baseline"] = {key: finite_or_none(value) if isinstance(value, float) else value
                                                 for key, value in baseline.items()}
             if name in self.per_prompt:
                 entry["per_prompt"] = {m: [_nested(grid) for grid in self.per_prompt[name][m]] for m in self.measures}
@@ -267,7 +268,9 @@ class Scores:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Scores":
-        """Read back what `to_dict` wrote (this format, or version 1's bare `{measure: grid}` entries)."""
+        """Read back what `to_dict` wrote (this format, or version 1's bare `{measure: grid}` entries),
+        checked first against the schema (`score_schema.py`)."""
+        validate_scores(data)
         try:
             version = data.get("format", "patternlang.scores/1")
             if version not in ("patternlang.scores/1", FORMAT):
@@ -289,7 +292,7 @@ class Scores:
                 high = grids(lambda p, m: entries[p]["ci95"][m]["high"])
             evidence = {
                 p: Evidence(int(entry["n_rows"]), int(entry["n_prompts"]), int(entry["n_prompts_run"]),
-                            {m: _float(v) for m, v in dict(entry["baseline"]).items()})
+                            {m: float_or_nan(v) for m, v in dict(entry["baseline"]).items()})
                 for p, entry in entries.items() if version == FORMAT and "n_rows" in entry
             }
             per_prompt = {
@@ -305,10 +308,8 @@ class Scores:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Scores":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"cannot read scores from {path}: {error}") from None
+        data = read_json(path, "the scores file")
+        validate_scores(data, path)
         return cls.from_dict(data)
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -372,14 +373,6 @@ class Scores:
 
 def _nested(grid: Tensor) -> list[list[float | None]]:
     return [[None if math.isnan(v) else v for v in row] for row in grid.tolist()]
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _grid(rows: Any, n_layers: int, n_heads: int) -> Tensor:

@@ -371,10 +371,15 @@ def _checked(check: Any, value: Any, prefix: str, line_of: str, number: int, whe
     try:
         return check(value, 0)
     except InputError as exc:
-        message = exc.message.removeprefix("prompt 0, ").removeprefix("prompt 0")
         place = f"{prefix}{line_of} {number}"
-        raise InputError(place + message if message.startswith(" ") else f"{place}: {message}",
-                         where, exc.hint) from None
+        message = exc.message
+        for head, joint in (("prompt 0: ", ": "), ("prompt 0, ", ": "), ("prompt 0 ", " ")):
+            if message.startswith(head):
+                message = joint + message[len(head):]
+                break
+        else:
+            message = ": " + message
+        raise InputError(place + message, where, exc.hint) from None
 
 
 def _shown(path: Path) -> str:

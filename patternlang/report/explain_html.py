@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from patternlang.files import writing
 from patternlang.report.colors import ColorScale, fit_scale
-from patternlang.report.html import escape, page
+from patternlang.report.html import page
 from patternlang.report.explain_text import token_notes
 from patternlang.report.tokens import display_tokens
+from patternlang.report.templating import render, trusted
 
 if TYPE_CHECKING:
     from patternlang.engine.explanation import Explanation
@@ -144,69 +145,51 @@ def explanation_html(explanation: Explanation) -> str:
     def reason(q: int, k: int) -> str:
         return "key 0, exclude bos" if k == 0 and why.exclude_bos else "the diagonal, exclude current"
 
-    def grid(prefix: str, values: list[list[float]], what: str) -> str:
+    def grid(prefix: str, values: list[list[float]], what: str) -> dict:
         scale = scales[prefix]
-        header = "".join(f'<th class="c" title="{escape(f"key {k}: {full[k]}")}"><span>{k} {escape(short[k])}'
-                         "</span></th>" for k in range(n))
-        rows = [f'<tr><th class="axis">query ↓ key →</th>{header}</tr>']
+        rows = []
         for q in range(n):
-            mark = f"{TARGET_MARK} " if target_rows[q] else ""
-            target = " t" if target_rows[q] else ""
-            cells = [f'<tr data-q="{q}"><th class="r{target}" title="{escape(f"query {q}: {full[q]}")}">'
-                     f"{mark}{escape(short[q])} {q}</th>"]
+            cells = []
             for k in range(q + 1):
                 value = values[q][k]
                 level = _level(scale, value)
                 if level is not None:
                     used[prefix].add(level)
-                classes = f"{prefix}{'n' if level is None else level}" + ("" if counted[q][k] else " x")
                 text = ""
                 if with_text and not math.isnan(value) and abs(value) >= 0.005:
                     text = f"{value:.2f}".removeprefix("0") if prefix == "a" else f"{value:.2g}"
-                title = ""
+                title = None
                 if with_titles:
-                    tip = (f"query {q} {full[q]} → key {k} {full[k]}\nattention {_value(attention[q][k])} · "
-                           f"target {_value(matrix[q][k])}")
+                    title = (f"query {q} {full[q]} → key {k} {full[k]}\nattention {_value(attention[q][k])} · "
+                             f"target {_value(matrix[q][k])}")
                     if not counted[q][k]:
-                        tip += f" · not counted ({reason(q, k)})"
-                    title = f' title="{escape(tip)}"'
-                cells.append(f'<td class="{classes}" data-v="{_value(value)}"{title}>{text}</td>')
-            rows.append("".join(cells) + "</tr>")
-        return (f'<div class="plw-panel"><h3>{escape(what)}</h3>\n'
-                f'<table class="plw-grid" data-grid="{"attention" if prefix == "a" else "pattern"}">\n'
-                + "\n".join(rows) + "\n</table></div>")
+                        title += f" · not counted ({reason(q, k)})"
+                cells.append({"classes": f"{prefix}{'n' if level is None else level}" + ("" if counted[q][k] else " x"),
+                              "v": _value(value), "title": title, "text": text})
+            rows.append({"q": q, "target": target_rows[q], "mark": f"{TARGET_MARK} " if target_rows[q] else "",
+                         "full": full[q], "short": short[q], "cells": cells})
+        return {"what": what, "name": "attention" if prefix == "a" else "pattern", "rows": rows}
 
-    panels = grid("a", attention, f"attention of {why.head}") + "\n" + grid("p", matrix, f"pattern {why.pattern}")
+    grids = [grid("a", attention, f"attention of {why.head}"), grid("p", matrix, f"pattern {why.pattern}")]
     cell, font = _sizes(n)
     style = _CSS + _level_css("a", scales["a"], used["a"]) + "\n" + _level_css("p", scales["p"], used["p"])
-    scores = [escape(why.scores_line())]
+    scores = [why.scores_line()]
     for measure in why.scores:
         reason_text = why.why_undefined(measure)
         if reason_text:
-            scores.append(escape(f"{measure} undefined: {reason_text}"))
-    meta = [f"rule: <code>{escape(why.rule)}</code>", "<br>".join(scores)]
-    if why.excluded:
-        meta.append(escape(f"not counted: {why.excluded} (hatched)"))
-    data = json.dumps({"tokens": full, "targetRows": target_rows, "bos": why.exclude_bos,
-                       "current": why.exclude_current}, ensure_ascii=False).replace("<", "\\u003c")
+            scores.append(f"{measure} undefined: {reason_text}")
     legend = (f"Rows are query positions, columns key positions; colours: attention {scales['a'].vmin:g} to "
               f"{scales['a'].vmax:g}, pattern {scales['p'].vmin:g} to {scales['p'].vmax:g}. "
               f"{TARGET_MARK} marks a target row (the rows mass, tv and argmax average over); hatched cells "
               "are not counted. Spaces show as ␣, newlines as \\n.")
     if not with_titles:
         legend += f" Cells carry no tooltips above {TITLE_TOKENS} tokens: the box above the grids needs the script."
-    return (
-        f'<div class="plw" id="{root_id}" style="--plw-cell:{cell}px;--plw-font:{font}px">\n'
-        f"<style>{style}</style>\n"
-        f"<h2>{escape(why.title)}</h2>\n"
-        + "".join(f'<p class="plw-meta">{line}</p>\n' for line in meta)
-        + '<div class="plw-info">hover a cell: its query and key tokens, attention and target</div>\n'
-        f'<div class="plw-panels">\n{panels}\n</div>\n'
-        f'<p class="plw-legend">{escape(legend)}</p>\n'
-        f'<script type="application/json" class="plw-data">{data}</script>\n'
-        f"<script>{_SCRIPT % {'id': json.dumps(root_id)}}</script>\n"
-        "</div>"
-    )
+    return render(
+        "report/explanation.html", root_id=root_id, cell=cell, font=font, css=trusted(style), title=why.title,
+        rule=why.rule, scores=scores, excluded=f"not counted: {why.excluded} (hatched)" if why.excluded else "",
+        columns=[{"index": k, "full": full[k], "short": short[k]} for k in range(n)], grids=grids, legend=legend,
+        data={"tokens": full, "targetRows": target_rows, "bos": why.exclude_bos, "current": why.exclude_current},
+        script=trusted(_SCRIPT % {"id": json.dumps(root_id)})).rstrip("\n")
 
 
 def save_explanation_html(explanation: Explanation, path: str | Path) -> Path:

@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: inline CSS, no script, no CDN (reports are read on offline machines).
+"""Self-contained HTML pages: inline CSS, no script, no CDN (reports are read on offline machines),
+rendered from the autoescaping templates `templates/report/` (`templating.py`).
 
 A detection matrix over its tokens as a table, and layer x head heatmaps of scores. Cell colours
 come from `report.colors`, the scale the PNG figures use, so a head looks the same in both.
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from markupsafe import Markup
+
 from patternlang.files import writing
 from patternlang.report.colors import BLANK_COLOR, ColorScale, fit_scale
 from patternlang.report.data import (
@@ -24,6 +27,7 @@ from patternlang.report.data import (
     summarize_matrix,
 )
 from patternlang.report.tokens import display_tokens
+from patternlang.report.templating import render, trusted
 
 if TYPE_CHECKING:
     from patternlang.engine.scores import Scores
@@ -61,17 +65,14 @@ def escape(text: str) -> str:
 
 
 def page(title: str, body: str) -> str:
-    """A complete HTML document around `body` (already HTML) with the report style sheet."""
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n{body}\n</body>\n</html>\n"
-    )
+    """A complete HTML document around `body` (a fragment rendered from a template) with the report
+    style sheet."""
+    return render("report/base.html", title=title, css=trusted(_CSS), body=Markup(body))
 
 
-def _write(path: str | Path, title: str, body: str) -> Path:
+def _write(path: str | Path, text: str) -> Path:
     with writing(path) as out:
-        out.write_text(page(title, body), encoding="utf-8")
+        out.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -102,38 +103,26 @@ def save_matrix_html(
     scale = fit_scale([m])
 
     heading = title or "detection matrix"
-    rows = ['<tr><th class="axis">query ↓ key →</th>']
-    rows += [
-        f'<th class="col" title="{escape(full_names[k])}"><span>{k} {escape(short_names[k])}</span></th>'
-        for k in range(shown)
-    ]
-    rows.append("</tr>")
+    columns = [{"index": k, "full": full_names[k], "short": short_names[k]} for k in range(shown)]
     values = m[:shown, :shown].tolist()
+    rows = []
     for q in range(shown):
-        cells = [f'<tr><th class="row" title="{escape(full_names[q])}">{escape(short_names[q])} {q}</th>']
+        cells: list[dict[str, str] | None] = []
         for k in range(shown):
             if k > q:
-                cells.append('<td class="tri"></td>')
+                cells.append(None)
                 continue
             value = values[q][k]
-            text = "" if value == 0 else f"{value:.2g}"
-            tip = f"query {q} {full_names[q]} → key {k} {full_names[k]}: {value:g}"
-            cells.append(f'<td style="{scale.css(value)}" title="{escape(tip)}">{text}</td>')
-        cells.append("</tr>")
-        rows.append("".join(cells))
-
-    notes = [escape(summary.describe())]
+            cells.append({"style": scale.css(value), "text": "" if value == 0 else f"{value:.2g}",
+                          "tip": f"query {q} {full_names[q]} → key {k} {full_names[k]}: {value:g}"})
+        rows.append({"index": q, "full": full_names[q], "short": short_names[q], "cells": cells})
+    notes = [summary.describe()]
     if shown < n:
         notes.append(f"showing the first {shown} of {n} tokens")
     if summary.above_diagonal:
         notes.append(f"{summary.above_diagonal} nonzero cells above the diagonal are not shown")
-    body = (
-        f"<h1>{escape(heading)}</h1>\n<p class=\"meta\">{' · '.join(notes)}</p>\n"
-        f'<table class="grid matrix">\n' + "\n".join(rows) + "\n</table>\n"
-        '<p class="legend">Rows are query positions, columns key positions; a cell holds the weight '
-        "the pattern gives to that key (blank: 0). Spaces show as ␣, newlines as \\n.</p>"
-    )
-    return _write(path, heading, body)
+    return _write(path, render("report/matrix.html", title=heading, css=trusted(_CSS), heading=heading, notes=notes,
+                               columns=columns, rows=rows))
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -157,34 +146,24 @@ def draw_heatmap_html(panels: Sequence[Panel], scale: ColorScale, path: str | Pa
                       measure_named: bool, marked: str) -> Path:
     """Layer x head panels on one colour scale as a self-contained HTML page (scores, or
     `compare`'s differences); `marked` says what the outlined head of a panel is."""
-    sections = []
+    shown = []
     for panel in panels:
         n_layers, n_heads = panel.grid.shape
         best = panel.best[:2] if panel.best is not None else None
-        header = "".join(f"<th>{h}</th>" for h in range(n_heads))
-        rows = [f'<tr><th class="axis">layer \\ head</th>{header}</tr>']
+        rows = []
         for layer in range(n_layers):
-            cells = [f'<tr><th class="row">{layer}</th>']
+            cells = []
             for head in range(n_heads):
                 value = float(panel.grid[layer, head])
                 scored = not math.isnan(value)
-                text = panel.format(value) if scored else MISSING
-                tip = f"L{layer}H{head} {panel.pattern}: {f'{value:.4f}' if scored else 'not scored'}"
                 style = scale.css(value)
-                mark = ""
                 if best == (layer, head):
-                    mark, style = ' class="best"', f"{style};outline-color:{scale.mark}"
-                cells.append(f'<td{mark} style="{style}" title="{escape(tip)}">{text}</td>')
-            rows.append("".join(cells) + "</tr>")
-        title = escape(panel.title(measure_named)).replace("\n", "<br>")
-        sections.append(
-            f'<div class="panel"><h2>{title}</h2>\n<table class="grid">\n' + "\n".join(rows) + "\n</table></div>"
-        )
-    meta = escape(subtitle).replace("\n", "<br>")
-    body = (
-        f"<h1>{escape(heading)}</h1>\n<p class=\"meta\">{meta}</p>\n"
-        f'<div class="panels">\n' + "\n".join(sections) + "\n</div>\n"
-        f'<p class="legend">Colour scale {scale.vmin:g} to {scale.vmax:g}, shared by all panels; '
-        f"grey {MISSING}: head not scored; outlined: {escape(marked)}.</p>"
-    )
-    return _write(path, heading, body)
+                    style = f"{style};outline-color:{scale.mark}"
+                cells.append({"best": best == (layer, head), "style": style,
+                              "text": panel.format(value) if scored else MISSING,
+                              "tip": f"L{layer}H{head} {panel.pattern}: {f'{value:.4f}' if scored else 'not scored'}"})
+            rows.append({"layer": layer, "cells": cells})
+        shown.append({"title": panel.title(measure_named).split("\n"), "heads": range(n_heads), "rows": rows})
+    return _write(path, render("report/heatmaps.html", title=heading, css=trusted(_CSS), heading=heading,
+                               subtitle=subtitle.split("\n"), panels=shown, vmin=f"{scale.vmin:g}",
+                               vmax=f"{scale.vmax:g}", missing=MISSING, marked=marked))
