@@ -376,6 +376,9 @@ def detect(
                                                    "resume from it when rerun with the same arguments."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1,
                                                    help="Batches between checkpoints (default 50)."),
+    effects: Optional[str] = typer.Option(None, "--effects", metavar="METRIC",
+                                          help="Add each head's effect on a metric (logit_diff, loss, ...) beside "
+                                               "its scores: `patternlang effects` on the run's probe or prompts."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads.
 
@@ -417,6 +420,9 @@ def detect(
     for path in heatmap:
         outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
     measures = check_measures(",".join(measure)) if measure else None
+    if effects is not None:  # effects beside the scores (patternlang/effects/cli.py)
+        from .effects.cli import check_effects_metric, detect_effects
+        check_effects_metric(effects)
     check_heads(heads)
     chosen = _load_patterns(list(patterns)) if patterns else shipped_patterns()
     probe_spec = _parse_probe(probe) if probe else None
@@ -453,6 +459,9 @@ def detect(
             distributed.end_group()
     if rank != 0:
         return
+    if effects is not None:
+        scores = detect_effects(scores, loaded, effects, probe=probe_spec, prompts=prompts, progress=not no_progress,
+                                say=lambda text: err.print(text, markup=False, highlight=False))
     # All files or none: each is written beside its target, and renamed into place at the end.
     with outputs.staged() as temporary:
         if json_path is not None and not json_to_stdout:
@@ -722,6 +731,11 @@ def atlas(
     run_atlas(out_dir, models=model, patterns=patterns, probe=_parse_probe(probe) if probe else None, add=add,
               render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
               say=lambda text: err.print(text, markup=False, highlight=False))
+
+
+from .effects.cli import register as _register_effects  # noqa: E402 - `effects`, `ablate`: patternlang/effects/cli.py
+
+_register_effects(app)
 
 
 # ---- entry point -------------------------------------------------------------------------------
