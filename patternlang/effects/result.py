@@ -228,12 +228,13 @@ class Effects:
         mean, ci = mean_and_interval(self.clean)
         lines = [f"{self.kind}: {self.metric} ({self.direction} is better), method {self.method}, positions "
                  f"{self.positions or 'all'}, {self.n_prompts} prompts; clean {_show(mean)}{_show_ci(ci)}"]
-        if self.rank_correlation is not None:
-            lines.append(f"attribution vs exact over the top {self.top_k}: rank correlation {self.rank_correlation:+.3f}")
+        if self.top_k is not None:
+            shown = "n/a" if self.rank_correlation is None else f"{self.rank_correlation:+.3f}"
+            lines.append(f"attribution vs exact over the top {self.top_k} by estimate: rank correlation {shown}")
         lowering = [e for e in self.ranked(lowest=True) if e.mean is not None and e.mean < 0][:k]
         raising = [e for e in self.ranked(lowest=False) if e.mean is not None and e.mean > 0][:k]
         for title, effects in (("lowers it most", lowering), ("raises it most", raising)):
-            lines.append(f"{title}:")
+            lines.append(f"{title}:" + ("" if effects else " none"))
             for effect in effects:
                 line = f"  {effect.label}: {_show(effect.mean, signed=True)}{_show_ci(effect.ci)}"
                 if effect.estimate is not None:
