@@ -198,8 +198,9 @@ class Replacement:
 
 def intervened(model: Any, inputs: EffectInputs, metric: Metric, positions: Positions, replacement: Replacement,
                sets: Sequence[Heads], *, batch_size: int | None = None, budget: float | None = None,
-               advance: Callable[[int], None] = lambda n: None) -> Tensor:
-    """`[n_sets, n_prompts]`: the metric with each set's heads' `z` replaced at `positions`."""
+               advance: Callable[[int], None] = lambda n: None, max_replicas: int | None = None) -> Tensor:
+    """`[n_sets, n_prompts]`: the metric with each set's heads' `z` replaced at `positions`
+    (`max_replicas`: at most that many sets per forward pass; default: as many as memory allows)."""
     shape = Shape.of(model)
     out = torch.full((len(sets), len(inputs)), torch.nan)
     if not sets:
@@ -210,6 +211,8 @@ def intervened(model: Any, inputs: EffectInputs, metric: Metric, positions: Posi
         batch = inputs.batch(indices)
         mask = position_mask(batch, positions)
         replicas = max(1, rows // len(indices))
+        if max_replicas is not None:
+            replicas = max(1, min(replicas, max_replicas))
         for start in range(0, len(sets), replicas):
             chunk = sets[start:start + replicas]
             values = run_replicas(model, batch, mask, replacement, chunk, metric, shape)
