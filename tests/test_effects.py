@@ -417,3 +417,18 @@ def test_patching_smollm2_into_itself_changes_nothing_and_abc_matters(embedded_m
     moved = patch(embedded_model, clean, abc, "L23H3", metric="logit_diff", positions="END", progress=False)
     assert abs(moved["L23H3"].mean) > 0.05
 
+
+
+def test_cli_detect_with_effects_keeps_them_in_the_scores_json(tmp_path, monkeypatch):
+    from patternlang.cli import main
+
+    _serve(monkeypatch, make_predicting_model(sign=-1.0))
+    out = tmp_path / "S.json"
+    with pytest.raises(SystemExit) as stop:
+        main(["detect", "previous_token_head", "--prompts", str(_text_file(tmp_path)), "--effects", "loss",
+              "--json", str(out), "--no-progress"])
+    assert stop.value.code in (0, None)
+    data = json.loads(out.read_text())
+    assert data["patterns"]["previous_token_head"]["scores"]["mass"]  # the scores as before
+    entry = data["effects"]["loss"]["effects"]["L1H0"]
+    assert isinstance(entry["estimate"], float) and entry["ablation"] is not None and entry["ablation"] < 0
