@@ -149,7 +149,7 @@ def ablate(model: Any, prompts: Any, heads: Any = None, *, metric: Any = "loss",
     total = n_batches(model, inputs, batch_size, budget) + len(all_sets)
     with progress_reporter(progress, total, f"ablating ({method})") as reporter:
         clean = clean_pass(model, inputs, metric, positions, batch_size=batch_size, budget=budget,
-                           advance=lambda: reporter.advance(1, "clean run"))
+                           advance=lambda: reporter.advance(1, "clean run"), keep_z=method != "zero")
         replacement = replacement_for(method, clean, inputs, positions, seed)
         values = intervened(model, inputs, metric, positions, replacement, all_sets, batch_size=batch_size,
                             budget=budget, advance=lambda n: reporter.advance(n, "ablated runs"))

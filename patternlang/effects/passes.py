@@ -96,9 +96,10 @@ def _split(rows: Tensor, counts: Sequence[int]) -> list[Tensor]:
 
 def clean_pass(model: Any, inputs: EffectInputs, metric: Metric, positions: Positions, *, gradient: bool = False,
                batch_size: int | None = None, budget: float | None = None,
-               advance: Callable[[], None] = lambda: None) -> CleanRun:
+               advance: Callable[[], None] = lambda: None, keep_z: bool = True) -> CleanRun:
     """The metric on the unchanged model, every layer's `z` at `positions` (and with `gradient`, the
-    metric's gradient with respect to it: one forward and one backward pass per batch)."""
+    metric's gradient with respect to it: one forward and one backward pass per batch). `keep_z=False`
+    (zero ablation needs no clean `z`): the metric alone, nothing kept."""
     shape = Shape.of(model)
     size = batch_size or rows_per_pass(model, inputs, budget, gradient=gradient)
     values = torch.full((len(inputs),), torch.nan)
@@ -111,12 +112,14 @@ def clean_pass(model: Any, inputs: EffectInputs, metric: Metric, positions: Posi
         kept: dict[int, Tensor] = {}
         deltas: dict[int, Tensor] = {}
         hooks = [(HOOK_Z.format(layer), _keeper(kept, deltas, mask, gradient, layer))
-                 for layer in range(shape.n_layers)]
+                 for layer in range(shape.n_layers)] if keep_z or gradient else []
         if gradient:
             with frozen_weights(model), torch.enable_grad():
                 logits = model.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
                 batch_values = metric(logits, batch)
                 missing = _missing(deltas, shape)
+                if missing:
+                    raise missing
                 ordered = [deltas[layer] for layer in range(shape.n_layers)]
                 total = torch.where(torch.isfinite(batch_values), batch_values, 0.0).sum()
                 grads = torch.autograd.grad(total, ordered, allow_unused=True)
@@ -130,12 +133,13 @@ def clean_pass(model: Any, inputs: EffectInputs, metric: Metric, positions: Posi
                 logits = model.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
                 batch_values = metric(logits, batch)
             del logits
-            missing = _missing(kept, shape)
+            missing = _missing(kept, shape) if hooks else None
         if missing:
             raise missing
-        stacked_z = torch.stack([kept[layer] for layer in range(shape.n_layers)], dim=1).cpu()
-        for row, part in zip(indices, _split(stacked_z, counts)):
-            z_rows[row] = part
+        if hooks:
+            stacked_z = torch.stack([kept[layer] for layer in range(shape.n_layers)], dim=1).cpu()
+            for row, part in zip(indices, _split(stacked_z, counts)):
+                z_rows[row] = part
         values[list(indices)] = batch_values.detach().float().cpu()
         advance()
     return CleanRun(values, [z for z in z_rows if z is not None] if all(z is not None for z in z_rows) else [],
