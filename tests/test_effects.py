@@ -432,3 +432,19 @@ def test_cli_detect_with_effects_keeps_them_in_the_scores_json(tmp_path, monkeyp
     assert data["patterns"]["previous_token_head"]["scores"]["mass"]  # the scores as before
     entry = data["effects"]["loss"]["effects"]["L1H0"]
     assert isinstance(entry["estimate"], float) and entry["ablation"] is not None and entry["ablation"] < 0
+
+
+def test_effects_go_into_an_atlas_document_it_still_accepts():
+    from patternlang.atlas.document import FORMAT, check_document
+    from patternlang.effects.atlas import add_effects
+
+    model = make_predicting_model(sign=-1.0)
+    effects = attribute(model, TEXTS, metric="loss", top_k=1, progress=False)
+    doc = {"format": FORMAT, "model": {"n_layers": 2, "n_heads": 2}, "patterns": {}, "measures": []}
+    add_effects(doc, effects)
+    check_document(doc)
+    entry = doc["effects"]["loss"]
+    assert entry["direction"] == "lower" and set(entry["heads"]) == {"L0H0", "L0H1", "L1H0", "L1H1"}
+    assert entry["heads"]["L1H0"]["estimate"] == pytest.approx(effects["L1H0"].estimate, abs=1e-3)
+    with pytest.raises(InputError, match="atlas document"):
+        add_effects({"model": {"n_layers": 30, "n_heads": 9}}, effects)
