@@ -448,3 +448,10 @@ def test_effects_go_into_an_atlas_document_it_still_accepts():
     assert entry["heads"]["L1H0"]["estimate"] == pytest.approx(effects["L1H0"].estimate, abs=1e-3)
     with pytest.raises(InputError, match="atlas document"):
         add_effects({"model": {"n_layers": 30, "n_heads": 9}}, effects)
+
+
+def test_the_public_api_offers_the_effects_calls():
+    import patternlang
+
+    assert patternlang.ablate is ablate and patternlang.attribute is attribute and patternlang.patch is patch
+    assert {"ablate", "attribute", "patch", "Effects"} <= set(dir(patternlang))
