@@ -25,6 +25,7 @@ under 5 minutes on 2 CPU cores. A module of the benchmark protocol (bench/common
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -97,6 +98,7 @@ def run(*, tiny: bool, log=print, repeats: int | None = None, n_prompts: int | N
         "heads_per_s_batched": k / batched, "heads_per_s_single": k / single,
         "attribution_target": None if tiny else ATTRIBUTION_TARGET, "command": None,
         "cores": os.cpu_count(), "load_before": load_loads(),
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if command and not tiny:
         results["command"] = time_command(n_prompts, log)
@@ -121,7 +123,8 @@ def time_command(n_prompts: int, log=print) -> dict[str, Any]:
         data = json.loads(out.read_text())
     exact = sum(entry["ablation"] is not None for entry in data["effects"].values())
     log(f"effects: the command took {seconds:.0f} s ({len(data['effects'])} heads estimated, {exact} ablated)")
-    return {"argv": " ".join(argv[2:]), "seconds": seconds, "n_heads": len(data["effects"]), "n_exact": exact,
+    shown = f'effects --probe "ioi(batch={n_prompts})" --top-k 20 --json E.json --no-progress'
+    return {"argv": shown, "seconds": seconds, "n_heads": len(data["effects"]), "n_exact": exact,
             "rank_correlation": data["rank_correlation"], "load_before": loads, "load_after": load_loads(),
             "target_s": COMMAND_TARGET_S}
 
@@ -148,7 +151,10 @@ def render(results: dict[str, Any]) -> str:
     exact = [[f"{r['k']} heads, several per pass (replicas)", f"{r['exact_batched_s']:.2f} s",
               f"{r['heads_per_s_batched']:.2f}"],
              [f"{r['k']} heads, one per pass", f"{r['exact_single_s']:.2f} s", f"{r['heads_per_s_single']:.2f}"]]
-    lines = ["## Effects", "", f"Model: {r['model']}. {r['n_prompts']} prompts (longest {r['longest']} tokens), "
+    when = f" Measured {r['measured_at']}." if r.get("measured_at") else ""
+    if r.get("how"):
+        when += f" Run on its own (`{r['how']}`), not in the run the header describes."
+    lines = ["## Effects", "", f"Model: {r['model']}.{when} {r['n_prompts']} prompts (longest {r['longest']} tokens), "
              f"metric `{r['metric']}` at {r['positions'] or 'every position'}, batches of "
              f"{', '.join(str(b) for b in r['batches'])} prompts; best of {r['repeats']} alternating run(s).", "",
              table(["run", "time", "ratio to the plain forward"], rows), "",
