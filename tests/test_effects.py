@@ -455,3 +455,11 @@ def test_the_public_api_offers_the_effects_calls():
 
     assert patternlang.ablate is ablate and patternlang.attribute is attribute and patternlang.patch is patch
     assert {"ablate", "attribute", "patch", "Effects"} <= set(dir(patternlang))
+
+
+def test_random_sets_follow_the_seed():
+    model = make_hand_set_model()  # 3 heads a layer: a choice of 2 for each draw
+    draw = lambda seed: ablate(model, TEXTS, "L1H0", metric="loss", together=True, random_sets=8, seed=seed,  # noqa: E731
+                               progress=False)["L1H0"].baseline.sets
+    assert draw(0) == draw(0) and draw(0) != draw(1)
+    assert set(draw(0)) == {((1, 1),), ((1, 2),)}
