@@ -41,6 +41,10 @@ _LAZY = {
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),
     "Comparison": ("patternlang.comparison", "Comparison"),
+    "ablate": ("patternlang.effects.interventions", "ablate"),
+    "patch": ("patternlang.effects.interventions", "patch"),
+    "attribute": ("patternlang.effects.interventions", "attribute"),
+    "Effects": ("patternlang.effects.result", "Effects"),
 }
 
 
@@ -59,7 +63,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Comparison", "CycleError", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError",
+    "Comparison", "CycleError", "Effects", "ablate", "attribute", "patch", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError",
     "PatternFileError", "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
     "build", "check_files", "check_module", "compare", "compile_pattern", "compile_rule", "detect", "detect_head",
     "explain", "load_model",

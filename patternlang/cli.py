@@ -228,6 +228,9 @@ def detect(
     verdicts: bool = typer.Option(False, "--verdicts",
                                   help="Also say what each head is called: label, runner-up, margin, sink share, "
                                        "evidence (docs/verdicts.md); scores sink and offsink too."),
+    effects: Optional[str] = typer.Option(None, "--effects", metavar="METRIC",
+                                          help="Add each head's effect on a metric (logit_diff, loss, ...) beside "
+                                               "its scores: `patternlang effects` on the run's probe or prompts."),
 ) -> None:
     """Score every head of a model against patterns and list the best heads.
 
@@ -257,7 +260,7 @@ def detect(
         device=distributed.local_device(device) if distributed.launched_by_torchrun() else device)
     scores = score_heads(model, patterns or [], options, prompts=prompts, prompt_column=prompt_column, probe=probe,
                          json_path=json_path, csv_path=csv_path, heatmap=heatmap, heatmap_measure=heatmap_measure,
-                         verdicts=verdicts, loading=_loading, say=_say)
+                         verdicts=verdicts, effects=effects, loading=_loading, say=_say)
     if scores is None:  # another rank than 0
         return
     if json_path is not None and str(json_path) == "-":
@@ -373,6 +376,11 @@ def atlas(
     run_atlas(out_dir, models=model, patterns=patterns, probe=probe_argument(probe) if probe else None, add=add,
               render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
               say=lambda text: err.print(text, markup=False, highlight=False))
+
+
+from .effects.cli import register as _register_effects  # noqa: E402 - `effects`, `ablate`: patternlang/effects/cli.py
+
+_register_effects(app)
 
 
 # ---- entry point -------------------------------------------------------------------------------

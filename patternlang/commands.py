@@ -19,6 +19,7 @@ import torch
 from patternlang.comparison import Comparison
 from patternlang.engine.prompt_matrix import compile_on_prompt, reads_model_inputs
 from patternlang.comparison import compare as compare_scores
+from patternlang.effects.cli import check_effects_metric, detect_effects
 from patternlang.engine import distributed
 from patternlang.engine.detection import DetectOptions, detect_with
 from patternlang.engine.explanation import Explanation, explain, prompt_argument
@@ -56,13 +57,15 @@ Loading = Callable[[], AbstractContextManager[Any]]
 def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptions, *,
                 prompts: Path | None = None, prompt_column: str | None = None, probe: str | None = None,
                 json_path: Path | None = None, csv_path: Path | None = None, heatmap: Sequence[Path] = (),
-                heatmap_measure: str | None = None, verdicts: bool = False, loading: Loading = nullcontext,
+                heatmap_measure: str | None = None, verdicts: bool = False, effects: str | None = None,
+                loading: Loading = nullcontext,
                 say: Callable[[str], None] = print) -> Scores | None:
     """`patternlang detect`: score the patterns (`patterns` as written; none: every shipped one) on
     a prompt file (streamed) or each on its own probe (`probe`: one for all), write the files asked
     for (`json_path` "-": none, the caller prints it), and return the scores (None on a torchrun
     rank other than 0, which writes nothing). `verdicts`: also score what a verdict reads (sink and
-    offsink) and write every head's verdict into the JSON (docs/verdicts.md)."""
+    offsink) and write every head's verdict into the JSON (docs/verdicts.md). `effects`: a metric
+    (`logit_diff`, `loss`, ...): each head's effect on it beside its scores (docs/effects.md)."""
     if prompts is not None and probe is not None:
         raise InputError("give --prompts or --probe, not both")
     if prompts is None and (options.checkpoint is not None or options.checkpoint_every is not None
@@ -80,6 +83,8 @@ def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptio
         outputs.plan(csv_path, (".csv",), "the scores as CSV")
     for path in heatmap:
         outputs.plan(path, HEATMAP_SUFFIXES, "a heatmap")
+    if effects is not None:
+        check_effects_metric(effects)
     chosen = load_pattern_arguments(list(patterns)) if patterns else shipped_patterns()
     probe_spec = probe_argument(probe) if probe else None
     if verdicts:
@@ -105,6 +110,9 @@ def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptio
             distributed.end_group()
     if rank != 0:
         return None
+    if effects is not None:
+        scores = detect_effects(scores, loaded, effects, probe=probe_spec, prompts=prompts, progress=options.progress,
+                                say=say)
     # All files or none: each is written beside its target, and renamed into place at the end.
     with outputs.staged() as temporary:
         if json_path is not None and str(json_path) != "-":

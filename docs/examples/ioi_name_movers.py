@@ -1,130 +1,103 @@
-"""The IOI experiment of TransformerLens' exploratory-analysis demo, on the embedded SmolLM2.
+"""The IOI experiment of TransformerLens' exploratory-analysis demo, on the embedded SmolLM2, on
+patternlang's effects calls: who attends like a name mover, and whose output matters.
 
-    python docs/examples/ioi_name_movers.py [--prompts 64] [--draws 5] [--seed 0]
+    python docs/examples/ioi_name_movers.py [--prompts 64] [--draws 20] [--top-k 20] [--seed 0]
 
-1. The logit difference (IO minus S, at END) on `ioi` prompts, the model unchanged.
-2. The top-3 heads by `name_mover_head` (attention mass END -> IO), with their `copying`.
-3. The logit difference after ablating those 3 heads at END (their `hook_z` zeroed there),
-   beside the same for 3 random heads from the same layers (`--draws` draws).
-4. The `copying` sign of the top copy-suppression candidates (`copy_suppression_head`).
+1. `detect`: every head's `name_mover_head` attention (mass END -> IO) and its `copying` sign.
+2. `attribute`: every head's effect on the logit difference (IO minus S at END) when its output is
+   zeroed at END, estimated from one forward and one backward pass; the top `--top-k` by the size
+   of the estimate ablated exactly, with 95% intervals over prompts.
+3. `ablate`: the top 3 name movers by mass (positive copying), the top 3 negative name movers
+   (negative copying) and the top 3 by mass whatever their sign, each set ablated together at END,
+   against `--draws` random sets of the same size from the same layers (an empirical p-value).
 
-Numbers are mean over prompts with the standard deviation across prompts; docs/model_features.md
-holds this script's output.
-
-It is slow on a CPU: on a busy 2-core machine step 1 (the clean logit difference, one pass over
-the 64 prompts) took 741 s; step 3 repeats that pass 1 + `--draws` times. Each step prints a line
-on stderr with the seconds so far; `--prompts 16 --draws 2` is a quick look.
+Numbers are means over prompts with 95% intervals; docs/model_features.md holds this script's output.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
-import sys
 import time
 
 import torch
 
 import patternlang
-from patternlang.engine.batching import tokenize
-from patternlang.heads import parse_head
+from patternlang.effects import ablate, attribute
+from patternlang.heads import head_label
 from patternlang.probes import get_probe
-from patternlang.probes.labelled import ioi_cases
+
+MIN_LIFT = 3.0  # a head "attends like a name mover" with mass at least 3x the chance head's
 
 
-STARTED = time.perf_counter()
-DURATION = ("this takes a long while on a 2-core CPU: step 1 alone took 12 min on a busy one, "
-            "and step 3 costs 1 + --draws times as much (--prompts 16 --draws 2 is a quick look)")
-
-
-def step(what: str) -> None:
-    """One line per step on stderr (stdout holds the results), with the seconds so far."""
-    print(f"[{time.perf_counter() - STARTED:4.0f} s] {what}", file=sys.stderr, flush=True)
-
-
-def logit_diffs(model, texts, io_ids, s_ids, ablate=()) -> list[float]:
-    """IO minus S logit at each prompt's last token; `ablate`: (layer, head) pairs whose z is zeroed there."""
-    token_lists = tokenize(model, texts)
-    out = []
-    for tokens, io, s in zip(token_lists, io_ids, s_ids):
-        hooks = []
-        for layer in sorted({layer for layer, _ in ablate}):
-            heads = [head for lay, head in ablate if lay == layer]
-
-            def zero(z, hook=None, heads=heads):
-                z = z.clone()
-                z[:, -1, heads] = 0.0  # the END position only
-                return z
-            hooks.append((f"blocks.{layer}.attn.hook_z", zero))
-        with torch.inference_mode():
-            logits = model.run_with_hooks(tokens[None], fwd_hooks=hooks, return_type="logits")
-        out.append(float(logits[0, -1, io] - logits[0, -1, s]))
-    return out
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.mean(values):.3f} (sd {statistics.stdev(values):.3f})"
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    step(DURATION)
-    step("loading the embedded model")
+    started = time.perf_counter()
     model = patternlang.load_model()
-    n_heads = model.cfg.n_heads
-    cases = ioi_cases(args.prompts, args.seed)
-    texts = [c.text for c in cases]
-    first = lambda name: model.tokenizer(" " + name, add_special_tokens=False)["input_ids"][0]  # noqa: E731
-    io_ids, s_ids = [first(c.io) for c in cases], [first(c.subject) for c in cases]
+    prompts = get_probe("ioi", batch=args.prompts, seed=args.seed)(model)
+    # How long: one timed forward pass over the prompts, times the passes the script runs (the
+    # detect pass, a forward+backward pass counted as 3, one pass per exact ablation).
+    one = time.perf_counter()
+    with torch.inference_mode():
+        model(list(prompts.texts), return_type=None)
+    one = time.perf_counter() - one
+    passes = 1 + 3 + args.top_k + 3 * (2 + args.draws)
+    say(f"{len(prompts)} ioi prompts; one forward pass over them takes {one:.1f} s here, and this script runs "
+        f"about {passes}: roughly {passes * one / 60:.0f} minutes.")
 
-    step(f"1/4 the clean logit difference on {len(texts)} prompts")
-    clean = logit_diffs(model, texts, io_ids, s_ids)
-    print(f"prompts: {len(texts)} ioi prompts (seed {args.seed}), {model.cfg.model_name}")
-    print(f"clean logit difference (IO - S): {summary(clean)}; IO ahead on "
-          f"{sum(d > 0 for d in clean)}/{len(clean)} prompts")
+    say(f"[1/3] scoring name_mover_head (mass, copying) on {len(prompts)} ioi prompts ...")
+    scores = patternlang.detect(model, prompts, "name_mover_head", measures=["mass", "copying"])
+    mass, copying = scores.get("name_mover_head", "mass"), scores.get("name_mover_head", "copying")
+    chance = scores.baseline("name_mover_head", "mass")
+    attending = [(layer, head) for layer in range(scores.n_layers) for head in range(scores.n_heads)
+                 if float(mass[layer, head]) >= MIN_LIFT * chance]
+    attending.sort(key=lambda lh: -float(mass[lh]))
+    movers = [lh for lh in attending if float(copying[lh]) > 0]
+    negative = [lh for lh in attending if float(copying[lh]) < 0]
+    set_size = 3  # heads per ablated set (random sets need other heads left in the same layers)
 
-    step("2/4 scoring name_mover_head and s_inhibition_head")
-    scores = patternlang.detect(model, get_probe("ioi", batch=args.prompts, seed=args.seed),
-                                ["name_mover_head", "s_inhibition_head"], measures=["mass", "copying"],
-                                progress=False)
-    top = scores.top("name_mover_head", k=3, measure="mass")
-    heads = [parse_head(label) for label, _ in top]
-    copying = scores.values["copying"][0]
-    print("top-3 name_mover_head (mass END -> IO; copying in logits):")
-    for (label, mass), (layer, head) in zip(top, heads):
-        print(f"  {label}: mass {mass:.3f}, copying {float(copying[layer, head]):+.3f}")
-    lowest = torch.topk(-copying.flatten(), 3).indices.tolist()
-    print("most negative copying on END -> IO (negative name mover candidates): " + ", ".join(
-        f"L{i // n_heads}H{i % n_heads} {float(copying.flatten()[i]):+.3f} (mass "
-        f"{float(scores.values['mass'][0].flatten()[i]):.3f})" for i in lowest))
+    def described(lh: tuple[int, int]) -> str:
+        return f"{head_label(*lh)} (mass {float(mass[lh]):.2f}, copying {float(copying[lh]):+.2f})"
 
-    step(f"3/4 ablating the top-3 heads, then {args.draws} random draws")
-    ablated = logit_diffs(model, texts, io_ids, s_ids, ablate=heads)
-    print(f"ablating {', '.join(label for label, _ in top)} at END: {summary(ablated)}; "
-          f"change {statistics.mean(ablated) - statistics.mean(clean):+.3f}")
-    rng = random.Random(args.seed)
-    changes = []
-    for draw in range(args.draws):
-        randoms = [(layer, rng.choice([h for h in range(n_heads) if (layer, h) not in heads])) for layer, _ in heads]
-        diffs = logit_diffs(model, texts, io_ids, s_ids, ablate=randoms)
-        changes.append(statistics.mean(diffs) - statistics.mean(clean))
-        print(f"  random draw {draw + 1} ({', '.join(f'L{lay}H{h}' for lay, h in randoms)}): {summary(diffs)}; "
-              f"change {changes[-1]:+.3f}")
-    print(f"random heads, same layers, {args.draws} draws: mean change {statistics.mean(changes):+.3f} "
-          f"(sd over draws {statistics.stdev(changes) if len(changes) > 1 else 0.0:.3f})")
+    say(f"heads attending END -> IO at >= {MIN_LIFT:.0f}x chance (chance mass {chance:.3f}): {len(attending)}")
+    say("  name movers (copying > 0): " + (", ".join(described(lh) for lh in movers) or "none"))
+    say("  negative name movers (copying < 0): " + (", ".join(described(lh) for lh in negative) or "none"))
 
-    step("4/4 scoring copy_suppression_head on the natural probe")
-    suppression = patternlang.detect(model, get_probe("natural"), "copy_suppression_head",
-                                     measures=["mass", "copying"], progress=False)
-    print("top-3 copy_suppression_head (mass; copying in logits):")
-    for label, mass in suppression.top("copy_suppression_head", k=3, measure="mass"):
-        layer, head = parse_head(label)
-        print(f"  {label}: mass {mass:.3f}, copying {float(suppression.values['copying'][0, layer, head]):+.3f}")
+    say(f"[2/3] every head's effect on the logit difference, zero-ablated at END (top {args.top_k} exactly) ...")
+    effects = attribute(model, prompts, metric="logit_diff", method="zero", positions="END", top_k=args.top_k)
+    say(f"clean logit difference (IO - S at END): {effects.clean_mean:.3f}")
+    say(f"estimate vs exact ablation over the top {args.top_k}: rank correlation {effects.rank_correlation:+.3f}")
+    for title, ranked in (("lowers it most", effects.ranked(lowest=True)[:5]),
+                          ("raises it most", effects.ranked(lowest=False)[:5])):
+        say(f"ablating these {title}:")
+        for effect in ranked:
+            lh = effect.heads[0]
+            low, high = effect.ci or (float("nan"), float("nan"))
+            say(f"  {effect.label}: {effect.mean:+.3f} [{low:+.3f}, {high:+.3f}], estimate {effect.estimate:+.3f}; "
+                f"mass {float(mass[lh]):.2f}, copying {float(copying[lh]):+.2f}")
+
+    say(f"[3/3] head sets ablated together at END, against {args.draws} random sets from the same layers ...")
+    sets = ((f"top {set_size} name movers", movers[:set_size]), (f"top {set_size} negative name movers",
+            negative[:set_size]), (f"top {set_size} by mass", attending[:set_size]))
+    for name, heads in sets:
+        if not heads:
+            continue
+        result = ablate(model, prompts, heads, metric="logit_diff", positions="END", together=True,
+                        random_sets=args.draws, seed=args.seed)
+        effect = next(iter(result.entries.values()))
+        base = effect.baseline
+        low, high = effect.ci or (float("nan"), float("nan"))
+        say(f"  {name} ({effect.label}): {effect.mean:+.3f} [{low:+.3f}, {high:+.3f}]; random sets {base.mean:+.3f} "
+            f"(sd {base.sd:.3f}), p = {base.p_value:.3f}, above {base.percentile:.0%} of them")
+    say(f"done in {(time.perf_counter() - started) / 60:.1f} minutes")
 
 
 if __name__ == "__main__":

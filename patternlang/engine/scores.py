@@ -57,6 +57,7 @@ class Scores:
     ci_high: Mapping[str, Tensor] = field(default_factory=dict, repr=False)
     evidence: Mapping[str, Evidence] = field(default_factory=dict, repr=False)
     per_prompt: Mapping[str, Mapping[str, Tensor]] = field(default_factory=dict, repr=False)  # pattern -> measure -> [prompt, layer, head]
+    effects: Mapping[str, Any] = field(default_factory=dict, repr=False)  # metric -> `Effects.to_dict()` (patternlang.effects.scores.attach_effects)
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, RunSettings):  # a plain mapping (a file's, a caller's)
@@ -256,6 +257,8 @@ class Scores:
                 **self.provenance()}
         if verdicts:  # [verdicts] every head's verdict (engine/verdicts.py)
             data["verdicts"] = {head: found.to_dict() for head, found in self.verdicts().items()}
+        if self.effects:  # each head's effect on a metric, beside its scores (attach_effects)
+            data["effects"] = dict(self.effects)
         return data
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2, verdicts: bool = False) -> str:
@@ -302,7 +305,8 @@ class Scores:
             return cls(patterns, measures, values, model=str(data.get("model", "model")),
                        n_prompts=int(data.get("n_prompts", 0)), n_tokens=int(data.get("n_tokens", 0)),
                        settings=dict(data.get("settings", {})), n_layers=n_layers, n_heads=n_heads,
-                       ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt)
+                       ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt,
+                       effects=dict(data.get("effects") or {}))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             raise InputError(f"not a patternlang scores file: {error}") from None
 

@@ -69,16 +69,31 @@ class IOICase:
     template: int
 
 
-def ioi_cases(batch: int = 64, seed: int = 0) -> list[IOICase]:
+IOI_VARIANTS = ("ioi", "abc")
+"""`ioi`: the prompts themselves; `abc`: the IOI paper's ABC dataset, the same prompts (templates,
+places, objects, token positions and labels) with the three names replaced by three other,
+different names, so that nothing in the prompt says which name comes next (the corrupted run of
+activation patching)."""
+
+
+def ioi_cases(batch: int = 64, seed: int = 0, variant: str = "ioi") -> list[IOICase]:
     """`batch` IOI prompts; even ones ABBA, odd ones BABA; templates taken in turn, names, places
-    and objects drawn with `seed`."""
+    and objects drawn with `seed`. `variant="abc"`: the same prompts with the names at IO, S1 and
+    S2 replaced by three new names, all different (`io` and `subject` are then the names at IO
+    and S1; S2 names a third person)."""
+    if variant not in IOI_VARIANTS:
+        raise InputError(f"the ioi probe's variant is one of {', '.join(IOI_VARIANTS)}, not {variant!r}")
     rng = random.Random(seed)
+    abc = random.Random(seed + 0xABC)  # its own stream: the clean prompts' draws stay as they were
     cases = []
     for index in range(batch):
         template = IOI_TEMPLATES[index % len(IOI_TEMPLATES)]
         io, subject = rng.sample(IOI_NAMES, 2)
         place, thing = rng.choice(IOI_PLACES), rng.choice(IOI_OBJECTS)
         order = "ABBA" if index % 2 == 0 else "BABA"
+        second_subject = subject
+        if variant == "abc":
+            io, subject, second_subject = abc.sample([n for n in IOI_NAMES if n not in (io, subject)], 3)
         first, second = ((io, "IO"), (subject, "S1")) if order == "ABBA" else ((subject, "S1"), (io, "IO"))
         head, rest = template.split("[B] and [A]", 1)
         middle, tail = rest.split("[B]", 1)
@@ -87,15 +102,16 @@ def ioi_cases(batch: int = 64, seed: int = 0) -> list[IOICase]:
         tail = fill(tail)
         body, end_word = tail.rsplit(" ", 1)
         text, spans = label_spans([
-            (fill(head), None), first, (" and ", None), second, (fill(middle), None), (subject, "S2"),
+            (fill(head), None), first, (" and ", None), second, (fill(middle), None), (second_subject, "S2"),
             (body + " ", None), (end_word, "END"),
         ])
         cases.append(IOICase(text, spans, io, subject, order, index % len(IOI_TEMPLATES)))
     return cases
 
 
-def ioi(batch: int = 64, seed: int = 0) -> Prompts:
-    """The `ioi` probe: `ioi_cases` as labelled text prompts.
+def ioi(batch: int = 64, seed: int = 0, variant: str = "ioi") -> Prompts:
+    """The `ioi` probe: `ioi_cases` as labelled text prompts (`variant="abc"`: the ABC dataset,
+    the corrupted prompts of activation patching, one for each prompt of the same seed).
 
     >>> p = ioi(batch=2)
     >>> p.texts[0]
@@ -104,9 +120,10 @@ def ioi(batch: int = 64, seed: int = 0) -> Prompts:
     [('IO', 'Jane'), ('S1', 'Sam'), ('S2', 'Sam'), ('END', 'to')]
     """
     check_size("ioi", "batch", batch, 1, MAX_PROMPTS)
-    cases = ioi_cases(batch, seed)
+    cases = ioi_cases(batch, seed, variant)
+    what = "IOI prompts" if variant == "ioi" else "ABC prompts (the IOI prompts with three other names)"
     return Prompts._already_checked(texts=tuple(c.text for c in cases), name="ioi",
-                                    description=f"{batch} IOI prompts (Wang et al. 2022 templates, ABBA/BABA), "
+                                    description=f"{batch} {what} (Wang et al. 2022 templates, ABBA/BABA), "
                                                 f"seed {seed}", spans=tuple(c.spans for c in cases))
 
 

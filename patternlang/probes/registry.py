@@ -105,7 +105,13 @@ def _build_parsed_prose(args: Mapping[str, Any], model: Any) -> Prompts:
 
 
 def _build_ioi(args: Mapping[str, Any], model: Any) -> Prompts:
-    return labelled.ioi(batch=args.get("batch", 64), seed=args.get("seed", 0))
+    return labelled.ioi(batch=args.get("batch", 64), seed=args.get("seed", 0), variant=args.get("variant", "ioi"))
+
+
+def _check_ioi(args: Mapping[str, Any]) -> None:
+    if args.get("variant", "ioi") not in labelled.IOI_VARIANTS:
+        raise InputError(f"argument 'variant' of probe 'ioi' is one of {', '.join(labelled.IOI_VARIANTS)}, "
+                         f"not {args['variant']!r}", hint="abc: the corrupted prompts of activation patching")
 
 
 def _build_needle(args: Mapping[str, Any], model: Any) -> Prompts:
@@ -167,8 +173,11 @@ for _probe in (
         (
             ProbeArg("batch", "int", 64, "number of prompts", minimum=1, maximum=MAX_PROMPTS),
             ProbeArg("seed", "int", 0, "random seed for names, places and objects", minimum=0, maximum=2**32 - 1),
+            ProbeArg("variant", "str", "ioi", "ioi: the prompts; abc: the same prompts with three other names "
+                     "(the IOI paper's ABC dataset, the corrupted run of activation patching)"),
         ),
         _build_ioi,
+        _check_ioi,
     ),
     ProbeDefinition(
         "needle",

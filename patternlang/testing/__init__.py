@@ -6,6 +6,8 @@
 - `FakeAttentionModel`: attention as a seeded function of tokens and positions, cheap at any size.
 - `hook_pattern_blocks`: the block path's attention sliced from `hook_pattern` (its oracle);
   `random_attention_blocks`: random blocks without a model (the block path's memory benchmark).
+- `make_linear_model()`: a hand-set model whose logits are linear in every head's `z` (attribution
+  patching is exact on it: the effects' oracle).
 - `oracle_scores`: the engine's measures computed prompt by prompt, head by head in plain Python,
   on `random_attention` / `random_detection` tensors.
 
@@ -42,6 +44,7 @@ from patternlang.testing.hand_set import (
     HandSetModel,
     make_hand_set_model,
 )
+from patternlang.testing.linear import make_linear_model
 from patternlang.testing.oracle import oracle_rows, oracle_scores, random_attention, random_detection
 
 __all__ = [
@@ -49,5 +52,5 @@ __all__ = [
     "BOS_HEAD", "BOS_ID", "CHARACTERS", "CURRENT_TOKEN_HEAD", "DUPLICATE_TOKEN_HEAD", "INDUCTION_HEAD",
     "LAYER_HEAD_KINDS", "PAD_ID", "PREVIOUS_TOKEN_HEAD", "SPECIAL_TOKENS", "UNIFORM_HEAD", "UNK_ID",
     "ByteTokenizer", "CharTokenizer", "FakeAttentionModel", "HandSetConfig", "HandSetModel",
-    "make_hand_set_model", "oracle_rows", "oracle_scores", "random_attention", "random_detection",
+    "make_hand_set_model", "make_linear_model", "oracle_rows", "oracle_scores", "random_attention", "random_detection",
 ]

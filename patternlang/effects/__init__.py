@@ -1,0 +1,46 @@
+"""Does a head matter? Ablation, activation patching and attribution patching on `hook_z`.
+
+    from patternlang.effects import ablate, attribute, patch
+    effects = attribute(model, get_probe("ioi"), metric="logit_diff", positions="END", top_k=20)
+    effects["L23H1"].estimate, effects["L23H1"].mean, effects["L23H1"].ci, effects.rank_correlation
+
+Modules: `metrics` (the metric registry: `loss`, `induction_loss`, `logit_diff(A, B)`,
+`retrieval`, user metrics), `inputs` (prompts, token labels, batches), `passes` (the clean, the
+gradient and the intervened forward passes; several interventions per pass), `interventions`
+(`ablate`, `patch`, `attribute`, random baselines), `result` (`Effects`), `scores` (effects beside
+pattern scores: `attach_effects`), `cli` (`patternlang effects`, `patternlang ablate`).
+
+Members load on first use, so that registering the commands (`cli.register`) imports no torch.
+"""
+
+from typing import Any
+
+_LAZY = {
+    "METHODS": "patternlang.effects.interventions",
+    "ablate": "patternlang.effects.interventions",
+    "attribute": "patternlang.effects.interventions",
+    "patch": "patternlang.effects.interventions",
+    "METRICS": "patternlang.effects.metrics",
+    "Metric": "patternlang.effects.metrics",
+    "MetricBatch": "patternlang.effects.metrics",
+    "register_metric": "patternlang.effects.metrics",
+    "resolve_metric": "patternlang.effects.metrics",
+    "Effect": "patternlang.effects.result",
+    "Effects": "patternlang.effects.result",
+    "RandomBaseline": "patternlang.effects.result",
+    "rank_correlation": "patternlang.effects.result",
+    "attach_effects": "patternlang.effects.scores",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'patternlang.effects' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)
