@@ -48,7 +48,7 @@ TINY = {"n_prompts": 8, "k": 4, "repeats": 1}
 
 def run(*, tiny: bool, log=print, repeats: int | None = None, n_prompts: int | None = None,
         command: bool = True) -> dict[str, Any]:
-    from patternlang.effects.inputs import prepare
+    from patternlang.effects.effect_inputs import prepare
     from patternlang.effects.interventions import head_list
     from patternlang.effects.metrics import resolve_metric
     from patternlang.effects.passes import Replacement, Shape, clean_pass, intervened, rows_per_pass

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from patternlang.effects import Metric, ablate, attribute, patch, rank_correlation, resolve_metric
-from patternlang.effects.inputs import prepare
+from patternlang.effects.effect_inputs import prepare
 from patternlang.effects.metrics import MetricBatch, induction_targets
 from patternlang.effects.result import mean_and_interval, random_baseline
 from patternlang.errors import InputError, UnknownNameError
@@ -440,7 +440,8 @@ def test_effects_go_into_an_atlas_document_it_still_accepts():
 
     model = make_predicting_model(sign=-1.0)
     effects = attribute(model, TEXTS, metric="loss", top_k=1, progress=False)
-    doc = {"format": FORMAT, "model": {"n_layers": 2, "n_heads": 2}, "patterns": {}, "measures": []}
+    doc = {"format": FORMAT, "model": {"name": "tiny", "id": "tiny", "n_layers": 2, "n_heads": 2}, "patterns": {},
+           "measures": ["mass"]}
     add_effects(doc, effects)
     check_document(doc)
     entry = doc["effects"]["loss"]

@@ -88,9 +88,12 @@ class Example(BaseModel):
 
 
 class Drawn(BaseModel):
+    """A head's entry: the pattern its examples draw and the examples, and its verdict (a head may
+    carry a verdict alone: `document.add_verdicts`; its fields are read by `ranking.head_verdict`)."""
     model_config = STRICT
-    pattern: Name
-    examples: list[Example] = Field(max_length=10)
+    pattern: Name = ""
+    examples: list[Example] = Field(default=[], max_length=10)
+    verdict: dict[Name, Any] | None = None
 
 
 class Probe(BaseModel):
@@ -126,6 +129,7 @@ class AtlasDocument(BaseModel):
     heads: dict[Name, Drawn] = {}
     stats: Stats | dict[str, Any] = {}
     updated: Name = ""
+    effects: dict[Name, dict[str, Any]] = {}  # per metric: each head's effect (effects/atlas.py)
 
     @model_validator(mode="after")
     def _fits_the_model(self) -> AtlasDocument:

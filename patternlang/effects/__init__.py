@@ -29,7 +29,7 @@ _LAZY = {
     "Effects": "patternlang.effects.result",
     "RandomBaseline": "patternlang.effects.result",
     "rank_correlation": "patternlang.effects.result",
-    "attach_effects": "patternlang.effects.scores",
+    "attach_effects": "patternlang.effects.scored_effects",
 }
 
 

@@ -257,7 +257,7 @@ def detect_effects(scores: Any, model: Any, metric: str, *, probe: Any = None, p
     else the metric's own probe (`DEFAULT_PROBE`, else `natural`)."""
     from patternlang.effects.interventions import attribute
     from patternlang.effects.metrics import resolve_metric
-    from patternlang.effects.scores import attach_effects
+    from patternlang.effects.scored_effects import attach_effects
     from patternlang.settings import ProbeSpec
 
     resolved = resolve_metric(metric)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from patternlang.effects.inputs import EffectInputs, Positions, prepare
+from patternlang.effects.effect_inputs import EffectInputs, Positions, prepare
 from patternlang.effects.metrics import Metric, resolve_metric
 from patternlang.effects.passes import CleanRun, Heads, Replacement, Shape, clean_pass, intervened, n_batches
 from patternlang.effects.result import Effect, Effects, random_baseline, rank_correlation

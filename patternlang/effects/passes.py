@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from patternlang.effects.inputs import EffectInputs, Positions, position_mask
+from patternlang.effects.effect_inputs import EffectInputs, Positions, position_mask
 from patternlang.effects.metrics import Metric, MetricBatch
 from patternlang.engine.batching import auto_budget
 from patternlang.errors import InputError

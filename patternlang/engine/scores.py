@@ -57,7 +57,7 @@ class Scores:
     ci_high: Mapping[str, Tensor] = field(default_factory=dict, repr=False)
     evidence: Mapping[str, Evidence] = field(default_factory=dict, repr=False)
     per_prompt: Mapping[str, Mapping[str, Tensor]] = field(default_factory=dict, repr=False)  # pattern -> measure -> [prompt, layer, head]
-    effects: Mapping[str, Any] = field(default_factory=dict, repr=False)  # metric -> `Effects.to_dict()` (patternlang.effects.scores.attach_effects)
+    effects: Mapping[str, Any] = field(default_factory=dict, repr=False)  # metric -> `Effects.to_dict()` (patternlang.effects.scored_effects.attach_effects)
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, RunSettings):  # a plain mapping (a file's, a caller's)

@@ -20,7 +20,7 @@ from patternlang.errors import InputError
 from patternlang.models.facts import model_facts
 from patternlang.probes import Prompts, as_prompts
 from patternlang.spans import token_labels
-from patternlang.tokenize import token_offsets
+from patternlang.tokenization import token_offsets
 
 Positions = str | None
 """Where an intervention acts: None (every token) or a span label ("END", "IO", ...)."""
