@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .describe.cli import describe_command
 from .errors import ErrorGroup, InputError, PatternError, PatternFileError
 
 app = typer.Typer(
@@ -722,6 +723,9 @@ def atlas(
     run_atlas(out_dir, models=model, patterns=patterns, probe=_parse_probe(probe) if probe else None, add=add,
               render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
               say=lambda text: err.print(text, markup=False, highlight=False))
+
+
+app.command("describe")(describe_command)
 
 
 # ---- entry point -------------------------------------------------------------------------------

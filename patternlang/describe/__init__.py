@@ -4,11 +4,30 @@
 for every head from shared sufficient statistics (`stats.py`, `scoring.py`), picks each head's rule
 on half of the prompts and reports it on the other half (`run.py`), and can replace the best-described
 heads by their rules to measure what is lost (`replace.py`). docs/describe.md has the method.
+
+`describe`, `replace_heads` and `perplexity` import torch, so they load on first use (the CLI
+imports this package to register its command, and must start fast).
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from patternlang.describe.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
 from patternlang.describe.result import Alternative, Description, HeadDescription, Replacement
-from patternlang.describe.run import describe
 
 __all__ = ["FAMILIES", "Alternative", "Base", "Candidate", "CandidateFamily", "Description", "HeadDescription",
-           "Replacement", "describe", "register_family"]
+           "Replacement", "describe", "perplexity", "register_family", "replace_heads"]
+
+_LAZY = {"describe": "patternlang.describe.run", "replace_heads": "patternlang.describe.replace",
+         "perplexity": "patternlang.describe.replace"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'patternlang.describe' has no attribute {name!r}")

@@ -41,7 +41,6 @@ def score_candidates(stats: HeadStats, candidates: Sequence[Candidate], base_ind
     n_offsets = stats.cells.shape[1]
     cum = lambda x: torch.cat([torch.zeros(*x.shape[:-1], 1, dtype=x.dtype), x.cumsum(dim=-1)], dim=-1)  # noqa: E731
     mass_c, hits_c, chance_c, cells_c = cum(stats.mass), cum(stats.hits), cum(stats.chance), cum(stats.cells)
-    first_c = stats.first.cumsum(dim=-1)  # [2, base, d]: rows whose first target (from lo) is <= d
     bos = [i for i, c in enumerate(candidates) if c.base.cond == "k == 0"]
     regular = [i for i, c in enumerate(candidates) if c.base.cond != "k == 0"]
     shape = (n_heads, len(candidates))
@@ -55,7 +54,7 @@ def score_candidates(stats: HeadStats, candidates: Sequence[Candidate], base_ind
         hi = torch.tensor([min(c.hi, n_offsets - 1) if c.hi is not None else n_offsets - 1 for c in chosen])
         exact = torch.tensor([c.exact for c in chosen])
         span = lambda x: x[..., b, hi + 1] - x[..., b, lo]  # noqa: E731
-        rows = torch.where(exact, span(cells_c), first_c[lo.clamp(max=1), b, hi])
+        rows = torch.where(exact, span(cells_c), stats.reach[lo.clamp(max=1), b, hi])
         m = _ratio(span(mass_c), rows[None])
         hits = span(hits_c)
         cells = span(cells_c)

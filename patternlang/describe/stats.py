@@ -11,7 +11,7 @@ with `a` the head's attention renormalised over the keys that count (every real 
 but BOS: the head's non-sink attention, as the engine's `mass` with `exclude bos` reads it).
 The same sum with `a` replaced by the head's binarised attention gives the intersection of
 the IoU, and with a uniform head the chance baseline; head-independent counts (cells per
-offset, rows whose first target lies at each offset) give the target rows and the rule's size.
+offset, rows with a target within each distance) give the target rows and the rule's size.
 One batched matmul per batch (`[offset, head, rows] @ [offset, rows, base]`) computes them for
 every head of every layer and every base.
 
@@ -58,13 +58,11 @@ def to_offsets(matrix: Tensor, n_offsets: int) -> Tensor:
     """`[..., q, k]` -> `[..., q, d]` with `out[..., q, d] = matrix[..., q, q - d]` (0 where q - d < 0
     or d >= the matrix's size; offsets up to `n_offsets - 1`)."""
     n = matrix.shape[-1]
+    padded = torch.nn.functional.pad(matrix, (0, 1))  # a zero column at index n for the cells outside
     q = torch.arange(n, device=matrix.device)[:, None]
-    d = torch.arange(n_offsets, device=matrix.device)[None, :]
-    k = q - d
-    valid = k >= 0
-    index = k.clamp(min=0).expand(*matrix.shape[:-1], n_offsets)
-    gathered = torch.gather(matrix, -1, index.contiguous())
-    return torch.where(valid, gathered, torch.zeros((), dtype=matrix.dtype, device=matrix.device))
+    k = q - torch.arange(n_offsets, device=matrix.device)[None, :]
+    index = torch.where(k >= 0, k, n).expand(*matrix.shape[:-1], n_offsets)
+    return torch.gather(padded, -1, index)
 
 
 @dataclass
@@ -72,8 +70,8 @@ class HeadStats:
     """Running sums over prompts for `n_heads` heads (every layer's, flattened) and `n_bases` bases.
 
     `mass`, `hits`, `chance`: `[head, base, offset]` sums of renormalised, binarised and uniform
-    attention on the base's cells; `cells [base, offset]`: the base's cells; `first [2, base, offset]`:
-    rows whose first target at distance >= lo (lo = 0, 1) is at each offset; `on [head]`: binarised
+    attention on the base's cells; `cells [base, offset]`: the base's cells; `reach [2, base, offset]`:
+    rows with a target at a distance from lo (0 or 1) to the offset; `on [head]`: binarised
     cells; `bos_mass [head]`, `rows`: attention on key 0 over real rows, and the real rows.
     """
 
@@ -81,7 +79,7 @@ class HeadStats:
     hits: Tensor
     chance: Tensor
     cells: Tensor
-    first: Tensor
+    reach: Tensor
     on: Tensor
     bos_mass: Tensor
     bos_chance: float = 0.0  # a uniform head's attention on key 0, summed over real rows: sum 1 / (q + 1)
@@ -126,25 +124,19 @@ def batch_stats(stats: HeadStats, attention: Tensor, lengths: Tensor, bases: Ten
     heads = torch.cat([renorm, binary, uniform], dim=1)  # [batch, 2H + 1, q, k]
     rows = to_offsets(heads, n_offsets)  # [batch, 2H+1, q, d]
     width = rows.shape[1]
-    left = rows.permute(3, 1, 0, 2).reshape(n_offsets, width, batch * n)  # [d, 2H+1, bq]
+    left = rows.permute(3, 1, 0, 2).reshape(n_offsets, width, batch * n).contiguous()  # [d, 2H+1, bq]
     counted_offsets = to_offsets(cells.to(torch.float32), n_offsets)  # [batch, q, d]
-    d_index = torch.arange(n_offsets)
     for start in range(0, bases.shape[0], BASE_CHUNK):
         chunk = bases[start: start + BASE_CHUNK].to(torch.float32)
         c = chunk.shape[0]
         marked = to_offsets(chunk, n_offsets) * counted_offsets[None]  # [c, batch, q, d]
-        right = marked.permute(3, 1, 2, 0).reshape(n_offsets, batch * n, c)  # [d, bq, c]
+        right = marked.permute(3, 1, 2, 0).reshape(n_offsets, batch * n, c).contiguous()  # [d, bq, c]; contiguous: bmm is ~15x slower on the strided view
         products = torch.bmm(left, right).double()  # [d, 2H+1, c]
         stats.mass[:, start: start + c] += products[:, :n_heads].permute(1, 2, 0)
         stats.hits[:, start: start + c] += products[:, n_heads: 2 * n_heads].permute(1, 2, 0)
         stats.chance[start: start + c] += products[:, 2 * n_heads].T
         stats.cells[start: start + c] += marked.sum(dim=(1, 2)).double()
-        present = marked > 0
-        for lo in (0, 1):
-            eligible = present & (d_index >= lo)
-            has = eligible.any(dim=-1)  # [c, batch, q]
-            first = torch.where(eligible, d_index, n_offsets).amin(dim=-1)  # [c, batch, q]
-            counts = torch.zeros(c, n_offsets + 1, dtype=torch.float64)
-            counts.scatter_add_(1, torch.where(has, first, n_offsets).reshape(c, -1),
-                                torch.ones(c, batch * n, dtype=torch.float64))
-            stats.first[lo, start: start + c] += counts[:, :n_offsets]
+        # Rows with a target at a distance in lo .. d, for every d: a running maximum over offsets.
+        reach = marked.cummax(dim=-1).values.sum(dim=(1, 2))  # [c, d]
+        stats.reach[0, start: start + c] += reach.double()
+        stats.reach[1, start: start + c, 1:] += marked[..., 1:].cummax(dim=-1).values.sum(dim=(1, 2)).double()
