@@ -198,12 +198,14 @@ def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
     """The batch of prompts `indices` (right-padded) and its base matrices `[base, batch, n, n]` (0/1),
     each conjunct by the normal compiler and engine (`detection_tensors`), conjunctions as products."""
     names = list(compiled)
-    detectors = resolve_patterns([compiled[name] for name in names])
     chosen_items = [items[i] for i in indices]
     chosen_tokens = [token_lists[i] for i in indices]
-    inputs = prompt_inputs(model, None, chosen_items, chosen_tokens, detectors)
     local = pad_batch(chosen_tokens, list(range(len(indices))), pad=0, device=torch.device("cpu"))
-    detection = inputs.detection(model, local, detectors) > 0  # [conjunct, batch, n, n]
+    detection = None
+    if names:
+        detectors = resolve_patterns([compiled[name] for name in names])
+        inputs = prompt_inputs(model, None, chosen_items, chosen_tokens, detectors)
+        detection = inputs.detection(model, local, detectors) > 0  # [conjunct, batch, n, n]
     row = {name: i for i, name in enumerate(names)}
     n = local.tokens.shape[1]
     triangle = torch.ones(n, n, dtype=torch.bool).tril()
@@ -212,7 +214,7 @@ def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
     for i, base in enumerate(bases):
         matrix = real.clone()
         for cond in base.conjuncts:
-            if cond != "true":
+            if cond != "true" and detection is not None:
                 matrix &= detection[row[cond]]
         out[i] = matrix
     return local, out
