@@ -82,6 +82,9 @@ def describe_command(
         r = description.replacement
         print(f"replacing {len(r.heads)} heads by their rules: perplexity {r.perplexity_before:.3f} -> "
               f"{r.perplexity_after:.3f} ({r.increase:+.1%}) on {r.n_prompts} held-out prompts")
+        s = description.replacement_with_sink
+        if s is not None:
+            print(f"  keeping each head's share of attention on BOS: {s.perplexity_after:.3f} ({s.increase:+.1%})")
     if show is not None:
         _show(loaded, description, head_label(*parse_head(show)), items[1])
     say(f"done in {time.perf_counter() - started:.0f} s")

@@ -46,6 +46,7 @@ class Base:
     family: str
     complexity: int = 1
     parts: tuple[str, ...] = ()
+    select: str | None = None  # "last" or "first": one target per row, the latest / earliest k (last_first.py)
 
     @property
     def conjuncts(self) -> tuple[str, ...]:
@@ -81,6 +82,11 @@ def rule_text(cond: str, lo: int, hi: int | None, exact: bool = False) -> str:
     `exclude bos` (candidates are judged on the head's non-sink attention; the BOS rule is not)."""
     if cond == "k == 0":
         return "attend k where k == 0"
+    for select in ("last", "first"):
+        if cond.startswith(f"{select} k where "):
+            inner = cond[len(f"{select} k where "):]
+            window = f" and q - k <= {hi}" if hi is not None else ""
+            return f"attend {select} k where {inner}{window} exclude bos"
     if exact:
         parts = ["k == q" if lo == 0 else f"k == q - {lo}"]
     else:
@@ -103,6 +109,7 @@ class CandidateFamily:
     bases: Callable[[frozenset[str]], Sequence[Base]]
     needs: frozenset[str] = field(default_factory=frozenset)
     ranges: bool = True  # try the distance ranges with every base (the BOS rule has none)
+    available: Callable[[], bool] = lambda: True  # False: left out of the default families (say why in doc)
 
 
 FAMILIES: Registry[CandidateFamily] = Registry("candidate family")
@@ -193,7 +200,7 @@ register_family(CandidateFamily(
 def choose_families(names: Iterable[str] | None) -> tuple[CandidateFamily, ...]:
     """The families named (None: every registered family), with a did-you-mean on a miss."""
     if names is None:
-        return FAMILIES.entries()
+        return tuple(f for f in FAMILIES.entries() if f.available())
     chosen = []
     for name in names:
         if name not in FAMILIES:
@@ -201,6 +208,8 @@ def choose_families(names: Iterable[str] | None) -> tuple[CandidateFamily, ...]:
             raise InputError(f"unknown candidate family {name!r}",
                              hint=(f"did you mean {close[0]!r}? " if close else "")
                              + "families: " + ", ".join(FAMILIES.names()))
+        if not FAMILIES[name].available():
+            raise InputError(f"candidate family {name!r} is not available here", hint=FAMILIES[name].doc)
         chosen.append(FAMILIES[name])
     if not chosen:
         raise InputError("no candidate families given", hint="families: " + ", ".join(FAMILIES.names()))
@@ -222,6 +231,10 @@ def candidates_of(base: Base, max_offset: int) -> list[Candidate]:
     """The candidate rules of one base on prompts whose longest distance q - k is `max_offset`."""
     if base.cond == "k == 0":
         return [Candidate(base, 0, None)]
+    if base.select == "first":  # the earliest k: a window would change which k is first
+        return [Candidate(base, 0, None)]
+    if base.select == "last":  # the latest k within a window is the latest k, if it lies within it
+        return [Candidate(base, 0, None)] + [Candidate(base, 0, w) for w in WINDOWS if w < max_offset]
     out = []
     if base.cond == "true":
         out += [Candidate(base, d, d, exact=True) for d in range(0, min(MAX_OFFSET, max_offset) + 1)]
@@ -232,3 +245,6 @@ def candidates_of(base: Base, max_offset: int) -> list[Candidate]:
         if w < max_offset:
             out += [Candidate(base, 0, w), Candidate(base, 1, w)]
     return out
+
+
+from patternlang.describe import last_first  # noqa: E402,F401  (registers its family; it imports this module)

@@ -50,9 +50,11 @@ def best_described(description: Description, share: float, n_heads_total: int) -
 
 
 def perplexity(model: Any, prompts: Any, rules: dict[tuple[int, int], str] | None = None, *,
-               batch_size: int = 16) -> tuple[float, int]:
+               sinks: dict[tuple[int, int], float] | None = None, batch_size: int = 16) -> tuple[float, int]:
     """Next-token perplexity of `model` on `prompts` (and the number of tokens predicted), with the
-    heads of `rules` (`{(layer, head): rule text}`) attending by their rules' matrices."""
+    heads of `rules` (`{(layer, head): rule text}`) attending by their rules' matrices; with `sinks`
+    (`{(layer, head): share}`), a head keeps that share of every row on BOS and puts the rest on its
+    rule's targets (a variant that keeps the head's attention sink)."""
     facts = model_facts(model)
     items = list(prompts)
     token_lists = tokenize(model, items)
@@ -70,7 +72,12 @@ def perplexity(model: Any, prompts: Any, rules: dict[tuple[int, int], str] | Non
             targets = rule_attention_all(matrices, local.mask)
             by_layer: dict[int, list[tuple[int, Tensor]]] = {}
             for index, (layer, head) in enumerate(compiled):
-                by_layer.setdefault(layer, []).append((head, targets[index]))
+                target = targets[index]
+                if sinks and (layer, head) in sinks:
+                    share = float(sinks[(layer, head)])
+                    target = target * (1.0 - share)
+                    target[..., 0] += share * local.mask
+                by_layer.setdefault(layer, []).append((head, target))
             hooks = [(f"blocks.{layer}.attn.hook_pattern", _replacer(entries)) for layer, entries in by_layer.items()]
         with torch.inference_mode():
             logits = model.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
@@ -101,20 +108,22 @@ def _replacer(entries: Sequence[tuple[int, Tensor]]):
 
 
 def replace_heads(model: Any, prompts: Any, description: Description | None = None, *, share: float = 0.25,
-                  heads: Sequence[str] | None = None, batch_size: int = 16) -> Replacement:
+                  heads: Sequence[str] | None = None, batch_size: int = 16, keep_sink: bool = False) -> Replacement:
     """Perplexity on `prompts` before and after replacing heads by their rules: `heads` (labels),
-    or the best-described `share` of all heads of `description`."""
+    or the best-described `share` of all heads of `description`. `keep_sink`: each head keeps its
+    held-out share of attention on BOS (`HeadDescription.sink`) and spreads the rest by its rule."""
     facts = model_facts(model)
     if heads is None:
         if description is None:
             raise InputError("give a description or the heads to replace")
         heads = best_described(description, share, facts.n_layers * facts.n_heads)
-    rules = {}
+    rules, sinks = {}, {}
     for label in heads:
         entry = description.heads.get(label) if description is not None else None
         if entry is None or not entry.rule:
             raise InputError(f"head {label} has no rule to replace it by")
         rules[parse_head(label)] = entry.rule
+        sinks[parse_head(label)] = entry.sink
     before, n_tokens = perplexity(model, prompts, batch_size=batch_size)
-    after, _ = perplexity(model, prompts, rules, batch_size=batch_size)
-    return Replacement(tuple(head_label(*h) for h in rules), before, after, len(list(prompts)), n_tokens)
+    after, _ = perplexity(model, prompts, rules, sinks=sinks if keep_sink else None, batch_size=batch_size)
+    return Replacement(tuple(head_label(*h) for h in rules), before, after, len(list(prompts)), n_tokens, keep_sink)

@@ -66,6 +66,7 @@ class Replacement:
     perplexity_after: float
     n_prompts: int
     n_tokens: int
+    keep_sink: bool = False  # the variant where each head keeps its share of attention on BOS
 
     @property
     def increase(self) -> float:
@@ -91,6 +92,7 @@ class Description:
     complexity_penalty: float
     seconds: dict[str, float] = field(default_factory=dict)
     replacement: Replacement | None = None
+    replacement_with_sink: Replacement | None = None
     max_family_error: float | None = None  # |family mass - engine mass| over the described heads
 
     def __getitem__(self, head: str) -> HeadDescription:
@@ -121,6 +123,7 @@ class Description:
             "described": len(self.described), "mean_iou": self.mean_iou, "by_family": self.by_family(),
             "max_family_error": self.max_family_error,
             "replacement": self.replacement.to_dict() if self.replacement else None,
+            "replacement_with_sink": self.replacement_with_sink.to_dict() if self.replacement_with_sink else None,
             "heads": {name: h.to_dict() for name, h in self.heads.items()},
         }
 

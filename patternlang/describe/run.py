@@ -27,6 +27,7 @@ from patternlang.describe.families import (
     candidates_of,
     choose_families,
 )
+from patternlang.describe.last_first import select_keys
 from patternlang.describe.result import Alternative, Description, HeadDescription
 from patternlang.describe.scoring import CandidateScores, score_candidates
 from patternlang.describe.stats import BINARY_THRESHOLD, HeadStats, batch_stats
@@ -152,10 +153,12 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
 
         t0 = time.perf_counter()
         say(f"describe: replacement check, the best-described {replace:.0%} of the heads")
-        check = replace_heads(model, [items[i] for i in held_out], description, share=replace,
-                              batch_size=batch_size)
+        kept = [items[i] for i in held_out]
+        check = replace_heads(model, kept, description, share=replace, batch_size=batch_size)
+        with_sink = replace_heads(model, kept, description, share=replace, batch_size=batch_size, keep_sink=True)
         seconds["replacement"] = time.perf_counter() - t0
-        description = Description(**{**description.__dict__, "replacement": check})
+        description = Description(**{**description.__dict__, "replacement": check,
+                                     "replacement_with_sink": with_sink})
     seconds["total"] = time.perf_counter() - started
     return description
 
@@ -188,7 +191,7 @@ def _compile_bases(bases: Sequence[Base]) -> dict[str, Any]:
     compiled: dict[str, Any] = {}
     for base in bases:
         for cond in base.conjuncts:
-            if cond not in compiled and cond not in ("true",):
+            if cond not in compiled and cond not in ("true", "k < q"):
                 compiled[cond] = compile_rule(f"attend k where {cond}", name=f"base_{len(compiled)}")
     return compiled
 
@@ -211,12 +214,15 @@ def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
     triangle = torch.ones(n, n, dtype=torch.bool).tril()
     real = local.mask[:, :, None] & local.mask[:, None, :] & triangle
     out = torch.empty(len(bases), len(indices), n, n, dtype=torch.bool)
+    keys = torch.arange(n)
     for i, base in enumerate(bases):
         matrix = real.clone()
         for cond in base.conjuncts:
-            if cond != "true" and detection is not None:
+            if cond == "k < q":
+                matrix &= keys[:, None] > keys[None, :]
+            elif cond != "true" and detection is not None:
                 matrix &= detection[row[cond]]
-        out[i] = matrix
+        out[i] = select_keys(matrix, base.select) if base.select else matrix
     return local, out
 
 

@@ -25,11 +25,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["BINARY_THRESHOLD", "HeadStats", "to_offsets", "batch_stats", "renormalised", "binarised"]
+__all__ = ["BINARY_THRESHOLD", "MIN_CELL", "HeadStats", "to_offsets", "batch_stats", "renormalised", "binarised"]
 
 BINARY_THRESHOLD = 0.1
-"""A cell of a head's attention is "on" (binarised 1) when the head puts at least this much of
-its (whole, unrenormalised) row on it; the BOS column is left out of the IoU (docs/describe.md)."""
+"""A cell of a head's attention is "on" (binarised 1) when it holds at least this share of the row's
+non-sink attention (the row renormalised over the keys but BOS, as `mass` reads it); the BOS column
+is left out of the IoU (docs/describe.md)."""
+
+MIN_CELL = 0.05
+"""...and at least this share of the whole row (sink included): where a head rests on BOS, the crumbs
+of attention left elsewhere are not "on" however the renormalisation inflates them."""
 
 
 def counted(lengths: Tensor, n: int) -> Tensor:
@@ -117,7 +122,7 @@ def batch_stats(stats: HeadStats, attention: Tensor, lengths: Tensor, bases: Ten
     stats.counted_rows += float(cells.any(dim=-1).sum())
     stats.n_prompts += batch
     renorm = renormalised(attention, cells)
-    binary = binarised(attention, cells)
+    binary = binarised(renorm, cells) * (attention >= MIN_CELL)
     stats.on += binary.sum(dim=(0, 2, 3)).double()
     n_counted = cells.sum(dim=-1, keepdim=True)
     uniform = torch.where(cells, 1.0 / n_counted.clamp(min=1), 0.0)[:, None]  # [batch, 1, q, k]

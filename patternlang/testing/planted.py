@@ -50,11 +50,13 @@ def planted_attention(matrix: Tensor, mask: Tensor) -> Tensor:
 class PlantedModel(HandSetModel):
     """The hand-set model's tokens and conventions; attention from planted rules."""
 
-    def __init__(self, cfg: HandSetConfig, rules: dict[tuple[int, int], str], seed: int = 0,
+    def __init__(self, cfg: HandSetConfig, rules: dict[tuple[int, int], Any], seed: int = 0,
                  random_heads: bool = False):
         super().__init__(cfg, [_Block() for _ in range(cfg.n_layers)])
         self.planted = dict(rules)
-        self.patterns = {head: compile_rule(rule) for head, rule in rules.items()}
+        # Rule text, or a function of a batch's `BatchFeatures` giving `[batch, q, k]` (for rules the
+        # grammar cannot write yet).
+        self.patterns = {head: compile_rule(rule) if isinstance(rule, str) else rule for head, rule in rules.items()}
         generator = torch.Generator().manual_seed(seed)
         self.W_OV = nn.Parameter(torch.randn(cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.d_vocab, generator=generator),
                                  requires_grad=False)
@@ -87,7 +89,8 @@ class PlantedModel(HandSetModel):
             for head in range(self.cfg.n_heads):
                 pattern = self.patterns.get((layer, head))
                 if pattern is not None:
-                    heads.append(planted_attention(pattern.evaluate(features), mask))
+                    matrix = pattern.evaluate(features) if hasattr(pattern, "evaluate") else pattern(features)
+                    heads.append(planted_attention(matrix, mask))
                 elif self.random_heads:
                     heads.append(self._random(tokens, mask, causal, layer, head))
                 else:
@@ -106,7 +109,7 @@ class PlantedModel(HandSetModel):
         return torch.where(mask[:, :, None], attention, 0.0)
 
 
-def make_planted_model(rules: dict[tuple[int, int], str], *, n_layers: int | None = None, n_heads: int | None = None,
+def make_planted_model(rules: dict[tuple[int, int], Any], *, n_layers: int | None = None, n_heads: int | None = None,
                        n_ctx: int = 96, seed: int = 0, random_heads: bool = False) -> PlantedModel:
     """A model whose head `(layer, head)` attends by `rules[(layer, head)]` (others: uniformly)."""
     n_layers = n_layers or max(layer for layer, _ in rules) + 1
