@@ -45,7 +45,7 @@ from common import (
     write_json,
 )
 
-MODULES = ("vs_transformer_lens", "overhead", "scaling", "model_aware", "blocked_memory", "long_context", "distributed", "checkpointing")
+MODULES = ("vs_transformer_lens", "overhead", "scaling", "model_aware", "blocked_memory", "long_context", "distributed", "checkpointing", "describe")
 """What `make bench` runs, in this order (other helpers' modules included: absent ones are announced)."""
 GPU_RESULTS = BENCH_DIR / "results_gpu.json"
 

@@ -108,10 +108,12 @@ def _replacer(entries: Sequence[tuple[int, Tensor]]):
 
 
 def replace_heads(model: Any, prompts: Any, description: Description | None = None, *, share: float = 0.25,
-                  heads: Sequence[str] | None = None, batch_size: int = 16, keep_sink: bool = False) -> Replacement:
+                  heads: Sequence[str] | None = None, batch_size: int = 16, keep_sink: bool = False,
+                  before: tuple[float, int] | None = None) -> Replacement:
     """Perplexity on `prompts` before and after replacing heads by their rules: `heads` (labels),
     or the best-described `share` of all heads of `description`. `keep_sink`: each head keeps its
-    held-out share of attention on BOS (`HeadDescription.sink`) and spreads the rest by its rule."""
+    held-out share of attention on BOS (`HeadDescription.sink`) and spreads the rest by its rule.
+    `before`: the unchanged model's `perplexity` on the same prompts, when already known."""
     facts = model_facts(model)
     if heads is None:
         if description is None:
@@ -124,6 +126,7 @@ def replace_heads(model: Any, prompts: Any, description: Description | None = No
             raise InputError(f"head {label} has no rule to replace it by")
         rules[parse_head(label)] = entry.rule
         sinks[parse_head(label)] = entry.sink
-    before, n_tokens = perplexity(model, prompts, batch_size=batch_size)
+    prompts = list(prompts)
+    before, n_tokens = before or perplexity(model, prompts, batch_size=batch_size)
     after, _ = perplexity(model, prompts, rules, sinks=sinks if keep_sink else None, batch_size=batch_size)
     return Replacement(tuple(head_label(*h) for h in rules), before, after, len(list(prompts)), n_tokens, keep_sink)

@@ -111,7 +111,7 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
     seconds["score_selection"] = time.perf_counter() - t0
     test = half_stats(held_out, "held-out")
     test_scores = score_candidates(test, candidates, base_index)
-    flat = {(layer, head): i for i, (layer, head) in enumerate((l, h) for l in layers for h in range(facts.n_heads))}
+    flat = {pair: i for i, pair in enumerate((layer, head) for layer in layers for head in range(facts.n_heads))}
     picks = {pair: _pick(train, train_scores, test_scores, candidates, flat[pair]) for pair in head_list}
     t0 = time.perf_counter()
     say("describe: exact held-out scores of the finalists (engine)")
@@ -153,9 +153,13 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
 
         t0 = time.perf_counter()
         say(f"describe: replacement check, the best-described {replace:.0%} of the heads")
-        kept = [items[i] for i in held_out]
+        # Perplexity on the held-out text prompts (natural text; random token ids are unpredictable
+        # by design), or on every held-out prompt when none is text.
+        kept = [items[i] for i in held_out if isinstance(items[i], str)] or [items[i] for i in held_out]
         check = replace_heads(model, kept, description, share=replace, batch_size=batch_size)
-        with_sink = replace_heads(model, kept, description, share=replace, batch_size=batch_size, keep_sink=True)
+        before = (check.perplexity_before, check.n_tokens)
+        with_sink = replace_heads(model, kept, description, share=replace, batch_size=batch_size, keep_sink=True,
+                                  before=before)
         seconds["replacement"] = time.perf_counter() - t0
         description = Description(**{**description.__dict__, "replacement": check,
                                      "replacement_with_sink": with_sink})

@@ -1,0 +1,61 @@
+"""`describe` on the embedded SmolLM2: the replacement hook really drives the model, and the
+previous-token head L16H0 and the induction heads come back as the shipped rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import patternlang as pl
+from patternlang import probes
+from patternlang.describe import describe
+from patternlang.describe.replace import perplexity
+
+pytestmark = pytest.mark.model
+
+
+def test_the_bridge_uses_the_hooked_pattern_downstream(embedded_model):
+    model = embedded_model
+    tokens = model.to_tokens("The cat sat on the mat because the cat was tired.")
+    with torch.inference_mode():
+        plain = model(tokens)
+        same = model.run_with_hooks(tokens, fwd_hooks=[("blocks.3.attn.hook_pattern", lambda p, hook: p.clone())])
+
+        def uniform(pattern, hook):
+            n = pattern.shape[-1]
+            out = torch.ones(n, n, dtype=pattern.dtype).tril()
+            return (out / out.sum(-1, keepdim=True)).expand_as(pattern).clone()
+
+        other = model.run_with_hooks(tokens, fwd_hooks=[("blocks.3.attn.hook_pattern", uniform)])
+    assert torch.allclose(plain, same, atol=1e-5)
+    assert (plain - other).abs().max() > 1e-2
+
+
+def test_replacing_a_head_by_its_rule_changes_perplexity_and_no_rule_changes_nothing(embedded_model):
+    prompts = list(probes.make_probe("natural", {"batch": 4}).items)
+    before, n = perplexity(embedded_model, prompts)
+    again, _ = perplexity(embedded_model, prompts, {})
+    after, _ = perplexity(embedded_model, prompts, {(3, 0): "attend k where k == q"})
+    assert n > 20 and again == pytest.approx(before, rel=1e-6)
+    assert after != pytest.approx(before, rel=1e-4)
+
+
+def _matrix(rule: str, tokens) -> torch.Tensor:
+    matrix = pl.load_pattern(rule).matrix(tokens)
+    matrix[..., 0] = 0  # described rules are judged without BOS
+    return matrix > 0
+
+
+def test_previous_token_and_induction_heads_come_back_as_the_shipped_rules(embedded_model):
+    model = embedded_model
+    items = list(probes.make_probe("natural", {"batch": 24}, model=model).items)
+    items += list(probes.make_probe("repeated_random", {"batch": 8, "length": 20}, model=model).items)
+    description = describe(model, items, heads="L16H0 L17H3 L17H4 L17H5")
+    checks = [model.to_tokens(text)[0] for text in items[1::2][:6] if isinstance(text, str)]
+    checks.append(torch.tensor(items[-1]))
+    for head, shipped in [("L16H0", "previous_token_head"), ("L17H3", "induction_head"),
+                          ("L17H4", "induction_head"), ("L17H5", "induction_head")]:
+        found = description[head]
+        assert found.above_chance, head
+        for tokens in checks:
+            assert torch.equal(_matrix(found.rule, tokens), _matrix(shipped, tokens)), (head, found.rule)
