@@ -202,3 +202,17 @@ def test_cli_refuses_bad_options_before_loading_the_model(no_model, capsys, args
         main(["describe", *args])
     assert stop.value.code == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_description_reads_back_from_its_json(planted_description, tmp_path):
+    from patternlang.describe import Description
+
+    _model, _prompts, description = planted_description
+    path = tmp_path / "d.json"
+    description.to_json(path)
+    again = Description.from_json(path)
+    assert again.heads["L1H1"] == description.heads["L1H1"]
+    assert again.markdown() == description.markdown()
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(InputError, match="not a description"):
+        Description.from_json(tmp_path / "bad.json")

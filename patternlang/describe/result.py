@@ -133,6 +133,30 @@ class Description:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
+    @classmethod
+    def from_json(cls, path: str | Path) -> "Description":
+        """Read back what `to_json` wrote (the file is checked: a clear error, not a traceback)."""
+        from patternlang.errors import InputError
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            heads = {}
+            for name, h in data["heads"].items():
+                h = dict(h)
+                h["interval"] = tuple(h["interval"]) if h.get("interval") else None
+                h["runners_up"] = tuple(Alternative(**r) for r in h.get("runners_up") or ())
+                heads[name] = HeadDescription(**h)
+            replacements = {key: Replacement(**{k: v for k, v in data[key].items() if k != "increase"} |
+                                             {"heads": tuple(data[key]["heads"])})
+                            for key in ("replacement", "replacement_with_sink") if data.get(key)}
+            return cls(model=data["model"], heads=heads, n_candidates=data["n_candidates"], n_bases=data["n_bases"],
+                       families=tuple(data["families"]), n_prompts_selection=data["n_prompts_selection"],
+                       n_prompts_held_out=data["n_prompts_held_out"], binary_threshold=data["binary_threshold"],
+                       complexity_penalty=data["complexity_penalty"], seconds=data.get("seconds") or {},
+                       max_family_error=data.get("max_family_error"), **replacements)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise InputError(f"{path}: not a description written by `patternlang describe --json` ({error})") from None
+
     def table(self) -> str:
         """A text table: head, rule (or "none above chance"), held-out mass, IoU."""
         lines = [f"{'head':<7} {'mass':>5} {'iou':>5}  rule"]
@@ -143,10 +167,28 @@ class Description:
                 lines.append(f"{name:<7} {'':>5} {'':>5}  none above chance")
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """The table of every head as markdown: rule (or "none above chance"), family, held-out mass
+        with its interval, chance, IoU, coverage, and the share of attention on BOS."""
+        lines = ["| head | rule | family | mass [95%] | chance | IoU | coverage | sink |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for name, h in self.heads.items():
+            if h.above_chance:
+                rule = h.rule.removeprefix("attend k where ").removesuffix(" exclude bos").replace("|", "\\|")
+                lines.append(f"| {name} | `{rule}` | {h.family} | {h.score:.2f} [{h.interval[0]:.2f}, "
+                             f"{h.interval[1]:.2f}] | {h.chance:.2f} | {_two(h.iou)} | {_two(h.coverage)} | {h.sink:.2f} |")
+            else:
+                lines.append(f"| {name} | none above chance | | | | | | {h.sink:.2f} |")
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         iou = f"{self.mean_iou:.3f}" if self.mean_iou is not None else "n/a"
         return (f"<Description of {self.model}: {len(self.described)}/{len(self.heads)} heads above chance, "
                 f"mean held-out IoU {iou}, {self.n_candidates:,} candidates>")
+
+
+def _two(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _finite(value: Any) -> Any:
