@@ -216,3 +216,14 @@ def test_a_description_reads_back_from_its_json(planted_description, tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="not a description"):
         Description.from_json(tmp_path / "bad.json")
+
+
+def test_the_benchmark_runs_at_a_tiny_size(import_bench, tmp_path):
+    bench = import_bench("describe")
+    results = bench.main(["--tiny", "--json", str(tmp_path / "r.json")])
+    assert results["n_candidates"] >= 5_000 and results["n_heads"] == 6
+    assert results["seconds"]["family scoring"] > 0 and results["ratio"] > 0
+    text = bench.render(results)
+    assert f"{results['ratio']:.2f}" in text and bench.target_rows(results) == []
+    full = dict(results, target=3.0, ratio=2.5)
+    assert bench.target_rows(full)[0][2] is True

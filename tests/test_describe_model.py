@@ -59,3 +59,20 @@ def test_previous_token_and_induction_heads_come_back_as_the_shipped_rules(embed
         assert found.above_chance, head
         for tokens in checks:
             assert torch.equal(_matrix(found.rule, tokens), _matrix(shipped, tokens)), (head, found.rule)
+
+
+def test_cli_writes_the_contract_and_shows_a_head(embedded_model, tmp_path, capsys):
+    import json
+
+    from patternlang.cli import main
+
+    out = tmp_path / "D.json"
+    main(["describe", "--probe", "natural(batch=8)", "--probe", "repeated_random(batch=4, length=16)",
+          "--heads", "L16H0", "--json", str(out), "--show", "L16H0"])
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    head = data["heads"]["L16H0"]
+    assert head["rule"] == "attend k where k == q - 1 exclude bos"
+    assert 0.5 < head["score"] <= 1.0
+    assert pl.load_pattern(head["rule"]).name
+    assert "L16H0: attend k where k == q - 1 exclude bos" in printed

@@ -11,6 +11,7 @@ compiled rules (`detect`), with its interval and chance baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -98,18 +99,23 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
     compiled = _compile_bases(bases)
     seconds["setup"] = time.perf_counter() - started
 
-    def half_stats(indices: list[int], label: str) -> HeadStats:
+    def half_stats(indices: list[int], label: str) -> list[HeadStats]:
+        """The statistics of each prompt set in `indices`: text prompts, token-id prompts."""
         t0 = time.perf_counter()
-        stats = collect_stats(model, items, token_lists, indices, layers, bases, compiled, n_offsets,
-                              batch_size=batch_size, say=say, label=label)
+        groups = [[i for i in indices if isinstance(items[i], str)], [i for i in indices if not isinstance(items[i], str)]]
+        stats = [collect_stats(model, items, token_lists, group, layers, bases, compiled, n_offsets,
+                               batch_size=batch_size, say=say, label=label) for group in groups if group]
         seconds[f"stats_{label}"] = time.perf_counter() - t0
         return stats
 
-    train = half_stats(selection, "selection")
+    train_groups = half_stats(selection, "selection")
     t0 = time.perf_counter()
-    train_scores = score_candidates(train, candidates, base_index)
+    train = sum(train_groups[1:], train_groups[0])
+    train_scores = _rank_over_groups(score_candidates(train, candidates, base_index),
+                                     [score_candidates(g, candidates, base_index) for g in train_groups], candidates)
     seconds["score_selection"] = time.perf_counter() - t0
-    test = half_stats(held_out, "held-out")
+    test_groups = half_stats(held_out, "held-out")
+    test = sum(test_groups[1:], test_groups[0])
     test_scores = score_candidates(test, candidates, base_index)
     flat = {pair: i for i, pair in enumerate((layer, head) for layer in layers for head in range(facts.n_heads))}
     picks = {pair: _pick(train, train_scores, test_scores, candidates, flat[pair]) for pair in head_list}
@@ -255,6 +261,20 @@ def collect_stats(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
         batch_stats(stats, attention, padded.lengths.cpu(), matrices)
         say(f"describe: {label} batch {number}/{len(plan)}")
     return stats
+
+
+def _rank_over_groups(pooled: CandidateScores, groups: list[CandidateScores],
+                      candidates: Sequence[Candidate]) -> CandidateScores:
+    """Rank by the mean over the prompt sets (text, token ids) of each set's IoU, minus the complexity
+    penalty: a rule must hold on each set, not only where one set's structure happens to match it
+    (`k == q - 49` on the 50-token repeats of `repeated_random`). Sets where neither the head nor
+    the rule marks a cell are left out of the mean."""
+    if len(groups) < 2:
+        return pooled
+    mean_iou = torch.nanmean(torch.stack([g.iou for g in groups]), dim=0)
+    complexity = torch.tensor([c.complexity for c in candidates], dtype=torch.float64)
+    rank = torch.where(torch.isnan(pooled.rank), pooled.rank, mean_iou - COMPLEXITY_PENALTY * complexity)
+    return dataclasses.replace(pooled, rank=rank)
 
 
 def _pick(train: HeadStats, train_scores: CandidateScores, test_scores: CandidateScores,

@@ -101,6 +101,11 @@ class HeadStats:
                    torch.zeros(n_heads, dtype=f64))
 
 
+    def __add__(self, other: "HeadStats") -> "HeadStats":
+        """The sums of two sets of prompts together."""
+        return HeadStats(**{name: getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__})
+
+
 BASE_CHUNK = 96
 """Bases per matmul: bounds the offset-space copy of the bases `[offset, rows, bases]`."""
 
