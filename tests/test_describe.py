@@ -227,3 +227,12 @@ def test_the_benchmark_runs_at_a_tiny_size(import_bench, tmp_path):
     assert f"{results['ratio']:.2f}" in text and bench.target_rows(results) == []
     full = dict(results, target=3.0, ratio=2.5)
     assert bench.target_rows(full)[0][2] is True
+
+
+def test_patternlang_describe_is_callable_however_it_was_imported():
+    import patternlang
+    import patternlang.describe.cli  # noqa: F401  (sets patternlang.describe to the package)
+
+    model = make_planted_model({(0, 0): "attend k where k == q - 1"})
+    description = patternlang.describe(model, sentences(4, seed=5), heads="L0H0", families=["offset"])
+    assert description["L0H0"].rule == "attend k where k == q - 1 exclude bos"

@@ -11,6 +11,8 @@ imports this package to register its command, and must start fast).
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from patternlang.describe.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
@@ -31,3 +33,15 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'patternlang.describe' has no attribute {name!r}")
+
+
+class _CallablePackage(types.ModuleType):
+    """`patternlang.describe` is both this package and the public function: once the package is
+    imported (the CLI imports it to register its command), Python sets the attribute `describe` of
+    `patternlang` to the package, so calling it calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.describe(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
