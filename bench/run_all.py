@@ -46,7 +46,7 @@ from common import (
 )
 
 MODULES = ("vs_transformer_lens", "overhead", "scaling", "model_aware", "blocked_memory", "long_context", "distributed", "checkpointing",
-           "effects")
+           "effects", "describe")
 """What `make bench` runs, in this order (other helpers' modules included: absent ones are announced)."""
 GPU_RESULTS = BENCH_DIR / "results_gpu.json"
 

@@ -40,6 +40,7 @@ _LAZY = {
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),
+    "describe": ("patternlang.describe.run", "describe"),
     "Comparison": ("patternlang.comparison", "Comparison"),
     "ablate": ("patternlang.effects.interventions", "ablate"),
     "patch": ("patternlang.effects.interventions", "patch"),
@@ -65,7 +66,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Comparison", "CycleError", "Effects", "ablate", "attribute", "patch", "ErrorGroup", "InputError", "ModelLoadError", "Pattern", "PatternError",
     "PatternFileError", "PatternSyntaxError", "PatternTypeError", "ProbeSpec", "Scores", "Settings", "UnknownNameError",
-    "build", "check_files", "check_module", "compare", "compile_pattern", "compile_rule", "detect", "detect_head",
+    "build", "check_files", "check_module", "compare", "compile_pattern", "compile_rule", "describe", "detect", "detect_head",
     "explain", "load_model",
     "load_pattern", "load_patterns", "parse", "parse_rule", "parse_source", "shipped_names", "shipped_patterns",
     "unparse",

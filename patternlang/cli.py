@@ -22,7 +22,8 @@ import typer
 from rich.console import Console
 
 from .console import _exit_status, quick_exit
-from .errors import ErrorGroup, InputError, PatternError
+from .describe.cli import describe_command
+from .errors import ErrorGroup, InputError, PatternError, PatternFileError
 
 app = typer.Typer(
     name="patternlang",
@@ -381,6 +382,7 @@ def atlas(
 from .effects.cli import register as _register_effects  # noqa: E402 - `effects`, `ablate`: patternlang/effects/cli.py
 
 _register_effects(app)
+app.command("describe")(describe_command)
 
 
 # ---- entry point -------------------------------------------------------------------------------

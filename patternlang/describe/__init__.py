@@ -1,0 +1,47 @@
+"""Every head described: search the rules the language can write for the one that explains a head.
+
+`describe(model, prompts)` scores tens of thousands of candidate rules (`families.py`, a registry)
+for every head from shared sufficient statistics (`stats.py`, `scoring.py`), picks each head's rule
+on half of the prompts and reports it on the other half (`run.py`), and can replace the best-described
+heads by their rules to measure what is lost (`replace.py`). docs/describe.md has the method.
+
+`describe`, `replace_heads` and `perplexity` import torch, so they load on first use (the CLI
+imports this package to register its command, and must start fast).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from patternlang.describe.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
+from patternlang.describe.result import Alternative, Description, HeadDescription, Replacement
+
+__all__ = ["FAMILIES", "Alternative", "Base", "Candidate", "CandidateFamily", "Description", "HeadDescription",
+           "Replacement", "describe", "perplexity", "register_family", "replace_heads"]
+
+_LAZY = {"describe": "patternlang.describe.run", "replace_heads": "patternlang.describe.replace",
+         "perplexity": "patternlang.describe.replace"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'patternlang.describe' has no attribute {name!r}")
+
+
+class _CallablePackage(types.ModuleType):
+    """`patternlang.describe` is both this package and the public function: once the package is
+    imported (the CLI imports it to register its command), Python sets the attribute `describe` of
+    `patternlang` to the package, so calling it calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.describe(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
