@@ -44,7 +44,7 @@ def run(*, tiny: bool, log=print, repeats: int | None = None, n_prompts: int | N
         n_tokens: int | None = None) -> dict[str, Any]:
     """Time the plain forward pass and the family scoring of every head, in turn."""
     from patternlang.describe.families import bases_of, candidates_of, choose_families
-    from patternlang.describe.run import _compile_bases, collect_stats
+    from patternlang.describe.search import _compile_bases, collect_stats
     from patternlang.describe.scoring import score_candidates
     from patternlang.engine.batching import plan_batches
     from patternlang.models.facts import model_facts

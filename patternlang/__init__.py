@@ -40,12 +40,12 @@ _LAZY = {
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),
-    "describe": ("patternlang.describe.run", "describe"),
+    "describe": ("patternlang.describe.search", "describe"),
     "Comparison": ("patternlang.comparison", "Comparison"),
     "ablate": ("patternlang.effects.interventions", "ablate"),
     "patch": ("patternlang.effects.interventions", "patch"),
     "attribute": ("patternlang.effects.interventions", "attribute"),
-    "Effects": ("patternlang.effects.result", "Effects"),
+    "Effects": ("patternlang.effects.effect_results", "Effects"),
 }
 
 

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from .console import _exit_status, quick_exit
 from .describe.cli import describe_command
-from .errors import ErrorGroup, InputError, PatternError, PatternFileError
+from .errors import ErrorGroup, InputError, PatternError
 
 app = typer.Typer(
     name="patternlang",

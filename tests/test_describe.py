@@ -15,7 +15,7 @@ import patternlang as pl
 from patternlang.describe import FAMILIES, describe
 from patternlang.describe.families import bases_of, candidates_of, choose_families
 from patternlang.describe.replace import perplexity, replace_heads, rule_attention
-from patternlang.describe.run import _compile_bases, collect_stats
+from patternlang.describe.search import _compile_bases, collect_stats
 from patternlang.describe.scoring import score_candidates
 from patternlang.describe.stats import to_offsets
 from patternlang.engine.batching import tokenize

@@ -13,10 +13,12 @@ import torch
 
 from patternlang.describe.families import FAMILIES, Base, candidates_of
 from patternlang.describe.last_first import grammar_has_last_first, last_first_bases, select_keys
-from patternlang.describe.run import _compile_bases, base_matrices, collect_stats
+from patternlang.describe.search import _compile_bases, base_matrices, collect_stats
 from patternlang.describe.scoring import score_candidates
 from patternlang.engine.batching import tokenize
+from patternlang.engine.inputs import _token_texts
 from patternlang.library import compile_rule
+from patternlang.models.facts import model_facts
 from patternlang.testing.planted import make_planted_model
 
 PUNCT = 'matches(str[k], "^\\s*[\\pP\\pS]+\\s*$")'
@@ -98,7 +100,9 @@ def test_rule_text_compiles_to_the_family_matrix_once_the_grammar_has_last():
     for index, base in enumerate(bases):
         rule = compile_rule(candidates_of(base, 64)[0].rule)
         for row, prompt in enumerate(prompts):
-            tokens = model.to_str_tokens(prompt)
-            n = len(tokens)
-            assert (rule.matrix(str_tokens=tokens, special_ids=[0, 1, 2]) > 0).tolist() == \
+            # The rule on the token texts and special ids the engine reads (as the family's matrices are made).
+            ids = token_lists[row].tolist()
+            n = len(ids)
+            token_texts = _token_texts(model, ids, prompt)
+            assert (rule.matrix(ids, token_texts, special_ids=model_facts(model).special_ids) > 0).tolist() == \
                 matrices[index, row, :n, :n].tolist(), base.cond

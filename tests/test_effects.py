@@ -13,7 +13,7 @@ import torch
 from patternlang.effects import Metric, ablate, attribute, patch, rank_correlation, resolve_metric
 from patternlang.effects.effect_inputs import prepare
 from patternlang.effects.metrics import MetricBatch, induction_targets
-from patternlang.effects.result import mean_and_interval, random_baseline
+from patternlang.effects.effect_results import mean_and_interval, random_baseline
 from patternlang.errors import InputError, UnknownNameError
 from patternlang.probes import Prompts, get_probe
 from patternlang.testing import make_hand_set_model, make_linear_model

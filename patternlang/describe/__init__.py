@@ -16,12 +16,13 @@ import types
 from typing import Any
 
 from patternlang.describe.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
-from patternlang.describe.result import Alternative, Description, HeadDescription, Replacement
+from patternlang.describe import last_first  # noqa: F401, E402 - registers the last/first family after the others
+from patternlang.describe.descriptions import Alternative, Description, HeadDescription, Replacement
 
 __all__ = ["FAMILIES", "Alternative", "Base", "Candidate", "CandidateFamily", "Description", "HeadDescription",
            "Replacement", "describe", "perplexity", "register_family", "replace_heads"]
 
-_LAZY = {"describe": "patternlang.describe.run", "replace_heads": "patternlang.describe.replace",
+_LAZY = {"describe": "patternlang.describe.search", "replace_heads": "patternlang.describe.replace",
          "perplexity": "patternlang.describe.replace"}
 
 

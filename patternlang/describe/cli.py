@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from patternlang.errors import InputError
+from patternlang.library import probe_argument
 
 __all__ = ["describe_command"]
 
@@ -37,7 +38,6 @@ def describe_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, mps (default: the model's)."),
 ) -> None:
     """Describe every head by the rule of the language that best explains its attention."""
-    from patternlang.cli import _parse_probe  # cli imports this module: read at call time
     from patternlang.files import check_writable
     from patternlang.heads import check_heads, head_label, parse_head
 
@@ -45,7 +45,7 @@ def describe_command(
     say = _reporter()
     if not probe and prompts is None:
         probe = ["natural", "repeated_random"]
-    specs = [_parse_probe(text) for text in probe]
+    specs = [probe_argument(text) for text in probe]
     if json_path is not None:
         if json_path.suffix.lower() != ".json":
             raise InputError(f"--json {json_path}: the file must end in .json")
@@ -59,7 +59,7 @@ def describe_command(
     from patternlang.describe.families import choose_families
 
     choose_families(family_names)
-    from patternlang.describe.run import describe
+    from patternlang.describe.search import describe
     from patternlang.models import load_model
     from patternlang.probes import from_file, make_probe
 

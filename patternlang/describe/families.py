@@ -246,5 +246,3 @@ def candidates_of(base: Base, max_offset: int) -> list[Candidate]:
             out += [Candidate(base, 0, w), Candidate(base, 1, w)]
     return out
 
-
-from patternlang.describe import last_first  # noqa: E402,F401  (registers its family; it imports this module)

@@ -25,10 +25,10 @@ _LAZY = {
     "MetricBatch": "patternlang.effects.metrics",
     "register_metric": "patternlang.effects.metrics",
     "resolve_metric": "patternlang.effects.metrics",
-    "Effect": "patternlang.effects.result",
-    "Effects": "patternlang.effects.result",
-    "RandomBaseline": "patternlang.effects.result",
-    "rank_correlation": "patternlang.effects.result",
+    "Effect": "patternlang.effects.effect_results",
+    "Effects": "patternlang.effects.effect_results",
+    "RandomBaseline": "patternlang.effects.effect_results",
+    "rank_correlation": "patternlang.effects.effect_results",
     "attach_effects": "patternlang.effects.scored_effects",
 }
 

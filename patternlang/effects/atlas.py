@@ -13,7 +13,7 @@ import math
 from collections.abc import MutableMapping
 from typing import Any
 
-from patternlang.effects.result import Effects
+from patternlang.effects.effect_results import Effects
 from patternlang.errors import InputError
 
 DIGITS = 3

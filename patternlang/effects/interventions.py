@@ -28,7 +28,7 @@ import torch
 from patternlang.effects.effect_inputs import EffectInputs, Positions, prepare
 from patternlang.effects.metrics import Metric, resolve_metric
 from patternlang.effects.passes import CleanRun, Heads, Replacement, Shape, clean_pass, intervened, n_batches
-from patternlang.effects.result import Effect, Effects, random_baseline, rank_correlation
+from patternlang.effects.effect_results import Effect, Effects, random_baseline, rank_correlation
 from patternlang.engine.progress import progress_reporter
 from patternlang.errors import InputError
 from patternlang.heads import head_label, parse_heads

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from patternlang.effects.result import Effects
+from patternlang.effects.effect_results import Effects
 from patternlang.errors import InputError
 
 

@@ -29,7 +29,7 @@ from patternlang.describe.families import (
     choose_families,
 )
 from patternlang.describe.last_first import select_keys
-from patternlang.describe.result import Alternative, Description, HeadDescription
+from patternlang.describe.descriptions import Alternative, Description, HeadDescription
 from patternlang.describe.scoring import CandidateScores, score_candidates
 from patternlang.describe.stats import BINARY_THRESHOLD, HeadStats, batch_stats
 from patternlang.engine.batching import pad_batch, plan_batches, tokenize
