@@ -291,8 +291,8 @@ def attribute(model: Any, prompts: Any, heads: Any = None, *, metric: Any = "los
         label = head_label(layer, head)
         entries[label] = Effect(label, ((layer, head),), exact.get((layer, head)),
                                 estimate=float(mean_estimate[layer, head]), positions=positions)
-    correlation = rank_correlation([entries[head_label(*lh)].estimate for lh in top],  # type: ignore[misc]
-                                   [entries[head_label(*lh)].mean for lh in top])  # type: ignore[misc]
+    correlation = rank_correlation([entries[head_label(*lh)].estimate for lh in top],
+                                   [entries[head_label(*lh)].mean for lh in top])
     settings: dict[str, Any] = {"shape": [shape.n_layers, shape.n_heads], "seed": seed, "prompts": inputs.prompts.description or inputs.prompts.name}
     if corrupted is not None:
         settings["corrupted"] = corrupted_inputs.prompts.description or corrupted_inputs.prompts.name

@@ -30,4 +30,4 @@ def _shape(effects: Effects) -> tuple[int, int] | None:
     if not heads:
         return None
     shape = effects.settings.get("shape")
-    return tuple(shape) if shape else None  # type: ignore[return-value]
+    return tuple(shape) if shape else None

@@ -17,7 +17,8 @@ from patternlang.engine.score_schema import validate_scores
 from patternlang.files import read_json, writing
 from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource, finite_or_none, float_or_nan
 from patternlang.engine.score_tables import RECORD_FIELDS, records_frame, score_records, write_csv
-from patternlang.engine.verdicts import DEFAULT_FOOTING, head_candidates, holds, parse_requirement, verdict
+from patternlang.engine.verdicts import (DEFAULT_FOOTING, Footing, Verdict, head_candidates, holds, parse_requirement,
+                                         verdict)
 from patternlang.measure_table import MEASURE_TABLE
 from patternlang.heads import head_label, parse_heads
 
@@ -147,12 +148,12 @@ class Scores:
         found = dict(self.settings).get("positional_baselines", {}).get(name)
         return dict(found) if found else None
 
-    def verdict(self, head: Any, *, footing: str | None = None):
+    def verdict(self, head: Any, *, footing: Footing | None = None) -> Verdict:
         """What one head is called (`engine.verdicts.verdict`), from every pattern these scores hold."""
         layer, index = self.head_of(head)
         return verdict(head_candidates(self, layer, index), footing=footing or DEFAULT_FOOTING)
 
-    def verdicts(self, *, footing: str | None = None) -> dict[str, Any]:
+    def verdicts(self, *, footing: Footing | None = None) -> dict[str, Verdict]:
         """Every head's verdict: `{"L5H1": Verdict, ...}`."""
         return {head_label(layer, h): self.verdict((layer, h), footing=footing)
                 for layer in range(self.n_layers) for h in range(self.n_heads)}

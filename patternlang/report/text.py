@@ -257,7 +257,7 @@ def _width_of(widths: Sequence[int], low: int, high: int) -> int:
 class _Section:
     """One pattern's rows: its top heads, with what the scores rest on in the first column."""
 
-    def __init__(self, pattern: str, label: list[Text], rows: list[tuple[str, str, dict[str, Text]]],
+    def __init__(self, pattern: str, label: list[Text], rows: list[tuple[str, str, dict[str, Text], str]],
                  grids: dict[str, Any]):
         self.pattern, self.label, self.rows, self.grids = pattern, label, rows, grids
 
@@ -296,7 +296,7 @@ class _Section:
         intervals = {name: scores.interval(pattern, name) for name in shown} if ci else {}
         low_grid = scores.interval(pattern, ranked_by)[0]
         failed = scores.requirement_failures(pattern)
-        rows = []
+        rows: list[tuple[str, str, dict[str, Text], str]] = []
         passing = 0
         for label_text, value in scores.top(pattern, scores.n_layers * scores.n_heads, measure=primary):
             if passing >= k:
