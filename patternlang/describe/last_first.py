@@ -11,12 +11,15 @@ out of the default families (`available`), and its matrices are checked against 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from patternlang.lazy_torch import torch  # the CLI registers `describe` at start-up, which must not load torch
 
 from patternlang.describe.families import KEY_PREDICATES, Base, CandidateFamily, register_family
 from patternlang.errors import PatternError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["select_keys", "grammar_has_last_first", "last_first_bases"]
 
