@@ -43,9 +43,9 @@ BATCH = 16
 def run(*, tiny: bool, log=print, repeats: int | None = None, n_prompts: int | None = None,
         n_tokens: int | None = None) -> dict[str, Any]:
     """Time the plain forward pass and the family scoring of every head, in turn."""
-    from patternlang.describe.families import bases_of, candidates_of, choose_families
-    from patternlang.describe.search import _compile_bases, collect_stats
-    from patternlang.describe.scoring import score_candidates
+    from patternlang.discovery.families import bases_of, candidates_of, choose_families
+    from patternlang.discovery.search import _compile_bases, collect_stats
+    from patternlang.discovery.scoring import score_candidates
     from patternlang.engine.batching import plan_batches
     from patternlang.models.facts import model_facts
 

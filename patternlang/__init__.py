@@ -40,7 +40,7 @@ _LAZY = {
     "load_model": ("patternlang.models", "load_model"),
     "probes": ("patternlang.probes", None),
     "compare": ("patternlang.comparison", "compare"),
-    "describe": ("patternlang.describe.search", "describe"),
+    "describe": ("patternlang.discovery.search", "describe"),
     "Comparison": ("patternlang.comparison", "Comparison"),
     "ablate": ("patternlang.effects.interventions", "ablate"),
     "patch": ("patternlang.effects.interventions", "patch"),

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from .console import _exit_status, quick_exit
-from .describe.cli import describe_command
+from .discovery.cli import describe_command
 from .errors import ErrorGroup, InputError, PatternError
 
 app = typer.Typer(

@@ -30,11 +30,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("patternlang.models", "patternlang.tokenization", "patternlang.annotate")),
     ("compiler", ("patternlang.compiler", "patternlang.pattern", "patternlang.pipeline", "patternlang.library",
                   "patternlang.yaml_rules")),
-    ("engine", ("patternlang.engine", "patternlang.comparison", "patternlang.effects", "patternlang.describe")),
+    ("engine", ("patternlang.engine", "patternlang.comparison", "patternlang.effects", "patternlang.discovery")),
     ("report", ("patternlang.report", "patternlang.atlas", "patternlang.reprs", "patternlang.testing",
                 "patternlang.effects.atlas")),
     ("cli", ("patternlang.cli", "patternlang.commands", "patternlang.console", "patternlang.__main__",
-             "patternlang.atlas.cli", "patternlang.effects.cli", "patternlang.describe.cli", "patternlang")),
+             "patternlang.atlas.cli", "patternlang.effects.cli", "patternlang.discovery.cli", "patternlang")),
 ]
 
 # Deliberate imports against the layers (at most five, each with its reason).

@@ -19,7 +19,7 @@ from tests.conftest import run
 def own(tmp_path):
     folder = tmp_path / "my patterns"
     folder.mkdir()
-    (folder / "one.pattern").write_text('pattern first:\n    """The first token."""\n    attend k where k == 0\n'
+    (folder / "one.pattern").write_text('pattern first_token:\n    """The first token."""\n    attend k where k == 0\n'
                                         "    probe natural\n")
     (folder / "two.yaml").write_text("patterns:\n  - name: me\n    rule: attend k where k == q\n    measure: tv\n")
     (folder / "notes.txt").write_text("not a pattern file")
@@ -29,15 +29,15 @@ def own(tmp_path):
 def test_list_a_file_or_a_directory_of_ones_own(capsys, own):
     code, out, err = run(capsys, "list", str(own / "one.pattern"), "--json")
     assert code == 0, err
-    assert json.loads(out) == [{"name": "first", "rule": "attend k where k == 0 probe natural",
+    assert json.loads(out) == [{"name": "first_token", "rule": "attend k where k == 0 probe natural",
                                 "doc": "The first token.", "probe": "natural", "measure": None,
                                 "file": "one.pattern"}]
     code, out, _ = run(capsys, "list", str(own), "--json")
     rows = json.loads(out)
     assert code == 0 and [(r["name"], r["file"], r["measure"]) for r in rows] == [
-        ("first", "one.pattern", None), ("me", "two.yaml", "tv")]
+        ("first_token", "one.pattern", None), ("me", "two.yaml", "tv")]
     code, out, _ = run(capsys, "list", str(own))
-    assert code == 0 and "first" in out and "The first token." in out and "Patterns in" in out
+    assert code == 0 and "first_token" in out and "The first token." in out and "Patterns in" in out
 
 
 @pytest.mark.parametrize("name, message", [

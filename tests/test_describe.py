@@ -12,12 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import patternlang as pl
-from patternlang.describe import FAMILIES, describe
-from patternlang.describe.families import bases_of, candidates_of, choose_families
-from patternlang.describe.replace import perplexity, replace_heads, rule_attention
-from patternlang.describe.search import _compile_bases, collect_stats
-from patternlang.describe.scoring import score_candidates
-from patternlang.describe.stats import to_offsets
+from patternlang.discovery import FAMILIES, describe
+from patternlang.discovery.families import bases_of, candidates_of, choose_families
+from patternlang.discovery.replace import perplexity, replace_heads, rule_attention
+from patternlang.discovery.search import _compile_bases, collect_stats
+from patternlang.discovery.scoring import score_candidates
+from patternlang.discovery.stats import to_offsets
 from patternlang.engine.batching import tokenize
 from patternlang.errors import InputError
 from patternlang.testing.planted import make_planted_model
@@ -205,7 +205,7 @@ def test_cli_refuses_bad_options_before_loading_the_model(no_model, capsys, args
 
 
 def test_a_description_reads_back_from_its_json(planted_description, tmp_path):
-    from patternlang.describe import Description
+    from patternlang.discovery import Description
 
     _model, _prompts, description = planted_description
     path = tmp_path / "d.json"
@@ -231,7 +231,7 @@ def test_the_benchmark_runs_at_a_tiny_size(import_bench, tmp_path):
 
 def test_patternlang_describe_is_callable_however_it_was_imported():
     import patternlang
-    import patternlang.describe.cli  # noqa: F401  (sets patternlang.describe to the package)
+    import patternlang.discovery.cli  # noqa: F401  (the CLI imports the package: the function stays the function)
 
     model = make_planted_model({(0, 0): "attend k where k == q - 1"})
     description = patternlang.describe(model, sentences(4, seed=5), heads="L0H0", families=["offset"])

@@ -1,4 +1,4 @@
-"""The `last k where` / `first k where` candidate family (patternlang/describe/last_first.py).
+"""The `last k where` / `first k where` candidate family (patternlang/discovery/last_first.py).
 
 Its rule text parses only once the grammar has `last`/`first` (the verdicts branch); until then its
 matrices are checked against the plain-Python oracle below, and its statistics pick a planted
@@ -11,10 +11,10 @@ import random
 import pytest
 import torch
 
-from patternlang.describe.families import FAMILIES, Base, candidates_of
-from patternlang.describe.last_first import grammar_has_last_first, last_first_bases, select_keys
-from patternlang.describe.search import _compile_bases, base_matrices, collect_stats
-from patternlang.describe.scoring import score_candidates
+from patternlang.discovery.families import FAMILIES, Base, candidates_of
+from patternlang.discovery.last_first import grammar_has_last_first, last_first_bases, select_keys
+from patternlang.discovery.search import _compile_bases, base_matrices, collect_stats
+from patternlang.discovery.scoring import score_candidates
 from patternlang.engine.batching import tokenize
 from patternlang.engine.inputs import _token_texts
 from patternlang.library import compile_rule
@@ -83,7 +83,7 @@ def test_statistics_pick_a_planted_last_punctuation_head():
 
 
 def test_the_family_is_left_out_until_the_grammar_reads_it():
-    from patternlang.describe.families import choose_families
+    from patternlang.discovery.families import choose_families
 
     assert ("last_first" in [f.name for f in choose_families(None)]) == grammar_has_last_first()
     assert "last_first" in FAMILIES

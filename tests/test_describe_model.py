@@ -10,8 +10,8 @@ import torch
 
 import patternlang as pl
 from patternlang import probes
-from patternlang.describe import describe
-from patternlang.describe.replace import perplexity
+from patternlang.discovery import describe
+from patternlang.discovery.replace import perplexity
 
 pytestmark = pytest.mark.model
 

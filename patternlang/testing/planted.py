@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
 from patternlang.compiler import BatchFeatures
-from patternlang.describe.replace import rule_attention
+from patternlang.discovery.replace import rule_attention
 from patternlang.library import compile_rule
 from patternlang.testing.hand_set import BOS_ID, PAD_ID, UNK_ID, HandSetConfig, HandSetModel, TokenSubspace
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from patternlang.describe.descriptions import Description, Replacement
+from patternlang.discovery.descriptions import Description, Replacement
 from patternlang.engine.batching import pad_batch, plan_batches, tokenize
 from patternlang.engine.pattern_tensors import resolve_patterns
 from patternlang.errors import InputError

@@ -56,10 +56,10 @@ def describe_command(
     if show is not None:
         parse_head(show)
     family_names = [f.strip() for f in families.split(",") if f.strip()] if families else None
-    from patternlang.describe.families import choose_families
+    from patternlang.discovery.families import choose_families
 
     choose_families(family_names)
-    from patternlang.describe.search import describe
+    from patternlang.discovery.search import describe
     from patternlang.models import load_model
     from patternlang.probes import from_file, make_probe
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from patternlang.lazy_torch import torch  # the CLI registers `describe` at start-up, which must not load torch
 
-from patternlang.describe.families import KEY_PREDICATES, Base, CandidateFamily, register_family
+from patternlang.discovery.families import KEY_PREDICATES, Base, CandidateFamily, register_family
 from patternlang.errors import PatternError
 
 if TYPE_CHECKING:

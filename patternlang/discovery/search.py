@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from patternlang.annotate.spacy_parser import syntax_available
-from patternlang.describe.families import (
+from patternlang.discovery.families import (
     COMPLEXITY_PENALTY,
     Base,
     Candidate,
@@ -28,10 +28,10 @@ from patternlang.describe.families import (
     candidates_of,
     choose_families,
 )
-from patternlang.describe.last_first import select_keys
-from patternlang.describe.descriptions import Alternative, Description, HeadDescription
-from patternlang.describe.scoring import CandidateScores, score_candidates
-from patternlang.describe.stats import BINARY_THRESHOLD, HeadStats, batch_stats
+from patternlang.discovery.last_first import select_keys
+from patternlang.discovery.descriptions import Alternative, Description, HeadDescription
+from patternlang.discovery.scoring import CandidateScores, score_candidates
+from patternlang.discovery.stats import BINARY_THRESHOLD, HeadStats, batch_stats
 from patternlang.engine.batching import pad_batch, plan_batches, tokenize
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.pattern_tensors import resolve_patterns
@@ -155,7 +155,7 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
         complexity_penalty=COMPLEXITY_PENALTY, seconds=seconds,
         max_family_error=max(errors) if errors else None)
     if replace is not None:
-        from patternlang.describe.replace import replace_heads
+        from patternlang.discovery.replace import replace_heads
 
         t0 = time.perf_counter()
         say(f"describe: replacement check, the best-described {replace:.0%} of the heads")

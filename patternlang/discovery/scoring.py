@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from patternlang.describe.families import COMPLEXITY_PENALTY, Candidate
-from patternlang.describe.stats import HeadStats
+from patternlang.discovery.families import COMPLEXITY_PENALTY, Candidate
+from patternlang.discovery.stats import HeadStats
 
 __all__ = ["CandidateScores", "score_candidates"]
 

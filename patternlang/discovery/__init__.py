@@ -11,19 +11,17 @@ imports this package to register its command, and must start fast).
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
-from patternlang.describe.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
-from patternlang.describe import last_first  # noqa: F401, E402 - registers the last/first family after the others
-from patternlang.describe.descriptions import Alternative, Description, HeadDescription, Replacement
+from patternlang.discovery.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
+from patternlang.discovery import last_first  # noqa: F401, E402 - registers the last/first family after the others
+from patternlang.discovery.descriptions import Alternative, Description, HeadDescription, Replacement
 
 __all__ = ["FAMILIES", "Alternative", "Base", "Candidate", "CandidateFamily", "Description", "HeadDescription",
            "Replacement", "describe", "perplexity", "register_family", "replace_heads"]
 
-_LAZY = {"describe": "patternlang.describe.search", "replace_heads": "patternlang.describe.replace",
-         "perplexity": "patternlang.describe.replace"}
+_LAZY = {"describe": "patternlang.discovery.search", "replace_heads": "patternlang.discovery.replace",
+         "perplexity": "patternlang.discovery.replace"}
 
 
 def __getattr__(name: str) -> Any:
@@ -33,16 +31,4 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'patternlang.describe' has no attribute {name!r}")
-
-
-class _CallablePackage(types.ModuleType):
-    """`patternlang.describe` is both this package and the public function: once the package is
-    imported (the CLI imports it to register its command), Python sets the attribute `describe` of
-    `patternlang` to the package, so calling it calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.describe(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+    raise AttributeError(f"module 'patternlang.discovery' has no attribute {name!r}")
