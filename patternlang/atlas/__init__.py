@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from patternlang.atlas.document import FORMAT, build_document, model_id
-from patternlang.atlas.schema import validate_document
+from patternlang.atlas.schema import normalised_document, validate_document
 from patternlang.atlas.site import render_site
 from patternlang.models.facts import model_facts
 from patternlang.files import inside, read_json, safe_file_name
@@ -30,9 +30,7 @@ DATA = "data"
 
 def read_document(path: str | Path) -> dict[str, Any]:
     """The atlas document in `path`, checked (depth before parsing, then the schema, `schema.py`)."""
-    doc = read_json(path, "the atlas document")
-    validate_document(doc, path)
-    return doc  # type: ignore[return-value]  # validated: a dict
+    return normalised_document(read_json(path, "the atlas document"), path)
 
 
 def document_path(out: str | Path, model_id: str) -> Path:

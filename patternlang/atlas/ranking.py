@@ -79,7 +79,7 @@ def head_matches(doc: Mapping[str, Any], layer: int, head: int, measure: str | N
         score = _num(entry["scores"][m][layer][head])
         baseline = _num(entry.get("baseline", {}).get(m))
         upper = (bounds.get(m) or [None, None])[1]
-        ci = entry.get("ci95", {}).get(m)
+        ci = (entry.get("ci95") or {}).get(m)
         matches.append(Match(
             pattern=name, measure=m, score=score, baseline=baseline,
             excess=excess(score, baseline, upper), lift=lift(score, baseline),
@@ -141,7 +141,7 @@ def document_candidates(doc: Mapping[str, Any], layer: int, head: int) -> list[C
         m = pattern_measure(doc, name)
         if m not in ATTENTION_MEASURES and "mass" in scores:
             m = "mass"
-        ci = entry.get("ci95", {})
+        ci = (entry.get("ci95") or {})
         baseline = entry.get("baseline", {})
 
         def cell(measure: str, grids: Mapping[str, Any] = scores) -> float | None:

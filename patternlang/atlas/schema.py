@@ -209,3 +209,20 @@ def validate_document(doc: Any, path: object | None = None) -> AtlasDocument:
         return AtlasDocument.model_validate(doc)
     except ValidationError as error:
         raise field_error(error, "the atlas document", path) from None
+
+
+def normalised_document(doc: Any, path: object | None = None) -> dict[str, Any]:
+    """`doc` checked (`validate_document`), with every field the schema gives a default filled in
+    where the file left it out, so that the site reads every field it renders (a document may
+    leave out what it has no value for); the file's other keys are kept as they are."""
+    checked = validate_document(doc, path).model_dump(mode="json")
+    return _filled(doc, checked)
+
+
+def _filled(raw: Any, checked: Any) -> Any:
+    if isinstance(raw, dict) and isinstance(checked, dict):
+        out = dict(raw)
+        for key, value in checked.items():
+            out[key] = _filled(raw[key], value) if key in raw else value
+        return out
+    return raw

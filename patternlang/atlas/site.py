@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from patternlang.atlas.assets import CSS, palettes, script
-from patternlang.atlas.document import check_document
+from patternlang.atlas.schema import normalised_document
 from patternlang.atlas.ranking import contenders, excess, head_matches, pattern_measure
 from patternlang.files import inside, safe_file_name
 from patternlang.heads import head_label
@@ -101,9 +101,8 @@ def render_site(docs: Sequence[Mapping[str, Any]], out: str | Path) -> list[Path
 
     >>> render_site([doc], "atlas")  # then open atlas/index.html  # doctest: +SKIP
     """
-    for doc in docs:
-        check_document(doc)
-    site = Site(sorted(docs, key=lambda d: d["model"]["id"]), Path(out))
+    checked = [normalised_document(doc) for doc in docs]  # every field the pages render, defaults filled
+    site = Site(sorted(checked, key=lambda d: d["model"]["id"]), Path(out))
     assets = site.out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     for name, text in (("atlas.css", CSS), ("atlas.js", script()), ("search-index.js", _search_index(site))):
@@ -229,7 +228,7 @@ def _stat(stats: Mapping[str, Any], key: str, layer: int, head: int) -> float | 
 
 
 def _provenance(doc: Mapping[str, Any]) -> dict[str, Any]:
-    probes = [{"key": k, "n_prompts": v["n_prompts"], "kind": v.get("kind", ""), "description": v.get("description")}
+    probes = [{"key": k, "n_prompts": v.get("n_prompts", 0), "kind": v.get("kind", ""), "description": v.get("description")}
               for k, v in doc.get("probes", {}).items()]
     stats = doc.get("stats") or {}
     return {"version": doc.get("patternlang", ""), "updated": doc.get("updated", ""), "probes": probes,

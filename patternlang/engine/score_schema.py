@@ -147,7 +147,13 @@ class ScoresFile(BaseModel):
 
 
 def validate_scores(data: Any, path: object | None = None) -> ScoresFile:
-    """`data` checked against the scores schema; an InputError naming `path` and the field."""
+    """`data` checked against the scores schema; an InputError naming `path` and the field. A file of
+    another format is said as such first (its fields would only mislead)."""
+    found = data.get("format", "patternlang.scores/1") if isinstance(data, Mapping) else None
+    if found is not None and found not in ("patternlang.scores/1", FORMAT):
+        where = f" {str(path)!r}" if path is not None else ""
+        raise InputError(f"the scores file{where} has an unknown format {str(found)[:100]!r} "
+                         f"(this patternlang reads {FORMAT})", hint="write it again with this patternlang")
     try:
         return ScoresFile.model_validate(data)
     except ValidationError as error:
