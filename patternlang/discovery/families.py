@@ -110,6 +110,7 @@ class CandidateFamily:
     needs: frozenset[str] = field(default_factory=frozenset)
     ranges: bool = True  # try the distance ranges with every base (the BOS rule has none)
     available: Callable[[], bool] = lambda: True  # False: left out of the default families (say why in doc)
+    default: bool = True  # False: tried only when named (`families=[...]`, `--families`); say why in doc
 
 
 FAMILIES: Registry[CandidateFamily] = Registry("candidate family")
@@ -198,9 +199,9 @@ register_family(CandidateFamily(
 
 
 def choose_families(names: Iterable[str] | None) -> tuple[CandidateFamily, ...]:
-    """The families named (None: every registered family), with a did-you-mean on a miss."""
+    """The families named (None: every registered default family), with a did-you-mean on a miss."""
     if names is None:
-        return tuple(f for f in FAMILIES.entries() if f.available())
+        return tuple(f for f in FAMILIES.entries() if f.available() and f.default)
     chosen = []
     for name in names:
         if name not in FAMILIES:

@@ -2,9 +2,10 @@
 key `k <= q` where the condition holds.
 
 Its bases are ordinary bases whose matrix is reduced to one cell per row (`select_keys`), so the
-sufficient statistics and scores of `stats.py` serve it unchanged. Rule text `attend last k where
-...` parses once the grammar has `last`/`first` (the verdicts branch); until then the family is left
-out of the default families (`available`), and its matrices are checked against a plain-Python oracle
+sufficient statistics and scores of `stats.py` serve it unchanged. It is tried when named
+(`families=["last_first"]`, `--families last_first`), not by default: on SmolLM2 it describes the
+induction heads by the latest earlier copy alone, which differs from the shipped induction rule wherever
+a token recurs. Its matrices equal the compiled `attend last/first k where ...` rules
 (tests/test_describe_last_first.py).
 """
 
@@ -65,5 +66,7 @@ def last_first_bases(_: frozenset[str]) -> list[Base]:
 
 register_family(CandidateFamily(
     "last_first", "`last k where COND` / `first k where COND` (the latest / earliest key where a key predicate "
-                  "or a relation holds); needs the grammar's `last`/`first` (the verdicts branch)",
-    last_first_bases, available=grammar_has_last_first))
+                  "or a relation holds). Tried when named (`--families last_first`): among the defaults it "
+                  "describes SmolLM2's induction heads as `last k where tok[k - 1] == tok[q]` (the latest copy "
+                  "only), which differs from the induction rule wherever a token recurs",
+    last_first_bases, available=grammar_has_last_first, default=False))
