@@ -1,13 +1,15 @@
 """How `Pattern`, `Prompts` and `Scores` look in a notebook: short text reprs and `_repr_html_`.
 
 Text reprs fit on a line or two however big the object is. The HTML is self-contained: inline
-styles only (no `<style>` element, which JupyterLab and GitHub strip from untrusted output), no
+styles only (no style element, which JupyterLab and GitHub strip from untrusted output), no
 script, nothing fetched; every text from a user, a file or a model is escaped, and the size is
 bounded (a million prompts or a hundred patterns give a summary, not every item). A repr never
 raises: when drawing fails, the HTML falls back to the escaped text repr.
 
-Importing this module imports neither torch nor the report package (a `Prompts` is torch-free);
-the Pattern and Scores renderers import `patternlang.report` when they draw.
+The markup is in the autoescaping templates `templates/reprs/` (`report/templating.py`); this module
+builds the data they show. Importing it imports neither torch nor the report package (a `Prompts` is
+torch-free, and a text repr needs no jinja2): the HTML views import `report.templating` when they
+draw, and the Pattern and Scores views the rest of `patternlang.report`.
 
 >>> from patternlang.prompts import Prompts
 >>> prompts_repr(Prompts(texts=("The cat sat.", "A dog ran on."), name="pets"))
@@ -16,11 +18,12 @@ the Pattern and Scores renderers import `patternlang.report` when they draw.
 
 from __future__ import annotations
 
-import html
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup, escape
 
 from patternlang.heads import parse_head
 
@@ -48,7 +51,8 @@ SAMPLE_STR_TOKENS = ("<|im_start|>", "The", " unbelie", "vable", " cat", " sat",
                      " cat", " sat", " down", ".")
 SAMPLE_SPECIAL_IDS = (0, 1, 2)
 
-# Inline styles (see the module docstring for why not a style sheet).
+# Inline styles (see the module docstring for why not a style sheet): constants of the code, given to
+# every template of `templates/reprs/` as `s` (`s.box`...), unescaped.
 _BOX = ("font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;font-size:13px;line-height:1.4;"
         "color:#222;max-width:100%;overflow-x:auto")
 _MUTED = "color:#666"
@@ -59,15 +63,18 @@ _TH = "text-align:left;font-weight:600;padding:1px 8px 1px 0;vertical-align:top;
 _TD = "text-align:left;padding:1px 8px 1px 0;vertical-align:top"
 _GRID = "border-collapse:separate;border-spacing:1px;text-align:center;line-height:1;font-family:'DejaVu Sans Mono',Menlo,Consolas,monospace;font-size:10px;margin:4px 0"
 _GRID_TH = "font-weight:normal;color:#555;padding:0 3px;white-space:pre;font-size:10px"
+_STYLES = {"box": _BOX, "muted": _MUTED, "code": _CODE, "pre": _PRE, "table": _TABLE, "th": _TH, "td": _TD,
+           "code_wrap": f"{_CODE};white-space:pre-wrap", "grid": _GRID, "grid_th": _GRID_TH}
 
 
-def escape(value: Any) -> str:
-    """`str(value)` escaped for HTML text and attribute values.
+def _render(template: str, /, **context: Any) -> Markup:
+    """The template `template` of `templates/reprs/` rendered (autoescaped) with `context` and the
+    styles `s`: HTML to show, or to put in another view's template as it is."""
+    from patternlang.report.templating import render as render_template  # jinja2: only when a view is drawn
+    from patternlang.report.templating import trusted
 
-    >>> escape('<|im_start|> & "q"')
-    '&lt;|im_start|&gt; &amp; &quot;q&quot;'
-    """
-    return html.escape(str(value), quote=True)
+    styles = {name: trusted(css) for name, css in _STYLES.items()}
+    return Markup(render_template(f"reprs/{template}", s=styles, **context))
 
 
 def shorten(text: str, width: int) -> str:
@@ -90,18 +97,16 @@ def safe_html(render: Callable[[Any], str], obj: Any) -> str:
         except Exception:  # noqa: BLE001
             text = object.__repr__(obj)
         note = f"(HTML view failed: {type(error).__name__}: {shorten(str(error), 200)})"
-        return f'<pre style="{_PRE}">{escape(text)}</pre><div style="{_MUTED}">{escape(note)}</div>'
+        try:
+            return _render("fallback.html", text=text, note=note)
+        except Exception:  # noqa: BLE001 - not even the template: the text alone, escaped
+            return str(escape(f"{text} {note}"))
 
 
-def _box(body: str) -> str:
-    return f'<div style="{_BOX}">{body}</div>'
-
-
-def _table(rows: Sequence[tuple[str, str]]) -> str:
-    """A two-column table of (label, HTML) rows; labels are escaped here, values are HTML already."""
-    cells = "".join(f'<tr><th style="{_TH}">{escape(label)}</th><td style="{_TD}">{value}</td></tr>'
-                    for label, value in rows)
-    return f'<table style="{_TABLE}">{cells}</table>'
+def _row(label: str, text: str, code: str | None = None) -> dict[str, Any]:
+    """A row of a two-column table (`parts.table`): its label and text, set as code in the style
+    named `code` (a key of `_STYLES`) if given."""
+    return {"label": label, "text": text, "code": code}
 
 
 def _names(names: Sequence[str], limit: int = 8) -> str:
@@ -122,35 +127,28 @@ def pattern_repr(pattern: Pattern) -> str:
     return f"Pattern({shorten(name, NAME_WIDTH)!r}, rule={shorten(rule, RULE_WIDTH)!r})"
 
 
-def pattern_html(pattern: Pattern) -> str:
+def pattern_html(pattern: Pattern) -> Markup:
     """Name, docstring, rule, settings, where it was defined, and its matrix on the sample prompt."""
     settings = pattern.settings
     where = pattern.filename or ""
     if where and pattern.loc is not None:
         where += f":{pattern.loc.line}"
-    head = f"<b>Pattern</b> <code style=\"{_CODE}\">{escape(shorten(pattern.name, 200))}</code>"
-    if where:
-        head += f' <span style="{_MUTED}">from {escape(shorten(where, 200))}</span>'
     doc = pattern.doc.strip()
     if len(doc) > DOC_CHARS:
         doc = doc[:DOC_CHARS] + ELLIPSIS
-    parts = [f"<div>{head}</div>"]
-    if doc:
-        parts.append(f'<div style="white-space:pre-wrap;margin:3px 0">{escape(doc)}</div>')
     measure = settings.measure or "mass (the default)"
     exclude = [word for word, on in (("bos", settings.exclude_bos), ("current", settings.exclude_current)) if on]
     rows = [
-        ("rule", f'<code style="{_CODE};white-space:pre-wrap">{escape(pattern.rule)}</code>'),
-        ("measure", escape(measure)),
-        ("exclude", escape(", ".join(exclude) or "nothing")),
-        ("probe", escape(str(settings.probe) if settings.probe else "none named (natural text)")),
-        ("reads", escape(", ".join(sorted(pattern.needs)))),
+        _row("rule", str(pattern.rule), code="code_wrap"),
+        _row("measure", str(measure)),
+        _row("exclude", ", ".join(exclude) or "nothing"),
+        _row("probe", str(settings.probe) if settings.probe else "none named (natural text)"),
+        _row("reads", ", ".join(sorted(pattern.needs))),
     ]
     if settings.normalize:
-        rows.append(("normalize", "rows scaled to sum 1"))
-    parts.append(_table(rows))
-    parts.append(safe_html(sample_matrix_html, pattern))
-    return _box("".join(parts))
+        rows.append(_row("normalize", "rows scaled to sum 1"))
+    return _render("pattern.html", name=shorten(pattern.name, 200), where=shorten(where, 200) if where else "",
+                  doc=doc, rows=rows, matrix=Markup(safe_html(sample_matrix_html, pattern)))
 
 
 def sample_offsets(str_tokens: Sequence[str]) -> list[tuple[int, int]]:
@@ -162,21 +160,20 @@ def sample_offsets(str_tokens: Sequence[str]) -> list[tuple[int, int]]:
     return spans
 
 
-def sample_matrix_html(pattern: Pattern) -> str:
+def sample_matrix_html(pattern: Pattern) -> Markup:
     """The pattern's detection matrix on the sample prompt, as a coloured grid with its summary."""
     from patternlang.report.data import summarize_matrix  # report/ (torch, numpy): only for the HTML views
 
     matrix = pattern.matrix(list(SAMPLE_TOKEN_IDS), list(SAMPLE_STR_TOKENS), special_ids=SAMPLE_SPECIAL_IDS,
                             offsets=sample_offsets(SAMPLE_STR_TOKENS))
     summary = summarize_matrix(matrix, list(SAMPLE_STR_TOKENS))
-    text = "".join(SAMPLE_STR_TOKENS[1:])
-    caption = (f'<div style="{_MUTED}">its matrix on the sample prompt “{escape(text)}” '
-               f"(SmolLM2 tokens): {escape(summary.describe())}</div>")
-    return caption + matrix_grid(matrix, SAMPLE_STR_TOKENS)
+    return _render("sample_matrix.html", text="".join(SAMPLE_STR_TOKENS[1:]), summary=summary.describe(),
+                  grid=matrix_grid(matrix, SAMPLE_STR_TOKENS))
 
 
-def matrix_grid(matrix: Any, str_tokens: Sequence[str]) -> str:
-    """A `[q, k]` matrix as an HTML table, coloured with the reports' scale (`report.colors`)."""
+def matrix_grid(matrix: Any, str_tokens: Sequence[str]) -> Markup:
+    """A `[q, k]` matrix as an HTML table, coloured with the reports' scale (`report.colors`); the
+    cells above the diagonal blank."""
     from patternlang.report.colors import BLANK_COLOR, fit_scale
     from patternlang.report.tokens import display_tokens
 
@@ -184,30 +181,17 @@ def matrix_grid(matrix: Any, str_tokens: Sequence[str]) -> str:
     n = len(values)
     scale = fit_scale([values])
     names = display_tokens(list(str_tokens), 12)
-    header = f'<th style="{_GRID_TH};color:#999;font-style:italic">q ↓ k →</th>' + "".join(
-        f'<th style="{_GRID_TH};writing-mode:vertical-rl;transform:rotate(180deg);text-align:left">'
-        f"{k} {escape(names[k])}</th>" for k in range(n))
-    rows = [f"<tr>{header}</tr>"]
+    rows = []
     for q in range(n):
-        cells = [f'<th style="{_GRID_TH};text-align:right">{escape(names[q])} {q}</th>']
-        for k in range(n):
-            if k > q:
-                cells.append(f'<td style="padding:0;background:{BLANK_COLOR}"></td>')
-                continue
+        cells: list[dict[str, str] | None] = []
+        for k in range(q + 1):
             value = float(values[q][k])
-            colors = f"background:{scale.hex(value)}" if value == 0 else scale.css(value)
-            shown = "" if value == 0 else f"{value:.2g}"
-            tip = f"q {q} {names[q]} → k {k} {names[k]}: {value:g}"
-            cells.append(f'<td style="padding:0;{colors}" title="{escape(tip)}">{shown}</td>')
-        rows.append(f'<tr style="height:16px">{"".join(cells)}</tr>')
-    return _grid_table(rows, n, 18)
-
-
-def _grid_table(rows: list[str], n_columns: int, cell_px: int) -> str:
-    """A table of small coloured cells: sizes set once on its columns and rows, not on every cell
-    (only `padding:0` is, against notebook style sheets that pad every `td`)."""
-    columns = f'<colgroup><col><col span="{n_columns}" style="width:{cell_px}px"></colgroup>'
-    return f'<table style="{_GRID}">{columns}{"".join(rows)}</table>'
+            cells.append({"colors": f"background:{scale.hex(value)}" if value == 0 else scale.css(value),
+                          "text": "" if value == 0 else f"{value:.2g}",
+                          "tip": f"q {q} {names[q]} → k {k} {names[k]}: {value:g}"})
+        cells += [None] * (n - q - 1)  # above the diagonal: blank
+        rows.append({"name": names[q], "cells": cells})
+    return _render("matrix_grid.html", names=names[:n], rows=rows, blank=BLANK_COLOR)
 
 
 # --------------------------------------------------------------------------- Prompts
@@ -242,25 +226,21 @@ def prompts_repr(prompts: Prompts) -> str:
             f"first: {sample})")
 
 
-def prompts_html(prompts: Prompts) -> str:
+def prompts_html(prompts: Prompts) -> Markup:
     """Name, description, count, lengths (min, median, max) and the first two prompts, cut short."""
     lengths = _lengths(prompts)
     kind = "texts (tokenized by the model, BOS prepended)" if prompts.kind == "text" else \
         "token ids (used exactly as given)"
-    head = f"<b>Prompts</b> <code style=\"{_CODE}\">{escape(shorten(prompts.name, 200))}</code>"
-    parts = [f"<div>{head}</div>"]
-    if prompts.description:
-        parts.append(f'<div style="{_MUTED}">{escape(shorten(prompts.description, 500))}</div>')
     rows = [
-        ("prompts", f"{len(lengths):,}"),
-        ("kind", escape(kind)),
-        (f"length ({_unit(prompts)})", f"min {min(lengths):,} · median {statistics.median(lengths):,g} · "
-                                       f"max {max(lengths):,} · total {sum(lengths):,}"),
+        _row("prompts", f"{len(lengths):,}"),
+        _row("kind", kind),
+        _row(f"length ({_unit(prompts)})", f"min {min(lengths):,} · median {statistics.median(lengths):,g} · "
+                                           f"max {max(lengths):,} · total {sum(lengths):,}"),
     ]
     for index in range(min(2, len(lengths))):
-        rows.append((f"prompt {index}", f'<code style="{_PRE}">{escape(_sample(prompts.items[index]))}</code>'))
-    parts.append(_table(rows))
-    return _box("".join(parts))
+        rows.append(_row(f"prompt {index}", _sample(prompts.items[index]), code="pre"))
+    description = shorten(prompts.description, 500) if prompts.description else ""
+    return _render("prompts.html", name=shorten(prompts.name, 200), description=description, rows=rows)
 
 
 # --------------------------------------------------------------------------- Scores
@@ -285,45 +265,38 @@ def sample_sizes(scores: Scores, pattern: str) -> dict[str, str]:
     }
 
 
-def _top_cell(scores: Scores, pattern: str) -> str:
+def _top_heads(scores: Scores, pattern: str) -> list[dict[str, str]]:
     """The best heads with their scores, and their 95% intervals where the scores have them."""
     top = scores.top(pattern, TOP_K)
     if not top:
-        return f'<span style="{_MUTED}">no head scored</span>'
+        return []
     low, high = scores.interval(pattern)  # NaN where the scores hold no intervals
-    parts = []
+    heads = []
     for label, value in top:
         layer, head = parse_head(label)
-        text = f"<b>{escape(label)}</b> {value:.3f}"
         a, b = float(low[layer, head]), float(high[layer, head])
-        if not (math.isnan(a) or math.isnan(b)):
-            text += f' <span style="{_MUTED}">[{a:.3f}, {b:.3f}]</span>'
-        parts.append(text)
-    return ", ".join(parts)
+        interval = "" if math.isnan(a) or math.isnan(b) else f"[{a:.3f}, {b:.3f}]"
+        heads.append({"label": label, "value": f"{value:.3f}", "interval": interval})
+    return heads
 
 
-def _patterns_table(scores: Scores) -> str:
+def _patterns_table(scores: Scores) -> dict[str, Any]:
+    """The patterns table's columns, rows (the first `MAX_TABLE_PATTERNS`) and how many more there are."""
     patterns = list(scores.patterns)
     undefined = dict(scores.settings).get("undefined") or {}
     sizes = {p: sample_sizes(scores, p) for p in patterns[:MAX_TABLE_PATTERNS]}
     columns = list(dict.fromkeys(c for row in sizes.values() for c in row))
     top_title = f"top {TOP_K} heads" + (" [95% interval]" if scores.ci_low else "")
-    header = "".join(f'<th style="{_TH}">{escape(c)}</th>' for c in ["pattern", "measure", top_title, *columns])
-    rows = [f"<tr>{header}</tr>"]
+    rows = []
     for pattern in patterns[:MAX_TABLE_PATTERNS]:
-        measure = scores.measure_of(pattern)
-        top = _top_cell(scores, pattern)
+        reasons = ""
         if pattern in undefined:
-            reasons = "; ".join(f"{m}: {why}" for m, why in undefined[pattern].items())
-            top += f'<div style="{_MUTED}">NaN: {escape(shorten(reasons, 300))}</div>'
-        cells = [f'<code style="{_CODE}">{escape(shorten(pattern, NAME_WIDTH))}</code>', escape(measure), top]
-        cells += [escape(sizes[pattern].get(c, "")) for c in columns]
-        rows.append("<tr>" + "".join(f'<td style="{_TD}">{c}</td>' for c in cells) + "</tr>")
-    more = ""
-    if len(patterns) > MAX_TABLE_PATTERNS:
-        more = (f'<div style="{_MUTED}">… and {len(patterns) - MAX_TABLE_PATTERNS} more patterns '
-                "(scores.top(name) or scores.to_dataframe() for all)</div>")
-    return f'<table style="{_TABLE}">' + "".join(rows) + "</table>" + more
+            reasons = shorten("; ".join(f"{m}: {why}" for m, why in undefined[pattern].items()), 300)
+        rows.append({"name": shorten(pattern, NAME_WIDTH), "measure": str(scores.measure_of(pattern)),
+                     "top": _top_heads(scores, pattern), "undefined": reasons,
+                     "sizes": [sizes[pattern].get(c, "") for c in columns]})
+    return {"columns": ["pattern", "measure", top_title, *columns], "patterns": rows,
+            "more": max(0, len(patterns) - MAX_TABLE_PATTERNS)}
 
 
 def _exclusions_text(scores: Scores) -> str:
@@ -340,16 +313,16 @@ def _exclusions_text(scores: Scores) -> str:
 
 
 def provenance_rows(scores: Scores) -> list[tuple[str, str]]:
-    """Where the scores come from, as (label, HTML) rows: model, prompts, heads, measures, settings."""
+    """Where the scores come from, as (label, text) rows: model, prompts, heads, measures, settings."""
     settings = dict(scores.settings)
     rows = [
-        ("model", escape(scores.model)),
+        ("model", str(scores.model)),
         ("prompts", f"{scores.n_prompts:,} prompts · {scores.n_tokens:,} tokens"),
         ("heads", f"{scores.n_layers} layers × {scores.n_heads} heads"
-                  + (f" · scored: {escape(shorten(str(settings['heads']), 200))}" if settings.get("heads") else "")),
+                  + (f" · scored: {shorten(str(settings['heads']), 200)}" if settings.get("heads") else "")),
         ("patterns", f"{len(scores.patterns):,}"),
-        ("measures", escape(", ".join(scores.measures))),
-        ("excluded keys", escape(_exclusions_text(scores))),
+        ("measures", ", ".join(scores.measures)),
+        ("excluded keys", _exclusions_text(scores)),
     ]
     run = [f"{k.replace('_', ' ')} {settings[k]}" for k in ("batch_size", "n_batches", "prepend_bos") if k in settings]
     path = settings.get("attention") or {}
@@ -361,11 +334,11 @@ def provenance_rows(scores: Scores) -> list[tuple[str, str]]:
     elif path.get("path"):
         run.append(f"attention from {path['path']} ({path.get('why', '')})")
     if run:
-        rows.append(("run", escape(" · ".join(run))))
+        rows.append(("run", " · ".join(run)))
     return rows
 
 
-def heatmap_html(scores: Scores) -> str:
+def heatmap_html(scores: Scores) -> Markup:
     """Layer × head grids, one per pattern (the first `MAX_PANELS`, within `MAX_HEATMAP_CELLS`)."""
     from patternlang.report.colors import fit_scale
     from patternlang.report.data import MISSING, heatmap_panels
@@ -375,36 +348,30 @@ def heatmap_html(scores: Scores) -> str:
     panels = heatmap_panels(scores, None)[:n_panels]
     scale = fit_scale([p.grid for p in panels])
     size = 12 if scores.n_heads <= 16 else 6
-    sections = []
+    shown = []
     for panel in panels:
         n_layers, n_heads = panel.grid.shape
         best = panel.best[:2] if panel.best is not None else None
-        header = "".join(f'<th style="{_GRID_TH}">{h}</th>' for h in range(n_heads)) if size > 6 else ""
-        rows = [f'<tr><th style="{_GRID_TH};color:#999">L\\H</th>{header}</tr>']
+        rows = []
         for layer in range(n_layers):
-            cells = [f'<th style="{_GRID_TH};text-align:right">{layer}</th>']
+            cells = []
             for head in range(n_heads):
                 value = float(panel.grid[layer, head])
                 tip = f"L{layer}H{head} {value:.4f}" if not math.isnan(value) else f"L{layer}H{head} not scored"
-                mark = f";outline:2px solid {scale.mark};outline-offset:-2px" if best == (layer, head) else ""
-                cells.append(f'<td style="padding:0;background:{scale.hex(value)}{mark}" title="{tip}"></td>')
-            rows.append(f'<tr style="height:{size}px">{"".join(cells)}</tr>')
-        title = escape(shorten(panel.title(False).replace("\n", " · "), 90))
-        sections.append(f'<div style="flex:none"><div style="font-size:11px">{title}</div>'
-                        f"{_grid_table(rows, n_heads, size)}</div>")
+                cells.append({"color": scale.hex(value), "best": best == (layer, head), "tip": tip})
+            rows.append(cells)
+        shown.append({"title": shorten(panel.title(False).replace("\n", " · "), 90), "n_heads": n_heads,
+                      "rows": rows})
     notes = [f"colour scale {scale.vmin:g} to {scale.vmax:g}, shared", f"grey {MISSING}: not scored",
              "outlined: best head", "hover a cell for its score"]
     if n_panels < len(scores.patterns):
         notes.append(f"showing {n_panels} of {len(scores.patterns)} patterns (save_heatmap draws all)")
-    return (f'<div style="display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start">{"".join(sections)}</div>'
-            f'<div style="{_MUTED};font-size:11px">{escape(" · ".join(notes))}</div>')
+    return _render("heatmaps.html", panels=shown, size=size, mark=scale.mark, notes=" · ".join(notes))
 
 
-def scores_html(scores: Scores) -> str:
+def scores_html(scores: Scores) -> Markup:
     """Provenance, the best heads and sample sizes per pattern, and a layer × head heatmap per pattern."""
-    head = (f"<b>Scores</b> <span style=\"{_MUTED}\">{len(scores.patterns):,} patterns × "
-            f"{scores.n_layers} layers × {scores.n_heads} heads</span>")
-    parts = [f"<div>{head}</div>", _table(provenance_rows(scores)), _patterns_table(scores)]
-    if scores.patterns:
-        parts.append(safe_html(heatmap_html, scores))
-    return _box("".join(parts))
+    shape = f"{len(scores.patterns):,} patterns × {scores.n_layers} layers × {scores.n_heads} heads"
+    provenance = [_row(label, text) for label, text in provenance_rows(scores)]
+    heatmaps = Markup(safe_html(heatmap_html, scores)) if scores.patterns else ""
+    return _render("scores.html", shape=shape, provenance=provenance, **_patterns_table(scores), heatmaps=heatmaps)

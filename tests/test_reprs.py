@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -103,7 +104,36 @@ def test_pattern_html_escapes_doc_and_rule():
     markup = pattern._repr_html_()
     text = text_of(markup)  # parsed: no <script> element, tags nest
     assert "<script>alert(1)</script>" in text and '"<b>"' in text
-    assert "&lt;script&gt;" in markup and "&quot;&lt;b&gt;&quot;" in markup
+    assert "&lt;script&gt;" in markup and "&#34;&lt;b&gt;&#34;" in markup
+
+
+HOSTILE = ("</script><script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+
+
+def test_every_view_escapes_hostile_text():
+    # from templates/reprs/ (autoescaped): a doc, rule, name or prompt is text wherever it lands
+    script, attribute = HOSTILE
+    [pattern] = pl.check_module(pl.parse_source(textwrap.dedent(f'''
+        pattern hostile:
+            """{script} {attribute}"""
+            attend k where matches(str[k], {attribute!r}) and k < q
+    '''), "pattern"))
+    prompts = Prompts(texts=HOSTILE, name=script, description=attribute)
+    scores = dataclasses.replace(small_scores(names=HOSTILE, undefined={script: {"mass": attribute}},
+                                              exclusions={n: {"bos": True, "current": False} for n in HOSTILE}),
+                                 model=attribute)
+
+    def broken(_):
+        raise ValueError(attribute)
+
+    views = {"pattern": pattern._repr_html_(), "prompts": prompts._repr_html_(), "scores": scores._repr_html_(),
+             "fallback": reprs.safe_html(broken, prompts)}
+    for view, markup in views.items():
+        text = text_of(markup)  # parsed: no script or img element, tags nest
+        assert script in text and attribute in text, view
+        assert "</script>" not in markup and "<script" not in markup and "<img" not in markup, view
+        assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in markup, view
+        assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in markup, view
 
 
 def test_pattern_html_falls_back_to_text_when_the_matrix_fails(monkeypatch):
