@@ -236,3 +236,70 @@ def test_patternlang_describe_is_callable_however_it_was_imported():
     model = make_planted_model({(0, 0): "attend k where k == q - 1"})
     description = patternlang.describe(model, sentences(4, seed=5), heads="L0H0", families=["offset"])
     assert description["L0H0"].rule == "attend k where k == q - 1 exclude bos"
+
+
+# ---- the prediction family (`tok[k] == pred[q]`) ---------------------------------------------
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_prediction_family_scores_equal_the_engine_on_the_compiled_rules(random_model, seed):
+    """Every candidate of the prediction family: the mass read off the statistics (whose pass to the
+    logits gives the predictions) equals the engine's `mass` of the compiled rule, every head."""
+    model = random_model
+    rng = random.Random(seed)
+    prompts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10))) for _ in range(5)]
+    bases = bases_of(choose_families(["prediction"]), frozenset())
+    assert {b.cond for b in bases} == {"tok[k] == pred[q]", "tok[k + 1] == pred[q]", "tok[k - 1] == pred[q]"}
+    token_lists = tokenize(model, prompts)
+    n_offsets = max(t.numel() for t in token_lists)
+    chosen = [c for base in bases for c in candidates_of(base, n_offsets - 1)]
+    stats = collect_stats(model, prompts, token_lists, list(range(len(prompts))), [0, 1], bases,
+                          _compile_bases(bases), n_offsets, batch_size=2)
+    scores = score_candidates(stats, chosen, {b.cond: i for i, b in enumerate(bases)})
+    with pytest.warns():  # some candidates mark no key on these prompts (NaN in both)
+        engine = pl.detect(model, prompts, [pl.compile_rule(c.rule, name=f"c{i}") for i, c in enumerate(chosen)],
+                           measures="mass", progress=False)
+    defined = 0
+    for i, _candidate in enumerate(chosen):
+        exact = engine.get(f"c{i}", "mass").reshape(-1).double()
+        family = scores.mass[:, i]
+        both = ~torch.isnan(exact)
+        assert torch.equal(both, ~torch.isnan(family))
+        assert torch.allclose(family[both], exact[both], atol=1e-5)
+        defined += int(both.sum())
+    assert defined > 0  # the predictions do mark keys
+
+
+def test_prediction_family_is_a_default_and_base_matrices_read_the_predictions(random_model):
+    """The family is on by default; `base_matrices` without predictions passes to the logits itself
+    and gives the same matrices as with the statistics pass's predictions."""
+    from patternlang.discovery.search import base_matrices
+    from patternlang.engine.batching import pad_batch
+    from patternlang.engine.inputs import model_pass
+    from patternlang.engine.pattern_tensors import resolve_patterns
+
+    assert "prediction" in {f.name for f in choose_families(None)}
+    model = random_model
+    prompts = sentences(3, seed=5, words=8)
+    bases = bases_of(choose_families(["prediction"]), frozenset())
+    compiled = _compile_bases(bases)
+    token_lists = tokenize(model, prompts)
+    _batch, own = base_matrices(model, prompts, token_lists, [0, 1, 2], bases, compiled)
+    padded = pad_batch(token_lists, [0, 1, 2], pad=0, device=torch.device("cpu"))
+    passed = model_pass(model, padded.tokens, [], resolve_patterns(list(compiled.values())), ())
+    _batch, given_ = base_matrices(model, prompts, token_lists, [0, 1, 2], bases, compiled, passed.predictions)
+    assert torch.equal(own, given_) and own.any()
+
+
+def test_describe_finds_the_prediction_head_of_the_predicting_model():
+    """The hand-set model's L1H0 attends to earlier keys equal to its prediction (BOS when none):
+    `describe` names a rule of the prediction family for it."""
+    from patternlang.testing.predicting import make_predicting_model
+
+    model = make_predicting_model(1.0)
+    rng = random.Random(3)
+    letters = "abcdefghij"
+    prompts = ["".join(rng.choice(letters) for _ in range(24)) for _ in range(16)]
+    found = describe(model, prompts, heads="L1H0", families=["offset", "token_equality", "prediction"])["L1H0"]
+    assert found.above_chance and found.family == "prediction", found.best_rule
+    assert "tok[k] == pred[q]" in found.rule

@@ -167,6 +167,15 @@ def _key_predicates(_: frozenset[str]) -> list[Base]:
     return bases
 
 
+PREDICTION_SHIFTS = (-1, 0, 1)
+
+
+def _prediction(_: frozenset[str]) -> list[Base]:
+    """`tok[k + s] == pred[q]`: the key is (s = 0), precedes (s = 1) or follows (s = -1) a copy of the
+    token the model predicts at the query."""
+    return [Base(f"tok[{_at('k', s)}] == pred[q]", "prediction") for s in PREDICTION_SHIFTS]
+
+
 def _conjunctions(offered: frozenset[str]) -> list[Base]:
     """Each token- or feature-equality base with each key predicate, and key predicates in pairs."""
     relations = _token_equality(offered) + _feature_equality(offered)
@@ -193,6 +202,10 @@ register_family(CandidateFamily(
 register_family(CandidateFamily(
     "key_string", "string predicates on k, k - 1 or k + 1: punctuation, newline, capitalised, word start, digits",
     _key_predicates))
+register_family(CandidateFamily(
+    "prediction", "`tok[k + s] == pred[q]`, |s| <= 1: the key (or its neighbour) is the token the model predicts "
+                  "at q (its final top-1); reading predictions makes the statistics pass run to the logits",
+    _prediction))
 register_family(CandidateFamily(
     "conjunction", "two bases joined by `and`: a relation with a key predicate, or two key predicates",
     _conjunctions))

@@ -36,7 +36,7 @@ from patternlang.engine.batching import pad_batch, plan_batches, tokenize
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.pattern_tensors import resolve_patterns
 from patternlang.errors import InputError
-from patternlang.engine.inputs import prompt_inputs
+from patternlang.engine.inputs import model_pass, prompt_inputs
 from patternlang.heads import head_label, parse_heads
 from patternlang.library import compile_rule
 from patternlang.models.facts import model_facts
@@ -207,9 +207,12 @@ def _compile_bases(bases: Sequence[Base]) -> dict[str, Any]:
 
 
 def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor], indices: Sequence[int],
-                  bases: Sequence[Base], compiled: dict[str, Any]) -> tuple[Any, Tensor]:
+                  bases: Sequence[Base], compiled: dict[str, Any],
+                  predictions: dict[int | None, Tensor] | None = None) -> tuple[Any, Tensor]:
     """The batch of prompts `indices` (right-padded) and its base matrices `[base, batch, n, n]` (0/1),
-    each conjunct by the normal compiler and engine (`detection_tensors`), conjunctions as products."""
+    each conjunct by the normal compiler and engine (`detection_tensors`), conjunctions as products.
+    `predictions`: the batch's (the engine's pass to the logits, `model_pass`), for bases reading
+    `pred` (None: computed here by that pass when a base needs them)."""
     names = list(compiled)
     chosen_items = [items[i] for i in indices]
     chosen_tokens = [token_lists[i] for i in indices]
@@ -218,7 +221,13 @@ def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
     if names:
         detectors = resolve_patterns([compiled[name] for name in names])
         inputs = prompt_inputs(model, None, chosen_items, chosen_tokens, detectors)
-        detection = inputs.detection(model, local, detectors) > 0  # [conjunct, batch, n, n]
+        if predictions is None and _reads_predictions(compiled):
+            padded = pad_batch(token_lists, list(indices), pad=model_facts(model).pad_id, device=torch.device("cpu"))
+            passed = model_pass(model, padded.tokens, [], detectors, ())
+            predictions = None if passed is None else passed.predictions
+        if predictions is not None:
+            predictions = {layer: top.to("cpu") for layer, top in predictions.items()}
+        detection = inputs.detection(model, local, detectors, predictions) > 0  # [conjunct, batch, n, n]
     row = {name: i for i, name in enumerate(names)}
     n = local.tokens.shape[1]
     triangle = torch.ones(n, n, dtype=torch.bool).tril()
@@ -236,6 +245,11 @@ def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
     return local, out
 
 
+def _reads_predictions(compiled: dict[str, Any]) -> bool:
+    """Whether a compiled base reads the model's predictions (`pred[q]`: a pass to the logits)."""
+    return any("predictions" in pattern.needs for pattern in compiled.values())
+
+
 def layer_attention(model: Any, tokens: Tensor, layers: Sequence[int]) -> Tensor:
     """`[batch, layer x head, n, n]`: every head of `layers`, in order, from one hooked pass."""
     caught: dict[int, Tensor] = {}
@@ -251,11 +265,19 @@ def collect_stats(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor
     facts = model_facts(model)
     stats = HeadStats.zeros(len(layers) * facts.n_heads, len(bases), n_offsets)
     plan = plan_batches([token_lists[i].numel() for i in indices], batch_size)
+    # Bases reading `pred` need the engine's pass to the logits, which also gives the attention.
+    detectors = resolve_patterns(list(compiled.values())) if _reads_predictions(compiled) else []
     for number, group in enumerate(plan, 1):
         chosen = [indices[i] for i in group]
-        _batch, matrices = base_matrices(model, items, token_lists, chosen, bases, compiled)
         padded = pad_batch(token_lists, chosen, pad=facts.pad_id, device=torch.device(facts.device))
-        attention = layer_attention(model, padded.tokens, layers)
+        passed = model_pass(model, padded.tokens, layers, detectors, ()) if detectors else None
+        _batch, matrices = base_matrices(model, items, token_lists, chosen, bases, compiled,
+                                         None if passed is None else passed.predictions)
+        if passed is None:
+            attention = layer_attention(model, padded.tokens, layers)
+        else:
+            attention = torch.cat([passed.attention[layer].to("cpu", torch.float32) for layer in layers], dim=1)
+            del passed
         # Padding keys may hold attention in models that ignore it: only real cells count.
         attention = attention * padded.mask.cpu()[:, None, None, :]
         batch_stats(stats, attention, padded.lengths.cpu(), matrices)

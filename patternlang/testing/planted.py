@@ -60,6 +60,9 @@ class PlantedModel(HandSetModel):
         generator = torch.Generator().manual_seed(seed)
         self.W_OV = nn.Parameter(torch.randn(cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.d_vocab, generator=generator),
                                  requires_grad=False)
+        # The logits are the residual stream itself: the unembedding is the identity (read by the
+        # engine's pass to the logits, for patterns reading the model's predictions).
+        self.register_buffer("W_U", torch.eye(cfg.d_vocab), persistent=False)
         self.head_kinds = {head: "planted" for head in rules}
         self.random_heads = random_heads
         # Random attention scores: token and position embeddings per layer and head, scaled so
