@@ -60,7 +60,7 @@ def run(*, tiny: bool, log=print, repeats: int | None = None, n_prompts: int | N
     indices = list(range(len(prompts)))
     plan = [[indices[i] for i in group] for group in plan_batches([t.numel() for t in token_lists], BATCH)]
     n_offsets = max(t.numel() for t in token_lists)
-    bases = bases_of(choose_families(None), frozenset())
+    bases = bases_of(choose_families(None), frozenset({"predictions"} if hasattr(model, "W_U") else ()))
     candidates = [c for base in bases for c in candidates_of(base, n_offsets - 1)]
     base_index = {base.cond: i for i, base in enumerate(bases)}
     compiled = _compile_bases(bases)

@@ -22,7 +22,7 @@ layers = list(range(facts.n_layers))
 runs = {}
 for label, fams in (("without prediction", [f.name for f in choose_families(None) if f.name != "prediction"]),
                     ("with prediction", None)):
-    bases = bases_of(choose_families(fams), frozenset())
+    bases = bases_of(choose_families(fams), frozenset({"predictions"}))
     cands = [c for b in bases for c in candidates_of(b, n_off - 1)]
     runs[label] = (bases, cands, _compile_bases(bases), {b.cond: i for i, b in enumerate(bases)})
 best = {}

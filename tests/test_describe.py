@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def sentences(n: int, seed: int = 0, words: int = 12) -> list[str]:
 # ---- families ---------------------------------------------------------------------------------
 
 def test_families_generate_tens_of_thousands_of_rules_that_parse():
-    bases = bases_of(choose_families(None), frozenset({"syntax"}))
+    bases = bases_of(choose_families(None), frozenset({"syntax", "predictions"}))
     candidates = [c for base in bases for c in candidates_of(base, 64)]
     assert len(candidates) >= 10_000
     assert len({c.rule for c in candidates}) == len(candidates)  # no rule twice
@@ -81,7 +82,7 @@ def test_family_scores_equal_the_engine_on_the_compiled_rules(random_model, seed
     model = random_model
     rng = random.Random(seed)
     prompts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9))) for _ in range(5)]
-    bases = bases_of(choose_families(None), frozenset())
+    bases = bases_of(choose_families(None), frozenset({"predictions"}))
     token_lists = tokenize(model, prompts)
     n_offsets = max(t.numel() for t in token_lists)
     candidates = [c for base in bases for c in candidates_of(base, n_offsets - 1)]
@@ -248,7 +249,7 @@ def test_prediction_family_scores_equal_the_engine_on_the_compiled_rules(random_
     model = random_model
     rng = random.Random(seed)
     prompts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10))) for _ in range(5)]
-    bases = bases_of(choose_families(["prediction"]), frozenset())
+    bases = bases_of(choose_families(["prediction"]), frozenset({"predictions"}))
     assert {b.cond for b in bases} == {"tok[k] == pred[q]", "tok[k + 1] == pred[q]", "tok[k - 1] == pred[q]"}
     token_lists = tokenize(model, prompts)
     n_offsets = max(t.numel() for t in token_lists)
@@ -256,7 +257,8 @@ def test_prediction_family_scores_equal_the_engine_on_the_compiled_rules(random_
     stats = collect_stats(model, prompts, token_lists, list(range(len(prompts))), [0, 1], bases,
                           _compile_bases(bases), n_offsets, batch_size=2)
     scores = score_candidates(stats, chosen, {b.cond: i for i, b in enumerate(bases)})
-    with pytest.warns():  # some candidates mark no key on these prompts (NaN in both)
+    with warnings.catch_warnings():  # candidates that mark no key on these prompts warn (NaN in both)
+        warnings.simplefilter("ignore")
         engine = pl.detect(model, prompts, [pl.compile_rule(c.rule, name=f"c{i}") for i, c in enumerate(chosen)],
                            measures="mass", progress=False)
     defined = 0
@@ -279,9 +281,11 @@ def test_prediction_family_is_a_default_and_base_matrices_read_the_predictions(r
     from patternlang.engine.pattern_tensors import resolve_patterns
 
     assert "prediction" in {f.name for f in choose_families(None)}
+    # A model without an unembedding offers no predictions: the family's bases are left out.
+    assert not [b for b in bases_of(choose_families(None), frozenset()) if b.family == "prediction"]
     model = random_model
     prompts = sentences(3, seed=5, words=8)
-    bases = bases_of(choose_families(["prediction"]), frozenset())
+    bases = bases_of(choose_families(["prediction"]), frozenset({"predictions"}))
     compiled = _compile_bases(bases)
     token_lists = tokenize(model, prompts)
     _batch, own = base_matrices(model, prompts, token_lists, [0, 1, 2], bases, compiled)

@@ -6,8 +6,9 @@ A family contributes *bases*: conditions on `(q, k)` written in the language (`t
 `and q - k <= w` and `and k < q and q - k <= w`, and for the base `true` every fixed offset
 `k == q - d`. The `conjunction` family pairs the bases of other families (`A and B`).
 
-A family names what its bases need (`needs`: "syntax" for the parser's features), so a run
-without the syntax extra leaves them out; adding a family (say for a new feature) is one
+A family names what its bases need (`needs`: "syntax" for the parser's features, "predictions"
+for the model's own), so a run without the syntax extra (or a model without an unembedding) leaves
+them out; adding a family (say for a new feature) is one
 `register_family(...)` call. Nothing here imports torch: the families are text.
 
 >>> [f for f in FAMILIES.names()][:3]
@@ -204,8 +205,9 @@ register_family(CandidateFamily(
     _key_predicates))
 register_family(CandidateFamily(
     "prediction", "`tok[k + s] == pred[q]`, |s| <= 1: the key (or its neighbour) is the token the model predicts "
-                  "at q (its final top-1); reading predictions makes the statistics pass run to the logits",
-    _prediction))
+                  "at q (its final top-1); reading predictions makes the statistics pass run to the logits "
+                  "(offered when the model has an unembedding, `W_U`)",
+    _prediction, needs=frozenset({"predictions"})))
 register_family(CandidateFamily(
     "conjunction", "two bases joined by `and`: a relation with a key predicate, or two key predicates",
     _conjunctions))

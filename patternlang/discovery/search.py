@@ -90,7 +90,7 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
     selection = list(range(0, len(items), 2))
     held_out = list(range(1, len(items), 2))
     n_offsets = max(t.numel() for t in token_lists)
-    offered = _offered(items)
+    offered = _offered(items) | ({"predictions"} if hasattr(model, "W_U") else set())
     bases = bases_of(chosen_families, offered)
     candidates = [c for base in bases for c in candidates_of(base, n_offsets - 1)]
     base_index = {base.cond: i for i, base in enumerate(bases)}
@@ -190,7 +190,7 @@ def _head_list(wanted: Any, n_layers: int, n_heads: int) -> list[tuple[int, int]
 
 def _offered(items: Sequence[Any]) -> frozenset[str]:
     """What the prompts offer beyond tokens: the parser's features for text prompts when spaCy's
-    pipeline is installed."""
+    pipeline is installed (the model's predictions are offered by `describe` when it has `W_U`)."""
     if all(isinstance(item, str) for item in items) and syntax_available():
         return frozenset({"syntax"})
     return frozenset()
