@@ -159,6 +159,104 @@ def test_cli_builds_and_renders(tmp_path, doc, atlas_dir):
     assert isinstance(result.exception, InputError) and "no atlas documents" in str(result.exception)
 
 
+def _cell(page: str, label: str) -> tuple[str, str]:
+    """The opening tag of a head's cell on the model map, and the letter inside it."""
+    import re
+
+    found = re.search(r'(<td class="cell"[^>]*data-label="' + label + r'"[^>]*>)<a [^>]*>([^<]*)</a>', page)
+    assert found, label
+    return found[1], found[2]
+
+
+def test_model_map_labels_heads_by_verdict_with_the_sink_as_a_shade(doc, tmp_path):
+    render_site([doc], tmp_path)
+    page = (tmp_path / "models/hand-set-tiny.html").read_text()
+    assert '<option value="verdict" selected>' in page
+    tag, letter = _cell(page, "L1H0")
+    assert 'data-verdict="induction_head"' in tag and letter == "I"
+    tag, letter = _cell(page, "L0H0")
+    assert 'data-verdict="previous_token_head"' in tag and letter == "PT"
+    for label in ("L0H1", "L1H1"):  # no verdict: no letter
+        tag, letter = _cell(page, label)
+        assert 'data-verdict=""' in tag and letter == ""
+    # The sink head: a full band (its share of attention on BOS is 1), never the letter B.
+    tag, letter = _cell(page, "L0H2")
+    assert letter == "" and 'data-sink="1.00"' in tag and "inset 0 -18px 0" in tag
+    tag, _ = _cell(page, "L1H1")
+    assert "inset 0 -1px 0" in tag  # a share of 0.04: a thin band
+    data = json.loads(page.split('id="atlas-data">')[1].split("</script>")[0])
+    assert data["verdicts"]["L0H2"] == {"p": "bos_head", "sink": 1.0, "shown": False}
+
+
+def test_head_page_shows_the_verdict(doc, tmp_path):
+    render_site([doc], tmp_path)
+    page = (tmp_path / "heads/hand-set-tiny/L1H0.html").read_text()
+    verdict = doc["heads"]["L1H0"]["verdict"]
+    assert 'id="verdict"' in page
+    assert '<b class="verdict-label"><a href="../../patterns/induction_head.html">induction_head</a></b>' in page
+    assert '<b class="runner-up">previous_token_head</b>' in page
+    assert f'<b class="margin">{verdict["margin"]:.2f}</b>' in page
+    assert f'<b class="sink-share">{verdict["sink_share"]:.2f}</b>' in page
+    assert "footing: all on repeated_random(length=12, batch=6)" in page
+    assert "explained by position: no" in page or "best positional rule" not in page
+    assert "95% interval 1.000 – 1.000" in page and "79 rows, 6 prompts" in page
+    none = (tmp_path / "heads/hand-set-tiny/L1H1.html").read_text()
+    assert '<b class="verdict-label">none</b>' in none and "closest: induction_head" in none
+    assert "evidence:" not in none  # no label: no evidence to show
+    # A verdict explained by position says so, and a hostile reason comes out escaped.
+    twin = copy.deepcopy(doc)
+    twin["heads"]["L1H0"]["verdict"].update(explained_by_position=True, reason="<script>x</script>",
+                                            position={"rule": "k == q - 1", "score": 0.9, "margin": 0.05})
+    render_site([twin], tmp_path / "twin")
+    page = (tmp_path / "twin/heads/hand-set-tiny/L1H0.html").read_text()
+    assert '<b class="explained">explained by position</b>' in page and "explained by position: yes" in page
+    assert "<code>k == q - 1</code> scores 0.90" in page
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+def test_verdict_fields_are_checked(doc):
+    bad = copy.deepcopy(doc)
+    bad["heads"]["L1H0"]["verdict"]["margin"] = "large"
+    with pytest.raises(InputError, match="margin"):
+        render_site([bad], Path("unused"))
+    bad = copy.deepcopy(doc)
+    bad["heads"]["L1H0"]["verdict"]["passed_over"] = ["x" * 100_000]
+    with pytest.raises(InputError, match="passed_over"):
+        render_site([bad], Path("unused"))
+
+
+def test_pattern_page_shows_its_docstring_once(doc, tmp_path):
+    render_site([doc], tmp_path)
+    page = (tmp_path / "patterns/induction_head.html").read_text()
+    assert page.count("Induction head: attends to the token right after") == 1
+
+
+def test_head_page_lists_prompts_by_their_text(doc, tmp_path):
+    twin = copy.deepcopy(doc)
+    for probe in twin["probes"].values():
+        probe["previews"] = None  # the texts come from the document's tokens
+    entry = doc["patterns"]["induction_head"]
+    index = entry["best_prompts"][1][0][0][0]
+    twin["prompts"][entry["probe"]][str(index)] = ["<b>tok", "en</b>", " two"]
+    render_site([twin], tmp_path)
+    page = (tmp_path / "heads/hand-set-tiny/L1H0.html").read_text()
+    assert f"prompt {index}: " in page and "&lt;b&gt;token&lt;/b&gt; two" in page and "<b>token" not in page
+
+
+def test_cli_says_the_size_of_the_site(tmp_path, doc):
+    from typer.testing import CliRunner
+
+    from patternlang.cli import app
+
+    source = tmp_path / "doc.json"
+    source.write_text(json.dumps(doc))
+    out = tmp_path / "atlas"
+    result = CliRunner().invoke(app, ["atlas", "--out", str(out), "--add", str(source), "--render-only"])
+    assert result.exit_code == 0, result.output
+    n_files = sum(1 for p in out.rglob("*") if p.is_file())
+    assert f"{n_files} files, " in result.output and " MiB" in result.output and " MB)" not in result.output
+
+
 # --------------------------------------------------------------------------- in a real browser
 
 browser = pytest.importorskip("browser", reason="tests/browser.py")

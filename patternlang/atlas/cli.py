@@ -27,7 +27,7 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
         if not docs:
             raise InputError(f"no atlas documents in {out / 'data'}", hint="build one: patternlang atlas --out DIR")
         render_site(docs, out)
-        say(f"rendered {len(docs)} model(s) into {out / 'index.html'}")
+        say(f"rendered {len(docs)} model(s) into {out}: {_size(out)}; open {out / 'index.html'}")
         return
     chosen = None
     if patterns:
@@ -50,9 +50,11 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
 
     build_atlas([loader(name) for name in names], out, patterns=chosen, probe=probe, progress=progress,
                 batch_size=batch_size, on_model=done)
-    say(f"wrote {out / 'index.html'} ({_size(out)})")
+    say(f"wrote the atlas into {out}: {_size(out)}; open {out / 'index.html'}")
 
 
 def _size(folder: Path) -> str:
-    total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    return f"{total / 1e6:.1f} MB"
+    """The site's size: how many files, and their total in MiB (the whole folder, not index.html)."""
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    total = sum(f.stat().st_size for f in files)
+    return f"{len(files)} files, {total / 2**20:.1f} MiB"

@@ -87,13 +87,50 @@ class Example(BaseModel):
     matrix: list[int]
 
 
+class VerdictEvidence(BaseModel):
+    model_config = STRICT
+    measure: Name = ""
+    probe: Name = ""
+    score: Number = None
+    chance: Number = None
+    interval: list[Number] = Field(default=[], max_length=2)
+    rows: Count | None = None
+    prompts: Count | None = None
+    sink: Number = None
+
+
+class VerdictPosition(BaseModel):
+    model_config = STRICT
+    rule: Text | None = None
+    score: Number = None
+    margin: Number = None
+    pattern_is_positional: bool = False
+
+
+class HeadVerdict(BaseModel):
+    """A head's verdict, `engine/verdicts.py` `Verdict.to_dict()` (the fields the site shows)."""
+    model_config = STRICT
+    label: Name | None = None
+    runner_up: Name | None = None
+    margin: Number = None
+    sink_share: Number = None
+    footing: Text = ""
+    strength: Number = None
+    evidence: VerdictEvidence = VerdictEvidence()
+    position: VerdictPosition | None = None
+    explained_by_position: bool = False
+    failed: dict[Name, Annotated[list[Text], Field(max_length=100)]] = Field(default={}, max_length=1000)
+    reason: Text = ""
+    passed_over: list[Name] = Field(default=[], max_length=1000)
+
+
 class Drawn(BaseModel):
     """A head's entry: the pattern its examples draw and the examples, and its verdict (a head may
     carry a verdict alone: `document.add_verdicts`; its fields are read by `ranking.head_verdict`)."""
     model_config = STRICT
     pattern: Name = ""
     examples: list[Example] = Field(default=[], max_length=10)
-    verdict: dict[Name, Any] | None = None
+    verdict: HeadVerdict | None = None
 
 
 class Probe(BaseModel):
