@@ -257,6 +257,53 @@ def test_cli_says_the_size_of_the_site(tmp_path, doc):
     assert f"{n_files} files, " in result.output and " MiB" in result.output and " MB)" not in result.output
 
 
+def test_effects_are_added_and_shown(model, atlas_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "atlas"
+    shutil.copytree(atlas_dir / "data", out / "data")
+    build_atlas([model], out, patterns=PATTERNS, probe=PROBE, effects=["loss"], effects_top_k=1)
+    doc = load_documents(out)[0]
+    entry = doc["effects"]["loss"]
+    assert entry["direction"] == "lower" and len(entry["heads"]) == 6
+    exact = [label for label, e in entry["heads"].items() if e["ablation"] is not None]
+    assert len(exact) == 1
+    label = exact[0]
+    page = (out / f"heads/hand-set-tiny/{label}.html").read_text()
+    effect = entry["heads"][label]
+    assert '<table class="data" id="effects">' in page and "lower is better" in page
+    assert f'<td class="n estimate">{effect["estimate"]:.3f}</td>' in page
+    assert f'<td class="n ablation">{effect["ablation"]:.3f}</td>' in page
+    other = next(x for x in entry["heads"] if x != label)
+    assert '<td class="n ablation">–</td>' in (out / f"heads/hand-set-tiny/{other}.html").read_text()
+    model_page = (out / "models/hand-set-tiny.html").read_text()
+    assert '<figure data-metric="loss">' in model_page and f"{label} effect on loss: " in model_page
+    assert model_page.count("<rect ") == 6
+
+
+def test_effects_in_a_document_are_checked(doc):
+    good = copy.deepcopy(doc)
+    good["effects"] = {"loss": {"direction": "lower", "method": "zero", "n_prompts": 6,
+                                "heads": {"L1H0": {"estimate": 0.5, "ablation": None, "ci": [0.1, 0.9]}}}}
+    for heads in ({"L9H0": {"estimate": 0.5}}, {"L1H0": {"estimate": "big"}}, {"L1H0": {"ci": [1.0]}}):
+        bad = copy.deepcopy(good)
+        bad["effects"]["loss"]["heads"] = heads
+        with pytest.raises(InputError, match="effects"):
+            render_site([bad], Path("unused"))
+
+
+def test_cli_effects_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from patternlang.cli import app
+
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--render-only", "--effects", "loss"])
+    assert isinstance(result.exception, InputError) and "--effects" in str(result.exception)
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--effects", "no_such_metric"])
+    assert "unknown metric 'no_such_metric'" in str(result.exception)  # checked before a model is loaded
+    assert "loading" not in result.output
+
+
 # --------------------------------------------------------------------------- in a real browser
 
 browser = pytest.importorskip("browser", reason="tests/browser.py")

@@ -133,6 +133,27 @@ class Drawn(BaseModel):
     verdict: HeadVerdict | None = None
 
 
+class HeadEffect(BaseModel):
+    model_config = STRICT
+    estimate: Number = None
+    ablation: Number = None
+    ci: Annotated[list[Number], Field(min_length=2, max_length=2)] | None = None
+
+
+class MetricEffects(BaseModel):
+    """Each head's effect on one metric (`effects/atlas.py` `document_effects`)."""
+    model_config = STRICT
+    probe: Text | None = None
+    kind: Name = ""
+    method: Name = ""
+    positions: Name | None = None
+    direction: Name = ""
+    n_prompts: Count = 0
+    clean: Number = None
+    rank_correlation: Number = None
+    heads: dict[Name, HeadEffect] = Field(default={}, max_length=MAX_LAYERS * MAX_HEADS)
+
+
 class Probe(BaseModel):
     model_config = STRICT
     name: Name = ""
@@ -166,7 +187,7 @@ class AtlasDocument(BaseModel):
     heads: dict[Name, Drawn] = {}
     stats: Stats | dict[str, Any] = {}
     updated: Name = ""
-    effects: dict[Name, dict[str, Any]] = {}  # per metric: each head's effect (effects/atlas.py)
+    effects: dict[Name, MetricEffects] = Field(default={}, max_length=100)  # per metric (effects/atlas.py)
 
     @model_validator(mode="after")
     def _fits_the_model(self) -> AtlasDocument:
@@ -214,6 +235,11 @@ class AtlasDocument(BaseModel):
                 if tokens is not None and len(tokens) < ex.n_tokens:
                     raise ValueError(f"heads.{label}.examples[{i}]: {ex.n_tokens} tokens drawn, "
                                      f"prompts.{ex.probe}.{ex.prompt} holds {len(tokens)}")
+        for metric, effects in self.effects.items():
+            for label in effects.heads:
+                found = LABEL.fullmatch(label)
+                if not found or int(found[1]) >= n_layers or int(found[2]) >= n_heads:
+                    raise ValueError(f"effects.{metric}.heads.{label}: not a head of a {n_layers}x{n_heads} model")
         return self
 
 

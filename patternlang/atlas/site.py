@@ -226,7 +226,7 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     legend = [{"hue": site.hues[p], "short": shorts[p], "name": p} for p in names]
     site.write(site.model_url(doc), "model.html", m["id"], data, model=m, provenance=_provenance(doc),
                names=names, measures=doc["measures"], heads=range(n_heads), grid=grid, legend=legend, table=table,
-               has_verdicts=bool(verdicts))
+               has_verdicts=bool(verdicts), effect_maps=_effect_maps(site, doc))
 
 
 def _verdict_of(doc: Mapping[str, Any], label: str) -> Mapping[str, Any] | None:
@@ -320,9 +320,45 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
         nav.append({"url": f"{head_label(*nxt)}.html", "text": f"{head_label(*nxt)} →"})
     data = {"kind": "head", "head": label, "examples": examples, "prompts": prompts}
     site.write(site.head_url(doc, label), "head.html", f"{label} {m['id']}", data, label=label, model=m, steps=nav,
-               verdict=_verdict_view(site, _verdict_of(doc, label)),
+               verdict=_verdict_view(site, _verdict_of(doc, label)), effects=_head_effects(doc, label),
                near=[{"pattern": x.pattern, "excess": _fmt(x.excess, 2)} for x in near], within=f"{0.1:g}",
                stats=stat_line, rows=rows, drawn=drawn["pattern"] if drawn else None, lists=lists, views=views)
+
+
+def _head_effects(doc: Mapping[str, Any], label: str) -> list[dict[str, Any]]:
+    """The head's effect on each metric of `doc["effects"]` (effects/atlas.py), as its page shows it."""
+    shown = []
+    for metric, entry in (doc.get("effects") or {}).items():
+        found = (entry.get("heads") or {}).get(label)
+        if found is None:
+            continue
+        ci = found.get("ci") or [None, None]
+        shown.append({"metric": metric, "direction": entry.get("direction") or "", "method": entry.get("method") or "",
+                      "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0),
+                      "estimate": _number(found.get("estimate")), "ablation": _number(found.get("ablation")),
+                      "exact": found.get("ablation") is not None, "low": _number(ci[0]), "high": _number(ci[1]),
+                      "interval": found.get("ci") is not None})
+    return shown
+
+
+def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A second map per metric of `doc["effects"]`: each head's estimated effect, on a diverging scale
+    (divided by the largest in size, so the strongest head is the palette's end)."""
+    m = doc["model"]
+    maps = []
+    for metric, entry in (doc.get("effects") or {}).items():
+        heads = entry.get("heads") or {}
+        values = [[(heads.get(head_label(la, he)) or {}).get("estimate") for he in range(m["n_heads"])]
+                  for la in range(m["n_layers"])]
+        finite = [abs(v) for row in values for v in row if isinstance(v, (int, float)) and math.isfinite(v)]
+        scale = max(finite) if finite and max(finite) > 0 else 1.0
+        scaled = [[v / scale if isinstance(v, (int, float)) else None for v in row] for row in values]
+        mosaic = _mosaic(site, doc, metric, scaled, diverging=True)
+        for rect, value in zip(mosaic["rects"], (v for row in values for v in row)):
+            rect["title"] = f"{rect['title'].split(' ')[0]} effect on {metric}: {_number(value)}"
+        maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
+                     "mosaic": mosaic})
+    return maps
 
 
 PREVIEW_CHARS = 160
