@@ -302,6 +302,41 @@ def test_cli_effects_option(tmp_path):
     result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--effects", "no_such_metric"])
     assert "unknown metric 'no_such_metric'" in str(result.exception)  # checked before a model is loaded
     assert "loading" not in result.output
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--render-only", "--describe"])
+    assert isinstance(result.exception, InputError) and "--describe" in str(result.exception)
+
+
+def test_descriptions_are_added_and_shown(model, atlas_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "atlas"
+    shutil.copytree(atlas_dir / "data", out / "data")
+    build_atlas([model], out, patterns=PATTERNS, probe=PROBE, describe=True)
+    doc = load_documents(out)[0]
+    described = doc["heads"]["L0H0"]["description"]  # the previous-token head
+    assert described["rule"] and "q - 1" in described["rule"] and described["above_chance"]
+    assert 0 < described["score"] <= 1 and 0 < described["iou"] <= 1
+    page = (out / "heads/hand-set-tiny/L0H0.html").read_text()
+    assert 'id="description"' in page and '<pre class="rule described-rule">' in page
+    assert f'<b class="described-score">{described["score"]:.3f}</b>' in page
+    assert f'<b class="described-iou">{described["iou"]:.3f}</b>' in page
+    # Optional: without --describe no head has one, and no page shows the section.
+    assert all(h.get("description") is None for h in load_documents(atlas_dir)[0]["heads"].values())
+    assert 'id="description"' not in (atlas_dir / "heads/hand-set-tiny/L0H0.html").read_text()
+
+
+def test_descriptions_in_a_document_are_checked(doc, tmp_path):
+    twin = copy.deepcopy(doc)
+    twin["heads"]["L1H2"]["description"] = {"rule": "<i>attend</i> k where k == 0", "score": 0.5, "iou": 0.25,
+                                            "interval": [0.4, 0.6], "above_chance": True}
+    render_site([twin], tmp_path)
+    page = (tmp_path / "heads/hand-set-tiny/L1H2.html").read_text()
+    assert "&lt;i&gt;attend&lt;/i&gt; k where k == 0" in page and "<i>attend" not in page
+    for bad_value in ({"score": "high"}, {"interval": [0.1]}, {"rule": "x" * 300_000}):
+        bad = copy.deepcopy(doc)
+        bad["heads"]["L1H2"]["description"] = bad_value
+        with pytest.raises(InputError, match="description"):
+            render_site([bad], tmp_path / "bad")
 
 
 # --------------------------------------------------------------------------- in a real browser

@@ -12,6 +12,7 @@ The document's schema is in docs/atlas.md.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ EFFECTS_TOP_K = 5  # heads ablated exactly per metric when the atlas adds effect
 def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None, probe: Any = None,
                 progress: bool = False, batch_size: int | None = None, on_model: Any = None,
                 effects: Sequence[str] = (), effects_probe: Any = None,
-                effects_top_k: int = EFFECTS_TOP_K) -> list[Path]:
+                effects_top_k: int = EFFECTS_TOP_K, describe: bool = False) -> list[Path]:
     """Build (or extend) the atlas in `out` for each loaded model, then render the site from every
     document in `out/data/`. Returns the documents written.
 
@@ -71,6 +72,9 @@ def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None,
     `effects`: metrics (`loss`, `induction_loss`, `logit_diff`, ...): each head's effect on each,
     estimated by `patternlang.effects.attribute` (the top `effects_top_k` ablated exactly) on
     `effects_probe` (default: `probe`, else `natural`), added to the document (`effects.atlas.add_effects`).
+    `describe`: each head's description (`patternlang.describe`: its rule, held-out score and IoU) on
+    `probe`'s prompts (else `natural` and `repeated_random`, as `patternlang describe`), under
+    `heads[label]["description"]`.
     """
 
     written = []
@@ -81,6 +85,8 @@ def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None,
         existing = read_document(existing_path) if existing_path.is_file() else None
         doc = build_document(model, patterns, probe=probe, existing=existing, progress=progress,
                              batch_size=batch_size)
+        if describe:
+            _add_descriptions(doc, model, probe)
         for metric in effects:
             _add_effects(doc, model, metric, effects_probe or probe, top_k=effects_top_k, batch_size=batch_size,
                          progress=progress)
@@ -107,3 +113,27 @@ def _add_effects(doc: dict[str, Any], model: Any, metric: str, probe: Any, *, to
     found = attribute(model, prompts, metric=metric, positions=positions, top_k=top_k, batch_size=batch_size,
                       progress=progress)
     add_effects(doc, found)
+
+
+def _rounded(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), 4)
+
+
+def _add_descriptions(doc: dict[str, Any], model: Any, probe: Any) -> None:
+    """Each head's description (`discovery.describe`) under `doc["heads"][label]["description"]`."""
+    from patternlang.discovery import describe
+    from patternlang.probes import make_probe
+    from patternlang.settings import ProbeSpec
+
+    specs = [probe] if probe is not None else [ProbeSpec("natural", ()), ProbeSpec("repeated_random", ())]
+    items: list[Any] = []
+    for spec in specs:
+        items += list(make_probe(spec.name, spec.args, model).items)
+    found = describe(model, items)
+    for label, head in found.heads.items():
+        doc.setdefault("heads", {}).setdefault(label, {})["description"] = {
+            "rule": head.rule, "family": head.family, "score": _rounded(head.score),
+            "interval": [_rounded(x) for x in head.interval] if head.interval else None,
+            "chance": _rounded(head.chance), "iou": _rounded(head.iou), "coverage": _rounded(head.coverage),
+            "above_chance": bool(head.above_chance), "best_rule": head.best_rule,
+            "n_prompts": found.n_prompts_held_out}

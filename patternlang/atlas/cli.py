@@ -14,16 +14,16 @@ from patternlang.errors import InputError
 def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = None, probe: Any = None,
               add: Sequence[Path] = (), render_only: bool = False, batch_size: int | None = None,
               device: str | None = None, progress: bool = True, say: Callable[[str], None] = print,
-              effects: Sequence[str] = (), effects_top_k: int | None = None) -> None:
+              effects: Sequence[str] = (), effects_top_k: int | None = None, describe: bool = False) -> None:
     from patternlang.library import load_patterns  # lazy: the CLI imports this module at start-up
 
     for path in add:  # documents from elsewhere: checked, then copied into DIR/data
         write_document(read_document(path), out)
         say(f"added {path}")
     if render_only:
-        if models or patterns or probe or effects:
+        if models or patterns or probe or effects or describe:
             raise InputError("--render-only renders the documents already in the atlas; it takes no "
-                             "--model, --patterns, --probe or --effects")
+                             "--model, --patterns, --probe, --effects or --describe")
         docs = load_documents(out)
         if not docs:
             raise InputError(f"no atlas documents in {out / 'data'}", hint="build one: patternlang atlas --out DIR")
@@ -56,7 +56,7 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
             resolve_metric(metric)
     extra: dict[str, Any] = {} if effects_top_k is None else {"effects_top_k": effects_top_k}
     build_atlas([loader(name) for name in names], out, patterns=chosen, probe=probe, progress=progress,
-                batch_size=batch_size, on_model=done, effects=list(effects), **extra)
+                batch_size=batch_size, on_model=done, effects=list(effects), describe=describe, **extra)
     say(f"wrote the atlas into {out}: {_size(out)}; open {out / 'index.html'}")
 
 

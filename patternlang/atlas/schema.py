@@ -124,6 +124,21 @@ class HeadVerdict(BaseModel):
     passed_over: list[Name] = Field(default=[], max_length=1000)
 
 
+class HeadRule(BaseModel):
+    """A head's description by `patternlang describe` (discovery `HeadDescription`, held-out numbers)."""
+    model_config = STRICT
+    rule: Text | None = None
+    family: Name | None = None
+    score: Number = None
+    interval: Annotated[list[Number], Field(min_length=2, max_length=2)] | None = None
+    chance: Number = None
+    iou: Number = None
+    coverage: Number = None
+    above_chance: bool = False
+    best_rule: Text | None = None
+    n_prompts: Count = 0
+
+
 class Drawn(BaseModel):
     """A head's entry: the pattern its examples draw and the examples, and its verdict (a head may
     carry a verdict alone: `document.add_verdicts`; its fields are read by `ranking.head_verdict`)."""
@@ -131,6 +146,7 @@ class Drawn(BaseModel):
     pattern: Name = ""
     examples: list[Example] = Field(default=[], max_length=10)
     verdict: HeadVerdict | None = None
+    description: HeadRule | None = None  # `patternlang atlas --describe`
 
 
 class HeadEffect(BaseModel):
@@ -226,7 +242,7 @@ class AtlasDocument(BaseModel):
             found = LABEL.fullmatch(label)
             if not found or int(found[1]) >= n_layers or int(found[2]) >= n_heads:
                 raise ValueError(f"heads.{label}: not a head of a {n_layers}x{n_heads} model (L5H1)")
-            if drawn.pattern not in self.patterns:
+            if drawn.pattern and drawn.pattern not in self.patterns:  # "": a head with a verdict or description alone
                 raise ValueError(f"heads.{label}.pattern: {drawn.pattern!r} is not one of the document's patterns")
             for i, ex in enumerate(drawn.examples):
                 _check_triangle(ex.attention, ex.n_tokens, f"heads.{label}.examples[{i}].attention")

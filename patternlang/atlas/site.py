@@ -321,6 +321,7 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
     data = {"kind": "head", "head": label, "examples": examples, "prompts": prompts}
     site.write(site.head_url(doc, label), "head.html", f"{label} {m['id']}", data, label=label, model=m, steps=nav,
                verdict=_verdict_view(site, _verdict_of(doc, label)), effects=_head_effects(doc, label),
+               described=_description_view(doc, label),
                near=[{"pattern": x.pattern, "excess": _fmt(x.excess, 2)} for x in near], within=f"{0.1:g}",
                stats=stat_line, rows=rows, drawn=drawn["pattern"] if drawn else None, lists=lists, views=views)
 
@@ -359,6 +360,19 @@ def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
                      "mosaic": mosaic})
     return maps
+
+
+def _description_view(doc: Mapping[str, Any], label: str) -> dict[str, Any] | None:
+    """The head's description (`patternlang atlas --describe`), as its page shows it."""
+    found = (doc.get("heads") or {}).get(label, {}).get("description")
+    if not isinstance(found, Mapping):
+        return None
+    interval = found.get("interval") or [None, None]
+    return {"rule": found.get("rule"), "best_rule": found.get("best_rule"), "family": found.get("family") or "",
+            "score": _number(found.get("score")), "low": _number(interval[0]), "high": _number(interval[1]),
+            "chance": _number(found.get("chance")), "iou": _number(found.get("iou")),
+            "coverage": _number(found.get("coverage")), "above_chance": bool(found.get("above_chance")),
+            "n_prompts": found.get("n_prompts", 0)}
 
 
 PREVIEW_CHARS = 160
