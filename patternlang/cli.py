@@ -369,6 +369,13 @@ def atlas(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward pass."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    effects: List[str] = typer.Option([], "--effects", help="A metric (loss, induction_loss, logit_diff, ...): add "
+                                                            "each head's effect on it, as `patternlang effects` "
+                                                            "measures it, to the head pages (repeatable)."),
+    effects_top_k: Optional[int] = typer.Option(None, "--effects-top-k", min=0, help="Heads ablated exactly per "
+                                                                                    "--effects metric (default 5)."),
+    describe: bool = typer.Option(False, "--describe", help="Add each head's description (patternlang describe: "
+                                                            "its rule, held-out score and IoU) to the head pages."),
 ) -> None:
     """Build (or extend) the head atlas: a static site about every head of each model, with its evidence."""
     from .atlas.cli import run_atlas
@@ -376,7 +383,8 @@ def atlas(
 
     run_atlas(out_dir, models=model, patterns=patterns, probe=probe_argument(probe) if probe else None, add=add,
               render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
-              say=lambda text: err.print(text, markup=False, highlight=False))
+              say=lambda text: err.print(text, markup=False, highlight=False), effects=effects,
+              effects_top_k=effects_top_k, describe=describe)
 
 
 from .effects.cli import register as _register_effects  # noqa: E402 - `effects`, `ablate`: patternlang/effects/cli.py

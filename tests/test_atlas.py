@@ -159,6 +159,186 @@ def test_cli_builds_and_renders(tmp_path, doc, atlas_dir):
     assert isinstance(result.exception, InputError) and "no atlas documents" in str(result.exception)
 
 
+def _cell(page: str, label: str) -> tuple[str, str]:
+    """The opening tag of a head's cell on the model map, and the letter inside it."""
+    import re
+
+    found = re.search(r'(<td class="cell"[^>]*data-label="' + label + r'"[^>]*>)<a [^>]*>([^<]*)</a>', page)
+    assert found, label
+    return found[1], found[2]
+
+
+def test_model_map_labels_heads_by_verdict_with_the_sink_as_a_shade(doc, tmp_path):
+    render_site([doc], tmp_path)
+    page = (tmp_path / "models/hand-set-tiny.html").read_text()
+    assert '<option value="verdict" selected>' in page
+    tag, letter = _cell(page, "L1H0")
+    assert 'data-verdict="induction_head"' in tag and letter == "I"
+    tag, letter = _cell(page, "L0H0")
+    assert 'data-verdict="previous_token_head"' in tag and letter == "PT"
+    for label in ("L0H1", "L1H1"):  # no verdict: no letter
+        tag, letter = _cell(page, label)
+        assert 'data-verdict=""' in tag and letter == ""
+    # The sink head: a full band (its share of attention on BOS is 1), never the letter B.
+    tag, letter = _cell(page, "L0H2")
+    assert letter == "" and 'data-sink="1.00"' in tag and "inset 0 -18px 0" in tag
+    tag, _ = _cell(page, "L1H1")
+    assert "inset 0 -1px 0" in tag  # a share of 0.04: a thin band
+    data = json.loads(page.split('id="atlas-data">')[1].split("</script>")[0])
+    assert data["verdicts"]["L0H2"] == {"p": "bos_head", "sink": 1.0, "shown": False}
+
+
+def test_head_page_shows_the_verdict(doc, tmp_path):
+    render_site([doc], tmp_path)
+    page = (tmp_path / "heads/hand-set-tiny/L1H0.html").read_text()
+    verdict = doc["heads"]["L1H0"]["verdict"]
+    assert 'id="verdict"' in page
+    assert '<b class="verdict-label"><a href="../../patterns/induction_head.html">induction_head</a></b>' in page
+    assert '<b class="runner-up">previous_token_head</b>' in page
+    assert f'<b class="margin">{verdict["margin"]:.2f}</b>' in page
+    assert f'<b class="sink-share">{verdict["sink_share"]:.2f}</b>' in page
+    assert "footing: all on repeated_random(length=12, batch=6)" in page
+    assert "explained by position: no" in page or "best positional rule" not in page
+    assert "95% interval 1.000 – 1.000" in page and "79 rows, 6 prompts" in page
+    none = (tmp_path / "heads/hand-set-tiny/L1H1.html").read_text()
+    assert '<b class="verdict-label">none</b>' in none and "closest: induction_head" in none
+    assert "evidence:" not in none  # no label: no evidence to show
+    # A verdict explained by position says so, and a hostile reason comes out escaped.
+    twin = copy.deepcopy(doc)
+    twin["heads"]["L1H0"]["verdict"].update(explained_by_position=True, reason="<script>x</script>",
+                                            position={"rule": "k == q - 1", "score": 0.9, "margin": 0.05})
+    render_site([twin], tmp_path / "twin")
+    page = (tmp_path / "twin/heads/hand-set-tiny/L1H0.html").read_text()
+    assert '<b class="explained">explained by position</b>' in page and "explained by position: yes" in page
+    assert "<code>k == q - 1</code> scores 0.90" in page
+    assert "<script>x</script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+def test_verdict_fields_are_checked(doc):
+    bad = copy.deepcopy(doc)
+    bad["heads"]["L1H0"]["verdict"]["margin"] = "large"
+    with pytest.raises(InputError, match="margin"):
+        render_site([bad], Path("unused"))
+    bad = copy.deepcopy(doc)
+    bad["heads"]["L1H0"]["verdict"]["passed_over"] = ["x" * 100_000]
+    with pytest.raises(InputError, match="passed_over"):
+        render_site([bad], Path("unused"))
+
+
+def test_pattern_page_shows_its_docstring_once(doc, tmp_path):
+    render_site([doc], tmp_path)
+    page = (tmp_path / "patterns/induction_head.html").read_text()
+    assert page.count("Induction head: attends to the token right after") == 1
+
+
+def test_head_page_lists_prompts_by_their_text(doc, tmp_path):
+    twin = copy.deepcopy(doc)
+    for probe in twin["probes"].values():
+        probe["previews"] = None  # the texts come from the document's tokens
+    entry = doc["patterns"]["induction_head"]
+    index = entry["best_prompts"][1][0][0][0]
+    twin["prompts"][entry["probe"]][str(index)] = ["<b>tok", "en</b>", " two"]
+    render_site([twin], tmp_path)
+    page = (tmp_path / "heads/hand-set-tiny/L1H0.html").read_text()
+    assert f"prompt {index}: " in page and "&lt;b&gt;token&lt;/b&gt; two" in page and "<b>token" not in page
+
+
+def test_cli_says_the_size_of_the_site(tmp_path, doc):
+    from typer.testing import CliRunner
+
+    from patternlang.cli import app
+
+    source = tmp_path / "doc.json"
+    source.write_text(json.dumps(doc))
+    out = tmp_path / "atlas"
+    result = CliRunner().invoke(app, ["atlas", "--out", str(out), "--add", str(source), "--render-only"])
+    assert result.exit_code == 0, result.output
+    n_files = sum(1 for p in out.rglob("*") if p.is_file())
+    assert f"{n_files} files, " in result.output and " MiB" in result.output and " MB)" not in result.output
+
+
+def test_effects_are_added_and_shown(model, atlas_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "atlas"
+    shutil.copytree(atlas_dir / "data", out / "data")
+    build_atlas([model], out, patterns=PATTERNS, probe=PROBE, effects=["loss"], effects_top_k=1)
+    doc = load_documents(out)[0]
+    entry = doc["effects"]["loss"]
+    assert entry["direction"] == "lower" and len(entry["heads"]) == 6
+    exact = [label for label, e in entry["heads"].items() if e["ablation"] is not None]
+    assert len(exact) == 1
+    label = exact[0]
+    page = (out / f"heads/hand-set-tiny/{label}.html").read_text()
+    effect = entry["heads"][label]
+    assert '<table class="data" id="effects">' in page and "lower is better" in page
+    assert f'<td class="n estimate">{effect["estimate"]:.3f}</td>' in page
+    assert f'<td class="n ablation">{effect["ablation"]:.3f}</td>' in page
+    other = next(x for x in entry["heads"] if x != label)
+    assert '<td class="n ablation">–</td>' in (out / f"heads/hand-set-tiny/{other}.html").read_text()
+    model_page = (out / "models/hand-set-tiny.html").read_text()
+    assert '<figure data-metric="loss">' in model_page and f"{label} effect on loss: " in model_page
+    assert model_page.count("<rect ") == 6
+
+
+def test_effects_in_a_document_are_checked(doc):
+    good = copy.deepcopy(doc)
+    good["effects"] = {"loss": {"direction": "lower", "method": "zero", "n_prompts": 6,
+                                "heads": {"L1H0": {"estimate": 0.5, "ablation": None, "ci": [0.1, 0.9]}}}}
+    for heads in ({"L9H0": {"estimate": 0.5}}, {"L1H0": {"estimate": "big"}}, {"L1H0": {"ci": [1.0]}}):
+        bad = copy.deepcopy(good)
+        bad["effects"]["loss"]["heads"] = heads
+        with pytest.raises(InputError, match="effects"):
+            render_site([bad], Path("unused"))
+
+
+def test_cli_effects_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from patternlang.cli import app
+
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--render-only", "--effects", "loss"])
+    assert isinstance(result.exception, InputError) and "--effects" in str(result.exception)
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--effects", "no_such_metric"])
+    assert "unknown metric 'no_such_metric'" in str(result.exception)  # checked before a model is loaded
+    assert "loading" not in result.output
+    result = CliRunner().invoke(app, ["atlas", "--out", str(tmp_path), "--render-only", "--describe"])
+    assert isinstance(result.exception, InputError) and "--describe" in str(result.exception)
+
+
+def test_descriptions_are_added_and_shown(model, atlas_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "atlas"
+    shutil.copytree(atlas_dir / "data", out / "data")
+    build_atlas([model], out, patterns=PATTERNS, probe=PROBE, describe=True)
+    doc = load_documents(out)[0]
+    described = doc["heads"]["L0H0"]["description"]  # the previous-token head
+    assert described["rule"] and "q - 1" in described["rule"] and described["above_chance"]
+    assert 0 < described["score"] <= 1 and 0 < described["iou"] <= 1
+    page = (out / "heads/hand-set-tiny/L0H0.html").read_text()
+    assert 'id="description"' in page and '<pre class="rule described-rule">' in page
+    assert f'<b class="described-score">{described["score"]:.3f}</b>' in page
+    assert f'<b class="described-iou">{described["iou"]:.3f}</b>' in page
+    # Optional: without --describe no head has one, and no page shows the section.
+    assert all(h.get("description") is None for h in load_documents(atlas_dir)[0]["heads"].values())
+    assert 'id="description"' not in (atlas_dir / "heads/hand-set-tiny/L0H0.html").read_text()
+
+
+def test_descriptions_in_a_document_are_checked(doc, tmp_path):
+    twin = copy.deepcopy(doc)
+    twin["heads"]["L1H2"]["description"] = {"rule": "<i>attend</i> k where k == 0", "score": 0.5, "iou": 0.25,
+                                            "interval": [0.4, 0.6], "above_chance": True}
+    render_site([twin], tmp_path)
+    page = (tmp_path / "heads/hand-set-tiny/L1H2.html").read_text()
+    assert "&lt;i&gt;attend&lt;/i&gt; k where k == 0" in page and "<i>attend" not in page
+    for bad_value in ({"score": "high"}, {"interval": [0.1]}, {"rule": "x" * 300_000}):
+        bad = copy.deepcopy(doc)
+        bad["heads"]["L1H2"]["description"] = bad_value
+        with pytest.raises(InputError, match="description"):
+            render_site([bad], tmp_path / "bad")
+
+
 # --------------------------------------------------------------------------- in a real browser
 
 browser = pytest.importorskip("browser", reason="tests/browser.py")

@@ -12,6 +12,7 @@ The document's schema is in docs/atlas.md.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,23 @@ def load_documents(out: str | Path) -> list[dict[str, Any]]:
     return [read_document(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
+EFFECTS_TOP_K = 5  # heads ablated exactly per metric when the atlas adds effects
+
+
 def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None, probe: Any = None,
-                progress: bool = False, batch_size: int | None = None, on_model: Any = None) -> list[Path]:
+                progress: bool = False, batch_size: int | None = None, on_model: Any = None,
+                effects: Sequence[str] = (), effects_probe: Any = None,
+                effects_top_k: int = EFFECTS_TOP_K, describe: bool = False) -> list[Path]:
     """Build (or extend) the atlas in `out` for each loaded model, then render the site from every
     document in `out/data/`. Returns the documents written.
 
     `models`: loaded models, or zero-argument callables that load one (loaded one at a time).
+    `effects`: metrics (`loss`, `induction_loss`, `logit_diff`, ...): each head's effect on each,
+    estimated by `patternlang.effects.attribute` (the top `effects_top_k` ablated exactly) on
+    `effects_probe` (default: `probe`, else `natural`), added to the document (`effects.atlas.add_effects`).
+    `describe`: each head's description (`patternlang.describe`: its rule, held-out score and IoU) on
+    `probe`'s prompts (else `natural` and `repeated_random`, as `patternlang describe`), under
+    `heads[label]["description"]`.
     """
 
     written = []
@@ -73,8 +85,55 @@ def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None,
         existing = read_document(existing_path) if existing_path.is_file() else None
         doc = build_document(model, patterns, probe=probe, existing=existing, progress=progress,
                              batch_size=batch_size)
+        if describe:
+            _add_descriptions(doc, model, probe)
+        for metric in effects:
+            _add_effects(doc, model, metric, effects_probe or probe, top_k=effects_top_k, batch_size=batch_size,
+                         progress=progress)
         written.append(write_document(doc, out))
         if on_model is not None:
             on_model(doc)
     render_site(load_documents(out), out)
     return written
+
+
+def _add_effects(doc: dict[str, Any], model: Any, metric: str, probe: Any, *, top_k: int,
+                 batch_size: int | None, progress: bool) -> None:
+    """Each head's effect on `metric`, as `patternlang effects` measures it, into `doc["effects"]`."""
+    from patternlang.effects.atlas import add_effects
+    from patternlang.effects.interventions import attribute
+    from patternlang.effects.metrics import resolve_metric
+    from patternlang.probes import make_probe
+    from patternlang.settings import ProbeSpec
+
+    resolved = resolve_metric(metric)
+    spec = probe if probe is not None else ProbeSpec("natural", ())
+    prompts = make_probe(spec.name, spec.args, model)
+    positions = "END" if resolved.name == "logit_diff" else None  # as `patternlang effects` (DEFAULT_POSITIONS)
+    found = attribute(model, prompts, metric=metric, positions=positions, top_k=top_k, batch_size=batch_size,
+                      progress=progress)
+    add_effects(doc, found)
+
+
+def _rounded(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), 4)
+
+
+def _add_descriptions(doc: dict[str, Any], model: Any, probe: Any) -> None:
+    """Each head's description (`discovery.describe`) under `doc["heads"][label]["description"]`."""
+    from patternlang.discovery import describe
+    from patternlang.probes import make_probe
+    from patternlang.settings import ProbeSpec
+
+    specs = [probe] if probe is not None else [ProbeSpec("natural", ()), ProbeSpec("repeated_random", ())]
+    items: list[Any] = []
+    for spec in specs:
+        items += list(make_probe(spec.name, spec.args, model).items)
+    found = describe(model, items)
+    for label, head in found.heads.items():
+        doc.setdefault("heads", {}).setdefault(label, {})["description"] = {
+            "rule": head.rule, "family": head.family, "score": _rounded(head.score),
+            "interval": [_rounded(x) for x in head.interval] if head.interval else None,
+            "chance": _rounded(head.chance), "iou": _rounded(head.iou), "coverage": _rounded(head.coverage),
+            "above_chance": bool(head.above_chance), "best_rule": head.best_rule,
+            "n_prompts": found.n_prompts_held_out}

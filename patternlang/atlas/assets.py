@@ -149,8 +149,23 @@ SCRIPT = r"""
       var t = +thr.value; thrOut.textContent = t.toFixed(2);
       cells.forEach(function (td) {
         var l = +td.dataset.layer, h = +td.dataset.head;
-        var x = pick.value === "" ? best(l, h) : match(pick.value, l, h);
         var a = td.querySelector("a");
+        if (pick.value === "verdict") {
+          var v = (data.verdicts || {})[td.dataset.label];
+          var y = v && v.shown ? match(v.p, l, h) : null;
+          if (!y) { td.style.background = "#eee"; a.style.color = "#999"; a.textContent = ""; }
+          else {
+            var ev = isFinite(y.e) ? Math.max(0, Math.min(1, y.e)) : 0.5;
+            td.style.background = "hsl(" + (data.hues[v.p] || 0) + ",70%," + (92 - 50 * ev) + "%)";
+            a.style.color = ev > 0.6 ? "#fff" : "#222"; a.textContent = data.short[v.p] || "";
+          }
+          td.title = td.dataset.label + " · verdict: " + (v && v.p ? v.p : "none") + (y ? ": " + y.m + " " +
+            fmt(y.s) + " (chance " + fmt(y.b) + ", lift ×" + fmt(y.lift, 1) + ", excess over chance " + fmt(y.e, 2) +
+            ") · n = " + data.n[y.p][0] + " rows, " + data.n[y.p][1] + " prompts" : "") +
+            (v && v.sink !== null && v.sink !== undefined ? " · share of attention on BOS " + fmt(v.sink, 2) : "");
+          return;
+        }
+        var x = pick.value === "" ? best(l, h) : match(pick.value, l, h);
         if (!x || !isFinite(x.e) || x.e < t) {
           td.style.background = "#eee"; a.style.color = "#999"; a.textContent = "";
         } else if (pick.value === "") {

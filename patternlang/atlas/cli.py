@@ -13,21 +13,22 @@ from patternlang.errors import InputError
 
 def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = None, probe: Any = None,
               add: Sequence[Path] = (), render_only: bool = False, batch_size: int | None = None,
-              device: str | None = None, progress: bool = True, say: Callable[[str], None] = print) -> None:
+              device: str | None = None, progress: bool = True, say: Callable[[str], None] = print,
+              effects: Sequence[str] = (), effects_top_k: int | None = None, describe: bool = False) -> None:
     from patternlang.library import load_patterns  # lazy: the CLI imports this module at start-up
 
     for path in add:  # documents from elsewhere: checked, then copied into DIR/data
         write_document(read_document(path), out)
         say(f"added {path}")
     if render_only:
-        if models or patterns or probe:
+        if models or patterns or probe or effects or describe:
             raise InputError("--render-only renders the documents already in the atlas; it takes no "
-                             "--model, --patterns or --probe")
+                             "--model, --patterns, --probe, --effects or --describe")
         docs = load_documents(out)
         if not docs:
             raise InputError(f"no atlas documents in {out / 'data'}", hint="build one: patternlang atlas --out DIR")
         render_site(docs, out)
-        say(f"rendered {len(docs)} model(s) into {out / 'index.html'}")
+        say(f"rendered {len(docs)} model(s) into {out}: {_size(out)}; open {out / 'index.html'}")
         return
     chosen = None
     if patterns:
@@ -48,11 +49,19 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
         say(f"{doc['model']['id']}: {len(doc['patterns'])} patterns, "
             f"{doc['model']['n_layers']}x{doc['model']['n_heads']} heads ({time.perf_counter() - started:.0f} s)")
 
+    if effects:
+        from patternlang.effects.metrics import resolve_metric  # checked before any model is loaded
+
+        for metric in effects:
+            resolve_metric(metric)
+    extra: dict[str, Any] = {} if effects_top_k is None else {"effects_top_k": effects_top_k}
     build_atlas([loader(name) for name in names], out, patterns=chosen, probe=probe, progress=progress,
-                batch_size=batch_size, on_model=done)
-    say(f"wrote {out / 'index.html'} ({_size(out)})")
+                batch_size=batch_size, on_model=done, effects=list(effects), describe=describe, **extra)
+    say(f"wrote the atlas into {out}: {_size(out)}; open {out / 'index.html'}")
 
 
 def _size(folder: Path) -> str:
-    total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-    return f"{total / 1e6:.1f} MB"
+    """The site's size: how many files, and their total in MiB (the whole folder, not index.html)."""
+    files = [f for f in folder.rglob("*") if f.is_file()]
+    total = sum(f.stat().st_size for f in files)
+    return f"{len(files)} files, {total / 2**20:.1f} MiB"

@@ -87,13 +87,87 @@ class Example(BaseModel):
     matrix: list[int]
 
 
+class VerdictEvidence(BaseModel):
+    model_config = STRICT
+    measure: Name = ""
+    probe: Name = ""
+    score: Number = None
+    chance: Number = None
+    interval: list[Number] = Field(default=[], max_length=2)
+    rows: Count | None = None
+    prompts: Count | None = None
+    sink: Number = None
+
+
+class VerdictPosition(BaseModel):
+    model_config = STRICT
+    rule: Text | None = None
+    score: Number = None
+    margin: Number = None
+    pattern_is_positional: bool = False
+
+
+class HeadVerdict(BaseModel):
+    """A head's verdict, `engine/verdicts.py` `Verdict.to_dict()` (the fields the site shows)."""
+    model_config = STRICT
+    label: Name | None = None
+    runner_up: Name | None = None
+    margin: Number = None
+    sink_share: Number = None
+    footing: Text = ""
+    strength: Number = None
+    evidence: VerdictEvidence = VerdictEvidence()
+    position: VerdictPosition | None = None
+    explained_by_position: bool = False
+    failed: dict[Name, Annotated[list[Text], Field(max_length=100)]] = Field(default={}, max_length=1000)
+    reason: Text = ""
+    passed_over: list[Name] = Field(default=[], max_length=1000)
+
+
+class HeadRule(BaseModel):
+    """A head's description by `patternlang describe` (discovery `HeadDescription`, held-out numbers)."""
+    model_config = STRICT
+    rule: Text | None = None
+    family: Name | None = None
+    score: Number = None
+    interval: Annotated[list[Number], Field(min_length=2, max_length=2)] | None = None
+    chance: Number = None
+    iou: Number = None
+    coverage: Number = None
+    above_chance: bool = False
+    best_rule: Text | None = None
+    n_prompts: Count = 0
+
+
 class Drawn(BaseModel):
     """A head's entry: the pattern its examples draw and the examples, and its verdict (a head may
     carry a verdict alone: `document.add_verdicts`; its fields are read by `ranking.head_verdict`)."""
     model_config = STRICT
     pattern: Name = ""
     examples: list[Example] = Field(default=[], max_length=10)
-    verdict: dict[Name, Any] | None = None
+    verdict: HeadVerdict | None = None
+    description: HeadRule | None = None  # `patternlang atlas --describe`
+
+
+class HeadEffect(BaseModel):
+    model_config = STRICT
+    estimate: Number = None
+    ablation: Number = None
+    ci: Annotated[list[Number], Field(min_length=2, max_length=2)] | None = None
+
+
+class MetricEffects(BaseModel):
+    """Each head's effect on one metric (`effects/atlas.py` `document_effects`)."""
+    model_config = STRICT
+    probe: Text | None = None
+    kind: Name = ""
+    method: Name = ""
+    positions: Name | None = None
+    direction: Name = ""
+    n_prompts: Count = 0
+    clean: Number = None
+    rank_correlation: Number = None
+    heads: dict[Name, HeadEffect] = Field(default={}, max_length=MAX_LAYERS * MAX_HEADS)
 
 
 class Probe(BaseModel):
@@ -129,7 +203,7 @@ class AtlasDocument(BaseModel):
     heads: dict[Name, Drawn] = {}
     stats: Stats | dict[str, Any] = {}
     updated: Name = ""
-    effects: dict[Name, dict[str, Any]] = {}  # per metric: each head's effect (effects/atlas.py)
+    effects: dict[Name, MetricEffects] = Field(default={}, max_length=100)  # per metric (effects/atlas.py)
 
     @model_validator(mode="after")
     def _fits_the_model(self) -> AtlasDocument:
@@ -168,7 +242,7 @@ class AtlasDocument(BaseModel):
             found = LABEL.fullmatch(label)
             if not found or int(found[1]) >= n_layers or int(found[2]) >= n_heads:
                 raise ValueError(f"heads.{label}: not a head of a {n_layers}x{n_heads} model (L5H1)")
-            if drawn.pattern not in self.patterns:
+            if drawn.pattern and drawn.pattern not in self.patterns:  # "": a head with a verdict or description alone
                 raise ValueError(f"heads.{label}.pattern: {drawn.pattern!r} is not one of the document's patterns")
             for i, ex in enumerate(drawn.examples):
                 _check_triangle(ex.attention, ex.n_tokens, f"heads.{label}.examples[{i}].attention")
@@ -177,6 +251,11 @@ class AtlasDocument(BaseModel):
                 if tokens is not None and len(tokens) < ex.n_tokens:
                     raise ValueError(f"heads.{label}.examples[{i}]: {ex.n_tokens} tokens drawn, "
                                      f"prompts.{ex.probe}.{ex.prompt} holds {len(tokens)}")
+        for metric, effects in self.effects.items():
+            for label in effects.heads:
+                found = LABEL.fullmatch(label)
+                if not found or int(found[1]) >= n_layers or int(found[2]) >= n_heads:
+                    raise ValueError(f"effects.{metric}.heads.{label}: not a head of a {n_layers}x{n_heads} model")
         return self
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from patternlang.atlas.assets import CSS, palettes, script
 from patternlang.atlas.schema import normalised_document
 from patternlang.atlas.ranking import contenders, excess, head_matches, pattern_measure
+from patternlang.engine.verdicts import SINK_PATTERN
 from patternlang.files import inside, safe_file_name
 from patternlang.heads import head_label
 from patternlang.report.templating import render
@@ -198,8 +199,13 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
         "baseline": {p: e.get("baseline", {}) for p, e in doc["patterns"].items()},
         "n": {p: [e.get("n_rows", 0), e.get("n_prompts", 0)] for p, e in doc["patterns"].items()},
     }
-    grid = [{"layer": layer, "cells": [{"head": h, "label": head_label(layer, h),
-                                        "url": site.head_url(doc, head_label(layer, h))} for h in range(n_heads)]}
+    verdicts = {label: v for label, v in ((head_label(la, he), _verdict_of(doc, head_label(la, he)))
+                                          for la in range(n_layers) for he in range(n_heads)) if v is not None}
+    # `shown`: a label drawn as a letter; a sink head's (bos_head) is its band alone
+    data["verdicts"] = {label: {"p": v.get("label"), "sink": v.get("sink_share"),
+                                "shown": bool(v.get("label")) and v.get("label") != SINK_PATTERN}
+                        for label, v in verdicts.items()}
+    grid = [{"layer": layer, "cells": [_map_cell(site, doc, shorts, verdicts, layer, h) for h in range(n_heads)]}
             for layer in range(n_layers)]
     stats = doc.get("stats") or {}
     table = []
@@ -219,7 +225,30 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
             })
     legend = [{"hue": site.hues[p], "short": shorts[p], "name": p} for p in names]
     site.write(site.model_url(doc), "model.html", m["id"], data, model=m, provenance=_provenance(doc),
-               names=names, measures=doc["measures"], heads=range(n_heads), grid=grid, legend=legend, table=table)
+               names=names, measures=doc["measures"], heads=range(n_heads), grid=grid, legend=legend, table=table,
+               has_verdicts=bool(verdicts), effect_maps=_effect_maps(site, doc))
+
+
+def _verdict_of(doc: Mapping[str, Any], label: str) -> Mapping[str, Any] | None:
+    verdict = (doc.get("heads") or {}).get(label, {}).get("verdict")
+    return verdict if isinstance(verdict, Mapping) else None
+
+
+def _map_cell(site: Site, doc: Mapping[str, Any], shorts: Mapping[str, str], verdicts: Mapping[str, Any],
+              layer: int, head: int) -> dict[str, Any]:
+    """A cell of the model map: the verdict's letter (none without a label), the sink share as a shade
+    (a dark band at the cell's foot, its height the share), never as a letter."""
+    label = head_label(layer, head)
+    verdict = verdicts.get(label) or {}
+    name = verdict.get("label")
+    if name == SINK_PATTERN:  # a sink head: its band says so, never a letter
+        name = None
+    sink = verdict.get("sink_share")
+    shade = max(0.0, min(1.0, sink)) if isinstance(sink, (int, float)) and math.isfinite(sink) else None
+    return {"head": head, "label": label, "url": site.head_url(doc, label), "verdict": name or "",
+            "letter": (shorts.get(name) or _short_names([name])[name]) if name else "",
+            "sink": _fmt(shade, 2) if shade is not None else "",
+            "shade": f"{round(shade * 18)}" if shade is not None else "0"}
 
 
 def _stat(stats: Mapping[str, Any], key: str, layer: int, head: int) -> float | None:
@@ -278,8 +307,7 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
         previews = doc.get("probes", {}).get(entry.get("probe"), {}).get("previews")
         for word, ranked in (("most", entry.get("best_prompts")), ("least", entry.get("worst_prompts"))):
             if ranked:
-                items = [{"index": i, "score": _fmt(score),
-                          "preview": previews[i] if previews and i < len(previews) else None}
+                items = [{"index": i, "score": _fmt(score), "preview": _prompt_text(doc, entry, previews, i)}
                          for i, score in ranked[layer][head]]
                 lists.append({"word": word, "n_run": entry.get("n_prompts_run", "?"), "entries": items})
     nav = []
@@ -292,8 +320,115 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
         nav.append({"url": f"{head_label(*nxt)}.html", "text": f"{head_label(*nxt)} →"})
     data = {"kind": "head", "head": label, "examples": examples, "prompts": prompts}
     site.write(site.head_url(doc, label), "head.html", f"{label} {m['id']}", data, label=label, model=m, steps=nav,
+               verdict=_verdict_view(site, _verdict_of(doc, label)), effects=_head_effects(doc, label),
+               described=_description_view(doc, label),
                near=[{"pattern": x.pattern, "excess": _fmt(x.excess, 2)} for x in near], within=f"{0.1:g}",
                stats=stat_line, rows=rows, drawn=drawn["pattern"] if drawn else None, lists=lists, views=views)
+
+
+def _head_effects(doc: Mapping[str, Any], label: str) -> list[dict[str, Any]]:
+    """The head's effect on each metric of `doc["effects"]` (effects/atlas.py), as its page shows it."""
+    shown = []
+    for metric, entry in (doc.get("effects") or {}).items():
+        found = (entry.get("heads") or {}).get(label)
+        if found is None:
+            continue
+        ci = found.get("ci") or [None, None]
+        shown.append({"metric": metric, "direction": entry.get("direction") or "", "method": entry.get("method") or "",
+                      "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0),
+                      "estimate": _number(found.get("estimate")), "ablation": _number(found.get("ablation")),
+                      "exact": found.get("ablation") is not None, "low": _number(ci[0]), "high": _number(ci[1]),
+                      "interval": found.get("ci") is not None})
+    return shown
+
+
+def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A second map per metric of `doc["effects"]`: each head's estimated effect, on a diverging scale
+    (divided by the largest in size, so the strongest head is the palette's end)."""
+    m = doc["model"]
+    maps = []
+    for metric, entry in (doc.get("effects") or {}).items():
+        heads = entry.get("heads") or {}
+        values = [[(heads.get(head_label(la, he)) or {}).get("estimate") for he in range(m["n_heads"])]
+                  for la in range(m["n_layers"])]
+        finite = [abs(v) for row in values for v in row if isinstance(v, (int, float)) and math.isfinite(v)]
+        scale = max(finite) if finite and max(finite) > 0 else 1.0
+        scaled = [[v / scale if isinstance(v, (int, float)) else None for v in row] for row in values]
+        mosaic = _mosaic(site, doc, metric, scaled, diverging=True)
+        for rect, value in zip(mosaic["rects"], (v for row in values for v in row)):
+            rect["title"] = f"{rect['title'].split(' ')[0]} effect on {metric}: {_number(value)}"
+        maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
+                     "mosaic": mosaic})
+    return maps
+
+
+def _description_view(doc: Mapping[str, Any], label: str) -> dict[str, Any] | None:
+    """The head's description (`patternlang atlas --describe`), as its page shows it."""
+    found = (doc.get("heads") or {}).get(label, {}).get("description")
+    if not isinstance(found, Mapping):
+        return None
+    interval = found.get("interval") or [None, None]
+    return {"rule": found.get("rule"), "best_rule": found.get("best_rule"), "family": found.get("family") or "",
+            "score": _number(found.get("score")), "low": _number(interval[0]), "high": _number(interval[1]),
+            "chance": _number(found.get("chance")), "iou": _number(found.get("iou")),
+            "coverage": _number(found.get("coverage")), "above_chance": bool(found.get("above_chance")),
+            "n_prompts": found.get("n_prompts", 0)}
+
+
+PREVIEW_CHARS = 160
+
+
+def _prompt_text(doc: Mapping[str, Any], entry: Mapping[str, Any], previews: Sequence[str] | None,
+                 index: int) -> str | None:
+    """A prompt's text for the lists of best and worst prompts: the probe's preview, else the
+    document's tokens of it (`prompts`), cut to PREVIEW_CHARS; None when the document holds neither."""
+    if previews and 0 <= index < len(previews):
+        return previews[index]
+    tokens = doc.get("prompts", {}).get(entry.get("probe"), {}).get(str(index))
+    return "".join(tokens)[:PREVIEW_CHARS] if tokens else None
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return _fmt(float(value), digits) if isinstance(value, (int, float)) and not isinstance(value, bool) else "–"
+
+
+def _verdict_view(site: Site, verdict: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A head's verdict (`engine/verdicts.py` `Verdict.to_dict()`) as the head page shows it."""
+    if verdict is None:
+        return None
+
+    def named(name: Any) -> dict[str, Any] | None:
+        if not isinstance(name, str) or not name:
+            return None
+        return {"name": name, "url": site.pattern_url(name) if name in site.patterns else None}
+
+    def mapping(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, Mapping) else {}
+
+    evidence = mapping(verdict.get("evidence"))
+    found = evidence.get("interval")
+    interval: list[Any] = found if isinstance(found, list) else []
+    position = mapping(verdict.get("position"))
+    failed = mapping(verdict.get("failed"))
+    return {
+        "label": named(verdict.get("label")), "runner_up": named(verdict.get("runner_up")),
+        "margin": _number(verdict.get("margin"), 2), "sink": _number(verdict.get("sink_share"), 2),
+        "footing": str(verdict.get("footing") or ""), "reason": str(verdict.get("reason") or ""),
+        "strength": _number(verdict.get("strength"), 2),
+        "evidence": {"measure": str(evidence.get("measure") or ""), "probe": str(evidence.get("probe") or ""),
+                     "score": _number(evidence.get("score")), "chance": _number(evidence.get("chance")),
+                     "low": _number(interval[0] if len(interval) > 0 else None),
+                     "high": _number(interval[1] if len(interval) > 1 else None),
+                     "rows": evidence.get("rows"), "prompts": evidence.get("prompts")}
+        if evidence.get("measure") else None,
+        "position": {"rule": str(position.get("rule") or "–"), "score": _number(position.get("score"), 2),
+                     "margin": _number(position.get("margin"), 2),
+                     "is_rule": bool(position.get("pattern_is_positional"))} if position else None,
+        "explained": bool(verdict.get("explained_by_position")),
+        "passed_over": [str(p) for p in verdict.get("passed_over") or []],
+        "failed": [{"pattern": str(k), "why": ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)}
+                   for k, v in failed.items()],
+    }
 
 
 # --------------------------------------------------------------------------- pattern

@@ -1,6 +1,6 @@
 """Effects in an atlas document: `add_effects(doc, effects)` stores each head's effect on a metric
 under `doc["effects"][metric]`, compact (rounded), beside the document's pattern scores, so that a
-head page can say "attends like X, and matters for Y". The site does not draw them yet.
+head page can say "attends like X, and matters for Y" (the head pages list them, the model page maps them).
 
     doc["effects"]["logit_diff(IO, S1)"] = {"probe": ..., "method": "zero", "positions": "END",
         "direction": "higher", "clean": 3.34, "rank_correlation": 0.97,
