@@ -7,7 +7,7 @@ by the engine's own code (`explanation.prompt_inputs`): the prompt is parsed wit
 spans come from `--spans` or a labelled line of a JSONL prompt file, and the model is run to its
 logits when the pattern reads predictions (said on stderr, as it takes a moment).
 
->>> matrix, tokens = prompt_matrix(load_model(), "determiner_head", "The cat saw a dog.")  # doctest: +SKIP
+>>> matrix, tokens = prompt_matrix(models.load_model(), "determiner_head", "The cat saw a dog.")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from patternlang.engine.pattern_tensors import check_matrix_sizes, resolve_patte
 from patternlang.errors import InputError
 from patternlang.engine.explanation import MAX_TOKENS, _one_prompt
 from patternlang.engine.inputs import _token_texts, model_pass, prompt_inputs
-from patternlang.models import load_model
+from patternlang import models  # models.load_model read at call time (tests replace it)
 from patternlang.models.facts import model_facts
 from patternlang.probes import from_file
 from patternlang.prompts import Prompts
@@ -122,4 +122,4 @@ def compile_on_prompt(pattern: Any, *, prompt: str | None, spans_json: str | Non
         raise InputError(f"pattern {pattern.name!r} reads labelled spans (span[...]), and this prompt has none",
                          hint=SPANS_HINT)
     say(f"loading {model_name or 'the embedded model'} for what {pattern.name} reads ...")
-    return prompt_matrix(load_model(model_name), pattern, item, prepend_bos=prepend_bos, say=say)
+    return prompt_matrix(models.load_model(model_name), pattern, item, prepend_bos=prepend_bos, say=say)
