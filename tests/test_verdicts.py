@@ -3,6 +3,9 @@ measure direction, `rank lowest` and `require` through Scores, tables and the at
 
 from __future__ import annotations
 
+import os
+import re
+
 import math
 
 import pytest
@@ -157,6 +160,16 @@ def test_verdicts_of_the_hand_set_heads(scores):
     assert data["L0H0"]["label"] == "previous_token_head" and data["L0H2"]["sink_share"] > 0.99
     text = str(verdicts_table(scores).columns[1]._cells)
     assert "induction_head" in text
+
+
+def test_the_verdict_table_never_cuts_a_head_label_on_a_narrow_terminal(scores):
+    from rich.console import Console
+
+    console = Console(width=60, record=True, file=open(os.devnull, "w"))
+    console.print(verdicts_table(scores))
+    shown = console.export_text()
+    assert all(head in shown for head in ("L0H0", "L0H1", "L0H2", "L1H0", "L1H1", "L1H2")), shown
+    assert not re.search(r"L\d*…|L\d+H…", shown), shown  # no head label cut with an ellipsis
 
 
 def _manual_scores(settings):

@@ -349,11 +349,15 @@ class _Section:
 def verdicts_table(scores: Scores, *, footing: str | None = None) -> Table:
     """Every head's verdict (`Scores.verdicts`): label, runner-up, margin, sink share, evidence."""
     table = Table(title="verdicts", box=box.MINIMAL, expand=False, caption=caption(scores), caption_justify="left")
+    verdicts = scores.verdicts(footing=footing)
     for column in ("head", "label", "excess", "runner-up", "margin", "sink", "rows", "note"):
-        table.add_column(column, no_wrap=column != "note",
+        # A head's label is never cut; pattern names fold onto a second line on a narrow terminal.
+        table.add_column(column, no_wrap=column not in ("label", "runner-up", "note"),
+                         overflow="fold" if column in ("label", "runner-up") else "ellipsis",
+                         min_width=max(map(len, verdicts), default=4) if column == "head" else None,
                          justify="right" if column in ("excess", "margin", "sink", "rows") else "left")
     words = ""
-    for label, verdict in scores.verdicts(footing=footing).items():
+    for label, verdict in verdicts.items():
         words = verdict.footing
         note = "explained by position" if verdict.explained_by_position else ""
         table.add_row(label, verdict.label or "none", _number(verdict.strength), verdict.runner_up or "",
