@@ -14,6 +14,8 @@ backends. After the first use, every attribute read is a plain attribute of this
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -33,3 +35,19 @@ class LazyModule:
 
 
 torch: Any = LazyModule("torch")
+
+
+def lazy_members(package: str, members: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's module-level `__getattr__` (PEP 562) that imports each of `members` (name -> the
+    module defining it) on first use and keeps it: a package whose members import torch loads it only
+    when one is read. `__getattr__ = lazy_members(__name__, {"detect": "patternlang.engine.detection"})`.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in members:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(members[name]), name)
+        setattr(sys.modules[package], name, value)  # the next read does not come here
+        return value
+
+    return __getattr__

@@ -11,7 +11,7 @@ imports this package to register its command, and must start fast).
 
 from __future__ import annotations
 
-from typing import Any
+from patternlang.lazy_torch import lazy_members
 
 from patternlang.discovery.families import FAMILIES, Base, Candidate, CandidateFamily, register_family
 from patternlang.discovery import last_first  # noqa: F401, E402 - registers the last/first family after the others
@@ -24,11 +24,4 @@ _LAZY = {"describe": "patternlang.discovery.search", "replace_heads": "patternla
          "perplexity": "patternlang.discovery.replace"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'patternlang.discovery' has no attribute {name!r}")
+__getattr__ = lazy_members(__name__, _LAZY)

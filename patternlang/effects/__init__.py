@@ -13,7 +13,7 @@ pattern scores: `attach_effects`), `cli` (`patternlang effects`, `patternlang ab
 Members load on first use, so that registering the commands (`cli.register`) imports no torch.
 """
 
-from typing import Any
+from patternlang.lazy_torch import lazy_members
 
 _LAZY = {
     "METHODS": "patternlang.effects.interventions",
@@ -33,14 +33,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'patternlang.effects' has no attribute {name!r}")
+__getattr__ = lazy_members(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

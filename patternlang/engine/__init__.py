@@ -13,7 +13,7 @@ patterns as the engine sees them, `Detector`, and their detection tensors per ba
 (TransformerLens' `detect_head`, batched).
 """
 
-from typing import Any
+from patternlang.lazy_torch import lazy_members
 
 # Imported on first use: `patternlang.engine.measures` (the measure registry, read by the
 # checker) must not pull in the model loaders that `detect` needs.
@@ -37,14 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'patternlang.engine' has no attribute {name!r}")
+__getattr__ = lazy_members(__name__, _LAZY)
 
 
 __all__ = ["detect", "detect_with", "DetectOptions", "RunPlan", "AttentionReader", "Intervention", "HookedModel",

@@ -7,8 +7,7 @@ Pure functions over tensors, labels and `patternlang.engine.Scores`.
 
 # Members load on first use (as engine/__init__.py does): the formats import torch and matplotlib,
 # and the listing commands (`report/listing.py`) must not pay for them.
-import importlib
-from typing import Any
+from patternlang.lazy_torch import lazy_members
 
 _MEMBERS = {
     "ColorScale": "patternlang.report.colors",
@@ -36,12 +35,7 @@ _MEMBERS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MEMBERS:
-        raise AttributeError(f"module 'patternlang.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MEMBERS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_members(__name__, _MEMBERS)
 
 
 def __dir__() -> list[str]:
