@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from patternlang.engine.score_schema import (MAX_HEADS, MAX_LAYERS, STRICT, Count, Grid, Name, Number, bounds_of,
-                                             check_grid, check_number, check_shape, field_error)
+from patternlang.engine.score_schema import (MAX_HEADS, MAX_LAYERS, STRICT, Count, Grid, Interval, Name, Number,
+                                             bounds_of, check_grid, check_number, check_shape, field_error)
 from patternlang.errors import InputError
 
 FORMAT = "patternlang.atlas/1"
@@ -40,12 +40,6 @@ class ModelFacts(BaseModel):
     n_heads: int = Field(ge=1, le=MAX_HEADS)
     n_ctx: int | None = None
     d_vocab: int | None = None
-
-
-class Interval(BaseModel):
-    model_config = STRICT
-    low: Grid
-    high: Grid
 
 
 class Sample(BaseModel):

@@ -189,7 +189,7 @@ class LogLines:
         self.total = total
 
     def close(self) -> None:
-        pass
+        """Nothing to close: each line was printed and flushed when it was due."""
 
 
 def _duration(seconds: float) -> str:
