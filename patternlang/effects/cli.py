@@ -13,21 +13,11 @@ from typing import Any, Callable, List, Optional
 import typer
 
 from patternlang.errors import InputError
+from patternlang.library import probe_argument
 
 DEFAULT_METRIC = {"ioi": "logit_diff", "needle": "retrieval", "repeated_random": "induction_loss"}
 """The metric a probe is measured by when `--metric` is not given (else `loss`)."""
 DEFAULT_POSITIONS = {"logit_diff": "END"}
-
-
-def _probe(text: str) -> Any:
-    """`ioi` or `ioi(batch=16, variant="abc")`, read by the language's grammar and checked."""
-    from patternlang.probes import validate_probe_args
-    from patternlang.settings import ProbeSpec
-    from patternlang.syntax.parser import parse_probe
-
-    name, args = parse_probe(text)
-    validate_probe_args(name, args)
-    return ProbeSpec(name, args)
 
 
 def _prompt_source(probe: Optional[str], prompts: Optional[Path], what: str) -> tuple[Any, str]:
@@ -39,7 +29,7 @@ def _prompt_source(probe: Optional[str], prompts: Optional[Path], what: str) -> 
     if prompts is not None:
         check_prompt_file(prompts)
         return prompts, ""
-    spec = _probe(probe or "natural")
+    spec = probe_argument(probe or "natural")
     return spec, spec.name
 
 
@@ -61,7 +51,7 @@ def _corrupted(text: Optional[str]) -> Any:
 
         check_prompt_file(path)
         return path
-    return _probe(text)
+    return probe_argument(text)
 
 
 def _check_common(metric: Optional[str], method: str, probe_name: str, positions: Optional[str]) -> tuple[str, Any]:
