@@ -102,6 +102,7 @@ def _add_effects(doc: dict[str, Any], model: Any, metric: str, probe: Any, *, to
     """Each head's effect on `metric`, as `patternlang effects` measures it, into `doc["effects"]`."""
     from patternlang.effects.atlas import add_effects
     from patternlang.effects.interventions import attribute
+    from patternlang.effects import DEFAULT_POSITIONS
     from patternlang.effects.metrics import resolve_metric
     from patternlang.probes import make_probe
     from patternlang.settings import ProbeSpec
@@ -109,7 +110,7 @@ def _add_effects(doc: dict[str, Any], model: Any, metric: str, probe: Any, *, to
     resolved = resolve_metric(metric)
     spec = probe if probe is not None else ProbeSpec("natural", ())
     prompts = make_probe(spec.name, spec.args, model)
-    positions = "END" if resolved.name == "logit_diff" else None  # as `patternlang effects` (DEFAULT_POSITIONS)
+    positions = DEFAULT_POSITIONS.get(resolved.name)  # as `patternlang effects`
     found = attribute(model, prompts, metric=metric, positions=positions, top_k=top_k, batch_size=batch_size,
                       progress=progress)
     add_effects(doc, found)

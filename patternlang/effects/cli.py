@@ -13,11 +13,11 @@ from typing import Any, Callable, List, Optional
 import typer
 
 from patternlang.errors import InputError
+from patternlang.effects import DEFAULT_POSITIONS
 from patternlang.library import probe_argument
 
 DEFAULT_METRIC = {"ioi": "logit_diff", "needle": "retrieval", "repeated_random": "induction_loss"}
 """The metric a probe is measured by when `--metric` is not given (else `loss`)."""
-DEFAULT_POSITIONS = {"logit_diff": "END"}
 
 
 def _prompt_source(probe: Optional[str], prompts: Optional[Path], what: str) -> tuple[Any, str]:
