@@ -62,7 +62,7 @@ table.attn td { width: 7px; height: 7px; padding: 0; border: 0; }
 table.attn td.hi { outline: 2px solid #e41a1c; outline-offset: -1px; }
 table.attn th { font-weight: normal; color: #555; white-space: pre; padding: 0 3px; text-align: right; font-size: 9px; }
 .pair { display: flex; gap: 1em; }
-svg.heatmap text, svg.colourbar text { font-size: 8px; fill: #555; }
+svg.heatmap text, svg.colourbar text { font-size: 9px; fill: #444; }
 .colour-bar { display: inline-block; margin: 0.3em 0; } .colour-bar .bar-label { font-size: 12px; color: #444; }
 figure.compare-map { max-width: 260px; } figure.compare-map table.top { margin-top: 0.3em; }
 table.best tr.explained td { background: #f3f3f3; color: #777; } b.explained, b.failed { color: #b35900; }

@@ -193,18 +193,19 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     n_layers, n_heads = m["n_layers"], m["n_heads"]
     names = list(doc["patterns"])
     shorts = _short_names(names)
+    own = {p: pattern_measure(doc, p) for p in names}
+    measures = list(dict.fromkeys([*doc["measures"], *own.values()]))  # a pattern's own may be its alone (copying)
     data = {
         "kind": "model", "patterns": names, "hues": {p: site.hues[p] for p in names},
-        "short": shorts,
-        "own": {p: doc["patterns"][p].get("measure") or doc["measures"][0] for p in names},
+        "short": shorts, "own": own,
         "bounds": doc.get("measure_bounds", {}),
         "scores": {meas: {p: e["scores"][meas] for p, e in doc["patterns"].items() if meas in e["scores"]}
-                   for meas in doc["measures"]},
+                   for meas in measures},
         "baseline": {p: e.get("baseline", {}) for p, e in doc["patterns"].items()},
         "n": {p: [e.get("n_rows", 0), e.get("n_prompts", 0)] for p, e in doc["patterns"].items()},
         # signed measures: no chance, a two-sided scale; which way each pattern and measure ranks
-        "signed": {meas: is_signed(doc, meas) for meas in doc["measures"]},
-        "lower": {meas: meas in MEASURE_TABLE and MEASURE_TABLE[meas].direction == "lower" for meas in doc["measures"]},
+        "signed": {meas: is_signed(doc, meas) for meas in measures},
+        "lower": {meas: meas in MEASURE_TABLE and MEASURE_TABLE[meas].direction == "lower" for meas in measures},
         "rank": {p: e.get("rank", "highest") for p, e in doc["patterns"].items()},
     }
     verdicts = {label: v for label, v in ((head_label(la, he), _verdict_of(doc, head_label(la, he)))
@@ -544,7 +545,7 @@ def _best_heads(site: Site, doc: Mapping[str, Any], facts: PatternFacts, n: int)
     ci = (entry.get("ci95") or {}).get(facts.measure)
     position = entry.get("positional_baseline")
     pos_score = _finite(position.get("score")) if isinstance(position, Mapping) else None
-    if pos_score is not None and position.get("measure", facts.measure) != facts.measure:
+    if pos_score is not None and (position.get("measure") or facts.measure) != facts.measure:
         pos_score = None  # a rule scored in another measure does not compare
     is_rule = bool(position.get("pattern_is_rule")) if pos_score is not None else False
     requires = [parse_requirement(text) + (text,) for text in entry.get("requires") or []]
@@ -643,7 +644,7 @@ def _compare_page(site: Site, a: Mapping[str, Any], b: Mapping[str, Any]) -> Non
             dscale = diverging_scale([diff], f"change in {what}, {idb} − {ida}", at_least=0.0 if fa.signed else 1.0)
 
             def title(label: str, value: float | None, what: str = what, name: str = name) -> str:
-                return f"{label} · {name}: {what} {idb} − {ida} = {_fmt(value)}"
+                return f"{label} · {name}: change in {what}, {idb} − {ida}: {_fmt(value)}"
             figures.append({"map": heatmap(diff, dscale, url=lambda label: "../" + site.head_url(b, label),
                                            title=title, width=COMPARE_MAP[0], height=COMPARE_MAP[1]),
                             "caption": f"{idb} − {ida}", "bar": colour_bar(dscale), "kind": "difference",
