@@ -16,7 +16,7 @@ import pytest
 from patternlang.atlas import render_site
 from patternlang.atlas.assets import palettes
 from patternlang.atlas.maps import TICK_HEIGHT, TICK_WIDTH, Scale, colour_bar, heatmap, top_heads
-from patternlang.atlas.ranking import is_signed, ranks_lowest, strength
+from patternlang.atlas.ranking import head_matches, is_signed, ranks_lowest, strength
 from patternlang.errors import InputError
 
 CORPUS = Path(__file__).parent / "corpus" / "documents" / "atlas_small.json"
@@ -167,6 +167,17 @@ def test_a_signed_pattern_ranked_lowest_lists_its_lowest_heads_first_with_no_cha
     assert re.search(rf'fill="{div[0]}" data-label="L1H0"', maps)  # the strongest suppressor: one end
     assert re.search(rf'fill="{div[round((len(div) - 1) / 2)]}" data-label="L0H2"', maps)  # 0: the middle
     assert "<title>L1H0 · negative_copier: copying -0.870</title>" in maps
+
+
+def test_head_pages_show_no_chance_for_a_signed_measure_and_rank_it_lowest_first(tmp_path):
+    doc = with_signed_pattern(small_document())
+    doc["patterns"]["negative_copier"]["baseline"]["copying"] = 0.0  # what the engine writes (copying.no_chance)
+    render_site([doc], tmp_path)
+    row = section(page_text(tmp_path / "heads/hand-set-tiny/L1H0.html"), '<tr data-pattern="negative_copier">', "</tr>")
+    # chance, lift, excess: none for a signed measure (the document's chance 0.0 is not shown)
+    assert '<td class="n" data-v="">none (signed)</td><td class="n" data-v="">–</td><td class="n" data-v="">–</td>' in row
+    assert '<td class="n" data-v="1">1 of 6</td>' in row  # -0.87: the lowest, so first
+    assert all(math.isnan(m.excess) for m in head_matches(doc, 1, 0) if m.pattern == "negative_copier")
 
 
 def test_the_positional_baseline_beside_a_pattern_page_best_heads(tmp_path):

@@ -199,7 +199,8 @@ SCRIPT = r"""
     };
     var best = function (l, h) {
       var top = null;
-      data.patterns.forEach(function (p) { var x = match(p, l, h); if (isFinite(x.e) && (!top || x.e > top.e)) top = x; });
+      data.patterns.forEach(function (p) {  // a signed measure has no excess over chance to compare (head_matches)
+        var x = match(p, l, h); if (!x.signed && isFinite(x.e) && (!top || x.e > top.e)) top = x; });
       return top;
     };
     var sizeOf = function (p) {  // a signed pattern's map: two-sided, to its largest score in size

@@ -10,6 +10,7 @@ maps drawn side by side, and its bar says so.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,8 +51,13 @@ class Scale:
         where = self.position(value)
         if where is None:
             return MISSING
-        palette = palettes()[self.kind]
+        palette = _palette(self.kind)
         return palette[round(where * (len(palette) - 1))]
+
+
+@functools.cache
+def _palette(kind: str) -> tuple[str, ...]:
+    return tuple(palettes()[kind])
 
 
 def excess_scale(values: Sequence[Sequence[Sequence[float | None]]], label: str) -> Scale:

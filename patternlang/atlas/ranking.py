@@ -105,13 +105,14 @@ def strength(score: float | None, baseline: float | None, upper: float | None, *
 
 def head_matches(doc: Mapping[str, Any], layer: int, head: int, measure: str | None = None) -> list[Match]:
     """Every pattern's match for one head: the verdict's label first (when it has one), then by
-    excess over chance (NaN last)."""
+    excess over chance (NaN last; a signed measure has no chance, so no excess: NaN)."""
     bounds = doc.get("measure_bounds", {})
     matches = []
     for name, entry in doc["patterns"].items():
         m = pattern_measure(doc, name, measure)
         score = _num(entry["scores"][m][layer][head])
-        baseline = _num(entry.get("baseline", {}).get(m))
+        # a signed measure (copying) has no chance level: no excess over it, no lift
+        baseline = math.nan if is_signed(doc, m) else _num(entry.get("baseline", {}).get(m))
         upper = (bounds.get(m) or [None, None])[1]
         ci = (entry.get("ci95") or {}).get(m)
         matches.append(Match(

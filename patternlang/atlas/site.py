@@ -287,11 +287,13 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
     rows = []
     for x in matches:
         grid = doc["patterns"][x.pattern]["scores"][x.measure]
-        flat = sorted((v for row in grid for v in row if v is not None), reverse=True)
+        lowest = ranks_lowest(doc, x.pattern, x.measure)  # `rank lowest`: its place counts from the lowest
+        flat = sorted((v for row in grid for v in row if v is not None), reverse=not lowest)
         place = (flat.index(x.score) + 1) if x.score is not None and not math.isnan(x.score) and x.score in flat else None
         rows.append({"pattern": x.pattern, "url": site.pattern_url(x.pattern), "measure": x.measure,
                      "score": _cell(x.score), "low": _fmt(x.ci_low), "high": _fmt(x.ci_high),
-                     "baseline": _cell(x.baseline), "lift": _cell(x.lift, 1), "excess": _cell(x.excess, 2),
+                     "baseline": {"v": "", "f": "none (signed)"} if is_signed(doc, x.measure) else _cell(x.baseline),
+                     "lift": _cell(x.lift, 1), "excess": _cell(x.excess, 2),
                      "rows": {"v": x.n_rows, "f": x.n_rows}, "prompts": {"v": x.n_prompts, "f": x.n_prompts},
                      "place": {"v": place or "", "f": place or "–"}, "of": m["n_layers"] * m["n_heads"]})
     stat = [_stat(stats, key, layer, head) for key in ("bos", "distance", "entropy")]
