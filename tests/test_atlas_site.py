@@ -301,6 +301,14 @@ def test_search_and_sorts_live_in_the_url_on_index_and_pattern_pages(chromium, s
     page = opened(chromium, site, "index.html")
     page.evaluate("var b = document.getElementById('search'); b.value = 'L1H0'; b.dispatchEvent(new Event('input'))")
     assert page.evaluate("location.hash") == "#q=L1H0"
+    page.click("#patterns thead th:nth-child(1)", navigates=False)
+    page.click("#patterns thead th:nth-child(1)", navigates=False)
+    assert page.evaluate("location.hash") == "#q=L1H0&sort.patterns=0.d"
+    names = page.evaluate("Array.from(document.querySelectorAll('#patterns tbody tr')).map(r => r.cells[0].textContent)")
+    assert names == sorted(names, reverse=True) and len(names) == 3
+    index = opened(chromium, site, "index.html", "#sort.patterns=0.d")
+    assert index.evaluate("Array.from(document.querySelectorAll('#patterns tbody tr')).map(r => r.cells[0].textContent)") \
+        == names
     linked = opened(chromium, site, "patterns/induction_head.html", "#q=L1H0")
     assert linked.evaluate("document.getElementById('search').value") == "L1H0"
     assert linked.evaluate("document.querySelectorAll('#search-results a').length") == 2  # one per model
@@ -310,7 +318,7 @@ def test_search_and_sorts_live_in_the_url_on_index_and_pattern_pages(chromium, s
     assert heads == sorted(heads)
     again = opened(chromium, site, "patterns/induction_head.html", linked.evaluate("location.hash"))
     assert again.evaluate("Array.from(document.querySelectorAll('#best-1 tbody tr')).map(r => r.dataset.head)") == heads
-    assert page.errors == [] and linked.errors == [] and again.errors == []
+    assert page.errors == [] and linked.errors == [] and again.errors == [] and index.errors == []
 
 
 def test_the_model_page_draws_a_signed_pattern_two_sided_without_chance(chromium, site):
