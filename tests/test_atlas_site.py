@@ -96,7 +96,7 @@ def test_signed_and_lowest_are_read_from_the_measure_table_and_the_document():
 def test_heatmap_has_ticks_that_never_overlap_and_a_number_per_cell():
     values = [[(la * 9 + he) / 270 for he in range(9)] for la in range(30)]
     m = heatmap(values, Scale("seq", 0.0, 1.0, "mass"), url=lambda label: label,
-                title=lambda label, v: f"{label}: {v:.3f}", width=120, height=220)
+                title=lambda la, he, v: f"L{la}H{he}: {v:.3f}", width=120, height=220)
     ys = [float(t["y"]) for t in m["layers"]]
     xs = [float(t["x"]) for t in m["heads"]]
     assert m["layers"][0]["text"] == "L0" and m["heads"][0]["text"] == "H0"

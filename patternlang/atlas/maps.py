@@ -81,9 +81,9 @@ def number(value: float | None, digits: int = 3) -> str:
 
 
 def heatmap(values: Sequence[Sequence[float | None]], scale: Scale, *, url: Callable[[str], str],
-            title: Callable[[str, float | None], str], width: int, height: int) -> dict[str, Any]:
+            title: Callable[[int, int, float | None], str], width: int, height: int) -> dict[str, Any]:
     """One `[layer][head]` grid as the `heatmap` macro draws it: a rectangle per head (its colour on
-    `scale`, its link `url(label)` and hover text `title(label, value)`), layer ticks on the left
+    `scale`, its link `url(label)` and hover text `title(layer, head, value)`), layer ticks on the left
     and head ticks on top, thinned so that they never overlap."""
     n_layers, n_heads = len(values), len(values[0]) if values else 0
     h, w = height / max(n_layers, 1), width / max(n_heads, 1)
@@ -92,7 +92,7 @@ def heatmap(values: Sequence[Sequence[float | None]], scale: Scale, *, url: Call
         for head, value in enumerate(row):
             label = head_label(layer, head)
             rects.append({"url": url(label), "x": f"{AXIS_LEFT + head * w:.2f}", "y": f"{AXIS_TOP + layer * h:.2f}",
-                          "w": f"{w:.2f}", "h": f"{h:.2f}", "colour": scale.colour(value), "title": title(label, value),
+                          "w": f"{w:.2f}", "h": f"{h:.2f}", "colour": scale.colour(value), "title": title(layer, head, value),
                           "label": label, "v": "" if value is None or not math.isfinite(value) else f"{value:.6g}"})
     layer_step = max(1, math.ceil(TICK_HEIGHT / h))
     head_step = max(1, math.ceil(TICK_WIDTH / w))

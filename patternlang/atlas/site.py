@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -520,11 +520,10 @@ def _scale(all_facts: Sequence[PatternFacts]) -> Scale:
     return excess_scale([f.strength for f in all_facts], f"{first.measure}: excess over chance{way}")
 
 
-def _hover(facts: PatternFacts) -> Any:
-    def title(label: str, value: float | None) -> str:
-        layer, head = (int(x) for x in label[1:].split("H"))
+def _hover(facts: PatternFacts) -> Callable[[int, int, float | None], str]:
+    def title(layer: int, head: int, value: float | None) -> str:
         score = facts.scores[layer][head]
-        text = f"{label} · {facts.name}: {facts.measure} {_fmt(score)}"
+        text = f"{head_label(layer, head)} · {facts.name}: {facts.measure} {_fmt(score)}"
         if not facts.signed:
             text += f" (chance {_fmt(facts.baseline)}, excess over chance {_fmt(facts.strength[layer][head], 2)})"
         return text
@@ -645,8 +644,8 @@ def _compare_page(site: Site, a: Mapping[str, Any], b: Mapping[str, Any]) -> Non
             what = f"{fa.measure}" if fa.signed else f"{fa.measure}: excess over chance"
             dscale = diverging_scale([diff], f"change in {what}, {idb} − {ida}", at_least=0.0 if fa.signed else 1.0)
 
-            def title(label: str, value: float | None, what: str = what, name: str = name) -> str:
-                return f"{label} · {name}: change in {what}, {idb} − {ida}: {_fmt(value)}"
+            def title(layer: int, head: int, value: float | None, what: str = what, name: str = name) -> str:
+                return f"{head_label(layer, head)} · {name}: change in {what}, {idb} − {ida}: {_fmt(value)}"
             figures.append({"map": heatmap(diff, dscale, url=lambda label: "../" + site.head_url(b, label),
                                            title=title, width=COMPARE_MAP[0], height=COMPARE_MAP[1]),
                             "caption": f"{idb} − {ida}", "bar": colour_bar(dscale), "kind": "difference",
