@@ -273,7 +273,7 @@ def test_the_model_page_view_lives_in_the_url(chromium, site):
     page.evaluate("var s = document.getElementById('f-pattern'); s.value = 'previous_token_head';"
                   "s.dispatchEvent(new Event('change'))")
     page.evaluate("var t = document.getElementById('f-threshold'); t.value = '0.3';"
-                  "t.dispatchEvent(new Event('input'))")
+                  "t.dispatchEvent(new Event('input')); t.dispatchEvent(new Event('change'))")
     hash_ = page.evaluate("location.hash")
     assert "colour=previous_token_head" in hash_ and "t=0.3" in hash_ and "measure=mass" in hash_
     assert page.evaluate("history.length") == before  # replaced, not pushed

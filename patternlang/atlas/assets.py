@@ -261,7 +261,8 @@ SCRIPT = r"""
       state.write({colour: pick.value === "" ? "best" : pick.value, measure: meas.value === "own" ? "" : meas.value,
                    t: thr.value === "0.2" ? "" : thr.value});
     };
-    [pick, meas, thr].forEach(function (e) { e.addEventListener("change", remember); e.addEventListener("input", remember); });
+    // "change" only: a slider fires "input" at every step, and browsers throttle replaceState
+    [pick, meas, thr].forEach(function (e) { e.addEventListener("change", remember); });
     [pick, meas, thr].forEach(function (e) { e.addEventListener("input", paint); e.addEventListener("change", paint); });
     grid.addEventListener("mouseover", function (ev) {
       var td = ev.target.closest("td.cell"); if (td) hover.textContent = td.title;
