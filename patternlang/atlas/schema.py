@@ -14,7 +14,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from patternlang.engine.score_schema import (MAX_HEADS, MAX_LAYERS, STRICT, Count, Grid, Interval, Name, Number,
                                              bounds_of, check_grid, check_number, check_shape, field_error)
@@ -29,7 +29,7 @@ Pair = Annotated[list[int | float | None], Field(min_length=2, max_length=2)]  #
 Ranked = list[list[list[Pair]]]  # [layer][head] -> [[prompt, score], ...]
 LABEL = re.compile(r"L(\d{1,4})H(\d{1,4})")
 # A `require` condition as `engine/verdicts.pattern_records` writes it: "copying > 0"
-REQUIREMENT = r"^[A-Za-z_]\w{0,99} (==|!=|<=|>=|<|>) [-+]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][-+]?\d{1,3})?$"
+REQUIREMENT = re.compile(r"[A-Za-z_]\w{0,99} (==|!=|<=|>=|<|>) [-+]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][-+]?\d{1,3})?")
 
 
 class ModelFacts(BaseModel):
@@ -82,8 +82,16 @@ class PatternEntry(BaseModel):
     example_scores: list[Grid] = Field(default=[], max_length=100)
     sample: Sample | None = None
     rank: Literal["highest", "lowest"] = "highest"  # `rank lowest`: the lowest scores are the candidates
-    requires: list[Annotated[str, Field(pattern=REQUIREMENT)]] = Field(default=[], max_length=100)
+    requires: list[Annotated[str, Field(max_length=200)]] = Field(default=[], max_length=100)
     positional_baseline: PositionalBaseline | None = None  # optional: documents before it still load
+
+    @field_validator("requires")
+    @classmethod
+    def _conditions(cls, requires: list[str]) -> list[str]:
+        for text in requires:
+            if not REQUIREMENT.fullmatch(text):
+                raise ValueError(f"{text[:60]!r} is not a condition MEASURE OP NUMBER (e.g. 'copying > 0')")
+        return requires
 
 
 class Example(BaseModel):
