@@ -38,6 +38,12 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {  # measured over 0.5 s each (setup + 
         "test_pages_in_chromium",
         "test_rerun_with_one_more_pattern_scores_only_it",
     ),
+    "test_atlas_site.py": (
+        "test_search_and_sorts_live_in_the_url_on_index_and_pattern_pages",
+        "test_the_model_page_draws_a_signed_pattern_two_sided_without_chance",
+        "test_the_model_page_view_lives_in_the_url",
+        "test_the_script_strength_equals_the_python_one",
+    ),
     "test_attention_blocks.py": (
         "test_a_bridge_with_processed_weights_is_refused",
         "test_blocks_equal_hook_pattern_in_bfloat16",

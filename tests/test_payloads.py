@@ -74,6 +74,7 @@ def hostile_document(seed: dict, tag: str) -> dict:
     for i, (name, entry) in enumerate(doc["patterns"].items()):
         new = f"{h} {i}"
         entry.update(rule=h, doc=h, description=h, file=h, exclusions={h: h})
+        entry["positional_baseline"] = {"rule": h, "score": 0.5}  # shown on the pattern page
         patterns[new] = entry
         for drawn in doc["heads"].values():
             if drawn["pattern"] == name:

@@ -62,6 +62,10 @@ table.attn td { width: 7px; height: 7px; padding: 0; border: 0; }
 table.attn td.hi { outline: 2px solid #e41a1c; outline-offset: -1px; }
 table.attn th { font-weight: normal; color: #555; white-space: pre; padding: 0 3px; text-align: right; font-size: 9px; }
 .pair { display: flex; gap: 1em; }
+svg.heatmap text, svg.colourbar text { font-size: 9px; fill: #444; }
+.colour-bar { display: inline-block; margin: 0.3em 0; } .colour-bar .bar-label { font-size: 12px; color: #444; }
+figure.compare-map { max-width: 260px; } figure.compare-map table.top { margin-top: 0.3em; }
+table.best tr.explained td { background: #f3f3f3; color: #777; } b.explained, b.failed { color: #b35900; }
 .tokens span { padding: 0 1px; } .tokens span.q { background: #ffe08a; } .tokens span.k { background: #9fd0ff; }
 """
 
@@ -80,7 +84,37 @@ SCRIPT = r"""
     if (s === null || b === null || s === undefined || b === undefined) return NaN;
     return (hi !== null && hi !== undefined && hi > b) ? (s - b) / (hi - b) : s - b;
   }
-  window.Atlas = {seq: seq, div: div, fmt: fmt, excess: excess};
+  // the pattern's way up (ranking.strength): excess over chance, mirrored when ranked lowest; a signed
+  // measure's score itself (negated when ranked lowest), chance meaning nothing there
+  function strength(s, b, hi, lo, signed, lowest) {
+    if (signed) return s === null || s === undefined ? NaN : (lowest ? -s : s);
+    if (lowest) return excess(s === null || s === undefined ? s : -s, b === null || b === undefined ? b : -b,
+                              lo === null || lo === undefined ? lo : -lo);
+    return excess(s, b, hi);
+  }
+
+  // ---- a view's state in the URL's hash (#colour=induction_head&t=0.3&q=L18), so a view can be linked:
+  // every control writes it (history.replaceState: no new history entry) and reads it on load
+  var state = {
+    read: function () {
+      var out = {}, h = window.location.hash.replace(/^#/, "");
+      if (!h) return out;
+      new URLSearchParams(h).forEach(function (v, k) { out[k] = v; });
+      return out;
+    },
+    write: function (changes) {
+      var now = state.read();
+      Object.keys(changes).forEach(function (k) {
+        var v = changes[k];
+        if (v === null || v === undefined || v === "") delete now[k]; else now[k] = String(v);
+      });
+      var text = new URLSearchParams(now).toString();
+      var url = window.location.pathname + window.location.search + (text ? "#" + text : "");
+      try { window.history.replaceState(null, "", url); } catch (e) { window.location.replace(text ? "#" + text : "#"); }
+      return now;
+    }
+  };
+  window.Atlas = {seq: seq, div: div, fmt: fmt, excess: excess, strength: strength, state: state};
 
   // ---- search: heads (L18H6 or 18.6), patterns, models, from any page
   var box = document.getElementById("search"), out = document.getElementById("search-results");
@@ -101,27 +135,38 @@ SCRIPT = r"""
         out.appendChild(a);
       });
     };
-    box.addEventListener("input", show);
+    box.addEventListener("input", function () { show(); state.write({q: box.value.trim()}); });
     box.addEventListener("keydown", function (ev) {
       if (ev.key === "Enter") { var first = out.querySelector("a"); if (first) window.location.href = first.href; }
-      if (ev.key === "Escape") { box.value = ""; out.textContent = ""; }
+      if (ev.key === "Escape") { box.value = ""; out.textContent = ""; state.write({q: ""}); }
     });
+    var asked = state.read().q;
+    if (asked) { box.value = asked; show(); }
   }
 
-  // ---- sortable tables: click a header
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    table.querySelectorAll("th").forEach(function (th, col) {
+  // ---- sortable tables: click a header; the sort is kept in the URL as sort.TABLE=COLUMN.a|d
+  document.querySelectorAll("table.sortable").forEach(function (table, index) {
+    var name = "sort." + (table.id || index);
+    var heads = table.querySelectorAll("thead th");
+    var sortBy = function (col, asc) {
+      var th = heads[col];
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      heads.forEach(function (h) { h.classList.remove("asc", "desc"); });
+      th.classList.add(asc ? "asc" : "desc");
+      var key = function (r) { var c = r.cells[col]; if (!c) return ""; var v = c.dataset.v;
+        return v !== undefined ? (v === "" ? -Infinity : +v) : c.textContent.toLowerCase(); };
+      rows.sort(function (a, b) { var x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); });
+      rows.forEach(function (r) { body.appendChild(r); });
+    };
+    heads.forEach(function (th, col) {
       th.addEventListener("click", function () {
-        var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
         var asc = !th.classList.contains("asc");
-        table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
-        th.classList.add(asc ? "asc" : "desc");
-        var key = function (r) { var c = r.cells[col]; var v = c.dataset.v;
-          return v !== undefined ? (v === "" ? -Infinity : +v) : c.textContent.toLowerCase(); };
-        rows.sort(function (a, b) { var x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); });
-        rows.forEach(function (r) { body.appendChild(r); });
+        sortBy(col, asc);
+        var change = {}; change[name] = col + (asc ? ".a" : ".d"); state.write(change);
       });
     });
+    var asked = /^(\d+)\.([ad])$/.exec(state.read()[name] || "");
+    if (asked && +asked[1] < heads.length) sortBy(+asked[1], asked[2] === "a");
   });
 
   var data = dataOf();
@@ -135,18 +180,38 @@ SCRIPT = r"""
     var hover = document.getElementById("hover");
     var cells = grid.querySelectorAll("td.cell");
     var measureOf = function (p) { var m = meas.value; return m === "own" ? data.own[p] : m; };
+    var lowestIn = function (p, m) {  // ranking.ranks_lowest
+      var r = (data.rank || {})[p];
+      return (m === data.own[p] && r) ? r === "lowest" : !!(data.lower || {})[m];
+    };
     var match = function (p, l, h) {
       var m = measureOf(p); var g = data.scores[m] && data.scores[m][p]; var s = g ? g[l][h] : null;
-      var b = data.baseline[p][m]; var hi = (data.bounds[m] || [null, null])[1];
-      return {p: p, m: m, s: s, b: b, e: excess(s, b, hi), lift: (s !== null && b > 0) ? s / b : NaN};
+      var signed = !!(data.signed || {})[m], lowest = lowestIn(p, m);
+      var b = signed ? null : data.baseline[p][m]; var bd = data.bounds[m] || [null, null];
+      return {p: p, m: m, s: s, b: b, signed: signed, lowest: lowest, e: strength(s, b, bd[1], bd[0], signed, lowest),
+              lift: (!signed && s !== null && b > 0) ? s / b : NaN};
+    };
+    var words = function (x) {  // a match in words: no chance, lift or excess for a signed measure
+      var n = data.n[x.p];
+      return x.p + ": " + x.m + " " + fmt(x.s) + (x.signed ? " (signed" + (x.lowest ? ", lowest first" : "") + ")" :
+        " (chance " + fmt(x.b) + ", lift ×" + fmt(x.lift, 1) + ", excess over chance " + fmt(x.e, 2) +
+        (x.lowest ? ", lowest first" : "") + ")") + " · n = " + n[0] + " rows, " + n[1] + " prompts";
     };
     var best = function (l, h) {
       var top = null;
-      data.patterns.forEach(function (p) { var x = match(p, l, h); if (isFinite(x.e) && (!top || x.e > top.e)) top = x; });
+      data.patterns.forEach(function (p) {  // a signed measure has no excess over chance to compare (head_matches)
+        var x = match(p, l, h); if (!x.signed && isFinite(x.e) && (!top || x.e > top.e)) top = x; });
       return top;
+    };
+    var sizeOf = function (p) {  // a signed pattern's map: two-sided, to its largest score in size
+      var top = 0;
+      cells.forEach(function (td) { var x = match(p, +td.dataset.layer, +td.dataset.head);
+        if (x.s !== null && isFinite(x.s)) top = Math.max(top, Math.abs(x.s)); });
+      return top > 0 ? top : 1;
     };
     var paint = function () {
       var t = +thr.value; thrOut.textContent = t.toFixed(2);
+      var size = pick.value && pick.value !== "verdict" ? sizeOf(pick.value) : 1;
       cells.forEach(function (td) {
         var l = +td.dataset.layer, h = +td.dataset.head;
         var a = td.querySelector("a");
@@ -159,32 +224,45 @@ SCRIPT = r"""
             td.style.background = "hsl(" + (data.hues[v.p] || 0) + ",70%," + (92 - 50 * ev) + "%)";
             a.style.color = ev > 0.6 ? "#fff" : "#222"; a.textContent = data.short[v.p] || "";
           }
-          td.title = td.dataset.label + " · verdict: " + (v && v.p ? v.p : "none") + (y ? ": " + y.m + " " +
-            fmt(y.s) + " (chance " + fmt(y.b) + ", lift ×" + fmt(y.lift, 1) + ", excess over chance " + fmt(y.e, 2) +
-            ") · n = " + data.n[y.p][0] + " rows, " + data.n[y.p][1] + " prompts" : "") +
+          td.title = td.dataset.label + " · verdict: " + (v && v.p ? v.p : "none") + (y ? " · " + words(y) : "") +
             (v && v.sink !== null && v.sink !== undefined ? " · share of attention on BOS " + fmt(v.sink, 2) : "");
           return;
         }
         var x = pick.value === "" ? best(l, h) : match(pick.value, l, h);
-        if (!x || !isFinite(x.e) || x.e < t) {
+        if (!x || !isFinite(x.e) || (x.e < t && !(x.signed && pick.value !== ""))) {
           td.style.background = "#eee"; a.style.color = "#999"; a.textContent = "";
         } else if (pick.value === "") {
           var e = Math.max(0, Math.min(1, x.e));
           td.style.background = "hsl(" + data.hues[x.p] + ",70%," + (92 - 50 * e) + "%)";
           a.style.color = e > 0.6 ? "#fff" : "#222"; a.textContent = data.short[x.p];
+        } else if (x.signed) {  // two-sided, 0 in the middle
+          td.style.background = div(x.s / size); a.style.color = Math.abs(x.s / size) > 0.6 ? "#fff" : "#222";
+          a.textContent = fmt(x.s, 2).replace(/^(-?)0\./, "$1.");
         } else {
           td.style.background = seq(x.s); a.style.color = ink(x.s); a.textContent = fmt(x.s, 2).replace(/^0/, "");
         }
-        var n = x ? data.n[x.p] : null;
-        td.title = x ? (td.dataset.label + " · " + x.p + ": " + x.m + " " + fmt(x.s) + " (chance " + fmt(x.b) +
-          ", lift ×" + fmt(x.lift, 1) + ", excess over chance " + fmt(x.e, 2) + ") · n = " + n[0] + " rows, " +
-          n[1] + " prompts") : td.dataset.label + ": not scored";
+        td.title = x ? td.dataset.label + " · " + words(x) : td.dataset.label + ": not scored";
       });
       document.querySelectorAll("#head-table tbody tr").forEach(function (tr) {
         var x = best(+tr.dataset.layer, +tr.dataset.head);
         tr.style.display = (!x || !isFinite(x.e) || x.e < t) && t > 0 ? "none" : "";
       });
     };
+    // the view in the URL: #colour=PATTERN|verdict|best&measure=M&t=0.2
+    var asked = state.read();
+    var choose = function (select, value) {
+      if (value === undefined) return;
+      if (Array.prototype.some.call(select.options, function (o) { return o.value === value; })) select.value = value;
+    };
+    choose(pick, asked.colour === "best" ? "" : asked.colour);
+    choose(meas, asked.measure);
+    if (asked.t !== undefined && isFinite(+asked.t) && asked.t !== "") thr.value = Math.max(0, Math.min(1, +asked.t));
+    var remember = function () {
+      state.write({colour: pick.value === "" ? "best" : pick.value, measure: meas.value === "own" ? "" : meas.value,
+                   t: thr.value === "0.2" ? "" : thr.value});
+    };
+    // "change" only: a slider fires "input" at every step, and browsers throttle replaceState
+    [pick, meas, thr].forEach(function (e) { e.addEventListener("change", remember); });
     [pick, meas, thr].forEach(function (e) { e.addEventListener("input", paint); e.addEventListener("change", paint); });
     grid.addEventListener("mouseover", function (ev) {
       var td = ev.target.closest("td.cell"); if (td) hover.textContent = td.title;

@@ -22,6 +22,7 @@ from typing import Any
 from patternlang.engine.verdicts import (DEFAULT_FOOTING, SINK_PATTERN, Candidate, Footing, Verdict,
                                         rule_of_expression, verdict)
 from patternlang.errors import PatternError
+from patternlang.measure_table import MEASURE_TABLE
 from patternlang.syntax.parser import parse_rule
 
 AMBIGUOUS_WITHIN = 0.1
@@ -69,15 +70,49 @@ def pattern_measure(doc: Mapping[str, Any], pattern: str, measure: str | None = 
     return chosen if chosen in entry["scores"] else doc["measures"][0]
 
 
+def is_signed(doc: Mapping[str, Any], measure: str) -> bool:
+    """Whether a measure's sign means something (`copying`: + copies, - suppresses): its chance means
+    nothing and its maps are two-sided, 0 in the middle. From the measure table; a measure it does not
+    know is signed when the document's bounds let it go below 0."""
+    if measure in MEASURE_TABLE:
+        return MEASURE_TABLE[measure].signed
+    low = (doc.get("measure_bounds", {}).get(measure) or [None, None])[0]
+    return low is not None and low < 0
+
+
+def ranks_lowest(doc: Mapping[str, Any], pattern: str, measure: str | None = None) -> bool:
+    """Whether a pattern's candidates are its lowest scores in `measure` (default: its own), as
+    `Scores.ranks_lowest`: the pattern's `rank` for its own measure, else the measure's direction."""
+    entry = doc["patterns"][pattern]
+    chosen = pattern_measure(doc, pattern, measure)
+    if chosen == pattern_measure(doc, pattern) and entry.get("rank") in ("lowest", "highest"):
+        return bool(entry["rank"] == "lowest")
+    return chosen in MEASURE_TABLE and MEASURE_TABLE[chosen].direction == "lower"
+
+
+def strength(score: float | None, baseline: float | None, upper: float | None, *, signed: bool = False,
+             lowest: bool = False, lower: float | None = None) -> float:
+    """How far a score goes the pattern's way: its excess over chance (`excess`), mirrored for a
+    pattern ranked lowest (`(chance - score) / (chance - lower)`); for a signed measure, where chance
+    means nothing, the score itself (its negation when ranked lowest). NaN where unknown."""
+    if signed:
+        return math.nan if score is None or math.isnan(score) else (-score if lowest else score)
+    if lowest:
+        return excess(None if score is None else -score, None if baseline is None else -baseline,
+                      None if lower is None else -lower)
+    return excess(score, baseline, upper)
+
+
 def head_matches(doc: Mapping[str, Any], layer: int, head: int, measure: str | None = None) -> list[Match]:
     """Every pattern's match for one head: the verdict's label first (when it has one), then by
-    excess over chance (NaN last)."""
+    excess over chance (NaN last; a signed measure has no chance, so no excess: NaN)."""
     bounds = doc.get("measure_bounds", {})
     matches = []
     for name, entry in doc["patterns"].items():
         m = pattern_measure(doc, name, measure)
         score = _num(entry["scores"][m][layer][head])
-        baseline = _num(entry.get("baseline", {}).get(m))
+        # a signed measure (copying) has no chance level: no excess over it, no lift
+        baseline = math.nan if is_signed(doc, m) else _num(entry.get("baseline", {}).get(m))
         upper = (bounds.get(m) or [None, None])[1]
         ci = (entry.get("ci95") or {}).get(m)
         matches.append(Match(

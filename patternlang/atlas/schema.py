@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from patternlang.engine.score_schema import (MAX_HEADS, MAX_LAYERS, STRICT, Count, Grid, Interval, Name, Number,
                                              bounds_of, check_grid, check_number, check_shape, field_error)
@@ -28,6 +28,8 @@ Token = Annotated[str, Field(max_length=1000)]
 Pair = Annotated[list[int | float | None], Field(min_length=2, max_length=2)]  # [prompt, score]
 Ranked = list[list[list[Pair]]]  # [layer][head] -> [[prompt, score], ...]
 LABEL = re.compile(r"L(\d{1,4})H(\d{1,4})")
+# A `require` condition as `engine/verdicts.pattern_records` writes it: "copying > 0"
+REQUIREMENT = re.compile(r"[A-Za-z_]\w{0,99} (==|!=|<=|>=|<|>) [-+]?(\d{1,30}(\.\d{0,30})?|\.\d{1,30})([eE][-+]?\d{1,3})?")
 
 
 class ModelFacts(BaseModel):
@@ -49,6 +51,17 @@ class Sample(BaseModel):
     matrix: list[int]
 
 
+class PositionalBaseline(BaseModel):
+    """The best fixed-offset rule on the pattern's target rows (`engine/baselines.best_rules`)."""
+    model_config = STRICT
+    rule: Text | None = None
+    score: Number = None
+    measure: Name | None = None
+    pattern_is_rule: bool = False
+    sink: Number = None
+    offsink: Number = None
+
+
 class PatternEntry(BaseModel):
     model_config = STRICT
     scores: dict[Name, Grid]
@@ -68,6 +81,17 @@ class PatternEntry(BaseModel):
     worst_prompts: Ranked | None = None
     example_scores: list[Grid] = Field(default=[], max_length=100)
     sample: Sample | None = None
+    rank: Literal["highest", "lowest"] = "highest"  # `rank lowest`: the lowest scores are the candidates
+    requires: list[Annotated[str, Field(max_length=200)]] = Field(default=[], max_length=100)
+    positional_baseline: PositionalBaseline | None = None  # optional: documents before it still load
+
+    @field_validator("requires")
+    @classmethod
+    def _conditions(cls, requires: list[str]) -> list[str]:
+        for text in requires:
+            if not REQUIREMENT.fullmatch(text):
+                raise ValueError(f"{text[:60]!r} is not a condition MEASURE OP NUMBER (e.g. 'copying > 0')")
+        return requires
 
 
 class Example(BaseModel):
@@ -230,6 +254,10 @@ class AtlasDocument(BaseModel):
                 table = getattr(entry, key)
                 if table is not None:
                     _check_ranked(table, shape, f"{where}.{key}", own)
+            position = entry.positional_baseline
+            if position is not None:
+                check_number(position.score, f"{where}.positional_baseline.score",
+                             bounds_of(position.measure or entry.measure or self.measures[0]))
             if entry.sample is not None:
                 _check_triangle(entry.sample.matrix, entry.sample.n_tokens, f"{where}.sample.matrix")
         for label, drawn in self.heads.items():

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from patternlang.atlas.assets import CSS, palettes, script
 from patternlang.atlas.schema import normalised_document
-from patternlang.atlas.ranking import contenders, excess, head_matches, pattern_measure
-from patternlang.engine.verdicts import SINK_PATTERN
+from patternlang.atlas.maps import Scale, colour_bar, diverging_scale, excess_scale, heatmap, top_heads
+from patternlang.atlas.ranking import (contenders, head_matches, is_signed, pattern_measure, ranks_lowest,
+                                       strength)
+from patternlang.engine.verdicts import FLOOR, SINK_PATTERN, holds, parse_requirement
 from patternlang.files import inside, safe_file_name
 from patternlang.heads import head_label
+from patternlang.measure_table import MEASURE_TABLE
 from patternlang.report.templating import render
 
 MOSAIC_HEIGHT = 220  # pixels: every model's layers span the same height (depth-normalised)
@@ -189,15 +193,20 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     n_layers, n_heads = m["n_layers"], m["n_heads"]
     names = list(doc["patterns"])
     shorts = _short_names(names)
+    own = {p: pattern_measure(doc, p) for p in names}
+    measures = list(dict.fromkeys([*doc["measures"], *own.values()]))  # a pattern's own may be its alone (copying)
     data = {
         "kind": "model", "patterns": names, "hues": {p: site.hues[p] for p in names},
-        "short": shorts,
-        "own": {p: doc["patterns"][p].get("measure") or doc["measures"][0] for p in names},
+        "short": shorts, "own": own,
         "bounds": doc.get("measure_bounds", {}),
         "scores": {meas: {p: e["scores"][meas] for p, e in doc["patterns"].items() if meas in e["scores"]}
-                   for meas in doc["measures"]},
+                   for meas in measures},
         "baseline": {p: e.get("baseline", {}) for p, e in doc["patterns"].items()},
         "n": {p: [e.get("n_rows", 0), e.get("n_prompts", 0)] for p, e in doc["patterns"].items()},
+        # signed measures: no chance, a two-sided scale; which way each pattern and measure ranks
+        "signed": {meas: is_signed(doc, meas) for meas in measures},
+        "lower": {meas: meas in MEASURE_TABLE and MEASURE_TABLE[meas].direction == "lower" for meas in measures},
+        "rank": {p: e.get("rank", "highest") for p, e in doc["patterns"].items()},
     }
     verdicts = {label: v for label, v in ((head_label(la, he), _verdict_of(doc, head_label(la, he)))
                                           for la in range(n_layers) for he in range(n_heads)) if v is not None}
@@ -278,11 +287,13 @@ def _head_page(site: Site, doc: Mapping[str, Any], layer: int, head: int) -> Non
     rows = []
     for x in matches:
         grid = doc["patterns"][x.pattern]["scores"][x.measure]
-        flat = sorted((v for row in grid for v in row if v is not None), reverse=True)
+        lowest = ranks_lowest(doc, x.pattern, x.measure)  # `rank lowest`: its place counts from the lowest
+        flat = sorted((v for row in grid for v in row if v is not None), reverse=not lowest)
         place = (flat.index(x.score) + 1) if x.score is not None and not math.isnan(x.score) and x.score in flat else None
         rows.append({"pattern": x.pattern, "url": site.pattern_url(x.pattern), "measure": x.measure,
                      "score": _cell(x.score), "low": _fmt(x.ci_low), "high": _fmt(x.ci_high),
-                     "baseline": _cell(x.baseline), "lift": _cell(x.lift, 1), "excess": _cell(x.excess, 2),
+                     "baseline": {"v": "", "f": "none (signed)"} if is_signed(doc, x.measure) else _cell(x.baseline),
+                     "lift": _cell(x.lift, 1), "excess": _cell(x.excess, 2),
                      "rows": {"v": x.n_rows, "f": x.n_rows}, "prompts": {"v": x.n_prompts, "f": x.n_prompts},
                      "place": {"v": place or "", "f": place or "–"}, "of": m["n_layers"] * m["n_heads"]})
     stat = [_stat(stats, key, layer, head) for key in ("bos", "distance", "entropy")]
@@ -457,12 +468,117 @@ def _mosaic(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, diver
     return {"width": MOSAIC_WIDTH, "height": MOSAIC_HEIGHT, "rects": rects}
 
 
-def _excess_grid(doc: Mapping[str, Any], name: str) -> list[list[float]]:
+PATTERN_MAP = (120, 220)  # width, height in pixels of a pattern page's map (depth-normalised: every model's)
+COMPARE_MAP = (180, 300)  # a compare page's, larger: three side by side
+TOP_HEADS = 5  # the heads listed beside a compare page's map
+BEST_HEADS = 10  # the best heads a pattern page lists per model
+
+
+@dataclass(frozen=True, slots=True)
+class PatternFacts:
+    """How a pattern's scores read in one document: its own measure, whether that measure is signed
+    (no chance; a two-sided map), whether the pattern ranks lowest first, and each head's
+    `strength` (`ranking.strength`: excess over chance, or the signed score, the pattern's way up)."""
+
+    name: str
+    measure: str
+    signed: bool
+    lowest: bool
+    scores: list[list[float | None]]
+    strength: list[list[float | None]]
+    baseline: float | None
+
+
+def _facts(doc: Mapping[str, Any], name: str) -> PatternFacts:
     entry = doc["patterns"][name]
     meas = pattern_measure(doc, name)
-    upper = (doc.get("measure_bounds", {}).get(meas) or [None, None])[1]
+    bounds = doc.get("measure_bounds", {}).get(meas) or [None, None]
+    signed, lowest = is_signed(doc, meas), ranks_lowest(doc, name)
     base = entry.get("baseline", {}).get(meas)
-    return [[excess(v, base, upper) for v in row] for row in entry["scores"][meas]]
+    scores = [[_finite(v) for v in row] for row in entry["scores"][meas]]
+    grid = [[_finite(strength(v, base, bounds[1], signed=signed, lowest=lowest, lower=bounds[0])) for v in row]
+            for row in scores]
+    return PatternFacts(name, meas, signed, lowest, scores, grid, None if signed else base)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _shown(facts: PatternFacts) -> list[list[float | None]]:
+    """What a pattern's map colours: the signed score itself, else the excess over chance."""
+    return facts.scores if facts.signed else facts.strength
+
+
+def _scale(all_facts: Sequence[PatternFacts]) -> Scale:
+    """One colour scale for a pattern's maps side by side (the same measure in every document)."""
+    first = all_facts[0]
+    if first.signed:
+        return diverging_scale([f.scores for f in all_facts],
+                               f"{first.measure} (signed: 0 in the middle){', lowest first' if first.lowest else ''}")
+    way = " (lowest first: chance − score)" if first.lowest else ""
+    return excess_scale([f.strength for f in all_facts], f"{first.measure}: excess over chance{way}")
+
+
+def _hover(facts: PatternFacts) -> Callable[[int, int, float | None], str]:
+    def title(layer: int, head: int, value: float | None) -> str:
+        score = facts.scores[layer][head]
+        text = f"{head_label(layer, head)} · {facts.name}: {facts.measure} {_fmt(score)}"
+        if not facts.signed:
+            text += f" (chance {_fmt(facts.baseline)}, excess over chance {_fmt(facts.strength[layer][head], 2)})"
+        return text
+    return title
+
+
+def _pattern_map(site: Site, doc: Mapping[str, Any], facts: PatternFacts, scale: Scale, size: tuple[int, int],
+                 prefix: str = "../") -> dict[str, Any]:
+    return heatmap(_shown(facts), scale, url=lambda label: prefix + site.head_url(doc, label), title=_hover(facts),
+                   width=size[0], height=size[1])
+
+
+def _best_heads(site: Site, doc: Mapping[str, Any], facts: PatternFacts, n: int) -> dict[str, Any]:
+    """A pattern's best heads in one document, its way up (lowest first for `rank lowest`), with each
+    head's interval, chance and excess (not for a signed measure), its margin over the pattern's best
+    positional rule (`positional_baseline`) and whether that rule explains it (the rule scores
+    inside the head's interval, for heads at least `FLOOR` above chance, as `engine/verdicts.py`
+    decides it), and the `require` conditions it fails."""
+    entry = doc["patterns"][facts.name]
+    ci = (entry.get("ci95") or {}).get(facts.measure)
+    position = entry.get("positional_baseline")
+    pos_score = _finite(position.get("score")) if isinstance(position, Mapping) else None
+    if pos_score is not None and (position.get("measure") or facts.measure) != facts.measure:
+        pos_score = None  # a rule scored in another measure does not compare
+    is_rule = bool(position.get("pattern_is_rule")) if pos_score is not None else False
+    requires = [parse_requirement(text) + (text,) for text in entry.get("requires") or []]
+    rows = []
+    for place, (layer, head, _) in enumerate(top_heads(facts.strength, n), start=1):
+        label = head_label(layer, head)
+        score = facts.scores[layer][head]
+        low = _finite(ci["low"][layer][head]) if ci else None
+        high = _finite(ci["high"][layer][head]) if ci else None
+        margin = explained = None
+        if pos_score is not None and score is not None:
+            margin = (pos_score - score) if facts.lowest else (score - pos_score)
+            if not is_rule and (facts.strength[layer][head] or 0.0) >= FLOOR:  # a candidate (as the verdict's)
+                # explained: the head's margin over the rule is within its interval
+                edge = (high if high is not None else score) if facts.lowest else (low if low is not None else score)
+                explained = pos_score <= edge if facts.lowest else pos_score >= edge
+        failed = [text for meas, op, value, text in requires
+                  if not holds(op, _grid_value(entry, meas, layer, head), value)]
+        rows.append({"place": place, "label": label, "url": site.head_url(doc, label), "score": _fmt(score),
+                     "low": _fmt(low), "high": _fmt(high), "chance": _fmt(facts.baseline),
+                     "excess": _fmt(facts.strength[layer][head], 2), "margin": _fmt(margin),
+                     "explained": explained, "failed": failed})
+    return {"rows": rows, "signed": facts.signed, "lowest": facts.lowest, "measure": facts.measure,
+            "position": {"rule": str(position.get("rule") or "–"), "score": _fmt(pos_score), "is_rule": is_rule}
+            if pos_score is not None else None,
+            "requires": bool(requires)}
+
+
+def _grid_value(entry: Mapping[str, Any], measure: str, layer: int, head: int) -> float:
+    grid = entry["scores"].get(measure)
+    value = None if grid is None else grid[layer][head]
+    return math.nan if value is None else float(value)  # a measure not scored: the condition fails
 
 
 def _pattern_page(site: Site, name: str) -> None:
@@ -479,41 +595,64 @@ def _pattern_page(site: Site, name: str) -> None:
             data["examples"].append({"key": key, "n": sample["n_tokens"], "sparse": _sparse(sample["matrix"]),
                                      "pattern": name})
             shown_sample = {"model": sample_doc["model"]["id"], "n_tokens": sample["n_tokens"]}
+    docs = [d for d in site.docs if name in d["patterns"]]
+    all_facts = [_facts(doc, name) for doc in docs]
+    scale = _scale(all_facts)
     figures = []
-    for doc in site.docs:
-        if name not in doc["patterns"]:
-            continue
+    for doc, facts in zip(docs, all_facts):
         e = doc["patterns"][name]
-        grid = _excess_grid(doc, name)
-        ranked = sorted(((v, layer, head) for layer, row in enumerate(grid) for head, v in enumerate(row)
-                         if v is not None and math.isfinite(v)), reverse=True)[:3]
-        figures.append({"mosaic": _mosaic(site, doc, name, grid), "id": doc["model"]["id"],
+        figures.append({"map": _pattern_map(site, doc, facts, scale, PATTERN_MAP), "id": doc["model"]["id"],
                         "n_layers": doc["model"]["n_layers"], "n_heads": doc["model"]["n_heads"],
                         "n_rows": e.get("n_rows", 0), "n_prompts": e.get("n_prompts", 0),
-                        "best": [{"url": site.head_url(doc, head_label(la, he)), "label": head_label(la, he),
-                                  "value": _fmt(v, 2)} for v, la, he in ranked]})
+                        "best": _best_heads(site, doc, facts, BEST_HEADS)})
     site.write(site.pattern_url(name), "pattern.html", name, data, name=name, entry=entry,
                exclusions=json.dumps(entry.get("exclusions", {}), ensure_ascii=False), sample=shown_sample,
-               figures=figures)
+               figures=figures, bar=colour_bar(scale), signed=all_facts[0].signed, lowest=all_facts[0].lowest,
+               measure=all_facts[0].measure)
 
 
 # --------------------------------------------------------------------------- compare
 
 
+def _top_list(site: Site, doc: Mapping[str, Any], facts: PatternFacts) -> list[dict[str, Any]]:
+    return [{"label": head_label(la, he), "url": site.head_url(doc, head_label(la, he)),
+             "score": _fmt(facts.scores[la][he]), "excess": _fmt(v, 2)}
+            for la, he, v in top_heads(facts.strength, TOP_HEADS)]
+
+
 def _compare_page(site: Site, a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
+    """Two models, pattern by pattern: each one's map on one shared scale with axes, its colour bar
+    and its top heads with their numbers; for models of one shape the difference B − A too (on a
+    two-sided scale of its own), the heads that changed most, and a head-by-head table."""
     ida, idb = a["model"]["id"], b["model"]["id"]
     shared = [p for p in a["patterns"] if p in b["patterns"]]
     same_shape = (a["model"]["n_layers"], a["model"]["n_heads"]) == (b["model"]["n_layers"], b["model"]["n_heads"])
     sections = []
     for name in shared:
-        ga, gb = _excess_grid(a, name), _excess_grid(b, name)
-        figures = [{"mosaic": _mosaic(site, a, name, ga), "caption": ida},
-                   {"mosaic": _mosaic(site, b, name, gb), "caption": idb}]
-        if same_shape:
-            diff = [[(y - x) if math.isfinite(x) and math.isfinite(y) else math.nan for x, y in zip(ra, rb)]
+        fa, fb = _facts(a, name), _facts(b, name)
+        if fa.measure != fb.measure:  # scored in different measures: each on its own scale
+            scales = [_scale([fa]), _scale([fb])]
+        else:
+            scales = [_scale([fa, fb])] * 2
+        figures = [{"map": _pattern_map(site, doc, facts, scale, COMPARE_MAP), "caption": doc["model"]["id"],
+                    "top": _top_list(site, doc, facts), "bar": colour_bar(scale), "kind": "model"}
+                   for doc, facts, scale in ((a, fa, scales[0]), (b, fb, scales[1]))]
+        if same_shape and fa.measure == fb.measure:
+            ga, gb = _shown(fa), _shown(fb)
+            diff = [[(y - x) if x is not None and y is not None else None for x, y in zip(ra, rb)]
                     for ra, rb in zip(ga, gb)]
-            figures.append({"mosaic": _mosaic(site, b, name, diff, diverging=True), "caption": f"{idb} − {ida}"})
-        sections.append({"url": site.pattern_url(name), "name": name, "figures": figures})
+            what = f"{fa.measure}" if fa.signed else f"{fa.measure}: excess over chance"
+            dscale = diverging_scale([diff], f"change in {what}, {idb} − {ida}", at_least=0.0 if fa.signed else 1.0)
+
+            def title(layer: int, head: int, value: float | None, what: str = what, name: str = name) -> str:
+                return f"{head_label(layer, head)} · {name}: change in {what}, {idb} − {ida}: {_fmt(value)}"
+            figures.append({"map": heatmap(diff, dscale, url=lambda label: "../" + site.head_url(b, label),
+                                           title=title, width=COMPARE_MAP[0], height=COMPARE_MAP[1]),
+                            "caption": f"{idb} − {ida}", "bar": colour_bar(dscale), "kind": "difference",
+                            "top": [{"label": head_label(la, he), "url": site.head_url(b, head_label(la, he)),
+                                     "change": f"{v:+.3f}"} for la, he, v in top_heads(diff, TOP_HEADS, by_size=True)]})
+        sections.append({"url": site.pattern_url(name), "name": name, "figures": figures, "measure": fa.measure,
+                         "signed": fa.signed, "lowest": fa.lowest, "shared": scales[0] is scales[1]})
     rows = []
     if same_shape:
         for layer in range(a["model"]["n_layers"]):
