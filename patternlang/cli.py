@@ -133,9 +133,9 @@ def check(
     if as_json:
         print(json.dumps({"ok": True, "files": {f: [p.name for p in ps] for f, ps in found.items()}}, indent=2))
         return
-    for file, patterns in found.items():
+    for checked, patterns in found.items():
         names = ", ".join(p.name for p in patterns)
-        out.print(f"[green]ok[/green] {file}: {len(patterns)} pattern(s) ({names})")
+        out.print(f"[green]ok[/green] {checked}: {len(patterns)} pattern(s) ({names})")
 
 
 def _problem(error: PatternError) -> dict:

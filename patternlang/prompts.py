@@ -118,6 +118,8 @@ class Prompts:
         if self.texts is not None:
             spans = self.spans[:n] if self.spans is not None else None
             return Prompts(texts=self.texts[:n], name=self.name, description=self.description, spans=spans)
+        if self.tokens is None:
+            raise InputError("a prompt set needs exactly one of texts= or tokens=")
         return Prompts(tokens=self.tokens[:n], name=self.name, description=self.description)
 
     def as_tensor(self) -> Any:

@@ -300,7 +300,8 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
             close = _closest_field(str(field), _model_at(parent))
             if close:
                 suggested[tuple(parent) + (close,)] = field
-    errors, seen = [], set()
+    errors: list[PatternError] = []
+    seen = set()
     for problem in problems:
         path, message = _without_union_branch(problem["loc"], problem["msg"])
         if (problem["type"] == "missing" and path in suggested) or path is None or (path, message) in seen:

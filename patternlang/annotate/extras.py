@@ -17,7 +17,7 @@ from ..syntax.features import FEATURES
 from .spacy_parser import EXTRA, INSTALL_HINT, syntax_available
 
 
-def first_syntax_read(expr: ast.PExpr) -> ast.Node | None:
+def first_syntax_read(expr: ast.PExpr) -> ast.Index | ast.Call | None:
     """The first feature read or call of `expr` that needs the parser, if any."""
     for node in ast.walk(expr):
         if isinstance(node, ast.Index) and "syntax" in FEATURES[node.feature].needs:

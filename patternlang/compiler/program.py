@@ -262,7 +262,11 @@ class _ValueCompiler(ast.Visitor):
 
     def visit_Neg(self, value: ast.Neg):
         operand = _compile_value(value.operand)
-        return lambda f: (lambda d, v: (-d, v))(*operand(f))
+
+        def negate(f):
+            data, valid = operand(f)
+            return -data, valid
+        return negate
 
     def visit_Arith(self, value: ast.Arith):
         left, right = _compile_value(value.left), _compile_value(value.right)
@@ -297,6 +301,13 @@ def _compile_index(value: ast.Index):
     return gather
 
 
+def _string_literal(arg: ast.Value) -> str:
+    """A function's argument after its subject: a string written in the rule (the kinds pass allows nothing else)."""
+    if not isinstance(arg, ast.StrLit):
+        raise TypeError(f"a string literal was expected here, not {type(arg).__name__}")
+    return arg.value
+
+
 def _compile_call(value: ast.Call):
     function = FUNCTIONS[value.func]
     if value.func == "ancestor":
@@ -313,7 +324,7 @@ def _compile_call(value: ast.Call):
         return iequals
 
     subject = _compile_value(value.args[0])
-    literals = tuple(arg.value for arg in value.args[1:])  # the checker allows only literals here
+    literals = tuple(_string_literal(arg) for arg in value.args[1:])
 
     def call(f):
         ids, valid = subject(f)

@@ -6,7 +6,7 @@ definitions of the string functions, so that tests can use it as the oracle.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..syntax import ast
@@ -121,12 +121,13 @@ class _PExprEvaluator(ast.Visitor):
     def visit_Combine(self, expr: ast.Combine) -> Matrix:
         n = self.n
         a, b = _pexpr(expr.left, self.prompt, self.memo), _pexpr(expr.right, self.prompt, self.memo)
-        op = {
+        ops: dict[str, Callable[[float, float], float]] = {
             "union": max,
             "intersect": min,
             "add": lambda x, y: x + y,
             "difference": lambda x, y: x if y == 0 else 0.0,
-        }[expr.op]
+        }
+        op = ops[expr.op]
         return [[op(a[q][k], b[q][k]) for k in range(n)] for q in range(n)]
 
     def visit_Scale(self, expr: ast.Scale) -> Matrix:

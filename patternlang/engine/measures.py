@@ -161,7 +161,7 @@ def random_key_hits(targets: BatchTargets) -> Tensor:
     """Per prompt, the expected `argmax` hits of a head that picks one counted key at random:
     the sum over target rows of (target keys / counted keys), `[batch, pattern, 1]`."""
     counted = targets.cells.sum(dim=2).float()  # [batch, q]
-    on_targets = targets.is_target.sum(dim=2).float()  # [batch, q, pattern]
+    on_targets = targets.prepared("is_target").sum(dim=2).float()  # [batch, q, pattern]
     share = on_targets / counted.clamp_min(1.0)[..., None]
     return share.sum(dim=1)[..., None]
 

@@ -100,6 +100,11 @@ class Readout:
         self.weight = None if weight is None else weight.detach()
         self.W_U = model.W_U.detach()  # [d_model, d_vocab]
 
+    def output_weights(self) -> Tensor:
+        """Every head's `W_O`, `[layer, head_index, d_head, d_model]`, detached (read when asked: a
+        `TransformerBridge` stacks it from its layers)."""
+        return self.model.W_O.detach()
+
     def logits(self, resid: Tensor) -> Tensor:
         model = self.model
         if getattr(model, "ln_final", None) is not None and getattr(model, "unembed", None) is not None:

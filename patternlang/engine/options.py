@@ -67,6 +67,14 @@ class DetectOptions:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InputError(f"{name} must be a positive integer or None, got {value!r}")
 
+    @property
+    def measure_names(self) -> tuple[str, ...] | None:
+        """`measures` as `__post_init__` leaves it: known names in order, or None (each pattern's own)."""
+        measures = self.measures
+        if measures is None or isinstance(measures, tuple):
+            return measures
+        return check_measures(measures)
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))

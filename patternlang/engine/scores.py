@@ -305,7 +305,7 @@ class Scores:
             }
             return cls(patterns, measures, values, model=str(data.get("model", "model")),
                        n_prompts=int(data.get("n_prompts", 0)), n_tokens=int(data.get("n_tokens", 0)),
-                       settings=dict(data.get("settings", {})), n_layers=n_layers, n_heads=n_heads,
+                       settings=RunSettings.from_dict(dict(data.get("settings", {}))), n_layers=n_layers, n_heads=n_heads,
                        ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt,
                        effects=dict(data.get("effects") or {}))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
@@ -315,6 +315,8 @@ class Scores:
     def from_json(cls, path: str | Path) -> "Scores":
         data = read_json(path, "the scores file")
         validate_scores(data, path)
+        if not isinstance(data, Mapping):  # not reached: the schema refuses anything but an object
+            raise InputError(f"not a patternlang scores file: {str(path)!r} holds no JSON object")
         return cls.from_dict(data)
 
     def to_records(self) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import difflib
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
@@ -63,7 +64,9 @@ Place = Callable[[int, int, "int | None"], Location]
 
 
 def _in_text(text: str, filename: str | None) -> Place:
-    return lambda line, column, end=None: Location(line, column, text, filename, end_column=end)
+    def place(line: int, column: int, end: int | None = None) -> Location:
+        return Location(line, column, text, filename, end_column=end)
+    return place
 
 
 def parse_module(text: str, filename: str | None = None) -> ast.Module:
@@ -138,7 +141,8 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
                                   hint='end it with """')
     loc = place(line, column, None)
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        position = _stream_position(exc)
+        char = text[position] if position is not None and position < len(text) else ""
         hint = None
         if char == "=":
             hint = "compare with '==' (a single '=' is only for probe arguments)"
@@ -170,9 +174,14 @@ def _unclosed_triple_quote(text: str) -> int | None:
 def _error_offset(exc: UnexpectedInput, text: str) -> int:
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END" and exc.token.start_pos is not None:
         return exc.token.start_pos
-    if isinstance(exc, UnexpectedCharacters):
-        return exc.pos_in_stream
-    return len(text)
+    position = _stream_position(exc) if isinstance(exc, UnexpectedCharacters) else None
+    return len(text) if position is None else position
+
+
+def _stream_position(exc: UnexpectedInput) -> int | None:
+    """Where in the text an unexpected character is (lark declares `pos_in_stream` None on the base class)."""
+    position = getattr(exc, "pos_in_stream", None)
+    return position if isinstance(position, int) else None
 
 
 def _expected_terminals(exc: UnexpectedInput) -> set[str]:
@@ -286,6 +295,14 @@ class _Selection(str):
     """`last` / `first` after `attend` (a str, so that it is told apart from the variable's Token)."""
 
 
+def _combine(op: ast.SetOp) -> Callable[[_AstBuilder, Any, list[Any]], ast.Combine]:
+    """The transformer method building a `Combine` of `op` (`union`, `intersect`, `add`, `difference`)."""
+    def build(self: _AstBuilder, meta: Any, children: list[Any]) -> ast.Combine:
+        left, right = children
+        return ast.Combine(op, left, right, loc=self._loc(meta))
+    return build
+
+
 @v_args(meta=True)
 class _AstBuilder(Transformer):
     def __init__(self, text: str, place: Place):
@@ -307,7 +324,8 @@ class _AstBuilder(Transformer):
         return str(token)
 
     def _tok_loc(self, token: Token) -> Location:
-        return self.place(token.line, token.column, token.column + max(1, len(str(token))))
+        line, column = token.line or 1, token.column or 1  # a lexed token has both
+        return self.place(line, column, column + max(1, len(str(token))))
 
     # module level
     def module(self, meta, children):
@@ -367,17 +385,10 @@ class _AstBuilder(Transformer):
         return unquote(str(children[0]))
 
     # pattern expressions
-    def _combine(op):
-        def build(self, meta, children):
-            left, right = children
-            return ast.Combine(op, left, right, loc=self._loc(meta))
-        return build
-
     union = _combine("union")
     intersect = _combine("intersect")
     add = _combine("add")
     difference = _combine("difference")
-    del _combine
 
     def scale(self, meta, children):
         factor, operand = children

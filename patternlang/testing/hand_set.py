@@ -242,7 +242,7 @@ class HandSetModel(HookedRootModule):
             return self.tokenizer.convert_ids_to_tokens(input)
         items = list(input)
         if items and all(isinstance(item, str) for item in items):
-            return [self.to_str_tokens(item, prepend_bos) for item in items]
+            return [self.tokenizer.convert_ids_to_tokens(self.to_tokens(item, prepend_bos)[0]) for item in items]
         return self.tokenizer.convert_ids_to_tokens(items)
 
     def to_string(self, tokens: Any) -> str | list[str]:

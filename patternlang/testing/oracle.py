@@ -78,7 +78,9 @@ def oracle_baselines(detection, lengths, excl) -> dict[str, torch.Tensor]:
     n_patterns = detection.shape[0]
     out = {m: torch.full((n_patterns,), math.nan, dtype=torch.float64) for m in MEASURES}
     for p in range(n_patterns):
-        rows, mul, abs_ = [], [], []
+        rows: list[tuple[float, float, float, float, float]] = []
+        mul: list[float] = []
+        abs_: list[float] = []
         for b, length in enumerate(lengths):
             d = detection[p, b, :length, :length].double()
             for q in range(length):
