@@ -138,7 +138,7 @@ def check(
         out.print(f"[green]ok[/green] {checked}: {len(patterns)} pattern(s) ({names})")
 
 
-def _problem(error: PatternError) -> dict:
+def _problem(error: PatternError) -> dict[str, Any]:
     loc = error.location
     return {"kind": type(error).__name__, "message": error.message, "hint": error.hint,
             "file": loc.filename if loc else None, "line": loc.line if loc else None,
@@ -433,7 +433,8 @@ def _loading() -> Any:
     return err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext()
 
 
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _print_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   file: Any = None, line: str | None = None) -> None:
     # Warnings about the user's data (undefined scores, ...) read like errors, without a source line.
     err.print("patternlang: warning: ", style="bold yellow", end="")
     err.print(str(message), markup=False, highlight=False, soft_wrap=True)

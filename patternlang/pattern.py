@@ -89,7 +89,8 @@ class Pattern:
         return safe_html(pattern_html, self)
 
 
-def _features_for(tokens, str_tokens, special_ids, offsets=None, syntax=None) -> tuple[BatchFeatures, bool]:
+def _features_for(tokens: Any, str_tokens: Any, special_ids: Collection[int] | None, offsets: Any = None,
+                  syntax: Any = None) -> tuple[BatchFeatures, bool]:
     str_rows = None
     if str_tokens is not None:
         one_prompt = len(str_tokens) == 0 or isinstance(str_tokens[0], str)

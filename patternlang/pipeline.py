@@ -115,7 +115,7 @@ def _build_cached(text: str, form: Form, filename: str | None, name: str | None)
     return tuple(check_module(parse(text, form, filename, name=name), shipped_library(), inline=form == "rule"))
 
 
-def check_yaml(text: str, filename: str, library: dict | None = None) -> list[Pattern]:
+def check_yaml(text: str, filename: str, library: Mapping[str, Pattern] | None = None) -> list[Pattern]:
     """Read, validate, check and compile a YAML rule file against a library of known patterns."""
     return list(build(text, "yaml", filename, library=library))
 

@@ -97,7 +97,7 @@ def _pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Matrix]) ->
     return memo[id(expr)]
 
 
-class _PExprEvaluator(ast.Visitor):
+class _PExprEvaluator(ast.Visitor[Matrix]):
     """A pattern expression's matrix on one prompt, cell by cell; an unknown node is a TypeError."""
 
     def __init__(self, prompt: ReferencePrompt, memo: dict[int, Matrix]):
@@ -158,7 +158,7 @@ def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
     return _CondEvaluator(prompt, q, k).visit(value)
 
 
-class _CondEvaluator(ast.Visitor):
+class _CondEvaluator(ast.Visitor[Any]):
     """Conditions (True/False) and values (or MISSING) at one cell (q, k)."""
 
     def __init__(self, prompt: ReferencePrompt, q: int, k: int):

@@ -102,10 +102,10 @@ class Accumulator:
             self.per_prompt = {m: torch.full((per_prompt, n_layers, n_patterns, n_heads), math.nan)
                                for m in measures}
         self._batch_indices: Tensor | None = None
-        self._attention: dict | None = None  # which path read the attention (`record_path`)
+        self._attention: dict[str, Any] | None = None  # which path read the attention (`record_path`)
 
     @property
-    def attention(self) -> dict | None:
+    def attention(self) -> dict[str, Any] | None:
         """Which path read the attention of the sums so far (`blocked.merge_attention_paths`'s form)."""
         return self._attention
 
@@ -297,7 +297,7 @@ class Accumulator:
                 found.update({f"{attribute}/{key}": tensor for key, tensor in sorted(value.items())})
         return found
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The running sums, the prompt count and the per-prompt scores (when kept), on the CPU:
         plain dicts, lists and tensors, which `torch.load(..., weights_only=True)` reads back."""
         return {
@@ -309,7 +309,7 @@ class Accumulator:
             "attention": self._attention,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`'s output; a state of another shape or other sums is a `ValueError`."""
         mine = self.running_sums()
         sums = state.get("sums", {})

@@ -57,8 +57,10 @@ class LayerOutputs:
 def copying_sum(work: LayerWork) -> Tensor:
     """Per prompt, the sum over target rows of `sum_k A[q, k] D'[q, k] DLA(q, k)`: `[batch, pattern, head]`
     (`D'`: the pattern's row scaled to a maximum of 1, as `mass` weighs it)."""
-    targets = work.targets
-    direct = work.extras.direct_logits()
+    targets, extras = work.targets, work.extras
+    if extras is None:
+        raise ValueError("copying reads the layer's outputs: the run must pass them (`extras`)")
+    direct = extras.direct_logits()
     weighted = cell_products(work.attention * direct, targets.by_cell)[..., targets.row_columns]  # [b, q, h, p]
     weight = targets.prepared("row_weight")[:, :, None, :]
     # Only target rows are read (selected): whatever a model computes for padded queries stays out.

@@ -64,7 +64,7 @@ def detect(
     progress: bool = True,
     prepend_bos: bool = True,
     per_prompt: bool = False,
-    attention: str | Callable = "auto",
+    attention: str | Callable[..., Any] = "auto",
     chunk_size: int | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,

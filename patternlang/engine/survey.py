@@ -19,7 +19,8 @@ from patternlang.engine.options import DetectOptions
 from patternlang.engine.progress import one_run
 from patternlang.engine.score_records import RunSettings
 from patternlang.engine.scores import Scores
-from patternlang.library import Pattern, load_patterns, shipped_patterns
+from patternlang.library import load_patterns, shipped_patterns
+from patternlang.pattern import Pattern
 from patternlang.probes import make_probe
 from patternlang.settings import ProbeSpec
 

@@ -305,7 +305,7 @@ _SHOWN_LINE = 120
 def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: Path) -> Prompts:
     texts: list[str] = []
     tokens: list[tuple[int, ...]] = []
-    spans: list = []  # per text prompt: its labelled spans, or None
+    spans: list[Any] = []  # per text prompt: its labelled spans, or None
     line_of = "item" if PROMPT_FILE_TYPES[path.suffix.lower()] == "json" else "line"
     for number, value, line in entries:
         if len(texts) + len(tokens) >= MAX_PROMPTS:

@@ -18,7 +18,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar, Union
+from typing import Any, ClassVar, Generic, Literal, TypeVar, Union
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -175,14 +175,18 @@ def post_order(root: Node) -> list[Node]:
     return order
 
 
-class Visitor:
-    """Dispatch on the node type: `visit(node)` calls `visit_<ClassName>(node)`.
+_R = TypeVar("_R")
+
+
+class Visitor(Generic[_R]):
+    """Dispatch on the node type: `visit(node)` calls `visit_<ClassName>(node)`, which returns `_R`
+    (`Visitor[str]` writes text, `Visitor[None]` only checks).
 
     A node type without a method is an error (`TypeError`), never silently skipped, so a
     new node type cannot slip through a pass unnoticed."""
 
-    def visit(self, current: Node, *args: Any) -> Any:
-        method: Callable | None = getattr(self, "visit_" + type(current).__name__, None)
+    def visit(self, current: Node, *args: Any) -> _R:
+        method: Callable[..., _R] | None = getattr(self, "visit_" + type(current).__name__, None)
         if method is None:
             raise TypeError(f"{type(self).__name__} does not handle {type(current).__name__} nodes")
         return method(current, *args)
