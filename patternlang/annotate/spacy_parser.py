@@ -19,6 +19,9 @@ from typing import Any
 from functools import lru_cache
 
 from ..errors import InputError
+from ..models.facts import model_facts
+from ..prompts import split_prompts
+from ..tokenization import prompt_token_offsets
 from .aligned import Annotations, ParsedWord, align_words
 
 EXTRA = "syntax"
@@ -117,11 +120,6 @@ def prompt_syntax(model: Any, items: Sequence[Any], token_lists: Sequence[Any],
     needing = [d.name for d in detectors if "syntax" in getattr(d.pattern, "needs", ())]
     if not needing:
         return {}
-    # Deliberate lazy loads: `patternlang.models` imports torch, and the pattern checker imports this module.
-    from ..models.facts import model_facts
-    from ..prompts import split_prompts
-    from ..tokenization import prompt_token_offsets
-
     if not syntax_available():
         raise missing_extra_error(f"pattern {needing[0]!r}")
     spans = prompt_token_offsets(model_facts(model).tokenizer, items, token_lists, pattern=needing[0],

@@ -26,7 +26,8 @@ from patternlang.compiler import BatchFeatures
 from patternlang.discovery.replace import rule_attention
 from patternlang.library import compile_rule
 from patternlang.pattern import Pattern
-from patternlang.testing.hand_set import BOS_ID, PAD_ID, UNK_ID, HandSetConfig, HandSetModel, TokenSubspace
+from patternlang.testing.hand_set import (BOS_ID, CHARACTERS, PAD_ID, SPECIAL_TOKENS, UNK_ID, HandSetConfig, HandSetModel,
+                                          TokenSubspace)
 
 __all__ = ["PlantedModel", "make_planted_model", "planted_attention"]
 
@@ -120,8 +121,6 @@ def make_planted_model(rules: dict[tuple[int, int], Any], *, n_layers: int | Non
     """A model whose head `(layer, head)` attends by `rules[(layer, head)]` (others: uniformly)."""
     n_layers = n_layers or max(layer for layer, _ in rules) + 1
     n_heads = n_heads or max(head for _, head in rules) + 1
-    from patternlang.testing.hand_set import CHARACTERS, SPECIAL_TOKENS
-
     d_vocab = len(SPECIAL_TOKENS) + len(CHARACTERS)
     cfg = HandSetConfig(n_layers=n_layers, n_heads=n_heads, n_ctx=n_ctx, d_vocab=d_vocab, d_model=d_vocab,
                         d_head=d_vocab, strength=0.0, model_name="planted-rules")
