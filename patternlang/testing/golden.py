@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from patternlang.engine import Scores, detect
+from patternlang.engine.detection import detect
+from patternlang.engine.scores import Scores
 from patternlang.library import compile_rule, load_patterns, shipped_patterns
 from patternlang.models import load_model
 from patternlang.probes import make_probe
