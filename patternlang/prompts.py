@@ -67,7 +67,8 @@ class Prompts:
         if isinstance(self.texts, str):
             raise InputError("texts= takes a sequence of prompts; write texts=(text,) for one prompt")
         if self.texts is not None:
-            items: tuple[Prompt, ...] = tuple(check_text(text, index) for index, text in enumerate(_bounded(self.texts)))
+            items: tuple[Prompt, ...] = tuple(check_text(text, index)
+                                              for index, text in enumerate(_bounded(self.texts)))
             object.__setattr__(self, "texts", items)
         else:
             items = tuple(as_token_ids(row, index) for index, row in enumerate(_bounded(self.tokens)))

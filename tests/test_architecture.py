@@ -221,7 +221,8 @@ def test_imports_inside_functions_do_not_grow():
     for importer, imported, in_function, line in sorted(import_graph(), key=lambda edge: (edge[0], edge[3])):
         if in_function:
             inside[importer].append(f"{paths[importer].relative_to(ROOT)}:{line} imports {imported}")
-    grown = {module: found for module, found in inside.items() if len(found) > FUNCTION_LEVEL_IMPORTS.get(module, 0)}
+    grown = {module: found for module, found in inside.items()
+             if len(found) > FUNCTION_LEVEL_IMPORTS.get(module, 0)}
     offenders = [f"{module}: {len(found)} inside functions, at most {FUNCTION_LEVEL_IMPORTS.get(module, 0)}:\n  "
                  + "\n  ".join(found) for module, found in sorted(grown.items())]
     assert not offenders, ("imports inside functions grew (move them to module level; a deliberate lazy load "

@@ -84,7 +84,8 @@ def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
     top_value, top_key = attention.masked_fill(~targets.cells[:, None], -1.0).max(dim=-1)  # [batch, head, q]
     batch, heads, queries = top_key.shape
     index = top_key.transpose(1, 2)[..., None].expand(batch, queries, heads, targets.n_patterns)
-    hits = targets.prepared("is_target").gather(2, index) & (top_value.transpose(1, 2) > 0)[..., None]  # [batch, q, head, pattern]
+    is_target = targets.prepared("is_target")  # [batch, q, k, pattern]
+    hits = is_target.gather(2, index) & (top_value.transpose(1, 2) > 0)[..., None]  # [batch, q, head, pattern]
     return hits.sum(dim=1).transpose(1, 2).to(torch.float32)
 
 

@@ -305,8 +305,8 @@ class Scores:
             }
             return cls(patterns, measures, values, model=str(data.get("model", "model")),
                        n_prompts=int(data.get("n_prompts", 0)), n_tokens=int(data.get("n_tokens", 0)),
-                       settings=RunSettings.from_dict(dict(data.get("settings", {}))), n_layers=n_layers, n_heads=n_heads,
-                       ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt,
+                       settings=RunSettings.from_dict(dict(data.get("settings", {}))), n_layers=n_layers,
+                       n_heads=n_heads, ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt,
                        effects=dict(data.get("effects") or {}))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             raise InputError(f"not a patternlang scores file: {error}") from None

@@ -26,8 +26,8 @@ from patternlang.compiler import BatchFeatures
 from patternlang.discovery.replace import rule_attention
 from patternlang.library import compile_rule
 from patternlang.pattern import Pattern
-from patternlang.testing.hand_set import (BOS_ID, CHARACTERS, PAD_ID, SPECIAL_TOKENS, UNK_ID, HandSetConfig, HandSetModel,
-                                          TokenSubspace)
+from patternlang.testing.hand_set import (BOS_ID, CHARACTERS, PAD_ID, SPECIAL_TOKENS, UNK_ID, HandSetConfig,
+                                          HandSetModel, TokenSubspace)
 
 __all__ = ["PlantedModel", "make_planted_model", "planted_attention"]
 
