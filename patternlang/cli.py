@@ -4,8 +4,10 @@ Exit codes: 0 fine, 1 a user error (bad rule, file, prompt or argument value),
 2 a usage error (unknown option, missing argument), 130 interrupted.
 
 Every verb reads its options and calls one public function (`commands.py`, `report/listing.py`,
-`library.py`, `atlas/cli.py`), then prints. Those are imported inside the verbs on purpose: a
-verb loads only what it needs, so `list`, `check` and `--help` never import torch.
+`library.py`, `atlas/cli.py`), then prints. The torch-free ones (the language layer, the listings,
+the model-name check) are imported here; those that import torch (`commands`, the engine, the report
+formats, the atlas) inside the verbs that use them, on purpose: `list`, `measures`, `features`,
+`check` and `--help` never import torch (tests/test_architecture.py checks it).
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from typing import Any, List, Optional
 import typer
 from rich.console import Console
 
+from .collector import collector_paused
 from .console import _exit_status, quick_exit
 from .discovery.cli import describe_command
 from .errors import ErrorGroup, InputError, PatternError
+from .library import check_files, not_a_directory, pattern_files, probe_argument, shipped_patterns
+from .models.resolve import check_model_name
+from .report.listing import (cache_lines, clear_cache, features_json, features_tables, measures_json, measures_table,
+                             patterns_json, patterns_table)
+from .syntax.features import features_markdown
 
 app = typer.Typer(
     name="patternlang",
@@ -46,9 +54,6 @@ def list_patterns(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show patterns with their rules, default probes and docstrings: the shipped ones, or a file's."""
-    from .library import check_files, pattern_files, shipped_patterns
-    from .report.listing import patterns_json, patterns_table
-
     if source is None:
         patterns = shipped_patterns()
         title = "Shipped patterns (patternlang compile NAME --prompt TEXT shows one)"
@@ -68,9 +73,6 @@ def list_features(
     markdown: bool = typer.Option(False, "--markdown", help="Print the Markdown table of docs/language.md."),
 ) -> None:
     """Show the token features a rule can read (tok, str, word, sentence, ...) and the string functions."""
-    from .report.listing import features_json, features_tables
-    from .syntax.features import features_markdown
-
     if markdown:
         print(features_markdown())
     elif as_json:
@@ -85,8 +87,6 @@ def list_measures(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show the measures a head can be scored with (docs/measures.md explains each)."""
-    from .report.listing import measures_json, measures_table
-
     if as_json:
         print(json.dumps(measures_json(), indent=2))
     else:
@@ -100,8 +100,6 @@ def cache(
 ) -> None:
     """What patternlang caches (de-quantised GGUF weights, so that models load in seconds; joined GGUF
     files; the embedded tokenizer): list it, or delete it all (safe: each is rebuilt when needed)."""
-    from .report.listing import cache_lines, clear_cache
-
     if action == "info":
         for line in cache_lines():
             out.print(line, markup=False, highlight=False)
@@ -118,8 +116,6 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the patterns found, or the problems."),
 ) -> None:
     """Check rule files and report every problem at once."""
-    from .library import check_files, not_a_directory
-
     for file in files:
         not_a_directory(str(file))
     try:
@@ -133,12 +129,12 @@ def check(
     if as_json:
         print(json.dumps({"ok": True, "files": {f: [p.name for p in ps] for f, ps in found.items()}}, indent=2))
         return
-    for file, patterns in found.items():
+    for checked, patterns in found.items():
         names = ", ".join(p.name for p in patterns)
-        out.print(f"[green]ok[/green] {file}: {len(patterns)} pattern(s) ({names})")
+        out.print(f"[green]ok[/green] {checked}: {len(patterns)} pattern(s) ({names})")
 
 
-def _problem(error: PatternError) -> dict:
+def _problem(error: PatternError) -> dict[str, Any]:
     loc = error.location
     return {"kind": type(error).__name__, "message": error.message, "hint": error.hint,
             "file": loc.filename if loc else None, "line": loc.line if loc else None,
@@ -238,12 +234,8 @@ def detect(
     Under `torchrun --nproc-per-node N -m patternlang detect ...` the prompts are shared out
     among the N processes and only rank 0 prints and writes files (docs/scale.md)."""
     if model is not None:  # a mistyped name fails here, in a fraction of a second, before torch loads
-        from .models.resolve import check_model_name
-
         check_model_name(model)
-    from .collector import collector_paused
-
-    with collector_paused():  # these import torch: see collector_paused
+    with collector_paused():  # these import torch (lazy, as every verb's): see collector_paused
         from .commands import score_heads
         from .engine import distributed
         from .engine.options import DetectOptions
@@ -269,7 +261,7 @@ def detect(
     else:
         out.print(top_heads_table(scores, k=top, ci=ci, width=out.width))
         if verdicts:  # [verdicts]
-            from .report.text import verdicts_table
+            from .report.text import verdicts_table  # torch: lazy, as every verb's
 
             out.print(verdicts_table(scores))
 
@@ -313,7 +305,7 @@ def show(
     (with its labelled spans, for patterns reading span[...]: --probe ioi, --probe needle, or a
     JSONL file whose lines carry "spans").
     """
-    from .commands import explain_head
+    from .commands import explain_head  # torch: lazy, as every verb's
     from .report import render_explanation_text
 
     why = explain_head(source, head, prompt=prompt, tokens=tokens, probe=probe, prompts=prompts, index=index,
@@ -341,7 +333,7 @@ def compare(
 
     Scores of the same shape are compared head by head (B − A); scores of two shapes (two
     different models) share no head, so each one's best heads are listed side by side."""
-    from .commands import compare_files
+    from .commands import compare_files  # torch: lazy, as every verb's
     from .report.changes import comparison_json, comparison_table
 
     files = (str(file_a), str(file_b))
@@ -378,8 +370,7 @@ def atlas(
                                                             "its rule, held-out score and IoU) to the head pages."),
 ) -> None:
     """Build (or extend) the head atlas: a static site about every head of each model, with its evidence."""
-    from .atlas.cli import run_atlas
-    from .library import probe_argument
+    from .atlas.cli import run_atlas  # torch: lazy, as every verb's
 
     run_atlas(out_dir, models=model, patterns=patterns, probe=probe_argument(probe) if probe else None, add=add,
               render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
@@ -433,7 +424,8 @@ def _loading() -> Any:
     return err.status("loading the model...", spinner="dots") if err.is_terminal else nullcontext()
 
 
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _print_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   file: Any = None, line: str | None = None) -> None:
     # Warnings about the user's data (undefined scores, ...) read like errors, without a source line.
     err.print("patternlang: warning: ", style="bold yellow", end="")
     err.print(str(message), markup=False, highlight=False, soft_wrap=True)

@@ -93,7 +93,7 @@ def score_heads(model: str | None, patterns: Sequence[str], options: DetectOptio
     if heatmap_measure is not None:
         if not heatmap:
             raise InputError("--heatmap-measure chooses what --heatmap draws, and no --heatmap FILE is given")
-        check_measure_scored(heatmap_measure, options.measures, chosen, survey=prompt_set is None)
+        check_measure_scored(heatmap_measure, options.measure_names, chosen, survey=prompt_set is None)
     if prompt_set is not None:  # one pass over the file: every line checked, and counted for the progress bar
         check_prompt_stream(prompt_set, model, chosen)
     rank = distributed.torchrun_rank()
@@ -155,7 +155,9 @@ def explain_head(source: str, head: str, *, prompt: str | None = None, tokens: s
     if prompts is not None:
         prompt_set = from_file(prompts)
         _check_index(index or 0, prompt_set, f"--prompts {prompts}")
-    item = prompt_argument(prompt, tokens, model) if prompt is not None or tokens is not None else None
+    item: str | Sequence[int] | None = None
+    if prompt is not None or tokens is not None:
+        item = prompt_argument(prompt, tokens, model)
     with loading():
         loaded = models.load_model(model, device=device)
     spans = None
@@ -203,7 +205,7 @@ def pattern_matrix(source: str, *, pattern: str | None = None, prompt: str | Non
             raise InputError(f"pattern {compiled.name!r} reads what written-out tokens lack (a parse, spans or the "
                              "model's predictions)", hint="give --prompt TEXT (or --prompts FILE.jsonl --index N)")
         matrix = compiled.matrix(str_tokens=str_tokens)
-    elif reads_model_inputs(compiled) or prompts is not None or spans is not None:
+    elif reads_model_inputs(compiled) or prompt is None or spans is not None:  # prompt None: --prompts
         matrix, str_tokens = compile_on_prompt(compiled, prompt=prompt, spans_json=spans, prompt_file=prompts,
                                                index=index, model_name=model, prepend_bos=prepend_bos, say=say)
     else:

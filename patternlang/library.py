@@ -63,6 +63,9 @@ def _load_patterns(spec: PatternSpec | Sequence[PatternSpec]) -> list[Pattern]:
         return [p for item in spec for p in _load_patterns(item)]
     if isinstance(spec, Pattern):
         return [spec]
+    if not isinstance(spec, (str, Path)):
+        raise InputError(f"cannot read patterns from a {type(spec).__name__}",
+                         hint="give a shipped name, a file, rule text, a Pattern, or a list of these")
     path = _as_file(spec)
     if path is not None:
         return list(_load_file(path))

@@ -89,20 +89,21 @@ class Pattern:
         return safe_html(pattern_html, self)
 
 
-def _features_for(tokens, str_tokens, special_ids, offsets=None, syntax=None) -> tuple[BatchFeatures, bool]:
-    if tokens is None and str_tokens is None:
-        raise InputError("give token ids, token strings, or both")
+def _features_for(tokens: Any, str_tokens: Any, special_ids: Collection[int] | None, offsets: Any = None,
+                  syntax: Any = None) -> tuple[BatchFeatures, bool]:
     str_rows = None
     if str_tokens is not None:
         one_prompt = len(str_tokens) == 0 or isinstance(str_tokens[0], str)
         str_rows = [list(str_tokens)] if one_prompt else [list(row) for row in str_tokens]
-    if tokens is None:
+    if tokens is not None:
+        checked, single = token_id_rows(tokens)  # checked: integers, >= 0, within 64 bits
+        rows = [list(row) for row in checked]
+    elif str_rows is not None:
         vocab: dict[str, int] = {}
         rows = [[vocab.setdefault(s, len(vocab)) for s in row] for row in str_rows]
         single = one_prompt
     else:
-        rows, single = token_id_rows(tokens)  # checked: integers, >= 0, within 64 bits
-        rows = [list(row) for row in rows]
+        raise InputError("give token ids, token strings, or both")
     if not rows or any(len(row) == 0 for row in rows):
         raise InputError("a prompt has no tokens")
     if str_rows is not None:

@@ -79,8 +79,13 @@ def check_module(module: ast.Module, library: Mapping[str, Pattern] | None = Non
         settings.append(check_settings(definition.settings, problems))
     problems.pattern = None
     problems.raise_if_any()
-    return [compile_pattern(definition, linked[definition.name], checked, module.filename)
-            for definition, checked in zip(module.definitions, settings)]
+    patterns = []
+    for definition, checked in zip(module.definitions, settings):
+        expr = linked[definition.name]
+        if expr is None:  # link leaves out only definitions with problems, raised above
+            raise PatternError(f"pattern {definition.name!r} could not be linked", definition.loc)
+        patterns.append(compile_pattern(definition, expr, checked, module.filename))
+    return patterns
 
 
 def compile_pattern(definition: ast.Definition, linked: ast.PExpr, settings: Settings,
@@ -110,7 +115,7 @@ def _build_cached(text: str, form: Form, filename: str | None, name: str | None)
     return tuple(check_module(parse(text, form, filename, name=name), shipped_library(), inline=form == "rule"))
 
 
-def check_yaml(text: str, filename: str, library: dict | None = None) -> list[Pattern]:
+def check_yaml(text: str, filename: str, library: Mapping[str, Pattern] | None = None) -> list[Pattern]:
     """Read, validate, check and compile a YAML rule file against a library of known patterns."""
     return list(build(text, "yaml", filename, library=library))
 

@@ -67,7 +67,8 @@ class Prompts:
         if isinstance(self.texts, str):
             raise InputError("texts= takes a sequence of prompts; write texts=(text,) for one prompt")
         if self.texts is not None:
-            items: tuple = tuple(check_text(text, index) for index, text in enumerate(_bounded(self.texts)))
+            items: tuple[Prompt, ...] = tuple(check_text(text, index)
+                                              for index, text in enumerate(_bounded(self.texts)))
             object.__setattr__(self, "texts", items)
         else:
             items = tuple(as_token_ids(row, index) for index, row in enumerate(_bounded(self.tokens)))
@@ -118,6 +119,8 @@ class Prompts:
         if self.texts is not None:
             spans = self.spans[:n] if self.spans is not None else None
             return Prompts(texts=self.texts[:n], name=self.name, description=self.description, spans=spans)
+        if self.tokens is None:
+            raise InputError("a prompt set needs exactly one of texts= or tokens=")
         return Prompts(tokens=self.tokens[:n], name=self.name, description=self.description)
 
     def as_tensor(self) -> Any:
@@ -205,7 +208,7 @@ def as_token_ids(item: Any, index: int) -> TokenIds:
     return _checked_ints(tuple(islice(item, MAX_PROMPT_TOKENS + 1)), index)
 
 
-def _checked_ints(values: tuple, index: int) -> TokenIds:
+def _checked_ints(values: tuple[Any, ...], index: int) -> TokenIds:
     _check_count(len(values), index)
     if not all(type(value) is int for value in values):  # the fast path is plain ints
         values = tuple(_integer(value, index, position) for position, value in enumerate(values))
@@ -298,7 +301,7 @@ def _raise_out_of_range(value: int, index: int, position: int, shown: str | None
 # Many prompts
 
 
-def split_prompts(prompts: Any) -> list:
+def split_prompts(prompts: Any) -> list[Any]:
     """What a user passes as prompts, as a list with one entry per prompt (each still unchecked).
 
     A string is one prompt; a flat list of integers is one prompt of token ids; a 1-D

@@ -7,9 +7,9 @@ bounded (a million prompts or a hundred patterns give a summary, not every item)
 raises: when drawing fails, the HTML falls back to the escaped text repr.
 
 The markup is in the autoescaping templates `templates/reprs/` (`report/templating.py`); this module
-builds the data they show. Importing it imports neither torch nor the report package (a `Prompts` is
-torch-free, and a text repr needs no jinja2): the HTML views import `report.templating` when they
-draw, and the Pattern and Scores views the rest of `patternlang.report`.
+builds the data they show. Importing it imports no torch (a `Prompts` is torch-free): the Pattern and
+Scores views import `report.data` (torch) when they draw. Only the values' `__repr__`/`_repr_html_`
+import this module, when a value is shown.
 
 >>> from patternlang.prompts import Prompts
 >>> prompts_repr(Prompts(texts=("The cat sat.", "A dog ran on."), name="pets"))
@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup, escape
 
 from patternlang.heads import parse_head
+from patternlang.report.colors import BLANK_COLOR, fit_scale
+from patternlang.report.templating import render as render_template
+from patternlang.report.templating import trusted
+from patternlang.report.tokens import display_tokens
 
 if TYPE_CHECKING:
     from patternlang.engine.scores import Scores
@@ -70,9 +74,6 @@ _STYLES = {"box": _BOX, "muted": _MUTED, "code": _CODE, "pre": _PRE, "table": _T
 def _render(template: str, /, **context: Any) -> Markup:
     """The template `template` of `templates/reprs/` rendered (autoescaped) with `context` and the
     styles `s`: HTML to show, or to put in another view's template as it is."""
-    from patternlang.report.templating import render as render_template  # jinja2: only when a view is drawn
-    from patternlang.report.templating import trusted
-
     styles = {name: trusted(css) for name, css in _STYLES.items()}
     return Markup(render_template(f"reprs/{template}", s=styles, **context))
 
@@ -174,9 +175,6 @@ def sample_matrix_html(pattern: Pattern) -> Markup:
 def matrix_grid(matrix: Any, str_tokens: Sequence[str]) -> Markup:
     """A `[q, k]` matrix as an HTML table, coloured with the reports' scale (`report.colors`); the
     cells above the diagonal blank."""
-    from patternlang.report.colors import BLANK_COLOR, fit_scale
-    from patternlang.report.tokens import display_tokens
-
     values = matrix.tolist() if hasattr(matrix, "tolist") else [list(row) for row in matrix]
     n = len(values)
     scale = fit_scale([values])
@@ -340,8 +338,7 @@ def provenance_rows(scores: Scores) -> list[tuple[str, str]]:
 
 def heatmap_html(scores: Scores) -> Markup:
     """Layer × head grids, one per pattern (the first `MAX_PANELS`, within `MAX_HEATMAP_CELLS`)."""
-    from patternlang.report.colors import fit_scale
-    from patternlang.report.data import MISSING, heatmap_panels
+    from patternlang.report.data import MISSING, heatmap_panels  # report/data imports torch: only for this view
 
     cells_per_panel = max(1, scores.n_layers * scores.n_heads)
     n_panels = max(1, min(len(scores.patterns), MAX_PANELS, MAX_HEATMAP_CELLS // cells_per_panel))

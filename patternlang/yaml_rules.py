@@ -13,13 +13,15 @@ deep nesting and alias bombs are errors too (see `_RuleFileLoader`).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ErrorGroup, Location, PatternError, PatternFileError
 from .syntax import ast
-from .syntax.parser import KEYWORDS, parse_probe, parse_rule
+from .syntax.parser import KEYWORDS, Place, parse_probe, parse_rule
 
 
 class _ProbeEntry(BaseModel):
@@ -73,7 +75,7 @@ def _location(text: str, filename: str | None, offset: int, end: int | None = No
     return Location(line, column, text, filename, end_column=end_column)
 
 
-def _location_at(mark, text: str = "", filename: str | None = None) -> Location:
+def _location_at(mark: Any, text: str = "", filename: str | None = None) -> Location:  # a yaml Mark
     if mark is None:
         return Location(1, 1, text, filename)
     return _location(text or mark.buffer or "", filename, mark.index)
@@ -82,7 +84,7 @@ def _location_at(mark, text: str = "", filename: str | None = None) -> Location:
 class _YamlProblem(yaml.YAMLError):
     """A problem found while reading the YAML, with the mark it is at and a hint."""
 
-    def __init__(self, message: str, mark, hint: str | None = None):
+    def __init__(self, message: str, mark: Any, hint: str | None = None):
         super().__init__(message)
         self.message, self.mark, self.hint = message, mark, hint
 
@@ -96,7 +98,7 @@ class _RuleFileLoader(yaml.SafeLoader):
         self._depth = 0
         self.root: yaml.Node | None = None
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: Any, index: Any) -> Any:
         # PyYAML composes recursively: refuse deep nesting before Python's stack runs out.
         self._depth += 1
         try:
@@ -108,9 +110,9 @@ class _RuleFileLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
-            first: dict = {}
+            first: dict[Any, Any] = {}
             for key_node, _ in node.value:
                 if key_node.tag == _MERGE_TAG:
                     continue
@@ -124,7 +126,7 @@ class _RuleFileLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _duplicate_key(key, earlier, again, at_top: bool) -> tuple:
+def _duplicate_key(key: Any, earlier: Any, again: Any, at_top: bool) -> tuple[str, Any, str]:
     line = _location_at(earlier.start_mark).line
     if at_top and key == "patterns":
         return (f"a second `patterns:` key (the first is on line {line})", again.start_mark,
@@ -169,7 +171,8 @@ def _check_expanded_size(root: yaml.Node) -> None:
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
-        return node.value
+        items: list[yaml.Node] = node.value
+        return items
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
     return []
@@ -178,7 +181,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def _read_yaml(text: str, filename: str) -> tuple[object, yaml.Node | None]:
     """The data of a YAML rule file and its node tree (for lines and columns), both from one pass."""
 
-    def at(mark) -> Location:
+    def at(mark: Any) -> Location:
         return _location_at(mark, text, filename)
 
     if len(text) > MAX_YAML_CHARS:
@@ -254,7 +257,7 @@ def yaml_module(text: str, filename: str) -> ast.Module:
 class _YamlPlace:
     """One entry of a YAML rule file, for pointing errors at the right line and column."""
 
-    def __init__(self, root, path: tuple, text: str, filename: str):
+    def __init__(self, root: Any, path: tuple[Any, ...], text: str, filename: str):
         self.node = _yaml_node(root, path)
         self.text = text
         self.filename = filename
@@ -270,7 +273,7 @@ class _YamlPlace:
     def _location(self, offset: int, end: int | None = None) -> Location:
         return _location(self.text, self.filename, offset, end)
 
-    def rule_place(self, rule: str):
+    def rule_place(self, rule: str) -> Place | None:
         """Where a (line, column) of the `rule:` value lies in the file (see parser.Place)."""
         value = _yaml_node(self.node, ("rule",)) if isinstance(self.node, yaml.MappingNode) else None
         if value is None or value.start_mark is None:
@@ -289,7 +292,7 @@ class _YamlPlace:
         return place
 
 
-def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list[PatternError]:
+def _schema_errors(exc: ValidationError, root: Any, text: str, filename: str) -> list[PatternError]:
     """pydantic's problems as errors at their field, with a did-you-mean for a misspelt field name."""
     problems = exc.errors()
     # A misspelt field is both an unknown field and a missing one: report it once, as the former.
@@ -300,7 +303,8 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
             close = _closest_field(str(field), _model_at(parent))
             if close:
                 suggested[tuple(parent) + (close,)] = field
-    errors, seen = [], set()
+    errors: list[PatternError] = []
+    seen = set()
     for problem in problems:
         path, message = _without_union_branch(problem["loc"], problem["msg"])
         if (problem["type"] == "missing" and path in suggested) or path is None or (path, message) in seen:
@@ -323,7 +327,7 @@ def _schema_errors(exc: ValidationError, root, text: str, filename: str) -> list
     return errors
 
 
-def _without_union_branch(path: tuple, message: str) -> tuple[tuple | None, str]:
+def _without_union_branch(path: tuple[Any, ...], message: str) -> tuple[tuple[Any, ...] | None, str]:
     """`probe` is a name or a mapping: pydantic reports a problem once per branch, named after
     internal classes (`probe.str`, `probe._ProbeEntry`). Say it once, in the user's words."""
     if "probe" not in path[:-1] or path[path.index("probe") + 1] not in ("str", "_ProbeEntry"):
@@ -337,7 +341,7 @@ def _without_union_branch(path: tuple, message: str) -> tuple[tuple | None, str]
     return path[:at + 1], "a probe is a name (`probe: natural`) or a mapping with `name` and its arguments"
 
 
-def _model_at(parent_path) -> type[BaseModel]:
+def _model_at(parent_path: Sequence[Any]) -> type[BaseModel]:
     return _RuleFile if not parent_path else _RuleEntry
 
 
@@ -346,7 +350,7 @@ def _closest_field(word: str, model: type[BaseModel]) -> str | None:
     return close[0] if close else None
 
 
-def _yaml_key_node(root, path) -> yaml.Node | None:
+def _yaml_key_node(root: Any, path: tuple[Any, ...]) -> yaml.Node | None:
     """The key node of the last part of `path` (where an unknown field is written)."""
     parent = _yaml_node(root, path[:-1]) if path[:-1] else root
     if isinstance(parent, yaml.MappingNode):
@@ -393,7 +397,7 @@ def _yaml_settings(entry: _RuleEntry, at: _YamlPlace) -> tuple[ast.Setting, ...]
     return tuple(settings)
 
 
-def _yaml_node(root, path) -> yaml.Node | None:
+def _yaml_node(root: Any, path: Sequence[Any]) -> yaml.Node | None:
     node = root
     for part in path:
         if isinstance(node, yaml.MappingNode):  # a key written as a number still finds its node

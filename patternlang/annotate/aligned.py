@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # The string-valued annotations (compared with string literals: `pos[k] == "NOUN"`).
 STRING_FIELDS = ("pos", "tag", "dep", "ent", "lemma")
@@ -63,10 +64,11 @@ class Annotations:
     def __len__(self) -> int:
         return len(self.pos)
 
-    def column(self, field: str) -> tuple:
+    def column(self, field: str) -> tuple[Any, ...]:
         if field not in ANNOTATION_FIELDS:
             raise KeyError(field)
-        return getattr(self, field)
+        values: tuple[Any, ...] = getattr(self, field)
+        return values
 
     def rows(self) -> list[dict[str, str | int]]:
         """One dict per token, for reading and for tests."""
@@ -101,7 +103,7 @@ def align_words(words: Sequence[ParsedWord], spans: Sequence[tuple[int, int]], t
     def token_of(char: int) -> int:
         return token_at[char] if 0 <= char < n_chars else -1
 
-    columns: dict[str, list] = {field: [] for field in ANNOTATION_FIELDS}
+    columns: dict[str, list[Any]] = {field: [] for field in ANNOTATION_FIELDS}
     for begin, end in spans:
         index = next((word_at[c] for c in range(max(begin, 0), min(end, n_chars))
                       if not text[c].isspace() and word_at[c] >= 0), -1)

@@ -9,6 +9,7 @@ shows the syntactic patterns with or without the extra.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ..errors import ErrorGroup, PatternError
 from ..syntax import ast
@@ -17,7 +18,7 @@ from ..syntax.features import FEATURES
 from .spacy_parser import EXTRA, INSTALL_HINT, syntax_available
 
 
-def first_syntax_read(expr: ast.PExpr) -> ast.Node | None:
+def first_syntax_read(expr: ast.PExpr) -> ast.Index | ast.Call | None:
     """The first feature read or call of `expr` that needs the parser, if any."""
     for node in ast.walk(expr):
         if isinstance(node, ast.Index) and "syntax" in FEATURES[node.feature].needs:
@@ -27,8 +28,8 @@ def first_syntax_read(expr: ast.PExpr) -> ast.Node | None:
     return None
 
 
-def check_extras(patterns: Iterable) -> None:
-    """Raise when a pattern needs the syntax extra and it is not installed."""
+def check_extras(patterns: Iterable[Any]) -> None:
+    """Raise when a pattern (of `patterns`, `Pattern`s) needs the syntax extra and it is not installed."""
     patterns = list(patterns)
     if not patterns or syntax_available():
         return

@@ -15,9 +15,13 @@ import importlib.util
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 from functools import lru_cache
 
 from ..errors import InputError
+from ..models.facts import model_facts
+from ..prompts import split_prompts
+from ..tokenization import prompt_token_offsets
 from .aligned import Annotations, ParsedWord, align_words
 
 EXTRA = "syntax"
@@ -47,7 +51,7 @@ def missing_extra_error(what: str) -> InputError:
 
 
 @lru_cache(maxsize=1)
-def load_pipeline():
+def load_pipeline() -> Any:
     """The spaCy pipeline, loaded once per process (about 2-10 s)."""
     if not syntax_available():
         raise missing_extra_error("parsing prompts")
@@ -82,7 +86,7 @@ def parse_texts(texts: Sequence[str]) -> list[tuple[ParsedWord, ...]]:
     return out
 
 
-def _words(doc) -> tuple[ParsedWord, ...]:
+def _words(doc: Any) -> tuple[ParsedWord, ...]:  # a spaCy Doc
     return tuple(
         ParsedWord(start=token.idx, end=token.idx + len(token.text), pos=token.pos_, tag=token.tag_, dep=token.dep_,
                    head=token.head.i, ent=token.ent_type_,
@@ -92,7 +96,7 @@ def _words(doc) -> tuple[ParsedWord, ...]:
     )
 
 
-def _entity_offset(token) -> int:
+def _entity_offset(token: Any) -> int:  # a spaCy Token
     # How many words of its entity come before the token (IOB: "B" begins one, "I" continues it).
     offset, current = 0, token
     while current.ent_iob_ == "I" and current.i > 0:
@@ -106,7 +110,8 @@ def annotate(texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -
     return [align_words(words, row, text) for words, row, text in zip(parse_texts(texts), spans, texts)]
 
 
-def prompt_syntax(model, items, token_lists, detectors) -> dict[int, Annotations]:
+def prompt_syntax(model: Any, items: Sequence[Any], token_lists: Sequence[Any],
+                  detectors: Sequence[Any]) -> dict[int, Annotations]:
     """Every prompt's annotations, when a pattern reads a parser feature; else {}.
 
     Each text prompt is parsed once (all of them in batches) and aligned to its tokens by the
@@ -115,11 +120,6 @@ def prompt_syntax(model, items, token_lists, detectors) -> dict[int, Annotations
     needing = [d.name for d in detectors if "syntax" in getattr(d.pattern, "needs", ())]
     if not needing:
         return {}
-    # Deliberate lazy loads: `patternlang.models` imports torch, and the pattern checker imports this module.
-    from ..models.facts import model_facts
-    from ..prompts import split_prompts
-    from ..tokenization import prompt_token_offsets
-
     if not syntax_available():
         raise missing_extra_error(f"pattern {needing[0]!r}")
     spans = prompt_token_offsets(model_facts(model).tokenizer, items, token_lists, pattern=needing[0],

@@ -11,13 +11,15 @@ from .reference import ReferencePrompt, reference_matrix
 
 if TYPE_CHECKING:
     import torch
+
+    from ..pattern import Pattern
 else:
     from ..lazy_torch import torch  # imported when a Program is evaluated, not when one is compiled
 
 __all__ = ["BatchFeatures", "Program", "ReferencePrompt", "compile_expr", "evaluate_all", "reference_matrix"]
 
 
-def evaluate_all(patterns: Sequence, features: BatchFeatures, device: torch.device | str | None = None,
+def evaluate_all(patterns: Sequence[Pattern], features: BatchFeatures, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """Detection tensors of every pattern on one batch: [n_patterns, batch, query_pos, key_pos]
     (on a window of queries, `features.window(q_start, q_stop)`: its rows and keys).

@@ -41,7 +41,7 @@ class BatchFeatures:
         self.memo: dict[Any, Any] = {}  # per-batch results shared by all patterns (by AST node)
         self._table: list[str] = []
         self._table_index: dict[str, int] = {}
-        self._luts: dict[tuple, torch.Tensor] = {}
+        self._luts: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
         self._texts = texts  # per position, where the tokenizer's offsets gave them
         self._offsets = offsets  # [batch, pos, 2] character spans, where given
         self._syntax = syntax  # per prompt: the parser's annotations aligned to its tokens (annotate.Annotations)
@@ -317,7 +317,7 @@ class BatchFeatures:
             table = self._tables[name] = FEATURES[name].table(self)
         return table
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> torch.Tensor:
         # `features.word`, `features.start`...: a registered feature's table by attribute.
         if name.startswith("_") or name not in FEATURES:
             raise AttributeError(name)

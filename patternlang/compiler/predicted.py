@@ -4,7 +4,7 @@ top N predictions at position p (`syntax/predictions.py`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..syntax import ast
 from ..syntax.predictions import call_request
@@ -21,11 +21,12 @@ def _three_d(value: Tensor) -> Tensor:
     return value.view(*([1] * (3 - value.dim())), *value.shape)
 
 
-def compile_predicted(value: ast.Call, compile_value: Callable, both_valid: Callable) -> Callable:
+def compile_predicted(value: ast.Call, compile_value: Callable[[ast.Value], Callable[[BatchFeatures], Any]],
+                      both_valid: Callable[[Any, Any], Any]) -> Callable[[BatchFeatures], tuple[Any, Any]]:
     token_of, position_of = (compile_value(arg) for arg in value.args[:2])
     layer, top = call_request(value)
 
-    def predicted(f: BatchFeatures):
+    def predicted(f: BatchFeatures) -> tuple[Any, Any]:
         (token, token_valid), (position, position_valid) = token_of(f), position_of(f)
         ranked = f.predictions(layer)                                   # [batch, pos, top]
         position, token = _three_d(position), _three_d(token)

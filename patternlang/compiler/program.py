@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypeVar, Union
 
 
 from ..syntax import ast
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     ValuePair = tuple[Tensor, Union[Tensor, None]]  # (data, valid or None when always valid)
+    MatrixFn = Callable[[BatchFeatures], Tensor]  # a pattern expression: [batch, q, k] float
+    CondFn = Callable[[BatchFeatures], Tensor]  # a condition: bool, broadcasting to [batch, q, k]
+    ValueFn = Callable[[BatchFeatures], ValuePair]  # a value: (data, valid)
 else:
     from ..lazy_torch import torch  # imported when a Program is evaluated, not when one is compiled
 
@@ -75,12 +78,16 @@ def compile_expr(expr: ast.PExpr) -> Program:
     return Program(expr, _memoised(expr, _compile_pexpr(expr)))
 
 
-def _memoised(node, run):
+_Result = TypeVar("_Result")
+
+
+def _memoised(node: ast.Node, run: Callable[[BatchFeatures], _Result]) -> Callable[[BatchFeatures], _Result]:
     # Patterns scored together often share parts (induction = duplicate shifted); one batch
     # evaluates each distinct node once.
-    def memo_run(features: BatchFeatures):
+    def memo_run(features: BatchFeatures) -> _Result:
         try:
-            return features.memo[node]
+            found: _Result = features.memo[node]
+            return found
         except KeyError:
             result = features.memo[node] = run(features)
             return result
@@ -93,7 +100,8 @@ def _triangle(features: BatchFeatures) -> Tensor:
     if key not in features.memo:
         tril = features.query_positions.view(1, -1, 1) >= features.key_positions.view(1, 1, -1)
         features.memo[key] = tril & features.query_mask.unsqueeze(2) & features.key_mask.unsqueeze(1)
-    return features.memo[key]
+    triangle: Tensor = features.memo[key]
+    return triangle
 
 
 # ---- pattern expressions ----------------------------------------------------------------------
@@ -101,17 +109,17 @@ def _compile_pexpr(expr: ast.PExpr) -> Callable[[BatchFeatures], Tensor]:
     return _PExprCompiler().visit(expr)
 
 
-class _PExprCompiler(ast.Visitor):
+class _PExprCompiler(ast.Visitor["MatrixFn"]):
     """A pattern expression -> a function of BatchFeatures giving [batch, query_pos, key_pos].
 
     A node type without a method is a TypeError (`ast.Visitor`); `Ref` has none on purpose:
     references are inlined by the checker."""
 
-    def visit_Attend(self, expr: ast.Attend):
+    def visit_Attend(self, expr: ast.Attend) -> MatrixFn:
         cond = _compile_cond(expr.cond) if expr.cond is not None else None
         select = expr.select
 
-        def attend(features):
+        def attend(features: BatchFeatures) -> Tensor:
             allowed = _triangle(features)
             marked = allowed if cond is None else cond(features) & allowed
             if select != "all":
@@ -119,35 +127,36 @@ class _PExprCompiler(ast.Visitor):
             return marked.float()
         return attend
 
-    def visit_Combine(self, expr: ast.Combine):
+    def visit_Combine(self, expr: ast.Combine) -> MatrixFn:
         left = compile_expr(expr.left)
         right = compile_expr(expr.right)
-        op = {
+        ops: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
             "union": lambda a, b: torch.maximum(a, b),
             "intersect": lambda a, b: torch.minimum(a, b),
             "add": lambda a, b: torch.add(a, b),
             "difference": lambda a, b: torch.where(b == 0, a, 0.0),
-        }[expr.op]
+        }
+        op = ops[expr.op]
         return lambda features: op(left(features), right(features))
 
-    def visit_Scale(self, expr: ast.Scale):
+    def visit_Scale(self, expr: ast.Scale) -> MatrixFn:
         operand = compile_expr(expr.operand)
         factor = expr.factor
         return lambda features: operand(features) * factor
 
-    def visit_Shift(self, expr: ast.Shift):
+    def visit_Shift(self, expr: ast.Shift) -> MatrixFn:
         operand = compile_expr(expr.operand)
         offset = expr.offset
 
-        def shift(features):
+        def shift(features: BatchFeatures) -> Tensor:
             # Selected, not multiplied: nothing outside the triangle can leak in.
             return torch.where(_triangle(features), _shift_keys(operand(features), offset), 0.0)
         return shift
 
-    def visit_Normalize(self, expr: ast.Normalize):
+    def visit_Normalize(self, expr: ast.Normalize) -> MatrixFn:
         operand = compile_expr(expr.operand)
 
-        def normalize(features):
+        def normalize(features: BatchFeatures) -> Tensor:
             matrix = operand(features)
             total = matrix.sum(dim=-1, keepdim=True)
             # The checker keeps every positive row sum far above float32's underflow.
@@ -186,26 +195,26 @@ def _compile_cond(cond: ast.Cond) -> Callable[[BatchFeatures], Tensor]:
     return _memoised(cond, _CondCompiler().visit(cond))
 
 
-class _CondCompiler(ast.Visitor):
+class _CondCompiler(ast.Visitor["CondFn"]):
     """A condition -> a function of BatchFeatures giving a bool tensor broadcasting to [batch, q, k]."""
 
-    def visit_And(self, cond: ast.And):
+    def visit_And(self, cond: ast.And) -> CondFn:
         left, right = _compile_cond(cond.left), _compile_cond(cond.right)
         return lambda f: left(f) & right(f)
 
-    def visit_Or(self, cond: ast.Or):
+    def visit_Or(self, cond: ast.Or) -> CondFn:
         left, right = _compile_cond(cond.left), _compile_cond(cond.right)
         return lambda f: left(f) | right(f)
 
-    def visit_Not(self, cond: ast.Not):
+    def visit_Not(self, cond: ast.Not) -> CondFn:
         operand = _compile_cond(cond.operand)
         return lambda f: ~operand(f)
 
-    def visit_Truth(self, cond: ast.Truth):
+    def visit_Truth(self, cond: ast.Truth) -> CondFn:
         value = _compile_value(cond.value)
         return lambda f: _definite(*value(f))
 
-    def visit_Compare(self, cond: ast.Compare):
+    def visit_Compare(self, cond: ast.Compare) -> CondFn:
         return _compile_compare(cond)
 
 
@@ -221,11 +230,11 @@ def _both_valid(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     return a & b
 
 
-def _compile_compare(cond: ast.Compare):
+def _compile_compare(cond: ast.Compare) -> CondFn:
     left, right = _compile_value(cond.left), _compile_value(cond.right)
     compare = _COMPARE[cond.op]
 
-    def run(features):
+    def run(features: BatchFeatures) -> Tensor:
         (a, a_valid), (b, b_valid) = left(features), right(features)
         return _definite(getattr(torch, compare)(a, b), _both_valid(a_valid, b_valid))
     return run
@@ -240,10 +249,10 @@ def _compile_value(value: ast.Value) -> Callable[[BatchFeatures], ValuePair]:
     return _ValueCompiler().visit(value)
 
 
-class _ValueCompiler(ast.Visitor):
+class _ValueCompiler(ast.Visitor["ValueFn"]):
     """A value -> a function of BatchFeatures giving (data, valid) (see the module's docstring)."""
 
-    def visit_Name(self, value: ast.Name):
+    def visit_Name(self, value: ast.Name) -> ValueFn:
         name = value.name
         if name == "q":
             return lambda f: (f.query_positions.view(1, -1, 1), None)
@@ -252,35 +261,39 @@ class _ValueCompiler(ast.Visitor):
         truth = name == "true"
         return lambda f: (torch.tensor(truth, device=f.device), None)
 
-    def visit_IntLit(self, value: ast.IntLit):
+    def visit_IntLit(self, value: ast.IntLit) -> ValueFn:
         number = value.value
         return lambda f: _const(number, f)
 
-    def visit_StrLit(self, value: ast.StrLit):
+    def visit_StrLit(self, value: ast.StrLit) -> ValueFn:
         text = value.value
         return lambda f: _const(f.intern(text), f)
 
-    def visit_Neg(self, value: ast.Neg):
+    def visit_Neg(self, value: ast.Neg) -> ValueFn:
         operand = _compile_value(value.operand)
-        return lambda f: (lambda d, v: (-d, v))(*operand(f))
 
-    def visit_Arith(self, value: ast.Arith):
+        def negate(f: BatchFeatures) -> ValuePair:
+            data, valid = operand(f)
+            return -data, valid
+        return negate
+
+    def visit_Arith(self, value: ast.Arith) -> ValueFn:
         left, right = _compile_value(value.left), _compile_value(value.right)
         sign = 1 if value.op == "+" else -1
 
-        def arith(f):
+        def arith(f: BatchFeatures) -> ValuePair:
             (a, a_valid), (b, b_valid) = left(f), right(f)
             return a + sign * b, _both_valid(a_valid, b_valid)
         return arith
 
-    def visit_Index(self, value: ast.Index):
+    def visit_Index(self, value: ast.Index) -> ValueFn:
         return _memoised(value, _compile_index(value))
 
-    def visit_Call(self, value: ast.Call):
+    def visit_Call(self, value: ast.Call) -> ValueFn:
         return _memoised(value, _compile_call(value))
 
 
-def _compile_index(value: ast.Index):
+def _compile_index(value: ast.Index) -> ValueFn:
     index = _compile_value(value.index)
     feature = value.feature
 
@@ -297,7 +310,14 @@ def _compile_index(value: ast.Index):
     return gather
 
 
-def _compile_call(value: ast.Call):
+def _string_literal(arg: ast.Value) -> str:
+    """A function's argument after its subject: a string written in the rule (the kinds pass allows nothing else)."""
+    if not isinstance(arg, ast.StrLit):
+        raise TypeError(f"a string literal was expected here, not {type(arg).__name__}")
+    return arg.value
+
+
+def _compile_call(value: ast.Call) -> ValueFn:
     function = FUNCTIONS[value.func]
     if value.func == "ancestor":
         return _compile_ancestor(value)
@@ -307,22 +327,22 @@ def _compile_call(value: ast.Call):
         # Equal after lowering and stripping: compare the canonical strings' ids.
         left, right = (_canonical(_compile_value(arg)) for arg in value.args)
 
-        def iequals(f):
+        def iequals(f: BatchFeatures) -> ValuePair:
             (a, a_valid), (b, b_valid) = left(f), right(f)
             return a == b, _both_valid(a_valid, b_valid)
         return iequals
 
     subject = _compile_value(value.args[0])
-    literals = tuple(arg.value for arg in value.args[1:])  # the checker allows only literals here
+    literals = tuple(_string_literal(arg) for arg in value.args[1:])
 
-    def call(f):
+    def call(f: BatchFeatures) -> ValuePair:
         ids, valid = subject(f)
         table = f.lut(function.name, *literals)
         return table[ids], valid
     return call
 
 
-def _compile_ancestor(value: ast.Call):
+def _compile_ancestor(value: ast.Call) -> ValueFn:
     # ancestor(a, b): a is reached from b along dephead: a is among b's chain of heads, one
     # [batch, q?, k?] comparison per step of the batch's [batch, pos, depth] chain table.
     first, second = (_compile_value(arg) for arg in value.args)
@@ -344,8 +364,8 @@ def _compile_ancestor(value: ast.Call):
     return ancestor
 
 
-def _canonical(value_fn):
-    def run(f):
+def _canonical(value_fn: ValueFn) -> ValueFn:
+    def run(f: BatchFeatures) -> ValuePair:
         ids, valid = value_fn(f)
         stripped = f.lut("strip")[ids]  # may add strings to the table: look up `lower` after
         return f.lut("lower")[stripped], valid

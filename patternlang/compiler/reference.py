@@ -6,7 +6,7 @@ definitions of the string functions, so that tests can use it as the oracle.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..syntax import ast
@@ -16,6 +16,9 @@ from ..syntax.predictions import PREDICTION_FUNCTIONS, call_request
 
 Matrix = list[list[float]]
 MISSING = None  # a feature read outside the prompt
+# A value at one cell: a position, a number, a string, a flag, or MISSING; feature columns and
+# string functions are plain Python (the registries' reference implementations), hence Any.
+Value = Any
 
 
 def reference_matrix(expr: ast.PExpr, tokens: Sequence[int], strings: Sequence[str] | None = None,
@@ -48,7 +51,7 @@ class ReferencePrompt:
         self.offsets = offsets
         self.n = len(tokens)
         self.special = [t in special_ids for t in tokens]
-        self._columns: dict[str, list] = {}
+        self._columns: dict[str, list[Value]] = {}
 
     def texts(self) -> list[str]:
         if self.strings is None:
@@ -60,7 +63,7 @@ class ReferencePrompt:
             raise ValueError("this rule needs character offsets")
         return self.offsets
 
-    def annotation(self, field: str) -> list:
+    def annotation(self, field: str) -> list[Value]:
         if self.syntax is None:
             raise ValueError("this rule needs the parser's annotations")
         return list(self.syntax.column(field))
@@ -75,13 +78,13 @@ class ReferencePrompt:
             raise ValueError(f"this rule needs the model's predictions (layer {layer})")
         return [list(ranked) for ranked in self._predictions[layer]]
 
-    def column(self, name: str) -> list:
+    def column(self, name: str) -> list[Value]:
         """A feature's value at every position, from its registry entry's reference implementation."""
         if name not in self._columns:
             self._columns[name] = FEATURES[name].reference(self)
         return self._columns[name]
 
-    def feature(self, name: str, position: int):
+    def feature(self, name: str, position: int) -> Value:
         if not 0 <= position < self.n:
             return MISSING
         return self.column(name)[position]
@@ -97,7 +100,7 @@ def _pexpr(expr: ast.PExpr, prompt: ReferencePrompt, memo: dict[int, Matrix]) ->
     return memo[id(expr)]
 
 
-class _PExprEvaluator(ast.Visitor):
+class _PExprEvaluator(ast.Visitor[Matrix]):
     """A pattern expression's matrix on one prompt, cell by cell; an unknown node is a TypeError."""
 
     def __init__(self, prompt: ReferencePrompt, memo: dict[int, Matrix]):
@@ -121,12 +124,13 @@ class _PExprEvaluator(ast.Visitor):
     def visit_Combine(self, expr: ast.Combine) -> Matrix:
         n = self.n
         a, b = _pexpr(expr.left, self.prompt, self.memo), _pexpr(expr.right, self.prompt, self.memo)
-        op = {
+        ops: dict[str, Callable[[float, float], float]] = {
             "union": max,
             "intersect": min,
             "add": lambda x, y: x + y,
             "difference": lambda x, y: x if y == 0 else 0.0,
-        }[expr.op]
+        }
+        op = ops[expr.op]
         return [[op(a[q][k], b[q][k]) for k in range(n)] for q in range(n)]
 
     def visit_Scale(self, expr: ast.Scale) -> Matrix:
@@ -150,14 +154,14 @@ class _PExprEvaluator(ast.Visitor):
 
 
 def _cond(cond: ast.Cond, prompt: ReferencePrompt, q: int, k: int) -> bool:
-    return _CondEvaluator(prompt, q, k).visit(cond)
+    return bool(_CondEvaluator(prompt, q, k).visit(cond))  # a condition's visit gives a bool
 
 
-def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int):
+def _value(value: ast.Value, prompt: ReferencePrompt, q: int, k: int) -> Value:
     return _CondEvaluator(prompt, q, k).visit(value)
 
 
-class _CondEvaluator(ast.Visitor):
+class _CondEvaluator(ast.Visitor[Value]):
     """Conditions (True/False) and values (or MISSING) at one cell (q, k)."""
 
     def __init__(self, prompt: ReferencePrompt, q: int, k: int):
@@ -165,10 +169,10 @@ class _CondEvaluator(ast.Visitor):
 
     # conditions
     def visit_And(self, cond: ast.And) -> bool:
-        return self.visit(cond.left) and self.visit(cond.right)
+        return bool(self.visit(cond.left)) and bool(self.visit(cond.right))
 
     def visit_Or(self, cond: ast.Or) -> bool:
-        return self.visit(cond.left) or self.visit(cond.right)
+        return bool(self.visit(cond.left)) or bool(self.visit(cond.right))
 
     def visit_Not(self, cond: ast.Not) -> bool:
         return not self.visit(cond.operand)
@@ -180,34 +184,34 @@ class _CondEvaluator(ast.Visitor):
         a, b = self.visit(cond.left), self.visit(cond.right)
         if a is MISSING or b is MISSING:
             return False
-        return {
+        return bool({
             "==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b,
-        }[cond.op]
+        }[cond.op])
 
     # values
-    def visit_Name(self, value: ast.Name):
+    def visit_Name(self, value: ast.Name) -> int | bool:
         return {"q": self.q, "k": self.k, "true": True, "false": False}[value.name]
 
-    def visit_IntLit(self, value: ast.IntLit):
+    def visit_IntLit(self, value: ast.IntLit | ast.StrLit) -> int | str:
         return value.value
 
     visit_StrLit = visit_IntLit
 
-    def visit_Neg(self, value: ast.Neg):
+    def visit_Neg(self, value: ast.Neg) -> Value:
         inner = self.visit(value.operand)
         return MISSING if inner is MISSING else -inner
 
-    def visit_Arith(self, value: ast.Arith):
+    def visit_Arith(self, value: ast.Arith) -> Value:
         a, b = self.visit(value.left), self.visit(value.right)
         if a is MISSING or b is MISSING:
             return MISSING
         return a + b if value.op == "+" else a - b
 
-    def visit_Index(self, value: ast.Index):
+    def visit_Index(self, value: ast.Index) -> Value:
         position = self.visit(value.index)
         return MISSING if position is MISSING else self.prompt.feature(value.feature, position)
 
-    def visit_Call(self, value: ast.Call):
+    def visit_Call(self, value: ast.Call) -> Value:
         prompt = self.prompt
         args = [self.visit(arg) for arg in value.args]
         if any(arg is MISSING for arg in args):

@@ -97,15 +97,15 @@ class Accumulator:
         self._batch: list[BatchTargets] = []
         self._batch_denominators: list[dict[str, Tensor]] = []  # per group: kind -> [batch, group pattern]
         # Per-prompt scores, when asked for: {measure: [n_prompts, layer, pattern, head]} (float32, host).
-        self.per_prompt = None
+        self.per_prompt: dict[str, Tensor] | None = None
         if per_prompt is not None:
             self.per_prompt = {m: torch.full((per_prompt, n_layers, n_patterns, n_heads), math.nan)
                                for m in measures}
         self._batch_indices: Tensor | None = None
-        self._attention: dict | None = None  # which path read the attention (`record_path`)
+        self._attention: dict[str, Any] | None = None  # which path read the attention (`record_path`)
 
     @property
-    def attention(self) -> dict | None:
+    def attention(self) -> dict[str, Any] | None:
         """Which path read the attention of the sums so far (`blocked.merge_attention_paths`'s form)."""
         return self._attention
 
@@ -201,7 +201,7 @@ class Accumulator:
         self._scatter(self.squares[measure][layer], index, heads, partial.square().sum(dim=0))
         self._scatter(self.cross[measure][layer], index, heads, (partial * denominator).sum(dim=0))
         if self.per_prompt is not None:
-            self._keep_per_prompt(measure, layer, index, heads, partial, denominator)
+            self._keep_per_prompt(self.per_prompt[measure], layer, index, heads, partial, denominator)
 
     def _layer_outputs(self, outputs: LayerOutputs | None, heads: Tensor | None) -> LayerOutputs | None:
         """A layer's outputs on the accumulator's device, its asked heads alone."""
@@ -222,11 +222,14 @@ class Accumulator:
             block.index_copy_(1, heads, values)
             rows.index_add_(0, index, block)
 
-    def _keep_per_prompt(self, measure: str, layer: int, index: Tensor, heads: Tensor | None,
+    def _keep_per_prompt(self, kept: Tensor, layer: int, index: Tensor, heads: Tensor | None,
                          partial: Tensor, denominator: Tensor) -> None:
-        scores = torch.where(denominator > 0, partial / denominator.clamp_min(1e-300), torch.nan).float().cpu()
-        block = self.per_prompt[measure][:, layer]  # [n_prompts, pattern, head] view
+        """Write one layer's per-prompt scores into `kept`, a measure's `[n_prompts, layer, pattern, head]`."""
         prompts = self._batch_indices
+        if prompts is None:  # begin_batch keeps them whenever per-prompt scores are kept
+            raise ValueError("per-prompt scores need the batch's prompt indices")
+        scores = torch.where(denominator > 0, partial / denominator.clamp_min(1e-300), torch.nan).float().cpu()
+        block = kept[:, layer]  # [n_prompts, pattern, head] view
         head_index = torch.arange(self.n_heads) if heads is None else heads.cpu()
         block[prompts[:, None, None], index.cpu()[None, :, None], head_index[None, None, :]] = scores
 
@@ -234,7 +237,10 @@ class Accumulator:
         """Scores, intervals, baselines and sample sizes, float32 on the CPU (see `Tallies`)."""
         asked = asked_heads(self.heads, self.n_layers, self.n_heads)
         n_with_targets = self.prompts_with_targets.cpu().to(torch.float64)
-        values, low, high, baseline = {}, {}, {}, {}
+        values: dict[str, Tensor] = {}
+        low: dict[str, Tensor] = {}
+        high: dict[str, Tensor] = {}
+        baseline: dict[str, Tensor] = {}
         for measure in self.measures:
             kind = _denominator_kind(measure)
             total = self.denominators[kind].cpu().to(torch.float64)  # [pattern]
@@ -291,7 +297,7 @@ class Accumulator:
                 found.update({f"{attribute}/{key}": tensor for key, tensor in sorted(value.items())})
         return found
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The running sums, the prompt count and the per-prompt scores (when kept), on the CPU:
         plain dicts, lists and tensors, which `torch.load(..., weights_only=True)` reads back."""
         return {
@@ -303,7 +309,7 @@ class Accumulator:
             "attention": self._attention,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state_dict()`'s output; a state of another shape or other sums is a `ValueError`."""
         mine = self.running_sums()
         sums = state.get("sums", {})

@@ -76,7 +76,7 @@ def best_rules(sums: Mapping[str, Tensor], target_rows: Tensor, names: Sequence[
     rows = target_rows.detach().cpu().to(torch.float64)
     for i, name in enumerate(names):
         measure = pattern_measures.get(name)
-        if measure not in sums or not rows[i] > 0:
+        if measure is None or measure not in sums or not rows[i] > 0:
             continue
 
         def score(m: str, rule: int, i: int = i) -> float:

@@ -7,7 +7,7 @@ query rows and key columns are masked out by the measures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,8 @@ def _tokenize_text(model: Any, text: str, prepend_bos: bool | None, index: int) 
 
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int | None, *, bytes_per_prompt=None,
+def plan_batches(lengths: Sequence[int], batch_size: int | None, *,
+                 bytes_per_prompt: Callable[[int], float] | None = None,
                  memory_budget: float | None = None) -> list[list[int]]:
     """Group prompt indices into batches of similar length, longest first.
 
@@ -149,7 +150,7 @@ def free_memory(device: torch.device) -> float:
     return 2.0 * 1024**3
 
 
-def bytes_per_prompt_estimate(model: Any, n_patterns: int, n_measures: int):
+def bytes_per_prompt_estimate(model: Any, n_patterns: int, n_measures: int) -> Callable[[int], float]:
     """A conservative memory estimate (bytes) for one prompt of length `L` in a batch.
 
     Counts the model's attention scores and probabilities, our float32 work copies of

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from patternlang.engine.accumulate import Accumulator
-from patternlang.engine.attention_blocks import AttentionBlocks, blocked_route, capture_attention_blocks
+from patternlang.engine.attention_blocks import AttentionBlocks, capture_attention_blocks
+from patternlang.engine.block_route import blocked_route
 from patternlang.engine.baselines import add_rules
 from patternlang.engine.batching import Batch
 from patternlang.engine.measures import ATTENTION_COPIES, MEASURES, LayerWork, prepare_targets
@@ -123,7 +124,8 @@ def query_block_size(n_keys: int, n_prompts: int, cell_bytes: int, budget: float
     return min(rows, n_keys)
 
 
-def blocked_bytes_per_prompt_estimate(model: Any, n_patterns: int, measures: Sequence[str], n_layers_needed: int):
+def blocked_bytes_per_prompt_estimate(model: Any, n_patterns: int, measures: Sequence[str],
+                                      n_layers_needed: int) -> Callable[[int], float]:
     """Memory (bytes) one prompt of length `L` takes on the block path (`engine/blocked.py`):
     linear in `L`. The residual stream and MLP activations of one layer, what the attention
     route keeps per needed layer (the post-rotary queries and keys, float32), and the prompt's

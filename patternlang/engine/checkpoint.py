@@ -55,7 +55,7 @@ class CheckpointFile:
                              f"{_processes(others[0])}; this run has {_processes(self.path.name)}",
                              hint="resume with as many processes as before, or " + _START_OVER)
 
-    def load(self) -> dict | None:
+    def load(self) -> dict[str, Any] | None:
         """The saved state, checked against this run's fingerprint; None when there is none yet."""
         if not self.path.exists():
             return None
@@ -89,7 +89,7 @@ class CheckpointFile:
                              hint="rerun with the same arguments to resume, or " + _START_OVER)
         return state
 
-    def save(self, state: dict) -> None:
+    def save(self, state: dict[str, Any]) -> None:
         """Write `state` (with this run's fingerprint) atomically: temporary file, fsync, rename."""
         state = {"format": CHECKPOINT_FORMAT, "fingerprint": dict(self.fingerprint), **state}
         state[DIGEST_KEY] = state_digest(state)

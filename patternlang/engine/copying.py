@@ -23,12 +23,17 @@ negative: it lowers it (copy suppression, negative name movers).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from patternlang.engine.cells import cell_products
 from patternlang.engine.model_outputs import Readout
+from patternlang.engine.targets import BatchTargets
+
+if TYPE_CHECKING:  # annotations only: measures.py imports this module to register `copying`
+    from patternlang.engine.measures import LayerWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +54,20 @@ class LayerOutputs:
         return torch.einsum("bqhd,bkd->bhqk", out, columns)
 
 
-def copying_sum(work) -> Tensor:
+def copying_sum(work: LayerWork) -> Tensor:
     """Per prompt, the sum over target rows of `sum_k A[q, k] D'[q, k] DLA(q, k)`: `[batch, pattern, head]`
     (`D'`: the pattern's row scaled to a maximum of 1, as `mass` weighs it)."""
-    targets = work.targets
-    direct = work.extras.direct_logits()
+    targets, extras = work.targets, work.extras
+    if extras is None:
+        raise ValueError("copying reads the layer's outputs: the run must pass them (`extras`)")
+    direct = extras.direct_logits()
     weighted = cell_products(work.attention * direct, targets.by_cell)[..., targets.row_columns]  # [b, q, h, p]
-    weight = targets.row_weight[:, :, None, :]
+    weight = targets.prepared("row_weight")[:, :, None, :]
     # Only target rows are read (selected): whatever a model computes for padded queries stays out.
     return torch.where(weight > 0, weighted * weight, 0.0).sum(dim=1).transpose(1, 2)
 
 
-def no_chance(targets) -> Tensor:
+def no_chance(targets: BatchTargets) -> Tensor:
     """A head attending uniformly has no output of its own to attribute: its `copying` is taken as 0."""
     return torch.zeros(targets.target_rows.shape[0], targets.n_patterns, 1, dtype=torch.float32,
                        device=targets.by_cell.device)

@@ -64,7 +64,7 @@ def detect(
     progress: bool = True,
     prepend_bos: bool = True,
     per_prompt: bool = False,
-    attention: str | Callable = "auto",
+    attention: str | Callable[..., Any] = "auto",
     chunk_size: int | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -141,17 +141,18 @@ def detect_with(model: HookedModel, prompts: Any, patterns: Any, options: Detect
     source = prompt_source(prompts, model)
     check_labels_given(source, plan.detectors)
     shard = distributed.current_shard()
-    fingerprint = None  # read the weights for a digest only where a checkpoint or the ranks need it
-    if shard is not None or options.checkpoint is not None:
+    saver = None
+    if shard is not None or options.checkpoint is not None:  # the weights are read for a digest only here
         fingerprint = run_fingerprint(model, plan.facts, plan.detectors, measures=plan.measures,
                                       exclusions=plan.exclusions, heads=plan.heads,
                                       prepend_bos=options.prepend_bos, per_prompt=options.per_prompt,
                                       source=source.name, shard=shard)
-    if shard is not None:  # every rank must run the same scoring, or the sums mean nothing
-        distributed.check_same_everywhere(shard, {k: v for k, v in fingerprint.items() if k != "processes"})
+        if shard is not None:  # every rank must run the same scoring, or the sums mean nothing
+            distributed.check_same_everywhere(shard, {k: v for k, v in fingerprint.items() if k != "processes"})
+        if options.checkpoint is not None:
+            saver = CheckpointFile(options.checkpoint, fingerprint, shard)
     total = getattr(source, "total", None)
     accumulator = plan.new_accumulator((total or 0) if options.per_prompt else None)
-    saver = CheckpointFile(options.checkpoint, fingerprint, shard) if options.checkpoint is not None else None
     reader = ChunkReader(source, options.chunk_size or DEFAULT_CHUNK_PROMPTS, shard, hashing=saver is not None,
                          checkpoint_dir=saver.directory if saver is not None else None)
     run = ChunkedRun(plan, reader, accumulator, saver, every=options.checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
@@ -222,6 +223,8 @@ def scores_of(plan: RunPlan, run: ChunkedRun, source: PromptSource, n_read: int,
     kept = {}
     if tallies.per_prompt is not None:
         kept = {name: {m: tallies.per_prompt[m][:, i] for m in plan.measures} for i, name in enumerate(names)}
+    shown: tuple[Any, ...] | StreamedPrompts
+    spans: Sequence[Any] | StreamedPrompts | None
     if isinstance(source, InMemoryPrompts):
         shown, spans = tuple(split_prompts(source.items)), source.spans  # as given, as before
     else:

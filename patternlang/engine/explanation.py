@@ -239,7 +239,7 @@ def explain(
     targets = prepare_targets(detection, batch.lengths, exclusions, ("mass",))
     matrix = detection[0, 0].clone()
     counted = targets.cells[0].clone()
-    target_rows = targets.row_weight[0, :, 0] > 0
+    target_rows = targets.prepared("row_weight")[0, :, 0] > 0
 
     tallies, _ = score_tokens(
         model, token_lists, detectors, measures=chosen_measures, exclusions=[exclusions],

@@ -38,7 +38,7 @@ def run_attention_hooks(
     last = layers[-1]
     fired: list[int] = []
 
-    def make_hook(layer: int):
+    def make_hook(layer: int) -> Callable[..., None]:
         def hook(pattern: Attention, hook: Any = None) -> None:
             on_attention(layer, pattern)
             fired.append(layer)

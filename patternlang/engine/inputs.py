@@ -297,7 +297,7 @@ def _token_texts(model: HookedModel, ids: list[int], item: Any) -> list[str]:
             texts = token_texts(tokenizer, ids, text=item)
         else:
             texts = TokenStrings(model)(ids)
-        if hasattr(tokenizer, "convert_ids_to_tokens") and not all(texts):
+        if tokenizer is not None and hasattr(tokenizer, "convert_ids_to_tokens") and not all(texts):
             # A special token decodes to nothing; its name (<bos>, <|endoftext|>) says which it is.
             names = tokenizer.convert_ids_to_tokens([i for i, text in zip(ids, texts) if not text])
             empty = iter(str(name) for name in names)

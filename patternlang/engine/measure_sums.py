@@ -31,7 +31,7 @@ def mass_sum(products: Tensor, targets: BatchTargets) -> Tensor:
     row_attention = products[..., -1:]  # [batch, q, head, 1]
     # A row without counted attention scores 0 (selected, so no 0/0 is formed).
     shares = products[..., targets.row_columns] / torch.where(row_attention > 0, row_attention, 1.0)
-    weight = targets.row_weight[:, :, None, :]
+    weight = targets.prepared("row_weight")[:, :, None, :]
     # Only target rows are read (selected): whatever a model computes for padded queries stays out.
     return torch.where(weight > 0, shares * weight, 0.0).sum(dim=1).transpose(1, 2)
 
@@ -67,7 +67,7 @@ def tv_sum(normalised: Tensor, targets: BatchTargets) -> Tensor:
     """Per prompt, the sum over target rows of `sum_k min(a_k, p_k)`: `[batch, pattern, head_index]`."""
     rows = []
     scratch = torch.empty_like(normalised)
-    for pattern_row in targets.row_normalised:  # [batch, q, k]; an elementwise min, no matmul form
+    for pattern_row in targets.prepared("row_normalised"):  # [batch, q, k]; an elementwise min, no matmul form
         torch.minimum(normalised, pattern_row[:, None], out=scratch)
         rows.append(scratch.sum(dim=(2, 3)))
     return torch.stack(rows, dim=1)
@@ -84,7 +84,8 @@ def argmax_hits(attention: Tensor, targets: BatchTargets) -> Tensor:
     top_value, top_key = attention.masked_fill(~targets.cells[:, None], -1.0).max(dim=-1)  # [batch, head, q]
     batch, heads, queries = top_key.shape
     index = top_key.transpose(1, 2)[..., None].expand(batch, queries, heads, targets.n_patterns)
-    hits = targets.is_target.gather(2, index) & (top_value.transpose(1, 2) > 0)[..., None]  # [batch, q, head, pattern]
+    is_target = targets.prepared("is_target")  # [batch, q, k, pattern]
+    hits = is_target.gather(2, index) & (top_value.transpose(1, 2) > 0)[..., None]  # [batch, q, head, pattern]
     return hits.sum(dim=1).transpose(1, 2).to(torch.float32)
 
 

@@ -41,13 +41,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from patternlang.engine.cells import cell_products
-from patternlang.engine.copying import copying_sum, no_chance
+from patternlang.engine.copying import LayerOutputs, copying_sum, no_chance
 from patternlang.measure_table import (MEASURE_TABLE, AveragedOver, MeasureInfo, declare_measure, measure_docs,
                                        measures_averaged_over)
 from patternlang.engine.sink import offsink_sum, sink_sum
@@ -133,7 +133,7 @@ class LayerWork:
     each computed at most once (`mass` and `mul` share one matmul; `tv` and `abs` the kept
     attention)."""
 
-    def __init__(self, attention: Tensor, targets: BatchTargets, extras=None):
+    def __init__(self, attention: Tensor, targets: BatchTargets, extras: LayerOutputs | None = None):
         self.attention = attention.float()
         self.targets = targets
         self.extras = extras  # the layer's model outputs (`copying.LayerOutputs`), for measures that need them
@@ -161,7 +161,7 @@ def random_key_hits(targets: BatchTargets) -> Tensor:
     """Per prompt, the expected `argmax` hits of a head that picks one counted key at random:
     the sum over target rows of (target keys / counted keys), `[batch, pattern, 1]`."""
     counted = targets.cells.sum(dim=2).float()  # [batch, q]
-    on_targets = targets.is_target.sum(dim=2).float()  # [batch, q, pattern]
+    on_targets = targets.prepared("is_target").sum(dim=2).float()  # [batch, q, pattern]
     share = on_targets / counted.clamp_min(1.0)[..., None]
     return share.sum(dim=1)[..., None]
 
@@ -350,7 +350,7 @@ register_measure("sink", prepares=("row_weight",), partial_sum=sink_sum)
 register_measure("offsink", prepares=("row_weight",), partial_sum=offsink_sum)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """`ATTENTION_MEASURES`, `MEASURE_DOCS`, `ROW_MEASURES`, `PROMPT_MEASURES`: read live from the
     registries at each access (a measure registered later is in them), never snapshots."""
     if name == "ATTENTION_MEASURES":  # the measures that read attention alone (every one but `copying`), by name
@@ -365,7 +365,7 @@ def __getattr__(name: str):
 
 
 def partial_sums(attention: Tensor, targets: BatchTargets, measures: tuple[str, ...],
-                 extras=None) -> dict[str, Tensor]:
+                 extras: LayerOutputs | None = None) -> dict[str, Tensor]:
     """Every requested measure's per-prompt partial sums for one batch and one layer:
     `{measure: [batch, pattern, head_index]}` (`extras`: the layer's model outputs, for `copying`)."""
     work = LayerWork(attention, targets, extras)

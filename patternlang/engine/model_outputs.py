@@ -58,7 +58,7 @@ def outputs_plan(detectors: Sequence[Any], measures: Sequence[str], n_layers: in
     return OutputsPlan(requests, z)
 
 
-def extra_bytes_per_prompt(model: Any, plan: OutputsPlan | None, n_layers_needed: int):
+def extra_bytes_per_prompt(model: Any, plan: OutputsPlan | None, n_layers_needed: int) -> Callable[[int], float] | None:
     """Memory a deferred run holds per prompt of length L on top of a plain one: the needed layers'
     attention, their `z`, and logits over the vocabulary (final and per lens layer)."""
     if plan is None:
@@ -99,6 +99,11 @@ class Readout:
                 weight = next((p for name, p in parameters.items() if name.endswith("weight")), None)
         self.weight = None if weight is None else weight.detach()
         self.W_U = model.W_U.detach()  # [d_model, d_vocab]
+
+    def output_weights(self) -> Tensor:
+        """Every head's `W_O`, `[layer, head_index, d_head, d_model]`, detached (read when asked: a
+        `TransformerBridge` stacks it from its layers)."""
+        return self.model.W_O.detach()
 
     def logits(self, resid: Tensor) -> Tensor:
         model = self.model
@@ -159,7 +164,7 @@ def run_with_outputs(model: Any, tokens: Tensor, layers: Sequence[int], plan: Ou
     lens_layers = sorted(layer for layer in plan.predictions if layer is not None)
     resid_layers = set(lens_layers) | ({last} if plan.z else set())
 
-    def keep(store: dict, layer: int):
+    def keep(store: dict[int, Tensor], layer: int) -> Callable[..., None]:
         def hook(value: Tensor, hook: Any = None) -> None:
             store[layer] = value.detach()
         return hook

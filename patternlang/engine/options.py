@@ -50,7 +50,7 @@ class DetectOptions:
     progress: bool = True
     prepend_bos: bool = True
     per_prompt: bool = False
-    attention: str | Callable = "auto"
+    attention: str | Callable[..., Any] = "auto"
     chunk_size: int | None = None
     checkpoint: str | Path | None = None
     checkpoint_every: int | None = None
@@ -66,6 +66,14 @@ class DetectOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InputError(f"{name} must be a positive integer or None, got {value!r}")
+
+    @property
+    def measure_names(self) -> tuple[str, ...] | None:
+        """`measures` as `__post_init__` leaves it: known names in order, or None (each pattern's own)."""
+        measures = self.measures
+        if measures is None or isinstance(measures, tuple):
+            return measures
+        return check_measures(measures)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -20,7 +20,9 @@ from patternlang.engine.batching import Batch
 from patternlang.engine.shapes import Detection
 from patternlang.compiler import BatchFeatures, evaluate_all
 from patternlang.errors import InputError
-from patternlang.library import Pattern, load_patterns
+from patternlang.library import load_patterns
+from patternlang.pattern import Pattern
+from patternlang.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +30,14 @@ class Detector:
     """One pattern to score, under a unique `name`. Exactly one of the three sources is set."""
 
     name: str
-    pattern: Any = None  # patternlang.library.Pattern
+    pattern: Pattern | None = None
     matrix: Tensor | None = None  # fixed [q, k], every prompt must have length q
     per_prompt: Callable[[Tensor], Tensor] | None = None  # token ids [pos] -> [pos, pos]
 
     @property
-    def settings(self):
+    def settings(self) -> Settings | None:
         """The pattern's own settings (measure, exclusions), None for tensors and functions."""
-        return getattr(self.pattern, "settings", None)
+        return None if self.pattern is None else self.pattern.settings
 
 
 def resolve_patterns(patterns: Any, *, allow_negative: bool = False) -> list[Detector]:
@@ -140,7 +142,7 @@ def batch_features(
     predictions: dict[int | None, Tensor] | None = None,
     special_ids: Sequence[int] = (),
     device: torch.device | None = None,
-) -> Any:
+) -> BatchFeatures | None:
     """The batch's `BatchFeatures` (feature tables `[batch, pos]`, shared by every pattern and every
     query block), or None when no detector is a language pattern."""
     if not any(d.pattern is not None for d in detectors):
@@ -151,7 +153,8 @@ def batch_features(
                                labels=labels, predictions=predictions, special_ids=special_ids)
 
 
-def detection_block(detectors: Sequence[Detector], batch: Batch, features: Any, q_start: int, q_stop: int, *,
+def detection_block(detectors: Sequence[Detector], batch: Batch, features: BatchFeatures | None, q_start: int,
+                    q_stop: int, *,
                     device: torch.device | None = None) -> Detection:
     """The detection tensors of queries `q_start .. q_stop-1` over keys `0 .. q_stop-1`:
     `[pattern, batch, q_stop - q_start, q_stop]` float32, equal to those rows of the full
@@ -166,8 +169,10 @@ def detection_block(detectors: Sequence[Detector], batch: Batch, features: Any, 
     out = torch.empty(len(detectors), n_batch, q_stop - q_start, q_stop, dtype=torch.float32, device=device)
     language = [i for i, d in enumerate(detectors) if d.pattern is not None]
     if language:
+        if features is None:
+            raise ValueError("language patterns need the batch's features (`batch_features`)")
         window = features if full else features.window(q_start, q_stop)
-        patterns = [detectors[i].pattern for i in language]
+        patterns = [pattern for i in language if (pattern := detectors[i].pattern) is not None]
         if language == list(range(language[0], language[-1] + 1)):
             evaluate_all(patterns, window, out=out[language[0]: language[-1] + 1])
         else:  # language patterns mixed with tensors: evaluate, then place them

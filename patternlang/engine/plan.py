@@ -68,7 +68,7 @@ class RunPlan:
     @classmethod
     def build(cls, model: HookedModel, detectors: Sequence[Detector], options: DetectOptions) -> RunPlan:
         """The plan of `detect`: measures, exclusions and heads from the options and the patterns."""
-        measures = options.measures if options.measures is not None else check_measures(None, detectors)
+        measures = options.measure_names or check_measures(None, detectors)
         exclusions = tuple(
             Exclusions(bos=pattern_setting(options.exclude_bos, d, "exclude_bos"),
                        current=pattern_setting(options.exclude_current_token, d, "exclude_current"))

@@ -97,9 +97,10 @@ def labelled_prompt(prompt: str | None, spans_json: str | None, prompt_file: Pat
         if index >= len(prompts):
             raise InputError(f"--index {index} is out of range: --prompts {prompt_file} holds {len(prompts)} prompts",
                              hint=f"pick one from 0 to {len(prompts) - 1}")
-        text = list(prompts)[index]
         labels = prompts.spans[index] if prompts.spans is not None else None
-        return text if labels is None else Prompts(texts=(text,), spans=(labels,))
+        if labels is None or prompts.texts is None:  # only text prompts carry spans
+            return list(prompts)[index]
+        return Prompts(texts=(prompts.texts[index],), spans=(labels,))
     if prompt is None or not prompt:
         raise InputError("--prompt is empty")
     if spans_json is None:

@@ -12,9 +12,10 @@ def merge_attention_paths(earlier: dict[str, Any] | None, path: dict[str, Any]) 
     each): the same path stays as it is, block sizes are joined, and a run that took both paths
     says so: `{"path": "mixed", "paths": {"blocks": {...}, "hook_pattern": {...}}}`."""
     if path.get("path") == "mixed":  # another run's joined provenance (a rank's): its parts one by one
+        merged = earlier
         for part in path["paths"].values():
-            earlier = merge_attention_paths(earlier, part)
-        return dict(earlier)
+            merged = merge_attention_paths(merged, part)
+        return dict(path) if merged is None else merged
     if earlier is None or earlier == path:
         return dict(path)
     paths = dict(earlier["paths"]) if earlier.get("path") == "mixed" else {earlier["path"]: earlier}

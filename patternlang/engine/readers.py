@@ -130,7 +130,7 @@ class DeferredReader(_RowsReader):
         self.path, self.model, self.outputs, self.layer_list = path, model, outputs, list(layers)
         self.interventions, self.source = tuple(interventions), source
         self.readout = Readout(model)
-        self.W_O = model.W_O.detach() if outputs.z else None  # [layer, head_index, d_head, d_model]
+        self.W_O = self.readout.output_weights() if outputs.z else None  # [layer, head_index, d_head, d_model]
 
     def before(self, tokens: Tokens) -> BatchOutputs:
         if self.source is not None:

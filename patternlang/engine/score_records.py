@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: chunks.py reads torch (through checkpoint.py), this module does not
+    from patternlang.engine.chunks import StreamedPrompts
 
 __all__ = ["Evidence", "RunSettings", "ScoreSource"]
 
@@ -51,7 +54,7 @@ class RunSettings(Mapping[str, Any]):
     batch_size: int | str | None = None
     n_batches: int | None = None
     prepend_bos: bool | None = None
-    heads: str | None = None
+    heads: Sequence[str] | None = None
     pattern_measures: Mapping[str, str] | None = None
     attention: Mapping[str, Any] | None = None
     processes: int | None = None
@@ -89,7 +92,7 @@ class RunSettings(Mapping[str, Any]):
             raise KeyError(key)
         return self.extra[key] if key in self.extra else getattr(self, key)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._keys())
 
     def __len__(self) -> int:
@@ -104,9 +107,9 @@ class ScoreSource:
     drawn again (`Scores.show`)."""
 
     model: Any
-    prompts: tuple[Any, ...]
+    prompts: tuple[Any, ...] | StreamedPrompts
     patterns: Mapping[str, Any]  # name -> engine Detector
-    spans: Sequence[Any] | None = None  # per prompt: its labelled spans (`spans.Labels`) or None; a
+    spans: Sequence[Any] | StreamedPrompts | None = None  # per prompt: its labelled spans (`spans.Labels`) or None; a
     # streamed run's read again from its source (`chunks.StreamedPrompts`)
 
 

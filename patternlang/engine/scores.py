@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from patternlang.errors import InputError, did_you_mean
+from patternlang.engine.explanation import Explanation, explain
 from patternlang.engine.score_schema import validate_scores
 from patternlang.files import read_json, writing
 from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource, finite_or_none, float_or_nan
@@ -122,9 +123,8 @@ class Scores:
         the pattern's `rank` setting for its own measure, else the measure's direction."""
         name = self.patterns[self._pattern_index(pattern)]
         chosen = self.measure_of(pattern) if measure is None else self._measure(measure)
-        settings = dict(self.settings)
-        rank = settings.get("pattern_ranks", {}).get(name)
-        if rank is not None and chosen == settings.get("pattern_measures", {}).get(name, chosen):
+        rank = (self.settings.pattern_ranks or {}).get(name)
+        if rank is not None and chosen == (self.settings.pattern_measures or {}).get(name, chosen):
             return rank == "lowest"
         return chosen in MEASURE_TABLE and MEASURE_TABLE[chosen].direction == "lower"
 
@@ -285,7 +285,7 @@ class Scores:
             entries = {p: data["patterns"][p] for p in patterns}
             scores = {p: entry["scores"] if version == FORMAT else entry for p, entry in entries.items()}
 
-            def grids(read) -> dict[str, Tensor]:
+            def grids(read: Callable[[str, str], Any]) -> dict[str, Tensor]:
                 return {m: torch.stack([_grid(read(p, m), n_layers, n_heads) for p in patterns])
                         if patterns else torch.zeros(0, n_layers, n_heads) for m in measures}
 
@@ -305,8 +305,8 @@ class Scores:
             }
             return cls(patterns, measures, values, model=str(data.get("model", "model")),
                        n_prompts=int(data.get("n_prompts", 0)), n_tokens=int(data.get("n_tokens", 0)),
-                       settings=dict(data.get("settings", {})), n_layers=n_layers, n_heads=n_heads,
-                       ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt,
+                       settings=RunSettings.from_dict(dict(data.get("settings", {}))), n_layers=n_layers,
+                       n_heads=n_heads, ci_low=low, ci_high=high, evidence=evidence, per_prompt=per_prompt,
                        effects=dict(data.get("effects") or {}))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
             raise InputError(f"not a patternlang scores file: {error}") from None
@@ -315,6 +315,8 @@ class Scores:
     def from_json(cls, path: str | Path) -> "Scores":
         data = read_json(path, "the scores file")
         validate_scores(data, path)
+        if not isinstance(data, Mapping):  # not reached: the schema refuses anything but an object
+            raise InputError(f"not a patternlang scores file: {str(path)!r} holds no JSON object")
         return cls.from_dict(data)
 
     def to_records(self) -> list[dict[str, Any]]:
@@ -327,7 +329,7 @@ class Scores:
         """The records as CSV with a header row; NaN is an empty cell."""
         write_csv(self, path)
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> Any:
         """The records as a pandas DataFrame (pandas is optional and imported only then)."""
         return records_frame(self)
 
@@ -335,7 +337,7 @@ class Scores:
         return (f"Scores(model={self.model!r}, {len(self.patterns)} patterns x {self.n_layers} layers x "
                 f"{self.n_heads} heads, measures={','.join(self.measures)}, n_prompts={self.n_prompts})")
 
-    def show(self, pattern: str | int, head: Any, prompt: Any = 0, *, out: str | Path | None = None):
+    def show(self, pattern: str | int, head: Any, prompt: Any = 0, *, out: str | Path | None = None) -> Explanation:
         """Why `head` scored against `pattern`: its attention beside the pattern's matrix on one prompt,
         with that prompt's scores in every measure scored (`patternlang.engine.explanation`), judged with the
         exclusions the pattern was scored with.
@@ -347,8 +349,6 @@ class Scores:
 
         >>> scores.show("induction_head", "L5H1", 0, out="why.html")  # doctest: +SKIP
         """
-        from patternlang.engine.explanation import explain  # lazy: scores read from a file load no engine
-
         name = self.patterns[self._pattern_index(pattern)]
         source = self.source_of(name)
         index = spans = None

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # annotations only: measures.py imports this module to regist
 def sink_sum(work: "LayerWork") -> Tensor:
     """Per prompt, the sum over target rows of the head's attention on position 0."""
     on_sink = work.attention[..., 0]  # [batch, head, q]
-    target_row = work.targets.row_weight > 0  # [batch, q, pattern]
+    target_row = work.targets.prepared("row_weight") > 0  # [batch, q, pattern]
     # Selected, not multiplied: a non-finite value on a padded row cannot leak in.
     on_targets = torch.where(target_row[:, None], on_sink[..., None], 0.0)  # [batch, head, q, pattern]
     return on_targets.sum(dim=2).transpose(1, 2)
@@ -44,5 +44,5 @@ def offsink_sum(work: "LayerWork") -> Tensor:
     on_sink = work.attention[..., 0].transpose(1, 2)[..., None]  # [batch, q, head, 1]
     sink_value = targets.by_cell[:, :, 0, targets.row_columns][:, :, None, :]  # [batch, q, 1, pattern]
     off = products - on_sink * sink_value  # key 0's part taken out (0 when key 0 is not counted)
-    weight = targets.row_weight[:, :, None, :]
+    weight = targets.prepared("row_weight")[:, :, None, :]
     return torch.where(weight > 0, off * weight, 0.0).sum(dim=1).transpose(1, 2)

@@ -17,8 +17,10 @@ from patternlang.engine.detection import detect_with
 from patternlang.engine.hooked import HookedModel
 from patternlang.engine.options import DetectOptions
 from patternlang.engine.progress import one_run
+from patternlang.engine.score_records import RunSettings
 from patternlang.engine.scores import Scores
-from patternlang.library import Pattern, load_patterns, shipped_patterns
+from patternlang.library import load_patterns, shipped_patterns
+from patternlang.pattern import Pattern
 from patternlang.probes import make_probe
 from patternlang.settings import ProbeSpec
 
@@ -91,7 +93,7 @@ def join_scores(parts: Sequence[tuple[ProbeSpec, Scores]], order: Sequence[str])
     return Scores(
         patterns=tuple(names), measures=first.measures, values=values, model=first.model,
         n_prompts=sum(part.n_prompts for _, part in parts), n_tokens=sum(part.n_tokens for _, part in parts),
-        settings=settings, n_layers=first.n_layers, n_heads=first.n_heads,
+        settings=RunSettings.from_dict(settings), n_layers=first.n_layers, n_heads=first.n_heads,
         sources=tuple(source for _, part in parts for source in part.sources),
         ci_low=stacked("ci_low"), ci_high=stacked("ci_high"),
         evidence={name: index[name][0].evidence[name] for name in names if name in index[name][0].evidence},

@@ -4,6 +4,7 @@ asked for, the pattern groups by exclusion, and Student's t quantiles for the in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -73,4 +74,4 @@ class Tallies:
     n_prompts: Tensor
     n_prompts_total: int
     per_prompt: dict[str, Tensor] | None = field(default=None)
-    attention: dict | None = field(default=None)  # which path read the attention (`detect`'s provenance)
+    attention: dict[str, Any] | None = field(default=None)  # which path read the attention (`detect`'s provenance)

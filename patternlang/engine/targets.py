@@ -4,6 +4,7 @@ and the detection tensors prepared once per batch (`BatchTargets`); `wide_dtype`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -46,6 +47,10 @@ def counted_cells(lengths: Tensor, size: int, exclusions: Exclusions, first_quer
 
 
 
+Prepared = Literal["row_weight", "row_normalised", "is_target"]
+"""The `BatchTargets` fields built only for the measures that read them (`Measure.prepares`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchTargets:
     """Everything the measures need from one batch's detection tensors (built once per batch).
@@ -69,6 +74,15 @@ class BatchTargets:
     row_normalised: Tensor | None  # float [pattern, batch, q, k]: rows scaled to sum 1 (tv)
     is_target: Tensor | None  # bool [batch, q, k, pattern]: a positive value on a counted cell (argmax)
     first_query: int = 0  # the position of row 0 (a block of query rows; keys always start at 0)
+
+    def prepared(self, name: Prepared) -> Tensor:
+        """The field `name`, which only the measures that name it in their `prepares` have built
+        (engine/measures.py); reading one that was not prepared is a `ValueError` naming it."""
+        value: Tensor | None = getattr(self, name)
+        if value is None:
+            raise ValueError(f"BatchTargets.{name} was not prepared: a measure that reads it must "
+                             f"list {name!r} in its `prepares`")
+        return value
 
     @property
     def detection(self) -> Tensor:

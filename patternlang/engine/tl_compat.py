@@ -9,6 +9,7 @@ name or rule text as `detection_pattern`; bad input raises `InputError`, not `as
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -126,7 +127,7 @@ def _detector(detection_pattern: Tensor | str, error_measure: str) -> Detector:
                      hint="TransformerLens names: " + ", ".join(TL_HEAD_NAMES))
 
 
-def _cache_source(cache: Any, length: int):
+def _cache_source(cache: Any, length: int) -> Callable[[int], Tensor]:
     def attention(layer: int) -> Tensor:
         try:
             pattern = cache["pattern", layer, "attn"]

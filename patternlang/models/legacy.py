@@ -243,10 +243,12 @@ def shortformer_classes() -> tuple[type, type]:
         def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                     position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
                     **kwargs: Any) -> torch.Tensor:
-            if (input_ids is None) == (inputs_embeds is None):
+            if input_ids is not None and inputs_embeds is None:
+                model_input, hidden_states = input_ids, self.tok_embed(input_ids)
+            elif inputs_embeds is not None and input_ids is None:
+                model_input = hidden_states = inputs_embeds
+            else:
                 raise ValueError("Exactly one of input_ids or inputs_embeds must be provided.")
-            model_input = input_ids if input_ids is not None else inputs_embeds
-            hidden_states = self.tok_embed(input_ids) if input_ids is not None else inputs_embeds
             batch, seq = model_input.shape[:2]
             if seq > self.cfg.n_ctx:
                 raise ValueError(f"input length {seq} exceeds n_ctx={self.cfg.n_ctx}")

@@ -139,11 +139,16 @@ def _official_names(path: Path) -> list[str]:
     except (OSError, SyntaxError, ValueError):
         return []
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
-        if isinstance(target, ast.Name) and target.id == "OFFICIAL_MODEL_NAMES" and node.value is not None:
+        target: ast.expr
+        if isinstance(node, ast.AnnAssign):
+            target, assigned = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, assigned = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "OFFICIAL_MODEL_NAMES" and assigned is not None:
             try:
-                value = ast.literal_eval(node.value)
+                value = ast.literal_eval(assigned)
             except ValueError:
                 return []
             return [name for name in value if isinstance(name, str)] if isinstance(value, list) else []

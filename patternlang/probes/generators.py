@@ -254,8 +254,10 @@ def parsed_prose(batch: int | None = None) -> Prompts:
     >>> len(parsed_prose(batch=3)), len(parsed_prose())
     (3, 140)
     """
-    prompts = from_file(data_path(PROSE_FILE))
-    prompts = Prompts(texts=tuple(prompts.texts) + tuple(_generated_prose(PROSE_GENERATED)))
+    shipped = from_file(data_path(PROSE_FILE))
+    if shipped.texts is None:
+        raise InputError(f"the shipped {PROSE_FILE} holds token ids, not text", hint="reinstall patternlang")
+    prompts = Prompts(texts=tuple(shipped.texts) + tuple(_generated_prose(PROSE_GENERATED)))
     description = f"{len(prompts)} English prose paragraphs shipped with patternlang for the syntactic patterns"
     return _first_texts(prompts, "parsed_prose", description, batch, check_prose_batch)
 

@@ -212,30 +212,36 @@ _DECODER = json.JSONDecoder()
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
+def _skip_space(source: str, position: int) -> int:
+    """The first position at or after `position` that is not JSON whitespace."""
+    found = _JSON_SPACE.match(source, position)  # matches always (possibly nothing)
+    return position if found is None else found.end()
+
+
 def _json_entries(source: str, path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """The items of a JSON list one at a time, so that a bad item or one too many stops the reading there.
 
     A JSON list has no per-item line numbers; items are numbered from 1 instead.
     """
-    position = _JSON_SPACE.match(source, 0).end()
+    position = _skip_space(source, 0)
     if not source.startswith("[", position):
         data = _decode(source, position, path)[0]
         raise InputError(f"{_shown(path)} must hold a JSON list of prompts, not a {type(data).__name__}")
-    position = _JSON_SPACE.match(source, position + 1).end()
+    position = _skip_space(source, position + 1)
     number = 0
     if not source.startswith("]", position):
         while True:
             value, position = _decode(source, position, path)
             number += 1
             yield number, value, None
-            position = _JSON_SPACE.match(source, position).end()
+            position = _skip_space(source, position)
             if source.startswith(",", position):
-                position = _JSON_SPACE.match(source, position + 1).end()
+                position = _skip_space(source, position + 1)
             elif source.startswith("]", position):
                 break
             else:
                 _raise_json_error(source, position, path, "Expecting ',' delimiter")
-    position = _JSON_SPACE.match(source, position + 1).end()
+    position = _skip_space(source, position + 1)
     if position != len(source):
         _raise_json_error(source, position, path, "Extra data")
 
@@ -299,7 +305,7 @@ _SHOWN_LINE = 120
 def _prompts_from_entries(entries: Iterator[tuple[int, Any, str | None]], path: Path) -> Prompts:
     texts: list[str] = []
     tokens: list[tuple[int, ...]] = []
-    spans: list = []  # per text prompt: its labelled spans, or None
+    spans: list[Any] = []  # per text prompt: its labelled spans, or None
     line_of = "item" if PROMPT_FILE_TYPES[path.suffix.lower()] == "json" else "line"
     for number, value, line in entries:
         if len(texts) + len(tokens) >= MAX_PROMPTS:

@@ -252,6 +252,8 @@ def _check_arg(probe: str, arg: ProbeArg, value: Any) -> None:
                                f"not {describe_value(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InputError(f"argument {arg.name!r} of probe {probe!r} must be a finite number, got {value}")
+    if not isinstance(value, (int, float)):  # a string has no range
+        return
     if arg.minimum is not None and value < arg.minimum:
         raise InputError(f"argument {arg.name!r} of probe {probe!r} must be at least {arg.minimum}, "
                          f"got {_shown(value)}")

@@ -24,7 +24,7 @@ resuming from a checkpoint and `Scores.show` rely on.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +123,22 @@ def _non_blank_lines(path: Path) -> Iterator[tuple[int, str]]:
             if not raw:
                 return
             number += 1
-            _files.check_no_nul(raw, path, start=offset, line_of=lambda _, line=number: line)
+            _files.check_no_nul(raw, path, start=offset, line_of=_at_line(number))
             if len(raw) > MAX_LINE_BYTES:
                 raise InputError(f"prompt file {_files._shown(path)}: line {number} is longer than "
                                  f"{_files._size(MAX_LINE_BYTES)}", hint="no prompt is that long; is this a prompt file?")
-            text = _files.decode_utf8(raw, path, start=offset, line_of=lambda _, line=number: line)
+            text = _files.decode_utf8(raw, path, start=offset, line_of=_at_line(number))
             offset += len(raw)
             if number == 1:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first prompt
             text = text.removesuffix("\n")
             if _files._NOT_SPACE.search(text):
                 yield number, text
+
+
+def _at_line(number: int) -> Callable[[int], int]:
+    """`line_of` for bytes all on line `number` (one line of a file read line by line)."""
+    return lambda _byte: number
 
 
 class InMemoryPrompts(PromptSource):
@@ -143,7 +148,8 @@ class InMemoryPrompts(PromptSource):
         self.prompts = prompts
         self.items = list(prompts.items) if isinstance(prompts, Prompts) else prompts
         self.spans = prompts.spans if isinstance(prompts, Prompts) else None
-        self.name = name or getattr(prompts, "name", "prompts")
+        given = getattr(prompts, "name", None)
+        self.name = name or (given if isinstance(given, str) else "prompts")
         self.total = len(self.items)
 
     def __iter__(self) -> Iterator[Entry]:

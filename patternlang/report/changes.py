@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -52,16 +53,19 @@ def comparison_table(comparison: Comparison, k: int = 5, files: tuple[str, str] 
     if comparison.same_shape:
         title = f"heads that changed most per pattern, {name_b} − {name_a}{by}"
         table = Table(title=Text(title), caption=Text(text), caption_justify="left", min_width=width)
-        for column, justify in (("pattern", "left"), ("#", "right"), ("head", "left"), (name_a, "right"),
-                                (name_b, "right"), (f"{name_b} − {name_a}", "right")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("pattern", "left"), ("#", "right"), ("head", "left"), (name_a, "right"), (name_b, "right"),
+            (f"{name_b} − {name_a}", "right"))
+        for column, justify in columns:
             table.add_column(Text(column), justify=justify, no_wrap=column in ("pattern", "head"))
     else:
         title = f"top {k} heads per pattern, side by side{by}"
         table = Table(title=Text(title), caption=Text(f"{comparison.describe_shapes()}: no head is in both, so "
                                                       f"each side's best heads are shown\n{text}"),
                       caption_justify="left", min_width=width)
-        for column, justify in (("pattern", "left"), ("#", "right"), (f"{name_a} head", "left"), (name_a, "right"),
-                                (f"{name_b} head", "left"), (name_b, "right")):
+        columns = (("pattern", "left"), ("#", "right"), (f"{name_a} head", "left"), (name_a, "right"),
+                   (f"{name_b} head", "left"), (name_b, "right"))
+        for column, justify in columns:
             table.add_column(Text(column), justify=justify, no_wrap=True)
     for pattern in comparison.patterns:
         first = [Text(pattern, style="bold"), Text(f"by {comparison.measure_of(pattern)}", style="bright_black")]

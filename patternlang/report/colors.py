@@ -134,4 +134,5 @@ def _finite(grids: Iterable[Any]) -> np.ndarray:
     arrays = [np.asarray(grid.detach().cpu() if hasattr(grid, "detach") else grid, dtype=np.float64).ravel()
               for grid in grids]
     values = np.concatenate(arrays) if arrays else np.array([])
-    return values[np.isfinite(values)]
+    finite: np.ndarray = values[np.isfinite(values)]
+    return finite

@@ -106,7 +106,8 @@ def summarize_matrix(matrix: Any, tokens: Sequence[str]) -> MatrixSummary:
 
 def score_grid(scores: Scores, pattern: str, measure: str | None) -> np.ndarray:
     """One pattern's scores as a float64 array [n_layers, n_heads] (NaN: not scored)."""
-    return scores.get(pattern, measure).detach().to("cpu", torch.float64).numpy()
+    grid: np.ndarray = scores.get(pattern, measure).detach().to("cpu", torch.float64).numpy()
+    return grid
 
 
 def checked_measures(scores: Scores, measures: Sequence[str] | str | None) -> tuple[str, ...]:

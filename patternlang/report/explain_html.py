@@ -16,7 +16,7 @@ import json
 import math
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from patternlang.files import writing
 from patternlang.report.colors import ColorScale, fit_scale
@@ -145,7 +145,7 @@ def explanation_html(explanation: Explanation) -> str:
     def reason(q: int, k: int) -> str:
         return "key 0, exclude bos" if k == 0 and why.exclude_bos else "the diagonal, exclude current"
 
-    def grid(prefix: str, values: list[list[float]], what: str) -> dict:
+    def grid(prefix: str, values: list[list[float]], what: str) -> dict[str, Any]:
         scale = scales[prefix]
         rows = []
         for q in range(n):

@@ -36,7 +36,7 @@ def explanation_figure(explanation: Explanation) -> Figure:
 
     why = explanation
     n = why.n_tokens
-    lower = np.tri(n, dtype=bool)
+    lower: np.ndarray = np.tri(n, dtype=bool)
     counted = why.counted.numpy()
     excluded = lower & ~counted
     target_rows = why.target_rows.tolist()

@@ -14,7 +14,7 @@ from patternlang.files import writing
 from patternlang.report.data import checked_matrix
 
 
-def matrix_to_json(matrix: Any, tokens: Sequence[str], *, name: str | None = None) -> dict:
+def matrix_to_json(matrix: Any, tokens: Sequence[str], *, name: str | None = None) -> dict[str, Any]:
     """A JSON-ready dict: {"pattern": name, "tokens": [...], "matrix": [[...], ...]}.
 
     >>> import torch

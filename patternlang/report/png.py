@@ -58,7 +58,7 @@ def save_matrix_png(matrix: Any, tokens: Sequence[str], path: str | Path, *, tit
     n = m.shape[0]
     if n == 0:
         raise InputError("the detection matrix is empty (a prompt with no tokens): nothing to draw")
-    lower = np.tri(n, dtype=bool)
+    lower: np.ndarray = np.tri(n, dtype=bool)
     scale = fit_scale([m])
 
     cell = 0.28 if n <= 50 else max(0.08, 14.0 / n)  # inches per token
@@ -164,6 +164,8 @@ def draw_heatmap_png(panels: Sequence[Panel], scale: ColorScale, path: str | Pat
             ax.add_patch(
                 Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=scale.mark, linewidth=1.6)
             )
+    if image is None:  # not reached: panels[0] is read above, and the first panel draws an image
+        raise InputError("no heatmap panel to draw")
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8 if rows == 1 else 0.5, aspect=30, label=label)
     fig.suptitle(f"{heading}\n{subtitle}" if subtitle else heading, fontsize=9)
     return _save(fig, path, dpi=110)

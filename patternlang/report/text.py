@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from patternlang.engine.measures import MEASURES
-from patternlang.engine.verdicts import is_positional
+from patternlang.engine.verdicts import Footing, is_positional
 from patternlang.errors import InputError
 from patternlang.heads import parse_head
 from patternlang.report.data import (
@@ -346,7 +346,7 @@ class _Section:
                           *([Text(note, style="bright_black")] if with_notes else []))
 
 
-def verdicts_table(scores: Scores, *, footing: str | None = None) -> Table:
+def verdicts_table(scores: Scores, *, footing: Footing | None = None) -> Table:
     """Every head's verdict (`Scores.verdicts`): label, runner-up, margin, sink share, evidence."""
     table = Table(title="verdicts", box=box.MINIMAL, expand=False, caption=caption(scores), caption_justify="left")
     verdicts = scores.verdicts(footing=footing)

@@ -15,21 +15,35 @@ shared node once. Both keep checking and compiling linear in the size of a file.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Generic, Literal, TypeVar, Union
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # Python 3.10: the backport (a dependency there)
+    from typing_extensions import dataclass_transform
 
 from ..errors import Location
 
 _LOC = field(default=None, compare=False, hash=False, repr=False)
 
 
+_N = TypeVar("_N", bound="Node")
+
+
 class Node:
     """Base of every AST node: generic children, a hash cached at construction, cheap equality."""
 
     __slots__ = ("_hash",)
+    _hash: int
     _child_fields: ClassVar[tuple[str, ...]] = ()
     _value_fields: ClassVar[tuple[str, ...]] = ()
+    # Every concrete node is a dataclass (`@node`), which `dataclasses.replace` reads, and restores
+    # its cached hash when unpickled (`node` sets `__setstate__`).
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+    __setstate__: ClassVar[Callable[[Any, Any], None]]
 
     def __post_init__(self) -> None:
         values = tuple(getattr(self, name) for name in self._value_fields)
@@ -66,7 +80,7 @@ class Node:
                 found.extend(item for item in value if isinstance(item, Node))
         return tuple(found)
 
-    def replace(self, **changes: Any) -> "Node":
+    def replace(self: _N, **changes: Any) -> _N:
         return dataclasses.replace(self, **changes)
 
 
@@ -100,20 +114,21 @@ def _dag_equal(first: Node, second: Node) -> bool:
     return True
 
 
-def node(cls: type) -> type:
+@dataclass_transform(frozen_default=True, eq_default=False, field_specifiers=(field,))
+def node(cls: type[_N]) -> type[_N]:
     """Make `cls` a frozen, slotted AST node whose hash and equality ignore `loc`."""
-    cls = dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
-    restore = cls.__setstate__  # dataclass's own: it restores the fields, not the cached hash
+    made = dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
+    restore = vars(made)["__setstate__"]  # dataclass's own: it restores the fields, not the cached hash
 
-    def __setstate__(self, state):  # pickle, copy and deepcopy: the hash is recomputed, per process
+    def __setstate__(self: Node, state: Any) -> None:  # pickle, copy and deepcopy: the hash is recomputed
         restore(self, state)
         Node.__post_init__(self)
 
-    cls.__setstate__ = __setstate__
-    names = tuple(f.name for f in dataclasses.fields(cls) if f.compare)
-    cls._value_fields = names
-    cls._child_fields = names  # children() keeps the values that are nodes
-    return cls
+    made.__setstate__ = __setstate__
+    names = tuple(f.name for f in dataclasses.fields(made) if f.compare)
+    made._value_fields = names
+    made._child_fields = names  # children() keeps the values that are nodes
+    return made
 
 
 def walk(root: Node) -> Iterator[Node]:
@@ -160,14 +175,18 @@ def post_order(root: Node) -> list[Node]:
     return order
 
 
-class Visitor:
-    """Dispatch on the node type: `visit(node)` calls `visit_<ClassName>(node)`.
+_R = TypeVar("_R")
+
+
+class Visitor(Generic[_R]):
+    """Dispatch on the node type: `visit(node)` calls `visit_<ClassName>(node)`, which returns `_R`
+    (`Visitor[str]` writes text, `Visitor[None]` only checks).
 
     A node type without a method is an error (`TypeError`), never silently skipped, so a
     new node type cannot slip through a pass unnoticed."""
 
-    def visit(self, current: Node, *args: Any) -> Any:
-        method: Callable | None = getattr(self, "visit_" + type(current).__name__, None)
+    def visit(self, current: Node, *args: Any) -> _R:
+        method: Callable[..., _R] | None = getattr(self, "visit_" + type(current).__name__, None)
         if method is None:
             raise TypeError(f"{type(self).__name__} does not handle {type(current).__name__} nodes")
         return method(current, *args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import re2
 
@@ -162,7 +162,7 @@ class Function:
     name: str
     args: tuple[str, ...]          # kinds; "literal" = a string literal written in the rule
     result: Kind
-    apply: Callable                # Python implementation on plain strings (on `column` first, if set)
+    apply: Callable[..., Any]      # Python implementation on plain strings (on `column` first, if set)
     description: str
     needs: tuple[str, ...] = ("tokens", "texts")  # what a batch must provide (features.NEEDS)
     column: str | None = None      # a feature whose whole column `apply` reads first (positional functions)

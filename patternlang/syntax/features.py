@@ -23,6 +23,8 @@ The parser's features (`pos`, `dep`, `dephead`, ...) are registered in `parsed.p
 
 from __future__ import annotations
 
+from typing import Any
+
 from .builtins import starts_word
 from .feature_registry import FEATURES, NEEDS, Feature, register_feature
 
@@ -52,7 +54,7 @@ register_feature(
 )
 
 
-def _start_table(batch):
+def _start_table(batch: Any) -> Any:  # BatchFeatures -> [batch, pos] (feature_registry)
     special = batch.table("special")
     after_special = special.roll(1, dims=1)
     after_special[:, 0] = False
@@ -60,7 +62,7 @@ def _start_table(batch):
     return (batch.text_flags(starts_word) | special | after_special | first) & batch.mask
 
 
-def _start_reference(prompt) -> list[bool]:
+def _start_reference(prompt: Any) -> list[bool]:  # ReferencePrompt
     texts, special = prompt.texts(), prompt.special
     return [p == 0 or special[p] or (p > 0 and special[p - 1]) or starts_word(texts[p])
             for p in range(len(texts))]
@@ -100,7 +102,7 @@ def ends_sentence(text: str) -> bool:
     return text.rstrip().endswith(SENTENCE_END)
 
 
-def _sentence_table(batch):
+def _sentence_table(batch: Any) -> Any:
     word = batch.table("word")
     ends = batch.text_flags(ends_sentence) & batch.mask
     # Per word: how many of its tokens end a sentence; a word start whose previous word
@@ -112,7 +114,7 @@ def _sentence_table(batch):
     return begins.long().cumsum(dim=1) - 1
 
 
-def _sentence_reference(prompt) -> list[int]:
+def _sentence_reference(prompt: Any) -> list[int]:
     # Literally the definition: the first token, then the first word start after a token
     # ending in . ! or ?
     starts, texts = prompt.column("start"), prompt.texts()

@@ -33,7 +33,7 @@ def check_kinds(expr: ast.PExpr, problems: Problems) -> None:
     _KindChecker(problems).visit(expr)
 
 
-class _KindChecker(ast.Visitor):
+class _KindChecker(ast.Visitor["Kind | None"]):
     def __init__(self, problems: Problems):
         self.problems = problems
 

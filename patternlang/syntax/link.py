@@ -131,7 +131,10 @@ def fill_references(expr: ast.PExpr, targets: Mapping[str, LinkTarget]) -> ast.P
             rebuilt[id(node)] = node  # no references inside
         else:
             raise TypeError(f"the link pass does not handle {type(node).__name__} nodes")
-    return rebuilt[id(expr)]
+    root = rebuilt[id(expr)]
+    if not isinstance(root, (ast.Attend, ast.Ref, ast.Combine, ast.Scale, ast.Shift, ast.Normalize)):  # as it was
+        raise TypeError(f"the link pass rebuilt a pattern as a {type(root).__name__} node")
+    return root
 
 
 def _dependency_order(local: Mapping[str, ast.Definition], references: Mapping[str, list[ast.Ref]],

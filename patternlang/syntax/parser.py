@@ -6,8 +6,10 @@ import difflib
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any, get_args
 
 from lark import Lark, Token, Transformer, Tree, v_args
+from lark.tree import Meta
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Location, PatternError, PatternSyntaxError
@@ -63,7 +65,9 @@ Place = Callable[[int, int, "int | None"], Location]
 
 
 def _in_text(text: str, filename: str | None) -> Place:
-    return lambda line, column, end=None: Location(line, column, text, filename, end_column=end)
+    def place(line: int, column: int, end: int | None = None) -> Location:
+        return Location(line, column, text, filename, end_column=end)
+    return place
 
 
 def parse_module(text: str, filename: str | None = None) -> ast.Module:
@@ -79,7 +83,8 @@ def parse_rule(text: str, filename: str | None = None,
 
     `place` maps positions in `text` to where the user sees them (see `Place`)."""
     place = place or _in_text(text, filename)
-    return _to_ast(_parse(text, "rule_text", place), text, place)
+    expr, settings = _to_ast(_parse(text, "rule_text", place), text, place)  # `rule_text`'s pair
+    return expr, settings
 
 
 def parse_probe(text: str) -> tuple[str, tuple[tuple[str, int | float | str], ...]]:
@@ -89,7 +94,7 @@ def parse_probe(text: str) -> tuple[str, tuple[tuple[str, int | float | str], ..
     return setting.probe, setting.args
 
 
-def _parse(text: str, start: str, place: Place) -> Tree:
+def _parse(text: str, start: str, place: Place) -> Tree[Token]:
     if text.startswith("\ufeff"):  # a byte-order mark some editors write: a space keeps the columns
         text = " " + text[1:]
     if len(text) > MAX_SOURCE_CHARS:
@@ -105,7 +110,7 @@ def _parse(text: str, start: str, place: Place) -> Tree:
     return tree
 
 
-def _check_depth(tree: Tree, place: Place) -> None:
+def _check_depth(tree: Tree[Token], place: Place) -> None:
     # Iterative, so that absurd nesting is reported instead of overflowing the stack later.
     # An attend's modifiers sit side by side in the tree but nest in the AST: count them as depth.
     stack = [(tree, 1)]
@@ -138,7 +143,8 @@ def _syntax_error(exc: UnexpectedInput, text: str, place: Place) -> PatternSynta
                                   hint='end it with """')
     loc = place(line, column, None)
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        position = _stream_position(exc)
+        char = text[position] if position is not None and position < len(text) else ""
         hint = None
         if char == "=":
             hint = "compare with '==' (a single '=' is only for probe arguments)"
@@ -169,10 +175,16 @@ def _unclosed_triple_quote(text: str) -> int | None:
 
 def _error_offset(exc: UnexpectedInput, text: str) -> int:
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END" and exc.token.start_pos is not None:
-        return exc.token.start_pos
-    if isinstance(exc, UnexpectedCharacters):
-        return exc.pos_in_stream
-    return len(text)
+        start: int = exc.token.start_pos
+        return start
+    position = _stream_position(exc) if isinstance(exc, UnexpectedCharacters) else None
+    return len(text) if position is None else position
+
+
+def _stream_position(exc: UnexpectedInput) -> int | None:
+    """Where in the text an unexpected character is (lark declares `pos_in_stream` None on the base class)."""
+    position = getattr(exc, "pos_in_stream", None)
+    return position if isinstance(position, int) else None
 
 
 def _expected_terminals(exc: UnexpectedInput) -> set[str]:
@@ -237,7 +249,7 @@ def _glued_keyword(token: Token, previous: list[Token], text: str, expected: lis
     # The unexpected word, where the keyword it starts with could stand; or the word before it
     # when what follows the keyword is a one-letter name (`attendk where`), so that a real name
     # such as `notable_head` is not taken apart.
-    candidates = []
+    candidates: list[tuple[str, Callable[[str, str], bool]]] = []
     if token.type == "NAME":
         candidates += [(str(token), lambda keyword, rest: repr(keyword) in expected)]
     if previous and previous[-1].type == "NAME":
@@ -273,7 +285,7 @@ def _dedent_doc(doc: str) -> str:
     return "\n".join([lines[0].strip()] + [ln[indent:] for ln in lines[1:]]).strip()
 
 
-def _to_ast(tree: Tree, text: str, place: Place):
+def _to_ast(tree: Tree[Token], text: str, place: Place) -> Any:
     try:
         return _AstBuilder(text, place).transform(tree)
     except VisitError as exc:
@@ -286,14 +298,28 @@ class _Selection(str):
     """`last` / `first` after `attend` (a str, so that it is told apart from the variable's Token)."""
 
 
+def _combine(op: ast.SetOp) -> Callable[[_AstBuilder, Meta, list[Any]], ast.Combine]:
+    """The transformer method building a `Combine` of `op` (`union`, `intersect`, `add`, `difference`)."""
+    def build(self: _AstBuilder, meta: Meta, children: list[Any]) -> ast.Combine:
+        left, right = children
+        return ast.Combine(op, left, right, loc=self._loc(meta))
+    return build
+
+
+# The grammar's operator and selection tokens as the AST's literal types (a KeyError: a grammar change).
+_COMPARE_OPS: dict[str, ast.CompareOp] = {op: op for op in get_args(ast.CompareOp)}
+_SELECTIONS: dict[str, ast.Selection] = {select: select for select in get_args(ast.Selection)}
+_Modifier = Callable[[ast.PExpr], ast.PExpr]  # `shift N` / `weight X`, applied to what they follow
+
+
 @v_args(meta=True)
-class _AstBuilder(Transformer):
+class _AstBuilder(Transformer[Token, Any]):
     def __init__(self, text: str, place: Place):
         super().__init__()
         self.text = text
         self.place = place
 
-    def _loc(self, meta) -> Location | None:
+    def _loc(self, meta: Meta) -> Location | None:
         if getattr(meta, "empty", True):
             return None
         end = meta.end_column if meta.end_line == meta.line else None
@@ -307,21 +333,22 @@ class _AstBuilder(Transformer):
         return str(token)
 
     def _tok_loc(self, token: Token) -> Location:
-        return self.place(token.line, token.column, token.column + max(1, len(str(token))))
+        line, column = token.line or 1, token.column or 1  # a lexed token has both
+        return self.place(line, column, column + max(1, len(str(token))))
 
     # module level
-    def module(self, meta, children):
+    def module(self, meta: Meta, children: list[Any]) -> list[ast.Definition]:
         return list(children)
 
-    def probe_spec(self, meta, children):
+    def probe_spec(self, meta: Meta, children: list[Any]) -> ast.ProbeSetting:
         name, *args = children
         return ast.ProbeSetting(self._name(name), tuple(args[0]) if args else (), loc=self._tok_loc(name))
 
-    def rule_text(self, meta, children):
+    def rule_text(self, meta: Meta, children: list[Any]) -> tuple[ast.PExpr, tuple[ast.Setting, ...]]:
         expr, *settings = children
         return expr, tuple(settings)
 
-    def definition(self, meta, children):
+    def definition(self, meta: Meta, children: list[Any]) -> ast.Definition:
         name, *rest = children
         doc = ""
         if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
@@ -332,68 +359,64 @@ class _AstBuilder(Transformer):
         return ast.Definition(self._name(name), doc, expr, tuple(settings), source=source, loc=self._tok_loc(name))
 
     # settings
-    def measure_setting(self, meta, children):
+    def measure_setting(self, meta: Meta, children: list[Any]) -> ast.MeasureSetting:
         return ast.MeasureSetting(self._name(children[0]), loc=self._tok_loc(children[0]))
 
-    def exclude_setting(self, meta, children):
+    def exclude_setting(self, meta: Meta, children: list[Any]) -> ast.ExcludeSetting:
         return ast.ExcludeSetting(self._name(children[0]), loc=self._tok_loc(children[0]))
 
-    def probe_setting(self, meta, children):
+    def probe_setting(self, meta: Meta, children: list[Any]) -> ast.ProbeSetting:
         name, *args = children
         return ast.ProbeSetting(self._name(name), tuple(args[0]) if args else (), loc=self._tok_loc(name))
 
-    def normalize_setting(self, meta, children):
+    def normalize_setting(self, meta: Meta, children: list[Any]) -> ast.NormalizeSetting:
         return ast.NormalizeSetting(loc=self._loc(meta))
 
-    def rank_setting(self, meta, children):
+    def rank_setting(self, meta: Meta, children: list[Any]) -> ast.RankSetting:
         return ast.RankSetting(str(children[0]), loc=self._tok_loc(children[0]))
 
-    def require_setting(self, meta, children):
+    def require_setting(self, meta: Meta, children: list[Any]) -> ast.RequireSetting:
         measure, op, number = children
-        return ast.RequireSetting(self._name(measure), str(op), float(str(number)), loc=self._tok_loc(measure))
+        return ast.RequireSetting(self._name(measure), _COMPARE_OPS[str(op)], float(str(number)),
+                                  loc=self._tok_loc(measure))
 
-    def probe_args(self, meta, children):
+    def probe_args(self, meta: Meta, children: list[Any]) -> list[tuple[str, int | float | str]]:
         return list(children)
 
-    def probe_arg(self, meta, children):
+    def probe_arg(self, meta: Meta, children: list[Any]) -> tuple[str, int | float | str]:
         name, value = children
         return (str(name), value)
 
-    def number(self, meta, children):
+    def number(self, meta: Meta, children: list[Any]) -> int | float:
         raw = str(children[0])
         return int(raw) if re.fullmatch(r"[+-]?\d+", raw) else float(raw)
 
-    def string(self, meta, children):
+    def string(self, meta: Meta, children: list[Any]) -> str:
         return unquote(str(children[0]))
 
     # pattern expressions
-    def _combine(op):
-        def build(self, meta, children):
-            left, right = children
-            return ast.Combine(op, left, right, loc=self._loc(meta))
-        return build
-
     union = _combine("union")
     intersect = _combine("intersect")
     add = _combine("add")
     difference = _combine("difference")
-    del _combine
 
-    def scale(self, meta, children):
+    def scale(self, meta: Meta, children: list[Any]) -> ast.Scale:
         factor, operand = children
         return ast.Scale(float(factor), operand, loc=self._tok_loc(factor))
 
-    def modified(self, meta, children):
+    def modified(self, meta: Meta, children: list[Any]) -> ast.PExpr:
+        operand: ast.PExpr
+        modifier: _Modifier
         operand, modifier = children
         return modifier(operand)
 
-    def ref(self, meta, children):
+    def ref(self, meta: Meta, children: list[Any]) -> ast.Ref:
         return ast.Ref(self._name(children[0]), loc=self._tok_loc(children[0]))
 
-    def normalize(self, meta, children):
+    def normalize(self, meta: Meta, children: list[Any]) -> ast.Normalize:
         return ast.Normalize(children[0], loc=self._loc(meta))
 
-    def attend(self, meta, children):
+    def attend(self, meta: Meta, children: list[Any]) -> ast.PExpr:
         select = "all"
         if isinstance(children[0], _Selection):
             select, *children = children
@@ -401,69 +424,69 @@ class _AstBuilder(Transformer):
         cond = None
         if rest and not callable(rest[0]):
             cond, *rest = rest
-        node = ast.Attend(self._name(var), cond, str(select), loc=self._tok_loc(var))
+        node: ast.PExpr = ast.Attend(self._name(var), cond, _SELECTIONS[str(select)], loc=self._tok_loc(var))
         for modifier in rest:
             node = modifier(node)
         return node
 
-    def select_last(self, meta, children):
+    def select_last(self, meta: Meta, children: list[Any]) -> _Selection:
         return _Selection("last")
 
-    def select_first(self, meta, children):
+    def select_first(self, meta: Meta, children: list[Any]) -> _Selection:
         return _Selection("first")
 
     # Modifiers come back as functions of their operand, so `attend ... shift +1 weight 2`
     # and `(...) shift +1` build the same nodes.
-    def shift(self, meta, children):
+    def shift(self, meta: Meta, children: list[Any]) -> _Modifier:
         token = children[0]
         loc = self._tok_loc(token)
         return lambda operand: ast.Shift(int(str(token)), operand, loc=loc)
 
-    def weight(self, meta, children):
+    def weight(self, meta: Meta, children: list[Any]) -> _Modifier:
         token = children[0]
         loc = self._tok_loc(token)
         return lambda operand: ast.Scale(float(token), operand, loc=loc)
 
     # conditions
-    def or_(self, meta, children):
+    def or_(self, meta: Meta, children: list[Any]) -> ast.Or:
         return ast.Or(children[0], children[1], loc=self._loc(meta))
 
-    def and_(self, meta, children):
+    def and_(self, meta: Meta, children: list[Any]) -> ast.And:
         return ast.And(children[0], children[1], loc=self._loc(meta))
 
-    def not_(self, meta, children):
+    def not_(self, meta: Meta, children: list[Any]) -> ast.Not:
         return ast.Not(children[0], loc=self._loc(meta))
 
-    def compare(self, meta, children):
+    def compare(self, meta: Meta, children: list[Any]) -> ast.Compare:
         left, op, right = children
-        return ast.Compare(str(op), left, right, loc=self._tok_loc(op))
+        return ast.Compare(_COMPARE_OPS[str(op)], left, right, loc=self._tok_loc(op))
 
-    def truth(self, meta, children):
+    def truth(self, meta: Meta, children: list[Any]) -> ast.Truth:
         return ast.Truth(children[0], loc=self._loc(meta))
 
     # values
-    def plus(self, meta, children):
+    def plus(self, meta: Meta, children: list[Any]) -> ast.Arith:
         return ast.Arith("+", children[0], children[1], loc=self._loc(meta))
 
-    def minus(self, meta, children):
+    def minus(self, meta: Meta, children: list[Any]) -> ast.Arith:
         return ast.Arith("-", children[0], children[1], loc=self._loc(meta))
 
-    def name(self, meta, children):
+    def name(self, meta: Meta, children: list[Any]) -> ast.Name:
         return ast.Name(self._name(children[0]), loc=self._tok_loc(children[0]))
 
-    def int_lit(self, meta, children):
+    def int_lit(self, meta: Meta, children: list[Any]) -> ast.IntLit:
         return ast.IntLit(int(str(children[0])), loc=self._tok_loc(children[0]))
 
-    def str_lit(self, meta, children):
+    def str_lit(self, meta: Meta, children: list[Any]) -> ast.StrLit:
         return ast.StrLit(unquote(str(children[0])), loc=self._tok_loc(children[0]))
 
-    def neg(self, meta, children):
+    def neg(self, meta: Meta, children: list[Any]) -> ast.Neg:
         return ast.Neg(children[0], loc=self._loc(meta))
 
-    def index(self, meta, children):
+    def index(self, meta: Meta, children: list[Any]) -> ast.Index:
         feature, value = children
         return ast.Index(self._name(feature), value, loc=self._tok_loc(feature))
 
-    def call(self, meta, children):
+    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
         func, *args = children
         return ast.Call(self._name(func), tuple(args), loc=self._tok_loc(func))

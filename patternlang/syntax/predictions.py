@@ -65,8 +65,7 @@ def prediction_requests(exprs: Iterable[ast.PExpr]) -> dict[int | None, int]:
             if isinstance(node, ast.Index) and node.feature == "pred":
                 key, top = None, 1
             elif isinstance(node, ast.Call) and node.func in PREDICTION_FUNCTIONS:
-                top = node.args[2].value
-                key = node.args[3].value if node.func == "lens_predicted" else None
+                key, top = call_request(node)
             if top is not None:
                 requests[key] = max(requests.get(key, 0), top)
     return requests
@@ -74,5 +73,13 @@ def prediction_requests(exprs: Iterable[ast.PExpr]) -> dict[int | None, int]:
 
 def call_request(node: ast.Call) -> tuple[int | None, int]:
     """`(layer, top)` of one `predicted`/`lens_predicted` call (its literal arguments)."""
-    layer = node.args[3].value if node.func == "lens_predicted" else None
-    return layer, node.args[2].value
+    layer = _int_argument(node, 3) if node.func == "lens_predicted" else None
+    return layer, _int_argument(node, 2)
+
+
+def _int_argument(node: ast.Call, index: int) -> int:
+    """`node.args[index]`, a whole number written in the rule (the kinds pass allows nothing else)."""
+    arg = node.args[index]
+    if not isinstance(arg, ast.IntLit):
+        raise TypeError(f"argument {index + 1} of {node.func}() must be an integer literal, not {type(arg).__name__}")
+    return arg.value

@@ -22,7 +22,7 @@ def check_settings(settings: tuple[ast.Setting, ...], problems: Problems) -> Set
     return _SettingsChecker(problems).check(settings)
 
 
-class _SettingsChecker(ast.Visitor):
+class _SettingsChecker(ast.Visitor[None]):
     def __init__(self, problems: Problems):
         self.problems = problems
         self.values: dict[str, Any] = {}  # Settings fields by name

@@ -46,7 +46,7 @@ def rule_text(expr: ast.PExpr, settings: tuple[ast.Setting, ...] = ()) -> str:
     return " ".join([unparse(expr), *(unparse(s) for s in settings)])
 
 
-class _Writer(ast.Visitor):
+class _Writer(ast.Visitor[str]):
     # ---- pattern expressions ---------------------------------------------------------------
     def pexpr(self, expr: ast.PExpr, level: int) -> str:
         text = self.visit(expr)

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -73,7 +73,7 @@ class RandomAttentionBlocks:
         return out
 
 
-def random_attention_blocks(n_heads: int, seed: int = 0):
+def random_attention_blocks(n_heads: int, seed: int = 0) -> Callable[..., RandomAttentionBlocks]:
     """A `CaptureBlocks` function that ignores the model and gives `RandomAttentionBlocks`."""
     def capture(model: Any, tokens: Tensor, lengths: Tensor, layers: Sequence[int]) -> RandomAttentionBlocks:
         return RandomAttentionBlocks(lengths, n_heads, layers, seed)

@@ -8,6 +8,7 @@ engine stops the forward pass on models that lack that argument.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         return [3 + b for b in text.encode("utf-8")]
 
-    def batch_decode(self, ids, clean_up_tokenization_spaces=False):
+    def batch_decode(self, ids: Any, clean_up_tokenization_spaces: bool = False) -> list[str]:
         out = []
         for row in ids:
             out.append("".join("<s>" if i == 1 else "<pad>" if i == 2 else bytes([i - 3]).decode("latin-1") for i in row))
@@ -33,13 +34,13 @@ class ByteTokenizer:
 
 
 class _Attention(nn.Module):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.hook_pattern = HookPoint()
 
 
 class _Block(nn.Module):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.attn = _Attention()
 
@@ -65,7 +66,7 @@ class FakeAttentionModel(HookedRootModule):
         self.forward_calls = 0
         self.setup()
 
-    def to_tokens(self, text, prepend_bos=None):
+    def to_tokens(self, text: str | list[str], prepend_bos: bool | None = None) -> torch.Tensor:
         prepend = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
         texts = [text] if isinstance(text, str) else list(text)
         rows = [([1] if prepend else []) + self.tokenizer.encode(t) for t in texts]
@@ -81,12 +82,12 @@ class FakeAttentionModel(HookedRootModule):
         causal = torch.ones(pos, pos, dtype=torch.bool).tril()
         return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
 
-    def run_with_cache(self, *args, **kwargs):
+    def run_with_cache(self, *args: Any, **kwargs: Any) -> tuple[Any, ActivationCache]:
         """Like HookedTransformer's: the cache as an ActivationCache (`cache["pattern", 0, "attn"]`)."""
         output, cache = super().run_with_cache(*args, **kwargs)
         return output, ActivationCache(cache, self)
 
-    def forward(self, tokens, return_type=None):
+    def forward(self, tokens: torch.Tensor, return_type: str | None = None) -> None:
         self.forward_calls += 1
         for layer, block in enumerate(self.blocks):
             self.layers_run.append(layer)

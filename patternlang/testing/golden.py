@@ -21,9 +21,12 @@ from typing import Any
 
 import torch
 
-from patternlang.engine import Scores, detect
+from patternlang.engine.detection import detect
+from patternlang.engine.scores import Scores
 from patternlang.library import compile_rule, load_patterns, shipped_patterns
+from patternlang.models import load_model
 from patternlang.probes import make_probe
+from patternlang.testing.hand_set import make_hand_set_model
 
 # Small but fixed: every probe's prompt count and length, so a run takes a few minutes on a CPU.
 PROBE_ARGS: dict[str, dict[str, Any]] = {
@@ -79,9 +82,6 @@ written; named, so that a pattern added to the library since changes nothing).""
 
 def golden_scores(model: Any = None, *, hand_set: bool = True) -> dict[str, Any]:
     """Every run's `scores_record`, by run name (see the module docstring)."""
-    from patternlang.models import load_model
-    from patternlang.testing.hand_set import make_hand_set_model
-
     model = load_model() if model is None else model
     runs: dict[str, dict[str, Any]] = {}
     patterns = shipped_patterns()

@@ -79,7 +79,8 @@ class CharTokenizer:
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(char, UNK_ID) for char in text]
 
-    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False) -> dict:
+    def __call__(self, text: str, add_special_tokens: bool = False,
+                 return_offsets_mapping: bool = False) -> dict[str, Any]:
         """Encode as a fast HF tokenizer does, with each token's character span when asked (so
         that `span[k]` and the offset features run on the tiny models)."""
         encoding: dict[str, Any] = {"input_ids": self.encode(text)}
@@ -99,7 +100,8 @@ class CharTokenizer:
 
 def _as_id_list(ids: Any) -> list[int]:
     if isinstance(ids, Tensor):
-        return ids.reshape(-1).tolist()
+        flat: list[int] = ids.reshape(-1).tolist()
+        return flat
     if isinstance(ids, int):
         return [ids]
     return list(ids)
@@ -212,7 +214,7 @@ class HandSetModel(HookedRootModule):
         return [head for head, head_kind in self.head_kinds.items() if head_kind == kind]
 
     def to(self, *args: Any, **kwargs: Any) -> "HandSetModel":
-        moved = super().to(*args, **kwargs)
+        moved: HandSetModel = super().to(*args, **kwargs)
         self.cfg.device = str(self.blocks[0].attn.W_Q.device)
         return moved
 
@@ -242,7 +244,7 @@ class HandSetModel(HookedRootModule):
             return self.tokenizer.convert_ids_to_tokens(input)
         items = list(input)
         if items and all(isinstance(item, str) for item in items):
-            return [self.to_str_tokens(item, prepend_bos) for item in items]
+            return [self.tokenizer.convert_ids_to_tokens(self.to_tokens(item, prepend_bos)[0]) for item in items]
         return self.tokenizer.convert_ids_to_tokens(items)
 
     def to_string(self, tokens: Any) -> str | list[str]:

@@ -45,7 +45,7 @@ def make_linear_model(*, n_ctx: int = 128, strength: float = 40.0) -> HandSetMod
     vocab, ctx = torch.arange(d_vocab), torch.arange(n_ctx)
     successor = torch.tensor([next_token(int(t), d_vocab) for t in vocab])
 
-    def head(kind: str, weight: float, shifted: bool):
+    def head(kind: str, weight: float, shifted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         W_Q, W_K = torch.zeros(d_model, d_head), torch.zeros(d_model, d_head)
         W_V, W_O = torch.zeros(d_model, d_head), torch.zeros(d_head, d_model)
         if kind == "current":

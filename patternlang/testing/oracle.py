@@ -4,6 +4,7 @@ time in plain Python, and the random attention and detection tensors to compare 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from transformer_lens.head_detector import compute_head_attention_similarity_score
@@ -37,7 +38,8 @@ def random_detection(n_patterns: int, lengths: list[int], generator: torch.Gener
     return detection
 
 
-def oracle_rows(attention: list[list[float]], detection: list[list[float]], excl: Exclusions):
+def oracle_rows(attention: list[list[float]], detection: list[list[float]],
+                excl: Exclusions) -> list[tuple[float, float, float, float, float, float]]:
     """Per target row: (mass, tv, argmax hit, chance mass, sink, offsink). `attention`/`detection` are one
     prompt's L x L. `sink`: the raw attention on key 0; `offsink`: the raw (not renormalised) weighted
     attention on counted target keys other than 0."""
@@ -72,13 +74,15 @@ def uniform_attention_matrix(length: int, excl: Exclusions) -> torch.Tensor:
     return out
 
 
-def oracle_baselines(detection, lengths, excl) -> dict[str, torch.Tensor]:
+def oracle_baselines(detection: torch.Tensor, lengths: Any, excl: Exclusions) -> dict[str, torch.Tensor]:
     """{measure: [pattern]}: the scores of the uniform head (argmax: a key picked at random),
     computed row by row from the definitions."""
     n_patterns = detection.shape[0]
     out = {m: torch.full((n_patterns,), math.nan, dtype=torch.float64) for m in MEASURES}
     for p in range(n_patterns):
-        rows, mul, abs_ = [], [], []
+        rows: list[tuple[float, float, float, float, float]] = []
+        mul: list[float] = []
+        abs_: list[float] = []
         for b, length in enumerate(lengths):
             d = detection[p, b, :length, :length].double()
             for q in range(length):
@@ -106,14 +110,17 @@ def oracle_baselines(detection, lengths, excl) -> dict[str, torch.Tensor]:
     return out
 
 
-def oracle_scores(attention, detection, lengths, excl):
+def oracle_scores(attention: torch.Tensor, detection: torch.Tensor, lengths: Any,
+                  excl: Exclusions) -> dict[str, torch.Tensor]:
     """{measure: [pattern, head]} computed prompt by prompt, head by head."""
     n_patterns, _, _, _ = detection.shape
     heads = attention.shape[1]
     out = {m: torch.full((n_patterns, heads), math.nan, dtype=torch.float64) for m in MEASURES}
     for p in range(n_patterns):
         for h in range(heads):
-            rows, mul, abs_ = [], [], []
+            rows: list[tuple[float, float, float, float, float, float]] = []
+            mul: list[float] = []
+            abs_: list[float] = []
             for b, length in enumerate(lengths):
                 a = attention[b, h, :length, :length]
                 d = detection[p, b, :length, :length]

@@ -15,6 +15,7 @@ projection of the tokens it attends to), so replacing a pattern through the hook
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,7 +25,9 @@ from transformer_lens.hook_points import HookPoint
 from patternlang.compiler import BatchFeatures
 from patternlang.discovery.replace import rule_attention
 from patternlang.library import compile_rule
-from patternlang.testing.hand_set import BOS_ID, PAD_ID, UNK_ID, HandSetConfig, HandSetModel, TokenSubspace
+from patternlang.pattern import Pattern
+from patternlang.testing.hand_set import (BOS_ID, CHARACTERS, PAD_ID, SPECIAL_TOKENS, UNK_ID, HandSetConfig,
+                                          HandSetModel, TokenSubspace)
 
 __all__ = ["PlantedModel", "make_planted_model", "planted_attention"]
 
@@ -56,7 +59,8 @@ class PlantedModel(HandSetModel):
         self.planted = dict(rules)
         # Rule text, or a function of a batch's `BatchFeatures` giving `[batch, q, k]` (for rules the
         # grammar cannot write yet).
-        self.patterns = {head: compile_rule(rule) if isinstance(rule, str) else rule for head, rule in rules.items()}
+        self.patterns: dict[tuple[int, int], Pattern | Callable[[BatchFeatures], Tensor]] = {
+            head: compile_rule(rule) if isinstance(rule, str) else rule for head, rule in rules.items()}
         generator = torch.Generator().manual_seed(seed)
         self.W_OV = nn.Parameter(torch.randn(cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.d_vocab, generator=generator),
                                  requires_grad=False)
@@ -92,7 +96,7 @@ class PlantedModel(HandSetModel):
             for head in range(self.cfg.n_heads):
                 pattern = self.patterns.get((layer, head))
                 if pattern is not None:
-                    matrix = pattern.evaluate(features) if hasattr(pattern, "evaluate") else pattern(features)
+                    matrix = pattern.evaluate(features) if isinstance(pattern, Pattern) else pattern(features)
                     heads.append(planted_attention(matrix, mask))
                 elif self.random_heads:
                     heads.append(self._random(tokens, mask, causal, layer, head))
@@ -117,8 +121,6 @@ def make_planted_model(rules: dict[tuple[int, int], Any], *, n_layers: int | Non
     """A model whose head `(layer, head)` attends by `rules[(layer, head)]` (others: uniformly)."""
     n_layers = n_layers or max(layer for layer, _ in rules) + 1
     n_heads = n_heads or max(head for _, head in rules) + 1
-    from patternlang.testing.hand_set import CHARACTERS, SPECIAL_TOKENS
-
     d_vocab = len(SPECIAL_TOKENS) + len(CHARACTERS)
     cfg = HandSetConfig(n_layers=n_layers, n_heads=n_heads, n_ctx=n_ctx, d_vocab=d_vocab, d_model=d_vocab,
                         d_head=d_vocab, strength=0.0, model_name="planted-rules")

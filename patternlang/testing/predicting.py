@@ -51,7 +51,7 @@ def make_predicting_model(sign: float = 1.0, *, n_ctx: int = 64, strength: float
     vocab, ctx = torch.arange(d_vocab), torch.arange(n_ctx)
     successor = torch.tensor([next_token(int(t), d_vocab) for t in vocab])
 
-    def zeros(n_heads: int):
+    def zeros(n_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return (torch.zeros(n_heads, d_model, d_head), torch.zeros(n_heads, d_model, d_head),
                 torch.zeros(n_heads, d_model, d_head), torch.zeros(n_heads, d_head, d_model))
 
