@@ -344,3 +344,17 @@ def test_the_script_strength_equals_the_python_one(chromium, site):
         js = page.evaluate(f"Atlas.strength({json.dumps(s)}, {json.dumps(b)}, {json.dumps(hi)}, {json.dumps(lo)}, "
                            f"{json.dumps(signed)}, {json.dumps(lowest)})")
         assert js == pytest.approx(strength(s, b, hi, signed=signed, lowest=lowest, lower=lo))
+
+
+def test_the_model_page_heads_table_gives_each_head_its_verdict(tmp_path):
+    doc = small_document()
+    doc["heads"]["L0H0"]["verdict"] = {"label": "previous_token_head", "sink_share": 0.1}
+    doc["heads"]["L0H1"]["verdict"] = {"label": None, "sink_share": 0.7}
+    doc["heads"]["L1H2"]["verdict"] = {"label": "induction_head", "sink_share": 0.2, "explained_by_position": True}
+    render_site([doc], tmp_path)
+    page = page_text(next((tmp_path / "models").glob("*.html")))
+    table = section(page, 'id="head-table"', "</table>")
+    assert "<th" in table and ">verdict</th>" in table
+    cells = {head: re.search(rf'>{head}</a></td><td>([^<]*)</td>', table).group(1) for head in ("L0H0", "L0H1", "L1H2", "L1H0")}
+    assert cells == {"L0H0": "previous_token_head", "L0H1": "none",
+                     "L1H2": "induction_head (explained by position)", "L1H0": "–"}

@@ -225,7 +225,7 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
             top = matches[0] if matches else None
             table.append({
                 "layer": layer, "head": head, "order": layer * n_heads + head, "url": site.head_url(doc, label),
-                "label": label, "pattern": top.pattern if top else "–",
+                "label": label, "verdict": _verdict_text(verdicts.get(label)), "pattern": top.pattern if top else "–",
                 "score": _cell(top.score if top else None), "baseline": _cell(top.baseline if top else None),
                 "lift": _cell(top.lift if top else None, 1), "excess": _cell(top.excess if top else None, 2),
                 "prompts": {"v": top.n_prompts if top else "", "f": top.n_prompts if top else "–"},
@@ -236,6 +236,14 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     site.write(site.model_url(doc), "model.html", m["id"], data, model=m, provenance=_provenance(doc),
                names=names, measures=doc["measures"], heads=range(n_heads), grid=grid, legend=legend, table=table,
                has_verdicts=bool(verdicts), effect_maps=_effect_maps(site, doc))
+
+
+def _verdict_text(verdict: Mapping[str, Any] | None) -> str:
+    """A verdict in the heads table: its label, "none", and whether position explains it."""
+    if verdict is None:
+        return "–"
+    text = verdict.get("label") or "none"
+    return f"{text} (explained by position)" if verdict.get("explained_by_position") else text
 
 
 def _verdict_of(doc: Mapping[str, Any], label: str) -> Mapping[str, Any] | None:
