@@ -35,9 +35,5 @@ _LAZY = {
 
 __getattr__ = lazy_members(__name__, _LAZY)
 
-DEFAULT_POSITIONS = {"logit_diff": "END"}
-"""Where a metric's heads are ablated when no positions are given (`logit_diff` is read at END); shared by
-`patternlang effects` and the atlas, and kept here because the CLI imports this package at start-up (no torch)."""
-
 
 __all__ = sorted(_LAZY)
