@@ -118,8 +118,9 @@ def _mattering(metric: str, entry: Mapping[str, Any], label: str) -> Mattering |
     head = heads[label]
     direction = str(entry.get("direction") or "higher")
     patching = entry.get("kind") == "patching" or entry.get("method") == "patch"
-    settings = entry.get("settings") if isinstance(entry.get("settings"), Mapping) else {}
-    common = {"direction": direction, "probe": entry.get("probe") or settings.get("prompts"),
+    found = entry.get("settings")
+    settings: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    common: dict[str, Any] = {"direction": direction, "probe": entry.get("probe") or settings.get("prompts"),
               "method": str(entry.get("method") or "zero"), "positions": entry.get("positions"),
               "n_prompts": int(entry.get("n_prompts") or 0)}
     exact = _number(head.get("patching" if patching else "ablation"))
