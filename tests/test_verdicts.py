@@ -276,7 +276,8 @@ def test_the_verdict_says_attends_like_x_and_matters_for_y():
     assert "matters_for" not in plain.to_dict() and plain.summary == "attends like previous_token_head"
     none = verdict([_candidate("previous_token_head", 0.1)], matters=())
     assert none.summary == "attends like no pattern (closest: previous_token_head); matters for none of the metrics measured"
-    assert sentence("x", None, [{"text": "loss (...)"}]) == "attends like x, and matters for loss (...)"
+    assert sentence("x", None, [{"text": "loss (...)"}, {"text": "induction_loss (...)"}]) == \
+        "attends like x, and matters for loss (...) and induction_loss (...)"
 
 
 def test_detect_verdicts_with_effects_say_what_heads_matter_for(tmp_path, monkeypatch):

@@ -194,4 +194,4 @@ def sentence(label: str | None, runner_up: str | None, matters: Sequence[Any] | 
              if isinstance(m, Mapping) else str(m) for m in matters]
     if not texts:
         return words + "; matters for none of the metrics measured"
-    return words + ", and matters for " + "; ".join(texts)
+    return words + ", and matters for " + " and ".join(texts)
