@@ -360,7 +360,7 @@ def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         for rect, value in zip(mosaic["rects"], (v for row in values for v in row)):
             rect["title"] = f"{rect['title'].split(' ')[0]} effect on {metric}: {_number(value)}"
         maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
-                     "mosaic": mosaic})
+                     "mosaic": mosaic, "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0)})
     return maps
 
 
