@@ -51,6 +51,7 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {  # measured over 0.5 s each (setup + 
         "test_an_existing_document_gains_effects_without_scoring_its_patterns_again",
         "test_cli_adds_the_default_effects_to_an_existing_atlas",
         "test_the_document_records_what_was_measured_on_what",
+        "test_the_model_page_maps_each_metric_and_says_its_probe",
         "test_verdicts_say_what_each_head_matters_for",
     ),
     "test_verdicts.py": (

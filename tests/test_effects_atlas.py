@@ -140,6 +140,13 @@ def test_verdicts_say_what_each_head_matters_for(atlas):
     assert "interval of the change excludes 0" in page  # the definition, on the page
 
 
+def test_the_model_page_maps_each_metric_and_says_its_probe(atlas):
+    out, _ = atlas
+    page = next((out / "models").glob("*.html")).read_text()
+    assert '<figure data-metric="loss">' in page and '<figure data-metric="induction_loss">' in page
+    assert "4 <code>natural</code> prompts" in page and "4 <code>repeated_random(length=12, batch=6)</code>" in page
+
+
 def test_an_existing_document_gains_effects_without_scoring_its_patterns_again(atlas, model, tmp_path, monkeypatch):
     out, _ = atlas
     shutil.copytree(out / "data", tmp_path / "data")
