@@ -71,6 +71,8 @@ def test_a_named_metric_goes_on_its_own_probe_even_when_the_atlas_does_not_use_i
     assert [(p.label, str(p.probe), p.positions) for p in planned] == [
         ("logit_diff(IO, S2)", "ioi", "END"), ("loss", "natural", None)]
     assert len(notes) == 3  # induction_loss, logit_diff(IO, S1) and retrieval left out of the default set
+    planned, notes = plan_effects(["retrieval", AUTO], _doc("natural"))
+    assert [p.label for p in planned] == ["retrieval", "loss"] and not any("retrieval" in n for n in notes)
     one = ProbeSpec("natural", (("batch", 5),))
     planned, notes = plan_effects([AUTO], _doc("ioi"), effects_probe=one)  # one probe for all: nothing left out
     assert {str(p.probe) for p in planned} == {"natural(batch=5)"} and len(planned) == 4 and not notes

@@ -131,9 +131,12 @@ def plan_effects(requested: Sequence[str | Metric], doc: Mapping[str, Any], *, p
             return probe_argument(used.get(metric.probe, metric.probe))
         return probe if probe is not None else ProbeSpec(STATS_PROBE, ())
 
+    named = {resolve_metric(item).label for item in requested if not (isinstance(item, str) and item.strip().lower() == AUTO)}
     for item in requested:
         if isinstance(item, str) and item.strip().lower() == AUTO:
             for metric in probe_metrics():
+                if metric.label in named:
+                    continue  # asked for by name: measured on its own probe, whatever the atlas uses
                 if effects_probe is None and metric.probe not in used:
                     notes.append(f"{metric.label} (on {metric.probe}) left out: no pattern of this atlas is scored on "
                                  f"{metric.probe}; ask for it with --effects {metric.name}")
