@@ -217,12 +217,12 @@ def test_cli_refuses_bad_effects_before_loading(no_model, capsys, argv, message)
 @pytest.mark.model
 def test_smollm2_default_effects_on_four_prompts(embedded_model, tmp_path):
     said: list[str] = []
-    build_atlas([embedded_model], tmp_path, patterns=["previous_token_head"], effects=[AUTO], effects_prompts=4,
-                effects_top_k=3, say=said.append)
+    build_atlas([embedded_model], tmp_path, patterns=["previous_token_head"], probe=ProbeSpec("natural", (("batch", 4),)),
+                effects=[AUTO], effects_top_k=3, say=said.append)
     doc = load_documents(tmp_path)[0]
-    assert list(doc["effects"]) == ["loss"]  # previous_token_head is scored on natural: the rest is left out
+    assert list(doc["effects"]) == ["loss"]  # the atlas uses natural text only: the rest is left out
     entry = doc["effects"]["loss"]
-    assert entry["n_prompts"] == 4 and len(entry["heads"]) == 270
+    assert entry["probe"] == "natural(batch=4)" and entry["n_prompts"] == 4 and len(entry["heads"]) == 270
     exact = {label: e for label, e in entry["heads"].items() if e["ablation"] is not None}
     assert len(exact) == 3
     mattering = {label for label, head in doc["heads"].items() for m in head["verdict"]["matters_for"]

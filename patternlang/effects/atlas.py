@@ -102,14 +102,15 @@ def check_effects(requested: Sequence[str]) -> list[str]:
 
 def used_probes(doc: Mapping[str, Any]) -> dict[str, str]:
     """The probes the document already uses, by name -> its spec as the document writes it: each
-    pattern's probe, and `natural` (the statistics' probe) always."""
-    found = {STATS_PROBE: STATS_PROBE}
+    pattern's probe (the first pattern's spec of a name), and `natural` (the statistics' probe) always."""
+    found: dict[str, str] = {}
     probes = doc.get("probes") or {}
     for entry in (doc.get("patterns") or {}).values():
         key = entry.get("probe") if isinstance(entry, Mapping) else None
         if isinstance(key, str) and key:
             name = (probes.get(key) or {}).get("name") or key.split("(")[0].strip()
             found.setdefault(name, key)
+    found.setdefault(STATS_PROBE, STATS_PROBE)
     return found
 
 
