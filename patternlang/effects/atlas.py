@@ -92,10 +92,14 @@ class PlannedEffect:
         return self.metric.label
 
 
+def _is_auto(item: Any) -> bool:
+    return isinstance(item, str) and item.strip().lower() == AUTO
+
+
 def check_effects(requested: Sequence[str]) -> list[str]:
     """`--effects` as written, checked before any model loads: `auto` or metric names."""
     for item in requested:
-        if item.strip().lower() != AUTO:
+        if not _is_auto(item):
             resolve_metric(item)
     return [item.strip() for item in requested]
 
@@ -132,9 +136,9 @@ def plan_effects(requested: Sequence[str | Metric], doc: Mapping[str, Any], *, p
             return probe_argument(used.get(metric.probe, metric.probe))
         return probe if probe is not None else ProbeSpec(STATS_PROBE, ())
 
-    named = {resolve_metric(item).label for item in requested if not (isinstance(item, str) and item.strip().lower() == AUTO)}
+    named = {resolve_metric(item).label for item in requested if not _is_auto(item)}
     for item in requested:
-        if isinstance(item, str) and item.strip().lower() == AUTO:
+        if _is_auto(item):
             for metric in probe_metrics():
                 if metric.label in named:
                     continue  # asked for by name: measured on its own probe, whatever the atlas uses
