@@ -361,11 +361,17 @@ def atlas(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward pass."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: the model's)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
-    effects: List[str] = typer.Option([], "--effects", help="A metric (loss, induction_loss, logit_diff, ...): add "
-                                                            "each head's effect on it, as `patternlang effects` "
-                                                            "measures it, to the head pages (repeatable)."),
+    effects: List[str] = typer.Option([], "--effects", metavar="[METRIC]",
+                                      help="Add each head's effect to its page and verdict. Alone (or `auto`): loss "
+                                           "on natural text and each labelled probe's own metric on it "
+                                           "(induction_loss on repeated_random, logit_diff at END on ioi, retrieval "
+                                           "on needle), for the probes the atlas uses; or a metric (repeatable). "
+                                           "On an existing atlas without --patterns, only the effects are added."),
     effects_top_k: Optional[int] = typer.Option(None, "--effects-top-k", min=0, help="Heads ablated exactly per "
                                                                                     "--effects metric (default 5)."),
+    effects_prompts: Optional[int] = typer.Option(None, "--effects-prompts", min=0,
+                                                  help="Prompts per --effects probe, its first ones (default 32; "
+                                                       "0: all)."),
     describe: bool = typer.Option(False, "--describe", help="Add each head's description (patternlang describe: "
                                                             "its rule, held-out score and IoU) to the head pages."),
 ) -> None:
@@ -375,7 +381,7 @@ def atlas(
     run_atlas(out_dir, models=model, patterns=patterns, probe=probe_argument(probe) if probe else None, add=add,
               render_only=render_only, batch_size=batch_size, device=device, progress=not no_progress,
               say=lambda text: err.print(text, markup=False, highlight=False), effects=effects,
-              effects_top_k=effects_top_k, describe=describe)
+              effects_top_k=effects_top_k, effects_prompts=effects_prompts, describe=describe)
 
 
 from .effects.cli import register as _register_effects  # noqa: E402 - `effects`, `ablate`: patternlang/effects/cli.py
@@ -394,13 +400,23 @@ def main(argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = _print_warning
     try:
         # click itself turns usage errors into exit code 2 and --help into 0.
-        app(args=argv, prog_name="patternlang")
+        app(args=bare_effects(sys.argv[1:] if argv is None else argv), prog_name="patternlang")
     except PatternError as error:
         _print_error(error)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def bare_effects(argv: list[str]) -> list[str]:
+    """`patternlang atlas --effects` with no metric means the default set: `--effects auto` (the
+    parser has no options with an optional value). A metric name never starts with `-`."""
+    if not argv or argv[0] != "atlas":
+        return list(argv)
+    return [word for i, item in enumerate(argv)
+            for word in ([item, "auto"] if item == "--effects" and (i + 1 == len(argv) or argv[i + 1].startswith("-"))
+                         else [item])]
 
 
 def run(argv: Optional[list[str]] = None) -> None:

@@ -53,6 +53,16 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {  # measured over 0.5 s each (setup + 
         "test_route_logits_equal_the_bridge_logits",
         "test_softcapped_gemma_is_refused",
     ),
+    "test_effects_atlas.py": (  # the module's atlas fixture builds an atlas with effects (about 6 s)
+        "test_an_existing_document_gains_effects_without_scoring_its_patterns_again",
+        "test_cli_adds_the_default_effects_to_an_existing_atlas",
+        "test_the_document_records_what_was_measured_on_what",
+        "test_the_model_page_maps_each_metric_and_says_its_probe",
+        "test_verdicts_say_what_each_head_matters_for",
+    ),
+    "test_verdicts.py": (
+        "test_detect_verdicts_with_effects_say_what_heads_matter_for",
+    ),
     "test_attention_blocks_detect.py": (
         "test_detect_by_the_route_equals_hook_pattern_on_a_tiny_gemma3",
     ),

@@ -208,3 +208,105 @@ def test_signed_measures_show_no_chance():
     console = Console(width=120, record=True)
     console.print(top_heads_table(scores, k=2))
     assert "chance" not in console.export_text().split("top 2")[1].replace("×chance", "")
+
+
+# ---- what a head matters for (engine/matters.py) -----------------------------------------------------
+from patternlang.engine.matters import ESTIMATE_TOP, estimate_places, matters_for, sentence  # noqa: E402
+
+
+def _effects(heads, direction="lower", **extra):
+    """An atlas document's compact effects of one metric: `heads` label -> (estimate, ablation, ci)."""
+    return {"direction": direction, "method": "zero", "positions": None, "n_prompts": 32, "probe": "natural",
+            **extra, "heads": {label: {"estimate": e, "ablation": a, "ci": ci} for label, (e, a, ci) in heads.items()}}
+
+
+def test_a_head_run_exactly_matters_when_its_interval_excludes_zero():
+    effects = {"loss": _effects({"L0H0": (0.1, 0.12, [0.08, 0.16]), "L0H1": (-0.9, -0.05, [-0.2, 0.1]),
+                                 "L0H2": (0.02, -0.03, [-0.05, -0.01])})}
+    (loss,) = matters_for(effects, "L0H0")
+    assert (loss.metric, loss.basis, loss.change, loss.ci, loss.role) == ("loss", "ablation", 0.12, (0.08, 0.16), "helps")
+    assert loss.text == "loss (ablation raises loss by 0.12 [0.08, 0.16]: the head helps it)"
+    assert matters_for(effects, "L0H1") == ()  # the largest estimate, but the exact interval holds 0
+    (better,) = matters_for(effects, "L0H2")  # ablating it lowers the loss: the head hurts it
+    assert better.role == "hurts" and better.text == "loss (ablation lowers loss by 0.030 [0.010, 0.050]: the head hurts it)"
+    assert matters_for({}, "L0H0") is None and matters_for(None, "L0H0") is None  # nothing measured
+
+
+def test_direction_positions_and_the_effects_json_of_patching():
+    higher = {"logit_diff(IO, S1)": {"kind": "attribution", "direction": "higher", "method": "zero",
+                                     "positions": "END", "n_prompts": 64,
+                                     "effects": {"L9H6": {"estimate": -1.7, "ablation": -1.49, "ci": [-1.92, -1.07]},
+                                                 "L10H7": {"estimate": 0.4, "ablation": 0.22, "ci": [0.1, 0.34]}}}}
+    (lowered,) = matters_for(higher, "L9H6")  # an Effects.to_dict(): heads under "effects"
+    assert lowered.role == "helps" and lowered.positions == "END"
+    assert lowered.text == "logit_diff(IO, S1) (ablation at END lowers logit_diff(IO, S1) by 1.49 [1.07, 1.92]: the head helps it)"
+    assert matters_for(higher, "L10H7")[0].role == "hurts"  # a negative name mover
+    patched = {"logit_diff(IO, S1)": {"kind": "patching", "direction": "higher", "method": "patch", "positions": None,
+                                      "effects": {"L9H6": {"estimate": None, "patching": -0.8, "ci": [-1.0, -0.6]}}}}
+    (found,) = matters_for(patched, "L9H6")
+    assert found.basis == "patching" and found.text.startswith("logit_diff(IO, S1) (patching lowers")
+
+
+def test_a_head_not_run_exactly_matters_by_its_estimate_only_among_the_largest_and_says_so():
+    heads = {f"L{i}H0": (100 - i / 2, None, None) for i in range(200)}  # 200 heads, estimates 100, 99.5, ...
+    heads["L0H0"] = (100.0, 80.0, [70.0, 90.0])  # the largest, run exactly
+    effects = {"loss": _effects(heads)}
+    assert estimate_places(200) == ESTIMATE_TOP == 10
+    (second,) = matters_for(effects, "L1H0")
+    assert (second.basis, second.rank, second.of, second.ci) == ("estimate", 2, 200, None)
+    assert second.text == ("loss (estimated, not run exactly: ablation would raise loss by about 99.50, the 2nd "
+                           "largest estimate of 200 heads: the head helps it)")
+    assert matters_for(effects, "L9H0")[0].rank == 10 and matters_for(effects, "L10H0") == ()
+    small = {"loss": _effects({"L0H0": (1.0, None, None), "L0H1": (0.9, None, None), "L0H2": (0.001, None, None)})}
+    assert [len(matters_for(small, h)) for h in ("L0H0", "L0H1", "L0H2")] == [1, 0, 0]  # 3 heads: only the largest
+    tiny = {"loss": _effects({f"L{i}H0": (1.0 if i == 0 else 0.05, None, None) for i in range(200)})}
+    assert matters_for(tiny, "L1H0") == ()  # below a tenth of the largest
+
+
+def test_the_verdict_says_attends_like_x_and_matters_for_y():
+    effects = {"loss": _effects({"L0H0": (0.1, 0.12, [0.08, 0.16])})}
+    found = verdict([_candidate("previous_token_head", 0.82, ci_low=0.8, ci_high=0.84)],
+                    matters=matters_for(effects, "L0H0"))
+    assert found.summary == ("attends like previous_token_head, and matters for loss (ablation raises loss by 0.12 "
+                             "[0.08, 0.16]: the head helps it)")
+    data = found.to_dict()
+    assert data["label"] == "previous_token_head" and data["matters_for"][0]["ci"] == [0.08, 0.16]
+    assert data["matters_for"][0]["text"].startswith("loss (ablation raises")
+    plain = verdict([_candidate("previous_token_head", 0.82)])
+    assert "matters_for" not in plain.to_dict() and plain.summary == "attends like previous_token_head"
+    none = verdict([_candidate("previous_token_head", 0.1)], matters=())
+    assert none.summary == "attends like no pattern (closest: previous_token_head); matters for none of the metrics measured"
+    assert sentence("x", None, [{"text": "loss (...)"}, {"text": "induction_loss (...)"}]) == \
+        "attends like x, and matters for loss (...) and induction_loss (...)"
+
+
+def test_detect_verdicts_with_effects_say_what_heads_matter_for(tmp_path, monkeypatch):
+    import json
+
+    import patternlang.models
+    from patternlang.cli import main
+    from patternlang.testing.linear import make_linear_model
+
+    monkeypatch.setattr(patternlang.models, "load_model", lambda *args, **kwargs: make_linear_model())
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("abcabcab\nhello hello\nxyzxyzxyzxy\nthe cat the\n")
+    out = tmp_path / "S.json"
+    with pytest.raises(SystemExit) as stop:
+        main(["detect", "previous_token_head", "--prompts", str(prompts), "--effects", "loss", "--verdicts",
+              "--json", str(out), "--no-progress"])
+    assert stop.value.code in (0, None)
+    data = json.loads(out.read_text())
+    verdicts = data["verdicts"]
+    assert all(isinstance(v["matters_for"], list) for v in verdicts.values())
+    exact = data["effects"]["loss"]["effects"]
+    for label, v in verdicts.items():
+        for m in v["matters_for"]:
+            assert m["basis"] == "ablation" and (m["ci"][0] > 0 or m["ci"][1] < 0)
+            assert m["change"] == pytest.approx(exact[label]["ablation"], abs=1e-4)
+    expected = {label for label, e in exact.items() if e["ci"] and (e["ci"][0] > 0 or e["ci"][1] < 0)}
+    assert expected and {label for label, v in verdicts.items() if v["matters_for"]} == expected
+    from patternlang.engine.scores import Scores
+
+    table = verdicts_table(Scores.from_json(out))
+    assert table.columns[-1].header == "matters for"
+    assert any("loss" in str(cell) for cell in table.columns[-1]._cells)

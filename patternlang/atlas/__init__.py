@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from patternlang.atlas.document import FORMAT, build_document, model_id
+from patternlang.atlas.document import FORMAT, add_verdicts, build_document, check_document, check_same_model, model_id
 from patternlang.atlas.schema import normalised_document, validate_document
 from patternlang.atlas.site import render_site
 from patternlang.models.facts import model_facts
@@ -58,62 +59,65 @@ def load_documents(out: str | Path) -> list[dict[str, Any]]:
     return [read_document(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
-EFFECTS_TOP_K = 5  # heads ablated exactly per metric when the atlas adds effects
-
-
 def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None, probe: Any = None,
                 progress: bool = False, batch_size: int | None = None, on_model: Any = None,
-                effects: Sequence[str] = (), effects_probe: Any = None,
-                effects_top_k: int = EFFECTS_TOP_K, describe: bool = False) -> list[Path]:
+                effects: Sequence[Any] = (), effects_probe: Any = None, effects_top_k: int | None = None,
+                effects_prompts: int | None = None, describe: bool = False, keep_patterns: bool = False,
+                say: Callable[[str], None] | None = None) -> list[Path]:
     """Build (or extend) the atlas in `out` for each loaded model, then render the site from every
     document in `out/data/`. Returns the documents written.
 
     `models`: loaded models, or zero-argument callables that load one (loaded one at a time).
-    `effects`: metrics (`loss`, `induction_loss`, `logit_diff`, ...): each head's effect on each,
-    estimated by `patternlang.effects.attribute` (the top `effects_top_k` ablated exactly) on
-    `effects_probe` (default: `probe`, else `natural`), added to the document (`effects.atlas.add_effects`).
+    `effects`: metrics (`loss`, `induction_loss`, `logit_diff`, ...) and/or `"auto"`, the default
+    set: `loss` on natural text and each labelled probe's own metric on that probe, for the probes
+    the atlas uses (`effects/atlas.py`, `plan_effects`). Each metric on its own probe (the metric
+    registry's entry says which; `effects_probe`: one probe for all), at most `effects_prompts`
+    of its first prompts (default 32; 0: all of them), every head estimated by `patternlang.effects.attribute` and the
+    top `effects_top_k` (default 5) ablated exactly; then every verdict says what the head
+    matters for (`engine/matters.py`).
     `describe`: each head's description (`patternlang.describe`: its rule, held-out score and IoU) on
     `probe`'s prompts (else `natural` and `repeated_random`, as `patternlang describe`), under
     `heads[label]["description"]`.
+    `keep_patterns`: where the model's document exists, keep its patterns as they are and score
+    none (only effects and descriptions are added); without a document, build one as usual.
+    `say`: told what is done (which metric on which probe, what was kept).
     """
+    # Inside: effects/atlas.py imports atlas/document.py, which runs this package's __init__ first.
+    from patternlang.effects.atlas import EFFECTS_PROMPTS, EFFECTS_TOP_K, gather_effects, plan_effects
 
+    tell = say or (lambda text: None)
     written = []
     for item in models:
         model = item() if callable(item) and not hasattr(item, "run_with_hooks") else item
         name = model_facts(model).name
         existing_path = document_path(out, model_id(name))
         existing = read_document(existing_path) if existing_path.is_file() else None
-        doc = build_document(model, patterns, probe=probe, existing=existing, progress=progress,
-                             batch_size=batch_size)
+        if keep_patterns and existing is not None:
+            check_document(existing)
+            check_same_model(existing, model)
+            doc = dict(existing)
+            tell(f"{doc['model']['id']}: the document exists; its {len(doc['patterns'])} patterns are kept as they "
+                 "are (give --patterns to score more)")
+        else:
+            doc = build_document(model, patterns, probe=probe, existing=existing, progress=progress,
+                                 batch_size=batch_size)
         if describe:
             _add_descriptions(doc, model, probe)
-        for metric in effects:
-            _add_effects(doc, model, metric, effects_probe or probe, top_k=effects_top_k, batch_size=batch_size,
-                         progress=progress)
+        if effects:
+            planned, notes = plan_effects(effects, doc, probe=probe, effects_probe=effects_probe)
+            for note in notes:
+                tell(f"effects: {note}")
+            limit = EFFECTS_PROMPTS if effects_prompts is None else (effects_prompts or None)
+            gather_effects(doc, model, planned, n_prompts=limit,
+                           top_k=EFFECTS_TOP_K if effects_top_k is None else effects_top_k, batch_size=batch_size,
+                           progress=progress, say=lambda line: tell(f"effects: {line}"))
+            add_verdicts(doc)  # what each head matters for, beside its label
+        doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         written.append(write_document(doc, out))
         if on_model is not None:
             on_model(doc)
     render_site(load_documents(out), out)
     return written
-
-
-def _add_effects(doc: dict[str, Any], model: Any, metric: str, probe: Any, *, top_k: int,
-                 batch_size: int | None, progress: bool) -> None:
-    """Each head's effect on `metric`, as `patternlang effects` measures it, into `doc["effects"]`."""
-    from patternlang.effects.atlas import add_effects
-    from patternlang.effects.interventions import attribute
-    from patternlang.effects import DEFAULT_POSITIONS
-    from patternlang.effects.metrics import resolve_metric
-    from patternlang.probes import make_probe
-    from patternlang.settings import ProbeSpec
-
-    resolved = resolve_metric(metric)
-    spec = probe if probe is not None else ProbeSpec("natural", ())
-    prompts = make_probe(spec.name, spec.args, model)
-    positions = DEFAULT_POSITIONS.get(resolved.name)  # as `patternlang effects`
-    found = attribute(model, prompts, metric=metric, positions=positions, top_k=top_k, batch_size=batch_size,
-                      progress=progress)
-    add_effects(doc, found)
 
 
 def _rounded(value: Any) -> float | None:

@@ -14,7 +14,11 @@ from patternlang.errors import InputError
 def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = None, probe: Any = None,
               add: Sequence[Path] = (), render_only: bool = False, batch_size: int | None = None,
               device: str | None = None, progress: bool = True, say: Callable[[str], None] = print,
-              effects: Sequence[str] = (), effects_top_k: int | None = None, describe: bool = False) -> None:
+              effects: Sequence[str] = (), effects_top_k: int | None = None, effects_prompts: int | None = None,
+              describe: bool = False) -> None:
+    """`patternlang atlas`. `effects`: `auto` (the default set, each metric on its own probe) and/or
+    metric names; without `patterns`, a model whose document exists keeps its patterns as they are
+    and only gains the effects (and descriptions) asked for."""
     from patternlang.library import load_patterns  # lazy: the CLI imports this module at start-up
 
     for path in add:  # documents from elsewhere: checked, then copied into DIR/data
@@ -50,13 +54,15 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
             f"{doc['model']['n_layers']}x{doc['model']['n_heads']} heads ({time.perf_counter() - started:.0f} s)")
 
     if effects:
-        from patternlang.effects.metrics import resolve_metric  # checked before any model is loaded
+        from patternlang.effects.atlas import check_effects  # lazy: torch; checked before any model is loaded
 
-        for metric in effects:
-            resolve_metric(metric)
-    extra: dict[str, Any] = {} if effects_top_k is None else {"effects_top_k": effects_top_k}
+        effects = check_effects(effects)
+    if effects_prompts is not None and effects_prompts == 1:
+        raise InputError("--effects-prompts must be 0 (every prompt) or at least 2 (an interval over prompts)")
     build_atlas([loader(name) for name in names], out, patterns=chosen, probe=probe, progress=progress,
-                batch_size=batch_size, on_model=done, effects=list(effects), describe=describe, **extra)
+                batch_size=batch_size, on_model=done, effects=list(effects), describe=describe,
+                effects_top_k=effects_top_k, effects_prompts=effects_prompts,
+                keep_patterns=bool(effects or describe) and not patterns, say=say)
     say(f"wrote the atlas into {out}: {_size(out)}; open {out / 'index.html'}")
 
 

@@ -14,6 +14,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from patternlang.engine.batching import pad_batch, tokenize
 from patternlang.engine.forward import run_attention_hooks
 from patternlang.engine.measures import MEASURES
 from patternlang.engine.pattern_tensors import resolve_patterns
+from patternlang.engine.matters import matters_for
 from patternlang.engine.verdicts import verdict_measures
 from patternlang.atlas.schema import FORMAT, validate_document
 from patternlang.errors import InputError
@@ -79,7 +81,7 @@ def _triangle(matrix: Tensor) -> list[int]:
     return [int(v) for v in torch.round(values * 1000).tolist()]
 
 
-def _prompts_digest(prompts: Any) -> str:
+def prompts_digest(prompts: Any) -> str:
     digest = hashlib.blake2b(digest_size=8)
     for item in (prompts.texts or prompts.tokens):
         digest.update(repr(item if isinstance(item, str) else list(item)).encode())
@@ -121,12 +123,12 @@ def build_document(model: Any, patterns: Any = None, *, probe: Any = None, exist
         _add_patterns(doc, scores, missing, specs, prompt_sets)
         for spec_key, prompts in prompt_sets.items():
             doc["probes"][spec_key] = {"name": probes[spec_key].name, "n_prompts": len(prompts),
-                                       "kind": prompts.kind, "digest": _prompts_digest(prompts),
+                                       "kind": prompts.kind, "digest": prompts_digest(prompts),
                                        "description": prompts.description}
             if prompts.texts is not None:
                 doc["probes"][spec_key]["previews"] = [text[:PREVIEW_CHARACTERS] for text in prompts.texts]
         # Patterns no longer chosen stay: a document only grows (delete the file to start over).
-    _add_verdicts(doc)
+    add_verdicts(doc)
     _add_examples(doc, model, chosen, prompt_sets)
     if not doc.get("stats"):
         doc["stats"] = head_statistics(model, make_probe(STATS_PROBE, (), model=model), batch_size=batch_size)
@@ -148,11 +150,8 @@ def _start(facts: Any, existing: Mapping[str, Any] | None) -> dict[str, Any]:
              "n_ctx": facts.n_ctx, "d_vocab": facts.d_vocab}
     if existing is not None:
         check_document(existing)
+        _check_model(existing, facts)
         old = existing["model"]
-        if (old["name"], old["n_layers"], old["n_heads"]) != (facts.name, facts.n_layers, facts.n_heads):
-            raise InputError(f"the atlas document is of {old['name']} ({old['n_layers']}x{old['n_heads']}), "
-                             f"not of {facts.name} ({facts.n_layers}x{facts.n_heads})",
-                             hint="write each model's atlas to its own document")
         doc = {key: value for key, value in existing.items()}
         doc["model"] = {**old, **model}
         doc["patternlang"] = __version__
@@ -161,10 +160,23 @@ def _start(facts: Any, existing: Mapping[str, Any] | None) -> dict[str, Any]:
             "probes": {}, "patterns": {}, "prompts": {}, "heads": {}, "stats": {}}
 
 
+def check_same_model(doc: Mapping[str, Any], model: Any) -> None:
+    """Raise `InputError` unless `doc` is the atlas document of `model` (name and shape)."""
+    _check_model(doc, model_facts(model))
+
+
+def _check_model(doc: Mapping[str, Any], facts: Any) -> None:
+    old = doc["model"]
+    if (old["name"], old["n_layers"], old["n_heads"]) != (facts.name, facts.n_layers, facts.n_heads):
+        raise InputError(f"the atlas document is of {old['name']} ({old['n_layers']}x{old['n_heads']}), "
+                         f"not of {facts.name} ({facts.n_layers}x{facts.n_heads})",
+                         hint="write each model's atlas to its own document")
+
+
 def _check_probe(doc: dict[str, Any], key: str, prompts: Any) -> None:
     """A probe whose prompts changed (another seed, another corpus) invalidates what was scored on it."""
     known = doc["probes"].get(key)
-    if known is not None and known.get("digest") != _prompts_digest(prompts):
+    if known is not None and known.get("digest") != prompts_digest(prompts):
         for name in [n for n, entry in doc["patterns"].items() if entry.get("probe") == key]:
             del doc["patterns"][name]
         doc["prompts"].pop(key, None)
@@ -206,14 +218,17 @@ def _add_patterns(doc: dict[str, Any], scores: Any, patterns: Sequence[Any], spe
         doc["patterns"][name] = entry
 
 
-def _add_verdicts(doc: dict[str, Any]) -> None:
+def add_verdicts(doc: dict[str, Any]) -> None:
     """Every head's verdict (`ranking.head_verdict`: label or None, runner-up, margin, sink share,
-    evidence), under `heads[label]["verdict"]`; the sink share is data beside it, not a label."""
+    evidence), under `heads[label]["verdict"]`; the sink share is data beside it, not a label.
+    With effects in the document, each verdict's `matters_for` (`engine/matters.py`) too."""
     n_layers, n_heads = doc["model"]["n_layers"], doc["model"]["n_heads"]
     footing = None
     for layer in range(n_layers):
         for head in range(n_heads):
             found = head_verdict(doc, layer, head)
+            matters = matters_for(doc.get("effects"), head_label(layer, head))
+            found = found if matters is None else replace(found, matters_for=matters)
             footing = found.footing
             doc["heads"].setdefault(head_label(layer, head), {})["verdict"] = found.to_dict()
     doc["verdict_footing"] = footing

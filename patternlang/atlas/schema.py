@@ -125,6 +125,24 @@ class VerdictPosition(BaseModel):
     pattern_is_positional: bool = False
 
 
+class HeadMatters(BaseModel):
+    """A metric the head matters for (`engine/matters.py` `Mattering.to_dict()`)."""
+    model_config = STRICT
+    metric: Name
+    basis: Name = ""
+    change: Number = None
+    ci: Annotated[list[Number], Field(min_length=2, max_length=2)] | None = None
+    direction: Name = ""
+    role: Name = ""
+    probe: Text | None = None
+    method: Name = ""
+    positions: Name | None = None
+    n_prompts: Count = 0
+    rank: Count | None = None
+    of: Count | None = None
+    text: Text = ""
+
+
 class HeadVerdict(BaseModel):
     """A head's verdict, `engine/verdicts.py` `Verdict.to_dict()` (the fields the site shows)."""
     model_config = STRICT
@@ -140,6 +158,7 @@ class HeadVerdict(BaseModel):
     failed: dict[Name, Annotated[list[Text], Field(max_length=100)]] = Field(default={}, max_length=1000)
     reason: Text = ""
     passed_over: list[Name] = Field(default=[], max_length=1000)
+    matters_for: list[HeadMatters] | None = Field(default=None, max_length=100)  # with effects (engine/matters.py)
 
 
 class HeadRule(BaseModel):
@@ -178,13 +197,16 @@ class MetricEffects(BaseModel):
     """Each head's effect on one metric (`effects/atlas.py` `document_effects`)."""
     model_config = STRICT
     probe: Text | None = None
+    prompts: Text | None = None  # the probe's own description
     kind: Name = ""
     method: Name = ""
     positions: Name | None = None
     direction: Name = ""
     n_prompts: Count = 0
+    top_k: Count | None = None
     clean: Number = None
     rank_correlation: Number = None
+    digest: Name = ""
     heads: dict[Name, HeadEffect] = Field(default={}, max_length=MAX_LAYERS * MAX_HEADS)
 
 

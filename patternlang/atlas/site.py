@@ -28,6 +28,7 @@ from patternlang.atlas.schema import normalised_document
 from patternlang.atlas.maps import Scale, colour_bar, diverging_scale, excess_scale, heatmap, top_heads
 from patternlang.atlas.ranking import (contenders, head_matches, is_signed, pattern_measure, ranks_lowest,
                                        strength)
+from patternlang.engine.matters import RULE, sentence
 from patternlang.engine.verdicts import FLOOR, SINK_PATTERN, holds, parse_requirement
 from patternlang.files import inside, safe_file_name
 from patternlang.heads import head_label
@@ -357,7 +358,8 @@ def _head_effects(doc: Mapping[str, Any], label: str) -> list[dict[str, Any]]:
                       "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0),
                       "estimate": _number(found.get("estimate")), "ablation": _number(found.get("ablation")),
                       "exact": found.get("ablation") is not None, "low": _number(ci[0]), "high": _number(ci[1]),
-                      "interval": found.get("ci") is not None})
+                      "interval": found.get("ci") is not None, "positions": entry.get("positions") or "",
+                      "top_k": entry.get("top_k")})
     return shown
 
 
@@ -377,7 +379,7 @@ def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         for rect, value in zip(mosaic["rects"], (v for row in values for v in row)):
             rect["title"] = f"{rect['title'].split(' ')[0]} effect on {metric}: {_number(value)}"
         maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
-                     "mosaic": mosaic})
+                     "mosaic": mosaic, "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0)})
     return maps
 
 
@@ -445,6 +447,13 @@ def _verdict_view(site: Site, verdict: Mapping[str, Any] | None) -> dict[str, An
                      "is_rule": bool(position.get("pattern_is_positional"))} if position else None,
         "explained": bool(verdict.get("explained_by_position")),
         "passed_over": [str(p) for p in verdict.get("passed_over") or []],
+        # What the head matters for (engine/matters.py), and the verdict in words; None: no effects measured.
+        "matters": None if not isinstance(verdict.get("matters_for"), list) else
+        [{"text": str(m.get("text") or ""), "basis": str(m.get("basis") or ""), "role": str(m.get("role") or "")}
+         for m in verdict["matters_for"] if isinstance(m, Mapping)],
+        "matters_rule": RULE,
+        "summary": sentence(verdict.get("label"), verdict.get("runner_up"), verdict.get("matters_for")
+                            if isinstance(verdict.get("matters_for"), list) else None),
         "failed": [{"pattern": str(k), "why": ", ".join(str(x) for x in v) if isinstance(v, list) else str(v)}
                    for k, v in failed.items()],
     }

@@ -5,10 +5,12 @@
     effects["L23H1"].estimate, effects["L23H1"].mean, effects["L23H1"].ci, effects.rank_correlation
 
 Modules: `metrics` (the metric registry: `loss`, `induction_loss`, `logit_diff(A, B)`,
-`retrieval`, user metrics), `inputs` (prompts, token labels, batches), `passes` (the clean, the
-gradient and the intervened forward passes; several interventions per pass), `interventions`
-(`ablate`, `patch`, `attribute`, random baselines), `result` (`Effects`), `scores` (effects beside
-pattern scores: `attach_effects`), `cli` (`patternlang effects`, `patternlang ablate`).
+`retrieval`, user metrics; each names its probe and default positions), `effect_inputs` (prompts,
+token labels, batches), `passes` (the clean, the gradient and the intervened forward passes;
+several interventions per pass), `interventions` (`ablate`, `patch`, `attribute`, random
+baselines), `effect_results` (`Effects`), `scored_effects` (effects beside pattern scores:
+`attach_effects`), `atlas` (effects in an atlas document: which metric on which probe, measured
+and stored), `cli` (`patternlang effects`, `patternlang ablate`, `detect --effects`).
 
 Members load on first use, so that registering the commands (`cli.register`) imports no torch.
 """
@@ -34,10 +36,6 @@ _LAZY = {
 
 
 __getattr__ = lazy_members(__name__, _LAZY)
-
-DEFAULT_POSITIONS = {"logit_diff": "END"}
-"""Where a metric's heads are ablated when no positions are given (`logit_diff` is read at END); shared by
-`patternlang effects` and the atlas, and kept here because the CLI imports this package at start-up (no torch)."""
 
 
 __all__ = sorted(_LAZY)

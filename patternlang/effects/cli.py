@@ -13,11 +13,7 @@ from typing import Any, Callable, List, Optional
 import typer
 
 from patternlang.errors import InputError
-from patternlang.effects import DEFAULT_POSITIONS
 from patternlang.library import probe_argument
-
-DEFAULT_METRIC = {"ioi": "logit_diff", "needle": "retrieval", "repeated_random": "induction_loss"}
-"""The metric a probe is measured by when `--metric` is not given (else `loss`)."""
 
 
 def _prompt_source(probe: Optional[str], prompts: Optional[Path], what: str) -> tuple[Any, str]:
@@ -56,14 +52,14 @@ def _corrupted(text: Optional[str]) -> Any:
 
 def _check_common(metric: Optional[str], method: str, probe_name: str, positions: Optional[str]) -> tuple[str, Any]:
     from patternlang.effects.interventions import METHODS
-    from patternlang.effects.metrics import resolve_metric
+    from patternlang.effects.metrics import metric_of_probe, resolve_metric
 
-    chosen = metric or DEFAULT_METRIC.get(probe_name, "loss")
+    chosen = metric or metric_of_probe(probe_name)  # the probe's own metric (the registry's entries say)
     resolved = resolve_metric(chosen)
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     if positions is None:
-        positions = DEFAULT_POSITIONS.get(resolved.name)
+        positions = resolved.positions
     elif positions.lower() in ("all", "none", "*"):
         positions = None
     return chosen, positions
@@ -227,8 +223,6 @@ __all__: List[str] = ["register", "run_ablate", "run_effects"]
 
 
 # ---- `detect --effects METRIC` -----------------------------------------------------------------
-DEFAULT_PROBE = {"logit_diff": "ioi", "retrieval": "needle", "induction_loss": "repeated_random"}
-"""The probe `detect --effects METRIC` measures a metric on when the run names no probe or prompts."""
 DETECT_TOP_K = 10
 
 
@@ -243,17 +237,17 @@ def check_effects_metric(metric: str) -> str:
 def detect_effects(scores: Any, model: Any, metric: str, *, probe: Any = None, prompts: Optional[Path] = None,
                    progress: bool = True, say: Callable[[str], None] = print) -> Any:
     """`scores` with every head's effect on `metric` beside it: attribution for all heads, the top
-    `DETECT_TOP_K` ablated exactly (zero, at END for `logit_diff`), on the run's probe or prompt file,
-    else the metric's own probe (`DEFAULT_PROBE`, else `natural`)."""
+    `DETECT_TOP_K` ablated exactly (zero, at the metric's own positions: END for `logit_diff`), on the
+    run's probe or prompt file, else the metric's own probe (its registry entry's, else `natural`)."""
     from patternlang.effects.interventions import attribute
     from patternlang.effects.metrics import resolve_metric
     from patternlang.effects.scored_effects import attach_effects
     from patternlang.settings import ProbeSpec
 
     resolved = resolve_metric(metric)
-    source = prompts if prompts is not None else probe or ProbeSpec(DEFAULT_PROBE.get(resolved.name, "natural"), ())
+    source = prompts if prompts is not None else probe or ProbeSpec(resolved.probe or "natural", ())
     built = _build(source, model)
     say(f"effects on {resolved.label}: {len(built)} prompts, every head estimated, the top {DETECT_TOP_K} ablated")
-    effects = attribute(model, built, metric=resolved, positions=DEFAULT_POSITIONS.get(resolved.name),
+    effects = attribute(model, built, metric=resolved, positions=resolved.positions,
                         top_k=DETECT_TOP_K, progress=progress)
     return attach_effects(scores, effects)

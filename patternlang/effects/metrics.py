@@ -104,7 +104,11 @@ class Metric:
     """A metric: `fn(logits, batch, *args) -> [batch]`, one value per prompt, and which way is better.
 
     `params`: the names of its arguments (span labels, for `logit_diff`), `args` their values;
-    `needs`: "spans" when it reads labelled spans.
+    `needs`: "spans" when it reads labelled spans; `probe`: the probe it belongs to, where a run
+    that names no prompts measures it (`patternlang effects --metric`, `detect --effects`, the
+    atlas's default effects; None: the run's own prompts, else `natural`); `positions`: where
+    its heads are intervened on when a run names no positions (None: every token; `logit_diff`:
+    `END`, where it is read).
 
     >>> m = Metric("top_logit", lambda logits, batch: logits[:, -1].max(-1).values, "higher")
     >>> m.label, m.direction
@@ -118,6 +122,8 @@ class Metric:
     params: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     needs: tuple[str, ...] = field(default=())
+    probe: str | None = None
+    positions: str | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("higher", "lower"):
@@ -153,6 +159,20 @@ def register_metric(metric: Metric) -> Metric:
     if not isinstance(metric, Metric):
         raise InputError("register_metric takes a Metric(name, fn, direction)")
     return METRICS.register(metric)
+
+
+def metric_of_probe(probe: str) -> str:
+    """The metric a probe is measured by when a run names none: the first registered metric that
+    belongs to it (`ioi`: `logit_diff`, `needle`: `retrieval`, `repeated_random`: `induction_loss`),
+    else `loss`."""
+    return next((metric.name for metric in METRICS.entries() if metric.probe == probe), "loss")
+
+
+def probe_metrics() -> list[Metric]:
+    """The registered metrics that belong to a probe, in registration order: the atlas's default
+    effects (`loss` on `natural`, `induction_loss` on `repeated_random`, `logit_diff(IO, S1)` on
+    `ioi`, `retrieval` on `needle`, and user metrics registered with a probe)."""
+    return [metric for metric in METRICS.entries() if metric.probe]
 
 
 _SPEC = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*$")
@@ -237,12 +257,16 @@ def retrieval(logits: Tensor, batch: MetricBatch) -> Tensor:
     return total.exp()
 
 
-register_metric(Metric("loss", loss, "lower", "mean next-token cross-entropy over the prompt (nats)"))
+# Each metric names its probe and default positions here, and nowhere else (the CLI, `detect
+# --effects` and the atlas read them from the entry).
+register_metric(Metric("loss", loss, "lower", "mean next-token cross-entropy over the prompt (nats)", probe="natural"))
 register_metric(Metric("induction_loss", induction_loss, "lower",
-                       "next-token loss where induction predicts the token (the repeated half of repeated_random)"))
+                       "next-token loss where induction predicts the token (the repeated half of repeated_random)",
+                       probe="repeated_random"))
 register_metric(Metric("logit_diff", logit_diff, "higher",
                        "logit of span A's first token minus span B's, at the END span's last token "
-                       "(default A=IO, B=S1: the ioi probe)", params=("A", "B"), args=("IO", "S1"), needs=("spans",)))
+                       "(default A=IO, B=S1: the ioi probe)", params=("A", "B"), args=("IO", "S1"), needs=("spans",),
+                       probe="ioi", positions="END"))
 register_metric(Metric("retrieval", retrieval, "higher",
                        "probability of the tokens labelled answer, each at the position before it "
-                       "(teacher forcing: the needle probe's pass key)", needs=("spans",)))
+                       "(teacher forcing: the needle probe's pass key)", needs=("spans",), probe="needle"))

@@ -18,6 +18,7 @@ from patternlang.engine.score_schema import validate_scores
 from patternlang.files import read_json, writing
 from patternlang.engine.score_records import Evidence, RunSettings, ScoreSource, finite_or_none, float_or_nan
 from patternlang.engine.score_tables import RECORD_FIELDS, records_frame, score_records, write_csv
+from patternlang.engine.matters import matters_for
 from patternlang.engine.verdicts import (DEFAULT_FOOTING, Footing, Verdict, head_candidates, holds, parse_requirement,
                                          verdict)
 from patternlang.measure_table import MEASURE_TABLE
@@ -150,8 +151,9 @@ class Scores:
 
     def verdict(self, head: Any, *, footing: Footing | None = None) -> Verdict:
         """What one head is called (`engine.verdicts.verdict`), from every pattern these scores hold."""
-        layer, index = self.head_of(head)
-        return verdict(head_candidates(self, layer, index), footing=footing or DEFAULT_FOOTING)
+        layer, index = self.head_of(head)  # with what it matters for, from effects beside the scores (matters.py)
+        return verdict(head_candidates(self, layer, index), footing=footing or DEFAULT_FOOTING,
+                       matters=matters_for(self.effects, head_label(layer, index)))
 
     def verdicts(self, *, footing: Footing | None = None) -> dict[str, Verdict]:
         """Every head's verdict: `{"L5H1": Verdict, ...}`."""

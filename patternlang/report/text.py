@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from patternlang.engine.measures import MEASURES
+from patternlang.engine.matters import Mattering, decimals
 from patternlang.engine.verdicts import Footing, is_positional
 from patternlang.errors import InputError
 from patternlang.heads import parse_head
@@ -350,10 +351,12 @@ def verdicts_table(scores: Scores, *, footing: Footing | None = None) -> Table:
     """Every head's verdict (`Scores.verdicts`): label, runner-up, margin, sink share, evidence."""
     table = Table(title="verdicts", box=box.MINIMAL, expand=False, caption=caption(scores), caption_justify="left")
     verdicts = scores.verdicts(footing=footing)
-    for column in ("head", "label", "excess", "runner-up", "margin", "sink", "rows", "note"):
+    measured = any(v.matters_for is not None for v in verdicts.values())  # effects beside the scores
+    for column in ("head", "label", "excess", "runner-up", "margin", "sink", "rows", "note",
+                   *(["matters for"] if measured else [])):
         # A head's label is never cut; pattern names fold onto a second line on a narrow terminal.
         table.add_column(column, no_wrap=column not in ("label", "runner-up", "note"),
-                         overflow="fold" if column in ("label", "runner-up") else "ellipsis",
+                         overflow="fold" if column in ("label", "runner-up", "matters for") else "ellipsis",
                          min_width=max(map(len, verdicts), default=4) if column == "head" else None,
                          justify="right" if column in ("excess", "margin", "sink", "rows") else "left")
     words = ""
@@ -362,9 +365,22 @@ def verdicts_table(scores: Scores, *, footing: Footing | None = None) -> Table:
         note = "explained by position" if verdict.explained_by_position else ""
         table.add_row(label, verdict.label or "none", _number(verdict.strength), verdict.runner_up or "",
                       _number(verdict.margin), _number(verdict.sink_share),
-                      str(verdict.evidence.get("rows", "")), note)
+                      str(verdict.evidence.get("rows", "")), note,
+                      *([_matters(verdict.matters_for)] if measured else []))
     table.title = f"verdicts ({words})" if words else "verdicts"
     return table
+
+
+def _matters(matters: Sequence[Mattering] | None) -> str:
+    """What a head matters for, short: `loss +0.12 [+0.08, +0.16] helps`; an estimate `~+0.30 (est.)`."""
+    shown = []
+    for m in matters or ():
+        digits = decimals(m.change)
+        if m.ci is None:
+            shown.append(f"{m.metric} ~{m.change:+.{digits}f} (est.) {m.role}")
+        else:
+            shown.append(f"{m.metric} {m.change:+.{digits}f} [{m.ci[0]:+.{digits}f}, {m.ci[1]:+.{digits}f}] {m.role}")
+    return "; ".join(shown)
 
 
 def _number(value: float | None) -> str:
