@@ -33,6 +33,7 @@ IOU_TARGET = 0.75
 PERPLEXITY_TARGET = 0.16
 SHARE = 0.25
 COMMAND = "patternlang describe --probe natural --probe repeated_random --replace 0.25"
+BOS_RULE = "attend k where k == 0"  # the BOS part of a mixture (patternlang.discovery.mixture.BOS_RULE)
 
 
 def run(*, tiny: bool, log=print) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def run(*, tiny: bool, log=print) -> dict[str, Any]:
                                        "increase": r.increase, "n_prompts": r.n_prompts, "n_tokens": r.n_tokens}
 
     replaced = set(d.replacement.heads) if d.replacement else set()
+    by_mixture = [d.heads[h] for h in d.replacement_mixture.heads] if d.replacement_mixture else []
     results: dict[str, Any] = {
         "model": d.model, "tiny": tiny, "command": None if tiny else COMMAND, "n_prompts": len(prompts),
         "n_selection": d.n_prompts_selection, "n_held_out": d.n_prompts_held_out, "n_candidates": d.n_candidates,
@@ -67,6 +69,9 @@ def run(*, tiny: bool, log=print) -> dict[str, Any]:
         "n_mixtures": len(fitted), "mean_mixture_iou_all": d.mean_fit("mixture_iou", fitted),
         "mean_rule_fit": d.mean_fit("rule_fit"), "mean_mixture_fit": d.mean_fit("mixture_fit"),
         "mixture_components": _component_counts(fitted),
+        "replaced_mostly_bos": sum(1 for h in by_mixture if _bos_weight(h) >= 0.5),
+        "replaced_mean_bos_weight": sum(_bos_weight(h) for h in by_mixture) / len(by_mixture) if by_mixture else None,
+        "mean_mixture_fit_replaced": d.mean_fit("mixture_fit", by_mixture) if by_mixture else None,
         "mixture_size": d.mixture_size, "mixture_penalty": d.mixture_penalty,
         "binary_threshold": d.binary_threshold, "share": SHARE,
         "replacement_rule": replacement(d.replacement), "replacement_rule_with_sink": replacement(d.replacement_with_sink),
@@ -79,6 +84,11 @@ def run(*, tiny: bool, log=print) -> dict[str, Any]:
         f"{_f(results['mean_mixture_iou'])}); perplexity +{_pct(results['replacement_rule'])} by rules, "
         f"+{_pct(results['replacement_mixture'])} by mixtures; {seconds:.0f} s")
     return results
+
+
+def _bos_weight(head: Any) -> float:
+    """The weight of BOS in a head's mixture (0 when it has none)."""
+    return sum(c.weight for c in head.mixture if c.rule == BOS_RULE)
 
 
 def _component_counts(heads: list[Any]) -> dict[str, int]:
@@ -141,6 +151,10 @@ def render(results: dict[str, Any]) -> str:
         if rep is not None:
             rows.append([f"perplexity, {len(rep['heads'])} heads replaced by {label}",
                          f"{rep['before']:.2f} -> {rep['after']:.2f} (**{rep['increase']:+.1%}**)"])
+    if r.get("replacement_mixture") is not None and r.get("replaced_mean_bos_weight") is not None:
+        rows.append(["the heads replaced by mixtures: mean weight on BOS; heads with BOS >= 0.5; mean held-out fit",
+                     f"{r['replaced_mean_bos_weight']:.2f}; {r['replaced_mostly_bos']} of "
+                     f"{len(r['replacement_mixture']['heads'])}; {_f(r['mean_mixture_fit_replaced'])}"])
     lines += [table(["figure", "measured"], rows), ""]
     rep = r.get("replacement_rule")
     if rep is not None:
