@@ -65,6 +65,7 @@ def run(*, tiny: bool, log=print) -> dict[str, Any]:
         "n_selection": d.n_prompts_selection, "n_held_out": d.n_prompts_held_out, "n_candidates": d.n_candidates,
         "n_heads": len(d.heads), "described": len(described), "by_family": d.by_family(),
         "mean_iou": d.mean_iou, "mean_mixture_iou": d.mean_mixture_iou,
+        "n_mixture_iou": sum(1 for h in described if h.mixture_iou is not None),
         "mean_iou_replaced": d.mean_fit("iou", [h for h in described if h.head in replaced]),
         "n_mixtures": len(fitted), "mean_mixture_iou_all": d.mean_fit("mixture_iou", fitted),
         "mean_rule_fit": d.mean_fit("rule_fit"), "mean_mixture_fit": d.mean_fit("mixture_fit"),
@@ -115,7 +116,8 @@ def target_rows(results: dict[str, Any]) -> list[TargetRow]:
     for label, key in (("single rules", "mean_iou"), ("mixtures", "mean_mixture_iou")):
         value = results.get(key)
         rows.append((f"describe: mean held-out IoU >= {target:g} over the heads described ({label}; the record)",
-                     "not measured" if value is None else f"{value:.3f} over {n} heads",
+                     "not measured" if value is None else
+                     f"{value:.3f} over {n if key == 'mean_iou' else results['n_mixture_iou']} heads",
                      None if value is None else value >= target))
     for label, key in (("single rules", "replacement_rule"), ("mixtures", "replacement_mixture")):
         r = results.get(key)
@@ -137,7 +139,8 @@ def render(results: dict[str, Any]) -> str:
              f"{_loads(r.get('load_before'))}.", ""]
     rows = [["heads with a rule above chance", f"{r['described']} of {r['n_heads']}"],
             ["mean held-out IoU over them, single rules", f"**{_f(r['mean_iou'])}**"],
-            ["mean held-out IoU over them, binarised mixtures", f"**{_f(r['mean_mixture_iou'])}**"],
+            [f"mean held-out IoU over them, binarised mixtures ({r['n_mixture_iou']} of them with cells on; the "
+             "others, neither mixture nor head marking a cell, left out)", f"**{_f(r['mean_mixture_iou'])}**"],
             [f"mean held-out IoU of the mixtures over every head fitted ({r['n_mixtures']})",
              _f(r['mean_mixture_iou_all'])],
             ["held-out attention in common with the head (1 - total variation), single rules / mixtures",
