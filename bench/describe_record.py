@@ -1,13 +1,15 @@
 """`describe` against the record of Hayes, Li and Andreas (2026): held-out IoU and the replacement check.
 
-    python bench/describe_record.py [--tiny] [--json bench/results_describe_record.json]
+    python bench/describe_record.py [--tiny] [--json bench/results_describe_record.json] [--save D.json]
 
 Runs what `patternlang describe --probe natural --probe repeated_random --replace 0.25` runs, on
 SmolLM2-135M (with `--tiny`: the hand-set tiny model on 8 token-id prompts): every head described
 by its single rule and by its mixture (up to 3 rules and BOS), chosen on the even prompts and
 reported on the odd ones; then the replacement check on the held-out natural text, twice: the
 best-described 25% of all heads by their single rules (by held-out IoU, as before), and the
-best-fitted 25% by their mixtures (by the mixtures' fit on the selection half).
+best-fitted 25% by their mixtures (by the mixtures' fit on the selection half). `--save D.json`
+also writes the whole description (what `patternlang describe --json` writes; `bench/describe_summary.py`
+makes docs/describe.md's table from it).
 
 Records: the heads with a rule above chance, the mean held-out IoU over them (single rules, and
 the binarised mixtures of the same heads), the held-out fit (attention in common), perplexity
@@ -36,7 +38,7 @@ COMMAND = "patternlang describe --probe natural --probe repeated_random --replac
 BOS_RULE = "attend k where k == 0"  # the BOS part of a mixture (patternlang.discovery.mixture.BOS_RULE)
 
 
-def run(*, tiny: bool, log=print) -> dict[str, Any]:
+def run(*, tiny: bool, log=print, save: Path | None = None) -> dict[str, Any]:
     from patternlang import probes
     from patternlang.discovery import describe
 
@@ -51,6 +53,9 @@ def run(*, tiny: bool, log=print) -> dict[str, Any]:
     started = time.perf_counter()
     d = describe(model, prompts, replace=SHARE, progress=log)
     seconds = time.perf_counter() - started
+    if save is not None:
+        d.to_json(save)
+        log(f"describe_record: the description written to {save}")
     described = d.described
     fitted = [h for h in d.heads.values() if h.mixture]
 
@@ -177,7 +182,10 @@ def _loads(loads: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    results = standalone("describe_record", run, argv, description=__doc__.splitlines()[0])
+    def options(parser) -> None:
+        parser.add_argument("--save", type=Path, default=None, help="also write the whole description as JSON")
+
+    results = standalone("describe_record", run, argv, description=__doc__.splitlines()[0], add_arguments=options)
     print(render(results))
     return results
 

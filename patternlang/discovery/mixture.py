@@ -53,7 +53,7 @@ from patternlang.discovery.replace import rule_attention
 from patternlang.discovery.scoring import CandidateScores
 from patternlang.discovery.stats import MIN_CELL, binarised, counted, renormalised
 
-__all__ = ["MIXTURE_SIZE", "MIXTURE_PENALTY", "BOS_RULE", "FINALISTS", "finalists", "component_rows",
+__all__ = ["MIXTURE_SIZE", "MIXTURE_PENALTY", "BOS_RULE", "FINALISTS", "CandidateKinds", "finalists", "component_rows",
            "mixture_rows", "fit_weights", "greedy_mixture", "MixtureStats", "MixtureCheck", "fit_mixtures",
            "check_mixtures", "binarise"]
 
@@ -77,20 +77,37 @@ CACHED_ROWS = 256
 """Component matrices kept per batch while the heads' sums are added (bounds the memory)."""
 
 
-def finalists(scores: CandidateScores, candidates: Sequence[Candidate], index: int) -> list[int]:
+@dataclass(frozen=True)
+class CandidateKinds:
+    """Bool `[candidate]` masks `finalists` reads (computed once a run): the BOS rule, the fixed
+    offsets, and the rules of a base without a window."""
+
+    bos: Tensor
+    offsets: Tensor
+    unwindowed: Tensor
+
+    @classmethod
+    def of(cls, candidates: Sequence[Candidate]) -> "CandidateKinds":
+        return cls(torch.tensor([c.base.cond == "k == 0" for c in candidates], dtype=torch.bool),
+                   torch.tensor([c.exact for c in candidates], dtype=torch.bool),
+                   torch.tensor([c.hi is None and not c.exact and c.base.cond != "true" for c in candidates],
+                                dtype=torch.bool))
+
+
+def finalists(scores: CandidateScores, candidates: Sequence[Candidate], index: int,
+              kinds: CandidateKinds | None = None) -> list[int]:
     """Candidate indices a mixture of head `index` may use (the BOS rule left out: always there),
     best ranked first (`FINALISTS`); a candidate whose selection scores equal an earlier one's (the same cells
     under another name) is left out."""
     rank = scores.rank[index].clone()
     rank[torch.isnan(rank)] = -float("inf")
+    kinds = kinds or CandidateKinds.of(candidates)
+    bos, offsets = kinds.bos, kinds.offsets
     mass = scores.mass[index].clone()
-    bos = torch.tensor([c.base.cond == "k == 0" for c in candidates])
     mass[torch.isnan(mass) | bos] = -float("inf")
-    offsets = torch.tensor([c.exact for c in candidates])
     precise = mass * torch.nan_to_num(scores.coverage[index], nan=0.0)
     precise[mass == -float("inf")] = -float("inf")
-    unwindowed = torch.tensor([c.hi is None and not c.exact and c.base.cond != "true" for c in candidates])
-    plain = torch.where(unwindowed, precise, -float("inf"))
+    plain = torch.where(kinds.unwindowed, precise, -float("inf"))
     orders = [(torch.argsort(rank, descending=True, stable=True), rank, FINALISTS["rank"]),
               (torch.argsort(precise, descending=True, stable=True), precise, FINALISTS["precise"]),
               (torch.argsort(plain, descending=True, stable=True), plain, FINALISTS["unwindowed"]),
@@ -257,7 +274,8 @@ def fit_mixtures(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor]
                  say: Any = lambda _m: None) -> dict[int, tuple[list[int | None], list[float], float]]:
     """Per head (flat index over `layers`' heads): its mixture on the prompts `indices` (the selection
     half) as `(candidate indices, None for BOS; weights; selection fit)`, heaviest first."""
-    chosen = {head: finalists(scores, candidates, head) for head in heads}
+    kinds = CandidateKinds.of(candidates)
+    chosen = {head: finalists(scores, candidates, head, kinds) for head in heads}
     used, sub_compiled, position = _needed(candidates, {i for c in chosen.values() for i in c}, bases, compiled)
     stats = MixtureStats(chosen)
     for group in prompt_groups(items, indices):
