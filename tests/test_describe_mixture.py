@@ -15,10 +15,12 @@ from patternlang.discovery import Description, describe
 from patternlang.discovery.families import bases_of, candidates_of, choose_families
 from patternlang.discovery.mixture import (
     BOS_RULE,
+    MixtureStats,
     component_rows,
     fit_weights,
     greedy_mixture,
     mixture_rows,
+    per_set,
 )
 from patternlang.discovery.replace import best_fitted, perplexity, replace_heads, rule_attention
 from patternlang.discovery.search import _compile_bases, base_matrices
@@ -94,6 +96,32 @@ def test_a_rule_must_earn_its_place():
     assert 1 in parts and 2 not in parts  # the 1% rule does not raise the fit by 0.05 (BOS, 0, is always tried)
     parts, _, _ = greedy_mixture(gram, b, aa, size=3, penalty=0.0)
     assert set(parts) >= {1, 2}
+
+
+def test_each_prompt_set_weighs_the_same():
+    """A rule that fits only the large prompt set (as `k == q - 49` fits `repeated_random` for an
+    induction head) loses to one that fits both, once each set's error is taken relative to it."""
+    generator = torch.Generator().manual_seed(3)
+
+    def stochastic(*shape):
+        x = torch.rand(*shape, generator=generator)
+        return x / x.sum(dim=-1, keepdim=True)
+
+    big = stochastic(3, 400, 8)  # components 0 (BOS), 1 (fits both sets fairly), 2 (fits the big set only)
+    big[1] = 0.7 * big[2] + 0.3 * big[1]
+    target_big = big[2].clone()
+    small = stochastic(3, 10, 8)
+    target_small = small[1].clone()
+    sets = []
+    for rows, target in ((big, target_big), (small, target_small)):
+        gram, b, aa = _sums(rows, target)
+        sets.append(MixtureStats({0: [1, 2]}, {0: torch.tensor(gram)}, {0: torch.tensor(b)}, {0: aa}))
+    pooled = MixtureStats({0: [1, 2]}, {0: sets[0].gram[0] + sets[1].gram[0]}, {0: sets[0].b[0] + sets[1].b[0]},
+                          {0: sets[0].aa[0] + sets[1].aa[0]})
+    fair = per_set(sets)
+    assert fair.aa[0] == 2.0
+    first = [greedy_mixture(s.gram[0].numpy(), s.b[0].numpy(), s.aa[0], size=1, penalty=0.0)[0] for s in (pooled, fair)]
+    assert 2 in first[0] and 1 in first[1] and 2 not in first[1]
 
 
 # ---- the matrices ---------------------------------------------------------------------------

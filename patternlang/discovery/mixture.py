@@ -18,7 +18,8 @@ The fit (selection half only). Per head:
 2. *Sufficient statistics of least squares*: over every real row of the selection prompts,
    `G[i, j] = <R_i, R_j>`, `b[i] = <A, R_i>` and `<A, A>`, with `A` the head's attention (BOS
    included: the replacement sets the whole row) and `R_i` the finalists' matrices
-   (`MixtureStats.add`, one pass over the selection prompts).
+   (`MixtureStats.add`, one pass over the selection prompts), per prompt set (text, token ids),
+   each set's sums divided by its `<A, A>` and added (`per_set`): each set weighs the same.
 3. *Weights*: minimise `|A - sum_i w_i R_i|^2` over `w >= 0`, `sum w = 1` (`fit_weights`: the optimum
    of this convex problem lies inside one face of the simplex, where it solves the equality-
    constrained system; the faces of at most `MIXTURE_SIZE + 1` components are tried). Least
@@ -27,7 +28,7 @@ The fit (selection half only). Per head:
    uneven weights.
 4. *Greedy, with a penalty*: BOS is always a component; rules are added one at a time (the one that
    lowers the error most), at most `MIXTURE_SIZE`, and only while each raises the fit
-   `1 - error / <A, A>` by at least `MIXTURE_PENALTY` (`greedy_mixture`). Components with no weight
+   `1 - error / <A, A>` (the mean over the prompt sets) by at least `MIXTURE_PENALTY` (`greedy_mixture`). Components with no weight
    are dropped.
 
 Reported on the held-out half (`MixtureCheck`): the share of attention the mixture's matrix and the
@@ -54,7 +55,7 @@ from patternlang.discovery.scoring import CandidateScores
 from patternlang.discovery.stats import MIN_CELL, binarised, counted, renormalised
 
 __all__ = ["MIXTURE_SIZE", "MIXTURE_PENALTY", "BOS_RULE", "FINALISTS", "CandidateKinds", "finalists", "component_rows",
-           "mixture_rows", "fit_weights", "greedy_mixture", "MixtureStats", "MixtureCheck", "fit_mixtures",
+           "mixture_rows", "fit_weights", "greedy_mixture", "MixtureStats", "per_set", "MixtureCheck", "fit_mixtures",
            "check_mixtures", "binarise"]
 
 MIXTURE_SIZE = 3
@@ -256,6 +257,27 @@ class MixtureStats:
                 self.gram[head], self.b[head], self.aa[head] = gram, b, aa
 
 
+def per_set(groups: Sequence[MixtureStats]) -> MixtureStats:
+    """The sums of each prompt set (text, token ids) divided by that set's `<A, A>`, added: the error
+    minimised is then the sum over sets of each set's relative error, so a rule must fit each set,
+    not only the one whose structure happens to match it (`k == q - 49` fits the 50-token repeats of
+    `repeated_random` for an induction head, and not natural text). The fit `1 - error / aa` is the
+    mean of the sets' fits. One set: its own sums, scaled."""
+    out = MixtureStats(groups[0].finalists if groups else {})
+    for stats in groups:
+        for head, aa in stats.aa.items():
+            if aa <= 0:
+                continue
+            gram, b = stats.gram[head] / aa, stats.b[head] / aa
+            if head in out.gram:
+                out.gram[head] += gram
+                out.b[head] += b
+                out.aa[head] += 1.0
+            else:
+                out.gram[head], out.b[head], out.aa[head] = gram, b, 1.0
+    return out
+
+
 def _needed(candidates: Sequence[Candidate], indices: set[int], bases: Sequence[Base],
             compiled: dict[str, Any]) -> tuple[list[Base], dict[str, Any], dict[str, int]]:
     """The bases the candidates `indices` read (the BOS base first), their compiled conjuncts and positions."""
@@ -277,12 +299,15 @@ def fit_mixtures(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor]
     kinds = CandidateKinds.of(candidates)
     chosen = {head: finalists(scores, candidates, head, kinds) for head in heads}
     used, sub_compiled, position = _needed(candidates, {i for c in chosen.values() for i in c}, bases, compiled)
-    stats = MixtureStats(chosen)
+    groups = []
     for group in prompt_groups(items, indices):
+        stats = MixtureStats(chosen)
         for padded, attention, matrices in attention_batches(model, items, token_lists, group, layers, used,
                                                              sub_compiled, batch_size=batch_size, say=say,
                                                              label="mixtures, selection"):
             stats.add(attention, matrices, padded.mask, candidates, position)
+        groups.append(stats)
+    stats = per_set(groups)
     out: dict[int, tuple[list[int | None], list[float], float]] = {}
     for head in heads:
         if head not in stats.gram:
