@@ -74,6 +74,12 @@ previous-token rule, which would crowd the list), by mass, and the fixed offsets
 
 BOS_RULE = "attend k where k == 0"
 
+MAX_OFFSET = 16
+"""Fixed offsets `k == q - d` a mixture may use: d <= 16 (as the verdicts' positional baselines). A
+far offset has no target in the first d rows, where its weight goes to BOS: on short natural
+prompts `k == q - 49` is BOS in disguise, and on `repeated_random` (period 50) it is the induction
+target, so without this bound an induction head's mixture came out as `0.82 x k == q - 49`."""
+
 CACHED_ROWS = 256
 """Component matrices kept per batch while the heads' sums are added (bounds the memory)."""
 
@@ -81,16 +87,19 @@ CACHED_ROWS = 256
 @dataclass(frozen=True)
 class CandidateKinds:
     """Bool `[candidate]` masks `finalists` reads (computed once a run): the BOS rule, the fixed
-    offsets, and the rules of a base without a window."""
+    offsets, the fixed offsets beyond `MAX_OFFSET` (never finalists), and the rules of a base
+    without a window."""
 
     bos: Tensor
     offsets: Tensor
+    far: Tensor
     unwindowed: Tensor
 
     @classmethod
     def of(cls, candidates: Sequence[Candidate]) -> "CandidateKinds":
         return cls(torch.tensor([c.base.cond == "k == 0" for c in candidates], dtype=torch.bool),
                    torch.tensor([c.exact for c in candidates], dtype=torch.bool),
+                   torch.tensor([c.exact and c.lo > MAX_OFFSET for c in candidates], dtype=torch.bool),
                    torch.tensor([c.hi is None and not c.exact and c.base.cond != "true" for c in candidates],
                                 dtype=torch.bool))
 
@@ -100,12 +109,12 @@ def finalists(scores: CandidateScores, candidates: Sequence[Candidate], index: i
     """Candidate indices a mixture of head `index` may use (the BOS rule left out: always there),
     best ranked first (`FINALISTS`); a candidate whose selection scores equal an earlier one's (the same cells
     under another name) is left out."""
-    rank = scores.rank[index].clone()
-    rank[torch.isnan(rank)] = -float("inf")
     kinds = kinds or CandidateKinds.of(candidates)
+    rank = scores.rank[index].clone()
+    rank[torch.isnan(rank) | kinds.far] = -float("inf")
     bos, offsets = kinds.bos, kinds.offsets
     mass = scores.mass[index].clone()
-    mass[torch.isnan(mass) | bos] = -float("inf")
+    mass[torch.isnan(mass) | bos | kinds.far] = -float("inf")
     precise = mass * torch.nan_to_num(scores.coverage[index], nan=0.0)
     precise[mass == -float("inf")] = -float("inf")
     plain = torch.where(kinds.unwindowed, precise, -float("inf"))
