@@ -272,3 +272,22 @@ def test_no_mixtures_when_asked_for_none():
     assert description["L0H0"].mixture == () and description.mixture_size == 0
     with pytest.raises(InputError, match="mixture"):
         describe(model, sentences(6, seed=3), families=["offset"], mixture=-1)
+
+
+def test_no_far_offset_is_a_finalist():
+    """`k == q - d` with d > MAX_OFFSET is never a mixture's component (BOS in disguise on short prompts)."""
+    from patternlang.discovery.mixture import MAX_OFFSET, finalists
+    from patternlang.discovery.scoring import score_candidates
+    from patternlang.discovery.search import collect_stats
+
+    model = make_planted_model({(0, 0): "attend k where k == q - 20", (0, 1): "attend k where k == q - 2"})
+    prompts = sentences(6, seed=5)
+    token_lists = tokenize(model, prompts)
+    n_offsets = max(t.numel() for t in token_lists)
+    bases = bases_of(choose_families(["offset", "bos"]), frozenset())
+    candidates = [c for base in bases for c in candidates_of(base, n_offsets - 1)]
+    stats = collect_stats(model, prompts, token_lists, list(range(6)), [0], bases, _compile_bases(bases), n_offsets)
+    scores = score_candidates(stats, candidates, {b.cond: i for i, b in enumerate(bases)})
+    far = [candidates[i].rule for i in finalists(scores, candidates, 0) if candidates[i].exact]
+    assert far and all(candidates[i].lo <= MAX_OFFSET for i in finalists(scores, candidates, 0) if candidates[i].exact)
+    assert "attend k where k == q - 2 exclude bos" == candidates[finalists(scores, candidates, 1)[0]].rule
