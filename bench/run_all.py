@@ -5,6 +5,7 @@
     python bench/run_all.py --repeats 3            # every contender of every module: best of 3 runs
     python bench/run_all.py --modules overhead scaling
     python bench/run_all.py --render               # redraw RESULTS.md and the plots from bench/results.json
+    python bench/run_all.py --merge --modules describe_record   # rerun one module, merge it into bench/results.json
 
 Each module follows the protocol in bench/common.py (`run`, `render`, `target_rows`). This
 script collects their results into bench/results.json and writes RESULTS.md from that file
@@ -14,6 +15,11 @@ load average), the targets table (every module's `target_rows`), then every modu
 in RESULTS.md, never skipped silently (and a failure makes the exit status 1). With --tiny
 nothing is written unless --out is given: the tiny run only proves that every module still
 runs. The GPU figures come from bench/gpu.py (bench/results_gpu.json), run on a GPU machine.
+
+With --merge only the given --modules run, and their entries replace (or join) those of the
+existing results.json in --out (default bench/); the other modules' entries stay as they were,
+the header records which modules were rerun, when, by which command and on what load, and
+RESULTS.md is written again. A tiny run never merges into a full one, nor the reverse.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from common import (
 )
 
 MODULES = ("vs_transformer_lens", "overhead", "scaling", "model_aware", "blocked_memory", "long_context", "distributed", "checkpointing",
-           "effects", "describe")
+           "effects", "describe", "describe_record")
 """What `make bench` runs, in this order (other helpers' modules included: absent ones are announced)."""
 GPU_RESULTS = BENCH_DIR / "results_gpu.json"
 
@@ -99,6 +105,48 @@ def run_all(*, tiny: bool, modules: Sequence[str] = MODULES, repeats: int | None
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "results.json", results)
         write_report(out)
+    return results
+
+
+def read_mergeable(folder: Path) -> dict[str, Any]:
+    """`folder/results.json`, checked to be a results file a run can be merged into (SystemExit if not)."""
+    path = folder / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"run_all: --merge: {path} does not exist: run the whole benchmark first "
+                         "(`make bench` or `python bench/run_all.py`), or leave out --merge")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"run_all: --merge: {path} cannot be read ({error}): rerun the whole benchmark") from None
+    if not isinstance(results, dict) or set(results) != {"header", "modules"}:
+        raise SystemExit(f"run_all: --merge: {path} is not a results file of the module protocol (header and "
+                         "modules): rerun the whole benchmark")
+    return results
+
+
+def merge(folder: Path, fresh: dict[str, Any], log=print) -> dict[str, Any]:
+    """Merge the module entries of `fresh` (a `run_all` run of some modules) into `folder/results.json`
+    and write RESULTS.md again: the other modules' entries and the header stay; the header's
+    `merged` list records each merge (modules, date, command, load, model)."""
+    results = read_mergeable(folder)
+    header, new_header = results["header"], fresh["header"]
+    if bool(header.get("tiny")) != bool(new_header["tiny"]):
+        kinds = ("the tiny model's", "the full model's")
+        raise SystemExit(f"run_all: --merge: {folder / 'results.json'} holds {kinds[not header.get('tiny')]} figures "
+                         f"and this run {kinds[not new_header['tiny']]}: they do not mix; use another --out")
+    bad = [name for name, entry in fresh["modules"].items() if entry["status"] != "ok"]
+    if bad:
+        raise SystemExit(f"run_all: --merge: {', '.join(bad)} did not run to the end: nothing merged, the "
+                         "figures in results.json stay as they were")
+    if header.get("model") != new_header["model"]:
+        log(f"run_all: note: merging figures of {new_header['model']} into a report of {header.get('model')}")
+    results["modules"].update(fresh["modules"])
+    header.setdefault("merged", []).append({
+        "modules": list(fresh["modules"]), "date": new_header["date"], "command": new_header["command"],
+        "model": new_header["model"], "load_before": new_header["load_before"], "load_after": new_header["load_after"],
+        "total_s": new_header["total_s"]})
+    write_json(folder / "results.json", results)
+    write_report(folder, log=log)
     return results
 
 
@@ -177,6 +225,10 @@ def render_header(header: dict[str, Any], entries: dict[str, Any]) -> list[str]:
     repeats = (f"`--repeats {header['repeats']}`, passed to every module that takes it (each section states "
                "its runs)" if header.get("repeats") else "each module's own number of runs (stated in its section)")
     times = ", ".join(f"`{name}` {entry['seconds']:.0f} s" for name, entry in entries.items() if "seconds" in entry)
+    merged = [(f"- **Rerun and merged later:** {', '.join(f'`{name}`' for name in m['modules'])} on {m['date']} by "
+               f"`{m['command']}` ({m['total_s'] / 60:.1f} minutes; model {m['model']}; load average before / after "
+               f"{_load(m['load_before'])} / {_load(m['load_after'])}); the other modules' figures are from the run "
+               "above") for m in header.get("merged", [])]
     return [
         f"- **Date:** {header['date']}",
         (f"- **Command:** `{header['command']}`, {header['total_s'] / 60:.1f} minutes in all (model load "
@@ -189,6 +241,7 @@ def render_header(header: dict[str, Any], entries: dict[str, Any]) -> list[str]:
         f"- **Model:** {header['model']}" + (" (the hand-set tiny model: `--tiny`)" if header["tiny"] else ""),
         (f"- **Load average** before / after: {_load(header['load_before'])} / {_load(header['load_after'])} "
          "(where the machine is shared, only ratios measured side by side in one run mean much)"),
+        *merged,
     ]
 
 
@@ -236,7 +289,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="folder for results.json, RESULTS.md and the plots (default: bench/, none with --tiny)")
     parser.add_argument("--render", action="store_true",
                         help="only redraw RESULTS.md and the plots from the results.json in --out (default bench/)")
+    parser.add_argument("--merge", action="store_true",
+                        help="run only --modules and merge their entries into the results.json in --out (default "
+                             "bench/; with --tiny, --out is required), keeping the other modules' entries; then "
+                             "write RESULTS.md")
     args = parser.parse_args(argv)
+    if args.merge and args.render:
+        parser.error("--merge runs modules and --render runs none: give one of them")
+    if args.merge and args.tiny and args.out is None:
+        parser.error("--merge with --tiny needs --out: the tiny model's figures never go into bench/results.json")
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be at least 1, not {args.repeats}")
     if args.render:
@@ -246,6 +307,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = args.out if args.out is not None else (None if args.tiny else BENCH_DIR)
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python bench/run_all.py", *(shlex.quote(a) for a in arguments)])
+    if args.merge:
+        folder = args.out or BENCH_DIR
+        read_mergeable(folder)  # said before the modules run, not after
+        fresh = run_all(tiny=args.tiny, modules=args.modules, repeats=args.repeats, out=None, command=command)
+        return merge(folder, fresh)  # a module that failed or did not run replaces nothing (exit 1)
     results = run_all(tiny=args.tiny, modules=args.modules, repeats=args.repeats, out=out, command=command)
     if any(entry["status"] == "failed" for entry in results["modules"].values()):
         raise SystemExit(1)

@@ -89,3 +89,10 @@ def test_cli_writes_the_contract_and_shows_a_head(embedded_model, tmp_path, caps
     assert 0.5 < head["score"] <= 1.0
     assert pl.load_pattern(head["rule"]).name
     assert "L16H0: attend k where k == q - 1 exclude bos" in printed
+    # The weighted description: rule text and weights >= 0 summing to 1, the previous token heaviest.
+    mixture = head["mixture"]
+    assert 1 <= len(mixture) <= 4 and sum(c["weight"] for c in mixture) == pytest.approx(1.0)
+    assert all(c["weight"] > 0 for c in mixture) and pl.load_pattern(mixture[0]["rule"]).name
+    assert mixture[0]["rule"] == "attend k where k == q - 1 exclude bos"
+    assert head["mixture_fit"] > head["rule_fit"]  # the weights fit the head better than the rule alone
+    assert "L16H0 as a mixture: " in printed

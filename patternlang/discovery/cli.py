@@ -34,6 +34,8 @@ def describe_command(
                                                                     "all heads (the best described) by their rules."),
     show: Optional[str] = typer.Option(None, "--show", help="Draw this head's attention beside its rule on "
                                                             "the first held-out prompt."),
+    mixture: int = typer.Option(3, "--mixture", min=0, help="The most rules of each head's weighted description "
+                                                            "(a mixture of rules and BOS); 0: none."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Prompts per forward pass."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, mps (default: the model's)."),
 ) -> None:
@@ -71,13 +73,17 @@ def describe_command(
     if prompts is not None:
         items += list(from_file(prompts).items)
     description = describe(loaded, items, heads=heads, families=family_names, batch_size=batch_size,
-                           progress=say, replace=replace)
+                           progress=say, replace=replace, mixture=mixture)
     if json_path is not None:
         description.to_json(json_path)
         say(f"wrote {json_path}")
     print(description.table())
     print(f"{len(description.described)}/{len(description.heads)} heads above chance; mean held-out IoU "
           f"{_fmt(description.mean_iou)} over them; by family: {description.by_family()}")
+    if description.mixture_size:
+        print(f"mixtures (up to {description.mixture_size} rules and BOS): mean held-out IoU {_fmt(description.mean_mixture_iou)}"
+              f" over the same heads; held-out fit (attention in common) {_fmt(description.mean_fit('mixture_fit'))}"
+              f" against {_fmt(description.mean_fit('rule_fit'))} for the single rules")
     if description.replacement is not None:
         r = description.replacement
         print(f"replacing {len(r.heads)} heads by their rules: perplexity {r.perplexity_before:.3f} -> "
@@ -85,6 +91,10 @@ def describe_command(
         s = description.replacement_with_sink
         if s is not None:
             print(f"  keeping each head's share of attention on BOS: {s.perplexity_after:.3f} ({s.increase:+.1%})")
+        m = description.replacement_mixture
+        if m is not None:
+            print(f"replacing the {len(m.heads)} best-fitted heads by their mixtures: perplexity "
+                  f"{m.perplexity_before:.3f} -> {m.perplexity_after:.3f} ({m.increase:+.1%})")
     if show is not None:
         _show(loaded, description, head_label(*parse_head(show)), items[1])
     say(f"done in {time.perf_counter() - started:.0f} s")
@@ -106,6 +116,8 @@ def _show(model, description, label: str, prompt) -> None:
         print(f"{label}: none above chance, and no rule to draw")
         return
     print(f"{label}: {rule}" + ("" if entry.rule else "  (best rule, not above chance)"))
+    if entry.mixture:
+        print(f"{label} as a mixture: {entry.mixture_text()}")
     print(explanation_to_text(explain(model, rule, label, prompt)))
 
 

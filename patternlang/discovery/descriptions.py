@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Alternative", "HeadDescription", "Description", "Replacement"]
+__all__ = ["Alternative", "Component", "HeadDescription", "Description", "Replacement"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,15 @@ class Alternative:
     family: str
     mass: float
     iou: float
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One rule of a head's mixture and its weight (the weights of a mixture are >= 0 and sum to 1).
+    `rule` is rule text (`patternlang.load_pattern` parses it); the BOS part is `attend k where k == 0`."""
+
+    rule: str
+    weight: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +42,15 @@ class HeadDescription:
     `iou`: held-out IoU of the rule's cells with the head's binarised attention; `coverage`:
     held-out share of the rule's cells the head's binarised attention covers; `train_iou`: the
     IoU it was chosen by; `above_chance`: the test of docs/describe.md; `runners_up`: the next
-    best rules (equivalent rules left out)."""
+    best rules (equivalent rules left out).
+
+    The weighted description (`mixture.py`; empty when not fitted): `mixture`, up to a few rules
+    and BOS with weights >= 0 summing to 1, fitted on the selection half; `mixture_train_fit`: its
+    fit there (1 - squared error / the attention's squared sum, the figure the rules were added by);
+    `mixture_fit`: held-out share of the head's attention the mixture's matrix holds too (1 - total
+    variation, per row, averaged); `mixture_iou`: held-out IoU of the binarised mixture matrix with
+    the binarised attention (the same threshold); `rule_fit`: `mixture_fit` of the single `rule`'s
+    replacement matrix (rows normalised, BOS where no target)."""
 
     head: str
     rule: str | None
@@ -49,11 +66,21 @@ class HeadDescription:
     sink: float
     runners_up: tuple[Alternative, ...] = ()
     best_rule: str | None = None  # the best rule even when not above chance
+    mixture: tuple[Component, ...] = ()
+    mixture_train_fit: float | None = None
+    mixture_fit: float | None = None
+    mixture_iou: float | None = None
+    rule_fit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["interval"] = list(self.interval) if self.interval else None
+        data["mixture"] = [{"rule": c.rule, "weight": c.weight} for c in self.mixture]
         return data
+
+    def mixture_text(self) -> str:
+        """`0.55 x attend k where k == q - 1 exclude bos + 0.45 x attend k where k == 0` ("" when none)."""
+        return " + ".join(f"{c.weight:.2f} x {c.rule}" for c in self.mixture)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +94,7 @@ class Replacement:
     n_prompts: int
     n_tokens: int
     keep_sink: bool = False  # the variant where each head keeps its share of attention on BOS
+    kind: str = "rule"  # "rule": each head by its single rule; "mixture": by its weighted mixture
 
     @property
     def increase(self) -> float:
@@ -93,6 +121,9 @@ class Description:
     seconds: dict[str, float] = field(default_factory=dict)
     replacement: Replacement | None = None
     replacement_with_sink: Replacement | None = None
+    replacement_mixture: Replacement | None = None
+    mixture_size: int = 0  # the most rules a mixture may hold besides BOS (0: no mixtures fitted)
+    mixture_penalty: float | None = None
     max_family_error: float | None = None  # |family mass - engine mass| over the described heads
 
     def __getitem__(self, head: str) -> HeadDescription:
@@ -106,6 +137,19 @@ class Description:
     def mean_iou(self) -> float | None:
         """Average held-out IoU over the heads with a rule above chance."""
         values = [h.iou for h in self.described if h.iou is not None]
+        return sum(values) / len(values) if values else None
+
+    @property
+    def mean_mixture_iou(self) -> float | None:
+        """Average held-out IoU of the binarised mixtures over the same heads as `mean_iou`."""
+        values = [h.mixture_iou for h in self.described if h.mixture_iou is not None]
+        return sum(values) / len(values) if values else None
+
+    def mean_fit(self, which: str = "mixture_fit", heads: list[HeadDescription] | None = None) -> float | None:
+        """Average of a head figure (`mixture_fit`, `rule_fit`, `mixture_iou`, ...) over `heads`
+        (default: the heads with a rule above chance), heads without it left out."""
+        values = [getattr(h, which) for h in (self.described if heads is None else heads)
+                  if getattr(h, which) is not None]
         return sum(values) / len(values) if values else None
 
     def by_family(self) -> dict[str, int]:
@@ -124,6 +168,10 @@ class Description:
             "max_family_error": self.max_family_error,
             "replacement": self.replacement.to_dict() if self.replacement else None,
             "replacement_with_sink": self.replacement_with_sink.to_dict() if self.replacement_with_sink else None,
+            "mixture_size": self.mixture_size, "mixture_penalty": self.mixture_penalty,
+            "mean_mixture_iou": self.mean_mixture_iou, "mean_mixture_fit": self.mean_fit("mixture_fit"),
+            "mean_rule_fit": self.mean_fit("rule_fit"),
+            "replacement_mixture": self.replacement_mixture.to_dict() if self.replacement_mixture else None,
             "heads": {name: h.to_dict() for name, h in self.heads.items()},
         }
 
@@ -145,16 +193,19 @@ class Description:
                 h = dict(h)
                 h["interval"] = tuple(h["interval"]) if h.get("interval") else None
                 h["runners_up"] = tuple(Alternative(**r) for r in h.get("runners_up") or ())
+                h["mixture"] = tuple(Component(str(c["rule"]), float(c["weight"])) for c in h.get("mixture") or ())
                 heads[name] = HeadDescription(**h)
             replacements = {key: Replacement(**{k: v for k, v in data[key].items() if k != "increase"} |
                                              {"heads": tuple(data[key]["heads"])})
-                            for key in ("replacement", "replacement_with_sink") if data.get(key)}
+                            for key in ("replacement", "replacement_with_sink", "replacement_mixture")
+                            if data.get(key)}
             return cls(model=data["model"], heads=heads, n_candidates=data["n_candidates"], n_bases=data["n_bases"],
                        families=tuple(data["families"]), n_prompts_selection=data["n_prompts_selection"],
                        n_prompts_held_out=data["n_prompts_held_out"], binary_threshold=data["binary_threshold"],
                        complexity_penalty=data["complexity_penalty"], seconds=data.get("seconds") or {},
-                       max_family_error=data.get("max_family_error"), **replacements)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+                       max_family_error=data.get("max_family_error"), mixture_size=data.get("mixture_size") or 0,
+                       mixture_penalty=data.get("mixture_penalty"), **replacements)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise InputError(f"{path}: not a description written by `patternlang describe --json` ({error})") from None
 
     def table(self) -> str:
@@ -169,22 +220,38 @@ class Description:
 
     def markdown(self) -> str:
         """The table of every head as markdown: rule (or "none above chance"), family, held-out mass
-        with its interval, chance, IoU, coverage, and the share of attention on BOS."""
-        lines = ["| head | rule | family | mass [95%] | chance | IoU | coverage | sink |",
-                 "|---|---|---|---|---|---|---|---|"]
+        with its interval, chance, IoU, coverage, the share of attention on BOS, and (when fitted)
+        the mixture with its held-out fit and IoU."""
+        mixed = any(h.mixture for h in self.heads.values())
+        extra = " mixture | fit | mixture IoU |" if mixed else ""
+        lines = ["| head | rule | family | mass [95%] | chance | IoU | coverage | sink |" + extra,
+                 "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if mixed else "")]
         for name, h in self.heads.items():
+            tail = (f" {_mixture_cell(h)} | {_two(h.mixture_fit)} | {_two(h.mixture_iou)} |" if mixed else "")
             if h.above_chance:
-                rule = h.rule.removeprefix("attend k where ").removesuffix(" exclude bos").replace("|", "\\|")
+                rule = _short(h.rule or "").replace("|", "\\|")
                 lines.append(f"| {name} | `{rule}` | {h.family} | {h.score:.2f} [{h.interval[0]:.2f}, "
-                             f"{h.interval[1]:.2f}] | {h.chance:.2f} | {_two(h.iou)} | {_two(h.coverage)} | {h.sink:.2f} |")
+                             f"{h.interval[1]:.2f}] | {h.chance:.2f} | {_two(h.iou)} | {_two(h.coverage)} | {h.sink:.2f} |"
+                             + tail)
             else:
-                lines.append(f"| {name} | none above chance | | | | | | {h.sink:.2f} |")
+                lines.append(f"| {name} | none above chance | | | | | | {h.sink:.2f} |" + tail)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         iou = f"{self.mean_iou:.3f}" if self.mean_iou is not None else "n/a"
         return (f"<Description of {self.model}: {len(self.described)}/{len(self.heads)} heads above chance, "
                 f"mean held-out IoU {iou}, {self.n_candidates:,} candidates>")
+
+
+def _short(rule: str) -> str:
+    return rule.removeprefix("attend k where ").removesuffix(" exclude bos")
+
+
+def _mixture_cell(h: HeadDescription) -> str:
+    """`0.55 k == q - 1 + 0.45 bos` (rules shortened as in the table)."""
+    parts = [f"{c.weight:.2f} " + ("bos" if c.rule == "attend k where k == 0" else f"`{_short(c.rule)}`")
+             for c in h.mixture]
+    return " + ".join(parts).replace("|", "\\|")
 
 
 def _two(value: float | None) -> str:

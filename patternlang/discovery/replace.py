@@ -2,8 +2,9 @@
 
 Each replaced head's `blocks.{l}.attn.hook_pattern` is overwritten, on every prompt, by its rule's
 compiled matrix with rows normalised to sum 1, and all attention on BOS (key 0) in a row where the
-rule marks nothing (`rule_attention`). Perplexity of the next token on the prompts before and after
-says what the rules miss of what the heads do.
+rule marks nothing (`rule_attention`); or by its mixture's matrix, the weighted sum of its rules'
+such matrices (`mixture.py`). Perplexity of the next token on the prompts before and after says
+what the rules miss of what the heads do.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from patternlang.heads import head_label, parse_head
 from patternlang.library import compile_rule
 from patternlang.models.facts import model_facts
 
-__all__ = ["rule_attention", "replace_heads", "perplexity", "best_described"]
+__all__ = ["rule_attention", "replace_heads", "perplexity", "best_described", "best_fitted"]
 
 
 def rule_attention(matrix: Tensor, mask: Tensor) -> Tensor:
@@ -49,17 +50,41 @@ def best_described(description: Description, share: float, n_heads_total: int) -
     return [h.head for h in described[:n]]
 
 
+def best_fitted(description: Description, share: float, n_heads_total: int) -> list[str]:
+    """The best-fitted `share` of all heads for the mixture replacement: heads with a mixture, by its
+    fit on the selection half (`mixture_train_fit`), best first; nothing held out is read."""
+    if not 0 < share <= 1:
+        raise InputError(f"the share of heads to replace must be in (0, 1], got {share}")
+    n = max(1, round(share * n_heads_total))
+    fitted = [h for h in description.heads.values() if h.mixture and h.mixture_train_fit is not None]
+    fitted.sort(key=lambda h: -(h.mixture_train_fit or 0.0))
+    return [h.head for h in fitted[:n]]
+
+
 def perplexity(model: Any, prompts: Any, rules: dict[tuple[int, int], str] | None = None, *,
-               sinks: dict[tuple[int, int], float] | None = None, batch_size: int = 16) -> tuple[float, int]:
+               sinks: dict[tuple[int, int], float] | None = None, batch_size: int = 16,
+               mixtures: dict[tuple[int, int], Sequence[tuple[str, float]]] | None = None) -> tuple[float, int]:
     """Next-token perplexity of `model` on `prompts` (and the number of tokens predicted), with the
     heads of `rules` (`{(layer, head): rule text}`) attending by their rules' matrices; with `sinks`
     (`{(layer, head): share}`), a head keeps that share of every row on BOS and puts the rest on its
-    rule's targets (a variant that keeps the head's attention sink)."""
+    rule's targets (a variant that keeps the head's attention sink). The heads of `mixtures`
+    (`{(layer, head): [(rule text, weight), ...]}`, weights >= 0 summing to 1) attend by the weighted
+    sum of their rules' matrices."""
     facts = model_facts(model)
     items = list(prompts)
     token_lists = tokenize(model, items)
-    compiled = {head: compile_rule(rule, name=f"replaced_{i}") for i, (head, rule) in enumerate((rules or {}).items())}
-    detectors = resolve_patterns(list(compiled.values())) if compiled else []
+    parts: dict[tuple[int, int], list[tuple[str, float]]] = {pair: [(rule, 1.0)] for pair, rule in (rules or {}).items()}
+    for pair, given in (mixtures or {}).items():
+        if pair in parts:
+            raise InputError(f"head {head_label(*pair)} is given both a rule and a mixture")
+        weights = [float(w) for _, w in given]
+        if not given or min(weights) < 0 or abs(sum(weights) - 1.0) > 1e-4:
+            raise InputError(f"head {head_label(*pair)}: a mixture's weights must be >= 0 and sum to 1, got {weights}")
+        parts[pair] = [(rule, float(w)) for rule, w in given]
+    distinct = sorted({rule for mixture in parts.values() for rule, _ in mixture})
+    position = {rule: i for i, rule in enumerate(distinct)}
+    compiled = [compile_rule(rule, name=f"replaced_{i}") for i, rule in enumerate(distinct)]
+    detectors = resolve_patterns(compiled) if compiled else []
     total, count = 0.0, 0
     for group in plan_batches([t.numel() for t in token_lists], batch_size):
         batch = pad_batch(token_lists, group, pad=facts.pad_id, device=torch.device(facts.device))
@@ -71,8 +96,9 @@ def perplexity(model: Any, prompts: Any, rules: dict[tuple[int, int], str] | Non
             matrices = inputs.detection(model, local, detectors)  # [rule, batch, n, n]
             targets = rule_attention_all(matrices, local.mask)
             by_layer: dict[int, list[tuple[int, Tensor]]] = {}
-            for index, (layer, head) in enumerate(compiled):
-                target = targets[index]
+            for (layer, head), mixture in parts.items():
+                target = sum((weight * targets[position[rule]] for rule, weight in mixture[1:]),
+                             mixture[0][1] * targets[position[mixture[0][0]]])
                 if sinks and (layer, head) in sinks:
                     share = float(sinks[(layer, head)])
                     target = target * (1.0 - share)
@@ -109,24 +135,37 @@ def _replacer(entries: Sequence[tuple[int, Tensor]]):
 
 def replace_heads(model: Any, prompts: Any, description: Description | None = None, *, share: float = 0.25,
                   heads: Sequence[str] | None = None, batch_size: int = 16, keep_sink: bool = False,
-                  before: tuple[float, int] | None = None) -> Replacement:
+                  before: tuple[float, int] | None = None, mixture: bool = False) -> Replacement:
     """Perplexity on `prompts` before and after replacing heads by their rules: `heads` (labels),
     or the best-described `share` of all heads of `description`. `keep_sink`: each head keeps its
     held-out share of attention on BOS (`HeadDescription.sink`) and spreads the rest by its rule.
-    `before`: the unchanged model's `perplexity` on the same prompts, when already known."""
+    `mixture`: each head attends by its mixture instead, and the heads (unless given) are the
+    best-fitted `share` (`best_fitted`). `before`: the unchanged model's `perplexity` on the same
+    prompts, when already known."""
     facts = model_facts(model)
+    if mixture and keep_sink:
+        raise InputError("keep_sink is for single rules: a mixture carries its own weight on BOS")
     if heads is None:
         if description is None:
             raise InputError("give a description or the heads to replace")
-        heads = best_described(description, share, facts.n_layers * facts.n_heads)
-    rules, sinks = {}, {}
+        choose = best_fitted if mixture else best_described
+        heads = choose(description, share, facts.n_layers * facts.n_heads)
+    rules, sinks, mixtures = {}, {}, {}
     for label in heads:
         entry = description.heads.get(label) if description is not None else None
+        if mixture:
+            if entry is None or not entry.mixture:
+                raise InputError(f"head {label} has no mixture to replace it by")
+            mixtures[parse_head(label)] = [(c.rule, c.weight) for c in entry.mixture]
+            continue
         if entry is None or not entry.rule:
             raise InputError(f"head {label} has no rule to replace it by")
         rules[parse_head(label)] = entry.rule
         sinks[parse_head(label)] = entry.sink
     prompts = list(prompts)
     before, n_tokens = before or perplexity(model, prompts, batch_size=batch_size)
-    after, _ = perplexity(model, prompts, rules, sinks=sinks if keep_sink else None, batch_size=batch_size)
-    return Replacement(tuple(head_label(*h) for h in rules), before, after, len(list(prompts)), n_tokens, keep_sink)
+    after, _ = perplexity(model, prompts, rules, sinks=sinks if keep_sink else None, batch_size=batch_size,
+                          mixtures=mixtures)
+    replaced = tuple(head_label(*h) for h in (mixtures if mixture else rules))
+    return Replacement(replaced, before, after, len(list(prompts)), n_tokens, keep_sink,
+                       "mixture" if mixture else "rule")

@@ -6,7 +6,9 @@ batch, one hooked forward pass collects every layer's attention and `stats.batch
 sufficient statistics; every candidate is scored for every head from them (`scoring.py`); each
 head's best candidate on the selection half (IoU minus the complexity penalty) is reported with
 its held-out scores, and the finalists' held-out `mass` comes from the normal engine on the
-compiled rules (`detect`), with its interval and chance baseline.
+compiled rules (`detect`), with its interval and chance baseline. Then each head's weighted
+description (a mixture of a few rules and BOS, `mixture.py`) is fitted on the selection half and
+checked on the held-out one, and the replacement check (`replace.py`) runs when asked.
 """
 
 from __future__ import annotations
@@ -28,21 +30,20 @@ from patternlang.discovery.families import (
     candidates_of,
     choose_families,
 )
-from patternlang.discovery.last_first import select_keys
+from patternlang.discovery.attention_batches import attention_batches, base_matrices, layer_attention, prompt_groups
 from patternlang.discovery.descriptions import Alternative, Description, HeadDescription
+from patternlang.discovery.mixture import MIXTURE_PENALTY, MIXTURE_SIZE, MixtureCheck, check_mixtures, components, fit_mixtures
+from patternlang.discovery.replace import replace_heads
 from patternlang.discovery.scoring import CandidateScores, score_candidates
 from patternlang.discovery.stats import BINARY_THRESHOLD, HeadStats, batch_stats
-from patternlang.engine.batching import pad_batch, plan_batches, tokenize
-from patternlang.engine.forward import run_attention_hooks
-from patternlang.engine.pattern_tensors import resolve_patterns
+from patternlang.engine.batching import tokenize
 from patternlang.errors import InputError
-from patternlang.engine.inputs import model_pass, prompt_inputs
 from patternlang.heads import head_label, parse_heads
 from patternlang.library import compile_rule
 from patternlang.models.facts import model_facts
 from patternlang.prompts import split_prompts
 
-__all__ = ["describe", "BATCH_SIZE", "MIN_LIFT", "MIN_ON_SHARE", "SINK_SHARE", "RUNNERS_UP"]
+__all__ = ["describe", "collect_stats", "base_matrices", "layer_attention", "BATCH_SIZE", "MIN_LIFT", "MIN_ON_SHARE", "SINK_SHARE", "RUNNERS_UP"]
 
 BATCH_SIZE = 16
 MIN_LIFT = 1.5
@@ -58,7 +59,7 @@ Progress = Callable[[str], None]
 
 def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str] | None = None, *,
              batch_size: int = BATCH_SIZE, progress: Progress | None = None,
-             replace: float | None = None) -> Description:
+             replace: float | None = None, mixture: int = MIXTURE_SIZE) -> Description:
     """Describe every head (or `heads`) of `model` by the rule of the language that fits it best.
 
     Args:
@@ -68,7 +69,10 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
         heads: None (every head), "L16H0 L17H3", [(16, 0)], ... as `detect` takes them.
         families: names of candidate families (`FAMILIES`), default every one.
         replace: the share of all heads to replace by their rules for the replacement check
-            (`replace_heads`), e.g. 0.25; None: no check.
+            (`replace_heads`), e.g. 0.25; None: no check. With mixtures, the check is made twice:
+            the best-described heads by their single rules, and the best-fitted by their mixtures.
+        mixture: the most rules (besides BOS) of each head's weighted description (`mixture.py`),
+            fitted on the selection half and checked on the held-out one; 0: no mixtures.
 
     >>> d = describe(model, probes.make_probe("natural"))             # doctest: +SKIP
     >>> d["L16H0"].rule, d["L16H0"].score                             # doctest: +SKIP
@@ -77,6 +81,8 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
     seconds: dict[str, float] = {}
     say = progress or (lambda _message: None)
     started = time.perf_counter()
+    if mixture < 0:
+        raise InputError(f"mixture takes the most rules of a mixture, 0 or more, got {mixture}")
     facts = model_facts(model)
     chosen_families = choose_families(families)
     items = split_prompts(prompts)
@@ -102,9 +108,8 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
     def half_stats(indices: list[int], label: str) -> list[HeadStats]:
         """The statistics of each prompt set in `indices`: text prompts, token-id prompts."""
         t0 = time.perf_counter()
-        groups = [[i for i in indices if isinstance(items[i], str)], [i for i in indices if not isinstance(items[i], str)]]
         stats = [collect_stats(model, items, token_lists, group, layers, bases, compiled, n_offsets,
-                               batch_size=batch_size, say=say, label=label) for group in groups if group]
+                               batch_size=batch_size, say=say, label=label) for group in prompt_groups(items, indices)]
         seconds[f"stats_{label}"] = time.perf_counter() - t0
         return stats
 
@@ -123,6 +128,28 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
     say("describe: exact held-out scores of the finalists (engine)")
     exact = _engine_scores(model, [items[i] for i in held_out], picks, candidates)
     seconds["engine_held_out"] = time.perf_counter() - t0
+    mixtures: dict[int, tuple[list[int | None], list[float], float]] = {}
+    check = MixtureCheck()
+    if mixture:
+        t0 = time.perf_counter()
+        say(f"describe: mixtures of up to {mixture} rules and BOS (selection half)")
+        indices = [flat[pair] for pair in head_list]
+        mixtures = fit_mixtures(model, items, token_lists, selection, layers, indices, bases, compiled, candidates,
+                                train_scores, size=mixture, batch_size=batch_size, say=say)
+        seconds["mixtures_selection"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        singles = {flat[pair]: pick[0] for pair, pick in picks.items() if pick is not None}
+        check = check_mixtures(model, items, token_lists, held_out, layers, bases, compiled, candidates, mixtures,
+                               singles, batch_size=batch_size, say=say)
+        seconds["mixtures_held_out"] = time.perf_counter() - t0
+
+    def mixture_fields(index: int, above: bool) -> dict[str, Any]:
+        if index not in mixtures:
+            return {}
+        parts, weights, fit = mixtures[index]
+        return {"mixture": components(candidates, parts, weights), "mixture_train_fit": fit,
+                "mixture_fit": check.fit(index), "mixture_iou": check.iou(index),
+                "rule_fit": check.rule_fit(index) if above else None}
     out: dict[str, HeadDescription] = {}
     errors = []
     for (layer, head), pick in picks.items():
@@ -130,7 +157,8 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
         sink = float(test.bos_mass[index] / max(test.rows, 1.0))
         if pick is None:
             out[head_label(layer, head)] = HeadDescription(head_label(layer, head), None, None, None, None, None,
-                                                           None, None, None, None, False, sink)
+                                                           None, None, None, None, False, sink,
+                                                           **mixture_fields(index, False))
             continue
         winner, runners = pick
         cand = candidates[winner]
@@ -147,28 +175,29 @@ def describe(model: Any, prompts: Any, heads: Any = None, families: Iterable[str
             train_iou=_num(train_scores.iou[index, winner]), above_chance=above, sink=sink,
             runners_up=tuple(Alternative(candidates[r].rule, candidates[r].family, _num(test_scores.mass[index, r]),
                                          _num(test_scores.iou[index, r])) for r in runners),
-            best_rule=cand.rule)
+            best_rule=cand.rule, **mixture_fields(index, above))
     description = Description(
         model=facts.described, heads=out, n_candidates=len(candidates), n_bases=len(bases),
         families=tuple(f.name for f in chosen_families), n_prompts_selection=len(selection),
         n_prompts_held_out=len(held_out), binary_threshold=BINARY_THRESHOLD,
         complexity_penalty=COMPLEXITY_PENALTY, seconds=seconds,
-        max_family_error=max(errors) if errors else None)
+        max_family_error=max(errors) if errors else None, mixture_size=mixture,
+        mixture_penalty=MIXTURE_PENALTY if mixture else None)
     if replace is not None:
-        from patternlang.discovery.replace import replace_heads
-
         t0 = time.perf_counter()
         say(f"describe: replacement check, the best-described {replace:.0%} of the heads")
         # Perplexity on the held-out text prompts (natural text; random token ids are unpredictable
         # by design), or on every held-out prompt when none is text.
         kept = [items[i] for i in held_out if isinstance(items[i], str)] or [items[i] for i in held_out]
-        check = replace_heads(model, kept, description, share=replace, batch_size=batch_size)
-        before = (check.perplexity_before, check.n_tokens)
+        single = replace_heads(model, kept, description, share=replace, batch_size=batch_size)
+        before = (single.perplexity_before, single.n_tokens)
         with_sink = replace_heads(model, kept, description, share=replace, batch_size=batch_size, keep_sink=True,
                                   before=before)
+        mixed = (replace_heads(model, kept, description, share=replace, batch_size=batch_size, mixture=True,
+                               before=before) if mixture else None)
         seconds["replacement"] = time.perf_counter() - t0
-        description = Description(**{**description.__dict__, "replacement": check,
-                                     "replacement_with_sink": with_sink})
+        description = Description(**{**description.__dict__, "replacement": single,
+                                     "replacement_with_sink": with_sink, "replacement_mixture": mixed})
     seconds["total"] = time.perf_counter() - started
     return description
 
@@ -206,82 +235,15 @@ def _compile_bases(bases: Sequence[Base]) -> dict[str, Any]:
     return compiled
 
 
-def base_matrices(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor], indices: Sequence[int],
-                  bases: Sequence[Base], compiled: dict[str, Any],
-                  predictions: dict[int | None, Tensor] | None = None) -> tuple[Any, Tensor]:
-    """The batch of prompts `indices` (right-padded) and its base matrices `[base, batch, n, n]` (0/1),
-    each conjunct by the normal compiler and engine (`detection_tensors`), conjunctions as products.
-    `predictions`: the batch's (the engine's pass to the logits, `model_pass`), for bases reading
-    `pred` (None: computed here by that pass when a base needs them)."""
-    names = list(compiled)
-    chosen_items = [items[i] for i in indices]
-    chosen_tokens = [token_lists[i] for i in indices]
-    local = pad_batch(chosen_tokens, list(range(len(indices))), pad=0, device=torch.device("cpu"))
-    detection = None
-    if names:
-        detectors = resolve_patterns([compiled[name] for name in names])
-        inputs = prompt_inputs(model, None, chosen_items, chosen_tokens, detectors)
-        if predictions is None and _reads_predictions(compiled):
-            padded = pad_batch(token_lists, list(indices), pad=model_facts(model).pad_id, device=torch.device("cpu"))
-            passed = model_pass(model, padded.tokens, [], detectors, ())
-            predictions = None if passed is None else passed.predictions
-        if predictions is not None:
-            predictions = {layer: top.to("cpu") for layer, top in predictions.items()}
-        detection = inputs.detection(model, local, detectors, predictions) > 0  # [conjunct, batch, n, n]
-    row = {name: i for i, name in enumerate(names)}
-    n = local.tokens.shape[1]
-    triangle = torch.ones(n, n, dtype=torch.bool).tril()
-    real = local.mask[:, :, None] & local.mask[:, None, :] & triangle
-    out = torch.empty(len(bases), len(indices), n, n, dtype=torch.bool)
-    keys = torch.arange(n)
-    for i, base in enumerate(bases):
-        matrix = real.clone()
-        for cond in base.conjuncts:
-            if cond == "k < q":
-                matrix &= keys[:, None] > keys[None, :]
-            elif cond != "true" and detection is not None:
-                matrix &= detection[row[cond]]
-        out[i] = select_keys(matrix, base.select) if base.select else matrix
-    return local, out
-
-
-def _reads_predictions(compiled: dict[str, Any]) -> bool:
-    """Whether a compiled base reads the model's predictions (`pred[q]`: a pass to the logits)."""
-    return any("predictions" in pattern.needs for pattern in compiled.values())
-
-
-def layer_attention(model: Any, tokens: Tensor, layers: Sequence[int]) -> Tensor:
-    """`[batch, layer x head, n, n]`: every head of `layers`, in order, from one hooked pass."""
-    caught: dict[int, Tensor] = {}
-    run_attention_hooks(model, tokens, layers, lambda layer, pattern: caught.__setitem__(layer, pattern.detach()
-                                                                                          .to("cpu", torch.float32)))
-    return torch.cat([caught[layer] for layer in layers], dim=1)
-
-
 def collect_stats(model: Any, items: Sequence[Any], token_lists: Sequence[Tensor], indices: Sequence[int],
                   layers: Sequence[int], bases: Sequence[Base], compiled: dict[str, Any], n_offsets: int, *,
                   batch_size: int = BATCH_SIZE, say: Progress = lambda _m: None, label: str = "") -> HeadStats:
     """The sufficient statistics of every head of `layers` on the prompts `indices`."""
     facts = model_facts(model)
     stats = HeadStats.zeros(len(layers) * facts.n_heads, len(bases), n_offsets)
-    plan = plan_batches([token_lists[i].numel() for i in indices], batch_size)
-    # Bases reading `pred` need the engine's pass to the logits, which also gives the attention.
-    detectors = resolve_patterns(list(compiled.values())) if _reads_predictions(compiled) else []
-    for number, group in enumerate(plan, 1):
-        chosen = [indices[i] for i in group]
-        padded = pad_batch(token_lists, chosen, pad=facts.pad_id, device=torch.device(facts.device))
-        passed = model_pass(model, padded.tokens, layers, detectors, ()) if detectors else None
-        _batch, matrices = base_matrices(model, items, token_lists, chosen, bases, compiled,
-                                         None if passed is None else passed.predictions)
-        if passed is None:
-            attention = layer_attention(model, padded.tokens, layers)
-        else:
-            attention = torch.cat([passed.attention[layer].to("cpu", torch.float32) for layer in layers], dim=1)
-            del passed
-        # Padding keys may hold attention in models that ignore it: only real cells count.
-        attention = attention * padded.mask.cpu()[:, None, None, :]
+    for padded, attention, matrices in attention_batches(model, items, token_lists, indices, layers, bases, compiled,
+                                                         batch_size=batch_size, say=say, label=label):
         batch_stats(stats, attention, padded.lengths.cpu(), matrices)
-        say(f"describe: {label} batch {number}/{len(plan)}")
     return stats
 
 
