@@ -247,9 +247,11 @@ def test_direction_positions_and_the_effects_json_of_patching():
     assert found.basis == "patching" and found.text.startswith("logit_diff(IO, S1) (patching lowers")
 
 
-def test_a_head_not_run_exactly_matters_by_its_estimate_only_among_the_largest_and_says_so():
+def test_a_head_not_run_exactly_matters_by_its_estimate_only_where_none_was_and_says_so():
     heads = {f"L{i}H0": (100 - i / 2, None, None) for i in range(200)}  # 200 heads, estimates 100, 99.5, ...
-    heads["L0H0"] = (100.0, 80.0, [70.0, 90.0])  # the largest, run exactly
+    checked = dict(heads, L0H0=(100.0, 80.0, [70.0, 90.0]))  # the largest run exactly: the rest are no evidence
+    assert matters_for({"loss": _effects(checked)}, "L0H0")[0].basis == "ablation"
+    assert all(matters_for({"loss": _effects(checked)}, f"L{i}H0") == () for i in range(1, 200))
     effects = {"loss": _effects(heads)}
     assert estimate_places(200) == ESTIMATE_TOP == 10
     (second,) = matters_for(effects, "L1H0")

@@ -10,10 +10,14 @@ A head **matters for a metric** when
    estimates) and the 95% interval over prompts of the metric's change, intervened minus
    clean, excludes 0 (basis "ablation" or "patching"); a head run exactly whose interval holds
    0 does not matter, whatever its estimate; or
-2. it was not run exactly, and its attribution estimate is among the `ESTIMATE_TOP` largest in
-   size of every head's estimate for that metric, within the top `ESTIMATE_FRACTION` of the
-   heads (at least the largest one: on a 4-head model only the largest), and at least
-   `ESTIMATE_SHARE` of the largest (basis "estimate": a first-order guess, not checked, and said so).
+2. no head at all was run exactly for that metric (`attribute(..., top_k=0)`), and the head's
+   attribution estimate is among the `ESTIMATE_TOP` largest in size of every head's estimate for
+   that metric, within the top `ESTIMATE_FRACTION` of the heads (at least the largest one: on a
+   4-head model only the largest), and at least `ESTIMATE_SHARE` of the largest (basis
+   "estimate": a first-order guess, not checked, and said so). Where the largest estimates were
+   run exactly, the heads below them do not matter by estimate: on SmolLM2, estimates ranked just
+   below the exact ones ablated to about 0 (L2H2, L10H8 on `loss`) or changed sign (L0H6 on
+   `induction_loss`), so an unchecked estimate there would be a claim the measurements refute.
 
 Its role: it **helps** the metric when the intervention makes the metric worse (in the metric's
 direction: loss up, logit difference down), and **hurts** it when the intervention makes it better.
@@ -40,8 +44,8 @@ ESTIMATE_FRACTION = 0.05
 ESTIMATE_SHARE = 0.1
 """... and at least this share of the largest estimate in size."""
 RULE = (f"a head matters for a metric when its exact ablation's {LEVEL:.0%} interval of the change excludes 0; "
-        f"a head not ablated exactly, when its estimate is among the {ESTIMATE_TOP} largest in size (and the top "
-        f"{ESTIMATE_FRACTION:.0%} of heads) and at least {ESTIMATE_SHARE:g} of the largest (said as estimated)")
+        f"where no head was ablated exactly, when its estimate is among the {ESTIMATE_TOP} largest in size (and "
+        f"the top {ESTIMATE_FRACTION:.0%} of heads) and at least {ESTIMATE_SHARE:g} of the largest (said as estimated)")
 """The definition in words, for pages and tables."""
 
 
@@ -133,6 +137,9 @@ def _mattering(metric: str, entry: Mapping[str, Any], label: str) -> Mattering |
             return None  # run exactly, and its interval holds 0 (or there is none): it does not matter
         return Mattering(metric, "patching" if patching else "ablation", exact, (low, high),
                          role=_role(exact, direction), **common)
+    if any(_number(h.get("patching" if patching else "ablation")) is not None
+           for h in heads.values() if isinstance(h, Mapping)):
+        return None  # the largest estimates were run exactly: below them an estimate is no evidence
     estimate = _number(head.get("estimate"))
     if estimate is None or estimate == 0:
         return None
