@@ -9,7 +9,8 @@ the workers take turns, contender by contender, round after round, so both see t
 
 - plain forward: the model's own forward pass over the same batch, no hooks (the floor);
 - `detect` with 4 patterns and with 64 patterns (`mass`), the same names in both revisions: the
-  shipped engine-only patterns both revisions have, then generated rules, as bench/overhead.py.
+  shipped engine-only patterns both revisions have, then generated rules, as bench/overhead.py;
+- `detect` with 16 patterns in the measure `mul` (what bench/vs_transformer_lens.py times).
 
 Reported per revision: the best time of each contender and the ratio detect / plain forward
 (what bench/overhead.py reports), and the change of that ratio from before to after.
@@ -54,7 +55,8 @@ def run(command):
         with torch.inference_mode():
             model(tokens, return_type=None)
     elif kind == "detect":
-        patternlang.detect(model, rows, command["patterns"], measures="mass", batch_size=N_PROMPTS, progress=False)
+        patternlang.detect(model, rows, command["patterns"], measures=command["measure"], batch_size=N_PROMPTS,
+                           progress=False)
     return time.perf_counter() - started
 
 print(json.dumps("ready"), flush=True)
@@ -93,7 +95,7 @@ class Worker:
 
 
 def pattern_sets(before: Worker, after: Worker) -> dict[int, list[str]]:
-    """The same 4 and 64 pattern names for both revisions."""
+    """The same 4, 16 and 64 pattern names for both revisions."""
     common = [n for n in after.ask({"kind": "names"}) if n in set(before.ask({"kind": "names"}))]
     names = HEADLINE + [n for n in common if n not in HEADLINE]
     offset = 2
@@ -101,13 +103,14 @@ def pattern_sets(before: Worker, after: Worker) -> dict[int, list[str]]:
         names.append(f"attend k where k == q - {offset}")
         names.append(f"attend k where tok[k] == tok[q] shift +{offset}")
         offset += 1
-    return {4: names[:4], 64: names[:64]}
+    return {4: names[:4], 16: names[:16], 64: names[:64]}
 
 
 def measure(before: Worker, after: Worker, rounds: int, log=print) -> dict[str, Any]:
     sets = pattern_sets(before, after)
     contenders: dict[str, dict[str, Any]] = {"plain forward": {"kind": "plain"}}
-    contenders.update({f"detect {n}": {"kind": "detect", "patterns": names} for n, names in sets.items()})
+    contenders.update({f"detect {n}": {"kind": "detect", "patterns": sets[n], "measure": "mass"} for n in (4, 64)})
+    contenders["detect 16 mul"] = {"kind": "detect", "patterns": sets[16], "measure": "mul"}
     workers = {"before": before, "after": after}
     for worker in workers.values():  # warm-up: patterns compiled, code paths touched
         for command in contenders.values():
@@ -121,24 +124,27 @@ def measure(before: Worker, after: Worker, rounds: int, log=print) -> dict[str, 
         log(f"round {round_number + 1} of {rounds}: " + ", ".join(
             f"{w} {c} {runs[w][c][-1]:.2f} s" for w in workers for c in contenders))
     best = {w: {c: min(v) for c, v in runs[w].items()} for w in workers}
-    ratios = {w: {n: best[w][f"detect {n}"] / best[w]["plain forward"] for n in sets} for w in workers}
-    change = {n: ratios["after"][n] / ratios["before"][n] - 1 for n in sets}
+    timed = [c for c in contenders if c != "plain forward"]
+    ratios = {w: {c: best[w][c] / best[w]["plain forward"] for c in timed} for w in workers}
+    change = {c: ratios["after"][c] / ratios["before"][c] - 1 for c in timed}
     return {"rounds": rounds, "n_prompts": N_PROMPTS, "n_tokens": N_TOKENS, "patterns": sets, "runs": runs,
             "best": best, "ratios": ratios, "change": change, "load": os.getloadavg()}
 
 
 def render(results: dict[str, Any], before: str, after: str) -> str:
+    timed = list(results["change"])
     lines = [f"{results['n_prompts']} prompts x {results['n_tokens']} tokens, best of {results['rounds']} "
              f"interleaved rounds; load after {' '.join(f'{x:.2f}' for x in results['load'])}", "",
-             "| revision | plain forward | detect 4 | detect 64 | detect 4 / plain | detect 64 / plain |",
-             "|---|---|---|---|---|---|"]
+             "| revision | plain forward | " + " | ".join(timed) + " | " + " | ".join(f"{c} / plain" for c in timed) + " |",
+             "|---" * (2 + 2 * len(timed)) + "|"]
     for name, label in (("before", before), ("after", after)):
         b, r = results["best"][name], results["ratios"][name]
-        lines.append(f"| {name} ({label}) | {b['plain forward']:.2f} s | {b['detect 4']:.2f} s | "
-                     f"{b['detect 64']:.2f} s | {r[4]:.2f}x | {r[64]:.2f}x |")
+        lines.append(f"| {name} ({label}) | {b['plain forward']:.2f} s | "
+                     + " | ".join(f"{b[c]:.2f} s" for c in timed) + " | "
+                     + " | ".join(f"{r[c]:.2f}x" for c in timed) + " |")
     lines.append("")
     lines.append("change of the ratio, after against before: " + ", ".join(
-        f"{n} patterns {100 * c:+.1f}%" for n, c in results["change"].items()))
+        f"{c} {100 * v:+.1f}%" for c, v in results["change"].items()))
     return "\n".join(lines)
 
 
