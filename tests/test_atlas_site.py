@@ -358,3 +358,43 @@ def test_the_model_page_heads_table_gives_each_head_its_verdict(tmp_path):
     cells = {head: re.search(rf'>{head}</a></td><td>([^<]*)</td>', table).group(1) for head in ("L0H0", "L0H1", "L1H2", "L1H0")}
     assert cells == {"L0H0": "previous_token_head", "L0H1": "none",
                      "L1H2": "induction_head (explained by position)", "L1H0": "–"}
+
+
+def test_a_document_older_than_pattern_is_rule_reads_it_from_the_rule(tmp_path):
+    """A baseline stored before `pattern_is_rule` existed: the pattern that *is* the rule
+    (`k == q - 1`) is not "explained by position", on the head's verdict and on the pattern page
+    (the schema's normalisation must not fill the missing field with False)."""
+    from patternlang.atlas.schema import normalised_document
+    from patternlang.atlas.ranking import head_verdict
+
+    doc = small_document()
+    entry = doc["patterns"]["previous_token_head"]
+    entry["rule"] = "attend k where k == q - 1"
+    entry["positional_baseline"] = {"rule": "k == q - 1", "score": 1.0, "measure": "mass"}  # no pattern_is_rule
+    doc = normalised_document(doc, "old.json")
+    assert doc["patterns"]["previous_token_head"]["positional_baseline"]["pattern_is_rule"] is None
+    best = max(((la, he) for la in range(2) for he in range(3)),
+               key=lambda c: entry["scores"]["mass"][c[0]][c[1]])
+    found = head_verdict(doc, *best)
+    assert found.label == "previous_token_head" and not found.explained_by_position
+    render_site([doc], tmp_path)
+    page = page_text(next((tmp_path / "patterns").glob("previous_token_head*.html")))
+    flags = re.findall(r'<td class="flag">(.*?)</td>', section(page, "<table", "</table>"))
+    assert flags and not any("position" in flag for flag in flags)
+
+
+def test_render_only_shows_verdicts_by_this_versions_rules_not_the_stored_ones(tmp_path):
+    from patternlang.atlas import write_document
+    from patternlang.atlas.cli import run_atlas
+    from patternlang.atlas.document import add_verdicts
+
+    doc = small_document()
+    add_verdicts(doc)
+    label, current = next((la, h["verdict"]["label"]) for la, h in doc["heads"].items() if h["verdict"]["label"])
+    stale = "induction_head" if current != "induction_head" else "previous_token_head"
+    doc["heads"][label]["verdict"]["label"] = stale  # what an older version might have stored
+    write_document(doc, tmp_path)
+    run_atlas(tmp_path, render_only=True, say=lambda text: None)
+    table = section(page_text(next((tmp_path / "models").glob("*.html"))), 'id="head-table"', "</table>")
+    shown = re.search(rf'>{label}</a></td><td>([^<]*)</td>', table).group(1)
+    assert shown == current != stale

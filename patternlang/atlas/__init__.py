@@ -25,7 +25,7 @@ from patternlang.models.facts import model_facts
 from patternlang.files import inside, read_json, safe_file_name
 
 __all__ = ["FORMAT", "build_atlas", "build_document", "load_documents", "read_document", "render_site",
-           "write_document"]
+           "with_current_verdicts", "write_document"]
 
 DATA = "data"
 
@@ -111,13 +111,23 @@ def build_atlas(models: Sequence[Any], out: str | Path, *, patterns: Any = None,
             gather_effects(doc, model, planned, n_prompts=limit,
                            top_k=EFFECTS_TOP_K if effects_top_k is None else effects_top_k, batch_size=batch_size,
                            progress=progress, say=lambda line: tell(f"effects: {line}"))
-            add_verdicts(doc)  # what each head matters for, beside its label
+        add_verdicts(doc)  # by this version's rules (a kept document may predate them), with what each head matters for
         doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         written.append(write_document(doc, out))
         if on_model is not None:
             on_model(doc)
-    render_site(load_documents(out), out)
+    render_site([with_current_verdicts(doc) for doc in load_documents(out)], out)
     return written
+
+
+def with_current_verdicts(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with every head's verdict computed again from the document alone, by this version's
+    rules, so that a site never shows a verdict an older version stored (a copy; the file is
+    unchanged until a run with its model writes it again)."""
+    fresh = dict(doc)
+    fresh["heads"] = {label: dict(entry) for label, entry in (doc.get("heads") or {}).items()}
+    add_verdicts(fresh)
+    return fresh
 
 
 def _rounded(value: Any) -> float | None:

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from patternlang.atlas import build_atlas, load_documents, read_document, render_site, write_document
+from patternlang.atlas import (build_atlas, load_documents, read_document, render_site, with_current_verdicts,
+                              write_document)
 from patternlang.errors import InputError
 
 
@@ -31,7 +32,7 @@ def run_atlas(out: Path, *, models: Sequence[str] = (), patterns: str | None = N
         docs = load_documents(out)
         if not docs:
             raise InputError(f"no atlas documents in {out / 'data'}", hint="build one: patternlang atlas --out DIR")
-        render_site(docs, out)
+        render_site([with_current_verdicts(doc) for doc in docs], out)  # verdicts by this version's rules
         say(f"rendered {len(docs)} model(s) into {out}: {_size(out)}; open {out / 'index.html'}")
         return
     chosen = None

@@ -199,16 +199,16 @@ def document_candidates(doc: Mapping[str, Any], layer: int, head: int) -> list[C
             offsink_baseline=_optional(baseline.get("offsink")) if has_sink else None,
             offsink_low=_optional(ci["offsink"]["low"][layer][head]) if has_sink and "offsink" in ci else None,
             offsink_high=_optional(ci["offsink"]["high"][layer][head]) if has_sink and "offsink" in ci else None,
-            failed=failed, positional=_positional(entry),
+            failed=failed, positional=positional_baseline(entry),
         ))
     return found
 
 
-def _positional(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+def positional_baseline(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     """The entry's positional baseline, with whether the pattern is that very rule (read from its
     rule text when the document predates the field)."""
     baseline = entry.get("positional_baseline")
-    if baseline is None or "pattern_is_rule" in baseline:
+    if baseline is None or baseline.get("pattern_is_rule") is not None:
         return baseline
     try:
         expr, _ = parse_rule(str(entry.get("rule", "")))

@@ -57,7 +57,7 @@ class PositionalBaseline(BaseModel):
     rule: Text | None = None
     score: Number = None
     measure: Name | None = None
-    pattern_is_rule: bool = False
+    pattern_is_rule: bool | None = None  # None in documents before the field: read from the rule (atlas/ranking.py)
     sink: Number = None
     offsink: Number = None
 

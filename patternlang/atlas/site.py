@@ -26,8 +26,8 @@ from typing import Any
 from patternlang.atlas.assets import CSS, palettes, script
 from patternlang.atlas.schema import normalised_document
 from patternlang.atlas.maps import Scale, colour_bar, diverging_scale, excess_scale, heatmap, top_heads
-from patternlang.atlas.ranking import (contenders, head_matches, is_signed, pattern_measure, ranks_lowest,
-                                       strength)
+from patternlang.atlas.ranking import (contenders, head_matches, is_signed, pattern_measure, positional_baseline,
+                                       ranks_lowest, strength)
 from patternlang.engine.matters import RULE, sentence
 from patternlang.engine.verdicts import FLOOR, SINK_PATTERN, holds, parse_requirement
 from patternlang.files import inside, safe_file_name
@@ -561,7 +561,7 @@ def _best_heads(site: Site, doc: Mapping[str, Any], facts: PatternFacts, n: int)
     decides it), and the `require` conditions it fails."""
     entry = doc["patterns"][facts.name]
     ci = (entry.get("ci95") or {}).get(facts.measure)
-    position = entry.get("positional_baseline")
+    position = positional_baseline(entry)
     pos_score = _finite(position.get("score")) if isinstance(position, Mapping) else None
     if pos_score is not None and (position.get("measure") or facts.measure) != facts.measure:
         pos_score = None  # a rule scored in another measure does not compare
