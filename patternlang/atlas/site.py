@@ -561,7 +561,7 @@ def _best_heads(site: Site, doc: Mapping[str, Any], facts: PatternFacts, n: int)
     decides it), and the `require` conditions it fails."""
     entry = doc["patterns"][facts.name]
     ci = (entry.get("ci95") or {}).get(facts.measure)
-    position = positional_baseline(entry)
+    position = positional_baseline(entry) or {}
     pos_score = _finite(position.get("score")) if isinstance(position, Mapping) else None
     if pos_score is not None and (position.get("measure") or facts.measure) != facts.measure:
         pos_score = None  # a rule scored in another measure does not compare
