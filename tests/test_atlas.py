@@ -320,6 +320,10 @@ def test_descriptions_are_added_and_shown(model, atlas_dir, tmp_path):
     assert 'id="description"' in page and '<pre class="rule described-rule">' in page
     assert f'<b class="described-score">{described["score"]:.3f}</b>' in page
     assert f'<b class="described-iou">{described["iou"]:.3f}</b>' in page
+    mixture = described["mixture"]  # the weighted description: rules of the language, weights on the simplex
+    assert mixture and all(0 <= part["weight"] <= 1 for part in mixture)
+    assert sum(part["weight"] for part in mixture) == pytest.approx(1, abs=1e-3)
+    assert 'class="data mixture"' in page and f'<b class="mixture-fit">{described["mixture_fit"]:.3f}</b>' in page
     # Optional: without --describe no head has one, and no page shows the section.
     assert all(h.get("description") is None for h in load_documents(atlas_dir)[0]["heads"].values())
     assert 'id="description"' not in (atlas_dir / "heads/hand-set-tiny/L0H0.html").read_text()

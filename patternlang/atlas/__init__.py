@@ -151,4 +151,7 @@ def _add_descriptions(doc: dict[str, Any], model: Any, probe: Any) -> None:
             "interval": [_rounded(x) for x in head.interval] if head.interval else None,
             "chance": _rounded(head.chance), "iou": _rounded(head.iou), "coverage": _rounded(head.coverage),
             "above_chance": bool(head.above_chance), "best_rule": head.best_rule,
-            "n_prompts": found.n_prompts_held_out}
+            "n_prompts": found.n_prompts_held_out,
+            "mixture": [{"rule": part.rule, "weight": _rounded(part.weight)} for part in head.mixture],
+            "mixture_fit": _rounded(head.mixture_fit), "mixture_iou": _rounded(head.mixture_iou),
+            "rule_fit": _rounded(head.rule_fit)}

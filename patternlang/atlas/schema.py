@@ -161,6 +161,13 @@ class HeadVerdict(BaseModel):
     matters_for: list[HeadMatters] | None = Field(default=None, max_length=100)  # with effects (engine/matters.py)
 
 
+class MixturePart(BaseModel):
+    """One rule of a head's weighted description and its weight (weights >= 0, summing to 1)."""
+    model_config = STRICT
+    rule: Text
+    weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
 class HeadRule(BaseModel):
     """A head's description by `patternlang describe` (discovery `HeadDescription`, held-out numbers)."""
     model_config = STRICT
@@ -174,6 +181,10 @@ class HeadRule(BaseModel):
     above_chance: bool = False
     best_rule: Text | None = None
     n_prompts: Count = 0
+    mixture: list[MixturePart] = Field(default=[], max_length=16)  # the weighted description (discovery/mixture.py)
+    mixture_fit: Number = None
+    mixture_iou: Number = None
+    rule_fit: Number = None
 
 
 class Drawn(BaseModel):

@@ -393,7 +393,11 @@ def _description_view(doc: Mapping[str, Any], label: str) -> dict[str, Any] | No
             "score": _number(found.get("score")), "low": _number(interval[0]), "high": _number(interval[1]),
             "chance": _number(found.get("chance")), "iou": _number(found.get("iou")),
             "coverage": _number(found.get("coverage")), "above_chance": bool(found.get("above_chance")),
-            "n_prompts": found.get("n_prompts", 0)}
+            "n_prompts": found.get("n_prompts", 0),
+            "mixture": [{"rule": part.get("rule"), "weight": _number(part.get("weight"))}
+                        for part in found.get("mixture") or [] if isinstance(part, Mapping)],
+            "mixture_fit": _number(found.get("mixture_fit")), "mixture_iou": _number(found.get("mixture_iou")),
+            "rule_fit": _number(found.get("rule_fit"))}
 
 
 PREVIEW_CHARS = 160
