@@ -324,9 +324,14 @@ def test_descriptions_are_added_and_shown(model, atlas_dir, tmp_path):
     assert mixture and all(0 <= part["weight"] <= 1 for part in mixture)
     assert sum(part["weight"] for part in mixture) == pytest.approx(1, abs=1e-3)
     assert 'class="data mixture"' in page and f'<b class="mixture-fit">{described["mixture_fit"]:.3f}</b>' in page
+    # The model map coloured by description: the head's rule in its cell's title, families in the legend.
+    model_page = next((out / "models").glob("*.html")).read_text()
+    assert "<h2>Descriptions</h2>" in model_page and described["family"] in model_page
+    assert f'<title>L0H0: {described["rule"]} ({described["family"]};' in model_page
     # Optional: without --describe no head has one, and no page shows the section.
     assert all(h.get("description") is None for h in load_documents(atlas_dir)[0]["heads"].values())
     assert 'id="description"' not in (atlas_dir / "heads/hand-set-tiny/L0H0.html").read_text()
+    assert "<h2>Descriptions</h2>" not in next((atlas_dir / "models").glob("*.html")).read_text()
 
 
 def test_descriptions_in_a_document_are_checked(doc, tmp_path):

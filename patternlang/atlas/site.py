@@ -236,7 +236,8 @@ def _model_page(site: Site, doc: Mapping[str, Any]) -> None:
     legend = [{"hue": site.hues[p], "short": shorts[p], "name": p} for p in names]
     site.write(site.model_url(doc), "model.html", m["id"], data, model=m, provenance=_provenance(doc),
                names=names, measures=doc["measures"], heads=range(n_heads), grid=grid, legend=legend, table=table,
-               has_verdicts=bool(verdicts), effect_maps=_effect_maps(site, doc))
+               has_verdicts=bool(verdicts), effect_maps=_effect_maps(site, doc),
+               description_map=_description_map(site, doc))
 
 
 def _verdict_text(verdict: Mapping[str, Any] | None) -> str:
@@ -381,6 +382,40 @@ def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
                      "mosaic": mosaic, "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0)})
     return maps
+
+
+def _description_map(site: Site, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model map coloured by each head's description (`--describe`): its rule's family as the
+    hue, its held-out IoU as the depth of the colour (pale: low), grey where no rule is above chance;
+    None when no head has a description."""
+    m = doc["model"]
+    found = {label: entry["description"] for label, entry in (doc.get("heads") or {}).items()
+             if isinstance(entry, Mapping) and isinstance(entry.get("description"), Mapping)}
+    if not found:
+        return None
+    families = sorted({str(d.get("family")) for d in found.values() if d.get("above_chance") and d.get("family")})
+    hues = {family: round(i * 137.508 + 20) % 360 for i, family in enumerate(families)}
+    mosaic = _mosaic(site, doc, "description", [[None] * m["n_heads"] for _ in range(m["n_layers"])])
+    counts = dict.fromkeys(families, 0)
+    n_none = 0
+    for rect in mosaic["rects"]:
+        label = rect["title"].split(" ")[0]
+        described = found.get(label)
+        if described is None:
+            continue
+        if not described.get("above_chance") or not described.get("family"):
+            n_none += 1
+            rect["title"] = f"{label}: no rule above chance"
+            continue
+        family = str(described["family"])
+        counts[family] += 1
+        iou = described.get("iou")
+        depth = max(0.0, min(1.0, float(iou))) if isinstance(iou, (int, float)) and math.isfinite(iou) else 0.0
+        rect["colour"] = f"hsl({hues[family]},65%,{round(88 - 50 * depth)}%)"
+        rect["title"] = (f"{label}: {described.get('rule')} ({family}; held-out mass {_number(described.get('score'))}, "
+                         f"IoU {_number(iou)})")
+    legend = [{"hue": hues[f], "name": f, "count": counts[f]} for f in families]
+    return {"mosaic": mosaic, "legend": legend, "none": n_none}
 
 
 def _description_view(doc: Mapping[str, Any], label: str) -> dict[str, Any] | None:
