@@ -377,6 +377,9 @@ def test_a_document_older_than_pattern_is_rule_reads_it_from_the_rule(tmp_path):
                key=lambda c: entry["scores"]["mass"][c[0]][c[1]])
     found = head_verdict(doc, *best)
     assert found.label == "previous_token_head" and not found.explained_by_position
+    wrong = copy.deepcopy(doc)  # a document that stored False for it (as a version of this stop did)
+    wrong["patterns"]["previous_token_head"]["positional_baseline"]["pattern_is_rule"] = False
+    assert head_verdict(wrong, *best).label == "previous_token_head"
     render_site([doc], tmp_path)
     page = page_text(next((tmp_path / "patterns").glob("previous_token_head*.html")))
     flags = re.findall(r'<td class="flag">(.*?)</td>', section(page, "<table", "</table>"))

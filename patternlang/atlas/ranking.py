@@ -205,11 +205,12 @@ def document_candidates(doc: Mapping[str, Any], layer: int, head: int) -> list[C
 
 
 def positional_baseline(entry: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The entry's positional baseline, with whether the pattern is that very rule (read from its
-    rule text when the document predates the field)."""
+    """The entry's positional baseline, with whether the pattern is that very rule, read from the
+    pattern's rule text whenever it parses (a document may predate the stored flag, or hold a wrong
+    one: a version of the schema filled a missing flag with False), else the stored flag."""
     baseline = entry.get("positional_baseline")
-    if baseline is None or baseline.get("pattern_is_rule") is not None:
-        return baseline
+    if baseline is None:
+        return None
     try:
         expr, _ = parse_rule(str(entry.get("rule", "")))
     except PatternError:
