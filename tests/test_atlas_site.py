@@ -401,3 +401,19 @@ def test_render_only_shows_verdicts_by_this_versions_rules_not_the_stored_ones(t
     table = section(page_text(next((tmp_path / "models").glob("*.html"))), 'id="head-table"', "</table>")
     shown = re.search(rf'>{label}</a></td><td>([^<]*)</td>', table).group(1)
     assert shown == current != stale
+
+
+def test_a_head_page_with_a_verdict_says_no_second_contradicting_best_match(tmp_path):
+    """The old "best match / no pattern clearly matches" note ranks by excess in each pattern's own
+    measure, which a signed pattern lacks: beside a verdict (which names label, runner-up and margin)
+    it could say "no pattern clearly matches" under "Verdict: negative_name_mover_head"."""
+    from patternlang.atlas.document import add_verdicts
+
+    old = small_document()  # no verdicts stored: the note stays
+    render_site([old], tmp_path / "old")
+    assert "Best match" in page_text(tmp_path / "old/heads/hand-set-tiny/L0H0.html")
+    with_verdicts = copy.deepcopy(old)
+    add_verdicts(with_verdicts)
+    render_site([with_verdicts], tmp_path / "new")
+    page = page_text(tmp_path / "new/heads/hand-set-tiny/L0H0.html")
+    assert "Verdict" in page and not any(words in page for words in ("Best match", "clearly matches", "Ambiguous"))
