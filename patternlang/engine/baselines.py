@@ -30,25 +30,38 @@ def rule_measures(measures: Sequence[str]) -> tuple[str, ...]:
                  and MEASURES[m].blocks is None and MEASURES[m].relative_to is None)
 
 
-def rule_attention(cells: Tensor, first_query: int = 0) -> Tensor:
-    """`[batch, rule, q, k]` float32: each rule's one-hot attention on a block of query rows
-    `first_query ..` (`cells`: the counted cells `[batch, q, k]`, for the shape and the padding)."""
+RULES_AT_ONCE = 3
+"""Rules scored together: each one's one-hot attention is a `[batch, q, k]` tensor (and the
+measures make copies of it), so all 18 at once added about 60 MiB to a block's peak at 8192
+tokens (bench/blocked_memory.py's shape); a few at a time keep the baselines' share small."""
+
+
+def rule_attention(cells: Tensor, first_query: int = 0, rules: slice = slice(None)) -> Tensor:
+    """`[batch, rule, q, k]` float32: the one-hot attention of the rules `rules` (all by default)
+    on a block of query rows `first_query ..` (`cells`: the counted cells `[batch, q, k]`, for the
+    shape and the padding)."""
     batch, rows, n_keys = cells.shape
     queries = torch.arange(rows, device=cells.device) + first_query
     keys = torch.arange(n_keys, device=cells.device)
     offsets = torch.arange(MAX_OFFSET + 1, device=cells.device)
     chosen = torch.cat([queries[None, :] - offsets[:, None], torch.zeros(1, rows, dtype=torch.long,
-                                                                          device=cells.device)])  # [rule, q]
+                                                                          device=cells.device)])[rules]  # [rule, q]
     onehot = (keys[None, None, :] == chosen[:, :, None]).float()  # [rule, q, k]; q - d < 0 marks nothing
     return onehot[None].expand(batch, -1, -1, -1)
 
 
 def rule_partial_sums(targets: Any, measures: Sequence[str]) -> dict[str, Tensor]:
-    """Per prompt, each rule's partial sums `{measure: [batch, pattern, rule]}` on a batch's targets."""
+    """Per prompt, each rule's partial sums `{measure: [batch, pattern, rule]}` on a batch's targets,
+    `RULES_AT_ONCE` rules at a time."""
     if not measures:
         return {}
-    work = LayerWork(rule_attention(targets.cells, targets.first_query), targets)
-    return {m: MEASURES[m].partial_sum(work) for m in measures}
+    parts: dict[str, list[Tensor]] = {m: [] for m in measures}
+    for start in range(0, len(RULES), RULES_AT_ONCE):
+        work = LayerWork(rule_attention(targets.cells, targets.first_query, slice(start, start + RULES_AT_ONCE)),
+                         targets)
+        for m in measures:
+            parts[m].append(MEASURES[m].partial_sum(work))
+    return {m: torch.cat(found, dim=-1) for m, found in parts.items()}
 
 
 def add_rules(sums: dict[str, Tensor], index: Tensor, targets: Any) -> None:
