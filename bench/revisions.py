@@ -106,11 +106,16 @@ def pattern_sets(before: Worker, after: Worker) -> dict[int, list[str]]:
     return {4: names[:4], 16: names[:16], 64: names[:64]}
 
 
-def measure(before: Worker, after: Worker, rounds: int, log=print) -> dict[str, Any]:
+CONTENDERS = ("detect 4", "detect 64", "detect 16 mul")
+
+
+def measure(before: Worker, after: Worker, rounds: int, chosen: tuple[str, ...] = CONTENDERS,
+            log=print) -> dict[str, Any]:
     sets = pattern_sets(before, after)
+    everything = {f"detect {n}": {"kind": "detect", "patterns": sets[n], "measure": "mass"} for n in (4, 64)}
+    everything["detect 16 mul"] = {"kind": "detect", "patterns": sets[16], "measure": "mul"}
     contenders: dict[str, dict[str, Any]] = {"plain forward": {"kind": "plain"}}
-    contenders.update({f"detect {n}": {"kind": "detect", "patterns": sets[n], "measure": "mass"} for n in (4, 64)})
-    contenders["detect 16 mul"] = {"kind": "detect", "patterns": sets[16], "measure": "mul"}
+    contenders.update({name: everything[name] for name in chosen})
     workers = {"before": before, "after": after}
     for worker in workers.values():  # warm-up: patterns compiled, code paths touched
         for command in contenders.values():
@@ -154,12 +159,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--after", type=Path, default=Path(__file__).resolve().parent.parent,
                         help="checkout of the revision after it (default: this one)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS),
+                        help="which detect runs to time beside the plain forward pass")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     before, after = Worker("before", args.before), Worker("after", args.after)
     try:
-        results = measure(before, after, args.rounds)
+        results = measure(before, after, args.rounds, tuple(args.contenders))
     finally:
         before.close()
         after.close()
