@@ -467,3 +467,14 @@ def tiny_gguf(tmp_path, monkeypatch, cache_dir):
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"version one")
     return gguf, reads
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium (tests/browser.py) for the atlas pages' scripts; the test is skipped
+    where none is installed (test_payloads.py overrides this: there, a missing browser fails)."""
+    browser = pytest.importorskip("browser", reason="tests/browser.py")
+    if browser.find_chromium() is None:
+        pytest.skip("no chromium (apt-get install chromium)")
+    with browser.Browser() as running:
+        yield running

@@ -349,16 +349,7 @@ def test_descriptions_in_a_document_are_checked(doc, tmp_path):
 
 
 # --------------------------------------------------------------------------- in a real browser
-
-browser = pytest.importorskip("browser", reason="tests/browser.py")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if browser.find_chromium() is None:
-        pytest.skip("no chromium (apt-get install chromium)")
-    with browser.Browser() as running:
-        yield running
+# (the `chromium` fixture is conftest.py's)
 
 
 def test_pages_in_chromium(chromium, atlas_dir, doc, tmp_path):

@@ -235,16 +235,7 @@ def test_compare_page_maps_have_axes_a_shared_colour_bar_and_numbers(tmp_path):
 
 
 # --------------------------------------------------------------------------- in a real browser
-
-browser = pytest.importorskip("browser", reason="tests/browser.py")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if browser.find_chromium() is None:
-        pytest.skip("no chromium (apt-get install chromium)")
-    with browser.Browser() as running:
-        yield running
+# (the `chromium` fixture is conftest.py's)
 
 
 @pytest.fixture(scope="module")
