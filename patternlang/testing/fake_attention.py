@@ -39,7 +39,10 @@ class _Attention(nn.Module):
         self.hook_pattern = HookPoint()
 
 
-class _Block(nn.Module):
+class PatternOnlyBlock(nn.Module):
+    """A block whose attention is nothing but its `hook_pattern` (`blocks.{l}.attn.hook_pattern`):
+    the fakes and the planted model put their attention through it."""
+
     def __init__(self) -> None:
         super().__init__()
         self.attn = _Attention()
@@ -60,7 +63,7 @@ class FakeAttentionModel(HookedRootModule):
         self.token_k = nn.Parameter(torch.randn(n_layers, d_vocab, n_heads, d_head, generator=generator), requires_grad=False)
         self.pos_q = nn.Parameter(torch.randn(n_layers, n_ctx, n_heads, d_head, generator=generator), requires_grad=False)
         self.pos_k = nn.Parameter(torch.randn(n_layers, n_ctx, n_heads, d_head, generator=generator), requires_grad=False)
-        self.blocks = nn.ModuleList([_Block() for _ in range(n_layers)])
+        self.blocks = nn.ModuleList([PatternOnlyBlock() for _ in range(n_layers)])
         self.tokenizer = ByteTokenizer()
         self.layers_run: list[int] = []
         self.forward_calls = 0

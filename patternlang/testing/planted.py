@@ -20,28 +20,16 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformer_lens.hook_points import HookPoint
 
 from patternlang.compiler import BatchFeatures
 from patternlang.discovery.replace import rule_attention
 from patternlang.library import compile_rule
 from patternlang.pattern import Pattern
+from patternlang.testing.fake_attention import PatternOnlyBlock
 from patternlang.testing.hand_set import (BOS_ID, CHARACTERS, PAD_ID, SPECIAL_TOKENS, UNK_ID, HandSetConfig,
                                           HandSetModel, TokenSubspace)
 
 __all__ = ["PlantedModel", "make_planted_model", "planted_attention"]
-
-
-class _Attention(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook_pattern = HookPoint()
-
-
-class _Block(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.attn = _Attention()
 
 
 def planted_attention(matrix: Tensor, mask: Tensor) -> Tensor:
@@ -55,7 +43,7 @@ class PlantedModel(HandSetModel):
 
     def __init__(self, cfg: HandSetConfig, rules: dict[tuple[int, int], Any], seed: int = 0,
                  random_heads: bool = False):
-        super().__init__(cfg, [_Block() for _ in range(cfg.n_layers)])
+        super().__init__(cfg, [PatternOnlyBlock() for _ in range(cfg.n_layers)])
         self.planted = dict(rules)
         # Rule text, or a function of a batch's `BatchFeatures` giving `[batch, q, k]` (for rules the
         # grammar cannot write yet).
