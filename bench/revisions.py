@@ -37,14 +37,13 @@ import torch
 import patternlang
 from patternlang import probes
 from patternlang.library import shipped_patterns
+sys.path.insert(0, "bench")  # the revision's own bench/common.py
+from common import engine_only
 
 model = patternlang.load_model()
 prompts = probes.repeated_random(model, length=N_TOKENS // 2, repeats=2, batch=N_PROMPTS, seed=0)
 rows = [list(row[:N_TOKENS]) for row in prompts.tokens]
 tokens = torch.tensor(rows)
-
-def engine_only(p):  # as bench/common.engine_only: token-id prompts, no parser or model pre-pass
-    return not (set(p.needs) - {"tokens", "texts", "special_ids", "offsets"})
 
 def run(command):
     kind = command["kind"]
