@@ -378,7 +378,7 @@ def _effect_maps(site: Site, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         scaled = [[v / scale if isinstance(v, (int, float)) else None for v in row] for row in values]
         mosaic = _mosaic(site, doc, metric, scaled, diverging=True)
         for rect, value in zip(mosaic["rects"], (v for row in values for v in row)):
-            rect["title"] = f"{rect['title'].split(' ')[0]} effect on {metric}: {_number(value)}"
+            rect["title"] = f"{rect['label']} effect on {metric}: {_number(value)}"
         maps.append({"metric": metric, "direction": entry.get("direction") or "", "scale": _number(scale),
                      "mosaic": mosaic, "probe": entry.get("probe") or "", "n_prompts": entry.get("n_prompts", 0)})
     return maps
@@ -399,7 +399,7 @@ def _description_map(site: Site, doc: Mapping[str, Any]) -> dict[str, Any] | Non
     counts = dict.fromkeys(families, 0)
     n_none = 0
     for rect in mosaic["rects"]:
-        label = rect["title"].split(" ")[0]
+        label = rect["label"]
         described = found.get(label)
         if described is None:
             continue
@@ -518,8 +518,8 @@ def _mosaic(site: Site, doc: Mapping[str, Any], name: str, values: Any, *, diver
                 x = (max(-1.0, min(1.0, value)) + 1) / 2 if diverging else max(0.0, min(1.0, value))
                 colour = pal[round(x * (len(pal) - 1))]
             label = head_label(layer, head)
-            rects.append({"url": prefix + site.head_url(doc, label), "x": f"{head * w:.2f}", "y": f"{layer * h:.2f}",
-                          "w": f"{w:.2f}", "h": f"{h:.2f}", "colour": colour,
+            rects.append({"label": label, "url": prefix + site.head_url(doc, label), "x": f"{head * w:.2f}",
+                          "y": f"{layer * h:.2f}", "w": f"{w:.2f}", "h": f"{h:.2f}", "colour": colour,
                           "title": f"{label} {name}: {_fmt(value)}"})
     return {"width": MOSAIC_WIDTH, "height": MOSAIC_HEIGHT, "rects": rects}
 
